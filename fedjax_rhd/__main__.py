@@ -1,0 +1,3 @@
+from fedjax_rhd.cli import main
+
+main()

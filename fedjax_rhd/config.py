@@ -1,0 +1,235 @@
+"""Typed configuration: Hydra ConfigStore schemas and their conversion to library objects.
+
+The schemas make a misspelt key or a bad value fail at start with its name
+(OmegaConf struct mode and Enum validation). ``settings_from_config`` is the
+one place config touches code: it turns the composed ``DictConfig`` into
+frozen, hashable library objects; nothing below the entry point sees a
+``DictConfig``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from fedjax_rhd.data import SplitSpec
+from fedjax_rhd.federation.simulator import TrainSchedule
+from fedjax_rhd.models import DeepSurvConfig
+from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
+
+
+class StrategyName(enum.Enum):
+    fedavg = "fedavg"
+    centralized = "centralized"
+    local = "local"
+
+
+class ModelName(enum.Enum):
+    deepsurv = "deepsurv"
+
+
+class Activation(enum.Enum):
+    relu = "relu"
+    selu = "selu"
+    tanh = "tanh"
+    gelu = "gelu"
+
+
+class OptimizerName(enum.Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class BackendName(enum.Enum):
+    simulator = "simulator"
+
+
+class TrackerName(enum.Enum):
+    none = "none"
+
+
+class ScenarioName(enum.Enum):
+    best = "best"
+
+
+@dataclasses.dataclass
+class SeedSchema:
+    data: int = 0  # simulated cohort draw
+    split: int = 0  # test split, node partition, node validation parts
+    init: int = 0  # model initialisation
+    train: int = 0  # dropout keys during training
+
+
+@dataclasses.dataclass
+class UseCaseSchema:
+    name: str = MISSING
+    guide: str = MISSING  # harmonize/guides/<guide>.yaml: the one feature schema
+    source: str = "simulated"
+    n_patients: int = 4427
+
+
+@dataclasses.dataclass
+class SplitSchema:
+    name: str = MISSING
+    fractions: list[float] = MISSING  # training share per node, largest first
+    test_fraction: float = 0.1
+    val_fraction: float = 0.2
+
+
+@dataclasses.dataclass
+class ScenarioSchema:
+    name: ScenarioName = ScenarioName.best
+
+
+@dataclasses.dataclass
+class ModelSchema:
+    name: ModelName = ModelName.deepsurv
+    hidden: list[int] = field(default_factory=lambda: [32, 32])
+    dropout: float = 0.1
+    activation: Activation = Activation.selu
+    l2: float = 1e-4
+    use_observed_mask: bool = True
+
+
+@dataclasses.dataclass
+class ClientSchema:
+    optimizer: OptimizerName = OptimizerName.adam
+    learning_rate: float = 1e-3
+    local_epochs: int = 5
+
+
+@dataclasses.dataclass
+class ServerSchema:
+    learning_rate: float = 1.0
+    momentum: float = 0.0
+
+
+@dataclasses.dataclass
+class StrategySchema:
+    name: StrategyName = StrategyName.fedavg
+    rounds: int = 30
+    patience: int | None = 10
+    client: ClientSchema = field(default_factory=ClientSchema)
+    server: ServerSchema = field(default_factory=ServerSchema)
+
+
+@dataclasses.dataclass
+class BackendSchema:
+    name: BackendName = BackendName.simulator
+
+
+@dataclasses.dataclass
+class TrackerSchema:
+    name: TrackerName = TrackerName.none
+
+
+@dataclasses.dataclass
+class ConfigSchema:
+    use_case: UseCaseSchema = MISSING
+    split: SplitSchema = MISSING
+    scenario: ScenarioSchema = MISSING
+    model: ModelSchema = MISSING
+    strategy: StrategySchema = MISSING
+    backend: BackendSchema = MISSING
+    tracker: TrackerSchema = MISSING
+    seed: SeedSchema = field(default_factory=SeedSchema)
+    data_root: str = "data"  # simulated cohorts and their dataset cards are cached here
+    bootstrap: int = 1000  # resamples for the C-index confidence intervals
+    progress: bool = True  # progress bar over rounds
+
+
+def register_configs() -> None:
+    """Register the schemas; group files name theirs in their defaults list."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=ConfigSchema)
+    for group, schema in [
+        ("use_case", UseCaseSchema),
+        ("split", SplitSchema),
+        ("scenario", ScenarioSchema),
+        ("model", ModelSchema),
+        ("strategy", StrategySchema),
+        ("backend", BackendSchema),
+        ("tracker", TrackerSchema),
+    ]:
+        cs.store(group=group, name=f"{group}_schema", node=schema)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentSettings:
+    """Everything ``experiment.run`` needs, as typed, hashable library objects."""
+
+    use_case: str
+    guide: str
+    source: str
+    n_patients: int
+    seed_data: int
+    data_root: str
+    split: SplitSpec
+    spec: AlgorithmSpec  # num_features is filled in once the data is built
+    schedule: TrainSchedule
+    bootstrap: int
+    tracker: str
+    backend: str
+    progress: bool
+    resolved_config: Any = field(default=None, compare=False, hash=False)
+
+
+def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
+    """Turn the composed config into library objects (the only DictConfig reader)."""
+    m, s = cfg.model, cfg.strategy
+    model_config = DeepSurvConfig(
+        hidden=tuple(int(h) for h in m.hidden),
+        dropout=float(m.dropout),
+        activation=m.activation.value,
+        l2=float(m.l2),
+        use_observed_mask=bool(m.use_observed_mask),
+    )
+    spec = AlgorithmSpec(
+        strategy=s.name.value,
+        model_name=m.name.value,
+        model_config=model_config,
+        num_features=0,
+        client=ClientConfig(
+            optimizer=s.client.optimizer.value,
+            learning_rate=float(s.client.learning_rate),
+            local_epochs=int(s.client.local_epochs),
+        ),
+        server=ServerConfig(learning_rate=float(s.server.learning_rate), momentum=float(s.server.momentum)),
+    )
+    if s.rounds < 1:
+        raise ValueError(f"strategy.rounds must be >= 1, got {s.rounds}")
+    if s.patience is not None and s.patience < 1:
+        raise ValueError(f"strategy.patience must be >= 1 or null, got {s.patience}")
+    return ExperimentSettings(
+        use_case=cfg.use_case.name,
+        guide=cfg.use_case.guide,
+        source=cfg.use_case.source,
+        n_patients=int(cfg.use_case.n_patients),
+        seed_data=int(cfg.seed.data),
+        data_root=str(cfg.data_root),
+        split=SplitSpec(
+            name=cfg.split.name,
+            fractions=tuple(float(f) for f in cfg.split.fractions),
+            test_fraction=float(cfg.split.test_fraction),
+            val_fraction=float(cfg.split.val_fraction),
+            seed=int(cfg.seed.split),
+        ),
+        spec=spec,
+        schedule=TrainSchedule(
+            rounds=int(s.rounds),
+            patience=None if s.patience is None else int(s.patience),
+            seed_init=int(cfg.seed.init),
+            seed_train=int(cfg.seed.train),
+        ),
+        bootstrap=int(cfg.bootstrap),
+        tracker=cfg.tracker.name.value,
+        backend=cfg.backend.name.value,
+        progress=bool(cfg.progress),
+        resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+    )

@@ -1,0 +1,200 @@
+"""From an ML-ready table to federated, padded, time-sorted node arrays.
+
+ARCHITECTURE §1.3: a stratified train/test split (test never seen by training,
+selection or preprocessing), training rows partitioned over nodes by fractions,
+a local validation part per node, federated preprocessing, and ``NodeData`` per
+node sorted by descending time with tie-group ends precomputed and padding rows
+(weight 0) so nodes stack to one shape for ``vmap``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from fedjax_rhd.preprocess import Moments, Preprocessor, encode, fit_federated
+from fedjax_rhd.survival import make_node_data
+from fedjax_rhd.typing import NodeData
+from harmonize.guide import Guide
+
+PAD_MULTIPLE = 64  # round padded sizes up so nearby splits share one compiled shape
+
+# Fixed stream identifiers: each purpose draws from its own stream of seed.split.
+_STREAM_TEST, _STREAM_NODES, _STREAM_VAL = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+    """How rows are split (typed view of ``conf/split`` + seeds)."""
+
+    name: str
+    fractions: tuple[float, ...]  # training share per node, largest first
+    test_fraction: float = 0.1
+    val_fraction: float = 0.2  # per node, for early stopping and node metrics
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.fractions or any(f <= 0 for f in self.fractions):
+            raise ValueError(f"split {self.name!r}: fractions must be positive, got {self.fractions}")
+        if abs(sum(self.fractions) - 1.0) > 1e-6:
+            raise ValueError(f"split {self.name!r}: fractions sum to {sum(self.fractions)}, not 1")
+        if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:
+            raise ValueError(f"split {self.name!r}: test_fraction and val_fraction must be in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedData:
+    """Everything a backend needs; test rows are kept apart from training.
+
+    ``train`` and ``val`` are stacked over nodes (leading axis K, padded);
+    ``test`` is one unpadded ``NodeData``. Per-row side information for the
+    test set (patient ids, oracle risk) is in the same time-sorted order.
+    """
+
+    guide: Guide
+    node_names: tuple[str, ...]
+    train: NodeData
+    val: NodeData
+    test: NodeData
+    n_train: tuple[int, ...]
+    n_val: tuple[int, ...]
+    test_patient_ids: tuple[str, ...]
+    test_oracle_risk: np.ndarray | None
+    preprocessor: Preprocessor
+    moments: Moments
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.node_names)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.train.x.shape[-1])
+
+    def shares(self) -> tuple[float, ...]:
+        total = sum(self.n_train) + sum(self.n_val)
+        return tuple((t + v) / total for t, v in zip(self.n_train, self.n_val, strict=True))
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+
+
+def _allocate(n: int, fractions: Sequence[float]) -> np.ndarray:
+    """Integer counts summing to n, by largest remainder."""
+    raw = np.asarray(fractions) * n
+    counts = np.floor(raw).astype(np.int64)
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[: n - counts.sum()]] += 1
+    return counts
+
+
+def stratified_partition(event: np.ndarray, fractions: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """Assign each row a part index, preserving the event rate in every part.
+
+    Rows must already be in a deterministic order (sorted by ``patient_id``);
+    each event class is shuffled with ``rng`` and cut by ``fractions``.
+    """
+    part = np.empty(len(event), dtype=np.int64)
+    for cls in (0, 1):
+        idx = np.flatnonzero(event == cls)
+        idx = idx[rng.permutation(len(idx))]
+        counts = _allocate(len(idx), fractions)
+        part[idx] = np.repeat(np.arange(len(fractions)), counts)
+    return part
+
+
+def _sort_for_cox(df: pl.DataFrame) -> pl.DataFrame:
+    # patient_id first makes the order deterministic; the stable time sort keeps
+    # it inside tie groups, so make_node_data's own stable sort is the identity.
+    return df.sort("patient_id").sort("time", descending=True, maintain_order=True)
+
+
+def _padded(n: int) -> int:
+    return max(PAD_MULTIPLE, -(-n // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
+def _node_arrays(
+    df: pl.DataFrame, guide: Guide, prep: Preprocessor, pad_to: int | None
+) -> tuple[NodeData, pl.DataFrame]:
+    df = _sort_for_cox(df)
+    values, observed = encode(df, guide)
+    x = prep.transform(values, observed)
+    node = make_node_data(
+        x, observed, df["time"].to_numpy(), df["event"].to_numpy().astype(np.float32), pad_to=pad_to
+    )
+    return node, df
+
+
+def _stack(nodes: Sequence[NodeData]) -> NodeData:
+    return NodeData(*(np.stack(leaves) for leaves in zip(*nodes, strict=True)))
+
+
+def build_federated_data(df: pl.DataFrame, guide: Guide, split: SplitSpec, *, pooled: bool = False) -> FederatedData:
+    """Split a table into test, nodes and node validation parts; fit preprocessing.
+
+    Args:
+        df: ML-ready table (``patient_id``, guide features, ``time``, ``event``).
+        guide: the use case's guide.
+        split: fractions, test/validation fractions and ``seed.split``.
+        pooled: put every node's training (and validation) rows into one node:
+            the ``centralized`` strategy trains on exactly the federation's rows.
+
+    Returns:
+        FederatedData with stacked, padded node arrays.
+    """
+    for col in ("patient_id", "time", "event"):
+        if col not in df.columns:
+            raise KeyError(f"table lacks required column {col!r}")
+    df = df.sort("patient_id")
+    event = df["event"].to_numpy().astype(np.int64)
+    is_test = stratified_partition(event, (1 - split.test_fraction, split.test_fraction), _rng(split.seed, _STREAM_TEST)) == 1
+    test_df = df.filter(pl.Series(is_test))
+    train_df = df.filter(pl.Series(~is_test))
+
+    node_of = stratified_partition(
+        train_df["event"].to_numpy().astype(np.int64), split.fractions, _rng(split.seed, _STREAM_NODES)
+    )
+    val_rng = _rng(split.seed, _STREAM_VAL)
+    node_train: list[pl.DataFrame] = []
+    node_val: list[pl.DataFrame] = []
+    for k in range(len(split.fractions)):
+        part = train_df.filter(pl.Series(node_of == k))
+        in_val = (
+            stratified_partition(
+                part["event"].to_numpy().astype(np.int64), (1 - split.val_fraction, split.val_fraction), val_rng
+            )
+            == 1
+        )
+        node_train.append(part.filter(pl.Series(~in_val)))
+        node_val.append(part.filter(pl.Series(in_val)))
+
+    # Each node computes its statistics on its own training part; only the
+    # statistics reach fit_federated's merge.
+    prep, moments = fit_federated(guide, [encode(part, guide) for part in node_train])
+
+    names = tuple(f"node{k + 1}" for k in range(len(node_train)))
+    if pooled:
+        node_train, node_val, names = [pl.concat(node_train)], [pl.concat(node_val)], ("pooled",)
+    train_pad = _padded(max(len(p) for p in node_train))
+    val_pad = _padded(max(len(p) for p in node_val))
+    train = _stack([_node_arrays(p, guide, prep, train_pad)[0] for p in node_train])
+    val = _stack([_node_arrays(p, guide, prep, val_pad)[0] for p in node_val])
+    test, test_sorted = _node_arrays(test_df, guide, prep, None)
+    oracle = test_sorted["oracle_risk"].to_numpy() if "oracle_risk" in test_sorted.columns else None
+    return FederatedData(
+        guide=guide,
+        node_names=names,
+        train=train,
+        val=val,
+        test=test,
+        n_train=tuple(len(p) for p in node_train),
+        n_val=tuple(len(p) for p in node_val),
+        test_patient_ids=tuple(test_sorted["patient_id"].to_list()),
+        test_oracle_risk=oracle,
+        preprocessor=prep,
+        moments=moments,
+    )

@@ -1,0 +1,203 @@
+"""Federated preprocessing: encoding, standardisation and median imputation.
+
+Every statistic here is computed per node on that node's training rows and
+merged by the manager, so no patient-level value leaves its node and no test
+row influences preprocessing (ARCHITECTURE §1.3):
+
+* moments (count observed, mean, M2) in float64, merged with the parallel
+  formula of Chan, Golub & LeVeque, "Algorithms for computing the sample
+  variance" (1979/1983). Float32 sums of squares lose much of the variance of a
+  feature whose mean is large against its spread; Chan's update does not.
+* medians from per-node histograms on a shared grid over the guide's valid
+  range (summed counts, then linear interpolation inside the median bin).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+
+from harmonize.guide import Guide
+
+HISTOGRAM_BINS = 4096  # resolution of the federated median: range / 4096
+
+
+class Moments(NamedTuple):
+    """Per-column sufficient statistics a node sends (float64)."""
+
+    count: np.ndarray  # f64[d] observed values
+    mean: np.ndarray  # f64[d]
+    m2: np.ndarray  # f64[d] sum of squared deviations from the mean
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessor:
+    """Fitted, federated preprocessing of the encoded feature matrix.
+
+    Attributes:
+        columns: encoded column names (categoricals one-hot, ``name=level``).
+        center: f64[d] subtracted before scaling (mean for continuous, 0 otherwise).
+        scale: f64[d] divisor (standard deviation for continuous, 1 otherwise).
+        fill: f64[d] imputation value in the encoded (pre-standardised) space.
+    """
+
+    columns: tuple[str, ...]
+    center: np.ndarray
+    scale: np.ndarray
+    fill: np.ndarray
+
+    def transform(self, values: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """Impute unobserved entries with ``fill`` and standardise; returns f32."""
+        filled = np.where(observed, values, self.fill[None, :])
+        return ((filled - self.center) / self.scale).astype(np.float32)
+
+    def to_json(self) -> dict[str, list[float] | list[str]]:
+        return {
+            "columns": list(self.columns),
+            "center": self.center.tolist(),
+            "scale": self.scale.tolist(),
+            "fill": self.fill.tolist(),
+        }
+
+
+def encode(df: pl.DataFrame, guide: Guide) -> tuple[np.ndarray, np.ndarray]:
+    """Encode a table in the guide's schema to a float64 matrix and observed mask.
+
+    Continuous features with ``log: true`` become ``log1p(value)``; categoricals
+    become one-hot blocks whose every column is unobserved when the value is
+    missing. Unknown category labels are an error naming the feature and row.
+    """
+    blocks: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for feature in guide.features:
+        if feature.name not in df.columns:
+            raise KeyError(f"table lacks guide feature {feature.name!r} (guide {guide.path})")
+        col = df.get_column(feature.name)
+        present = col.is_not_null().to_numpy()
+        if feature.kind == "categorical":
+            labels = col.cast(pl.String).to_numpy()
+            onehot = np.zeros((len(df), len(feature.levels)))
+            for k, level in enumerate(feature.levels):
+                onehot[:, k] = labels == level
+            bad = present & (onehot.sum(axis=1) == 0)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"feature {feature.name!r}, row {row}: label {labels[row]!r} is not one of "
+                    f"{feature.levels} (guide {guide.path})"
+                )
+            blocks.append(onehot)
+            masks.append(np.repeat(present[:, None], len(feature.levels), axis=1))
+        else:
+            values = col.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64)
+            if feature.log:
+                values = np.log1p(values)
+            blocks.append(np.where(present, values, 0.0)[:, None])
+            masks.append(present[:, None])
+    return np.concatenate(blocks, axis=1), np.concatenate(masks, axis=1)
+
+
+def node_moments(values: np.ndarray, observed: np.ndarray) -> Moments:
+    """One node's (count, mean, M2) per column over observed entries, float64."""
+    values = np.asarray(values, dtype=np.float64)
+    count = observed.sum(axis=0).astype(np.float64)
+    total = np.where(observed, values, 0.0).sum(axis=0)
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    dev = np.where(observed, values - mean, 0.0)
+    return Moments(count, mean, (dev * dev).sum(axis=0))
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Chan et al.'s pairwise merge: exact in exact arithmetic, stable in float64."""
+    count = a.count + b.count
+    delta = b.mean - a.mean
+    safe = np.where(count > 0, count, 1.0)
+    mean = a.mean + delta * b.count / safe
+    m2 = a.m2 + b.m2 + delta * delta * a.count * b.count / safe
+    return Moments(count, np.where(count > 0, mean, 0.0), m2)
+
+
+def merge_all_moments(parts: Sequence[Moments]) -> Moments:
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merge_moments(merged, part)
+    return merged
+
+
+def column_ranges(guide: Guide) -> np.ndarray:
+    """f64[d, 2] value range of every encoded column (log1p applied where declared)."""
+    ranges: list[tuple[float, float]] = []
+    for feature in guide.features:
+        if feature.kind == "continuous":
+            lo, hi = feature.valid_range  # type: ignore[misc]
+            ranges.append((np.log1p(lo), np.log1p(hi)) if feature.log else (lo, hi))
+        else:
+            ranges.extend([(0.0, 1.0)] * feature.width)
+    return np.asarray(ranges, dtype=np.float64)
+
+
+def node_histogram(values: np.ndarray, observed: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """f64[d, bins] counts of observed values on the shared per-column grid."""
+    d = values.shape[1]
+    counts = np.zeros((d, HISTOGRAM_BINS))
+    for j in range(d):
+        lo, hi = ranges[j]
+        v = values[observed[:, j], j]
+        idx = np.clip(((v - lo) / (hi - lo) * HISTOGRAM_BINS).astype(np.int64), 0, HISTOGRAM_BINS - 1)
+        counts[j] = np.bincount(idx, minlength=HISTOGRAM_BINS)
+    return counts
+
+
+def histogram_median(counts: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """Median per column from summed histograms, interpolated inside the bin.
+
+    Binary and one-hot columns (range [0, 1]) get an exact 0/1 answer: the
+    majority value, which is what median imputation means for them.
+    """
+    d = counts.shape[0]
+    medians = np.zeros(d)
+    for j in range(d):
+        total = counts[j].sum()
+        lo, hi = ranges[j]
+        if total == 0:
+            medians[j] = (lo + hi) / 2
+            continue
+        if (lo, hi) == (0.0, 1.0) and counts[j, 1:-1].sum() == 0:
+            medians[j] = float(counts[j, -1] > counts[j, 0])
+            continue
+        cum = np.cumsum(counts[j])
+        b = int(np.searchsorted(cum, total / 2))
+        before = cum[b - 1] if b > 0 else 0.0
+        frac = (total / 2 - before) / counts[j, b]
+        width = (hi - lo) / HISTOGRAM_BINS
+        medians[j] = lo + (b + frac) * width
+    return medians
+
+
+def fit_federated(
+    guide: Guide, node_parts: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> tuple[Preprocessor, Moments]:
+    """Fit preprocessing from per-node statistics only.
+
+    Args:
+        guide: the use case's guide (column kinds and valid ranges).
+        node_parts: per node, its encoded training ``(values, observed)``. Only
+            moments and histograms computed from each part are combined.
+
+    Returns:
+        The preprocessor and the merged moments (for reporting and tests).
+    """
+    ranges = column_ranges(guide)
+    moments = merge_all_moments([node_moments(v, o) for v, o in node_parts])
+    counts = sum(node_histogram(v, o, ranges) for v, o in node_parts)
+    fill = histogram_median(counts, ranges)
+    continuous = np.concatenate([np.full(f.width, f.kind == "continuous") for f in guide.features])
+    std = np.sqrt(np.divide(moments.m2, moments.count - 1, out=np.ones_like(moments.m2), where=moments.count > 1))
+    center = np.where(continuous, moments.mean, 0.0)
+    scale = np.where(continuous & (std > 0), std, 1.0)
+    prep = Preprocessor(columns=guide.encoded_names, center=center, scale=scale, fill=fill)
+    return prep, moments

@@ -1,0 +1,97 @@
+"""Shared types: the data that flows between the data layer, models and strategies.
+
+Parameters are plain pytrees (nested dicts of arrays) everywhere; these
+containers are NamedTuples so they are pytrees too and pass through ``jit`` and
+``vmap`` unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import numpy as np
+
+Params = Any  # a pytree of arrays (nested dict), as produced by ``nnx.split``
+PRNGKey = jax.Array
+Array = jax.Array | np.ndarray
+
+
+class NodeData(NamedTuple):
+    """One node's survival data, ready for a Cox loss without sorting.
+
+    Rows are sorted by descending ``time``; ties keep ``patient_id`` order.
+    Padding rows (``weight == 0``) come last so nodes stack to one shape.
+
+    Attributes:
+        x: f32[n, d] standardised, imputed features (model input).
+        observed: bool[n, d] True where ``x`` holds a measured value.
+        time: f32[n] follow-up time in years.
+        event: f32[n] 1.0 = death observed, 0.0 = censored (0 on padding).
+        weight: f32[n] 1.0 for patients, 0.0 for padding rows.
+        risk_set_end: i32[n] index of the last row of this row's tie group; with
+            rows sorted by descending time, rows ``0..risk_set_end[i]`` are exactly
+            those with ``time >= time[i]`` (Breslow's risk set).
+    """
+
+    x: Array
+    observed: Array
+    time: Array
+    event: Array
+    weight: Array
+    risk_set_end: Array
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.x.shape[-2])
+
+
+class ClientResult(NamedTuple):
+    """What a node sends back after a round: never patient-level rows."""
+
+    params: Params  # updated parameters (or a strategy's payload)
+    num_examples: Array  # f32[] patients that trained (padding excluded)
+    metrics: dict[str, Array]  # scalars, e.g. {"loss": f32[]}
+
+
+class ServerState(NamedTuple):
+    """Manager state between rounds."""
+
+    params: Params  # global parameters (stacked per node for ``local``)
+    opt_state: Any  # server optimiser state (optax)
+    round: Array  # i32[] rounds completed
+
+
+class SurvivalModel(NamedTuple):
+    """A survival model as pure functions over a parameter pytree.
+
+    ``loss`` is the per-node training objective (risk sets stay inside the node);
+    ``risk`` is higher for worse prognosis.
+    """
+
+    init: Any  # (rng, num_features) -> Params
+    loss: Any  # (params, batch: NodeData, rng) -> (f32[], aux dict)
+    risk: Any  # (params, x: f32[n, d]) -> f32[n]
+
+
+class FederatedAlgorithm(NamedTuple):
+    """A strategy: pure functions, no state on any object (ARCHITECTURE §3).
+
+    ``personalized`` marks algorithms whose server state keeps one parameter
+    set per node (``local``); the backend then hands node k its own slice.
+    """
+
+    init: Any  # (params, num_nodes) -> ServerState
+    client_update: Any  # (params, node: NodeData, rng) -> ClientResult
+    aggregate: Any  # (state, results: stacked ClientResult, weights f32[K]) -> ServerState
+    personalized: bool = False
+
+
+class Tracker(Protocol):
+    """Experiment tracker interface (no-op by default)."""
+
+    def log_config(self, config: dict[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def finish(self) -> None: ...

@@ -1,0 +1,38 @@
+"""Shared fixtures: a small simulated cohort and composed configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("FEDJAX_RHD_JAX_CACHE", str(ROOT / ".jax_cache"))
+
+
+@pytest.fixture(scope="session")
+def mds_guide():
+    from harmonize.guide import load_guide
+
+    return load_guide("mds")
+
+
+@pytest.fixture(scope="session")
+def small_cohort(mds_guide, tmp_path_factory):
+    from fedjax_rhd.datasets import load_or_build_simulated
+
+    df, card = load_or_build_simulated(mds_guide, n=800, seed=3, data_root=tmp_path_factory.mktemp("data"))
+    return df, card
+
+
+def compose(overrides: list[str] | None = None):
+    """Compose conf/ with Hydra's compose API (as the CLI would)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from fedjax_rhd.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides or [], return_hydra_config=False)
