@@ -1,0 +1,417 @@
+"""Discrimination metrics for survival models: Harrell's concordance index and bootstraps.
+
+Harrell's C (Harrell, Lee & Mark 1996, "Multivariable prognostic models: issues in
+developing models, evaluating assumptions and adequacy, and measuring and reducing
+errors", Statistics in Medicine 15(4):361-87) is the fraction of comparable pairs of
+patients whose predicted risks are ordered like their observed survival.
+
+Conventions (identical to ``lifelines.utils.concordance_index(time, -risk, event)``):
+
+* A HIGHER ``risk`` means a WORSE prognosis (shorter survival), as for a Cox
+  model's linear predictor.
+* A pair ``(i, j)`` is comparable when ``i`` has an event and either
+  ``t_j > t_i`` (any status of ``j``) or ``t_j == t_i`` with ``j`` censored. Two
+  events at the same time, and pairs of censored rows, are not comparable.
+* A comparable pair is concordant when ``risk_i > risk_j``; tied risks count 0.5.
+
+The pair counts are computed in O(n log n) time with vectorised numpy: every row
+gets an "effective time" key ``(t, 1 - event)`` (a censored row at ``t`` outlives
+the events at ``t``), rows are dense-ranked into groups ``g`` by descending key, so
+that ``(i, j)`` is comparable exactly when ``i`` is an event and ``g_j < g_i``.
+Counting, for every event row, the rows with smaller ``g`` and smaller risk rank
+is a two-dimensional dominance count, done by a divide-and-conquer over the bits
+of ``g``: a Python loop over ``ceil(log2(#groups))`` levels, each level a handful
+of O(n) array operations (a stable partition computed with cumulative sums).
+
+The bootstraps resample rows with replacement. For moderate ``n`` each resample is
+a vector of multiplicities ``w`` and its pair counts are the quadratic forms
+``w @ A @ w`` with the pair-indicator matrices ``A`` of the original rows, so a
+whole batch of resamples is a single matrix product; for large ``n`` each resample
+goes through :func:`concordance_summary`. Both paths give the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "bootstrap_cindex",
+    "concordance_index",
+    "concordance_summary",
+    "paired_bootstrap_difference",
+]
+
+# Largest n for which the bootstraps build dense n x n pair matrices (two or three
+# float64 matrices of n^2 entries: 32 MiB each at this size).
+_DENSE_MAX_N = 2000
+# Resamples per matrix product in the dense bootstrap path.
+_BOOT_BATCH = 256
+
+
+def _as_1d_numeric(name: str, values: Any) -> np.ndarray:
+    """Converts ``values`` to a 1-D real numeric array and rejects NaNs."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and np.isnan(arr).any():
+        raise ValueError(f"NaNs detected in {name}; drop or impute them first")
+    return arr
+
+
+def _validate(time: Any, event: Any, *risks: Any) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Validates survival inputs and returns (time, event as bool, risks)."""
+    t = _as_1d_numeric("time", time)
+    e = _as_1d_numeric("event", event)
+    rs = [_as_1d_numeric("risk" if len(risks) == 1 else f"risk_{k}", r) for k, r in enumerate(risks)]
+    lengths = {len(t), len(e), *(len(r) for r in rs)}
+    if len(lengths) != 1:
+        raise ValueError(
+            "time, event and risk must have the same length, got "
+            f"{len(t)}, {len(e)} and {', '.join(str(len(r)) for r in rs)}"
+        )
+    if e.dtype != bool:
+        if not np.isin(e, (0, 1)).all():
+            raise ValueError("event must contain only 0/1 (or False/True) values")
+        e = e.astype(bool)
+    return t, e, rs
+
+
+def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense ranks (0 = smallest, ties share a rank) and the number of distinct values."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return inverse.astype(np.int64).ravel(), len(uniq)
+
+
+def _time_groups(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, int]:
+    """Groups ``g`` by descending effective time ``(t, 1 - event)``; ``g = 0`` is the latest.
+
+    Row ``j`` outlives event row ``i`` (the pair is comparable) exactly when ``g_j < g_i``.
+    """
+    t_rank, n_times = _dense_rank(time)
+    key = 2 * t_rank + (~event).astype(np.int64)  # censored sorts after events at the same time
+    present = np.bincount(key, minlength=2 * n_times) > 0
+    k_rank = np.cumsum(present) - 1  # dense rank of each key value, O(n) without a second sort
+    n_groups = int(k_rank[-1]) + 1 if len(key) else 0
+    return (n_groups - 1) - k_rank[key], n_groups
+
+
+def _summary_from_ranks(
+    g: np.ndarray, n_groups: int, r: np.ndarray, event: np.ndarray
+) -> tuple[int, int, int]:
+    """Pair counts from time groups ``g`` (0 = latest), risk ranks ``r`` and event flags.
+
+    For every event row ``i``, counts rows ``j`` with ``g_j < g_i`` (comparable), and among
+    those ``r_j < r_i`` (concordant) and ``r_j == r_i`` (tied).
+    """
+    n = len(g)
+    if n == 0 or not event.any():
+        return 0, 0, 0
+
+    # Comparable: rows in strictly earlier (later-time) groups.
+    per_group = np.bincount(g, minlength=n_groups)
+    before = np.cumsum(per_group) - per_group
+    comparable = int(before[g[event]].sum())
+    if comparable == 0:
+        return 0, 0, 0
+
+    # Order rows by (risk rank ascending, group descending). Within one risk value, rows
+    # with larger g (earlier times) come first, which makes the strict "r_j < r_i" count
+    # below exact in the presence of tied risks.
+    key = r * n_groups + (n_groups - 1 - g)
+    order = np.argsort(key)
+    skey = key[order]
+
+    # Tied: rows with the same risk and a smaller g are the ones after row i within its
+    # risk run, past the end of its own (risk, g) run.
+    ev_keys = skey[event[order]]
+    ev_r = ev_keys // n_groups
+    run_end = np.searchsorted(skey, ev_keys, side="right")
+    risk_end = np.searchsorted(skey, (ev_r + 1) * n_groups, side="left")
+    tied = int((risk_end - run_end).sum())
+
+    # Concordant: divide and conquer over the bits of g, from the highest bit down. At
+    # level L the current order is sorted by (block = g >> (L + 1), r asc, g desc); a pair
+    # (j, i) with g_j < g_i is counted at the level of the highest bit where g_j and g_i
+    # differ, where j is in the "left" half (bit L of g is 0) and i in the "right" half
+    # (bit L is 1) of the same block. The left rows that precede a right row i within its
+    # block are exactly those with r_j < r_i (tied risks put right rows first). A stable
+    # partition of every block by bit L then yields the order of level L - 1. Block sizes
+    # and offsets come from the per-group counts (tables of size #groups), so each level
+    # costs a handful of O(n) array operations.
+    idx_t = np.int32 if n < 2**30 else np.int64  # codes reach 2n + 1, positions 2n
+    code = ((g[order] << 1) | event[order]).astype(idx_t)  # (g, event) in the current order
+    positions = np.arange(n, dtype=idx_t)
+    n_bits = int(n_groups - 1).bit_length()
+    rows_per_group = np.zeros(1 << n_bits, dtype=np.int64)
+    rows_per_group[:n_groups] = per_group
+    events_per_group = np.zeros(1 << n_bits, dtype=np.int64)
+    events_per_group[:n_groups] = np.bincount(g[event], minlength=n_groups)
+    concordant = 0
+    for level in range(n_bits - 1, -1, -1):
+        # Per block: rows in the left / right half, right-half events, offsets.
+        halves = rows_per_group.reshape(-1, 2, 1 << level).sum(axis=2)
+        right_events = events_per_group.reshape(-1, 2, 1 << level)[:, 1].sum(axis=1)
+        n_left = halves[:, 0]
+        block_size = halves.sum(axis=1)
+        block_start = np.cumsum(block_size) - block_size
+        left_before_block = np.cumsum(n_left) - n_left  # left rows in earlier blocks
+        # Indexed by half-block h = g >> L = 2 * block + bit: the offset of the new position.
+        offset = np.stack([block_start - left_before_block, n_left + left_before_block], axis=1)
+        offset = offset.ravel().astype(idx_t)
+
+        half = code >> (level + 1)
+        right = half & 1
+        left = 1 - right
+        left_before = np.cumsum(left, dtype=idx_t)
+        left_before -= left  # left rows before each position, over all blocks
+        # Left rows before a right event row within its block = left_before - left_before_block.
+        concordant += int((left_before * (right & code)).sum(dtype=np.int64))
+        concordant -= int(left_before_block @ right_events)
+        # Stable partition of every block, left rows first: a left row moves to
+        # block_start + (left rows before it in the block), a right row to
+        # block_start + n_left + (right rows before it in the block).
+        new_pos = offset[half]
+        new_pos += left_before
+        new_pos += right * (positions - 2 * left_before)
+        code_next = np.empty_like(code)
+        code_next[new_pos] = code
+        code = code_next
+
+    return concordant, tied, comparable
+
+
+def concordance_summary(time: Any, event: Any, risk: Any) -> tuple[int, int, int]:
+    """Counts concordant, tied-risk and comparable pairs for Harrell's C.
+
+    Args:
+        time: Length-n observed times (event or censoring), any real dtype.
+        event: Length-n event indicators, 1/True = event observed, 0/False = censored.
+        risk: Length-n predicted risks; higher means worse prognosis (shorter survival).
+
+    Returns:
+        ``(concordant, tied, comparable)`` as Python ints: comparable pairs (see the module
+        docstring), those where the earlier-failing row has the strictly higher risk, and
+        those with equal risks. Runs in O(n log n) time.
+
+    Raises:
+        ValueError: If the inputs are not 1-D, differ in length, contain NaNs, or ``event``
+            holds values other than 0/1.
+    """
+    t, e, (rk,) = _validate(time, event, risk)
+    g, n_groups = _time_groups(t, e)
+    r, _ = _dense_rank(rk)
+    return _summary_from_ranks(g, n_groups, r, e)
+
+
+def _ratio(concordant: int, tied: int, comparable: int) -> float:
+    if comparable == 0:
+        raise ValueError(
+            "no comparable pairs: Harrell's C needs at least one event followed by a later "
+            "(or same-time censored) observation"
+        )
+    return (concordant + tied / 2) / comparable
+
+
+def concordance_index(time: Any, event: Any, risk: Any) -> float:
+    """Harrell's concordance index, higher risk = worse prognosis.
+
+    Equals ``lifelines.utils.concordance_index(time, -risk, event)`` (same tie rules:
+    two events at the same time are not comparable, an event and a censored row at the
+    same time are, tied risks count 0.5), computed in O(n log n) time.
+
+    Args:
+        time: Length-n observed times (event or censoring).
+        event: Length-n event indicators, 1/True = event observed, 0/False = censored.
+        risk: Length-n predicted risks (e.g. a Cox linear predictor); higher = shorter survival.
+
+    Returns:
+        The C-index in [0, 1]; 0.5 is random ranking, 1.0 perfect.
+
+    Raises:
+        ValueError: If there are no comparable pairs, or the inputs are not 1-D, differ in
+            length, contain NaNs, or ``event`` holds values other than 0/1.
+    """
+    return _ratio(*concordance_summary(time, event, risk))
+
+
+def _bootstrap_indices(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """Row indices of all resamples, i64[n_boot, n]."""
+    return rng.integers(0, n, size=(n_boot, n), dtype=np.int64)
+
+
+def _pair_matrices(
+    g: np.ndarray, event: np.ndarray, risks: list[np.ndarray]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Dense comparable matrix M and score matrices S (1 concordant, 0.5 tied) per risk."""
+    comparable = event[:, None] & (g[None, :] < g[:, None])
+    scores = []
+    for rk in risks:
+        score = np.where(rk[None, :] < rk[:, None], 1.0, np.where(rk[None, :] == rk[:, None], 0.5, 0.0))
+        scores.append(score * comparable)
+    return comparable.astype(np.float64), scores
+
+
+def _bootstrap_cindices(
+    time: np.ndarray, event: np.ndarray, risks: list[np.ndarray], idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """C-index of each risk on each resample (rows ``idx``), and a validity mask.
+
+    Returns:
+        ``(c, valid)``: f64[n_boot, len(risks)] (NaN where invalid) and bool[n_boot], False
+        for resamples without comparable pairs.
+    """
+    n_boot, n = idx.shape
+    out = np.full((n_boot, len(risks)), np.nan)
+    g, n_groups = _time_groups(time, event)
+    if n <= _DENSE_MAX_N:
+        m_mat, s_mats = _pair_matrices(g, event, risks)
+        comp = np.empty(n_boot)
+        for lo in range(0, n_boot, _BOOT_BATCH):
+            chunk = idx[lo : lo + _BOOT_BATCH]
+            b = len(chunk)
+            offsets = (np.arange(b, dtype=np.int64) * n)[:, None]
+            w = np.bincount((chunk + offsets).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+            # Every entry is an integer or half-integer far below 2**52: the sums are exact.
+            comp[lo : lo + b] = np.einsum("bi,bi->b", w @ m_mat, w)
+            for k, s_mat in enumerate(s_mats):
+                out[lo : lo + b, k] = np.einsum("bi,bi->b", w @ s_mat, w)
+        valid = comp > 0
+        out[valid] /= comp[valid, None]
+        out[~valid] = np.nan
+        return out, valid
+    ranks = [_dense_rank(rk)[0] for rk in risks]
+    valid = np.zeros(n_boot, dtype=bool)
+    for b in range(n_boot):
+        rows = idx[b]
+        for k, r in enumerate(ranks):
+            conc, tied, comp = _summary_from_ranks(g[rows], n_groups, r[rows], event[rows])
+            if comp == 0:
+                break
+            out[b, k] = (conc + tied / 2) / comp
+        else:
+            valid[b] = True
+    out[~valid] = np.nan
+    return out, valid
+
+
+def _check_boot_args(n_boot: int, alpha: float) -> None:
+    if int(n_boot) != n_boot or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+
+
+def bootstrap_cindex(
+    time: Any,
+    event: Any,
+    risk: Any,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, float | int]:
+    """Harrell's C with a percentile bootstrap confidence interval.
+
+    Rows are resampled with replacement ``n_boot`` times (``np.random.default_rng(seed)``);
+    resamples without comparable pairs are skipped and counted.
+
+    Args:
+        time: Length-n observed times.
+        event: Length-n event indicators (1 = event, 0 = censored).
+        risk: Length-n predicted risks; higher = worse prognosis.
+        n_boot: Number of bootstrap resamples drawn.
+        seed: Seed of the numpy Generator; the result is deterministic given it.
+        alpha: The interval is the ``alpha/2`` and ``1 - alpha/2`` percentiles.
+
+    Returns:
+        ``{"estimate", "ci_low", "ci_high", "n_boot", "n", "n_skipped"}``: the C-index on all
+        rows, the percentile interval over the valid resamples, the number of resamples
+        drawn, the number of rows and the number of skipped resamples.
+
+    Raises:
+        ValueError: On invalid inputs (see :func:`concordance_index`), no comparable pairs in
+            the data, or no valid resample.
+    """
+    _check_boot_args(n_boot, alpha)
+    t, e, (rk,) = _validate(time, event, risk)
+    estimate = concordance_index(t, e, rk)
+    idx = _bootstrap_indices(np.random.default_rng(seed), len(t), int(n_boot))
+    c, valid = _bootstrap_cindices(t, e, [rk], idx)
+    if not valid.any():
+        raise ValueError("no bootstrap resample has comparable pairs")
+    low, high = np.quantile(c[valid, 0], [alpha / 2, 1 - alpha / 2])
+    return {
+        "estimate": float(estimate),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "n_boot": int(n_boot),
+        "n": len(t),
+        "n_skipped": int((~valid).sum()),
+    }
+
+
+def paired_bootstrap_difference(
+    time: Any,
+    event: Any,
+    risk_a: Any,
+    risk_b: Any,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, float | int]:
+    """Paired bootstrap of the difference C(risk_a) - C(risk_b) on the same rows.
+
+    Both C-indices are computed on the same resampled rows each time, so the interval
+    accounts for the correlation between the two scores. Resamples without comparable pairs
+    (which depend only on ``time`` and ``event``) are skipped.
+
+    Args:
+        time: Length-n observed times.
+        event: Length-n event indicators (1 = event, 0 = censored).
+        risk_a: Length-n risks of the first model; higher = worse prognosis.
+        risk_b: Length-n risks of the second model.
+        n_boot: Number of bootstrap resamples drawn.
+        seed: Seed of the numpy Generator; the result is deterministic given it.
+        alpha: The interval is the ``alpha/2`` and ``1 - alpha/2`` percentiles.
+
+    Returns:
+        ``{"difference", "ci_low", "ci_high", "p_value", "n_boot", "n", "n_skipped"}``. The
+        two-sided ``p_value`` is twice the fraction of bootstrap differences on the other side
+        of 0 from the observed difference (0 itself counts as the other side), capped at 1;
+        it is 1 when the observed difference is 0.
+
+    Raises:
+        ValueError: On invalid inputs (see :func:`concordance_index`), no comparable pairs in
+            the data, or no valid resample.
+    """
+    _check_boot_args(n_boot, alpha)
+    t, e, (ra, rb) = _validate(time, event, risk_a, risk_b)
+    difference = concordance_index(t, e, ra) - concordance_index(t, e, rb)
+    idx = _bootstrap_indices(np.random.default_rng(seed), len(t), int(n_boot))
+    c, valid = _bootstrap_cindices(t, e, [ra, rb], idx)
+    if not valid.any():
+        raise ValueError("no bootstrap resample has comparable pairs")
+    diffs = c[valid, 0] - c[valid, 1]
+    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    if difference > 0:
+        p_value = min(1.0, 2.0 * float(np.mean(diffs <= 0)))
+    elif difference < 0:
+        p_value = min(1.0, 2.0 * float(np.mean(diffs >= 0)))
+    else:
+        p_value = 1.0
+    return {
+        "difference": float(difference),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": p_value,
+        "n_boot": int(n_boot),
+        "n": len(t),
+        "n_skipped": int((~valid).sum()),
+    }
