@@ -69,9 +69,9 @@ class SurvivalModel(NamedTuple):
     ``risk`` is higher for worse prognosis.
     """
 
-    init: Any  # (rng, num_features) -> Params
-    loss: Any  # (params, batch: NodeData, rng) -> (f32[], aux dict)
-    risk: Any  # (params, x: f32[n, d]) -> f32[n]
+    init: Any  # (rng) -> Params; the factory already knows the feature count
+    loss: Any  # (params, batch: NodeData, rng | None) -> (f32[], aux dict); None = no dropout
+    risk: Any  # (params, x: f32[n, d], observed: bool[n, d]) -> f32[n]
 
 
 class FederatedAlgorithm(NamedTuple):
