@@ -5,6 +5,10 @@ A thin ``@hydra.main``: compose ``conf/``, convert to typed settings, run.
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -13,8 +17,12 @@ from fedjax_rhd.config import register_configs, settings_from_config
 
 register_configs()
 
+# conf/ lives at the project's top level (installed editable, as the README does);
+# FEDJAX_RHD_CONF points elsewhere, e.g. a copy of conf/ for a site-packages install.
+CONF_DIR = Path(os.environ.get("FEDJAX_RHD_CONF", Path(__file__).resolve().parents[1] / "conf"))
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig) -> float:
     from fedjax_rhd.experiment import run  # JAX imports after Hydra has parsed the command line
 
@@ -24,4 +32,9 @@ def _app(cfg: DictConfig) -> float:
 
 def main() -> None:
     """Console-script entry point."""
+    if not (CONF_DIR / "config.yaml").is_file():
+        sys.exit(
+            f"fedjax-rhd: no config at {CONF_DIR / 'config.yaml'}; install the project editable "
+            "(pip install -e .) or set FEDJAX_RHD_CONF to a conf/ directory"
+        )
     _app()

@@ -92,7 +92,9 @@ def _allocate(n: int, fractions: Sequence[float]) -> np.ndarray:
     return counts
 
 
-def stratified_partition(event: np.ndarray, fractions: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+def stratified_partition(
+    event: np.ndarray, fractions: Sequence[float], rng: np.random.Generator
+) -> np.ndarray:
     """Assign each row a part index, preserving the event rate in every part.
 
     Rows must already be in a deterministic order (sorted by ``patient_id``);
@@ -133,7 +135,9 @@ def _stack(nodes: Sequence[NodeData]) -> NodeData:
     return NodeData(*(np.stack(leaves) for leaves in zip(*nodes, strict=True)))
 
 
-def build_federated_data(df: pl.DataFrame, guide: Guide, split: SplitSpec, *, pooled: bool = False) -> FederatedData:
+def build_federated_data(
+    df: pl.DataFrame, guide: Guide, split: SplitSpec, *, pooled: bool = False
+) -> FederatedData:
     """Split a table into test, nodes and node validation parts; fit preprocessing.
 
     Args:
@@ -151,7 +155,12 @@ def build_federated_data(df: pl.DataFrame, guide: Guide, split: SplitSpec, *, po
             raise KeyError(f"table lacks required column {col!r}")
     df = df.sort("patient_id")
     event = df["event"].to_numpy().astype(np.int64)
-    is_test = stratified_partition(event, (1 - split.test_fraction, split.test_fraction), _rng(split.seed, _STREAM_TEST)) == 1
+    is_test = (
+        stratified_partition(
+            event, (1 - split.test_fraction, split.test_fraction), _rng(split.seed, _STREAM_TEST)
+        )
+        == 1
+    )
     test_df = df.filter(pl.Series(is_test))
     train_df = df.filter(pl.Series(~is_test))
 
@@ -165,7 +174,9 @@ def build_federated_data(df: pl.DataFrame, guide: Guide, split: SplitSpec, *, po
         part = train_df.filter(pl.Series(node_of == k))
         in_val = (
             stratified_partition(
-                part["event"].to_numpy().astype(np.int64), (1 - split.val_fraction, split.val_fraction), val_rng
+                part["event"].to_numpy().astype(np.int64),
+                (1 - split.val_fraction, split.val_fraction),
+                val_rng,
             )
             == 1
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import jsonschema
 import numpy as np
+import polars as pl
 
 from fedjax_rhd.checkpoint import save_params
 from fedjax_rhd.config import ExperimentSettings
@@ -70,7 +72,9 @@ def _c_index(data: FederatedData, risk: np.ndarray) -> float:
 
 
 def _test_risks(settings: ExperimentSettings, stacked_params: Any, data: FederatedData) -> np.ndarray:
-    return np.asarray(stacked_risks(settings.spec, stacked_params, jnp.asarray(data.test.x), data.test.observed))
+    return np.asarray(
+        stacked_risks(settings.spec, stacked_params, jnp.asarray(data.test.x), data.test.observed)
+    )
 
 
 def validate_results(results: dict[str, Any]) -> None:
@@ -81,6 +85,7 @@ def validate_results(results: dict[str, Any]) -> None:
 def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
     """Run one experiment and write ``results.json`` into ``output_dir``."""
     started = time.perf_counter()
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -109,8 +114,15 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
         tracker.log_metrics(
             {
                 "val_loss_federated": record["val_loss_federated"],
-                **{f"c_index_test/{n}": c for n, c in zip(data.node_names, record["c_index_test_nodes"], strict=True)},
-                **({"c_index_test/global": record["c_index_test_global"]} if "c_index_test_global" in record else {}),
+                **{
+                    f"c_index_test/{n}": c
+                    for n, c in zip(data.node_names, record["c_index_test_nodes"], strict=True)
+                },
+                **(
+                    {"c_index_test/global": record["c_index_test_global"]}
+                    if "c_index_test_global" in record
+                    else {}
+                ),
             },
             step=record["round"],
         )
@@ -160,6 +172,18 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
         if sim.global_params is not None
         else {"nodes": sim.node_params},
     )
+    # Test-set predictions, so reports can pair methods on the same rows (paired bootstrap).
+    predictions = pl.DataFrame(
+        {
+            "patient_id": list(data.test_patient_ids),
+            "time": time_np,
+            "event": event_np,
+            "risk": main_risk,
+            **{f"risk_{name}": risk for name, risk in zip(data.node_names, node_risks, strict=True)},
+            **({} if data.test_oracle_risk is None else {"oracle_risk": data.test_oracle_risk}),
+        }
+    )
+    predictions.write_parquet(output_dir / "test_predictions.parquet")
     per_round = [sim.first_round_seconds, *sim.round_seconds]
     steady = float(np.median(sim.round_seconds)) if sim.round_seconds else 0.0
     results: dict[str, Any] = {
@@ -173,7 +197,10 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
         "nodes": [
             {"name": n, "n_train": a, "n_val": b, "fraction": f}
             for n, a, b, f in zip(
-                data.node_names, data.n_train, data.n_val, settings.split.fractions if not spec.pooled else (1.0,),
+                data.node_names,
+                data.n_train,
+                data.n_val,
+                settings.split.fractions if not spec.pooled else (1.0,),
                 strict=True,
             )
         ],
@@ -220,6 +247,7 @@ def print_summary(results: dict[str, Any]) -> None:
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
     print(
-        f"  best round {final['best_round']} of {final['rounds_run']} | total {timing['total_seconds']:.1f}s, "
+        f"  best round {final['best_round']} of {final['rounds_run']} | "
+        f"total {timing['total_seconds']:.1f}s, "
         f"compile ~{timing['compile_seconds']:.1f}s, {timing['round_compilations']} round compilation(s)\n"
     )

@@ -196,7 +196,9 @@ def fit_federated(
     counts = sum(node_histogram(v, o, ranges) for v, o in node_parts)
     fill = histogram_median(counts, ranges)
     continuous = np.concatenate([np.full(f.width, f.kind == "continuous") for f in guide.features])
-    std = np.sqrt(np.divide(moments.m2, moments.count - 1, out=np.ones_like(moments.m2), where=moments.count > 1))
+    std = np.sqrt(
+        np.divide(moments.m2, moments.count - 1, out=np.ones_like(moments.m2), where=moments.count > 1)
+    )
     center = np.where(continuous, moments.mean, 0.0)
     scale = np.where(continuous & (std > 0), std, 1.0)
     prep = Preprocessor(columns=guide.encoded_names, center=center, scale=scale, fill=fill)

@@ -29,7 +29,12 @@ def test_every_group_option_composes_and_instantiates(group):
 
 def test_defaults_are_fedavg_deepsurv_mds_three_nodes():
     s = settings_from_config(compose())
-    assert (s.spec.strategy, s.spec.model_name, s.use_case, s.split.name) == ("fedavg", "deepsurv", "mds", "three")
+    assert (s.spec.strategy, s.spec.model_name, s.use_case, s.split.name) == (
+        "fedavg",
+        "deepsurv",
+        "mds",
+        "three",
+    )
     assert s.split.fractions == (0.6, 0.3, 0.1) and s.split.test_fraction == 0.1
     assert s.spec.server.learning_rate == 1.0
 
@@ -54,7 +59,11 @@ def test_misspelt_key_fails_naming_it(override):
 
 @pytest.mark.parametrize(
     "override, name",
-    [("strategy.name=fedavgg", "fedavgg"), ("model.activation=sigmoidx", "sigmoidx"), ("seed.split=abc", "abc")],
+    [
+        ("strategy.name=fedavgg", "fedavgg"),
+        ("model.activation=sigmoidx", "sigmoidx"),
+        ("seed.split=abc", "abc"),
+    ],
 )
 def test_bad_value_fails_naming_it(override, name):
     with pytest.raises(Exception) as err:

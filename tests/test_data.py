@@ -49,12 +49,17 @@ def test_rows_sorted_by_descending_time_with_tie_ends(fed):
 
 def test_split_is_deterministic_and_seed_dependent(small_cohort, mds_guide):
     df, _ = small_cohort
-    a = build_federated_data(df, mds_guide, SplitSpec(name="five", fractions=(0.45, 0.2, 0.15, 0.1, 0.1), seed=2))
+    a = build_federated_data(
+        df, mds_guide, SplitSpec(name="five", fractions=(0.45, 0.2, 0.15, 0.1, 0.1), seed=2)
+    )
     b = build_federated_data(
-        df.sample(fraction=1.0, shuffle=True, seed=9), mds_guide,
+        df.sample(fraction=1.0, shuffle=True, seed=9),
+        mds_guide,
         SplitSpec(name="five", fractions=(0.45, 0.2, 0.15, 0.1, 0.1), seed=2),
     )
-    c = build_federated_data(df, mds_guide, SplitSpec(name="five", fractions=(0.45, 0.2, 0.15, 0.1, 0.1), seed=3))
+    c = build_federated_data(
+        df, mds_guide, SplitSpec(name="five", fractions=(0.45, 0.2, 0.15, 0.1, 0.1), seed=3)
+    )
     assert a.test_patient_ids == b.test_patient_ids  # input row order does not matter
     np.testing.assert_array_equal(a.train.x, b.train.x)
     assert a.test_patient_ids != c.test_patient_ids
@@ -62,7 +67,9 @@ def test_split_is_deterministic_and_seed_dependent(small_cohort, mds_guide):
 
 def test_pooled_holds_every_training_row(small_cohort, mds_guide, fed):
     df, _ = small_cohort
-    pooled = build_federated_data(df, mds_guide, SplitSpec(name="three", fractions=(0.6, 0.3, 0.1), seed=1), pooled=True)
+    pooled = build_federated_data(
+        df, mds_guide, SplitSpec(name="three", fractions=(0.6, 0.3, 0.1), seed=1), pooled=True
+    )
     assert pooled.num_nodes == 1
     assert pooled.n_train == (sum(fed.n_train),)
     assert pooled.test_patient_ids == fed.test_patient_ids

@@ -7,7 +7,13 @@ import polars as pl
 import pytest
 
 from fedjax_rhd.data import SplitSpec, build_federated_data
-from fedjax_rhd.preprocess import HISTOGRAM_BINS, histogram_median, merge_all_moments, node_histogram, node_moments
+from fedjax_rhd.preprocess import (
+    HISTOGRAM_BINS,
+    histogram_median,
+    merge_all_moments,
+    node_histogram,
+    node_moments,
+)
 
 
 def test_chan_merge_equals_pooled_on_large_mean_small_spread():
@@ -22,7 +28,9 @@ def test_chan_merge_equals_pooled_on_large_mean_small_spread():
     assert merged.m2[0] / (merged.count[0] - 1) == pytest.approx(pooled.var(ddof=1), rel=1e-9)
     # The trap the design warns about: one-pass float32 sums of squares are far off.
     p32 = pooled.astype(np.float32)
-    naive = (np.sum(p32 * p32, dtype=np.float32) - np.sum(p32, dtype=np.float32) ** 2 / p32.size) / (p32.size - 1)
+    naive = (np.sum(p32 * p32, dtype=np.float32) - np.sum(p32, dtype=np.float32) ** 2 / p32.size) / (
+        p32.size - 1
+    )
     assert abs(naive - pooled.var(ddof=1)) / pooled.var(ddof=1) > 0.5
 
 
@@ -56,8 +64,14 @@ def test_no_test_row_influences_standardisation(small_cohort, mds_guide):
     test_ids = set(base.test_patient_ids)
     # Wild values on every test row; the split depends only on ids and events.
     poisoned = df.with_columns(
-        pl.when(pl.col("patient_id").is_in(list(test_ids))).then(pl.lit(99.0)).otherwise(pl.col("age")).alias("age"),
-        pl.when(pl.col("patient_id").is_in(list(test_ids))).then(pl.lit(19.9)).otherwise(pl.col("hb")).alias("hb"),
+        pl.when(pl.col("patient_id").is_in(list(test_ids)))
+        .then(pl.lit(99.0))
+        .otherwise(pl.col("age"))
+        .alias("age"),
+        pl.when(pl.col("patient_id").is_in(list(test_ids)))
+        .then(pl.lit(19.9))
+        .otherwise(pl.col("hb"))
+        .alias("hb"),
     )
     other = build_federated_data(poisoned, mds_guide, split)
     assert set(other.test_patient_ids) == test_ids

@@ -89,7 +89,9 @@ def test_local_keeps_each_node_model_and_client_update_descends():
     assert state.params["w"].shape == (2, 2)
     x = jnp.array([[[1.0, 1.0], [3.0, 3.0]], [[-2.0, 0.0], [-2.0, 0.0]]])
     ones = jnp.ones((2, 2))
-    nodes = NodeData(x, ones.astype(bool)[..., None].repeat(2, -1), ones, ones, ones, jnp.zeros((2, 2), jnp.int32))
+    nodes = NodeData(
+        x, ones.astype(bool)[..., None].repeat(2, -1), ones, ones, ones, jnp.zeros((2, 2), jnp.int32)
+    )
     keys = jax.random.split(jax.random.key(0), 2)
     results = jax.vmap(algo.client_update)(state.params, nodes, keys)
     new = algo.aggregate(state, results, results.num_examples)

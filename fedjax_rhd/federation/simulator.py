@@ -57,7 +57,9 @@ def node_losses(spec: AlgorithmSpec, stacked_params: Params, data: NodeData) -> 
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def stacked_risks(spec: AlgorithmSpec, stacked_params: Params, x: jax.Array, observed: jax.Array) -> jax.Array:
+def stacked_risks(
+    spec: AlgorithmSpec, stacked_params: Params, x: jax.Array, observed: jax.Array
+) -> jax.Array:
     """f32[K, n] risk of every parameter set on the same rows."""
     TRACE_COUNTS["risk"] += 1
     model = build_model(spec)
@@ -130,7 +132,9 @@ def run_simulation(
     since_best = 0
     rounds: list[dict] = []
     seconds: list[float] = []
-    bar = tqdm(range(1, schedule.rounds + 1), desc=f"{spec.strategy} rounds", disable=not progress, leave=False)
+    bar = tqdm(
+        range(1, schedule.rounds + 1), desc=f"{spec.strategy} rounds", disable=not progress, leave=False
+    )
     for r in bar:
         start = time.perf_counter()
         state, results = federated_round(spec, state, train, jax.random.fold_in(train_key, r))

@@ -28,7 +28,9 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in CLIENT_OPTIMIZERS:
-            raise ValueError(f"client optimizer {self.optimizer!r}: expected one of {sorted(CLIENT_OPTIMIZERS)}")
+            raise ValueError(
+                f"client optimizer {self.optimizer!r}: expected one of {sorted(CLIENT_OPTIMIZERS)}"
+            )
         if self.local_epochs < 1 or self.learning_rate <= 0:
             raise ValueError("client local_epochs must be >= 1 and learning_rate > 0")
 
