@@ -19,7 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from fedjax_rhd.data import SplitSpec
 from fedjax_rhd.federation.simulator import TrainSchedule
-from fedjax_rhd.models import DeepSurvConfig
+from fedjax_rhd.models import MODEL_CONFIGS
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
 
 
@@ -27,10 +27,6 @@ class StrategyName(enum.Enum):
     fedavg = "fedavg"
     centralized = "centralized"
     local = "local"
-
-
-class ModelName(enum.Enum):
-    deepsurv = "deepsurv"
 
 
 class Activation(enum.Enum):
@@ -88,13 +84,20 @@ class ScenarioSchema:
 
 
 @dataclasses.dataclass
-class ModelSchema:
-    name: ModelName = ModelName.deepsurv
+class DeepSurvSchema:
+    """conf/model/deepsurv.yaml; fields mirror ``DeepSurvConfig``."""
+
+    name: str = "deepsurv"
     hidden: list[int] = field(default_factory=lambda: [32, 32])
     dropout: float = 0.1
     activation: Activation = Activation.selu
     l2: float = 1e-4
     use_observed_mask: bool = True
+
+
+# Model name -> its schema; each conf/model/<name>.yaml lists "<name>_schema" in
+# its defaults so a misspelt model key fails at composition.
+MODEL_SCHEMAS: dict[str, type] = {"deepsurv": DeepSurvSchema}
 
 
 @dataclasses.dataclass
@@ -134,7 +137,7 @@ class ConfigSchema:
     use_case: UseCaseSchema = MISSING
     split: SplitSchema = MISSING
     scenario: ScenarioSchema = MISSING
-    model: ModelSchema = MISSING
+    model: Any = MISSING  # validated by the chosen model's own schema
     strategy: StrategySchema = MISSING
     backend: BackendSchema = MISSING
     tracker: TrackerSchema = MISSING
@@ -152,12 +155,13 @@ def register_configs() -> None:
         ("use_case", UseCaseSchema),
         ("split", SplitSchema),
         ("scenario", ScenarioSchema),
-        ("model", ModelSchema),
         ("strategy", StrategySchema),
         ("backend", BackendSchema),
         ("tracker", TrackerSchema),
     ]:
         cs.store(group=group, name=f"{group}_schema", node=schema)
+    for name, schema in MODEL_SCHEMAS.items():
+        cs.store(group="model", name=f"{name}_schema", node=schema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,16 +187,14 @@ class ExperimentSettings:
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
     """Turn the composed config into library objects (the only DictConfig reader)."""
     m, s = cfg.model, cfg.strategy
-    model_config = DeepSurvConfig(
-        hidden=tuple(int(h) for h in m.hidden),
-        dropout=float(m.dropout),
-        activation=m.activation.value,
-        l2=float(m.l2),
-        use_observed_mask=bool(m.use_observed_mask),
-    )
+    if m.name not in MODEL_CONFIGS:
+        raise ValueError(f"model.name={m.name!r}: expected one of {sorted(MODEL_CONFIGS)}")
+    fields = OmegaConf.to_container(m, resolve=True, enum_to_str=True)
+    fields.pop("name")
+    model_config = MODEL_CONFIGS[m.name](**fields)
     spec = AlgorithmSpec(
         strategy=s.name.value,
-        model_name=m.name.value,
+        model_name=m.name,
         model_config=model_config,
         num_features=0,
         client=ClientConfig(
