@@ -20,6 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from fedjax_rhd.data import SplitSpec
 from fedjax_rhd.federation.simulator import TrainSchedule
 from fedjax_rhd.models import MODEL_CONFIGS
+from fedjax_rhd.scenario import ScenarioSpec
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
 
 
@@ -52,6 +53,7 @@ class TrackerName(enum.Enum):
 
 class ScenarioName(enum.Enum):
     best = "best"
+    worst = "worst"
 
 
 @dataclasses.dataclass
@@ -81,6 +83,9 @@ class SplitSchema:
 @dataclasses.dataclass
 class ScenarioSchema:
     name: ScenarioName = ScenarioName.best
+    # node rank ("1" = largest, "-1" = smallest) -> feature groups that node never measured
+    missing_groups: dict[str, list[str]] = field(default_factory=dict)
+    extra_missing: float = 0.0  # extra per-value missingness on every node row
 
 
 @dataclasses.dataclass
@@ -175,6 +180,7 @@ class ExperimentSettings:
     seed_data: int
     data_root: str
     split: SplitSpec
+    scenario: ScenarioSpec
     spec: AlgorithmSpec  # num_features is filled in once the data is built
     schedule: TrainSchedule
     bootstrap: int
@@ -221,6 +227,14 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
             test_fraction=float(cfg.split.test_fraction),
             val_fraction=float(cfg.split.val_fraction),
             seed=int(cfg.seed.split),
+        ),
+        scenario=ScenarioSpec(
+            name=cfg.scenario.name.value,
+            missing_groups=tuple(
+                (int(rank), tuple(str(g) for g in groups))
+                for rank, groups in cfg.scenario.missing_groups.items()
+            ),
+            extra_missing=float(cfg.scenario.extra_missing),
         ),
         spec=spec,
         schedule=TrainSchedule(

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from fedjax_rhd.preprocess import Moments, Preprocessor, encode, fit_federated
+from fedjax_rhd.scenario import BEST, ScenarioSpec, apply_scenario
 from fedjax_rhd.survival import make_node_data
 from fedjax_rhd.typing import NodeData
 from harmonize.guide import Guide
@@ -23,7 +24,7 @@ from harmonize.guide import Guide
 PAD_MULTIPLE = 64  # round padded sizes up so nearby splits share one compiled shape
 
 # Fixed stream identifiers: each purpose draws from its own stream of seed.split.
-_STREAM_TEST, _STREAM_NODES, _STREAM_VAL = 0, 1, 2
+_STREAM_TEST, _STREAM_NODES, _STREAM_VAL, _STREAM_SCENARIO = 0, 1, 2, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,7 @@ class FederatedData:
     test_oracle_risk: np.ndarray | None
     preprocessor: Preprocessor
     moments: Moments
+    scenario: tuple[dict, ...] = ()  # per node: what the scenario removed
 
     @property
     def num_nodes(self) -> int:
@@ -136,7 +138,12 @@ def _stack(nodes: Sequence[NodeData]) -> NodeData:
 
 
 def build_federated_data(
-    df: pl.DataFrame, guide: Guide, split: SplitSpec, *, pooled: bool = False
+    df: pl.DataFrame,
+    guide: Guide,
+    split: SplitSpec,
+    *,
+    pooled: bool = False,
+    scenario: ScenarioSpec = BEST,
 ) -> FederatedData:
     """Split a table into test, nodes and node validation parts; fit preprocessing.
 
@@ -146,6 +153,8 @@ def build_federated_data(
         split: fractions, test/validation fractions and ``seed.split``.
         pooled: put every node's training (and validation) rows into one node:
             the ``centralized`` strategy trains on exactly the federation's rows.
+        scenario: layers each node lacks and extra missingness, applied to the
+            node's rows (never to the test set) before any statistic.
 
     Returns:
         FederatedData with stacked, padded node arrays.
@@ -167,11 +176,14 @@ def build_federated_data(
     node_of = stratified_partition(
         train_df["event"].to_numpy().astype(np.int64), split.fractions, _rng(split.seed, _STREAM_NODES)
     )
+    node_parts = [train_df.filter(pl.Series(node_of == k)) for k in range(len(split.fractions))]
+    node_parts, scenario_report = apply_scenario(
+        node_parts, guide, scenario, _rng(split.seed, _STREAM_SCENARIO)
+    )
     val_rng = _rng(split.seed, _STREAM_VAL)
     node_train: list[pl.DataFrame] = []
     node_val: list[pl.DataFrame] = []
-    for k in range(len(split.fractions)):
-        part = train_df.filter(pl.Series(node_of == k))
+    for part in node_parts:
         in_val = (
             stratified_partition(
                 part["event"].to_numpy().astype(np.int64),
@@ -208,4 +220,5 @@ def build_federated_data(
         test_oracle_risk=oracle,
         preprocessor=prep,
         moments=moments,
+        scenario=tuple(scenario_report),
     )

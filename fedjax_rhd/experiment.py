@@ -96,7 +96,9 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
     df, card = load_or_build_simulated(
         guide, n=settings.n_patients, seed=settings.seed_data, data_root=settings.data_root
     )
-    data = build_federated_data(df, guide, settings.split, pooled=settings.spec.pooled)
+    data = build_federated_data(
+        df, guide, settings.split, pooled=settings.spec.pooled, scenario=settings.scenario
+    )
     spec = dataclasses.replace(settings.spec, num_features=data.num_features)
     settings = dataclasses.replace(settings, spec=spec)
 
@@ -204,6 +206,7 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
                 strict=True,
             )
         ],
+        "scenario": {"name": settings.scenario.name, "nodes": list(data.scenario)},
         "preprocessing": data.preprocessor.to_json(),
         "rounds": sim.rounds,
         "final": final,

@@ -84,3 +84,11 @@ def test_reference_strategies_run(tmp_path, strategy):
     (res,) = _results(tmp_path / "r")
     names = [n["name"] for n in res["final"]["nodes"]]
     assert names == (["pooled"] if strategy == "centralized" else ["node1", "node2", "node3"])
+
+
+def test_worst_scenario_runs_and_records_what_it_removed(tmp_path):
+    _cli([*TINY, "scenario=worst", f"hydra.run.dir={tmp_path / 'w'}"], tmp_path)
+    (res,) = _results(tmp_path / "w")
+    assert res["scenario"]["name"] == "worst"
+    assert res["scenario"]["nodes"][1]["missing_groups"] == ["genomic"]
+    assert res["scenario"]["nodes"][2]["missing_groups"] == ["cytogenetic"]
