@@ -58,6 +58,7 @@ RESOURCE_MODELS: dict[str, type[pydantic.BaseModel]] = {
     "Procedure": Procedure,
 }
 INGEST_REPORT = "ingest.json"
+SOURCE_MANIFEST = "source.json"
 MAX_LISTED = 50  # quarantined rows listed individually in the report (all are counted)
 
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,48}$")
@@ -458,8 +459,21 @@ def ingest_centre(
 def ingest_source(
     source: SourceAdapter, guide: Guide, out_dir: str | Path, *, progress: bool = False
 ) -> dict[str, IngestStats]:
-    """Ingest every centre of a source (patient ids unique over all centres)."""
+    """Ingest every centre of a source (patient ids unique over all centres).
+
+    Also writes ``<out_dir>/source.json`` (adapter, centres, provenance), which
+    extraction copies into the dataset card.
+    """
     require_fhir(guide)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "adapter": source.name,
+        "use_case": guide.use_case,
+        "guide_version": guide.version,
+        "centres": list(source.centres()),
+        "provenance": source.provenance(),
+    }
+    (Path(out_dir) / SOURCE_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     seen: set[str] = set()
     return {
         centre: ingest_centre(

@@ -176,14 +176,65 @@ def build_dataset(
     folder.mkdir(parents=True, exist_ok=True)
     source = _adapter(spec, guide, folder)
     ingest_source(source, guide, folder / "fhir", progress=progress)
-    (folder / "tables").mkdir(exist_ok=True)
-    (folder / "quality").mkdir(exist_ok=True)
+    return extract_dataset(
+        folder / "fhir",
+        folder,
+        guide,
+        name=spec.name,
+        source_card=_spec_card(spec),
+        provenance=source.provenance(),
+        truth=source.truth(),
+        centres=list(source.centres()),
+        progress=progress,
+    )
+
+
+def extract_dataset(
+    fhir_dir: str | Path,
+    folder: str | Path,
+    guide: Guide,
+    *,
+    name: str,
+    source_card: dict[str, Any],
+    provenance: dict[str, Any],
+    truth: pl.DataFrame | None = None,
+    centres: list[str] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """FHIR folder -> ``tables/``, ``quality/`` and the card ``dataset.json`` in ``folder``.
+
+    Args:
+        fhir_dir: holds ``<centre>/<Type>.ndjson`` and ``<centre>/ingest.json``.
+        folder: the dataset folder (created).
+        guide: the guide the resources follow.
+        name: the dataset's name.
+        source_card: ``{"name": source, "options": {...}}`` for the card.
+        provenance: ``source``, ``licence``, ``citation``.
+        truth: simulation ground truth keyed by ``patient_id`` (kept beside the tables).
+        centres: centres to extract (default: every sub-folder of ``fhir_dir``).
+        progress: progress bar over centres.
+
+    Returns:
+        The card.
+    """
+    fhir_dir, folder = Path(fhir_dir), Path(folder)
+    if centres is None:
+        centres = sorted(p.name for p in fhir_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not centres:
+        raise ValueError(f"no centre folders in {fhir_dir}")
+    for sub in ("tables", "quality"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
     centres_card = []
-    centres = list(source.centres())
-    for centre in centres:
-        table, stats = extract_centre(folder / "fhir", centre, guide)
+    iterator: Any = centres
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(centres, desc="extract", unit=" centre", leave=False)
+    for centre in iterator:
+        table, stats = extract_centre(fhir_dir, centre, guide)
         table.write_parquet(folder / "tables" / f"{centre}.parquet")
-        ingest = json.loads((folder / "fhir" / centre / INGEST_REPORT).read_text(encoding="utf-8"))
+        ingest_path = fhir_dir / centre / INGEST_REPORT
+        ingest = json.loads(ingest_path.read_text(encoding="utf-8")) if ingest_path.is_file() else {}
         report = quality_report(table, guide, ingest, stats.to_json())
         (folder / "quality" / f"{centre}.json").write_text(
             json.dumps(report, indent=1) + "\n", encoding="utf-8"
@@ -200,7 +251,6 @@ def build_dataset(
                 "quality_report": f"quality/{centre}.md",
             }
         )
-    truth = source.truth()
     if truth is not None:
         truth.write_parquet(folder / TRUTH_FILE)
     df = _combine(folder, centres, guide)
@@ -211,17 +261,17 @@ def build_dataset(
     card = {
         "format": DATASET_FORMAT,
         "id": dataset_id(df, guide),
-        "name": spec.name,
+        "name": name,
         "use_case": guide.use_case,
         "guide_version": guide.version,
-        "source": _spec_card(spec),
+        "source": source_card,
         "centres": centres_card,
         "n_rows": df.height,
         "n_events": int(df["event"].sum()),
         "features": _features_card(guide),
         "truth_columns": [c for c in (truth.columns if truth is not None else []) if c != "patient_id"],
         "fhir": {"version": "R5 (5.0.0)", "validated_with": f"fhir.resources {fhir_version}"},
-        "provenance": source.provenance(),
+        "provenance": provenance,
     }
     (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
