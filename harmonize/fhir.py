@@ -375,6 +375,7 @@ def ingest_centre(
     seen_ids: set[str] | None = None,
     builder: Callable[..., list[tuple[str | None, dict[str, Any]]]] = build_resources,
     progress: bool = False,
+    total: int | None = None,
 ) -> IngestStats:
     """Build, validate and write one centre's resources as ``<out_dir>/<centre>/<Type>.ndjson``.
 
@@ -387,6 +388,7 @@ def ingest_centre(
             ids stay unique over the dataset.
         builder: resource builder (tests swap in a broken one).
         progress: show a progress bar.
+        total: number of records, for the progress bar.
 
     Returns:
         The centre's statistics, also written to ``<out_dir>/<centre>/ingest.json``.
@@ -409,7 +411,7 @@ def ingest_centre(
     if progress:
         from tqdm import tqdm
 
-        records = tqdm(records, desc=f"FHIR {centre}", unit=" patients", leave=False)
+        records = tqdm(records, desc=f"FHIR {centre}", unit=" patients", total=total, leave=False)
     try:
         for rec in records:
             stats.n_records += 1
@@ -475,9 +477,16 @@ def ingest_source(
     }
     (Path(out_dir) / SOURCE_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     seen: set[str] = set()
+    count = getattr(source, "n_records", None)  # optional: sizes the progress bar
     return {
         centre: ingest_centre(
-            source.records(centre), guide, out_dir, centre, seen_ids=seen, progress=progress
+            source.records(centre),
+            guide,
+            out_dir,
+            centre,
+            seen_ids=seen,
+            progress=progress,
+            total=count(centre) if progress and count is not None else None,
         )
         for centre in source.centres()
     }

@@ -171,6 +171,11 @@ class CanonicalExportSource:
         path = self.folder / TRUTH_FILE
         return pl.read_parquet(path) if path.is_file() else None
 
+    def n_records(self, centre: str) -> int:
+        """Data rows of one centre's export (for progress bars)."""
+        with open(self.folder / f"{centre}.csv", "rb") as fh:
+            return max(sum(1 for line in fh if line.strip()) - 1, 0)
+
     def records(self, centre: str) -> Iterator[PatientRecord]:
         path = self.folder / f"{centre}.csv"
         schema = canonical_schema(self.guide)

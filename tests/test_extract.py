@@ -9,7 +9,7 @@ import orjson
 import polars as pl
 import pytest
 
-from fedjax_rhd.datasets import dataset_id
+from fedjax_rhd.datasets import SIMULATORS, dataset_id, simulator_for
 from fedjax_rhd.simulate.mds import simulate_mds
 from harmonize.extract import extract_centre
 from harmonize.fhir import ingest_centre, ingest_source
@@ -102,17 +102,20 @@ def _round_trip(df, guide, root):
     return {c: extract_centre(root / "fhir", c, guide) for c in centres}
 
 
-def test_mds_round_trip_is_exact_per_centre(tmp_path, mds_guide):
-    df = simulate_mds(mds_guide, n=300, seed=4)
+@pytest.mark.parametrize("use_case", sorted(SIMULATORS))
+def test_simulated_round_trip_is_exact_per_centre(tmp_path, use_case):
+    """Every use case with a simulator: canonical table -> FHIR -> table, bit for bit."""
+    guide = load_guide(use_case)
+    df = simulator_for(use_case)(guide, n=300, seed=4)
     df = df.with_columns(pl.Series("centre", np.array(["north", "south"])[np.arange(300) % 2]))
-    out = _round_trip(df, mds_guide, tmp_path)
+    out = _round_trip(df, guide, tmp_path)
     for centre, (table, stats) in out.items():
         expected = df.filter(pl.col("centre") == centre).drop("oracle_risk").sort("patient_id")
         assert table.equals(expected), centre  # bit-equal values, nulls and dtypes
         assert table.schema == expected.schema
         assert stats.conversions == {} and stats.out_of_range == {} and not stats.quarantined
     combined = pl.concat([t for t, _ in out.values()])
-    assert dataset_id(combined, mds_guide) == dataset_id(df.drop("oracle_risk"), mds_guide)
+    assert dataset_id(combined, guide) == dataset_id(df.drop("oracle_risk"), guide)
 
 
 def test_vectors_treatment_findings_round_trip(tmp_path):
