@@ -128,27 +128,29 @@ def test_training_on_the_harmonised_dataset_equals_training_on_the_canonical_tab
     assert a.rounds[-1]["val_loss_federated"] == b.rounds[-1]["val_loss_federated"]
 
 
-def test_cli_help_build_and_show(tmp_path):
+def test_cli_help_in_a_fresh_process():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-    def cli(*args):
-        proc = subprocess.run(
-            [sys.executable, "-m", "harmonize", *args], env=env, capture_output=True, text=True, cwd=tmp_path
-        )
-        return proc
-
-    help_text = cli("--help")
-    assert help_text.returncode == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "harmonize", "--help"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0
     for word in ("build", "ingest", "extract", "show", "examples"):
-        assert word in help_text.stdout
-    out = cli("build", "--use-case", "mds", "--n", "120", "--seed", "3", "--quiet")
-    assert out.returncode == 0, out.stderr
-    assert "mds-sim-n120-seed3: id ds-" in out.stdout
-    card = json.loads(cli("show", "card", "mds-sim-n120-seed3").stdout)
-    assert card["n_rows"] == 120
-    quality = cli("show", "quality", "mds-sim-n120-seed3")
-    assert quality.returncode == 0 and "## Completeness per feature" in quality.stdout
-    missing = cli("show", "card", "nope")
-    assert missing.returncode != 0 and "no dataset 'nope'" in missing.stderr
-    bad = cli("guide", "no_such_guide")
-    assert bad.returncode == 1 and "no guide at" in bad.stderr
+        assert word in proc.stdout
+
+
+def test_cli_build_and_show(tmp_path, monkeypatch, capsys):
+    from harmonize.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["build", "--use-case", "mds", "--n", "120", "--seed", "3", "--quiet"])
+    assert "mds-sim-n120-seed3: id ds-" in capsys.readouterr().out
+    main(["show", "card", "mds-sim-n120-seed3"])
+    card = json.loads(capsys.readouterr().out)
+    assert card["n_rows"] == 120 and (tmp_path / "data" / "datasets" / "mds-sim-n120-seed3").is_dir()
+    main(["show", "quality", "mds-sim-n120-seed3", "--centre", "simulated"])
+    assert "## Completeness per feature" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no dataset 'nope'"):
+        main(["show", "card", "nope"])
+    with pytest.raises(SystemExit) as err:
+        main(["guide", "no_such_guide"])
+    assert err.value.code == 1 and "no guide at" in capsys.readouterr().err
