@@ -80,6 +80,7 @@ def quality_report(
             },
         },
         "unmapped_resources": extract.get("unmapped_resources", {}),
+        "inferred": extract.get("inferred", {}),
         "timing": {"ingest": ingest.get("timing", {}), "extract_seconds": extract.get("seconds", 0.0)},
     }
 
@@ -147,6 +148,7 @@ def report_markdown(report: dict[str, Any]) -> str:
                 for r, n in report["quarantined"][stage]["reasons"].items()
             ],
         ),
+        ("Values inferred", ["how", "values"], [[k, v] for k, v in report["inferred"].items()]),
         (
             "Resources mapped to no feature",
             ["resource", "count"],

@@ -60,6 +60,22 @@ def _simulated(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, 
     }
 
 
+def wrap_loader(load: Callable[[Guide], pl.DataFrame], provenance: Mapping[str, Any]) -> TableSource:
+    """Wrap a direct loader (``guide -> canonical table``) as a table source.
+
+    Real-cohort loaders that already return ``patient_id, <guide features>,
+    time, event`` (and a ``centre`` column, or one centre named after the
+    source) plug into the registry this way, e.g.
+    ``TABLE_SOURCES["iwgpm"] = wrap_loader(load_iwgpm, {...})``.
+    """
+
+    def source(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:
+        del options
+        return load(guide), dict(provenance)
+
+    return source
+
+
 TABLE_SOURCES: dict[str, TableSource] = {"simulated": _simulated}
 """Sources that produce a canonical table; they go through a canonical export.
 
@@ -110,6 +126,8 @@ def dataset_folder(data_root: str | Path, name: str) -> Path:
 def _adapter(spec: DatasetSpec, guide: Guide, folder: Path) -> SourceAdapter:
     if spec.source in TABLE_SOURCES:
         df, provenance = TABLE_SOURCES[spec.source](guide, spec.options_dict())
+        if "centre" not in df.columns:
+            df = df.with_columns(pl.lit(spec.source).alias("centre"))
         truth = [
             c for c in df.columns if c not in (*guide.feature_names, "patient_id", "centre", "time", "event")
         ]

@@ -190,6 +190,21 @@ def test_panel_distinguishes_wild_type_from_not_tested(tmp_path, mds_guide):
     assert p3 == (0, 0, 0) + (None,) * (len(genes) - 3)  # partial panel: untested genes stay missing
 
 
+def test_variant_off_the_panel_is_kept_and_counted(tmp_path, mds_guide):
+    ingest_centre([_rec("P1", TP53=1, SF3B1=0)], mds_guide, tmp_path, "c1")
+    obs_path = tmp_path / "c1" / "Observation.ndjson"
+    lines = [orjson.loads(x) for x in obs_path.read_bytes().splitlines()]
+    panel = next(r for r in lines if r["code"]["coding"][0]["code"] == "53041-0")
+    # The panel forgets TP53 although a TP53 variant was reported.
+    panel["component"] = [
+        c for c in panel["component"] if c["valueCodeableConcept"]["coding"][0]["display"] != "TP53"
+    ]
+    obs_path.write_bytes(b"\n".join(orjson.dumps(r) for r in lines) + b"\n")
+    table, stats = extract_centre(tmp_path, "c1", mds_guide)
+    assert table["TP53"].to_list() == [1] and table["SF3B1"].to_list() == [0]
+    assert dict(stats.inferred) == {"TP53: variant without a panel entry, kept as 1": 1}
+
+
 def test_conflicts_orphans_and_missing_endpoint_are_counted(tmp_path, mds_guide):
     ingest_centre([_rec("P1", hb=9.0), _rec("P2", hb=10.0)], mds_guide, tmp_path, "c1")
     obs_path = tmp_path / "c1" / "Observation.ndjson"
