@@ -154,3 +154,25 @@ def test_cli_build_and_show(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as err:
         main(["guide", "no_such_guide"])
     assert err.value.code == 1 and "no guide at" in capsys.readouterr().err
+
+
+def test_a_wrapped_loader_goes_through_the_same_path(tmp_path, mds_guide, monkeypatch):
+    table = simulate_mds(mds_guide, n=50, seed=9).drop("centre", "oracle_risk")
+    monkeypatch.setitem(
+        registry.TABLE_SOURCES, "cohort", registry.wrap_loader(lambda guide: table, {"source": "a cohort"})
+    )
+    spec = spec_for_run(use_case="mds", guide="mds", source="cohort", dataset=None, n_patients=0, seed_data=0)
+    df, card = load_or_build_dataset(spec, mds_guide, tmp_path)
+    assert card["name"] == "mds" and card["provenance"] == {"source": "a cohort"}
+    assert [c["name"] for c in card["centres"]] == ["cohort"]  # one centre, named after the source
+    assert df.drop("centre").equals(table.sort("patient_id"))
+
+
+@pytest.mark.slow
+def test_benchmark_meets_the_budget():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_harmonize", ROOT / "experiments/bench/harmonize.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main([])["pipeline_seconds"] <= bench.BUDGET_SECONDS
