@@ -176,6 +176,9 @@ def extract_centre(fhir_dir: str | Path, centre: str, guide: Guide) -> tuple[pl.
     for res in _lines(folder / "Patient.ndjson"):
         stats.n_resources += 1
         rid = res["id"]
+        if rid in pids:
+            stats.unmapped["Patient with a duplicate resource id (later one ignored)"] += 1
+            continue
         ident = next(
             (i for i in res.get("identifier") or [] if i.get("system") == term.PATIENT_ID_SYSTEM), None
         )
@@ -200,7 +203,10 @@ def extract_centre(fhir_dir: str | Path, centre: str, guide: Guide) -> tuple[pl.
     def quantity(f: Feature, rid: str, q: dict[str, Any]) -> None:
         unit = q.get("code") or q.get("unit") or ""
         conv = term.conversion(unit, str(f.unit))
-        if conv is None or "value" not in q:
+        if "value" not in q:
+            stats.reject(f.name, "quantity without a value")
+            return
+        if conv is None:
             stats.reject(f.name, f"unit {unit!r} has no conversion to {f.unit!r}")
             return
         v = float(q["value"])
