@@ -70,6 +70,7 @@ class UseCaseSchema:
     guide: str = MISSING  # harmonize/guides/<guide>.yaml: the one feature schema
     source: str = "simulated"
     n_patients: int = 4427
+    dataset: str | None = None  # registered dataset name (harmonize.registry); built on first use
 
 
 @dataclasses.dataclass
@@ -187,6 +188,7 @@ class ExperimentSettings:
     tracker: str
     backend: str
     progress: bool
+    dataset: str | None = None  # registered dataset name; None = derived from the use case
     resolved_config: Any = field(default=None, compare=False, hash=False)
 
 
@@ -247,5 +249,6 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         tracker=cfg.tracker.name.value,
         backend=cfg.backend.name.value,
         progress=bool(cfg.progress),
+        dataset=cfg.use_case.get("dataset"),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
     )

@@ -66,6 +66,12 @@ def simulator_for(use_case: str) -> Simulator:
         ) from None
 
 
+def generator_info(use_case: str) -> tuple[str, str]:
+    """``(generator version, citation)`` of a use case's simulator."""
+    simulator_for(use_case)
+    return _GENERATOR_INFO[use_case]
+
+
 def _id_columns(df: pl.DataFrame, guide: Guide) -> list[str]:
     cols = [*ID_COLUMNS_HEAD, *guide.feature_names, *ID_COLUMNS_TAIL]
     if ORACLE_COLUMN in df.columns:

@@ -27,12 +27,12 @@ import polars as pl
 from fedjax_rhd.checkpoint import save_params
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data import FederatedData, build_federated_data
-from fedjax_rhd.datasets import load_or_build_simulated
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
 from fedjax_rhd.tracking import make_tracker
 from harmonize.guide import load_guide
+from harmonize.registry import load_or_build_dataset, spec_for_run
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "polars", "hydra-core", "omegaconf")
@@ -89,13 +89,17 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
     enable_compilation_cache()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if settings.source != "simulated":
-        raise ValueError(f"use_case.source={settings.source!r}: only 'simulated' exists so far")
-
     guide = load_guide(settings.guide)
-    df, card = load_or_build_simulated(
-        guide, n=settings.n_patients, seed=settings.seed_data, data_root=settings.data_root
+    # Every run reads harmonised data: source -> FHIR R5 -> ML-ready table, built once and cached.
+    dataset_spec = spec_for_run(
+        use_case=settings.use_case,
+        guide=settings.guide,
+        source=settings.source,
+        dataset=settings.dataset,
+        n_patients=settings.n_patients,
+        seed_data=settings.seed_data,
     )
+    df, card = load_or_build_dataset(dataset_spec, guide, settings.data_root, progress=settings.progress)
     data = build_federated_data(
         df, guide, settings.split, pooled=settings.spec.pooled, scenario=settings.scenario
     )
@@ -195,6 +199,7 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
             "name": card["name"],
             "n_rows": card["n_rows"],
             "n_events": card["n_events"],
+            "guide_version": card["guide_version"],
         },
         "nodes": [
             {"name": n, "n_train": a, "n_val": b, "fraction": f}

@@ -1,5 +1,15 @@
-"""Harmonisation: implementation guides, sources, FHIR and ML-ready extraction."""
+"""Harmonisation: implementation guides, source adapters, FHIR R5 and ML-ready extraction.
 
-from harmonize.guide import Feature, Guide, GuideError, load_guide
+The path (ARCHITECTURE §1.1-1.2): a source adapter (:mod:`harmonize.sources`)
+yields canonical patient records; :mod:`harmonize.fhir` turns them into FHIR R5
+resources validated with ``fhir.resources`` (one NDJSON per resource type per
+centre); :mod:`harmonize.extract` reads them back into one parquet per centre
+in canonical units; :mod:`harmonize.quality` writes the quality reports and
+:mod:`harmonize.registry` registers the dataset (card with a content id) and
+builds missing ones on first use. ``harmonize`` (:mod:`harmonize.cli`) runs
+the steps from the command line.
+"""
 
-__all__ = ["Feature", "Guide", "GuideError", "load_guide"]
+from harmonize.guide import Coding, Feature, FhirMapping, Guide, GuideError, load_guide, require_fhir
+
+__all__ = ["Coding", "Feature", "FhirMapping", "Guide", "GuideError", "load_guide", "require_fhir"]

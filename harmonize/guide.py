@@ -9,20 +9,70 @@ which validates the file and fails naming the file, the feature and the field.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from harmonize import terminology as term
 
 GUIDES_DIR = Path(__file__).resolve().parent / "guides"
 
 FeatureKind = Literal["continuous", "binary", "categorical"]
 KINDS: tuple[str, ...] = ("continuous", "binary", "categorical")
 GROUPS: tuple[str, ...] = ("clinical", "cytogenetic", "genomic", "treatment", "wsi", "pet", "cnv")
+FHIR_RESOURCES: tuple[str, ...] = ("Patient", "Condition", "Observation", "MedicationStatement", "Procedure")
+# Features stored on a resource element rather than as a resource of their own.
+FHIR_ELEMENTS: dict[tuple[str, str], str] = {
+    ("Patient", "gender"): "binary",
+    ("Condition", "onsetAge"): "continuous",
+}
+_LOINC_CODE = re.compile(r"^\d{1,7}-\d$")
+_URI = re.compile(r"^(https?://|urn:)\S+$")
 
 
 class GuideError(ValueError):
     """A guide file is malformed; the message names the file, feature and field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Coding:
+    """A code in a code system (FHIR ``Coding``)."""
+
+    system: str
+    code: str
+    display: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class FhirMapping:
+    """Where a feature lives in FHIR R5 (the guide's ``fhir:`` block of a feature).
+
+    Attributes:
+        resource: ``Patient``, ``Condition``, ``Observation``, ``MedicationStatement``
+            or ``Procedure``.
+        coding: the resource's code (Observation.code, MedicationStatement.medication,
+            Procedure.code); implied for gene variants (LOINC 69548-6).
+        element: a resource element instead of a resource of its own
+            (``Patient.gender``, ``Condition.onsetAge``).
+        positive: for ``Patient.gender``, the gender that encodes 1 (e.g. ``male``).
+        gene: HGNC symbol of a genomic variant feature (Genomics Reporting IG:
+            1 = a variant found, 0 = gene on the patient's panel without variant).
+        hgnc: the gene's HGNC id, checked against the shipped HGNC table.
+        vector: name of an image-feature vector; the features sharing it form one
+            Observation with ``valueSampledData``, components in guide order.
+        value_system: code system of a categorical feature's answers (the levels).
+    """
+
+    resource: str
+    coding: Coding | None = None
+    element: str | None = None
+    positive: str | None = None
+    gene: str | None = None
+    hgnc: str | None = None
+    vector: str | None = None
+    value_system: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +88,7 @@ class Feature:
             are out-of-range input, never silently clipped.
         levels: ordered category labels (categorical features only).
         log: model the feature on a log1p scale (skewed labs such as platelets).
+        fhir: where the feature lives in FHIR (needed to harmonise through FHIR).
     """
 
     name: str
@@ -47,6 +98,7 @@ class Feature:
     valid_range: tuple[float, float] | None = None
     levels: tuple[str, ...] = ()
     log: bool = False
+    fhir: FhirMapping | None = None
 
     @property
     def width(self) -> int:
@@ -64,6 +116,7 @@ class Guide:
     features: tuple[Feature, ...]
     time_unit: str
     path: str
+    condition: Coding | None = None  # the use case's diagnosis (Condition.code), e.g. ICD-10 D46.9
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -132,6 +185,9 @@ def _parse_feature(raw: Any, index: int, path: Path) -> Feature:
             raise _fail(path, where, f"field {field!r} only applies to continuous features")
         if kind != "categorical" and field == "levels" and field in raw:
             raise _fail(path, where, "field 'levels' only applies to categorical features")
+    fhir = None
+    if "fhir" in raw:
+        fhir = _parse_fhir(raw["fhir"], name, kind, group, raw.get("unit"), path)
     return Feature(
         name=name,
         kind=kind,
@@ -140,7 +196,135 @@ def _parse_feature(raw: Any, index: int, path: Path) -> Feature:
         valid_range=valid_range,
         levels=levels,
         log=bool(raw.get("log", False)),
+        fhir=fhir,
     )
+
+
+def _parse_coding(raw: Any, path: Path, where: str) -> Coding:
+    if not isinstance(raw, dict):
+        raise _fail(path, where, f"must be a mapping with 'system' and 'code', got {raw!r}")
+    unknown = set(raw) - {"system", "code", "display"}
+    if unknown:
+        raise _fail(path, where, f"unknown field(s) {sorted(unknown)}; allowed ['code', 'display', 'system']")
+    system, code = raw.get("system"), raw.get("code")
+    if not isinstance(system, str) or not _URI.match(system):
+        raise _fail(path, where, f"field 'system' must be a URI (http(s):// or urn:), got {system!r}")
+    if not isinstance(code, str | int) or not str(code).strip():
+        raise _fail(path, where, f"field 'code' is missing or empty, got {code!r}")
+    code = str(code)
+    if system == term.LOINC and not _LOINC_CODE.match(code):
+        raise _fail(path, where, f"LOINC code {code!r} is malformed (expected e.g. '718-7')")
+    if system == term.SNOMED and not code.isdigit():
+        raise _fail(path, where, f"SNOMED CT code {code!r} must be digits")
+    return Coding(system=system, code=code, display=str(raw.get("display", "")))
+
+
+def _parse_fhir(raw: Any, name: str, kind: str, group: str, unit: Any, path: Path) -> FhirMapping:
+    where = f"feature {name!r} field 'fhir'"
+    if not isinstance(raw, dict):
+        raise _fail(path, where, "must be a mapping")
+    allowed = {"resource", "system", "code", "display", "element", "positive", "gene", "hgnc", "vector"}
+    allowed |= {"value_system"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise _fail(path, where, f"unknown field(s) {sorted(unknown)}; allowed {sorted(allowed)}")
+    resource = raw.get("resource")
+    if resource not in FHIR_RESOURCES:
+        raise _fail(path, where, f"'resource' is {resource!r}, expected one of {FHIR_RESOURCES}")
+    element = raw.get("element")
+    if element is not None:
+        needed = FHIR_ELEMENTS.get((resource, element))
+        if needed is None:
+            raise _fail(
+                path, where, f"element {resource}.{element} is not supported; use {sorted(FHIR_ELEMENTS)}"
+            )
+        if kind != needed:
+            raise _fail(path, where, f"{resource}.{element} holds {needed} features, {name!r} is {kind}")
+        if element == "gender" and raw.get("positive") not in ("male", "female"):
+            raise _fail(
+                path, where, "Patient.gender needs 'positive: male' or 'positive: female' (the 1 value)"
+            )
+        if element == "onsetAge" and unit != "a":
+            raise _fail(path, where, f"Condition.onsetAge needs unit 'a' (years), got {unit!r}")
+        return FhirMapping(resource=resource, element=element, positive=raw.get("positive"))
+    if resource in ("Patient", "Condition"):
+        raise _fail(path, where, f"{resource} features need an 'element' ({sorted(FHIR_ELEMENTS)})")
+    gene = raw.get("gene")
+    if gene is not None:
+        if resource != "Observation" or kind != "binary" or group != "genomic":
+            raise _fail(path, where, "'gene' applies to binary genomic Observation features only")
+        try:
+            hgnc = term.check_gene(str(gene), raw.get("hgnc"))
+        except ValueError as err:
+            raise _fail(path, where, str(err)) from None
+        return FhirMapping(
+            resource=resource,
+            coding=Coding(term.LOINC, term.LOINC_VARIANT, "Genetic variant assessment"),
+            gene=str(gene),
+            hgnc=hgnc,
+        )
+    coding = _parse_coding({k: raw[k] for k in ("system", "code", "display") if k in raw}, path, where)
+    vector = raw.get("vector")
+    if vector is not None and (resource != "Observation" or kind != "continuous"):
+        raise _fail(
+            path, where, "'vector' (valueSampledData) applies to continuous Observation features only"
+        )
+    if resource in ("MedicationStatement", "Procedure") and kind != "binary":
+        raise _fail(path, where, f"{resource} features must be binary (1 = given/done, 0 = not), not {kind}")
+    value_system = raw.get("value_system")
+    if kind == "categorical":
+        value_system = value_system or term.PROJECT
+        if not _URI.match(str(value_system)):
+            raise _fail(path, where, f"'value_system' must be a URI, got {value_system!r}")
+    elif value_system is not None:
+        raise _fail(path, where, "'value_system' applies to categorical features only")
+    return FhirMapping(
+        resource=resource,
+        coding=coding,
+        vector=None if vector is None else str(vector),
+        value_system=value_system,
+    )
+
+
+def _check_vectors(features: tuple[Feature, ...], path: Path) -> None:
+    """Features sharing a vector must share its code and unit (one Observation each)."""
+    seen: dict[str, Feature] = {}
+    for f in features:
+        if f.fhir is None or f.fhir.vector is None:
+            continue
+        first = seen.setdefault(f.fhir.vector, f)
+        if (f.fhir.coding, f.unit, f.group) != (first.fhir.coding, first.unit, first.group):
+            raise _fail(
+                path,
+                f"feature {f.name!r}",
+                f"vector {f.fhir.vector!r} mixes codes, units or groups (first member {first.name!r})",
+            )
+    codes: dict[Coding, str] = {}
+    for f in features:
+        if f.fhir is None or f.fhir.coding is None or f.fhir.gene is not None:
+            continue
+        key = f.fhir.vector or f.name
+        other = codes.setdefault(f.fhir.coding, key)
+        if other != key:
+            raise _fail(
+                path, f"feature {f.name!r}", f"FHIR code {f.fhir.coding.code!r} is also used by {other!r}"
+            )
+
+
+def require_fhir(guide: Guide) -> None:
+    """Fail unless every feature (and the diagnosis) has a FHIR mapping.
+
+    Harmonising through FHIR needs one; adding the ``fhir:`` blocks to a guide
+    is all a new use case needs.
+
+    Raises:
+        GuideError: listing the features without a ``fhir`` block.
+    """
+    missing = [f.name for f in guide.features if f.fhir is None]
+    if missing:
+        raise GuideError(f"{guide.path}: feature(s) {missing} have no 'fhir' block (resource, system, code)")
+    if guide.condition is None:
+        raise GuideError(f"{guide.path}: top level: 'fhir.condition' (the diagnosis code) is missing")
 
 
 def load_guide(use_case_or_path: str | Path) -> Guide:
@@ -172,6 +356,14 @@ def load_guide(use_case_or_path: str | Path) -> Guide:
     reserved = {"patient_id", "centre", "time", "event", "oracle_risk"} & set(names)
     if reserved:
         raise _fail(path, "features", f"reserved column names used as features: {sorted(reserved)}")
+    _check_vectors(features, path)
+    condition = None
+    top_fhir = raw.get("fhir")
+    if top_fhir is not None:
+        if not isinstance(top_fhir, dict) or set(top_fhir) - {"condition"}:
+            raise _fail(path, "top level 'fhir'", "must be a mapping with 'condition' only")
+        if "condition" in top_fhir:
+            condition = _parse_coding(top_fhir["condition"], path, "fhir.condition")
     endpoint = raw["endpoint"]
     try:
         time_unit = str(endpoint["time"]["unit"])
@@ -186,4 +378,5 @@ def load_guide(use_case_or_path: str | Path) -> Guide:
         features=features,
         time_unit=time_unit,
         path=str(path),
+        condition=condition,
     )

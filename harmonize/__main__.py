@@ -1,0 +1,5 @@
+"""``python -m harmonize``."""
+
+from harmonize.cli import main
+
+main()

@@ -1,0 +1,242 @@
+"""``harmonize``: sources -> FHIR R5 -> ML-ready datasets, from the command line.
+
+Typical use (the first command does everything; the others are its steps)::
+
+    harmonize build mds-sim-n4427-seed0 --use-case mds --source simulated --n 4427 --seed 0
+    harmonize show card mds-sim-n4427-seed0
+    harmonize show quality mds-sim-n4427-seed0
+
+    harmonize export-simulated --use-case mds --n 1000 --seed 0 --out exports/mds
+    harmonize ingest --use-case mds --export exports/mds --out fhir/mds
+    harmonize extract --use-case mds --fhir fhir/mds --out datasets/mds-mine
+    harmonize guide mds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+_EPILOG = """\
+steps:  source export --(ingest)--> FHIR R5 NDJSON per resource type per centre
+        --(extract)--> one parquet per centre + quality report + dataset card (content-hash id)
+`build` runs every step for a registered dataset and caches it under DATA_ROOT/datasets/NAME;
+training configs name that dataset (conf/use_case/*.yaml: dataset) and results.json records its id.
+examples:
+  harmonize build mds-sim-n4427-seed0 --use-case mds --n 4427 --seed 0
+  harmonize show quality mds-sim-n4427-seed0
+  harmonize ingest --use-case mds --export exports/mds --out fhir/mds
+"""
+
+
+def _guide(name: str) -> Any:
+    from harmonize.guide import load_guide, require_fhir
+
+    guide = load_guide(name)
+    require_fhir(guide)
+    return guide
+
+
+def _dataset_dir(name_or_dir: str, data_root: str) -> Path:
+    from harmonize.registry import CARD_FILE, dataset_folder
+
+    path = Path(name_or_dir)
+    if (path / CARD_FILE).is_file():
+        return path
+    folder = dataset_folder(data_root, name_or_dir)
+    if not (folder / CARD_FILE).is_file():
+        raise SystemExit(
+            f"harmonize: no dataset {name_or_dir!r} (looked for {path / CARD_FILE} and "
+            f"{folder / CARD_FILE}); build it with `harmonize build`"
+        )
+    return folder
+
+
+def _cmd_build(args: argparse.Namespace) -> None:
+    from harmonize.registry import dataset_folder, load_or_build_dataset, spec_for_run
+
+    guide = _guide(args.use_case)
+    spec = spec_for_run(
+        use_case=guide.use_case,
+        guide=args.use_case,
+        source=args.source,
+        dataset=args.name,
+        n_patients=args.n,
+        seed_data=args.seed,
+    )
+    df, card = load_or_build_dataset(spec, guide, args.data_root, progress=not args.quiet)
+    print(
+        f"{card['name']}: id {card['id']}, {card['n_rows']} rows, {card['n_events']} events, "
+        f"{len(card['centres'])} centre(s) -> {dataset_folder(args.data_root, spec.name)}"
+    )
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from harmonize.registry import TABLE_SOURCES
+    from harmonize.sources import write_canonical_export
+
+    guide = _guide(args.use_case)
+    df, provenance = TABLE_SOURCES["simulated"](guide, {"n": args.n, "seed": args.seed})
+    folder = write_canonical_export(df, guide, args.out, provenance)
+    print(f"wrote the canonical export of {df.height} simulated patients to {folder}")
+
+
+def _cmd_ingest(args: argparse.Namespace) -> None:
+    from harmonize.fhir import ingest_source
+    from harmonize.sources import CanonicalExportSource
+
+    guide = _guide(args.use_case)
+    stats = ingest_source(CanonicalExportSource(args.export, guide), guide, args.out, progress=not args.quiet)
+    for centre, st in stats.items():
+        resources = sum(st.resources.values())
+        print(
+            f"{centre}: {st.n_patients} patients, {resources} resources "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(st.resources.items()))}), "
+            f"{sum(st.quarantined.values())} quarantined -> {Path(args.out) / centre}"
+        )
+
+
+def _cmd_extract(args: argparse.Namespace) -> None:
+    from harmonize.fhir import SOURCE_MANIFEST
+    from harmonize.registry import extract_dataset
+
+    guide = _guide(args.use_case)
+    fhir_dir = Path(args.fhir)
+    manifest_path = fhir_dir / SOURCE_MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    truth = None
+    if args.truth:
+        import polars as pl
+
+        truth = pl.read_parquet(args.truth)
+    card = extract_dataset(
+        fhir_dir,
+        args.out,
+        guide,
+        name=args.name or Path(args.out).name,
+        source_card={"name": "fhir", "options": {"path": str(fhir_dir)}},
+        provenance=manifest.get("provenance", {}),
+        truth=truth,
+        centres=manifest.get("centres"),
+        progress=not args.quiet,
+    )
+    print(f"{card['name']}: id {card['id']}, {card['n_rows']} rows -> {args.out}")
+
+
+def _cmd_show(args: argparse.Namespace) -> None:
+    from harmonize.registry import read_card
+
+    folder = _dataset_dir(args.dataset, args.data_root)
+    card = read_card(folder)
+    if args.what == "card":
+        print(json.dumps(card, indent=2))
+        return
+    centres = [c["name"] for c in card["centres"]]
+    chosen = [args.centre] if args.centre else centres
+    for centre in chosen:
+        if centre not in centres:
+            raise SystemExit(
+                f"harmonize: dataset {card['name']!r} has no centre {centre!r}; centres: {centres}"
+            )
+        suffix = "json" if args.json else "md"
+        print((folder / "quality" / f"{centre}.{suffix}").read_text(encoding="utf-8"))
+
+
+def _cmd_guide(args: argparse.Namespace) -> None:
+    guide = _guide(args.guide)
+    print(
+        f"{guide.use_case} guide v{guide.version} ({guide.path}): diagnosis "
+        f"{guide.condition.system}|{guide.condition.code}"
+    )
+    for f in guide.features:
+        m = f.fhir
+        where = f"{m.resource}.{m.element}" if m.element else m.resource
+        code = f" {m.coding.system}|{m.coding.code}" if m.coding is not None else ""
+        gene = f" gene {m.gene} ({m.hgnc})" if m.gene else ""
+        unit = f" [{f.unit}]" if f.unit else ""
+        print(f"  {f.name:<14} {f.kind:<11} {f.group:<11} {where}{code}{gene}{unit}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``harmonize`` argument parser (build, export-simulated, ingest, extract, show, guide)."""
+    parser = argparse.ArgumentParser(
+        prog="harmonize",
+        description="Harmonise cohort exports through FHIR R5 into registered ML-ready datasets.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, use_case: bool = True) -> None:
+        if use_case:
+            p.add_argument(
+                "--use-case", required=True, help="guide name (harmonize/guides/NAME.yaml) or path"
+            )
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    b = sub.add_parser("build", help="build (or reuse) a registered dataset: every step, cached")
+    b.add_argument("name", nargs="?", default=None, help="dataset name (default: USE_CASE-sim-nN-seedS)")
+    common(b)
+    b.add_argument("--source", default="simulated", help="source of the data (default: simulated)")
+    b.add_argument("--n", type=int, default=4427, help="simulated patients (default: 4427)")
+    b.add_argument("--seed", type=int, default=0, help="simulator seed (default: 0)")
+    b.add_argument("--data-root", default="data", help="cache root (default: data)")
+    b.set_defaults(func=_cmd_build)
+
+    e = sub.add_parser("export-simulated", help="write a simulated cohort as a canonical per-centre export")
+    common(e)
+    e.add_argument("--n", type=int, default=4427, help="patients (default: 4427)")
+    e.add_argument("--seed", type=int, default=0, help="simulator seed (default: 0)")
+    e.add_argument("--out", required=True, help="export folder to write")
+    e.set_defaults(func=_cmd_export)
+
+    i = sub.add_parser(
+        "ingest", help="source export -> validated FHIR R5 NDJSON (one file per type per centre)"
+    )
+    common(i)
+    i.add_argument("--export", required=True, help="canonical export folder (with export.json)")
+    i.add_argument("--out", required=True, help="FHIR folder to write (one sub-folder per centre)")
+    i.set_defaults(func=_cmd_ingest)
+
+    x = sub.add_parser("extract", help="FHIR NDJSON -> per-centre parquet, quality reports, dataset card")
+    common(x)
+    x.add_argument("--fhir", required=True, help="FHIR folder written by `harmonize ingest`")
+    x.add_argument("--out", required=True, help="dataset folder to write")
+    x.add_argument("--name", default=None, help="dataset name (default: the folder's name)")
+    x.add_argument(
+        "--truth", default=None, help="optional ground-truth parquet (simulations) to keep beside it"
+    )
+    x.set_defaults(func=_cmd_extract)
+
+    s = sub.add_parser("show", help="print a dataset's card or its quality report(s)")
+    s.add_argument("what", choices=["card", "quality"], help="card (JSON) or quality (Markdown; --json)")
+    s.add_argument("dataset", help="dataset name (under DATA_ROOT/datasets) or folder")
+    s.add_argument("--centre", default=None, help="one centre's quality report (default: all)")
+    s.add_argument("--json", action="store_true", help="quality report as JSON")
+    s.add_argument("--data-root", default="data", help="cache root (default: data)")
+    s.set_defaults(func=_cmd_show)
+
+    g = sub.add_parser("guide", help="check a guide and list where each feature lives in FHIR")
+    g.add_argument("guide", help="guide name or path")
+    g.set_defaults(func=_cmd_guide)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    from fedjax_rhd.datasets import DatasetCacheError
+    from harmonize.guide import GuideError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (GuideError, DatasetCacheError, FileNotFoundError, ValueError, KeyError) as err:
+        print(f"harmonize {args.command}: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
