@@ -21,6 +21,7 @@ from fedjax_rhd.data import SplitSpec
 from fedjax_rhd.federation.simulator import TrainSchedule
 from fedjax_rhd.models import MODEL_CONFIGS
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
+from fedjax_rhd.tracking import TrackerSettings
 
 
 class StrategyName(enum.Enum):
@@ -48,6 +49,8 @@ class BackendName(enum.Enum):
 
 class TrackerName(enum.Enum):
     none = "none"
+    wandb = "wandb"
+    mlflow = "mlflow"
 
 
 class ScenarioName(enum.Enum):
@@ -129,7 +132,14 @@ class BackendSchema:
 
 @dataclasses.dataclass
 class TrackerSchema:
+    """conf/tracker/<name>.yaml; fields mirror ``fedjax_rhd.tracking.TrackerSettings``."""
+
     name: TrackerName = TrackerName.none
+    project: str = "fedjax_rhd"
+    run_name: str | None = None
+    mode: str | None = None  # wandb only
+    tracking_uri: str | None = None  # mlflow only
+    registered_model: str | None = None  # mlflow only
 
 
 @dataclasses.dataclass
@@ -178,7 +188,7 @@ class ExperimentSettings:
     spec: AlgorithmSpec  # num_features is filled in once the data is built
     schedule: TrainSchedule
     bootstrap: int
-    tracker: str
+    tracker: TrackerSettings
     backend: str
     progress: bool
     resolved_config: Any = field(default=None, compare=False, hash=False)
@@ -230,7 +240,9 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
             seed_train=int(cfg.seed.train),
         ),
         bootstrap=int(cfg.bootstrap),
-        tracker=cfg.tracker.name.value,
+        tracker=TrackerSettings(
+            **OmegaConf.to_container(cfg.tracker, resolve=True, enum_to_str=True)  # type: ignore[arg-type]
+        ),
         backend=cfg.backend.name.value,
         progress=bool(cfg.progress),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
