@@ -183,7 +183,8 @@ table.survival { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 table.survival th { background: #1f4e79; color: #ffffff; padding: 0.4em 0.6em; text-align: left; }
 table.survival td { border: 1px solid #b7c4d1; padding: 0.35em 0.6em; white-space: nowrap; }
 table.survival td.na { color: #7a7a7a; font-style: italic; white-space: normal; max-width: 14em; }
-p.method { max-width: 60em; color: #333; } img { max-width: 100%; border: 1px solid #ddd; }
+div.scroll { overflow-x: auto; } p.method { max-width: 60em; color: #333; }
+img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
@@ -195,14 +196,15 @@ def html_page(rows: list[Row], figures: list[Path | None], margin: float) -> str
         '<html lang="en"><head><meta charset="utf-8"><title>fedjax_rhd survival table</title>',
         f"<style>{_CSS}</style></head><body>",
         "<h1>Survival table (C-index on the test set)</h1>",
-        f'<p class="method">{e(METHOD)}</p>',
+        f'<p class="method">{e(METHOD.replace("*", "").replace("`", ""))}</p>',
     ]
     for (split, model), members in _tables(rows).items():
         group = [rows[i] for i in members]
         parts.append(f"<h2>split {e(split)}, model {e(model)}</h2>")
         columns = _columns(group)
         header = ["use case", "scenario", "federated strategy", *(h for _, h in columns)]
-        parts.append('<table class="survival"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in header))
+        parts.append('<div class="scroll"><table class="survival"><thead><tr>')
+        parts.append("".join(f"<th>{e(h)}</th>" for h in header))
         parts.append("</tr></thead><tbody>")
         for row in group:
             cells = [
@@ -214,7 +216,7 @@ def html_page(rows: list[Row], figures: list[Path | None], margin: float) -> str
                 for c in _cells(row, columns)
             ]
             parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</tbody></table><ul>")
+        parts.append("</tbody></table></div><ul>")
         for row in group:
             parts.append(
                 f"<li>{e(sentence(row, margin))}" + "".join(f"<br><em>note: {e(n)}</em>" for n in row.notes)
