@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from fedjax_rhd.report.runs import CENTRALIZED, LOCAL, ReportInputError, RowKey, Run, config_differences
 from fedjax_rhd.report.stats import Interval, SeedRows, combine_reported, mean_over_seeds, paired_difference
@@ -85,10 +86,16 @@ class _Scorer:
         self.n_boot, self.boot_seed = n_boot, boot_seed
         self._rows: dict[tuple[RowKey, int], tuple[SeedRows, list, Path]] = {}
         self._cache: dict[tuple[str, str], tuple[float, np.ndarray]] = {}
+        self._predictions: dict[Path, pl.DataFrame] = {}
+
+    def predictions(self, run: Run) -> pl.DataFrame:
+        if run.path not in self._predictions:
+            self._predictions[run.path] = run.predictions()
+        return self._predictions[run.path]
 
     def rows_for(self, run: Run) -> SeedRows:
         key = (run.row, run.seed)
-        pred = run.predictions()
+        pred = self.predictions(run)
         if key not in self._rows:
             rows = SeedRows(
                 pred["time"].to_numpy(),
@@ -113,7 +120,7 @@ class _Scorer:
             return None
         key = (str(run.path), column)
         if key not in self._cache:
-            pred = run.predictions()
+            pred = self.predictions(run)
             if column not in pred.columns:
                 raise ReportInputError(
                     f"{run.path.parent / 'test_predictions.parquet'}: no column {column!r} "
@@ -176,7 +183,7 @@ def _clinical_cell(scorer: _Scorer, runs: dict[int, Run]) -> Cell:
             "clinical", label, None, None, reason=f"final.clinical_score is null in {', '.join(missing)}"
         )
     detail = "/".join(sorted({v["name"] for v in scores.values()}))
-    if all("clinical_score" in r.predictions().columns for r in runs.values()):
+    if all("clinical_score" in scorer.predictions(r).columns for r in runs.values()):
         cell = _cell(
             scorer,
             runs,
