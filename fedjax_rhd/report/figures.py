@@ -75,6 +75,12 @@ def plot_row(row: Row, runs: list[Run], out_dir: Path) -> Path | None:
     if cen:
         x, y = mean_curve(cen, "c_index_test_nodes", 0)
         ax.plot(x, y, color="0.45", lw=2.0, ls="-.", label="centralised (full dataset)")
+    lasts = [len(r.results["rounds"]) for r in mine]
+    if min(lasts) < max(lasts):
+        # Past this round the means lose the seeds that stopped early: steps there are not training.
+        ax.axvline(
+            min(lasts) + 0.5, color="0.6", lw=0.8, ls=":", label="first early stop (fewer seeds to the right)"
+        )
     seeds = sorted({r.seed for r in mine})
     k = row.key
     ax.set_title(
