@@ -221,3 +221,14 @@ def test_mlflow_with_an_unusable_store_fails_at_start(tmp_path):
         TrackerStartError, match="tracker=mlflow could not start with tracking URI 'bogus://x'"
     ):
         make_tracker(TrackerSettings(name="mlflow", tracking_uri="bogus://x"), tmp_path)
+
+
+def test_tracker_config_reaches_typed_settings(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    s = settings_from_config(
+        compose(["tracker=mlflow", f"tracker.tracking_uri={uri}", "tracker.run_name=r1"])
+    )
+    assert s.tracker == TrackerSettings(name="mlflow", tracking_uri=uri, run_name="r1")
+    s = settings_from_config(compose(["tracker=wandb"]))
+    assert (s.tracker.name, s.tracker.mode, s.tracker.project) == ("wandb", "offline", "fedjax_rhd")
+    assert settings_from_config(compose()).tracker == TrackerSettings()  # none by default
