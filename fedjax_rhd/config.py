@@ -53,6 +53,12 @@ class TrackerName(enum.Enum):
     mlflow = "mlflow"
 
 
+class WandbMode(enum.Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
 class ScenarioName(enum.Enum):
     best = "best"
 
@@ -137,7 +143,7 @@ class TrackerSchema:
     name: TrackerName = TrackerName.none
     project: str = "fedjax_rhd"
     run_name: str | None = None
-    mode: str | None = None  # wandb only
+    mode: WandbMode | None = None  # wandb only; WANDB_MODE wins
     tracking_uri: str | None = None  # mlflow only
     registered_model: str | None = None  # mlflow only
 

@@ -232,3 +232,10 @@ def test_tracker_config_reaches_typed_settings(tmp_path):
     s = settings_from_config(compose(["tracker=wandb"]))
     assert (s.tracker.name, s.tracker.mode, s.tracker.project) == ("wandb", "offline", "fedjax_rhd")
     assert settings_from_config(compose()).tracker == TrackerSettings()  # none by default
+
+
+def test_misspelt_wandb_mode_fails_at_composition():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="ofline"):
+        compose(["tracker=wandb", "tracker.mode=ofline"])
