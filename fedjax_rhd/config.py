@@ -22,6 +22,7 @@ from fedjax_rhd.federation.simulator import TrainSchedule
 from fedjax_rhd.models import MODEL_CONFIGS
 from fedjax_rhd.scenario import ScenarioSpec
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
+from fedjax_rhd.tracking import TrackerSettings
 
 
 class StrategyName(enum.Enum):
@@ -49,6 +50,14 @@ class BackendName(enum.Enum):
 
 class TrackerName(enum.Enum):
     none = "none"
+    wandb = "wandb"
+    mlflow = "mlflow"
+
+
+class WandbMode(enum.Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
 
 
 class ScenarioName(enum.Enum):
@@ -135,7 +144,14 @@ class BackendSchema:
 
 @dataclasses.dataclass
 class TrackerSchema:
+    """conf/tracker/<name>.yaml; fields mirror ``fedjax_rhd.tracking.TrackerSettings``."""
+
     name: TrackerName = TrackerName.none
+    project: str = "fedjax_rhd"
+    run_name: str | None = None
+    mode: WandbMode | None = None  # wandb only; WANDB_MODE wins
+    tracking_uri: str | None = None  # mlflow only
+    registered_model: str | None = None  # mlflow only
 
 
 @dataclasses.dataclass
@@ -185,7 +201,7 @@ class ExperimentSettings:
     spec: AlgorithmSpec  # num_features is filled in once the data is built
     schedule: TrainSchedule
     bootstrap: int
-    tracker: str
+    tracker: TrackerSettings
     backend: str
     progress: bool
     dataset: str | None = None  # registered dataset name; None = derived from the use case
@@ -246,7 +262,9 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
             seed_train=int(cfg.seed.train),
         ),
         bootstrap=int(cfg.bootstrap),
-        tracker=cfg.tracker.name.value,
+        tracker=TrackerSettings(
+            **OmegaConf.to_container(cfg.tracker, resolve=True, enum_to_str=True)  # type: ignore[arg-type]
+        ),
         backend=cfg.backend.name.value,
         progress=bool(cfg.progress),
         dataset=cfg.use_case.get("dataset"),

@@ -30,7 +30,8 @@ from fedjax_rhd.data import FederatedData, build_federated_data
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
-from fedjax_rhd.tracking import make_tracker
+from fedjax_rhd.tracking import final_metrics, make_tracker, round_metrics
+from fedjax_rhd.typing import Tracker
 from harmonize.guide import load_guide
 from harmonize.registry import load_or_build_dataset, spec_for_run
 
@@ -83,12 +84,26 @@ def validate_results(results: dict[str, Any]) -> None:
 
 
 def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
-    """Run one experiment and write ``results.json`` into ``output_dir``."""
+    """Run one experiment and write ``results.json`` into ``output_dir``.
+
+    The tracker starts first, so one that cannot start fails the run before any work.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tracker = make_tracker(settings.tracker, output_dir)
+    try:
+        results = _run(settings, output_dir, tracker)
+    except BaseException:
+        tracker.finish(success=False)
+        raise
+    tracker.finish(success=True)
+    return results
+
+
+def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> dict[str, Any]:
     started = time.perf_counter()
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     guide = load_guide(settings.guide)
     # Every run reads harmonised data: source -> FHIR R5 -> ML-ready table, built once and cached.
     dataset_spec = spec_for_run(
@@ -106,7 +121,6 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
     spec = dataclasses.replace(settings.spec, num_features=data.num_features)
     settings = dataclasses.replace(settings, spec=spec)
 
-    tracker = make_tracker(settings.tracker, output_dir)
     tracker.log_config(settings.resolved_config or {})
     traces_before = TRACE_COUNTS["round"]
 
@@ -117,21 +131,7 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
         if record["server_params"] is not None:
             glob = _test_risks(settings, jax.tree.map(lambda p: p[None], record["server_params"]), data)[0]
             record["c_index_test_global"] = _c_index(data, glob)
-        tracker.log_metrics(
-            {
-                "val_loss_federated": record["val_loss_federated"],
-                **{
-                    f"c_index_test/{n}": c
-                    for n, c in zip(data.node_names, record["c_index_test_nodes"], strict=True)
-                },
-                **(
-                    {"c_index_test/global": record["c_index_test_global"]}
-                    if "c_index_test_global" in record
-                    else {}
-                ),
-            },
-            step=record["round"],
-        )
+        tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
 
     sim = run_simulation(spec, data, settings.schedule, on_round=on_round, progress=settings.progress)
     compilations = TRACE_COUNTS["round"] - traces_before
@@ -226,8 +226,8 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
     }
     validate_results(results)
     (output_dir / "results.json").write_text(json.dumps(results, indent=1))
-    tracker.log_metrics({"final/c_index_test": final["c_index_test"]["estimate"]}, step=len(sim.rounds))
-    tracker.finish()
+    files = {"results": output_dir / "results.json", "checkpoint": output_dir / checkpoint.name}
+    tracker.log_final(final_metrics(final), files)
     print_summary(results)
     return results
 

@@ -7,6 +7,7 @@ containers are NamedTuples so they are pytrees too and pass through ``jit`` and
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -88,10 +89,18 @@ class FederatedAlgorithm(NamedTuple):
 
 
 class Tracker(Protocol):
-    """Experiment tracker interface (no-op by default)."""
+    """Experiment tracker interface (no-op by default; ``fedjax_rhd.tracking``).
+
+    Started when the run starts (a tracker that cannot start fails the run then);
+    ``log_config`` once, ``log_metrics`` once per round, ``log_final`` once with the
+    final metrics and the run's files (``results``, ``checkpoint``), ``finish`` last,
+    with ``success=False`` when the run raised.
+    """
 
     def log_config(self, config: dict[str, Any]) -> None: ...
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
 
-    def finish(self) -> None: ...
+    def log_final(self, metrics: dict[str, float], files: dict[str, Path]) -> None: ...
+
+    def finish(self, success: bool = True) -> None: ...

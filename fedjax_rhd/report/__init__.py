@@ -1,0 +1,112 @@
+"""``fedjax-rhd-report``: the study's survival table and per-round figures from any runs.
+
+Reads run and multirun directories (their ``results.json`` and ``test_predictions.parquet``),
+and writes into ``--out``: ``table.md``, ``table.csv``, ``comparisons.csv``, a
+self-contained ``report.html`` and ``figures/*.png`` (ARCHITECTURE §5).
+
+Usage::
+
+    fedjax-rhd-report multirun/foundation --out reports/foundation
+    python -m fedjax_rhd.report outputs/ multirun/ --out reports/all --n-boot 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import sys
+from pathlib import Path
+
+from fedjax_rhd.report.figures import plot_row
+from fedjax_rhd.report.render import csv_text, html_page, interval_fields, markdown, row_fields, sentence
+from fedjax_rhd.report.runs import ReportInputError, Run, find_runs
+from fedjax_rhd.report.table import Row, build_rows, strategy_label
+
+__all__ = ["Report", "ReportInputError", "build_rows", "find_runs", "main", "sentence", "write_report"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What ``write_report`` wrote, for callers and tests."""
+
+    runs: list[Run]
+    rows: list[Row]
+    files: dict[str, Path]  # "markdown", "csv", "comparisons", "html", and "figure:<name>"
+
+
+def _comparisons_csv(rows: list[Row], path: Path) -> None:
+    fields = ["use_case", "scenario", "split", "model", "fl_strategy", "comparison", "label", "difference",
+              "ci_low", "ci_high", "n_seeds", "seeds", "n_boot", "reason"]  # fmt: skip
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            for name, comp in row.comparisons.items():
+                label = (
+                    f"{strategy_label(row.fl_strategy)} {comp.label}"
+                    if name.startswith("fl_")
+                    else comp.label
+                )
+                writer.writerow(
+                    {
+                        **row_fields(row),
+                        "comparison": name,
+                        "label": label,
+                        **interval_fields(comp.value, "difference"),
+                        "reason": comp.reason or "",
+                    }
+                )
+
+
+def write_report(
+    roots: list[str | Path], out: str | Path, *, n_boot: int = 1000, boot_seed: int = 0, margin: float = 0.02
+) -> Report:
+    """Read every run under ``roots`` and write the table, figures and HTML page into ``out``.
+
+    Args:
+        roots: run directories, multirun directories or results.json files.
+        out: output directory (created).
+        n_boot: bootstrap resamples per split seed.
+        boot_seed: seed of the resamples (one generator per split seed derives from it).
+        margin: |FL − centralised| below which, with its whole interval, FL "matched" centralised.
+    """
+    out = Path(out)
+    runs = find_runs(roots)
+    rows = build_rows(runs, n_boot=n_boot, boot_seed=boot_seed)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [plot_row(row, runs, out / "figures") for row in rows]
+    files = {
+        "markdown": out / "table.md",
+        "csv": out / "table.csv",
+        "comparisons": out / "comparisons.csv",
+        "html": out / "report.html",
+    }
+    files["markdown"].write_text(markdown(rows, figures, out, margin))
+    files["csv"].write_text(csv_text(rows))
+    _comparisons_csv(rows, files["comparisons"])
+    files["html"].write_text(html_page(rows, figures, margin))
+    files.update({f"figure:{p.name}": p for p in figures if p is not None})
+    return Report(runs, rows, files)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    parser = argparse.ArgumentParser(prog="fedjax-rhd-report", description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="run or multirun directories")
+    parser.add_argument("--out", type=Path, required=True, help="directory to write the report into")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per split seed")
+    parser.add_argument("--boot-seed", type=int, default=0, help="seed of the bootstrap resamples")
+    parser.add_argument("--margin", type=float, default=0.02, help="equivalence margin for FL vs centralised")
+    args = parser.parse_args(argv)
+    try:
+        report = write_report(
+            args.dirs, args.out, n_boot=args.n_boot, boot_seed=args.boot_seed, margin=args.margin
+        )
+    except ReportInputError as err:
+        sys.exit(f"fedjax-rhd-report: {err}")
+    print(f"{len(report.runs)} runs, {len(report.rows)} table rows")
+    for row in report.rows:
+        print(f"- {sentence(row, args.margin)}")
+    for name, path in report.files.items():
+        print(f"{name}: {path}")

@@ -1,0 +1,3 @@
+from fedjax_rhd.report import main
+
+main()

@@ -1,0 +1,147 @@
+"""Finding and checking the runs a report reads: ``results.json`` + ``test_predictions.parquet``.
+
+A report reads any mix of single-run and multirun directories. Every run is keyed by
+what the study table's rows and columns need (use case, scenario, split, model,
+strategy, split seed); two runs with the same key would make a cell ambiguous, so
+they are an error that names both files, never a silent pick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import polars as pl
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "results.schema.json"
+PREDICTIONS = "test_predictions.parquet"
+# Strategies that are the study's reference columns; every other strategy is federated.
+CENTRALIZED, LOCAL = "centralized", "local"
+# Config keys that may differ between the runs of one table row without changing what
+# the row compares (per-column strategy settings, the seed that indexes the cells, and
+# settings that do not touch the numbers).
+_IGNORED_CONFIG = ("strategy.", "seed.split", "tracker.", "progress", "bootstrap", "data_root")
+
+
+class ReportInputError(ValueError):
+    """A run directory the report cannot use; the message names the file and field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RowKey:
+    """One row of the study table (and one figure)."""
+
+    use_case: str
+    scenario: str
+    split: str
+    model: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run directory's results, with its predictions read on demand."""
+
+    path: Path  # the results.json file
+    results: dict[str, Any] = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def row(self) -> RowKey:
+        cfg = self.results["config"]
+        return RowKey(
+            cfg["use_case"]["name"], cfg["scenario"]["name"], cfg["split"]["name"], cfg["model"]["name"]
+        )
+
+    @property
+    def strategy(self) -> str:
+        return self.results["config"]["strategy"]["name"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.results["config"]["seed"]["split"])
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n["name"] for n in self.results["final"]["nodes"]]
+
+    @property
+    def shares(self) -> list[float]:
+        return [float(n["share"]) for n in self.results["final"]["nodes"]]
+
+    def predictions(self) -> pl.DataFrame:
+        path = self.path.parent / PREDICTIONS
+        if not path.is_file():
+            raise ReportInputError(f"{path}: missing; every run writes it next to {self.path.name}")
+        return pl.read_parquet(path)
+
+
+def _load(path: Path, schema: dict[str, Any]) -> Run:
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ReportInputError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno})") from err
+    try:
+        jsonschema.validate(results, schema)
+    except jsonschema.ValidationError as err:
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ReportInputError(f"{path}: field {where}: {err.message}") from err
+    return Run(path=path, results=results)
+
+
+def find_runs(roots: Iterable[str | Path]) -> list[Run]:
+    """Every run under ``roots`` (run directories, multirun directories, or results.json files).
+
+    Raises:
+        ReportInputError: a root that does not exist or holds no run, a results.json that is
+            not valid JSON or breaks the schema (file and field named), or two runs for the
+            same cell.
+    """
+    schema = json.loads(SCHEMA_PATH.read_text())
+    paths: list[Path] = []
+    for root in map(Path, roots):
+        if root.is_file() and root.name == "results.json":
+            found = [root]
+        elif root.is_dir():
+            found = sorted(root.rglob("results.json"))
+        else:
+            raise ReportInputError(f"{root}: no such run directory")
+        if not found:
+            raise ReportInputError(f"{root}: no results.json below it")
+        paths.extend(found)
+    runs = [_load(p, schema) for p in dict.fromkeys(p.resolve() for p in paths)]
+    seen: dict[tuple, Path] = {}
+    for run in runs:
+        key = (run.row, run.strategy, run.seed)
+        if key in seen:
+            raise ReportInputError(
+                f"two runs for the same cell ({run.row.use_case}, {run.row.scenario}, split={run.row.split}, "
+                f"model={run.row.model}, strategy={run.strategy}, seed.split={run.seed}): {seen[key]} and "
+                f"{run.path}; pass only one of them"
+            )
+        seen[key] = run.path
+    return runs
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(tree)}
+
+
+def config_differences(runs: list[Run]) -> list[str]:
+    """Config keys (outside strategy settings and the split seed) on which ``runs`` disagree.
+
+    A table row compares strategies on the same data and model; a difference here (say,
+    ``model.hidden``) means the row mixes experiments, which the report states under the table.
+    """
+    flat = [_flatten(r.results["config"]) for r in runs]
+    keys = sorted(set().union(*flat))
+    return [
+        k for k in keys if not k.startswith(_IGNORED_CONFIG) and len({f.get(k, "<absent>") for f in flat}) > 1
+    ]

@@ -1,0 +1,1 @@
+"""Concrete experiment trackers; each imports its library only when chosen (``fedjax_rhd.tracking``)."""

@@ -1,0 +1,124 @@
+"""Hand-made run directories for the report tests: valid results.json + test_predictions.parquet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from fedjax_rhd.metrics import concordance_index
+
+# Eight test patients, all deaths at distinct times: 28 comparable pairs, so Harrell's C of
+# a risk is (concordant pairs) / 28 and the numbers below are exact fractions.
+TIME = np.arange(1.0, 9.0)
+EVENT = np.ones(8)
+PERFECT = -TIME  # higher risk dies earlier: C = 28/28
+REVERSED = TIME.copy()  # C = 0/28
+
+
+def swapped(k: int) -> np.ndarray:
+    """PERFECT with the first k adjacent pairs (0,1), (2,3), ... swapped: C = (28 - k) / 28."""
+    r = PERFECT.copy()
+    for i in range(k):
+        r[2 * i], r[2 * i + 1] = r[2 * i + 1], r[2 * i]
+    return r
+
+
+def _ci(risk: np.ndarray | None) -> dict | None:
+    if risk is None:
+        return None
+    c = concordance_index(TIME, EVENT, risk)
+    return {"estimate": c, "ci_low": max(c - 0.1, 0.0), "ci_high": min(c + 0.1, 1.0), "n_boot": 10}
+
+
+def write_run(
+    root: Path,
+    strategy: str,
+    seed: int,
+    risks: dict[str, np.ndarray],
+    *,
+    main: np.ndarray | None = None,
+    shares: tuple[float, ...] | None = None,
+    oracle: np.ndarray | None = PERFECT,
+    clinical: np.ndarray | None = None,
+    clinical_in_predictions: bool = True,
+    use_case: str = "mds",
+    split: str = "three",
+    extra_config: dict | None = None,
+) -> Path:
+    """Write one run directory; ``risks`` maps node name -> that node's test risks."""
+    out = root / f"{use_case}_{split}_{strategy}_s{seed}"
+    out.mkdir(parents=True)
+    names = list(risks)
+    shares = shares or ((1.0,) if len(names) == 1 else (0.6, 0.3, 0.1))
+    if main is None:
+        main = risks[names[0]]
+    config = {
+        "use_case": {"name": use_case},
+        "split": {"name": split},
+        "scenario": {"name": "best"},
+        "model": {"name": "deepsurv", "hidden": [8]},
+        "strategy": {"name": strategy, "rounds": 2},
+        "backend": {"name": "simulator"},
+        "tracker": {"name": "none"},
+        "seed": {"data": 0, "split": seed, "init": 0, "train": 0},
+        **(extra_config or {}),
+    }
+    fl = strategy not in ("local", "centralized")
+    final = {
+        "c_index_test": _ci(main),
+        "best_round": 2,
+        "rounds_run": 2,
+        "global_model": {"c_index_test": _ci(main)} if fl else None,
+        "nodes": [
+            {"name": n, "n_train": 10, "n_val": 2, "share": s, "c_index_test": _ci(risks[n])}
+            for n, s in zip(names, shares, strict=True)
+        ],
+        "oracle_c_index_test": _ci(oracle),
+        "clinical_score": None if clinical is None else {"name": "IPSS-M", "c_index_test": _ci(clinical)},
+        "ibs_test": None,
+    }
+    rounds = [
+        {
+            "round": r,
+            "train_loss": [1.0] * len(names),
+            "val_loss": [1.0] * len(names),
+            "val_loss_federated": 1.0,
+            "c_index_test_nodes": [0.5 + 0.1 * r + 0.01 * i for i in range(len(names))],
+            **({"c_index_test_global": 0.55 + 0.1 * r} if fl else {}),
+        }
+        for r in (1, 2)
+    ]
+    results = {
+        "config": config,
+        "dataset": {"id": "ds-0123456789abcdef", "name": "sim", "n_rows": 100, "n_events": 50},
+        "nodes": [
+            {"name": n, "n_train": 10, "n_val": 2, "fraction": s} for n, s in zip(names, shares, strict=True)
+        ],
+        "rounds": rounds,
+        "final": final,
+        "timing": {
+            "total_seconds": 1.0,
+            "compile_seconds": 0.5,
+            "round_seconds": [0.1, 0.1],
+            "round_compilations": 1,
+        },
+        "env": {"git_sha": None, "jax_backend": "cpu", "packages": {}},
+        "checkpoint": "params.npz",
+    }
+    (out / "results.json").write_text(json.dumps(results))
+    columns = {
+        "patient_id": [f"p{i}" for i in range(len(TIME))],
+        "time": TIME,
+        "event": EVENT,
+        "risk": main,
+        **{f"risk_{n}": risks[n] for n in names},
+    }
+    if oracle is not None:
+        columns["oracle_risk"] = oracle
+    if clinical is not None and clinical_in_predictions:
+        columns["clinical_score"] = clinical
+    pl.DataFrame(columns).write_parquet(out / "test_predictions.parquet")
+    return out
