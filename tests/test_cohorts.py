@@ -73,6 +73,22 @@ def test_ipssr_reproduces_every_stored_score(iwgpm_raw):
 
 
 @needs_data
+def test_ipssra_matches_stored_within_the_age_rounding(iwgpm_raw):
+    # The stored IPSS-RA uses the exact (fractional) age; the table has whole years, so
+    # ours may differ by at most one year's worth of the age term, |0.05 - 0.005 R|.
+    from fedjax_rhd.cohorts import iwgpm
+
+    raw, paths = iwgpm_raw
+    r = iwgpm.ipssr_from_raw(raw, paths["df_clinical"])
+    age = raw["AGE"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    stored = raw["IPSSRA_SCORE"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    ours = ipss.ipssra_score(r, age)
+    ok = ~np.isnan(ours) & ~np.isnan(stored)
+    assert ok.sum() >= 2600
+    assert np.all(np.abs(ours[ok] - stored[ok]) <= np.abs(0.05 - 0.005 * r[ok]) + 1e-9)
+
+
+@needs_data
 def test_mds_iwgpm_table_and_guide_rule(iwgpm_raw):
     guide = load_guide("mds_iwgpm")
     cohort = load_cohort(guide)

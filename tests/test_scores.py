@@ -271,3 +271,43 @@ def test_riss_monotone(b2m, alb, hr, ldh):
     assert riss.riss_stage(b2m, alb - 1, hr, ldh) >= s
     assert riss.riss_stage(b2m, alb, 1, ldh) >= s
     assert riss.riss_stage(b2m, alb, hr, 1) >= s
+
+
+def test_eln2022_unknowns_are_exact():
+    # NPM1 and FLT3-ITD both unknown: intermediate at both extremes, but NPM1+/ITD- is
+    # favourable, so the group is undetermined.
+    assert np.isnan(_eln(NPM1=np.nan, FLT3_ITD=np.nan))
+    # Adverse cytogenetics known: adverse whatever the unknown mutations (no CBF possible).
+    assert _eln(minus7=1, TP53=np.nan, NPM1=np.nan, ASXL1=np.nan) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([0.0, 1.0, np.nan]),
+        min_size=len(eln.ELN2022_INPUTS),
+        max_size=len(eln.ELN2022_INPUTS),
+    )
+)
+def test_eln2022_unknown_iff_completions_disagree(values):
+    flags = {k: np.array([v]) for k, v in zip(eln.ELN2022_INPUTS, values, strict=True)}
+    group = eln.eln2022_risk(flags)[0]
+    unknown = [k for k, v in zip(eln.ELN2022_INPUTS, values, strict=True) if np.isnan(v)]
+    if len(unknown) > 6:
+        unknown_subset = unknown[:6]  # enumerate these; fix the rest at random
+        rng = np.random.default_rng(0)
+        flags = {
+            k: (np.array([float(rng.integers(0, 2))]) if k in unknown[6:] else v) for k, v in flags.items()
+        }
+    else:
+        unknown_subset = unknown
+    outcomes = set()
+    for bits in range(2 ** len(unknown_subset)):  # every completion of the enumerated unknowns
+        filled = dict(flags)
+        for i, k in enumerate(unknown_subset):
+            filled[k] = np.array([float((bits >> i) & 1)])
+        outcomes.add(float(eln.eln2022_risk(filled)[0]))
+    if not np.isnan(group):
+        assert outcomes == {group}
+    elif len(unknown) <= 6:
+        assert len(outcomes) > 1

@@ -54,29 +54,51 @@ def eln2022_risk(flags: Mapping[str, np.ndarray]) -> np.ndarray:
             at VAF ≥ 10%); ``NaN`` marks an unknown flag.
 
     Returns:
-        f64[n]; ``NaN`` where an unknown flag could change the group (the group is
-        evaluated with unknowns set to 0 and to 1 and kept only where both agree).
+        f64[n]; ``NaN`` exactly where the unknown flags leave the group undetermined.
+        Flags that act alike are first merged with three-valued OR (core-binding factor,
+        adverse cytogenetics, adverse mutations); the 2^7 completions of the seven merged
+        inputs are then evaluated and a group is kept only where every completion agrees.
     """
     absent = [k for k in ELN2022_INPUTS if k not in flags]
     if absent:
         raise KeyError(f"eln2022_risk: missing input flag(s) {absent}")
-    arrays = {k: np.asarray(flags[k], dtype=np.float64) for k in ELN2022_INPUTS}
-    lo = _eln_known({k: np.nan_to_num(v, nan=0.0) for k, v in arrays.items()})
-    hi = _eln_known({k: np.nan_to_num(v, nan=1.0) for k, v in arrays.items()})
-    # Unknowns are set all-0 and all-1; for a mixed completion the group can still differ,
-    # so also require that no unknown flag exists unless both extremes agree. This is exact
-    # for single unknowns and conservative enough for the few rows with several.
-    return np.where(lo == hi, lo, np.nan)
+    f = {k: np.atleast_1d(np.asarray(flags[k], dtype=np.float64)) for k in ELN2022_INPUTS}
+    merged = np.stack(
+        [
+            _or3(np.stack([f[k] for k in ELN2022_FAVOURABLE_CBF])),
+            _or3(np.stack([f[k] for k in ELN2022_ADVERSE_CYTO])),
+            f["t_9_11"],
+            f["NPM1"],
+            f["FLT3_ITD"],
+            f["CEBPA_bZIP"],
+            _or3(np.stack([f[k] for k in ("TP53", *ELN2022_MR_GENES)])),
+        ]
+    )
+    unknown = np.isnan(merged)
+    results = []
+    for bits in range(2 ** len(merged)):
+        fill = np.array([(bits >> i) & 1 for i in range(len(merged))], dtype=np.float64)[:, None]
+        results.append(_eln_known(*np.where(unknown, fill, merged)))
+    results = np.stack(results)
+    agree = np.all(results == results[0], axis=0)
+    return np.where(agree, results[0], np.nan)
 
 
-def _eln_known(f: Mapping[str, np.ndarray]) -> np.ndarray:
-    def anyof(names: tuple[str, ...]) -> np.ndarray:
-        return np.any(np.stack([f[k] == 1 for k in names]), axis=0)
+def _or3(x: np.ndarray) -> np.ndarray:
+    """Three-valued OR over axis 0: 1 if any is 1, 0 if all are 0, else unknown (NaN)."""
+    return np.where(np.any(x == 1, axis=0), 1.0, np.where(np.all(x == 0, axis=0), 0.0, np.nan))
 
-    cbf = anyof(ELN2022_FAVOURABLE_CBF)
-    adverse_cyto = anyof(ELN2022_ADVERSE_CYTO)
-    t911 = f["t_9_11"] == 1
-    npm1_fav = (f["NPM1"] == 1) & (f["FLT3_ITD"] != 1)
-    fav_mut = npm1_fav | (f["CEBPA_bZIP"] == 1)
-    adverse_mut = (f["TP53"] == 1) | anyof(ELN2022_MR_GENES)
-    return np.select([cbf, adverse_cyto, t911, fav_mut, adverse_mut], [0.0, 2.0, 1.0, 0.0, 2.0], 1.0)
+
+def _eln_known(
+    cbf: np.ndarray,
+    adverse_cyto: np.ndarray,
+    t911: np.ndarray,
+    npm1: np.ndarray,
+    flt3_itd: np.ndarray,
+    cebpa: np.ndarray,
+    adverse_mut: np.ndarray,
+) -> np.ndarray:
+    npm1_fav = (npm1 == 1) & (flt3_itd != 1)
+    fav_mut = npm1_fav | (cebpa == 1)
+    conditions = [cbf == 1, adverse_cyto == 1, t911 == 1, fav_mut, adverse_mut == 1]
+    return np.select(conditions, [0.0, 2.0, 1.0, 0.0, 2.0], 1.0)
