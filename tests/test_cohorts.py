@@ -126,6 +126,27 @@ def test_cmml_and_aml_cohorts():
     assert set(scores.unique().to_list()) <= {0.0, 0.5, 1.0, 1.5, 2.0}
 
 
+@needs_data
+def test_guide_gene_rules_for_cmml_and_aml(iwgpm_raw):
+    # cmml_iwgpm: genes mutated in >= 5% of the CMML patients with OS.
+    raw, _ = iwgpm_raw
+    cmml = raw.filter((raw["WHO_2016"] == "CMML") & raw["OS_YEARS"].is_not_null())
+    frequent = {c[4:] for c in cmml.columns if c.startswith("mut:") and cmml[c].sum() >= 0.05 * cmml.height}
+    guide = load_guide("cmml_iwgpm")
+    assert {f.name for f in guide.features if f.group == "genomic"} == frequent
+    # aml_beat: genes with a WES call in >= 3% of sequenced specimens (NPM1 from the clinical call).
+    wes = pl.read_csv(
+        ROOT / "aml_beat2" / "beataml_wes_wv1to4_mutations_dbgap.txt",
+        separator="\t",
+        infer_schema_length=None,
+    )
+    n_samples = wes["dbgap_sample_id"].n_unique()
+    per_gene = wes.unique(["dbgap_sample_id", "symbol"]).group_by("symbol").len()
+    frequent = set(per_gene.filter(pl.col("len") >= 0.03 * n_samples)["symbol"].to_list()) - {"NPM1"}
+    guide = load_guide("aml_beat")
+    assert {f.name for f in guide.features if f.group == "genomic"} - {"FLT3_ITD", "NPM1"} == frequent
+
+
 def test_missing_data_fails_naming_the_path(tmp_path, monkeypatch):
     monkeypatch.setenv("FEDJAX_RHD_SHARED_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(RealDataMissing, match="nowhere"):

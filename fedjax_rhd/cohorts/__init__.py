@@ -6,8 +6,8 @@ quality section (every dropped record counted with its reason) and the use
 case's clinical score per patient. A later issue routes the same sources through
 FHIR; the tables must not change when it does.
 
-The data folder is ``$FEDJAX_RHD_SHARED_DATA`` when set, else the config's
-``real_data_root``, else ``<project root>/../shared/data``.
+The data folder is the config's ``real_data_root`` when set, else
+``$FEDJAX_RHD_SHARED_DATA``, else ``<project root>/../shared/data``.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ class Cohort(NamedTuple):
 
 
 def resolve_real_data_root(configured: str | Path | None = None) -> Path:
-    """Where the real cohorts live: env var, then the configured path, then ``../shared/data``."""
+    """Where the real cohorts live: the configured path, then the env var, then ``../shared/data``."""
+    if configured:
+        return Path(configured)
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    if configured:
-        return Path(configured)
     return PROJECT_ROOT.parent / "shared" / "data"
 
 

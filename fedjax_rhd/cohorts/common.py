@@ -13,7 +13,7 @@ from harmonize.guide import Guide
 
 
 def flag_columns(
-    raw: pl.DataFrame, guide: Guide, prefixes: dict[str, str], skip: set[str] = frozenset()
+    raw: pl.DataFrame, guide: Guide, prefixes: dict[str, str], skip: frozenset[str] | set[str] = frozenset()
 ) -> dict[str, pl.Series]:
     """Binary guide features read from prefixed source columns (``mut:TP53`` -> ``TP53``).
 
