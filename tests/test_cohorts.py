@@ -226,3 +226,20 @@ def test_scores_on_test_keeps_test_order_and_result_shape():
     res = clinical_score_result("X", score, time, event, -score, n_boot=20, seed=0)
     assert res["n_scored"] == 4 and res["c_index_test"]["estimate"] == 1.0
     assert res["model_c_index_test_scored_rows"]["estimate"] == 0.0
+
+
+def test_file_digests_detect_a_changed_file(tmp_path):
+    from fedjax_rhd.cohorts.common import file_digests
+
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    (folder / "a.tsv").write_text("x\n")
+    good = "8b0b8b7a11a0d1d4a2d4e7b1d4ea6cd1bd2c0f0c3a1b3d14d2b7cd1e5b51f1c3"  # not the digest of "x\n"
+    (tmp_path / "SHA256SUMS").write_text(f"{good}  cohort/a.tsv\n")
+    with pytest.raises(ValueError, match="a.tsv: sha256"):
+        file_digests({"a": folder / "a.tsv"})
+    import hashlib
+
+    real = hashlib.sha256(b"x\n").hexdigest()
+    (tmp_path / "SHA256SUMS").write_text(f"{real}  cohort/a.tsv\n")
+    assert file_digests({"a": folder / "a.tsv"})["a"]["sha256"] == real

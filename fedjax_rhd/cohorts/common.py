@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,31 @@ def check_ranges(table: pl.DataFrame, guide: Guide, path: Path) -> None:
         raise ValueError(f"{path}: patient {table['patient_id'][row]!r} field time: negative survival time")
 
 
+def file_digests(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """sha256 of each source file, checked against ``SHA256SUMS`` in the data root when present.
+
+    Raises:
+        ValueError: a file's digest differs from the one ``SHA256SUMS`` records (names both).
+    """
+    out = {}
+    for name, path in paths.items():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        sums = path.parent.parent / "SHA256SUMS"
+        if sums.is_file():
+            relative = f"{path.parent.name}/{path.name}"
+            recorded = {
+                line.split()[1]: line.split()[0]
+                for line in sums.read_text().splitlines()
+                if len(line.split()) == 2
+            }
+            if relative in recorded and recorded[relative] != digest:
+                raise ValueError(
+                    f"{path}: sha256 {digest} differs from {recorded[relative]} recorded in {sums}"
+                )
+        out[name] = {"path": str(path), "sha256": digest}
+    return out
+
+
 def build_card(
     table: pl.DataFrame,
     guide: Guide,
@@ -96,5 +122,5 @@ def build_card(
             "completeness": completeness,
             **(extra_quality or {}),
         },
-        "provenance": {**provenance, "files": {k: str(v) for k, v in source_files.items()}},
+        "provenance": {**provenance, "files": file_digests(source_files)},
     }
