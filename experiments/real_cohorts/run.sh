@@ -11,3 +11,4 @@ python -m fedjax_rhd -m use_case=mds_iwgpm split=five strategy=centralized,fedav
 python -m fedjax_rhd -m use_case=aml_beat split=natural strategy=centralized,fedavg,local \
     seed.split="$seeds" progress=false hydra.sweep.dir="$out/aml_beat"
 python experiments/real_cohorts/compare.py "$out"
+python experiments/real_cohorts/peer_cox.py "$out"
