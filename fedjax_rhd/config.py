@@ -85,7 +85,8 @@ class UseCaseSchema:
 @dataclasses.dataclass
 class SplitSchema:
     name: str = MISSING
-    fractions: list[float] = MISSING  # training share per node, largest first
+    fractions: list[float] = MISSING  # training share per node, largest first ([] when natural)
+    natural: bool = False  # one node per real centre (the table's ``centre`` column)
     test_fraction: float = 0.1
     val_fraction: float = 0.2
 
@@ -165,6 +166,7 @@ class ConfigSchema:
     tracker: TrackerSchema = MISSING
     seed: SeedSchema = field(default_factory=SeedSchema)
     data_root: str = "data"  # simulated cohorts and their dataset cards are cached here
+    real_data_root: str | None = None  # real cohorts; None: $FEDJAX_RHD_SHARED_DATA or ../shared/data
     bootstrap: int = 1000  # resamples for the C-index confidence intervals
     progress: bool = True  # progress bar over rounds
 
@@ -206,6 +208,7 @@ class ExperimentSettings:
     progress: bool
     dataset: str | None = None  # registered dataset name; None = derived from the use case
     resolved_config: Any = field(default=None, compare=False, hash=False)
+    real_data_root: str | None = None  # real cohorts (fedjax_rhd.cohorts.resolve_real_data_root)
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -245,6 +248,7 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
             test_fraction=float(cfg.split.test_fraction),
             val_fraction=float(cfg.split.val_fraction),
             seed=int(cfg.seed.split),
+            natural=bool(cfg.split.natural),
         ),
         scenario=ScenarioSpec(
             name=cfg.scenario.name.value,
@@ -269,4 +273,5 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         progress=bool(cfg.progress),
         dataset=cfg.use_case.get("dataset"),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        real_data_root=None if cfg.real_data_root is None else str(cfg.real_data_root),
     )

@@ -36,11 +36,15 @@ class SplitSpec:
     test_fraction: float = 0.1
     val_fraction: float = 0.2  # per node, for early stopping and node metrics
     seed: int = 0
+    natural: bool = False  # one node per value of the table's ``centre`` column; fractions unused
 
     def __post_init__(self) -> None:
-        if not self.fractions or any(f <= 0 for f in self.fractions):
+        if self.natural:
+            if self.fractions:
+                raise ValueError(f"split {self.name!r}: a natural split takes no fractions")
+        elif not self.fractions or any(f <= 0 for f in self.fractions):
             raise ValueError(f"split {self.name!r}: fractions must be positive, got {self.fractions}")
-        if abs(sum(self.fractions) - 1.0) > 1e-6:
+        if not self.natural and abs(sum(self.fractions) - 1.0) > 1e-6:
             raise ValueError(f"split {self.name!r}: fractions sum to {sum(self.fractions)}, not 1")
         if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:
             raise ValueError(f"split {self.name!r}: test_fraction and val_fraction must be in (0, 1)")
@@ -137,6 +141,29 @@ def _stack(nodes: Sequence[NodeData]) -> NodeData:
     return NodeData(*(np.stack(leaves) for leaves in zip(*nodes, strict=True)))
 
 
+def natural_partition(train_df: pl.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Node index per training row from its real ``centre``; nodes largest first.
+
+    Node names are ``centre<value>``; ties in size are broken by the centre's name.
+
+    Raises:
+        KeyError: the table has no ``centre`` column.
+        ValueError: a row has no centre.
+    """
+    if "centre" not in train_df.columns:
+        raise KeyError("split=natural needs a 'centre' column in the table")
+    centre = train_df["centre"].cast(pl.String)
+    if centre.null_count():
+        row = int(centre.is_null().arg_true()[0])
+        raise ValueError(f"split=natural: patient {train_df['patient_id'][row]!r} has no centre")
+    counts = centre.value_counts()
+    ordered = sorted(counts.iter_rows(), key=lambda r: (-r[1], r[0]))
+    index = {c: k for k, (c, _) in enumerate(ordered)}
+    return np.array([index[c] for c in centre.to_list()], dtype=np.int64), tuple(
+        f"centre{c}" for c, _ in ordered
+    )
+
+
 def build_federated_data(
     df: pl.DataFrame,
     guide: Guide,
@@ -173,10 +200,14 @@ def build_federated_data(
     test_df = df.filter(pl.Series(is_test))
     train_df = df.filter(pl.Series(~is_test))
 
-    node_of = stratified_partition(
-        train_df["event"].to_numpy().astype(np.int64), split.fractions, _rng(split.seed, _STREAM_NODES)
-    )
-    node_parts = [train_df.filter(pl.Series(node_of == k)) for k in range(len(split.fractions))]
+    if split.natural:
+        node_of, names = natural_partition(train_df)
+    else:
+        node_of = stratified_partition(
+            train_df["event"].to_numpy().astype(np.int64), split.fractions, _rng(split.seed, _STREAM_NODES)
+        )
+        names = tuple(f"node{k + 1}" for k in range(len(split.fractions)))
+    node_parts = [train_df.filter(pl.Series(node_of == k)) for k in range(len(names))]
     node_parts, scenario_report = apply_scenario(
         node_parts, guide, scenario, _rng(split.seed, _STREAM_SCENARIO)
     )
@@ -199,7 +230,6 @@ def build_federated_data(
     # statistics reach fit_federated's merge.
     prep, moments = fit_federated(guide, [encode(part, guide) for part in node_train])
 
-    names = tuple(f"node{k + 1}" for k in range(len(node_train)))
     if pooled:
         node_train, node_val, names = [pl.concat(node_train)], [pl.concat(node_val)], ("pooled",)
     train_pad = _padded(max(len(p) for p in node_train))

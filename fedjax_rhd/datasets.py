@@ -166,7 +166,8 @@ def dataset_id(df: pl.DataFrame, guide: Guide) -> str:
     return "ds-" + h.hexdigest()[:16]
 
 
-def _features_card(guide: Guide) -> list[dict[str, Any]]:
+def features_card(guide: Guide) -> list[dict[str, Any]]:
+    """The feature schema as it appears in a dataset card."""
     return [
         {
             "name": f.name,
@@ -192,7 +193,7 @@ def _simulated_card(df: pl.DataFrame, guide: Guide, *, n: int, seed: int) -> dic
         "centres": [
             {"name": c, "n_rows": int(r), "n_events": int(e)} for c, r, e in sorted(centres.iter_rows())
         ],
-        "features": _features_card(guide),
+        "features": features_card(guide),
         "n_rows": df.height,
         "n_events": int(df["event"].sum()),
         "provenance": {"source": "simulated", "licence": "CC0-1.0 (synthetic)", "citation": citation},
@@ -278,7 +279,7 @@ def _load_cached(guide: Guide, folder: Path, *, n: int, seed: int) -> tuple[pl.D
             f"version {card.get('guide_version')!r}, expected generator {expected} and guide version "
             f"{guide.version!r}; {hint}"
         )
-    if card.get("features") != _features_card(guide):
+    if card.get("features") != features_card(guide):
         raise DatasetCacheError(
             f"stale simulated dataset in {folder}: its feature schema differs from the guide; {hint}"
         )

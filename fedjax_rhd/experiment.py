@@ -25,15 +25,17 @@ import numpy as np
 import polars as pl
 
 from fedjax_rhd.checkpoint import save_params
+from fedjax_rhd.cohorts.sources import SourceSpec, load_source, simulated_scores
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data import FederatedData, build_federated_data
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
+from fedjax_rhd.scores.report import clinical_score_result, scores_on_test
 from fedjax_rhd.tracking import final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.guide import load_guide
-from harmonize.registry import load_or_build_dataset, spec_for_run
+from harmonize.registry import TABLE_SOURCES, load_or_build_dataset, spec_for_run
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "polars", "hydra-core", "omegaconf")
@@ -105,16 +107,28 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
     guide = load_guide(settings.guide)
-    # Every run reads harmonised data: source -> FHIR R5 -> ML-ready table, built once and cached.
-    dataset_spec = spec_for_run(
-        use_case=settings.use_case,
-        guide=settings.guide,
-        source=settings.source,
-        dataset=settings.dataset,
-        n_patients=settings.n_patients,
-        seed_data=settings.seed_data,
-    )
-    df, card = load_or_build_dataset(dataset_spec, guide, settings.data_root, progress=settings.progress)
+    if settings.source in TABLE_SOURCES:
+        # Harmonised path: source -> FHIR R5 -> ML-ready table, built once and cached.
+        dataset_spec = spec_for_run(
+            use_case=settings.use_case,
+            guide=settings.guide,
+            source=settings.source,
+            dataset=settings.dataset,
+            n_patients=settings.n_patients,
+            seed_data=settings.seed_data,
+        )
+        df, card = load_or_build_dataset(dataset_spec, guide, settings.data_root, progress=settings.progress)
+        score_name, score_table = simulated_scores(df, guide) or ("", None)
+    else:
+        # Real cohorts still load directly (their guides gain FHIR codes with the sources issue).
+        source = SourceSpec(
+            settings.source,
+            settings.n_patients,
+            settings.seed_data,
+            settings.data_root,
+            settings.real_data_root,
+        )
+        df, card, score_name, score_table = load_source(guide, source)
     data = build_federated_data(
         df, guide, settings.split, pooled=settings.spec.pooled, scenario=settings.scenario
     )
@@ -167,11 +181,17 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
         "oracle_c_index_test": None
         if data.test_oracle_risk is None
         else bootstrap_cindex(time_np, event_np, data.test_oracle_risk, **boot),
-        "clinical_score": None,
+        "clinical_score": None,  # filled below on the same test rows
         "ibs_test": None,
         "n_test": int(len(time_np)),
         "n_test_events": int(event_np.sum()),
     }
+    test_scores = None if score_table is None else scores_on_test(score_table, data.test_patient_ids)
+    if test_scores is not None:
+        score = test_scores["clinical_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        final["clinical_score"] = clinical_score_result(
+            score_name, score, time_np, event_np, main_risk, **boot
+        )
     checkpoint = save_params(
         output_dir / "params.npz",
         {"global": sim.global_params, "nodes": sim.node_params}
@@ -189,6 +209,8 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
             **({} if data.test_oracle_risk is None else {"oracle_risk": data.test_oracle_risk}),
         }
     )
+    if test_scores is not None:
+        predictions = pl.concat([predictions, test_scores.drop("patient_id")], how="horizontal")
     predictions.write_parquet(output_dir / "test_predictions.parquet")
     per_round = [sim.first_round_seconds, *sim.round_seconds]
     steady = float(np.median(sim.round_seconds)) if sim.round_seconds else 0.0
@@ -207,7 +229,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
                 data.node_names,
                 data.n_train,
                 data.n_val,
-                settings.split.fractions if not spec.pooled else (1.0,),
+                data.shares() if settings.split.natural or spec.pooled else settings.split.fractions,
                 strict=True,
             )
         ],
@@ -251,6 +273,9 @@ def print_summary(results: dict[str, Any]) -> None:
     for node in final["nodes"]:
         rows.append((f"{node['name']} ({node['share']:.0%} of data)", _fmt(node["c_index_test"])))
     rows.append(("oracle (true risk)", _fmt(final["oracle_c_index_test"])))
+    if final["clinical_score"] is not None:
+        cs = final["clinical_score"]
+        rows.append((f"{cs['name']} ({cs['n_scored']} rows scored)", _fmt(cs["c_index_test"])))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")

@@ -24,7 +24,7 @@ def test_every_group_option_composes_and_instantiates(group):
     assert options, f"conf/{group} has no options"
     for option in options:
         settings = settings_from_config(compose([f"{group}={option}"]))
-        assert settings.use_case == "mds"
+        assert settings.use_case == (option if group == "use_case" else "mds")
 
 
 def test_defaults_are_fedavg_deepsurv_mds_three_nodes():

@@ -92,3 +92,51 @@ def test_worst_scenario_runs_and_records_what_it_removed(tmp_path):
     assert res["scenario"]["name"] == "worst"
     assert res["scenario"]["nodes"][1]["missing_groups"] == ["genomic"]
     assert res["scenario"]["nodes"][2]["missing_groups"] == ["cytogenetic"]
+
+
+def test_clinical_score_on_the_model_test_rows(tmp_path):
+    import numpy as np
+    import polars as pl
+
+    from fedjax_rhd.metrics import concordance_index
+
+    _cli([*TINY, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    (res,) = _results(tmp_path / "run")
+    cs = res["final"]["clinical_score"]
+    assert cs["name"] == "IPSS-R"
+    pred = pl.read_parquet(tmp_path / "run" / "test_predictions.parquet")
+    assert pred.height == res["final"]["n_test"]
+    # The score column is IPSS-R recomputed from the cohort's own rows for these patients.
+    table = pl.read_parquet(next((tmp_path / "data").rglob("simulated.parquet")))
+    rows = pred.join(table, on="patient_id", how="left", suffix="_table").filter(
+        pl.col("clinical_score").is_not_null()
+    )
+    assert rows.height == cs["n_scored"] > 0.8 * pred.height
+    cyto = rows["ipssr_cyto"].replace_strict(
+        {"very_good": 0.0, "good": 1.0, "intermediate": 2.0, "poor": 3.0, "very_poor": 4.0}
+    )
+    from fedjax_rhd.scores import ipss
+
+    expected = ipss.ipssr_score(
+        *(rows[c].to_numpy() for c in ("hb", "plt", "anc", "bm_blasts")), cyto.to_numpy()
+    )
+    np.testing.assert_array_equal(rows["clinical_score"].to_numpy(), expected)
+    c = concordance_index(
+        rows["time"].to_numpy(), rows["event"].to_numpy(), rows["clinical_score"].to_numpy()
+    )
+    assert cs["c_index_test"]["estimate"] == c
+
+
+def test_aml_beat_natural_split_runs(tmp_path):
+    from fedjax_rhd.cohorts import resolve_real_data_root
+
+    if not (resolve_real_data_root() / "aml_beat2").is_dir():
+        pytest.skip("real cohort data absent")
+    args = ["use_case=aml_beat", "split=natural", *TINY[1:], f"hydra.run.dir={tmp_path / 'run'}"]
+    _cli(args, tmp_path)
+    (res,) = _results(tmp_path / "run")
+    nodes = res["final"]["nodes"]
+    assert len(nodes) == 8 and all(n["name"].startswith("centre") for n in nodes)
+    assert [n["n_train"] for n in nodes] == sorted((n["n_train"] for n in nodes), reverse=True)
+    assert res["final"]["clinical_score"]["name"] == "ELN 2022"
+    assert 0 < res["final"]["clinical_score"]["n_scored"] <= res["final"]["n_test"]
