@@ -28,9 +28,11 @@ from fedjax_rhd.checkpoint import save_params
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data import FederatedData, build_federated_data
 from fedjax_rhd.datasets import load_or_build_simulated
+from fedjax_rhd.evaluation import survival_metrics
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
+from fedjax_rhd.models import config_for_guide
 from fedjax_rhd.tracking import make_tracker
 from harmonize.guide import load_guide
 
@@ -77,6 +79,20 @@ def _test_risks(settings: ExperimentSettings, stacked_params: Any, data: Federat
     )
 
 
+def _survival_block(spec: Any, data: FederatedData, sim: Any) -> dict[str, Any]:
+    """Uno's C, td-AUC and IBS of the main model (the global one, else node 1's own)."""
+    if sim.global_params is not None:
+        params, nodes = sim.global_params, None
+    else:
+        params, nodes = jax.tree.map(lambda p: p[0], sim.node_params), [0]
+    try:
+        return survival_metrics(spec, data, params, baseline_nodes=nodes)
+    except ValueError as err:  # e.g. too short a test follow-up: record why, keep the run
+        logging.getLogger(__name__).warning("survival metrics not computed: %s", err)
+        missing = {"uno_c_test": None, "td_auc_test": None, "ibs_test": None}
+        return {**missing, "survival_eval": {"error": str(err)}}
+
+
 def validate_results(results: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` if ``results`` breaks the committed schema."""
     jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
@@ -97,7 +113,11 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
         guide, n=settings.n_patients, seed=settings.seed_data, data_root=settings.data_root
     )
     data = build_federated_data(df, guide, settings.split, pooled=settings.spec.pooled)
-    spec = dataclasses.replace(settings.spec, num_features=data.num_features)
+    spec = dataclasses.replace(
+        settings.spec,
+        num_features=data.num_features,
+        model_config=config_for_guide(settings.spec.model_config, guide),
+    )
     settings = dataclasses.replace(settings, spec=spec)
 
     tracker = make_tracker(settings.tracker, output_dir)
@@ -166,6 +186,7 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
         "n_test": int(len(time_np)),
         "n_test_events": int(event_np.sum()),
     }
+    final.update(_survival_block(spec, data, sim))
     checkpoint = save_params(
         output_dir / "params.npz",
         {"global": sim.global_params, "nodes": sim.node_params}
@@ -243,6 +264,10 @@ def print_summary(results: dict[str, Any]) -> None:
     for node in final["nodes"]:
         rows.append((f"{node['name']} ({node['share']:.0%} of data)", _fmt(node["c_index_test"])))
     rows.append(("oracle (true risk)", _fmt(final["oracle_c_index_test"])))
+    if final.get("uno_c_test") is not None:
+        rows.append(("main model: Uno's C (IPCW)", f"{final['uno_c_test']:.3f}"))
+        rows.append(("main model: mean td-AUC", f"{final['td_auc_test']['mean']:.3f}"))
+        rows.append(("main model: integrated Brier", f"{final['ibs_test']:.3f}"))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
