@@ -64,7 +64,7 @@ def _real_rows(node: NodeData) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(node.time, np.float64)[real], np.asarray(node.event)[real].astype(bool)
 
 
-def test_survival(
+def survival_on_test(
     spec: AlgorithmSpec,
     data: FederatedData,
     params: Params,
@@ -128,7 +128,7 @@ def survival_metrics(
     test_event = np.asarray(data.test.event).astype(bool)
     times = sm.evaluation_times(counts, grid, test_time, num=num_times)
     chosen = list(nodes if baseline_nodes is None else baseline_nodes)
-    surv = test_survival(spec, data, params, grid, times, chosen)
+    surv = survival_on_test(spec, data, params, grid, times, chosen)
     risk = np.asarray(_risk(spec, params, data.test.x, data.test.observed), np.float64)
     # Cox curves are monotone in the risk, so the risk itself ranks them at
     # every t without float32 saturation of S near 0 or 1; parametric curves
