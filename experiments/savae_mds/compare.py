@@ -47,6 +47,7 @@ def load(root: Path) -> dict[tuple[str, str, int], tuple[dict, pl.DataFrame]]:
             "td_auc": (final.get("td_auc_test") or {}).get("mean"),
             "ibs": final.get("ibs_test"),
             "best_round": final["best_round"],
+            "oracle_c": (final.get("oracle_c_index_test") or {}).get("estimate", float("nan")),
         }
         runs[key] = (metrics, pl.read_parquet(path.parent / "test_predictions.parquet"))
     return runs
@@ -67,22 +68,23 @@ def main(argv: list[str] | None = None) -> None:
         "main model on the test set\n"
     ]
     header = ["model", "strategy", "seed.split", "Harrell C", "Uno C", "mean td-AUC", "IBS", "best round"]
+    header.append("oracle Harrell C")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     summary = []
     for model in models:
         for strategy in strategies:
-            rows = [runs[(model, strategy, s)][0] for s in seeds if (model, strategy, s) in runs]
-            for seed, r in zip(seeds, rows, strict=False):
+            present = [s for s in seeds if (model, strategy, s) in runs]
+            rows = [runs[(model, strategy, s)][0] for s in present]
+            for seed, r in zip(present, rows, strict=True):
                 cells = [f"{r[m]:.3f}" for m in METRICS]
-                lines.append(
-                    f"| {model} | {strategy} | {seed} | " + " | ".join(cells) + f" | {r['best_round']} |"
-                )
+                tail = f" | {r['best_round']} | {r['oracle_c']:.3f} |"
+                lines.append(f"| {model} | {strategy} | {seed} | " + " | ".join(cells) + tail)
             values = np.array([[r[m] for m in METRICS] for r in rows], dtype=float)
             mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1)
             cells = [f"**{m:.3f} ± {s:.3f}**" for m, s in zip(mean, sd, strict=True)]
-            summary.append(
-                f"| {model} | {strategy} | mean ± sd ({len(rows)}) | " + " | ".join(cells) + " | |"
-            )
+            oracle = np.array([r["oracle_c"] for r in rows])
+            tail = f" | | {oracle.mean():.3f} ± {oracle.std(ddof=1):.3f} |"
+            summary.append(f"| {model} | {strategy} | mean ± sd ({len(rows)}) | " + " | ".join(cells) + tail)
     lines += summary
     if {"savae", "deepsurv"} <= set(models):
         lines.append("\n### Paired differences, SAVAE − DeepSurv (same split seeds, same test rows)\n")
