@@ -176,7 +176,9 @@ def savae(config: SAVAEConfig, num_features: int) -> SurvivalModel:
     def init(rng: PRNGKey) -> Params:
         return nnx.to_pure_dict(nnx.split(build(rng), nnx.Param)[1])
 
-    def encode(net: SAVAENet, x: jax.Array, observed: jax.Array, key: jax.Array | None):  # noqa: ANN202
+    def encode(
+        net: SAVAENet, x: jax.Array, observed: jax.Array, key: jax.Array | None
+    ) -> tuple[jax.Array, jax.Array]:
         inp = jnp.asarray(x, jnp.float32)
         if config.use_observed_mask:
             inp = jnp.concatenate([inp, jnp.asarray(observed, jnp.float32)], axis=-1)
