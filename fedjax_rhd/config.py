@@ -111,9 +111,31 @@ class DeepSurvSchema:
     use_observed_mask: bool = True
 
 
+@dataclasses.dataclass
+class CoxPHSchema:
+    """conf/model/coxph.yaml; fields mirror ``CoxPHConfig``."""
+
+    name: str = "coxph"
+    l2: float = 1e-3
+    use_observed_mask: bool = False
+
+
+@dataclasses.dataclass
+class SAVAESchema:
+    """conf/model/savae.yaml; fields mirror ``SAVAEConfig`` (the layout comes from the guide)."""
+
+    name: str = "savae"
+    latent_dim: int = 5
+    hidden: list[int] = field(default_factory=lambda: [50])
+    dropout: float = 0.1
+    activation: Activation = Activation.relu
+    beta: float = 1.0
+    use_observed_mask: bool = True
+
+
 # Model name -> its schema; each conf/model/<name>.yaml lists "<name>_schema" in
 # its defaults so a misspelt model key fails at composition.
-MODEL_SCHEMAS: dict[str, type] = {"deepsurv": DeepSurvSchema}
+MODEL_SCHEMAS: dict[str, type] = {"deepsurv": DeepSurvSchema, "coxph": CoxPHSchema, "savae": SAVAESchema}
 
 
 @dataclasses.dataclass

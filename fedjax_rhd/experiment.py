@@ -28,9 +28,11 @@ from fedjax_rhd.checkpoint import save_params
 from fedjax_rhd.cohorts.sources import SourceSpec, load_source, simulated_scores
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data import FederatedData, build_federated_data
+from fedjax_rhd.evaluation import survival_metrics
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
+from fedjax_rhd.models import config_for_guide
 from fedjax_rhd.scores.report import clinical_score_result, scores_on_test
 from fedjax_rhd.tracking import final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
@@ -78,6 +80,20 @@ def _test_risks(settings: ExperimentSettings, stacked_params: Any, data: Federat
     return np.asarray(
         stacked_risks(settings.spec, stacked_params, jnp.asarray(data.test.x), data.test.observed)
     )
+
+
+def _survival_block(spec: Any, data: FederatedData, sim: Any) -> dict[str, Any]:
+    """Uno's C, td-AUC and IBS of the main model (the global one, else node 1's own)."""
+    if sim.global_params is not None:
+        params, nodes = sim.global_params, None
+    else:
+        params, nodes = jax.tree.map(lambda p: p[0], sim.node_params), [0]
+    try:
+        return survival_metrics(spec, data, params, baseline_nodes=nodes)
+    except ValueError as err:  # e.g. too short a test follow-up: record why, keep the run
+        logging.getLogger(__name__).warning("survival metrics not computed: %s", err)
+        missing = {"uno_c_test": None, "td_auc_test": None, "ibs_test": None}
+        return {**missing, "survival_eval": {"error": str(err)}}
 
 
 def validate_results(results: dict[str, Any]) -> None:
@@ -132,7 +148,11 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     data = build_federated_data(
         df, guide, settings.split, pooled=settings.spec.pooled, scenario=settings.scenario
     )
-    spec = dataclasses.replace(settings.spec, num_features=data.num_features)
+    spec = dataclasses.replace(
+        settings.spec,
+        num_features=data.num_features,
+        model_config=config_for_guide(settings.spec.model_config, guide),
+    )
     settings = dataclasses.replace(settings, spec=spec)
 
     tracker.log_config(settings.resolved_config or {})
@@ -192,6 +212,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
         final["clinical_score"] = clinical_score_result(
             score_name, score, time_np, event_np, main_risk, **boot
         )
+    final.update(_survival_block(spec, data, sim))
     checkpoint = save_params(
         output_dir / "params.npz",
         {"global": sim.global_params, "nodes": sim.node_params}
@@ -276,6 +297,10 @@ def print_summary(results: dict[str, Any]) -> None:
     if final["clinical_score"] is not None:
         cs = final["clinical_score"]
         rows.append((f"{cs['name']} ({cs['n_scored']} rows scored)", _fmt(cs["c_index_test"])))
+    if final.get("uno_c_test") is not None:
+        rows.append(("main model: Uno's C (IPCW)", f"{final['uno_c_test']:.3f}"))
+        rows.append(("main model: mean td-AUC", f"{final['td_auc_test']['mean']:.3f}"))
+        rows.append(("main model: integrated Brier", f"{final['ibs_test']:.3f}"))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")

@@ -67,12 +67,15 @@ class SurvivalModel(NamedTuple):
     """A survival model as pure functions over a parameter pytree.
 
     ``loss`` is the per-node training objective (risk sets stay inside the node);
-    ``risk`` is higher for worse prognosis.
+    ``risk`` is higher for worse prognosis. ``survival`` is ``None`` for Cox-type
+    models, whose curves need the federated Breslow baseline
+    (``fedjax_rhd.survival``); parametric models (SAVAE) give their own.
     """
 
     init: Any  # (rng) -> Params; the factory already knows the feature count
     loss: Any  # (params, batch: NodeData, rng | None) -> (f32[], aux dict); None = no dropout
     risk: Any  # (params, x: f32[n, d], observed: bool[n, d]) -> f32[n]
+    survival: Any = None  # (params, x, observed, times f32[t]) -> f32[n, t] P(T > t), or None
 
 
 class FederatedAlgorithm(NamedTuple):

@@ -252,3 +252,22 @@ def test_write_report_files_from_hand_made_runs(tmp_path):
     assert (tmp_path / "out" / "figures" / "curves_mds_best_three_deepsurv_fedavg.png").is_file()
     lines = report.files["csv"].read_text().splitlines()
     assert len(lines) == 1 + 9  # header + full, global, 3 nodes, 2 isolated, clinical, oracle
+
+
+def test_seed_rows_leave_unscored_rows_out_of_point_and_resamples():
+    from fedjax_rhd.metrics import concordance_index
+    from fedjax_rhd.report.stats import SeedRows
+
+    rng = np.random.default_rng(0)
+    n = 120
+    time = rng.integers(1, 30, n).astype(float)
+    event = rng.random(n) < 0.6
+    score = rng.integers(0, 5, n).astype(float)
+    score[::7] = np.nan  # a clinical score that cannot score every row
+    rows = SeedRows(time, event, seed=0, n_boot=40, boot_seed=1)
+    kept = ~np.isnan(score)
+    assert rows.cindex(score) == concordance_index(time[kept], event[kept], score[kept])
+    boots = rows.boot(score)
+    for b in (0, 17, 39):  # each replicate: the seed's own resample, unscored rows dropped
+        r = rows.idx[b][kept[rows.idx[b]]]
+        assert boots[b] == concordance_index(time[r], event[r], score[r])

@@ -44,12 +44,30 @@ class SeedRows:
         self.idx = rng.integers(0, len(self.time), size=(n_boot, len(self.time)), dtype=np.int64)
 
     def cindex(self, risk: np.ndarray) -> float:
-        return concordance_index(self.time, self.event, np.asarray(risk))
+        """C-index on the rows where ``risk`` is defined (a clinical score may not score every row)."""
+        risk = np.asarray(risk, dtype=np.float64)
+        scored = ~np.isnan(risk)
+        return concordance_index(self.time[scored], self.event[scored], risk[scored])
 
     def boot(self, risk: np.ndarray) -> np.ndarray:
-        """f64[n_boot] the C-index on every resample (NaN where a resample has no comparable pair)."""
-        c, _ = _bootstrap_cindices(self.time, self.event, [np.asarray(risk)], self.idx)
-        return c[:, 0]
+        """f64[n_boot] the C-index on every resample (NaN where a resample has no comparable pair).
+
+        Rows where ``risk`` is NaN (unscored) are left out of each resample, which keeps
+        the resample itself, so differences with other models stay paired.
+        """
+        risk = np.asarray(risk, dtype=np.float64)
+        scored = ~np.isnan(risk)
+        if scored.all():
+            c, _ = _bootstrap_cindices(self.time, self.event, [risk], self.idx)
+            return c[:, 0]
+        out = np.full(len(self.idx), np.nan)
+        for b, rows in enumerate(self.idx):
+            rows = rows[scored[rows]]
+            try:
+                out[b] = concordance_index(self.time[rows], self.event[rows], risk[rows])
+            except ValueError:  # no comparable pair in this resample
+                continue
+        return out
 
 
 def _interval(point: float, boots: np.ndarray, seeds: tuple[int, ...], alpha: float) -> Interval:

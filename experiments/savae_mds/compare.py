@@ -1,0 +1,122 @@
+"""SAVAE beside DeepSurv on the simulated MDS cohort: centralised and FedAvg, several split seeds.
+
+Reads the run directories of the two sweeps
+
+    fedjax-rhd -m +experiment=savae strategy=centralized,fedavg seed.split=0,1,2,3,4 \
+        hydra.sweep.dir=multirun/savae_mds/savae
+    fedjax-rhd -m model=deepsurv strategy=centralized,fedavg seed.split=0,1,2,3,4 \
+        hydra.sweep.dir=multirun/savae_mds/deepsurv
+
+and writes a Markdown table (per seed, then mean ± sd over seeds) of the main
+model's Harrell C, Uno's C, mean time-dependent AUC and integrated Brier score,
+plus paired differences SAVAE − DeepSurv per strategy: Harrell's C with a
+bootstrap over the same test rows (each seed resampled, the per-seed
+differences averaged), IBS as mean ± sd of per-seed differences.
+
+Usage:  python experiments/savae_mds/compare.py multirun/savae_mds [--out experiments/savae_mds/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "foundation"))
+
+from compare import paired_mean_difference  # noqa: E402  (experiments/foundation/compare.py)
+
+METRICS = ("harrell_c", "uno_c", "td_auc", "ibs")
+
+
+def load(root: Path) -> dict[tuple[str, str, int], tuple[dict, pl.DataFrame]]:
+    """(model, strategy, split seed) -> (metrics, test predictions)."""
+    runs = {}
+    for path in sorted(root.rglob("results.json")):
+        res = json.loads(path.read_text())
+        cfg, final = res["config"], res["final"]
+        key = (cfg["model"]["name"], cfg["strategy"]["name"], int(cfg["seed"]["split"]))
+        metrics = {
+            "harrell_c": final["c_index_test"]["estimate"],
+            "uno_c": final.get("uno_c_test"),
+            "td_auc": (final.get("td_auc_test") or {}).get("mean"),
+            "ibs": final.get("ibs_test"),
+            "best_round": final["best_round"],
+            "oracle_c": (final.get("oracle_c_index_test") or {}).get("estimate", float("nan")),
+        }
+        runs[key] = (metrics, pl.read_parquet(path.parent / "test_predictions.parquet"))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--n-boot", type=int, default=1000)
+    args = parser.parse_args(argv)
+    runs = load(args.root)
+    models = sorted({m for m, _, _ in runs}, reverse=True)  # savae first
+    strategies = sorted({s for _, s, _ in runs})
+    seeds = sorted({s for _, _, s in runs})
+    lines = [
+        f"### Simulated MDS (4,427 patients, split=three), {len(seeds)} split seeds: "
+        "main model on the test set\n"
+    ]
+    header = ["model", "strategy", "seed.split", "Harrell C", "Uno C", "mean td-AUC", "IBS", "best round"]
+    header.append("oracle Harrell C")
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    summary = []
+    for model in models:
+        for strategy in strategies:
+            present = [s for s in seeds if (model, strategy, s) in runs]
+            rows = [runs[(model, strategy, s)][0] for s in present]
+            for seed, r in zip(present, rows, strict=True):
+                cells = [f"{r[m]:.3f}" for m in METRICS]
+                tail = f" | {r['best_round']} | {r['oracle_c']:.3f} |"
+                lines.append(f"| {model} | {strategy} | {seed} | " + " | ".join(cells) + tail)
+            values = np.array([[r[m] for m in METRICS] for r in rows], dtype=float)
+            mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1)
+            cells = [f"**{m:.3f} ± {s:.3f}**" for m, s in zip(mean, sd, strict=True)]
+            oracle = np.array([r["oracle_c"] for r in rows])
+            tail = f" | | {oracle.mean():.3f} ± {oracle.std(ddof=1):.3f} |"
+            summary.append(f"| {model} | {strategy} | mean ± sd ({len(rows)}) | " + " | ".join(cells) + tail)
+    lines += summary
+    if {"savae", "deepsurv"} <= set(models):
+        lines.append("\n### Paired differences, SAVAE − DeepSurv (same split seeds, same test rows)\n")
+        lines.append(
+            "| strategy | Δ Harrell C [95% bootstrap CI] | Δ IBS mean ± sd over seeds "
+            "| seeds SAVAE IBS lower |"
+        )
+        lines.append("|---|---|---|---|")
+        for strategy in strategies:
+            common = [
+                s for s in seeds if ("savae", strategy, s) in runs and ("deepsurv", strategy, s) in runs
+            ]
+            pairs = [
+                (runs[("savae", strategy, s)][1], "risk", runs[("deepsurv", strategy, s)][1], "risk")
+                for s in common
+            ]
+            d = paired_mean_difference(pairs, args.n_boot)
+            d_ibs = np.array(
+                [
+                    runs[("savae", strategy, s)][0]["ibs"] - runs[("deepsurv", strategy, s)][0]["ibs"]
+                    for s in common
+                ]
+            )
+            lines.append(
+                f"| {strategy} | {d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | "
+                f"{d_ibs.mean():+.4f} ± {d_ibs.std(ddof=1):.4f} | {int((d_ibs < 0).sum())}/{len(common)} |"
+            )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

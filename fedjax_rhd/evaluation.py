@@ -1,0 +1,143 @@
+"""Survival curves and calibration-aware metrics of a trained model on the test set.
+
+What crosses node boundaries here is only what ARCHITECTURE §1.3 allows: each
+node's largest training time (for the shared grid), its censoring counts on
+that grid (for the censoring Kaplan-Meier behind Uno's C, the time-dependent
+AUC and the Brier score) and, for Cox-type models, its Breslow counts on the
+same grid (for the baseline hazard). The manager sums the counts; the test set
+is touched only to score.
+
+Rows used per node: its training and validation parts (every non-test row of
+the federation; validation rows only chose the stopping round). The censoring
+distribution always comes from every node, so every strategy on one split is
+scored against the same ``G``; the Breslow baseline comes from the nodes that
+trained the model (all of them for a global model, node k alone for node k's
+``local`` model).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_rhd import survival_metrics as sm
+from fedjax_rhd.data import FederatedData
+from fedjax_rhd.strategies import AlgorithmSpec, build_model
+from fedjax_rhd.survival import breslow_baseline_counts, breslow_cumulative_hazard, survival_curves
+from fedjax_rhd.typing import NodeData, Params
+
+GRID_POINTS = 512  # shared time grid for censoring and Breslow counts
+NUM_TIMES = 20  # evaluation times between the 10th and 90th percentile of training deaths
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _risk(spec: AlgorithmSpec, params: Params, x: jax.Array, observed: jax.Array) -> jax.Array:
+    return build_model(spec).risk(params, x, observed)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _parametric_survival(
+    spec: AlgorithmSpec, params: Params, x: jax.Array, observed: jax.Array, times: jax.Array
+) -> jax.Array:
+    return build_model(spec).survival(params, x, observed, times)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _breslow_counts(
+    spec: AlgorithmSpec, params: Params, node: NodeData, grid: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    risk = build_model(spec).risk(params, node.x, node.observed)
+    return breslow_baseline_counts(risk, node, grid)
+
+
+def _node(stacked: NodeData, k: int) -> NodeData:
+    return NodeData(*(np.asarray(leaf[k]) for leaf in stacked))
+
+
+def _real_rows(node: NodeData) -> tuple[np.ndarray, np.ndarray]:
+    real = np.asarray(node.weight) > 0
+    return np.asarray(node.time, np.float64)[real], np.asarray(node.event)[real].astype(bool)
+
+
+def survival_on_test(
+    spec: AlgorithmSpec,
+    data: FederatedData,
+    params: Params,
+    grid: np.ndarray,
+    times: np.ndarray,
+    baseline_nodes: Sequence[int],
+) -> np.ndarray:
+    """f64[n_test, len(times)] ``P(T > t | x)`` for the test rows.
+
+    Parametric models give their own curves; Cox-type models use the Breslow
+    baseline summed over ``baseline_nodes``' counts on ``grid``.
+    """
+    model = build_model(spec)
+    test = data.test
+    if model.survival is not None:
+        curves = _parametric_survival(spec, params, test.x, test.observed, jnp.asarray(times, jnp.float32))
+        return np.asarray(curves, np.float64)
+    grid32 = jnp.asarray(grid, jnp.float32)
+    events = jnp.zeros_like(grid32)
+    at_risk = jnp.zeros_like(grid32)
+    for k in baseline_nodes:
+        for part in (data.train, data.val):
+            e, a = _breslow_counts(spec, params, _node(part, k), grid32)
+            events, at_risk = events + e, at_risk + a
+    cum_hazard = breslow_cumulative_hazard(events, at_risk, grid32)
+    risk = _risk(spec, params, test.x, test.observed)
+    return np.asarray(survival_curves(risk, cum_hazard, grid32, jnp.asarray(times, jnp.float32)), np.float64)
+
+
+def survival_metrics(
+    spec: AlgorithmSpec,
+    data: FederatedData,
+    params: Params,
+    *,
+    baseline_nodes: Sequence[int] | None = None,
+    grid_points: int = GRID_POINTS,
+    num_times: int = NUM_TIMES,
+) -> dict[str, Any]:
+    """Uno's C, time-dependent AUC and integrated Brier score on the test set.
+
+    Args:
+        spec: the algorithm spec (model and hyperparameters) that trained ``params``.
+        data: the federation's data.
+        params: ONE parameter set (not stacked).
+        baseline_nodes: nodes whose rows build the Breslow baseline (default all).
+        grid_points: resolution of the shared time grid.
+        num_times: evaluation times for the AUC and Brier curves.
+
+    Returns:
+        ``{"uno_c_test", "td_auc_test": {"mean", "times", "auc"}, "ibs_test",
+        "survival_eval": {"tau", "grid_points", "times"}}``; Uno's C is
+        truncated at ``tau``, the last evaluation time.
+    """
+    nodes = range(data.num_nodes)
+    parts = [_real_rows(_node(part, k)) for k in nodes for part in (data.train, data.val)]
+    max_time = max(float(t.max()) for t, _ in parts if len(t))  # each node sends one scalar
+    grid = sm.time_grid(max_time, grid_points)
+    counts = sm.sum_counts([sm.grid_counts(t, e, grid) for t, e in parts])
+    censoring = sm.censoring_from_counts(counts, grid)
+    test_time = np.asarray(data.test.time, np.float64)
+    test_event = np.asarray(data.test.event).astype(bool)
+    times = sm.evaluation_times(counts, grid, test_time, num=num_times)
+    chosen = list(nodes if baseline_nodes is None else baseline_nodes)
+    surv = survival_on_test(spec, data, params, grid, times, chosen)
+    risk = np.asarray(_risk(spec, params, data.test.x, data.test.observed), np.float64)
+    # Cox curves are monotone in the risk, so the risk itself ranks them at
+    # every t without float32 saturation of S near 0 or 1; parametric curves
+    # can cross, so their risk at t is 1 - S(t | x).
+    td_risk = risk if build_model(spec).survival is None else 1.0 - surv
+    auc, mean_auc = sm.cumulative_dynamic_auc(test_time, test_event, td_risk, times, censoring)
+    return {
+        "uno_c_test": sm.uno_c_index(test_time, test_event, risk, censoring, tau=float(times[-1])),
+        "td_auc_test": {"mean": mean_auc, "times": times.tolist(), "auc": auc.tolist()},
+        "ibs_test": sm.integrated_brier_score(test_time, test_event, surv, times, censoring),
+        "survival_eval": {"tau": float(times[-1]), "grid_points": grid_points, "times": times.tolist()},
+    }

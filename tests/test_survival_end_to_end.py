@@ -1,0 +1,22 @@
+"""SAVAE and linear Cox through the real CLI: survival metrics land in a valid results.json."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedjax_rhd.experiment import validate_results
+from tests.test_end_to_end import TINY, _cli, _results
+
+
+@pytest.mark.parametrize("preset", ["savae", "coxph"])
+def test_models_write_survival_metrics(tmp_path, preset):
+    overrides = [f"+experiment={preset}", *TINY, "strategy.rounds=2"]
+    _cli([*overrides, f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    (res,) = _results(tmp_path / "r")
+    validate_results(res)
+    final = res["final"]
+    assert res["config"]["model"]["name"] == preset
+    assert 0.0 <= final["uno_c_test"] <= 1.0 and 0.0 <= final["ibs_test"] <= 1.0
+    td = final["td_auc_test"]
+    assert len(td["auc"]) == len(td["times"]) == len(final["survival_eval"]["times"]) >= 2
+    assert final["survival_eval"]["tau"] == td["times"][-1]
