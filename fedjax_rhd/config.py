@@ -25,42 +25,42 @@ from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
 from fedjax_rhd.tracking import TrackerSettings
 
 
-class StrategyName(enum.Enum):
+class StrategyName(enum.StrEnum):
     fedavg = "fedavg"
     centralized = "centralized"
     local = "local"
 
 
-class Activation(enum.Enum):
+class Activation(enum.StrEnum):
     relu = "relu"
     selu = "selu"
     tanh = "tanh"
     gelu = "gelu"
 
 
-class OptimizerName(enum.Enum):
+class OptimizerName(enum.StrEnum):
     adam = "adam"
     adamw = "adamw"
     sgd = "sgd"
 
 
-class BackendName(enum.Enum):
+class BackendName(enum.StrEnum):
     simulator = "simulator"
 
 
-class TrackerName(enum.Enum):
+class TrackerName(enum.StrEnum):
     none = "none"
     wandb = "wandb"
     mlflow = "mlflow"
 
 
-class WandbMode(enum.Enum):
+class WandbMode(enum.StrEnum):
     offline = "offline"
     online = "online"
     disabled = "disabled"
 
 
-class ScenarioName(enum.Enum):
+class ScenarioName(enum.StrEnum):
     best = "best"
     worst = "worst"
 
