@@ -28,6 +28,9 @@ from fedjax_rhd.checkpoint import save_params
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data import FederatedData, build_federated_data
 from fedjax_rhd.datasets import load_or_build_simulated
+from fedjax_rhd.federation.finetune import finetuned_results
+from fedjax_rhd.federation.participation import participation_summary
+from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
@@ -127,7 +130,23 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
             step=record["round"],
         )
 
-    sim = run_simulation(spec, data, settings.schedule, on_round=on_round, progress=settings.progress)
+    checkpoint_path = output_dir / CHECKPOINT_NAME
+    identity = run_identity(settings.resolved_config, card["id"])
+    if settings.resume is not None:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"resume={settings.resume}: no {CHECKPOINT_NAME} in that directory")
+        check_resumable(read_identity(checkpoint_path), identity, checkpoint_path)
+    sim = run_simulation(
+        spec,
+        data,
+        settings.schedule,
+        on_round=on_round,
+        progress=settings.progress,
+        participation=settings.participation,
+        checkpoint=checkpoint_path,
+        identity=identity,
+        resume=settings.resume is not None,
+    )
     compilations = TRACE_COUNTS["round"] - traces_before
 
     t = data.test
@@ -165,7 +184,13 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
         "ibs_test": None,
         "n_test": int(len(time_np)),
         "n_test_events": int(event_np.sum()),
+        "participation": participation_summary(sim.rounds, data.node_names),
     }
+    personalized = finetuned_results(
+        spec, settings.finetune_epochs, settings.schedule.seed_train, sim.global_params, data, boot
+    )
+    if personalized is not None:
+        final["personalized"] = personalized["final"]
     checkpoint = save_params(
         output_dir / "params.npz",
         {"global": sim.global_params, "nodes": sim.node_params}
@@ -181,6 +206,7 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
             "risk": main_risk,
             **{f"risk_{name}": risk for name, risk in zip(data.node_names, node_risks, strict=True)},
             **({} if data.test_oracle_risk is None else {"oracle_risk": data.test_oracle_risk}),
+            **({} if personalized is None else personalized["columns"]),
         }
     )
     predictions.write_parquet(output_dir / "test_predictions.parquet")
@@ -242,6 +268,8 @@ def print_summary(results: dict[str, Any]) -> None:
         rows.append(("global model", _fmt(final["global_model"]["c_index_test"])))
     for node in final["nodes"]:
         rows.append((f"{node['name']} ({node['share']:.0%} of data)", _fmt(node["c_index_test"])))
+    for node in (final.get("personalized") or {}).get("nodes", []):
+        rows.append((f"{node['name']} fine-tuned", _fmt(node["c_index_test"])))
     rows.append(("oracle (true risk)", _fmt(final["oracle_c_index_test"])))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
