@@ -191,6 +191,7 @@ def run_simulation(
         if checkpoint is None:
             raise ValueError("resume needs a checkpoint path")
         loop = load_loop_state(checkpoint, initial, train_key)
+        print(f"resuming from {checkpoint} after round {loop.round}", flush=True)
     else:
         loop = LoopState(initial, initial, np.full(k if algorithm.personalized else 1, np.inf))
 
