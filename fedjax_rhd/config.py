@@ -151,10 +151,16 @@ class FailureSchema:
 
 
 @dataclasses.dataclass
+class NodeSlowdownSchema:
+    node: str = MISSING
+    factor: float = 1.0  # multiplies the node's simulated time
+
+
+@dataclasses.dataclass
 class TimingSchema:
     seconds_per_row: float = 1e-3  # simulated compute per training row and local epoch
     jitter: float = 0.0  # log-normal sigma per node and round
-    slowdown: dict[str, float] = field(default_factory=dict)  # node name -> time factor
+    slowdown: list[NodeSlowdownSchema] = field(default_factory=list)  # per-node time factors
 
 
 @dataclasses.dataclass
@@ -327,7 +333,7 @@ def _participation(cfg: DictConfig) -> ParticipationConfig:
         time_limit=None if b.time_limit is None else float(b.time_limit),
         seconds_per_row=float(b.timing.seconds_per_row),
         jitter=float(b.timing.jitter),
-        slowdown=tuple(sorted((str(k), float(v)) for k, v in b.timing.slowdown.items())),
+        slowdown=tuple((str(d.node), float(d.factor)) for d in b.timing.slowdown),
         min_nodes=int(s.min_nodes),
         accept_failures=bool(s.accept_failures),
     )
