@@ -12,7 +12,7 @@ from tests.conftest import compose
     ("strategy", "server", "mu"),
     [
         ("fedavg", "sgd", None),
-        ("fedprox", "sgd", 0.1),
+        ("fedprox", "sgd", 0.01),
         ("fedavgm", "sgd", None),
         ("fedadam", "adam", None),
         ("fedyogi", "yogi", None),
