@@ -57,6 +57,32 @@ def rounds_to_fraction(results: dict, fraction: float = 0.99) -> int | None:
     return None
 
 
+def personalised_section(strategies: dict[str, dict], seeds: list[int], n_boot: int) -> list[str]:
+    """Fine-tuned node models (``strategy.finetune_epochs``) against the same node with FL."""
+    out: list[str] = []
+    for s in ORDER:
+        runs = strategies.get(s, {})
+        if not seeds or any("personalized" not in runs.get(k, ({"final": {}},))[0]["final"] for k in seeds):
+            continue
+        epochs = runs[seeds[0]][0]["final"]["personalized"]["epochs"]
+        names = [n["name"] for n in runs[seeds[0]][0]["final"]["nodes"]]
+        out.append(
+            f"Personalised {LABEL[s]}: each node fine-tunes the final global model for {epochs} steps\n"
+        )
+        out.append("| node | with FL | fine-tuned | fine-tuned − with FL [95% CI] |")
+        out.append("|---|---|---|---|")
+        for n in names:
+            fl = np.mean([c_index(runs[k][1], f"risk_{n}") for k in seeds])
+            ft = np.mean([c_index(runs[k][1], f"risk_{n}_finetuned") for k in seeds])
+            d = paired_mean_difference(
+                [(runs[k][1], f"risk_{n}_finetuned", runs[k][1], f"risk_{n}") for k in seeds], n_boot
+            )
+            ci = f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+            out.append(f"| {n} | {fl:.4f} | {ft:.4f} | {d['difference']:+.4f} {ci} |")
+        out.append("")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+", type=Path)
@@ -108,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(f"{np.mean([len(strategies[s][k][0]['rounds']) for k in seeds]):.1f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines.extend(personalised_section(strategies, seeds, args.n_boot))
     text = "\n".join(lines)
     print(text)
     (args.roots[0] / "strategies.md").write_text(text)
