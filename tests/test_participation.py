@@ -210,3 +210,18 @@ def test_local_strategy_keeps_an_absent_nodes_model(data3):
     ):
         np.testing.assert_array_equal(new_leaf[1], old_leaf[1])
         np.testing.assert_array_equal(new_leaf[0], res_leaf[0])
+
+
+def test_simulator_trains_exactly_the_sampled_nodes(data3):
+    spec = _spec(data3)
+    config = ParticipationConfig(sample_fraction=0.5, sample_seed=9)
+    sim = run_simulation(
+        spec, data3, TrainSchedule(rounds=4, patience=None), progress=False, participation=config
+    )
+    for record in sim.rounds:
+        expected = [
+            n for n, m in zip(data3.node_names, sample_nodes(9, record["round"], 3, 0.5), strict=True) if m
+        ]
+        assert record["participation"]["sampled"] == expected == record["participation"]["aggregated"]
+        assert [t is not None for t in record["train_loss"]] == [n in expected for n in data3.node_names]
+    assert len({tuple(r["participation"]["sampled"]) for r in sim.rounds}) > 1  # varies by round
