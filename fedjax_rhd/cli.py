@@ -25,8 +25,20 @@ CONF_DIR = Path(os.environ.get("FEDJAX_RHD_CONF", Path(__file__).resolve().paren
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig) -> float:
     from fedjax_rhd.experiment import run  # JAX imports after Hydra has parsed the command line
+    from fedjax_rhd.federation.participation import RunInterrupted, RunStopped
 
-    results = run(settings_from_config(cfg), HydraConfig.get().runtime.output_dir)
+    settings = settings_from_config(cfg)
+    # A resumed run continues in its own directory (checkpoint, results.json).
+    output_dir = settings.resume or HydraConfig.get().runtime.output_dir
+    try:
+        results = run(settings, output_dir)
+    except RunInterrupted as err:
+        print(
+            f"fedjax-rhd: {err}\n  continue with the same command plus resume={output_dir}", file=sys.stderr
+        )
+        sys.exit(130)
+    except RunStopped as err:
+        sys.exit(f"fedjax-rhd: run stopped: {err}\n  resume with resume={output_dir}")
     return float(results["final"]["c_index_test"]["estimate"])
 
 

@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from fedjax_rhd.data import SplitSpec
+from fedjax_rhd.federation.participation import ParticipationConfig
 from fedjax_rhd.federation.simulator import TrainSchedule
 from fedjax_rhd.models import MODEL_CONFIGS
 from fedjax_rhd.scenario import ScenarioSpec
@@ -27,6 +28,11 @@ from fedjax_rhd.tracking import TrackerSettings
 
 class StrategyName(enum.StrEnum):
     fedavg = "fedavg"
+    fedprox = "fedprox"
+    fedavgm = "fedavgm"
+    fedadam = "fedadam"
+    fedyogi = "fedyogi"
+    fedadagrad = "fedadagrad"
     centralized = "centralized"
     local = "local"
 
@@ -42,6 +48,13 @@ class OptimizerName(enum.StrEnum):
     adam = "adam"
     adamw = "adamw"
     sgd = "sgd"
+
+
+class ServerOptimizerName(enum.StrEnum):
+    sgd = "sgd"
+    adam = "adam"
+    yogi = "yogi"
+    adagrad = "adagrad"
 
 
 class BackendName(enum.StrEnum):
@@ -71,6 +84,8 @@ class SeedSchema:
     split: int = 0  # test split, node partition, node validation parts
     init: int = 0  # model initialisation
     train: int = 0  # dropout keys during training
+    sample: int = 0  # which nodes are sampled each round
+    failure: int = 0  # injected node failures and simulated timing jitter
 
 
 @dataclasses.dataclass
@@ -143,12 +158,47 @@ class ClientSchema:
     optimizer: OptimizerName = OptimizerName.adam
     learning_rate: float = 1e-3
     local_epochs: int = 5
+    proximal_mu: float = 0.0  # FedProx's μ (strategy=fedprox only)
 
 
 @dataclasses.dataclass
 class ServerSchema:
     learning_rate: float = 1.0
-    momentum: float = 0.0
+    momentum: float = 0.0  # sgd only (FedAvgM)
+    b1: float = 0.9  # adaptive servers (Reddi et al. 2021)
+    b2: float = 0.99
+    tau: float = 1e-3
+
+
+@dataclasses.dataclass
+class SamplingSchema:
+    fraction: float = 1.0  # share of nodes asked to train each round
+    min_nodes: int = 1  # never sample fewer
+
+
+@dataclasses.dataclass
+class NodeDownSchema:
+    node: str = MISSING  # e.g. node3
+    from_round: int = 1
+
+
+@dataclasses.dataclass
+class FailureSchema:
+    probability: float = 0.0  # per sampled node per round
+    down: list[NodeDownSchema] = field(default_factory=list)
+
+
+@dataclasses.dataclass
+class NodeSlowdownSchema:
+    node: str = MISSING
+    factor: float = 1.0  # multiplies the node's simulated time
+
+
+@dataclasses.dataclass
+class TimingSchema:
+    seconds_per_row: float = 1e-3  # simulated compute per training row and local epoch
+    jitter: float = 0.0  # log-normal sigma per node and round
+    slowdown: list[NodeSlowdownSchema] = field(default_factory=list)  # per-node time factors
 
 
 @dataclasses.dataclass
@@ -158,11 +208,19 @@ class StrategySchema:
     patience: int | None = 10
     client: ClientSchema = field(default_factory=ClientSchema)
     server: ServerSchema = field(default_factory=ServerSchema)
+    server_optimizer: ServerOptimizerName = ServerOptimizerName.sgd
+    sampling: SamplingSchema = field(default_factory=SamplingSchema)
+    min_nodes: int = 1  # fewest nodes that must return for a round to count
+    accept_failures: bool = True  # false: stop (with a checkpoint) at the first failed node
+    finetune_epochs: int = 0  # > 0: fine-tune the final global model on each node (personalised column)
 
 
 @dataclasses.dataclass
 class BackendSchema:
     name: BackendName = BackendName.simulator
+    failures: FailureSchema = field(default_factory=FailureSchema)
+    time_limit: float | None = None  # seconds per round; slower nodes are dropped from the round
+    timing: TimingSchema = field(default_factory=TimingSchema)
 
 
 @dataclasses.dataclass
@@ -191,6 +249,7 @@ class ConfigSchema:
     real_data_root: str | None = None  # real cohorts; None: $FEDJAX_RHD_SHARED_DATA or ../shared/data
     bootstrap: int = 1000  # resamples for the C-index confidence intervals
     progress: bool = True  # progress bar over rounds
+    resume: str | None = None  # a run directory to continue from its checkpoint
 
 
 def register_configs() -> None:
@@ -231,6 +290,9 @@ class ExperimentSettings:
     dataset: str | None = None  # registered dataset name; None = derived from the use case
     resolved_config: Any = field(default=None, compare=False, hash=False)
     real_data_root: str | None = None  # real cohorts (fedjax_rhd.cohorts.resolve_real_data_root)
+    participation: ParticipationConfig = ParticipationConfig()
+    finetune_epochs: int = 0
+    resume: str | None = None
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -250,8 +312,16 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
             optimizer=s.client.optimizer.value,
             learning_rate=float(s.client.learning_rate),
             local_epochs=int(s.client.local_epochs),
+            proximal_mu=_proximal_mu(s),
         ),
-        server=ServerConfig(learning_rate=float(s.server.learning_rate), momentum=float(s.server.momentum)),
+        server=ServerConfig(
+            optimizer_name=s.server_optimizer.value,
+            learning_rate=float(s.server.learning_rate),
+            momentum=float(s.server.momentum),
+            b1=float(s.server.b1),
+            b2=float(s.server.b2),
+            tau=float(s.server.tau),
+        ),
     )
     if s.rounds < 1:
         raise ValueError(f"strategy.rounds must be >= 1, got {s.rounds}")
@@ -296,4 +366,36 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         dataset=cfg.use_case.get("dataset"),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         real_data_root=None if cfg.real_data_root is None else str(cfg.real_data_root),
+        participation=_participation(cfg),
+        finetune_epochs=int(s.finetune_epochs),
+        resume=None if cfg.resume is None else str(cfg.resume),
+    )
+
+
+def _proximal_mu(s: DictConfig) -> float | None:
+    mu = float(s.client.proximal_mu)
+    if s.name.value == "fedprox":
+        return mu
+    if mu != 0.0:
+        raise ValueError(f"strategy.client.proximal_mu={mu} applies to strategy=fedprox, not {s.name.value}")
+    return None
+
+
+def _participation(cfg: DictConfig) -> ParticipationConfig:
+    s, b = cfg.strategy, cfg.backend
+    if s.finetune_epochs < 0:
+        raise ValueError(f"strategy.finetune_epochs must be >= 0, got {s.finetune_epochs}")
+    return ParticipationConfig(
+        sample_fraction=float(s.sampling.fraction),
+        sample_min_nodes=int(s.sampling.min_nodes),
+        sample_seed=int(cfg.seed.sample),
+        fail_probability=float(b.failures.probability),
+        down=tuple((str(d.node), int(d.from_round)) for d in b.failures.down),
+        fail_seed=int(cfg.seed.failure),
+        time_limit=None if b.time_limit is None else float(b.time_limit),
+        seconds_per_row=float(b.timing.seconds_per_row),
+        jitter=float(b.timing.jitter),
+        slowdown=tuple((str(d.node), float(d.factor)) for d in b.timing.slowdown),
+        min_nodes=int(s.min_nodes),
+        accept_failures=bool(s.accept_failures),
     )

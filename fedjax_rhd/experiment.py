@@ -29,6 +29,9 @@ from fedjax_rhd.cohorts.sources import SourceSpec, load_source, simulated_scores
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data import FederatedData, build_federated_data
 from fedjax_rhd.evaluation import survival_metrics
+from fedjax_rhd.federation.finetune import finetuned_results
+from fedjax_rhd.federation.participation import participation_summary
+from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
@@ -167,7 +170,23 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
             record["c_index_test_global"] = _c_index(data, glob)
         tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
 
-    sim = run_simulation(spec, data, settings.schedule, on_round=on_round, progress=settings.progress)
+    checkpoint_path = output_dir / CHECKPOINT_NAME
+    identity = run_identity(settings.resolved_config, card["id"])
+    if settings.resume is not None:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"resume={settings.resume}: no {CHECKPOINT_NAME} in that directory")
+        check_resumable(read_identity(checkpoint_path), identity, checkpoint_path)
+    sim = run_simulation(
+        spec,
+        data,
+        settings.schedule,
+        on_round=on_round,
+        progress=settings.progress,
+        participation=settings.participation,
+        checkpoint=checkpoint_path,
+        identity=identity,
+        resume=settings.resume is not None,
+    )
     compilations = TRACE_COUNTS["round"] - traces_before
 
     t = data.test
@@ -205,6 +224,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
         "ibs_test": None,
         "n_test": int(len(time_np)),
         "n_test_events": int(event_np.sum()),
+        "participation": participation_summary(sim.rounds, data.node_names),
     }
     test_scores = None if score_table is None else scores_on_test(score_table, data.test_patient_ids)
     if test_scores is not None:
@@ -213,6 +233,11 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
             score_name, score, time_np, event_np, main_risk, **boot
         )
     final.update(_survival_block(spec, data, sim))
+    personalized = finetuned_results(
+        spec, settings.finetune_epochs, settings.schedule.seed_train, sim.global_params, data, boot
+    )
+    if personalized is not None:
+        final["personalized"] = personalized["final"]
     checkpoint = save_params(
         output_dir / "params.npz",
         {"global": sim.global_params, "nodes": sim.node_params}
@@ -228,6 +253,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
             "risk": main_risk,
             **{f"risk_{name}": risk for name, risk in zip(data.node_names, node_risks, strict=True)},
             **({} if data.test_oracle_risk is None else {"oracle_risk": data.test_oracle_risk}),
+            **({} if personalized is None else personalized["columns"]),
         }
     )
     if test_scores is not None:
@@ -293,6 +319,8 @@ def print_summary(results: dict[str, Any]) -> None:
         rows.append(("global model", _fmt(final["global_model"]["c_index_test"])))
     for node in final["nodes"]:
         rows.append((f"{node['name']} ({node['share']:.0%} of data)", _fmt(node["c_index_test"])))
+    for node in (final.get("personalized") or {}).get("nodes", []):
+        rows.append((f"{node['name']} fine-tuned", _fmt(node["c_index_test"])))
     rows.append(("oracle (true risk)", _fmt(final["oracle_c_index_test"])))
     if final["clinical_score"] is not None:
         cs = final["clinical_score"]

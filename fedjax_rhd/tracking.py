@@ -78,10 +78,15 @@ def make_tracker(settings: TrackerSettings | str, output_dir: Path) -> Tracker:
 
 
 def round_metrics(record: dict[str, Any], node_names: list[str]) -> dict[str, float]:
-    """A round's record (as written to ``results.json`` ``rounds``) as flat tracker metrics."""
+    """A round's record (as written to ``results.json`` ``rounds``) as flat tracker metrics.
+
+    A node that sat the round out (not sampled, failed, too late) has no training loss;
+    it is left out of that round's metrics rather than logged as a number.
+    """
     out = {"loss/val_federated": float(record["val_loss_federated"])}
     for i, name in enumerate(node_names):
-        out[f"loss/train/{name}"] = float(record["train_loss"][i])
+        if record["train_loss"][i] is not None:
+            out[f"loss/train/{name}"] = float(record["train_loss"][i])
         out[f"loss/val/{name}"] = float(record["val_loss"][i])
         out[f"c_index_test/{name}"] = float(record["c_index_test_nodes"][i])
     if record.get("c_index_test_global") is not None:

@@ -239,3 +239,18 @@ def test_misspelt_wandb_mode_fails_at_composition():
 
     with pytest.raises(ConfigCompositionException, match="ofline"):
         compose(["tracker=wandb", "tracker.mode=ofline"])
+
+
+def test_round_metrics_skip_nodes_that_sat_the_round_out():
+    from fedjax_rhd.tracking import round_metrics
+
+    record = {
+        "val_loss_federated": 1.5,
+        "train_loss": [2.0, None],
+        "val_loss": [1.0, 2.0],
+        "c_index_test_nodes": [0.7, 0.6],
+        "c_index_test_global": 0.71,
+    }
+    out = round_metrics(record, ["node1", "node2"])
+    assert out["loss/train/node1"] == 2.0 and "loss/train/node2" not in out
+    assert out["loss/val/node2"] == 2.0 and out["c_index_test/global"] == 0.71

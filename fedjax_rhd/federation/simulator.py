@@ -10,10 +10,15 @@ of the round, for the benchmark and the multirun check.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +26,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fedjax_rhd.data import FederatedData
+from fedjax_rhd.federation.participation import (
+    ParticipationConfig,
+    RunInterrupted,
+    RunStopped,
+    plan_round,
+)
+from fedjax_rhd.federation.run_state import LoopState, load_loop_state, save_loop_state
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.typing import ClientResult, NodeData, Params, ServerState
 
@@ -29,7 +41,11 @@ TRACE_COUNTS: collections.Counter[str] = collections.Counter()
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def federated_round(
-    spec: AlgorithmSpec, state: ServerState, train: NodeData, rng: jax.Array
+    spec: AlgorithmSpec,
+    state: ServerState,
+    train: NodeData,
+    rng: jax.Array,
+    participation: jax.Array | None = None,
 ) -> tuple[ServerState, ClientResult]:
     """One round: every node updates from the server's parameters, then aggregate.
 
@@ -38,6 +54,10 @@ def federated_round(
         state: server state; under a personalised strategy params carry a node axis.
         train: stacked node data [K, n, ...].
         rng: this round's key; node k uses ``fold_in(rng, k)``.
+        participation: f32[K] 1 = the node's update is aggregated, 0 = it sat the
+            round out (not sampled, failed, too slow); None = every node. A traced
+            array, so sampling never recompiles. Every node still computes (vmap
+            has one shape); the weight 0 keeps absent nodes out of the result.
     """
     TRACE_COUNTS["round"] += 1  # runs only while tracing: counts compilations
     algorithm = build_algorithm(spec)
@@ -45,7 +65,8 @@ def federated_round(
     keys = jax.vmap(lambda k: jax.random.fold_in(rng, k))(jnp.arange(num_nodes))
     params_axis = 0 if algorithm.personalized else None
     results = jax.vmap(algorithm.client_update, in_axes=(params_axis, 0, 0))(state.params, train, keys)
-    return algorithm.aggregate(state, results, results.num_examples), results
+    weights = results.num_examples if participation is None else results.num_examples * participation
+    return algorithm.aggregate(state, results, weights), results
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
@@ -100,6 +121,31 @@ def _select(mask: np.ndarray, new: Params, old: Params) -> Params:
     return jax.tree.map(pick, new, old)
 
 
+@contextlib.contextmanager
+def _stop_after_round() -> Iterator[dict[str, bool]]:
+    """Turn the first Ctrl-C into a request to stop after the current round.
+
+    A second Ctrl-C interrupts at once (the previous handler is restored).
+    """
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        del signum, frame
+        flag["stop"] = True
+        signal.signal(signal.SIGINT, previous)
+        print("\nCtrl-C: stopping after this round (press again to abort at once)", flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_simulation(
     spec: AlgorithmSpec,
     data: FederatedData,
@@ -107,84 +153,139 @@ def run_simulation(
     *,
     on_round: Callable[[dict], None] | None = None,
     progress: bool = True,
+    participation: ParticipationConfig | None = None,
+    checkpoint: str | Path | None = None,
+    identity: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> SimulationResult:
     """Train ``spec`` over ``data``'s nodes; select rounds by federated validation.
 
     Validation loss per node is computed on the node's own validation part; the
     global model's federated validation loss is their mean weighted by
     validation patients. The test set is never consulted here.
+
+    Args:
+        spec, data, schedule: what to train, on which nodes, for how many rounds.
+        on_round: called with each round's record (and its parameters) before it is stored.
+        progress: show a progress bar.
+        participation: sampling, simulated failures/time limits and the round policy.
+        checkpoint: write the loop state here before round 1 and after every round.
+        identity: JSON-able run identity stored in the checkpoint (config, dataset id).
+        resume: continue from ``checkpoint`` instead of starting afresh.
+
+    Raises:
+        TooFewNodes: the policy stopped the run; the last checkpoint is usable.
+        RunInterrupted: Ctrl-C; the run stopped after a round and checkpointed it.
     """
+    participation = participation or ParticipationConfig()
+    participation.check_nodes(data.node_names)
     algorithm = build_algorithm(spec)
     model = build_model(spec)
     k = data.num_nodes
     train = jax.tree.map(jnp.asarray, data.train)
     val = jax.tree.map(jnp.asarray, data.val)
     val_weights = np.asarray(data.n_val, dtype=np.float64)
-    state = algorithm.init(model.init(jax.random.key(schedule.seed_init)), k)
+    initial = algorithm.init(model.init(jax.random.key(schedule.seed_init)), k)
     train_key = jax.random.key(schedule.seed_train)
+    if resume:
+        if checkpoint is None:
+            raise ValueError("resume needs a checkpoint path")
+        loop = load_loop_state(checkpoint, initial, train_key)
+        print(f"resuming from {checkpoint} after round {loop.round}", flush=True)
+    else:
+        loop = LoopState(initial, initial, np.full(k if algorithm.personalized else 1, np.inf))
+
+    def save() -> None:
+        if checkpoint is not None:
+            save_loop_state(checkpoint, loop, train_key, identity or {})
 
     def holding(s: ServerState) -> Params:
         return s.params if algorithm.personalized else broadcast(s.params, k)
 
-    best_score = np.full(k if algorithm.personalized else 1, np.inf)
-    best_state = state
-    best_round = 0
-    since_best = 0
-    rounds: list[dict] = []
-    seconds: list[float] = []
+    if not resume:
+        save()  # round 0: even a run that fails in round 1 leaves a usable checkpoint
     bar = tqdm(
-        range(1, schedule.rounds + 1), desc=f"{spec.strategy} rounds", disable=not progress, leave=False
+        total=schedule.rounds,
+        initial=loop.round,
+        desc=f"{spec.strategy} rounds",
+        disable=not progress,
+        leave=False,
     )
-    for r in bar:
-        start = time.perf_counter()
-        state, results = federated_round(spec, state, train, jax.random.fold_in(train_key, r))
-        val_loss = np.asarray(node_losses(spec, holding(state), val), dtype=np.float64)
-        seconds.append(time.perf_counter() - start)
-        fed_val = float(np.dot(val_weights, val_loss) / val_weights.sum())
-        record = {
-            "round": r,
-            "train_loss": np.asarray(results.metrics["train_loss"]).tolist(),
-            "val_loss": val_loss.tolist(),
-            "val_loss_federated": fed_val,
-        }
-        score = val_loss if algorithm.personalized else np.array([fed_val])
-        improved = score < best_score
-        if improved.any():
-            best_score = np.where(improved, score, best_score)
-            if algorithm.personalized:
-                best_state = ServerState(_select(improved, state.params, best_state.params), (), state.round)
+    with _stop_after_round() as stop:
+        for r in range(loop.round + 1, schedule.rounds + 1):
+            if schedule.patience is not None and loop.since_best >= schedule.patience:
+                break
+            try:
+                plan = plan_round(participation, r, data.node_names, data.n_train, spec.client.local_epochs)
+            except RunStopped as err:
+                bar.close()
+                where = f"; checkpoint after round {loop.round}: {checkpoint}" if checkpoint else ""
+                raise type(err)(f"{err}{where}") from None
+            start = time.perf_counter()
+            mask = jnp.asarray(plan.aggregated, dtype=jnp.float32)
+            state, results = federated_round(spec, loop.state, train, jax.random.fold_in(train_key, r), mask)
+            val_loss = np.asarray(node_losses(spec, holding(state), val), dtype=np.float64)
+            loop.seconds.append(time.perf_counter() - start)
+            fed_val = float(np.dot(val_weights, val_loss) / val_weights.sum())
+            train_loss = np.asarray(results.metrics["train_loss"]).tolist()
+            record = {
+                "round": r,
+                # a node that sat the round out trained nothing the server used
+                "train_loss": [t if a else None for t, a in zip(train_loss, plan.aggregated, strict=True)],
+                "val_loss": val_loss.tolist(),
+                "val_loss_federated": fed_val,
+                "participation": plan.record(data.node_names),
+            }
+            score = val_loss if algorithm.personalized else np.array([fed_val])
+            improved = score < loop.best_score
+            loop.state = state
+            if improved.any():
+                loop.best_score = np.where(improved, score, loop.best_score)
+                if algorithm.personalized:
+                    loop.best_state = ServerState(
+                        _select(improved, state.params, loop.best_state.params), (), state.round
+                    )
+                else:
+                    loop.best_state = state
+                loop.best_round, loop.since_best = r, 0
             else:
-                best_state = state
-            best_round, since_best = r, 0
-        else:
-            since_best += 1
-        # Parameters go to the callback (per-round test curves) but not into JSON.
-        record["client_params"] = results.params
-        record["server_params"] = None if algorithm.personalized else state.params
-        if on_round is not None:
-            on_round(record)
-        record.pop("client_params")
-        record.pop("server_params")
-        rounds.append(record)
-        bar.set_postfix(val=f"{fed_val:.4f}")
-        if schedule.patience is not None and since_best >= schedule.patience:
-            break
+                loop.since_best += 1
+            # Parameters go to the callback (per-round test curves) but not into JSON.
+            record["client_params"] = results.params
+            record["server_params"] = None if algorithm.personalized else state.params
+            if on_round is not None:
+                on_round(record)
+            record.pop("client_params")
+            record.pop("server_params")
+            loop.rounds.append(record)
+            save()
+            bar.update(1)
+            bar.set_postfix(val=f"{fed_val:.4f}")
+            if stop["stop"]:
+                bar.close()
+                raise RunInterrupted(
+                    f"stopped by Ctrl-C after round {r}; checkpoint: {checkpoint}"
+                    if checkpoint
+                    else f"stopped by Ctrl-C after round {r}"
+                )
     bar.close()
 
+    best_state = loop.best_state
     if algorithm.personalized:
         global_params, node_params = None, best_state.params
     else:
         # Node k's model at the end of federation: the selected global model
-        # after node k's last local update (ARCHITECTURE §5).
+        # after node k's last local update (ARCHITECTURE §5), every node taking part.
         global_params = best_state.params
-        final_key = jax.random.fold_in(train_key, len(rounds) + 1)
-        _, results = federated_round(spec, best_state, train, final_key)
+        final_key = jax.random.fold_in(train_key, len(loop.rounds) + 1)
+        _, results = federated_round(spec, best_state, train, final_key, jnp.ones(k, jnp.float32))
         node_params = results.params
+    seconds = loop.seconds or [0.0]
     return SimulationResult(
-        best_round=best_round,
+        best_round=loop.best_round,
         global_params=global_params,
         node_params=node_params,
-        rounds=rounds,
+        rounds=loop.rounds,
         round_seconds=seconds[1:] if len(seconds) > 1 else seconds,
         first_round_seconds=seconds[0],
     )

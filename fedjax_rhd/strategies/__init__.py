@@ -8,9 +8,15 @@ from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies.client import ClientConfig
 from fedjax_rhd.strategies.fedavg import ServerConfig, fedavg, weighted_mean
 from fedjax_rhd.strategies.local import centralized, local
+from fedjax_rhd.strategies.server_opt import reddi, scale_by_reddi, server_optimizer
 from fedjax_rhd.typing import FederatedAlgorithm, SurvivalModel
 
-STRATEGIES = ("fedavg", "centralized", "local")
+# FedAvg's algorithm shape with another client objective or server optimiser:
+# config of one algorithm, not new classes (ARCHITECTURE §3).
+FEDAVG_FAMILY = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
+STRATEGIES = (*FEDAVG_FAMILY, "centralized", "local")
+# Named variants fix their server optimiser; plain fedavg accepts any.
+NAMED_SERVER_OPTIMIZER = {"fedavgm": "sgd", "fedadam": "adam", "fedyogi": "yogi", "fedadagrad": "adagrad"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +39,18 @@ class AlgorithmSpec:
             raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if self.model_name not in MODELS:
             raise ValueError(f"unknown model {self.model_name!r}; expected one of {sorted(MODELS)}")
+        if (self.strategy == "fedprox") != (self.client.proximal_mu is not None):
+            raise ValueError(
+                f"strategy={self.strategy}: client.proximal_mu is FedProx's μ; set it for fedprox only"
+            )
+        wanted = NAMED_SERVER_OPTIMIZER.get(self.strategy)
+        if wanted is not None and self.server.optimizer_name != wanted:
+            raise ValueError(
+                f"strategy={self.strategy} uses server optimizer {wanted!r}, "
+                f"not {self.server.optimizer_name!r} (use strategy=fedavg with server_optimizer to mix)"
+            )
+        if self.strategy == "fedavgm" and self.server.momentum <= 0:
+            raise ValueError("strategy=fedavgm needs strategy.server.momentum > 0")
 
     @property
     def pooled(self) -> bool:
@@ -45,7 +63,7 @@ def build_model(spec: AlgorithmSpec) -> SurvivalModel:
 
 def build_algorithm(spec: AlgorithmSpec) -> FederatedAlgorithm:
     model = build_model(spec)
-    if spec.strategy == "fedavg":
+    if spec.strategy in FEDAVG_FAMILY:
         return fedavg(model, spec.client, spec.server)
     if spec.strategy == "centralized":
         return centralized(model, spec.client)
@@ -53,6 +71,8 @@ def build_algorithm(spec: AlgorithmSpec) -> FederatedAlgorithm:
 
 
 __all__ = [
+    "FEDAVG_FAMILY",
+    "STRATEGIES",
     "AlgorithmSpec",
     "ClientConfig",
     "ServerConfig",
@@ -61,5 +81,8 @@ __all__ = [
     "centralized",
     "fedavg",
     "local",
+    "reddi",
+    "scale_by_reddi",
+    "server_optimizer",
     "weighted_mean",
 ]

@@ -5,7 +5,10 @@ Decentralized Data", AISTATS 2017; the server-optimiser view follows Reddi et
 al., "Adaptive Federated Optimization", ICLR 2021: the server treats
 ``global - weighted_mean(client params)`` as a gradient and applies an optax
 transform. ``optax.sgd(1.0)`` is plain FedAvg (equal to the weighted mean up to
-float rounding); ``optax.sgd(lr, momentum)`` is FedAvgM.
+float rounding); ``optax.sgd(lr, momentum)`` is FedAvgM (Hsu et al. 2019);
+``adam``/``yogi``/``adagrad`` are Reddi et al.'s adaptive servers
+(``server_opt.py``). FedProx (Li et al., MLSys 2020) is this algorithm with a
+proximal client objective (``ClientConfig.proximal_mu``), nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from fedjax_rhd.strategies.client import ClientConfig, make_client_update
+from fedjax_rhd.strategies.server_opt import SERVER_OPTIMIZERS, server_optimizer
 from fedjax_rhd.typing import ClientResult, FederatedAlgorithm, Params, ServerState, SurvivalModel
 
 
@@ -24,11 +28,27 @@ from fedjax_rhd.typing import ClientResult, FederatedAlgorithm, Params, ServerSt
 class ServerConfig:
     """Server optimiser on the pseudo-gradient (hashable)."""
 
-    learning_rate: float = 1.0  # 1.0 with no momentum = plain FedAvg
-    momentum: float = 0.0  # > 0 gives FedAvgM (Hsu et al. 2019)
+    optimizer_name: str = "sgd"  # sgd (FedAvg, FedAvgM) | adam | yogi | adagrad (Reddi et al. 2021)
+    learning_rate: float = 1.0  # η; 1.0 with sgd and no momentum = plain FedAvg
+    momentum: float = 0.0  # > 0 gives FedAvgM (Hsu et al. 2019); sgd only
+    b1: float = 0.9  # adaptive servers: first-moment decay (Reddi et al.'s default)
+    b2: float = 0.99  # adaptive servers: second-moment decay (Reddi et al.'s default)
+    tau: float = 1e-3  # adaptivity τ: larger = closer to FedAvgM (Reddi et al. tuned 1e-3 .. 1e-1)
+
+    def __post_init__(self) -> None:
+        if self.optimizer_name not in SERVER_OPTIMIZERS:
+            raise ValueError(
+                f"server optimizer {self.optimizer_name!r}: expected one of {list(SERVER_OPTIMIZERS)}"
+            )
+        if self.learning_rate <= 0 or self.momentum < 0:
+            raise ValueError("server learning_rate must be > 0 and momentum >= 0")
+        if self.momentum and self.optimizer_name != "sgd":
+            raise ValueError(f"server momentum applies to the sgd optimizer, not {self.optimizer_name!r}")
 
     def optimizer(self) -> optax.GradientTransformation:
-        return optax.sgd(self.learning_rate, momentum=self.momentum or None)
+        return server_optimizer(
+            self.optimizer_name, self.learning_rate, self.momentum, self.b1, self.b2, self.tau
+        )
 
 
 def weighted_mean(stacked: Params, weights: jax.Array) -> Params:

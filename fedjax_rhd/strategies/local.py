@@ -23,8 +23,14 @@ def local(model: SurvivalModel, client: ClientConfig) -> FederatedAlgorithm:
         return ServerState(params=stacked, opt_state=(), round=jnp.zeros((), jnp.int32))
 
     def aggregate(state: ServerState, results: ClientResult, weights: jax.Array) -> ServerState:
-        del weights  # nothing is shared
-        return ServerState(results.params, state.opt_state, state.round + 1)
+        # Nothing is shared; a node that sat the round out (weight 0: not
+        # sampled, failed, too slow) keeps the model it had.
+        def keep_if_absent(new: jax.Array, old: jax.Array) -> jax.Array:
+            took_part = (weights > 0).reshape((-1,) + (1,) * (new.ndim - 1))
+            return jnp.where(took_part, new, old)
+
+        params = jax.tree.map(keep_if_absent, results.params, state.params)
+        return ServerState(params, state.opt_state, state.round + 1)
 
     return FederatedAlgorithm(
         init=init, client_update=make_client_update(model, client), aggregate=aggregate, personalized=True

@@ -1,0 +1,137 @@
+"""Checkpoints through the real CLI: SIGKILL mid-run, resume, same parameters; Ctrl-C stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedjax_rhd.federation.run_state import CHECKPOINT_NAME
+
+ARGS = [
+    "use_case.n_patients=600",
+    "strategy=fedadam",
+    "strategy.rounds=12",
+    "strategy.patience=4",  # early stopping state must survive the restart too
+    "strategy.client.local_epochs=2",
+    "strategy.sampling.fraction=0.67",  # sampled nodes so far must survive as well
+    "bootstrap=20",
+    "progress=false",
+]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "FEDJAX_RHD_DATA_ROOT": str(tmp_path / "data"), "HYDRA_FULL_ERROR": "1"}
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fedjax_rhd", *args],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+
+
+def _checkpoint_round(path: Path) -> int:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return int(json.loads(str(archive["meta"]))["round"])
+    except (OSError, ValueError, KeyError):
+        return -1  # not there yet
+
+
+def _start_and_signal(run_dir: Path, tmp_path: Path, sig: int, after_round: int) -> tuple[int, str, int]:
+    """Start a run, send ``sig`` once its checkpoint reaches ``after_round``; (rc, stderr, round)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedjax_rhd", *ARGS, f"hydra.run.dir={run_dir}"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while _checkpoint_round(run_dir / CHECKPOINT_NAME) < after_round:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "run never reached the round"
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err, _checkpoint_round(run_dir / CHECKPOINT_NAME)
+
+
+def _params(run_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(run_dir / "params.npz") as archive:
+        return {k: archive[k] for k in archive.files}
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    pa, pb = _params(a), _params(b)
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)  # bit for bit
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    assert ra["rounds"] == rb["rounds"]
+    assert ra["final"] == rb["final"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("straight")
+    proc = _run([*ARGS, f"hydra.run.dir={tmp / 'run'}"], tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, tmp / "run"
+
+
+def test_sigkill_then_resume_gives_identical_parameters(straight, tmp_path):
+    data_tmp, straight_dir = straight
+    rounds_run = len(json.loads((straight_dir / "results.json").read_text())["rounds"])
+    assert rounds_run >= 4
+    killed = tmp_path / "killed"
+    (tmp_path / "data").symlink_to(data_tmp / "data")  # same cached cohort
+    rc, _, at = _start_and_signal(killed, tmp_path, signal.SIGKILL, after_round=2)
+    assert rc == -signal.SIGKILL
+    assert 2 <= at < rounds_run, "the run must have been killed part-way"
+    assert not (killed / "results.json").exists()
+    proc = _run([*ARGS, f"resume={killed}", f"hydra.run.dir={tmp_path / 'resume_log'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"after round {at}" in proc.stdout  # continued, not restarted
+    _assert_same_run(straight_dir, killed)
+
+
+def test_ctrl_c_stops_after_the_round_with_a_checkpoint(straight, tmp_path):
+    data_tmp, straight_dir = straight
+    (tmp_path / "data").symlink_to(data_tmp / "data")
+    stopped = tmp_path / "stopped"
+    rc, err, at = _start_and_signal(stopped, tmp_path, signal.SIGINT, after_round=1)
+    assert rc == 130, err[-3000:]
+    assert "stopped by Ctrl-C after round" in err and f"resume={stopped}" in err
+    assert at >= 1 and not (stopped / "results.json").exists()
+    proc = _run([*ARGS, f"resume={stopped}", f"hydra.run.dir={tmp_path / 'resume_log'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"after round {at}" in proc.stdout
+    _assert_same_run(straight_dir, stopped)
+
+
+def test_resume_refuses_another_config(straight, tmp_path):
+    _, straight_dir = straight
+    proc = _run(
+        [
+            *ARGS,
+            "strategy.client.learning_rate=0.01",
+            f"resume={straight_dir}",
+            f"hydra.run.dir={tmp_path / 'r'}",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "strategy.client.learning_rate: 0.002 -> 0.01" in proc.stderr
