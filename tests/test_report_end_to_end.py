@@ -224,3 +224,24 @@ def test_cli_writes_the_report_and_fails_clearly(multirun, tmp_path):
     bad = subprocess.run([*cmd, str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, env=env)  # fmt: skip
     assert bad.returncode == 1 and "nowhere: no such run directory" in bad.stderr
+
+
+def test_finetuned_columns_come_from_final_personalized(tmp_path):
+    """Issue 9's personalised models appear as their own cells, equal to results.json."""
+    env = {**os.environ, "FEDJAX_RHD_DATA_ROOT": str(tmp_path / "data"), "HYDRA_FULL_ERROR": "1"}
+    for sweep, out in (
+        (["strategy=fedavg", "strategy.finetune_epochs=2"], "fl"),
+        (["strategy=centralized,local"], "ref"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "fedjax_rhd", "-m", *TINY, *sweep, "seed.split=0,1",
+             f"hydra.sweep.dir={tmp_path / out}"],
+            env=env, capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = write_report([tmp_path / "fl", tmp_path / "ref"], tmp_path / "report", n_boot=50)
+    rows = {r["column"]: r for r in csv.DictReader(rep.files["csv"].open())}
+    fed = [json.loads(p.read_text())["final"] for p in sorted((tmp_path / "fl").rglob("results.json"))]
+    for i, name in enumerate(("node1", "node2", "node3")):
+        expected = np.mean([f["personalized"]["nodes"][i]["c_index_test"]["estimate"] for f in fed])
+        assert float(rows[f"finetuned:{name}"]["estimate"]) == pytest.approx(expected, abs=1e-12)

@@ -281,6 +281,21 @@ def _row(
                 missing=no_fl,
             )
         )
+    if any(r.results["final"].get("personalized") for r in fl.values()):
+        # Issue 9's personalised column: the final global model fine-tuned on node k.
+        for i, n in enumerate(names):
+            cells.append(
+                _cell(
+                    scorer,
+                    fl,
+                    (f"personalized.nodes.{i}.c_index_test", f"risk_{n}_finetuned"),
+                    column=f"finetuned:{n}",
+                    label=f"{n} fine-tuned",
+                    share=shares[n],
+                    node=n,
+                    missing=no_fl,
+                )
+            )
     if names:
         order = sorted(range(len(names)), key=lambda i: (-shares[names[i]], i))
         for column, i in (("isolated_biggest", order[0]), ("isolated_smallest", order[-1])):
