@@ -37,7 +37,9 @@ import polars as pl
 from fedjax_rhd.datasets import DatasetCacheError, dataset_id, generator_info, simulator_for
 from harmonize.extract import extract_centre
 from harmonize.fhir import INGEST_REPORT, ingest_source
+from harmonize.dialects import write_dialect_exports
 from harmonize.guide import Guide, require_fhir
+from harmonize.mapping import MappedSource, load_mapping, mapped_source
 from harmonize.quality import quality_report, report_markdown
 from harmonize.sources import CanonicalExportSource, SourceAdapter, write_canonical_export
 
@@ -84,8 +86,35 @@ table and provenance); dialect adapters register under ``ADAPTERS``."""
 
 ADAPTERS: dict[str, Callable[[Guide, Mapping[str, Any]], SourceAdapter]] = {
     "export": lambda guide, options: CanonicalExportSource(options["path"], guide),
+    "csv": lambda guide, options: mapped_source(guide, options["mapping"]),
 }
-"""Sources read directly by an adapter (options name their files)."""
+"""Sources read directly by an adapter (options name their files; ``csv``: ``mapping``, one
+YAML path or a list, one per centre, see :mod:`harmonize.mapping`)."""
+
+
+def _simulated_dialects(guide: Guide, options: Mapping[str, Any], folder: Path) -> SourceAdapter:
+    """The simulated cohort split over ``centres`` centres, each exported in its own dialect."""
+    df, provenance = _simulated(guide, options)
+    n_centres = int(options.get("centres", 3))
+    paths = write_dialect_exports(df, guide, folder, n_centres=n_centres, seed=int(options["seed"]))
+    truth_cols = [
+        c for c in df.columns if c not in (*guide.feature_names, "patient_id", "centre", "time", "event")
+    ]
+    truth = df.select("patient_id", *truth_cols).sort("patient_id") if truth_cols else None
+    provenance = {**provenance, "source": f"{provenance['source']} in {n_centres} hospital dialects"}
+    return MappedSource(
+        [load_mapping(p, guide) for p in paths],
+        guide,
+        provenance=provenance,
+        name="simulated_dialects",
+        truth=truth,
+    )
+
+
+EXPORT_SOURCES: dict[str, Callable[[Guide, Mapping[str, Any], Path], SourceAdapter]] = {
+    "simulated_dialects": _simulated_dialects,
+}
+"""Sources that write their own export files into ``<dataset>/export`` and read them back."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +138,21 @@ class DatasetSpec:
 
 
 def spec_for_run(
-    *, use_case: str, guide: str, source: str, dataset: str | None, n_patients: int, seed_data: int
+    *,
+    use_case: str,
+    guide: str,
+    source: str,
+    dataset: str | None,
+    n_patients: int,
+    seed_data: int,
+    n_centres: int = 3,
 ) -> DatasetSpec:
     """The dataset a run's ``use_case`` config names (simulated sources take n and seed)."""
     options: tuple[tuple[str, Any], ...] = ()
-    if source == "simulated":
+    if source in ("simulated", "simulated_dialects"):
         options = (("n", int(n_patients)), ("seed", int(seed_data)))
+    if source == "simulated_dialects":
+        options = (("centres", int(n_centres)), *options)
     name = dataset or (f"{use_case}-sim-n{n_patients}-seed{seed_data}" if source == "simulated" else use_case)
     return DatasetSpec(name=name, guide=guide, source=source, options=options)
 
@@ -138,10 +176,13 @@ def _adapter(spec: DatasetSpec, guide: Guide, folder: Path) -> SourceAdapter:
             provenance,
         )
         return CanonicalExportSource(folder / "export", guide)
+    if spec.source in EXPORT_SOURCES:
+        return EXPORT_SOURCES[spec.source](guide, spec.options_dict(), folder / "export")
     if spec.source in ADAPTERS:
         return ADAPTERS[spec.source](guide, spec.options_dict())
     raise KeyError(
-        f"dataset {spec.name!r}: unknown source {spec.source!r}; known: {sorted({*TABLE_SOURCES, *ADAPTERS})}"
+        f"dataset {spec.name!r}: unknown source {spec.source!r}; "
+        f"known: {sorted({*TABLE_SOURCES, *ADAPTERS, *EXPORT_SOURCES})}"
     )
 
 
