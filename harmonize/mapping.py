@@ -444,7 +444,8 @@ class MappedSource:
                     m.file,
                     f"{m.header_row} (header)",
                     column,
-                    f"column for {target!r} (mapping {m.path}) not found{hint}; columns: {list(table.header)}",
+                    f"column for {target!r} (mapping {m.path}) not found{hint}; "
+                    f"columns: {list(table.header)}",
                 )
         genes, unmapped = self._used(m, table)
         self._unmapped[centre] = unmapped

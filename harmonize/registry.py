@@ -35,9 +35,9 @@ from typing import Any
 import polars as pl
 
 from fedjax_rhd.datasets import DatasetCacheError, dataset_id, generator_info, simulator_for
+from harmonize.dialects import write_dialect_exports
 from harmonize.extract import extract_centre
 from harmonize.fhir import INGEST_REPORT, ingest_source
-from harmonize.dialects import write_dialect_exports
 from harmonize.guide import Guide, require_fhir
 from harmonize.mapping import MappedSource, load_mapping, mapped_source
 from harmonize.quality import quality_report, report_markdown
