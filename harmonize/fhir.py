@@ -127,20 +127,35 @@ class IngestStats:
             )
 
     def reject(
-        self, feature: str, reason: str, rec: PatientRecord | None = None, field: str | None = None
+        self,
+        feature: str,
+        reason: str,
+        rec: PatientRecord | None = None,
+        field: str | None = None,
+        where: tuple[str | None, int | None] = (None, None),
     ) -> None:
         self.rejected_values.setdefault(feature, Counter())[reason] += 1
         if rec is not None:
-            self.finding(rec, field or feature, reason, "value rejected (missing)")
+            self.finding(rec, field or feature, reason, "value rejected (missing)", where)
 
-    def finding(self, rec: PatientRecord, field: str, reason: str, action: str) -> None:
-        """List a row-level problem with file, row and field (the first MAX_FINDINGS; all are counted)."""
+    def finding(
+        self,
+        rec: PatientRecord,
+        field: str,
+        reason: str,
+        action: str,
+        where: tuple[str | None, int | None] = (None, None),
+    ) -> None:
+        """List a row-level problem with file, row and field (the first MAX_FINDINGS; all are counted).
+
+        ``where`` overrides the record's file and row when the fault lies in another file.
+        """
         self.n_findings += 1
         if len(self.findings) < MAX_FINDINGS:
             self.findings.append(
                 {
-                    "source": rec.source,
-                    "row": rec.row,
+                    "source": where[0] or rec.source,
+                    "row": where[1] or rec.row,
                     "patient_id": rec.patient_id,
                     "field": field,
                     "reason": reason,
@@ -486,7 +501,7 @@ def ingest_centre(
             first_row[pid] = rec.row
             t0 = time.perf_counter()
             for issue in rec.issues:
-                stats.reject(issue.target, issue.reason, rec, issue.column)
+                stats.reject(issue.target, issue.reason, rec, issue.column, where=(issue.source, issue.row))
             values = _clean_values(rec, guide, stats)
             first_values[pid] = values
             resources = builder(rec, values, guide)

@@ -41,6 +41,7 @@ from harmonize.guide import Guide
 from harmonize.sources import Issue, PatientRecord, check_centre_name
 from harmonize.tables import RawTable, SourceError, read_table
 
+ROW_ID = "@row"  # patient_id for tables without one: "<centre>-<data row>"
 NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", ".", "-", "?", "missing"})
 _TOP_KEYS = (
     "file",
@@ -130,8 +131,36 @@ class SourceMapping:
     provenance: tuple[tuple[str, Any], ...]
 
 
+def _line_of(path: Path, key: str) -> str:
+    """The mapping line of a dotted key, following its parts block by block.
+
+    A part that is absent (a missing ``unit``) points at its parent's line;
+    ``?`` when not even the first part is in the file.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return "?"
+    found, start, indent = None, 0, -1
+    for part in key.split("."):
+        heads = (f"{part}:", f'"{part}":', f"'{part}':", f"- {part}:")
+        for n in range(start, len(lines)):
+            text = lines[n].strip()
+            level = len(lines[n]) - len(lines[n].lstrip())
+            if text and level <= indent:
+                break  # left the parent's block
+            if text.startswith(heads) or f"{{{part}:" in text or f", {part}:" in text:
+                found, start, indent = n + 1, n + 1, level
+                break
+        else:
+            break
+        if found != start:
+            break
+    return "?" if found is None else str(found)
+
+
 def _fail(path: Path, key: str, msg: str) -> MappingError:
-    return MappingError(f"mapping {path}: key {key!r}: {msg}")
+    return MappingError(f"mapping {path}: row {_line_of(path, key)} (line), field {key!r}: {msg}")
 
 
 def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], path: Path, where: str) -> None:
@@ -180,8 +209,15 @@ def load_mapping(path: str | Path, guide: Guide, *, file: str | Path | None = No
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise MappingError(f"mapping {path}: cannot read it as YAML: {err}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = "?" if mark is None else mark.line + 1
+        msg = " ".join(str(err).split())
+        raise MappingError(
+            f"mapping {path}: row {line} (line), field '(yaml)': not valid YAML: {msg}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise MappingError(f"mapping {path}: row 0, field '(file)': cannot read it: {err}") from None
     if not isinstance(raw, dict):
         raise MappingError(f"mapping {path}: expected a YAML mapping at the top level")
     return parse_mapping(raw, guide, path, file=file)
@@ -194,7 +230,7 @@ def parse_mapping(
     _check_keys(raw, _TOP_KEYS, path, "")
     for key in ("patient_id", "time", "event"):
         if key not in raw:
-            raise _fail(path, key, "required key is missing")
+            raise _fail(path, key, "required key is missing")  # row "?": there is no line to point at
     table = Path(file) if file is not None else raw.get("file")
     if table is None:
         raise _fail(path, "file", "no table named (give `file:` or pass the table)")
@@ -431,7 +467,8 @@ class MappedSource:
             header_row=m.header_row,
         )
         index = {c: j for j, c in enumerate(table.header)}
-        required = [("patient_id", m.patient_id), ("event", m.event.column)]
+        required = [("patient_id", m.patient_id)] if m.patient_id != ROW_ID else []
+        required += [("event", m.event.column)]
         required += (
             [("time", m.time.column)] if m.time is not None else [("time", m.dates[0]), ("time", m.dates[1])]
         )
@@ -472,7 +509,7 @@ class MappedSource:
                         "record", "(row)", f"row has {len(row.cells)} fields, header has {len(table.header)}"
                     )
                 )
-            pid = row.get(m.patient_id)
+            pid = f"{centre}-{row.row:06d}" if m.patient_id == ROW_ID else row.get(m.patient_id)
             values: dict[str, Any] = {}
             for name, cm in m.features:
                 values[name] = self._value(name, cm, row, issues)
@@ -546,6 +583,9 @@ class MappedSource:
                     time = _number(text) * mul / div
                 except ValueError:
                     issues.append(Issue("time", m.time.column, f"survival time {text!r} is not a number"))
+                else:
+                    if time <= 0:
+                        issues.append(Issue("time", m.time.column, f"survival time {text!r} is not positive"))
         else:
             start_col, end_col, fmt = m.dates
             parsed = []
@@ -591,7 +631,8 @@ class MappedSource:
         out: dict[str, tuple[dict[str, str], dict[str, list[Issue]]]] = {}
         for k in range(len(table.rows)):
             row = _Row(table, index, k)
-            where = f"{v.file} row {row.row} ({row.where})"
+            where = f"{v.file} ({row.where})"
+            at = {"source": where, "row": row.row}
             pid, gene = row.get(v.patient_id), row.get(v.gene)
             if pid is None:
                 raise SourceError(
@@ -601,7 +642,7 @@ class MappedSource:
             if gene is None or gene not in hgnc:
                 # Not an approved symbol: we cannot tell which gene it is, so every
                 # guide gene of this patient is unknown rather than wild type.
-                issue = Issue("variants", v.gene, f"{where}: gene symbol {gene!r} is not in the HGNC table")
+                issue = Issue("variants", v.gene, f"gene symbol {gene!r} is not in the HGNC table", **at)
                 for name in genes.values():
                     bad.setdefault(name, []).append(issue)
                 continue
@@ -619,7 +660,7 @@ class MappedSource:
                         raise ValueError(text)
                 except ValueError:
                     bad.setdefault(name, []).append(
-                        Issue(name, v.vaf, f"{where}: VAF {text!r} is not in [0, 1]")
+                        Issue(name, v.vaf, f"VAF {text!r} is not in [0, 1]", **at)
                     )
                     continue
                 if vaf < v.min_vaf:

@@ -40,11 +40,15 @@ class Issue(NamedTuple):
             ``time`` / ``event`` / ``record`` when the whole record must be quarantined.
         column: the source column (field) at fault.
         reason: what is wrong, in words.
+        source: the file at fault when it is not the record's own (a variant list).
+        row: the data row in ``source``.
     """
 
     target: str
     column: str
     reason: str
+    source: str | None = None
+    row: int | None = None
 
 
 RECORD_TARGETS = frozenset({"patient_id", "time", "event", "record"})
