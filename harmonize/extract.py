@@ -330,7 +330,7 @@ def extract_centre(fhir_dir: str | Path, centre: str, guide: Guide) -> tuple[pl.
                 problem = f"survival time unit {unit!r} not convertible to {guide.time_unit!r}"
             else:
                 t = float(t) * conv[0] / conv[1]
-                if not math.isfinite(t) or t <= 0:
+                if not math.isfinite(t) or t < 0 or (t == 0 and not guide.time_zero_allowed):
                     problem = "survival time not positive"
         if problem is not None:
             stats.quarantined[problem] += 1

@@ -219,7 +219,7 @@ def _clean_values(rec: PatientRecord, guide: Guide, stats: IngestStats) -> dict[
     return out
 
 
-def _endpoint_problem(rec: PatientRecord) -> tuple[str, str] | None:
+def _endpoint_problem(rec: PatientRecord, zero_allowed: bool = False) -> tuple[str, str] | None:
     """``(field, reason)`` why a record cannot become a patient, or ``None``."""
     for issue in rec.issues:
         if issue.target in RECORD_TARGETS:
@@ -228,8 +228,12 @@ def _endpoint_problem(rec: PatientRecord) -> tuple[str, str] | None:
         return "patient_id", "missing patient_id"
     if rec.time is None:
         return "time", "missing survival time"
-    if not isinstance(rec.time, int | float) or not math.isfinite(rec.time) or rec.time <= 0:
+    if not isinstance(rec.time, int | float) or not math.isfinite(rec.time) or rec.time < 0:
         return "time", "survival time not a positive number"
+    if rec.time == 0 and not zero_allowed:
+        return "time", "survival time not a positive number"
+    if rec.event is None:
+        return "event", "missing event"
     if rec.event not in (0, 1):
         return "event", "event not 0/1"
     return None
@@ -479,7 +483,7 @@ def ingest_centre(
     try:
         for rec in records:
             stats.n_records += 1
-            problem = _endpoint_problem(rec)
+            problem = _endpoint_problem(rec, guide.time_zero_allowed)
             if problem is None and str(rec.patient_id) in seen:
                 where = (
                     f"row {first_row[rec.patient_id]}" if rec.patient_id in first_row else "another centre"

@@ -584,7 +584,7 @@ class MappedSource:
                 except ValueError:
                     issues.append(Issue("time", m.time.column, f"survival time {text!r} is not a number"))
                 else:
-                    if time <= 0:
+                    if time < 0 or (time == 0 and not self.guide.time_zero_allowed):
                         issues.append(Issue("time", m.time.column, f"survival time {text!r} is not positive"))
         else:
             start_col, end_col, fmt = m.dates
@@ -598,7 +598,7 @@ class MappedSource:
                     issues.append(Issue("time", column, f"date {what}"))
             if len(parsed) == 2:
                 days = (parsed[1] - parsed[0]).days
-                if days <= 0:
+                if days < 0 or (days == 0 and not self.guide.time_zero_allowed):
                     issues.append(
                         Issue("time", end_col, f"{end_col} {parsed[1]} is not after {start_col} {parsed[0]}")
                     )

@@ -45,6 +45,8 @@ from harmonize.sources import CanonicalExportSource, SourceAdapter, write_canoni
 
 CARD_FILE = "dataset.json"
 TRUTH_FILE = "truth.parquet"
+REFERENCE_FILE = "reference.parquet"  # per-patient data kept outside FHIR (clinical scores, specimen ids)
+REFERENCE_PREFIXES = ("clinical_score", "score_", "source_")
 DATASET_FORMAT = "fedjax_rhd/harmonised-dataset/v1"
 
 TableSource = Callable[[Guide, Mapping[str, Any]], tuple[pl.DataFrame, dict[str, Any]]]
@@ -78,7 +80,20 @@ def wrap_loader(load: Callable[[Guide], pl.DataFrame], provenance: Mapping[str, 
     return source
 
 
-TABLE_SOURCES: dict[str, TableSource] = {"simulated": _simulated}
+def _real(source: str) -> TableSource:
+    def load(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:
+        from fedjax_rhd.cohorts.harmonised import real_source  # the cohort readers import scores etc.
+
+        return real_source(source, guide, options)
+
+    return load
+
+
+TABLE_SOURCES: dict[str, TableSource] = {
+    "simulated": _simulated,
+    "iwgpm": _real("iwgpm"),
+    "beataml": _real("beataml"),
+}
 """Sources that produce a canonical table; they go through a canonical export.
 
 Real cohorts register their loaders here (wrapped to return the canonical
@@ -166,8 +181,13 @@ def _adapter(spec: DatasetSpec, guide: Guide, folder: Path) -> SourceAdapter:
         df, provenance = TABLE_SOURCES[spec.source](guide, spec.options_dict())
         if "centre" not in df.columns:
             df = df.with_columns(pl.lit(spec.source).alias("centre"))
+        reference = [c for c in df.columns if c.startswith(REFERENCE_PREFIXES)]
+        if reference:
+            df.select("patient_id", *reference).sort("patient_id").write_parquet(folder / REFERENCE_FILE)
         truth = [
-            c for c in df.columns if c not in (*guide.feature_names, "patient_id", "centre", "time", "event")
+            c
+            for c in df.columns
+            if c not in (*guide.feature_names, "patient_id", "centre", "time", "event", *reference)
         ]
         write_canonical_export(
             df.select("patient_id", "centre", *guide.feature_names, "time", "event", *truth),
@@ -235,7 +255,7 @@ def build_dataset(
     folder.mkdir(parents=True, exist_ok=True)
     source = _adapter(spec, guide, folder)
     ingest_source(source, guide, folder / "fhir", progress=progress)
-    return extract_dataset(
+    card = extract_dataset(
         folder / "fhir",
         folder,
         guide,
@@ -246,6 +266,23 @@ def build_dataset(
         centres=list(source.centres()),
         progress=progress,
     )
+    reference = folder / REFERENCE_FILE
+    if reference.is_file():
+        ref = pl.read_parquet(reference)
+        card["reference"] = {
+            "file": REFERENCE_FILE,
+            "columns": [c for c in ref.columns if c != "patient_id"],
+            "n_rows": ref.height,
+            "note": "per-patient values outside FHIR (clinical scores, chosen specimen), not in the id",
+        }
+        (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+def load_reference(data_root: str | Path, name: str) -> pl.DataFrame | None:
+    """A built dataset's ``reference.parquet`` (``patient_id`` + columns), or ``None``."""
+    path = dataset_folder(data_root, name) / REFERENCE_FILE
+    return pl.read_parquet(path) if path.is_file() else None
 
 
 def extract_dataset(

@@ -196,6 +196,11 @@ class CanonicalExportSource:
         path = self.folder / TRUTH_FILE
         return pl.read_parquet(path) if path.is_file() else None
 
+    def notes(self, centre: str) -> dict[str, Any]:
+        """What the quality report should say about a centre's source (``provenance.centre_notes``)."""
+        notes = (self.manifest.get("provenance") or {}).get("centre_notes") or {}
+        return dict(notes.get(centre) or {})
+
     def n_records(self, centre: str) -> int:
         """Data rows of one centre's export (for progress bars)."""
         with open(self.folder / f"{centre}.csv", "rb") as fh:
