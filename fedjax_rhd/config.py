@@ -80,6 +80,7 @@ class UseCaseSchema:
     source: str = "simulated"
     n_patients: int = 4427
     dataset: str | None = None  # registered dataset name (harmonize.registry); built on first use
+    n_centres: int = 3  # source simulated_dialects: centres, each exporting in its own hospital dialect
 
 
 @dataclasses.dataclass
@@ -231,6 +232,7 @@ class ExperimentSettings:
     dataset: str | None = None  # registered dataset name; None = derived from the use case
     resolved_config: Any = field(default=None, compare=False, hash=False)
     real_data_root: str | None = None  # real cohorts (fedjax_rhd.cohorts.resolve_real_data_root)
+    n_centres: int = 3  # simulated_dialects: centres, one hospital dialect each
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -296,4 +298,5 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         dataset=cfg.use_case.get("dataset"),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         real_data_root=None if cfg.real_data_root is None else str(cfg.real_data_root),
+        n_centres=int(cfg.use_case.get("n_centres", 3)),
     )
