@@ -206,4 +206,9 @@ def test_bad_records_are_quarantined_and_bad_values_rejected_all_counted(tmp_pat
     assert [r["row"] for r in listed] == [2, 3, 4, 5, 6]
     assert [r["field"] for r in listed] == ["patient_id", "hb", "time", "time", "event"]
     findings = json.loads((tmp_path / "c1" / "ingest.json").read_text())["findings"]
-    assert {(r["row"], r["field"]) for r in findings} == {(7, "sex_male"), (7, "ipssr_cyto"), (7, "hb"), (8, "plt")}
+    assert {(r["row"], r["field"]) for r in findings} == {
+        (7, "sex_male"),
+        (7, "ipssr_cyto"),
+        (7, "hb"),
+        (8, "plt"),
+    }
