@@ -292,5 +292,6 @@ def write_dialect_exports(
     paths = []
     for c, part in enumerate(split_centres(df, n_centres, seed)):
         name = DIALECT_ORDER[c % len(DIALECT_ORDER)]
-        paths.append(write_dialect_export(part, guide, folder, f"centre{c + 1}", name, seed + 1000 * (c + 1)))
+        centre = chr(ord("A") + c) if c < 26 else f"Z{c + 1}"  # nodes become centreA, centreB, ...
+        paths.append(write_dialect_export(part, guide, folder, centre, name, seed + 1000 * (c + 1)))
     return paths

@@ -50,7 +50,7 @@ def test_simulated_dialects_dataset_equals_the_simulated_table(tmp_path, mds_gui
     )
     df, card = load_or_build_dataset(spec, mds_guide, tmp_path)
     ref = simulate_mds(mds_guide, n=240, seed=3).sort("patient_id")
-    assert [c["name"] for c in card["centres"]] == ["centre1", "centre2", "centre3"]
+    assert [c["name"] for c in card["centres"]] == ["A", "B", "C"]
     assert sum(c["n_rows"] for c in card["centres"]) == 240 and all(
         c["quarantined"] == 0 for c in card["centres"]
     )
@@ -67,12 +67,12 @@ def test_simulated_dialects_dataset_equals_the_simulated_table(tmp_path, mds_gui
     assert df["event"].to_list() == ref["event"].to_list()
     assert df["oracle_risk"].equals(ref["oracle_risk"])  # ground truth rides beside, never FHIR
     folder = tmp_path / "datasets" / "dial"
-    assert (folder / "export" / "centre3.xlsx").is_file() and (
-        folder / "export" / "centre2_variants.tsv"
+    assert (folder / "export" / "C.xlsx").is_file() and (
+        folder / "export" / "B_variants.tsv"
     ).is_file()
-    q = json.loads((folder / "quality" / "centre2.json").read_text())
+    q = json.loads((folder / "quality" / "B.json").read_text())
     assert q["conversions"]["hb: g/L -> g/dL"] == q["completeness"][2]["observed"]
-    q3 = json.loads((folder / "quality" / "centre3.json").read_text())
+    q3 = json.loads((folder / "quality" / "C.json").read_text())
     assert "hb: mmol/L -> g/dL" in q3["conversions"]
 
 
