@@ -67,9 +67,7 @@ def test_simulated_dialects_dataset_equals_the_simulated_table(tmp_path, mds_gui
     assert df["event"].to_list() == ref["event"].to_list()
     assert df["oracle_risk"].equals(ref["oracle_risk"])  # ground truth rides beside, never FHIR
     folder = tmp_path / "datasets" / "dial"
-    assert (folder / "export" / "C.xlsx").is_file() and (
-        folder / "export" / "B_variants.tsv"
-    ).is_file()
+    assert (folder / "export" / "C.xlsx").is_file() and (folder / "export" / "B_variants.tsv").is_file()
     q = json.loads((folder / "quality" / "B.json").read_text())
     assert q["conversions"]["hb: g/L -> g/dL"] == q["completeness"][2]["observed"]
     q3 = json.loads((folder / "quality" / "C.json").read_text())
