@@ -149,6 +149,8 @@ def _mapping(dialect: dict[str, Any], guide: Guide, file: str, centre: str) -> d
     }
     if dialect.get("delimiter"):
         out["delimiter"] = dialect["delimiter"]
+    if dialect.get("decimal_comma"):
+        out["decimal"] = ","
     if dialect.get("title_rows"):
         out["header_row"] = len(dialect["title_rows"]) + 1
     if dialect.get("genes"):

@@ -47,6 +47,7 @@ _TOP_KEYS = (
     "file",
     "format",
     "delimiter",
+    "decimal",
     "encoding",
     "sheet",
     "header_row",
@@ -118,6 +119,7 @@ class SourceMapping:
     encoding: str
     sheet: str | None
     header_row: int
+    decimal: str
     centre: str
     patient_id: str
     time: ColumnMap | None
@@ -307,6 +309,9 @@ def parse_mapping(
         check_centre_name(centre)
     except ValueError as err:
         raise _fail(path, "centre", str(err)) from None
+    decimal = str(raw.get("decimal", "."))
+    if decimal not in (".", ","):
+        raise _fail(path, "decimal", f"expected '.' or ',', got {decimal!r}")
     header_row = raw.get("header_row", 1)
     if not isinstance(header_row, int) or header_row < 1:
         raise _fail(path, "header_row", f"expected a positive integer, got {header_row!r}")
@@ -317,6 +322,7 @@ def parse_mapping(
         fmt=raw.get("format"),
         delimiter=raw.get("delimiter"),
         encoding=str(raw.get("encoding", "utf-8")),
+        decimal=decimal,
         sheet=raw.get("sheet"),
         header_row=header_row,
         centre=centre,
@@ -339,8 +345,17 @@ def _is_na(text: str | None) -> bool:
     return text is None or text.strip().lower() in NA_TOKENS
 
 
-def _number(text: str) -> float:
-    v = float(text.replace(",", ".") if text.count(",") == 1 and "." not in text else text)
+def _number(text: str, decimal: str = ".") -> float:
+    """A number as the source writes it; a comma only as the declared decimal mark.
+
+    ``1,500`` is an error unless the mapping says ``decimal: ","`` (then it is 1.5):
+    guessing would read a thousands separator as a decimal comma.
+    """
+    if decimal == ",":
+        if "." in text:
+            raise ValueError(text)
+        text = text.replace(",", ".")
+    v = float(text)
     if not math.isfinite(v):
         raise ValueError(text)
     return v
@@ -512,7 +527,7 @@ class MappedSource:
             pid = f"{centre}-{row.row:06d}" if m.patient_id == ROW_ID else row.get(m.patient_id)
             values: dict[str, Any] = {}
             for name, cm in m.features:
-                values[name] = self._value(name, cm, row, issues)
+                values[name] = self._value(name, cm, row, issues, m.decimal)
             for name, column in genes.items():
                 values[name] = self._value(name, ColumnMap(column, codes=m.gene_codes), row, issues)
             if variants is not None and pid is not None:
@@ -536,7 +551,7 @@ class MappedSource:
                 issues=tuple(issues),
             )
 
-    def _value(self, name: str, cm: ColumnMap, row: _Row, issues: list[Issue]) -> Any:
+    def _value(self, name: str, cm: ColumnMap, row: _Row, issues: list[Issue], decimal: str = ".") -> Any:
         text = row.get(cm.column)
         if _is_na(text):
             return None
@@ -551,7 +566,7 @@ class MappedSource:
             return None
         if f.kind == "continuous":
             try:
-                return _number(str(coded))
+                return _number(str(coded), decimal)
             except ValueError:
                 issues.append(Issue(name, cm.column, f"{text!r} is not a number"))
                 return None
@@ -580,7 +595,7 @@ class MappedSource:
             else:
                 try:
                     mul, div = term.conversion(str(m.time.unit), self.guide.time_unit)
-                    time = _number(text) * mul / div
+                    time = _number(text, m.decimal) * mul / div
                 except ValueError:
                     issues.append(Issue("time", m.time.column, f"survival time {text!r} is not a number"))
                 else:

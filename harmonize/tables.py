@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime as dt
 import io
 from pathlib import Path
 
@@ -107,8 +108,11 @@ def _read_xlsx(path: Path, sheet: str | None, header_row: int) -> RawTable:
     def cell(v: object) -> str | None:
         if v is None:
             return None
-        if hasattr(v, "isoformat"):
-            return v.isoformat()[:10] if v.__class__.__name__ == "date" else v.isoformat()
+        if isinstance(v, dt.datetime):
+            # Excel stores dates as datetimes: a midnight one is a date.
+            return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat()
+        if isinstance(v, dt.date | dt.time):
+            return v.isoformat()
         if isinstance(v, float) and v.is_integer():
             return str(int(v))
         s = str(v).strip()

@@ -189,3 +189,12 @@ def test_user_mapping_example_maps_gbsg2_end_to_end(tmp_path):
     assert got["tgrade"].to_list() == raw["tgrade"].to_list()
     for col in ("age", "tsize", "pnodes", "progrec", "estrec"):
         np.testing.assert_array_equal(got[col].to_numpy(), raw[col].cast(pl.Float64).to_numpy())
+
+
+def test_a_comma_is_a_decimal_mark_only_when_the_mapping_says_so():
+    from harmonize.mapping import _number
+
+    assert _number("1.5") == 1.5 and _number("1,5", ",") == 1.5
+    for text, decimal in (("1,500", "."), ("1.500,2", ","), ("inf", ".")):
+        with pytest.raises(ValueError):
+            _number(text, decimal)
