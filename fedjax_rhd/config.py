@@ -81,6 +81,7 @@ class UseCaseSchema:
     n_patients: int = 4427
     dataset: str | None = None  # registered dataset name (harmonize.registry); built on first use
     n_centres: int = 3  # source simulated_dialects: centres, each exporting in its own hospital dialect
+    mapping: list[str] = dataclasses.field(default_factory=list)  # source csv: mapping YAMLs, one per centre
 
 
 @dataclasses.dataclass
@@ -233,6 +234,7 @@ class ExperimentSettings:
     resolved_config: Any = field(default=None, compare=False, hash=False)
     real_data_root: str | None = None  # real cohorts (fedjax_rhd.cohorts.resolve_real_data_root)
     n_centres: int = 3  # simulated_dialects: centres, one hospital dialect each
+    mapping: tuple[str, ...] = ()  # csv: mapping YAMLs (harmonize.mapping), one per centre
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -299,4 +301,5 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         real_data_root=None if cfg.real_data_root is None else str(cfg.real_data_root),
         n_centres=int(cfg.use_case.get("n_centres", 3)),
+        mapping=tuple(str(p) for p in cfg.use_case.get("mapping") or ()),
     )

@@ -126,7 +126,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     source = SourceSpec(
         settings.source, settings.n_patients, settings.seed_data, settings.data_root, settings.real_data_root
     )
-    if settings.source in (*TABLE_SOURCES, *EXPORT_SOURCES):
+    if settings.source in (*TABLE_SOURCES, *EXPORT_SOURCES, "csv"):
         # Harmonised path: source -> FHIR R5 -> ML-ready table, built once and cached.
         df, card, score_name, score_table = load_harmonised(
             guide,
@@ -135,6 +135,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
             guide_name=settings.guide,
             dataset=settings.dataset,
             n_centres=settings.n_centres,
+            mapping=settings.mapping,
             progress=settings.progress,
         )
     else:

@@ -161,6 +161,7 @@ def spec_for_run(
     n_patients: int,
     seed_data: int,
     n_centres: int = 3,
+    mapping: tuple[str, ...] = (),
 ) -> DatasetSpec:
     """The dataset a run's ``use_case`` config names (simulated sources take n and seed)."""
     options: tuple[tuple[str, Any], ...] = ()
@@ -168,6 +169,12 @@ def spec_for_run(
         options = (("n", int(n_patients)), ("seed", int(seed_data)))
     if source == "simulated_dialects":
         options = (("centres", int(n_centres)), *options)
+    if source == "csv":
+        if not mapping:
+            raise ValueError(
+                "use_case.source=csv needs use_case.mapping: the mapping YAML(s), one per centre"
+            )
+        options = (("mapping", [str(m) for m in mapping]),)
     name = dataset or (f"{use_case}-sim-n{n_patients}-seed{seed_data}" if source == "simulated" else use_case)
     return DatasetSpec(name=name, guide=guide, source=source, options=options)
 

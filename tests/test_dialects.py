@@ -198,3 +198,28 @@ def test_a_comma_is_a_decimal_mark_only_when_the_mapping_says_so():
     for text, decimal in (("1,500", "."), ("1.500,2", ","), ("inf", ".")):
         with pytest.raises(ValueError):
             _number(text, decimal)
+
+
+def test_a_run_config_names_a_user_csv_through_its_mapping(tmp_path):
+    lifelines = pytest.importorskip("lifelines")
+    from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised
+    from fedjax_rhd.config import settings_from_config
+    from tests.conftest import compose
+
+    shutil.copy(Path(lifelines.__file__).parent / "datasets" / "gbsg2.csv", tmp_path / "gbsg2.csv")
+    shutil.copy(ROOT / "docs" / "examples" / "gbsg2.mapping.yaml", tmp_path / "m.yaml")
+    cfg = compose(
+        ["use_case=gbsg2_csv", f"use_case.mapping=[{tmp_path / 'm.yaml'}]", f"data_root={tmp_path}"]
+    )
+    s = settings_from_config(cfg)
+    assert s.source == "csv" and s.mapping == (str(tmp_path / "m.yaml"),)
+    spec = SourceSpec(s.source, s.n_patients, s.seed_data, s.data_root, s.real_data_root)
+    cohort = load_harmonised(
+        load_guide(s.guide),
+        spec,
+        use_case=s.use_case,
+        guide_name=s.guide,
+        dataset=s.dataset,
+        mapping=s.mapping,
+    )
+    assert cohort.table.height == 686 and cohort.card["name"] == "gbsg2-csv" and cohort.scores is None

@@ -64,6 +64,7 @@ def load_harmonised(
     guide_name: str,
     dataset: str | None,
     n_centres: int = 3,
+    mapping: tuple[str, ...] = (),
     progress: bool = False,
 ) -> Cohort:
     """Load a use case's registered dataset (source -> FHIR R5 -> table), building it on first use.
@@ -82,6 +83,7 @@ def load_harmonised(
         n_patients=spec.n_patients,
         seed_data=spec.seed_data,
         n_centres=n_centres,
+        mapping=mapping,
     )
     if spec.source in REAL_SOURCES and spec.real_data_root:
         ds = dataclasses.replace(ds, options=(("root", str(spec.real_data_root)),))
