@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (GuideError, DatasetCacheError, FileNotFoundError, ValueError, KeyError) as err:
+    except (GuideError, DatasetCacheError, OSError, ValueError, KeyError) as err:
         print(f"harmonize {args.command}: error: {err}", file=sys.stderr)
         sys.exit(1)
 

@@ -370,6 +370,19 @@ def _coded(text: str, codes: tuple[tuple[str, Any], ...] | None) -> tuple[bool, 
     return False, None
 
 
+def _gene_features(guide: Guide) -> list[str]:
+    """Guide features that are gene mutation flags (Genomics variants or binary genomic features)."""
+    return [
+        f.name
+        for f in guide.features
+        if (f.fhir is not None and f.fhir.gene is not None) or (f.group == "genomic" and f.kind == "binary")
+    ]
+
+
+def _symbol(f: Any) -> str:
+    return f.fhir.gene if f.fhir is not None and f.fhir.gene is not None else f.name
+
+
 class _Row:
     """Cell access by column name for one data row, reporting where each value came from."""
 
@@ -419,6 +432,7 @@ class MappedSource:
             self.by_centre[m.centre] = m
         self._provenance = dict(provenance or {})
         self._unmapped: dict[str, list[str]] = {}
+        self._notes: dict[str, dict[str, Any]] = {}
 
     def centres(self) -> tuple[str, ...]:
         return tuple(self.by_centre)
@@ -440,11 +454,13 @@ class MappedSource:
     def notes(self, centre: str) -> dict[str, Any]:
         """What the quality report should say about the source beyond its records."""
         m = self.by_centre[centre]
-        return {
+        out = {
             "file": str(m.file),
             "mapping": str(m.path),
             "unmapped_columns": self._unmapped.get(centre, []),
         }
+        out.update(self._notes.get(centre, {}))
+        return out
 
     def unmapped_columns(self, centre: str) -> list[str]:
         """Columns of a centre's table that the mapping neither uses nor lists under ``ignore``."""
@@ -465,10 +481,10 @@ class MappedSource:
         used |= {m.time.column} if m.time is not None else {m.dates[0], m.dates[1]}
         genes: dict[str, str] = {}
         if m.gene_prefix is not None:
-            for f in self.guide.features:
-                if f.fhir is not None and f.fhir.gene is not None and m.gene_prefix + f.name in table.header:
-                    genes[f.name] = m.gene_prefix + f.name
-            used |= {c for c in table.header if c.startswith(m.gene_prefix)}
+            for name in _gene_features(self.guide):
+                if m.gene_prefix + name in table.header:
+                    genes[name] = m.gene_prefix + name
+            used |= set(genes.values())  # prefixed columns of genes outside the guide stay unmapped
         return genes, [c for c in table.header if c not in used]
 
     def records(self, centre: str) -> Iterator[PatientRecord]:
@@ -501,11 +517,29 @@ class MappedSource:
                 )
         genes, unmapped = self._used(m, table)
         self._unmapped[centre] = unmapped
+        gene_features = _gene_features(self.guide)
+        notes: dict[str, Any] = {}
+        if m.gene_prefix is not None:
+            notes["guide_genes_without_a_column"] = [g for g in gene_features if g not in genes]
         variants = self._variants(m) if m.variants is not None else None
+        if variants is not None:
+            ids = {row[index[m.patient_id]] for row in table.rows if index[m.patient_id] < len(row)}
+            orphans = sorted(set(variants) - ids)
+            # Variant rows whose patient is not in the table cannot reach any record: say so.
+            notes["variant_patients_not_in_table"] = {
+                "count": len(orphans),
+                "first": [
+                    {
+                        "source": str(m.variants.file),
+                        "row": self._variant_rows[p],
+                        "field": m.variants.patient_id,
+                        "patient_id": p,
+                    }
+                    for p in orphans[:20]
+                ],
+            }
+        self._notes[centre] = notes
         units = {name: cm.unit for name, cm in m.features if cm.unit is not None}
-        gene_features = [
-            f.name for f in self.guide.features if f.fhir is not None and f.fhir.gene is not None
-        ]
         for k in range(len(table.rows)):
             row = _Row(table, index, k)
             issues: list[Issue] = []
@@ -639,16 +673,17 @@ class MappedSource:
                 raise SourceError(
                     v.file, "1 (header)", column, f"variant list column (mapping {m.path}) not found"
                 )
-        genes = {
-            f.fhir.gene: f.name for f in self.guide.features if f.fhir is not None and f.fhir.gene is not None
-        }
+        genes = {_symbol(self.guide.feature(name)): name for name in _gene_features(self.guide)}
         hgnc = term.hgnc_table()
         out: dict[str, tuple[dict[str, str], dict[str, list[Issue]]]] = {}
+        self._variant_rows: dict[str, int] = {}
         for k in range(len(table.rows)):
             row = _Row(table, index, k)
             where = f"{v.file} ({row.where})"
             at = {"source": where, "row": row.row}
             pid, gene = row.get(v.patient_id), row.get(v.gene)
+            if pid is not None:
+                self._variant_rows.setdefault(pid, row.row)
             if pid is None:
                 raise SourceError(
                     v.file, f"{row.row} ({row.where})", v.patient_id, "variant without a patient id"

@@ -53,6 +53,11 @@ def test_corpus_case(name, tmp_path, capsys):
     if expect["where"] == "none":
         assert entries == [] and report["source"]["unmapped_columns"] == []
         return
+    if expect["where"] == "note":  # rows that reach no record are listed in the source notes
+        [entry] = report["source"]["variant_patients_not_in_table"]["first"]
+        assert entry["source"].endswith(expect["file"]) and entry["row"] == expect["row"]
+        assert entry["field"] == expect["field"]
+        return
     if expect["where"] == "unmapped":
         assert report["source"]["unmapped_columns"] == [expect["field"]]
         assert report["source"]["file"].endswith(expect["file"])

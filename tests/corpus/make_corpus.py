@@ -326,6 +326,27 @@ def cases() -> dict[str, dict[str, Any]]:
         },
         _csv([*HEADER, "Comment"], [[*r, "ok"] for r in ROWS]),
     )
+    add(
+        "gene_column_outside_guide",
+        {
+            "status": 0,
+            "where": "unmapped",
+            "file": "data.csv",
+            "row": "1 (header)",
+            "field": "mut_FOO1",
+            "rows": 5,
+        },
+        _csv([*HEADER, "mut_FOO1"], [[*r, "0"] for r in ROWS]),
+    )
+    add(
+        "variant_for_unknown_patient",
+        {"status": 0, "where": "note", "file": "variants.tsv", "row": 6, "field": "PatientID", "rows": 5},
+        {
+            "data.csv": _long_data(),
+            "variants.tsv": _csv(VARIANTS[0], [*VARIANTS[1:], ["P9", "TP53", "p.?", "0.2"]], "\t"),
+        },
+        _long_mapping(),
+    )
     longv = [list(r) for r in VARIANTS]
     longv[2][1] = "SF3B1X"
     add(
