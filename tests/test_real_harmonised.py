@@ -87,8 +87,16 @@ def test_real_cohort_through_fhir_equals_the_direct_loader(use_case, source, dat
         total["n_records"] += c["n_records"]
         total["n_rows"] += c["n_rows"]
         total["quarantined"] += c["quarantined_at_ingest"] + c["quarantined_at_extraction"]
+        if use_case != "aml_beat":
+            # The gene flags are cross-checked against the variant list (maf.tsv).
+            genes = [f.name for f in guide.features if f.fhir.gene is not None]
+            flags = int(fhir.table.select(genes).sum().sum_horizontal()[0])
+            notes = report["source"]
+            assert notes["flag_1_and_listed"] + notes["flag_1_not_listed"] == flags
+            assert notes["genes_checked"] == len(genes) and notes["vaf_outside_0_1"] == 0
         if use_case == "aml_beat":
             assert report["source"]["patients"] == c["n_records"]
+            assert report["source"]["chosen_exome_in_sample_mapping"] == report["source"]["chosen_with_exome"]
             assert "Initial Diagnosis" in report["source"]["record_selection"]
             assert sum(report["source"]["specimen_stage_chosen"].values()) == c["n_records"]
     assert total["n_records"] == _source_rows(use_case)

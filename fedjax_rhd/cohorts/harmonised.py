@@ -54,6 +54,40 @@ def _unusable_iwgpm(guide: Guide, root: Path) -> pl.DataFrame:
     )
 
 
+def _iwgpm_notes(guide: Guide, root: Path, table: pl.DataFrame) -> dict[str, Any]:
+    """Cross-check the gene matrix (df_mut.tsv, the source of the flags) against the variant list.
+
+    ``maf.tsv`` lists each variant with its VAF; the published flags count only the
+    variants the authors kept, so disagreement is expected and reported, not fixed.
+    """
+    maf = pl.read_csv(require(root / "mds_iwgpm" / "maf.tsv"), separator="\t", infer_schema_length=None)
+    ids = set(table["patient_id"].to_list())
+    maf = maf.filter(pl.col("ID").is_in(ids))
+    called = {(i, g) for i, g in maf.select("ID", "GENE").iter_rows()}
+    genes = [f.name for f in guide.features if f.fhir is not None and f.fhir.gene is not None]
+    both = matrix_only = list_only = 0
+    for g in genes:
+        for pid, flag in table.select("patient_id", g).iter_rows():
+            in_list = (pid, g) in called
+            if flag == 1 and in_list:
+                both += 1
+            elif flag == 1:
+                matrix_only += 1
+            elif flag == 0 and in_list:
+                list_only += 1
+    vaf = maf["VAF"].cast(pl.Float64, strict=False)
+    return {
+        "gene_flags_from": "df_mut.tsv (gene matrix)",
+        "variant_list": "maf.tsv",
+        "variants_of_these_patients": maf.height,
+        "vaf_outside_0_1": int(((vaf < 0) | (vaf > 1)).fill_null(False).sum()),
+        "genes_checked": len(genes),
+        "flag_1_and_listed": both,
+        "flag_1_not_listed": matrix_only,
+        "flag_0_but_listed": list_only,
+    }
+
+
 def _beataml_selection(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(chosen specimen per patient, all specimens) of the clinical workbook."""
     from fedjax_rhd.cohorts.beataml import CLINICAL_FILE, FOLDER, choose_specimens
@@ -125,10 +159,19 @@ def real_source(source: str, guide: Guide, options: Mapping[str, Any]) -> tuple[
     centre_notes: dict[str, dict[str, Any]] = {}
     if source == "iwgpm":
         unusable = _unusable_iwgpm(guide, root)
+        centre_notes = {"iwgpm": _iwgpm_notes(guide, root, table)}
     else:
         chosen, clinical = _beataml_selection(root)
         unusable = _unusable_beataml(chosen)
         centre_notes = _beataml_notes(chosen, clinical)
+        mapping = pl.read_excel(
+            require(root / "aml_beat2" / "beataml_waves1to4_sample_mapping.xlsx"), engine="openpyxl"
+        )
+        known = set(mapping["dbgap_dnaseq_sample"].drop_nulls().to_list())
+        for centre, note in centre_notes.items():
+            part = chosen.filter(pl.col("centerID").cast(pl.String) == centre)["dbgap_dnaseq_sample"]
+            note["chosen_with_exome"] = int(part.is_not_null().sum())
+            note["chosen_exome_in_sample_mapping"] = int(part.is_in(list(known)).sum())
         specimen = pl.DataFrame(
             {
                 "patient_id": [f"beataml-{s}" for s in chosen["dbgap_subject_id"]],
