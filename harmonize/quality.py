@@ -184,17 +184,12 @@ def report_markdown(report: dict[str, Any]) -> str:
                 for r in findings["rows"]
             ],
         )
-    notes = report.get("source", {})
+    notes = dict(report.get("source", {}))
     if notes:
-        unmapped = notes.get("unmapped_columns", [])
-        lines += [
-            "",
-            "## Source file",
-            "",
-            f"File {notes.get('file')} read with mapping {notes.get('mapping')}.",
-            "",
-        ]
-        lines += [
-            f"Unmapped columns ({len(unmapped)}): " + (", ".join(unmapped) if unmapped else "none") + "."
-        ]
+        lines += ["", "## Source", ""]
+        if "mapping" in notes:
+            unmapped = notes.pop("unmapped_columns", [])
+            lines += [f"File {notes.pop('file', '?')} read with mapping {notes.pop('mapping')}.", ""]
+            lines += [f"Unmapped columns ({len(unmapped)}): " + (", ".join(unmapped) or "none") + ".", ""]
+        lines += [f"- {k}: {v}" for k, v in notes.items()]
     return "\n".join(lines) + "\n"
