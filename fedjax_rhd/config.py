@@ -95,6 +95,8 @@ class UseCaseSchema:
     source: str = "simulated"
     n_patients: int = 4427
     dataset: str | None = None  # registered dataset name (harmonize.registry); built on first use
+    n_centres: int = 3  # source simulated_dialects: centres, each exporting in its own hospital dialect
+    mapping: list[str] = dataclasses.field(default_factory=list)  # source csv: mapping YAMLs, one per centre
 
 
 @dataclasses.dataclass
@@ -293,6 +295,8 @@ class ExperimentSettings:
     participation: ParticipationConfig = ParticipationConfig()
     finetune_epochs: int = 0
     resume: str | None = None
+    n_centres: int = 3  # simulated_dialects: centres, one hospital dialect each
+    mapping: tuple[str, ...] = ()  # csv: mapping YAMLs (harmonize.mapping), one per centre
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -366,6 +370,8 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         dataset=cfg.use_case.get("dataset"),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         real_data_root=None if cfg.real_data_root is None else str(cfg.real_data_root),
+        n_centres=int(cfg.use_case.get("n_centres", 3)),
+        mapping=tuple(str(p) for p in cfg.use_case.get("mapping") or ()),
         participation=_participation(cfg),
         finetune_epochs=int(s.finetune_epochs),
         resume=None if cfg.resume is None else str(cfg.resume),

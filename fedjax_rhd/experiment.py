@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from fedjax_rhd.checkpoint import save_params
-from fedjax_rhd.cohorts.sources import SourceSpec, load_source, simulated_scores
+from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised, load_source
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data import FederatedData, build_federated_data
 from fedjax_rhd.evaluation import survival_metrics
@@ -40,7 +40,7 @@ from fedjax_rhd.scores.report import clinical_score_result, scores_on_test
 from fedjax_rhd.tracking import final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.guide import load_guide
-from harmonize.registry import TABLE_SOURCES, load_or_build_dataset, spec_for_run
+from harmonize.registry import EXPORT_SOURCES, TABLE_SOURCES
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "polars", "hydra-core", "omegaconf")
@@ -126,27 +126,22 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
     guide = load_guide(settings.guide)
-    if settings.source in TABLE_SOURCES:
+    source = SourceSpec(
+        settings.source, settings.n_patients, settings.seed_data, settings.data_root, settings.real_data_root
+    )
+    if settings.source in (*TABLE_SOURCES, *EXPORT_SOURCES, "csv"):
         # Harmonised path: source -> FHIR R5 -> ML-ready table, built once and cached.
-        dataset_spec = spec_for_run(
+        df, card, score_name, score_table = load_harmonised(
+            guide,
+            source,
             use_case=settings.use_case,
-            guide=settings.guide,
-            source=settings.source,
+            guide_name=settings.guide,
             dataset=settings.dataset,
-            n_patients=settings.n_patients,
-            seed_data=settings.seed_data,
+            n_centres=settings.n_centres,
+            mapping=settings.mapping,
+            progress=settings.progress,
         )
-        df, card = load_or_build_dataset(dataset_spec, guide, settings.data_root, progress=settings.progress)
-        score_name, score_table = simulated_scores(df, guide) or ("", None)
     else:
-        # Real cohorts still load directly (their guides gain FHIR codes with the sources issue).
-        source = SourceSpec(
-            settings.source,
-            settings.n_patients,
-            settings.seed_data,
-            settings.data_root,
-            settings.real_data_root,
-        )
         df, card, score_name, score_table = load_source(guide, source)
     data = build_federated_data(
         df, guide, settings.split, pooled=settings.spec.pooled, scenario=settings.scenario

@@ -126,6 +126,39 @@ def _cmd_extract(args: argparse.Namespace) -> None:
     print(f"{card['name']}: id {card['id']}, {card['n_rows']} rows -> {args.out}")
 
 
+def _cmd_map(args: argparse.Namespace) -> None:
+    from harmonize.registry import DatasetSpec, build_dataset
+
+    guide = _guide(args.use_case)
+    out = Path(args.out)
+    spec = DatasetSpec(
+        name=args.name or out.name,
+        guide=args.use_case,
+        source="csv",
+        options=(("mapping", list(args.mapping)),),
+    )
+    card = build_dataset(spec, guide, out, progress=not args.quiet)
+    problems = 0
+    for c in card["centres"]:
+        report = json.loads((out / "quality" / f"{c['name']}.json").read_text(encoding="utf-8"))
+        findings = report["findings"]["count"]
+        problems += c["quarantined"] + findings
+        unmapped = report["source"].get("unmapped_columns", [])
+        print(
+            f"{c['name']}: {c['n_records']} records -> {c['n_rows']} rows, {c['quarantined']} quarantined, "
+            f"{findings} row-level findings; unmapped columns: {', '.join(unmapped) or 'none'}"
+        )
+        for r in report["quarantined"]["ingest"]["rows"] + report["findings"]["rows"]:
+            action = r.get("action", "record quarantined")
+            print(f"  {r['source']} row {r['row']}, field {r['field']!r}: {r['reason']} ({action})")
+    print(
+        f"{card['name']}: id {card['id']}, {card['n_rows']} rows -> {out} "
+        f"(quality reports in {out / 'quality'})"
+    )
+    if args.strict and problems:
+        sys.exit(3)
+
+
 def _cmd_show(args: argparse.Namespace) -> None:
     from harmonize.registry import read_card
 
@@ -211,6 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     x.set_defaults(func=_cmd_extract)
 
+    m = sub.add_parser("map", help="a user table + mapping YAML -> FHIR -> dataset (csv source)")
+    common(m)
+    m.add_argument("--mapping", required=True, action="append", help="mapping YAML (repeat: one per centre)")
+    m.add_argument("--out", required=True, help="dataset folder to write")
+    m.add_argument("--name", default=None, help="dataset name (default: the folder's name)")
+    m.add_argument(
+        "--strict", action="store_true", help="exit 3 when any record is quarantined or value rejected"
+    )
+    m.set_defaults(func=_cmd_map)
+
     s = sub.add_parser("show", help="print a dataset's card or its quality report(s)")
     s.add_argument("what", choices=["card", "quality"], help="card (JSON) or quality (Markdown; --json)")
     s.add_argument("dataset", help="dataset name (under DATA_ROOT/datasets) or folder")
@@ -233,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (GuideError, DatasetCacheError, FileNotFoundError, ValueError, KeyError) as err:
+    except (GuideError, DatasetCacheError, OSError, ValueError, KeyError) as err:
         print(f"harmonize {args.command}: error: {err}", file=sys.stderr)
         sys.exit(1)
 

@@ -117,6 +117,10 @@ class _Router:
                 self.by_code.setdefault((m.resource, m.coding.system, m.coding.code), []).append(f)
 
 
+def _analyte(f: Feature) -> str | None:
+    return f.fhir.coding.code if f.fhir is not None and f.fhir.coding is not None else None
+
+
 def _subject(res: dict[str, Any]) -> str | None:
     ref = (res.get("subject") or {}).get("reference", "")
     return ref[len("Patient/") :] if ref.startswith("Patient/") else None
@@ -202,7 +206,7 @@ def extract_centre(fhir_dir: str | Path, centre: str, guide: Guide) -> tuple[pl.
 
     def quantity(f: Feature, rid: str, q: dict[str, Any]) -> None:
         unit = q.get("code") or q.get("unit") or ""
-        conv = term.conversion(unit, str(f.unit))
+        conv = term.conversion(unit, str(f.unit), _analyte(f))
         if "value" not in q:
             stats.reject(f.name, "quantity without a value")
             return
@@ -326,7 +330,7 @@ def extract_centre(fhir_dir: str | Path, centre: str, guide: Guide) -> tuple[pl.
                 problem = f"survival time unit {unit!r} not convertible to {guide.time_unit!r}"
             else:
                 t = float(t) * conv[0] / conv[1]
-                if not math.isfinite(t) or t <= 0:
+                if not math.isfinite(t) or t < 0 or (t == 0 and not guide.time_zero_allowed):
                     problem = "survival time not positive"
         if problem is not None:
             stats.quarantined[problem] += 1

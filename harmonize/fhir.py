@@ -48,7 +48,7 @@ from fhir.resources.procedure import Procedure
 
 from harmonize import terminology as term
 from harmonize.guide import Feature, Guide, require_fhir
-from harmonize.sources import PatientRecord, SourceAdapter
+from harmonize.sources import RECORD_TARGETS, PatientRecord, SourceAdapter
 
 RESOURCE_MODELS: dict[str, type[pydantic.BaseModel]] = {
     "Patient": Patient,
@@ -60,6 +60,7 @@ RESOURCE_MODELS: dict[str, type[pydantic.BaseModel]] = {
 INGEST_REPORT = "ingest.json"
 SOURCE_MANIFEST = "source.json"
 MAX_LISTED = 50  # quarantined rows listed individually in the report (all are counted)
+MAX_FINDINGS = 500  # row-level findings listed individually (all are counted)
 
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,48}$")
 _CATEGORY_LAB = [{"coding": [{"system": term.OBSERVATION_CATEGORY, "code": "laboratory"}]}]
@@ -105,17 +106,62 @@ class IngestStats:
     quarantined: Counter = dataclasses.field(default_factory=Counter)  # reason -> records
     quarantined_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     rejected_values: dict[str, Counter] = dataclasses.field(default_factory=dict)  # feature -> reason -> n
+    findings: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # row-level, first MAX_FINDINGS
+    n_findings: int = 0
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)  # the adapter's (file, unmapped columns)
     build_seconds: float = 0.0
     validate_seconds: float = 0.0
     write_seconds: float = 0.0
 
-    def quarantine(self, rec: PatientRecord, reason: str) -> None:
+    def quarantine(self, rec: PatientRecord, reason: str, field: str = "record") -> None:
         self.quarantined[reason] += 1
         if len(self.quarantined_rows) < MAX_LISTED:
-            self.quarantined_rows.append({"row": rec.row, "patient_id": rec.patient_id, "reason": reason})
+            self.quarantined_rows.append(
+                {
+                    "source": rec.source,
+                    "row": rec.row,
+                    "patient_id": rec.patient_id,
+                    "field": field,
+                    "reason": reason,
+                }
+            )
 
-    def reject(self, feature: str, reason: str) -> None:
+    def reject(
+        self,
+        feature: str,
+        reason: str,
+        rec: PatientRecord | None = None,
+        field: str | None = None,
+        where: tuple[str | None, int | None] = (None, None),
+    ) -> None:
         self.rejected_values.setdefault(feature, Counter())[reason] += 1
+        if rec is not None:
+            self.finding(rec, field or feature, reason, "value rejected (missing)", where)
+
+    def finding(
+        self,
+        rec: PatientRecord,
+        field: str,
+        reason: str,
+        action: str,
+        where: tuple[str | None, int | None] = (None, None),
+    ) -> None:
+        """List a row-level problem with file, row and field (the first MAX_FINDINGS; all are counted).
+
+        ``where`` overrides the record's file and row when the fault lies in another file.
+        """
+        self.n_findings += 1
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(
+                {
+                    "source": where[0] or rec.source,
+                    "row": where[1] or rec.row,
+                    "patient_id": rec.patient_id,
+                    "field": field,
+                    "reason": reason,
+                    "action": action,
+                }
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +172,9 @@ class IngestStats:
             "quarantined": dict(sorted(self.quarantined.items())),
             "quarantined_rows": self.quarantined_rows,
             "rejected_values": {k: dict(sorted(v.items())) for k, v in sorted(self.rejected_values.items())},
+            "findings": self.findings,
+            "n_findings": self.n_findings,
+            "notes": self.notes,
             "timing": {
                 "build_seconds": self.build_seconds,
                 "validate_seconds": self.validate_seconds,
@@ -143,35 +192,50 @@ def _clean_values(rec: PatientRecord, guide: Guide, stats: IngestStats) -> dict[
             continue
         if f.kind == "continuous":
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                stats.reject(f.name, f"not a finite number: {v!r}")
+                stats.reject(f.name, f"not a finite number: {v!r}", rec)
                 continue
             unit = rec.units.get(f.name, f.unit)
-            if term.conversion(unit, str(f.unit)) is None:
-                stats.reject(f.name, f"unit {unit!r} has no conversion to {f.unit!r}")
+            conv = term.conversion(unit, str(f.unit), f.fhir.coding.code if f.fhir.coding else None)
+            if conv is None:
+                stats.reject(f.name, f"unit {unit!r} has no conversion to {f.unit!r}", rec)
                 continue
+            canonical = float(v) * conv[0] / conv[1]
+            if f.valid_range is not None and not f.valid_range[0] <= canonical <= f.valid_range[1]:
+                # Extraction sets it missing and counts it; here it is listed with its row.
+                stats.finding(
+                    rec, f.name, f"{canonical:g} {f.unit} outside {list(f.valid_range)}", "set missing"
+                )
             out[f.name] = float(v)
         elif f.kind == "binary":
             if v not in (0, 1) or isinstance(v, float) and not v.is_integer():
-                stats.reject(f.name, f"binary value not 0/1: {v!r}")
+                stats.reject(f.name, f"binary value not 0/1: {v!r}", rec)
                 continue
             out[f.name] = int(v)
         else:
             if str(v) not in f.levels:
-                stats.reject(f.name, f"level {v!r} not in {list(f.levels)}")
+                stats.reject(f.name, f"level {v!r} not in {list(f.levels)}", rec)
                 continue
             out[f.name] = str(v)
     return out
 
 
-def _endpoint_problem(rec: PatientRecord) -> str | None:
+def _endpoint_problem(rec: PatientRecord, zero_allowed: bool = False) -> tuple[str, str] | None:
+    """``(field, reason)`` why a record cannot become a patient, or ``None``."""
+    for issue in rec.issues:
+        if issue.target in RECORD_TARGETS:
+            return issue.column, issue.reason
     if rec.patient_id is None or not str(rec.patient_id).strip():
-        return "missing patient_id"
+        return "patient_id", "missing patient_id"
     if rec.time is None:
-        return "missing survival time"
-    if not isinstance(rec.time, int | float) or not math.isfinite(rec.time) or rec.time <= 0:
-        return "survival time not a positive number"
+        return "time", "missing survival time"
+    if not isinstance(rec.time, int | float) or not math.isfinite(rec.time) or rec.time < 0:
+        return "time", "survival time not a positive number"
+    if rec.time == 0 and not zero_allowed:
+        return "time", "survival time not a positive number"
+    if rec.event is None:
+        return "event", "missing event"
     if rec.event not in (0, 1):
-        return "event not 0/1"
+        return "event", "event not 0/1"
     return None
 
 
@@ -376,6 +440,7 @@ def ingest_centre(
     builder: Callable[..., list[tuple[str | None, dict[str, Any]]]] = build_resources,
     progress: bool = False,
     total: int | None = None,
+    notes: Callable[[], dict[str, Any]] | None = None,
 ) -> IngestStats:
     """Build, validate and write one centre's resources as ``<out_dir>/<centre>/<Type>.ndjson``.
 
@@ -389,6 +454,8 @@ def ingest_centre(
         builder: resource builder (tests swap in a broken one).
         progress: show a progress bar.
         total: number of records, for the progress bar.
+        notes: called after the records are read; what it returns (the source
+            file, its unmapped columns) goes to ``ingest.json`` and the quality report.
 
     Returns:
         The centre's statistics, also written to ``<out_dir>/<centre>/ingest.json``.
@@ -408,6 +475,7 @@ def ingest_centre(
     stats = IngestStats(centre=centre)
     handles: dict[str, Any] = {}
     first_row: dict[str, int] = {}
+    first_values: dict[str, dict[str, Any]] = {}
     if progress:
         from tqdm import tqdm
 
@@ -415,20 +483,31 @@ def ingest_centre(
     try:
         for rec in records:
             stats.n_records += 1
-            problem = _endpoint_problem(rec)
+            problem = _endpoint_problem(rec, guide.time_zero_allowed)
             if problem is None and str(rec.patient_id) in seen:
                 where = (
                     f"row {first_row[rec.patient_id]}" if rec.patient_id in first_row else "another centre"
                 )
-                problem = f"duplicate patient_id (first seen at {where})"
+                reason = f"duplicate patient_id (first seen at {where})"
+                if rec.patient_id in first_values:
+                    dup = _clean_values(rec, guide, IngestStats(centre=centre))
+                    old = first_values[rec.patient_id]
+                    differ = [f for f in guide.feature_names if dup.get(f) != old.get(f)]
+                    if differ:
+                        reason += "; conflicting values"
+                        problem = (", ".join(differ), reason)
+                problem = problem or ("patient_id", reason)
             if problem is not None:
-                stats.quarantine(rec, problem)
+                stats.quarantine(rec, problem[1], problem[0])
                 continue
             pid = str(rec.patient_id)
             seen.add(pid)
             first_row[pid] = rec.row
             t0 = time.perf_counter()
+            for issue in rec.issues:
+                stats.reject(issue.target, issue.reason, rec, issue.column, where=(issue.source, issue.row))
             values = _clean_values(rec, guide, stats)
+            first_values[pid] = values
             resources = builder(rec, values, guide)
             t1 = time.perf_counter()
             for feature, res in resources:
@@ -449,6 +528,8 @@ def ingest_centre(
     finally:
         for h in handles.values():
             h.close()
+    if notes is not None:
+        stats.notes = notes()
     (tmp / INGEST_REPORT).write_text(json.dumps(stats.to_json(), indent=1) + "\n", encoding="utf-8")
     if folder.exists():
         for old in folder.iterdir():
@@ -487,6 +568,7 @@ def ingest_source(
             seen_ids=seen,
             progress=progress,
             total=count(centre) if progress and count is not None else None,
+            notes=(lambda c=centre: source.notes(c)) if hasattr(source, "notes") else None,
         )
         for centre in source.centres()
     }

@@ -117,6 +117,9 @@ class Guide:
     time_unit: str
     path: str
     condition: Coding | None = None  # the use case's diagnosis (Condition.code), e.g. ICD-10 D46.9
+    # endpoint.time.zero_allowed: a survival time of 0 is data, not an error (IWG-PM records
+    # OS_YEARS 0 for deaths or censoring at sample collection); negative times never are.
+    time_zero_allowed: bool = False
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -371,6 +374,9 @@ def load_guide(use_case_or_path: str | Path) -> Guide:
         raise _fail(path, "endpoint", "needs time.unit") from err
     if time_unit != "a":
         raise _fail(path, "endpoint", f"time.unit must be 'a' (years), got {time_unit!r}")
+    zero_allowed = endpoint["time"].get("zero_allowed", False)
+    if not isinstance(zero_allowed, bool):
+        raise _fail(path, "endpoint", f"time.zero_allowed must be true or false, got {zero_allowed!r}")
     return Guide(
         use_case=str(raw["use_case"]),
         version=str(raw["version"]),
@@ -379,4 +385,5 @@ def load_guide(use_case_or_path: str | Path) -> Guide:
         time_unit=time_unit,
         path=str(path),
         condition=condition,
+        time_zero_allowed=zero_allowed,
     )

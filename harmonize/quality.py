@@ -79,6 +79,8 @@ def quality_report(
                 "patients": extract.get("quarantined_patients", []),
             },
         },
+        "findings": {"count": ingest.get("n_findings", 0), "rows": ingest.get("findings", [])},
+        "source": ingest.get("notes", {}),
         "unmapped_resources": extract.get("unmapped_resources", {}),
         "inferred": extract.get("inferred", {}),
         "timing": {"ingest": ingest.get("timing", {}), "extract_seconds": extract.get("seconds", 0.0)},
@@ -162,6 +164,32 @@ def report_markdown(report: dict[str, Any]) -> str:
     if listed:
         lines += ["", "Quarantined at ingest (first rows):", ""]
         lines += _table(
-            ["row", "patient_id", "reason"], [[r["row"], r["patient_id"], r["reason"]] for r in listed]
+            ["source", "row", "patient_id", "field", "reason"],
+            [
+                [r.get("source", ""), r["row"], r["patient_id"], r.get("field", ""), r["reason"]]
+                for r in listed
+            ],
         )
+    findings = report.get("findings", {})
+    if findings.get("count"):
+        lines += [
+            "",
+            f"## Row-level findings ({findings['count']}; first {len(findings['rows'])} listed)",
+            "",
+        ]
+        lines += _table(
+            ["source", "row", "patient_id", "field", "reason", "action"],
+            [
+                [r["source"], r["row"], r["patient_id"], r["field"], r["reason"], r["action"]]
+                for r in findings["rows"]
+            ],
+        )
+    notes = dict(report.get("source", {}))
+    if notes:
+        lines += ["", "## Source", ""]
+        if "mapping" in notes:
+            unmapped = notes.pop("unmapped_columns", [])
+            lines += [f"File {notes.pop('file', '?')} read with mapping {notes.pop('mapping')}.", ""]
+            lines += [f"Unmapped columns ({len(unmapped)}): " + (", ".join(unmapped) or "none") + ".", ""]
+        lines += [f"- {k}: {v}" for k, v in notes.items()]
     return "\n".join(lines) + "\n"

@@ -35,14 +35,18 @@ from typing import Any
 import polars as pl
 
 from fedjax_rhd.datasets import DatasetCacheError, dataset_id, generator_info, simulator_for
+from harmonize.dialects import write_dialect_exports
 from harmonize.extract import extract_centre
 from harmonize.fhir import INGEST_REPORT, ingest_source
 from harmonize.guide import Guide, require_fhir
+from harmonize.mapping import MappedSource, load_mapping, mapped_source
 from harmonize.quality import quality_report, report_markdown
 from harmonize.sources import CanonicalExportSource, SourceAdapter, write_canonical_export
 
 CARD_FILE = "dataset.json"
 TRUTH_FILE = "truth.parquet"
+REFERENCE_FILE = "reference.parquet"  # per-patient data kept outside FHIR (clinical scores, specimen ids)
+REFERENCE_PREFIXES = ("clinical_score", "score_", "source_")
 DATASET_FORMAT = "fedjax_rhd/harmonised-dataset/v1"
 
 TableSource = Callable[[Guide, Mapping[str, Any]], tuple[pl.DataFrame, dict[str, Any]]]
@@ -76,7 +80,20 @@ def wrap_loader(load: Callable[[Guide], pl.DataFrame], provenance: Mapping[str, 
     return source
 
 
-TABLE_SOURCES: dict[str, TableSource] = {"simulated": _simulated}
+def _real(source: str) -> TableSource:
+    def load(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:
+        from fedjax_rhd.cohorts.harmonised import real_source  # the cohort readers import scores etc.
+
+        return real_source(source, guide, options)
+
+    return load
+
+
+TABLE_SOURCES: dict[str, TableSource] = {
+    "simulated": _simulated,
+    "iwgpm": _real("iwgpm"),
+    "beataml": _real("beataml"),
+}
 """Sources that produce a canonical table; they go through a canonical export.
 
 Real cohorts register their loaders here (wrapped to return the canonical
@@ -84,8 +101,35 @@ table and provenance); dialect adapters register under ``ADAPTERS``."""
 
 ADAPTERS: dict[str, Callable[[Guide, Mapping[str, Any]], SourceAdapter]] = {
     "export": lambda guide, options: CanonicalExportSource(options["path"], guide),
+    "csv": lambda guide, options: mapped_source(guide, options["mapping"]),
 }
-"""Sources read directly by an adapter (options name their files)."""
+"""Sources read directly by an adapter (options name their files; ``csv``: ``mapping``, one
+YAML path or a list, one per centre, see :mod:`harmonize.mapping`)."""
+
+
+def _simulated_dialects(guide: Guide, options: Mapping[str, Any], folder: Path) -> SourceAdapter:
+    """The simulated cohort split over ``centres`` centres, each exported in its own dialect."""
+    df, provenance = _simulated(guide, options)
+    n_centres = int(options.get("centres", 3))
+    paths = write_dialect_exports(df, guide, folder, n_centres=n_centres, seed=int(options["seed"]))
+    truth_cols = [
+        c for c in df.columns if c not in (*guide.feature_names, "patient_id", "centre", "time", "event")
+    ]
+    truth = df.select("patient_id", *truth_cols).sort("patient_id") if truth_cols else None
+    provenance = {**provenance, "source": f"{provenance['source']} in {n_centres} hospital dialects"}
+    return MappedSource(
+        [load_mapping(p, guide) for p in paths],
+        guide,
+        provenance=provenance,
+        name="simulated_dialects",
+        truth=truth,
+    )
+
+
+EXPORT_SOURCES: dict[str, Callable[[Guide, Mapping[str, Any], Path], SourceAdapter]] = {
+    "simulated_dialects": _simulated_dialects,
+}
+"""Sources that write their own export files into ``<dataset>/export`` and read them back."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +153,28 @@ class DatasetSpec:
 
 
 def spec_for_run(
-    *, use_case: str, guide: str, source: str, dataset: str | None, n_patients: int, seed_data: int
+    *,
+    use_case: str,
+    guide: str,
+    source: str,
+    dataset: str | None,
+    n_patients: int,
+    seed_data: int,
+    n_centres: int = 3,
+    mapping: tuple[str, ...] = (),
 ) -> DatasetSpec:
     """The dataset a run's ``use_case`` config names (simulated sources take n and seed)."""
     options: tuple[tuple[str, Any], ...] = ()
-    if source == "simulated":
+    if source in ("simulated", "simulated_dialects"):
         options = (("n", int(n_patients)), ("seed", int(seed_data)))
+    if source == "simulated_dialects":
+        options = (("centres", int(n_centres)), *options)
+    if source == "csv":
+        if not mapping:
+            raise ValueError(
+                "use_case.source=csv needs use_case.mapping: the mapping YAML(s), one per centre"
+            )
+        options = (("mapping", [str(m) for m in mapping]),)
     name = dataset or (f"{use_case}-sim-n{n_patients}-seed{seed_data}" if source == "simulated" else use_case)
     return DatasetSpec(name=name, guide=guide, source=source, options=options)
 
@@ -128,8 +188,13 @@ def _adapter(spec: DatasetSpec, guide: Guide, folder: Path) -> SourceAdapter:
         df, provenance = TABLE_SOURCES[spec.source](guide, spec.options_dict())
         if "centre" not in df.columns:
             df = df.with_columns(pl.lit(spec.source).alias("centre"))
+        reference = [c for c in df.columns if c.startswith(REFERENCE_PREFIXES)]
+        if reference:
+            df.select("patient_id", *reference).sort("patient_id").write_parquet(folder / REFERENCE_FILE)
         truth = [
-            c for c in df.columns if c not in (*guide.feature_names, "patient_id", "centre", "time", "event")
+            c
+            for c in df.columns
+            if c not in (*guide.feature_names, "patient_id", "centre", "time", "event", *reference)
         ]
         write_canonical_export(
             df.select("patient_id", "centre", *guide.feature_names, "time", "event", *truth),
@@ -138,10 +203,13 @@ def _adapter(spec: DatasetSpec, guide: Guide, folder: Path) -> SourceAdapter:
             provenance,
         )
         return CanonicalExportSource(folder / "export", guide)
+    if spec.source in EXPORT_SOURCES:
+        return EXPORT_SOURCES[spec.source](guide, spec.options_dict(), folder / "export")
     if spec.source in ADAPTERS:
         return ADAPTERS[spec.source](guide, spec.options_dict())
     raise KeyError(
-        f"dataset {spec.name!r}: unknown source {spec.source!r}; known: {sorted({*TABLE_SOURCES, *ADAPTERS})}"
+        f"dataset {spec.name!r}: unknown source {spec.source!r}; "
+        f"known: {sorted({*TABLE_SOURCES, *ADAPTERS, *EXPORT_SOURCES})}"
     )
 
 
@@ -194,7 +262,7 @@ def build_dataset(
     folder.mkdir(parents=True, exist_ok=True)
     source = _adapter(spec, guide, folder)
     ingest_source(source, guide, folder / "fhir", progress=progress)
-    return extract_dataset(
+    card = extract_dataset(
         folder / "fhir",
         folder,
         guide,
@@ -205,6 +273,23 @@ def build_dataset(
         centres=list(source.centres()),
         progress=progress,
     )
+    reference = folder / REFERENCE_FILE
+    if reference.is_file():
+        ref = pl.read_parquet(reference)
+        card["reference"] = {
+            "file": REFERENCE_FILE,
+            "columns": [c for c in ref.columns if c != "patient_id"],
+            "n_rows": ref.height,
+            "note": "per-patient values outside FHIR (clinical scores, chosen specimen), not in the id",
+        }
+        (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+def load_reference(data_root: str | Path, name: str) -> pl.DataFrame | None:
+    """A built dataset's ``reference.parquet`` (``patient_id`` + columns), or ``None``."""
+    path = dataset_folder(data_root, name) / REFERENCE_FILE
+    return pl.read_parquet(path) if path.is_file() else None
 
 
 def extract_dataset(

@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import polars as pl
 
@@ -30,6 +30,28 @@ from harmonize.guide import Guide
 MANIFEST = "export.json"
 TRUTH_FILE = "truth.parquet"  # simulation ground truth (never a FHIR resource): patient_id + columns
 _CENTRE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Issue(NamedTuple):
+    """A problem an adapter found in one source row.
+
+    Attributes:
+        target: the guide feature whose value is rejected, or ``patient_id`` /
+            ``time`` / ``event`` / ``record`` when the whole record must be quarantined.
+        column: the source column (field) at fault.
+        reason: what is wrong, in words.
+        source: the file at fault when it is not the record's own (a variant list).
+        row: the data row in ``source``.
+    """
+
+    target: str
+    column: str
+    reason: str
+    source: str | None = None
+    row: int | None = None
+
+
+RECORD_TARGETS = frozenset({"patient_id", "time", "event", "record"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +68,8 @@ class PatientRecord:
         units: feature name -> UCUM unit of a continuous value as reported.
         time: survival time in the guide's time unit (years); ``None`` if absent.
         event: 1 = death observed, 0 = censored; ``None`` if absent.
+        issues: problems the adapter found in the row (bad values it left out,
+            endpoint fields it could not read); ingestion counts and lists them.
     """
 
     patient_id: str | None
@@ -56,6 +80,7 @@ class PatientRecord:
     units: Mapping[str, str]
     time: float | None
     event: int | None
+    issues: tuple[Issue, ...] = ()
 
 
 class SourceAdapter(Protocol):
@@ -170,6 +195,11 @@ class CanonicalExportSource:
     def truth(self) -> pl.DataFrame | None:
         path = self.folder / TRUTH_FILE
         return pl.read_parquet(path) if path.is_file() else None
+
+    def notes(self, centre: str) -> dict[str, Any]:
+        """What the quality report should say about a centre's source (``provenance.centre_notes``)."""
+        notes = (self.manifest.get("provenance") or {}).get("centre_notes") or {}
+        return dict(notes.get(centre) or {})
 
     def n_records(self, centre: str) -> int:
         """Data rows of one centre's export (for progress bars)."""

@@ -80,15 +80,26 @@ _CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
     ("/uL", "10*9/L"): (1.0, 1000.0),
     ("/nL", "10*9/L"): (1.0, 1.0),
     ("10*9/L", "10*3/uL"): (1.0, 1.0),
+    ("10*9/L", "/uL"): (1000.0, 1.0),
     ("1", "%"): (100.0, 1.0),
     ("%", "1"): (1.0, 100.0),
     ("d", "a"): (1.0, 365.25),
     ("wk", "a"): (7.0, 365.25),
     ("mo", "a"): (1.0, 12.0),
     ("a", "d"): (365.25, 1.0),
+    ("a", "mo"): (12.0, 1.0),
+}
+
+# Conversions that depend on the analyte (molar <-> mass needs its molar mass),
+# keyed by (analyte code, from, to). Haemoglobin (LOINC 718-7) per haem monomer,
+# 16.114 g/mmol: 1 mmol/L = 1.6114 g/dL.
+_ANALYTE_CONVERSIONS: dict[tuple[str, str, str], tuple[float, float]] = {
+    ("718-7", "mmol/L", "g/dL"): (16.114, 10.0),
+    ("718-7", "g/dL", "mmol/L"): (10.0, 16.114),
 }
 
 KNOWN_UNITS: frozenset[str] = frozenset(u for pair in _CONVERSIONS for u in pair) | {
+    "mmol/L",
     "kg",
     "cm",
     "mg/L",
@@ -96,11 +107,14 @@ KNOWN_UNITS: frozenset[str] = frozenset(u for pair in _CONVERSIONS for u in pair
 }
 
 
-def conversion(from_unit: str, to_unit: str) -> tuple[float, float] | None:
+def conversion(from_unit: str, to_unit: str, analyte: str | None = None) -> tuple[float, float] | None:
     """``(multiplier, divisor)`` converting ``from_unit`` to ``to_unit``; ``None`` if unknown.
 
-    The identity is ``(1.0, 1.0)``.
+    The identity is ``(1.0, 1.0)``. ``analyte`` (the feature's code, e.g. LOINC
+    ``718-7``) enables conversions that hold for one analyte only (mmol/L of haemoglobin).
     """
     if from_unit == to_unit:
         return (1.0, 1.0)
+    if analyte is not None and (analyte, from_unit, to_unit) in _ANALYTE_CONVERSIONS:
+        return _ANALYTE_CONVERSIONS[(analyte, from_unit, to_unit)]
     return _CONVERSIONS.get((from_unit, to_unit))

@@ -182,14 +182,14 @@ def test_bad_records_are_quarantined_and_bad_values_rejected_all_counted(tmp_pat
         _record("P3", 4, time=0.0),
         _record("P4", 5, time=None),
         _record("P5", 6, event=2),
-        _record("P6", 7, sex_male=2, ipssr_cyto="awful", hb=95.0, units={"hb": "mmol/L"}),
+        _record("P6", 7, sex_male=2, ipssr_cyto="awful", hb=95.0, units={"hb": "mg"}),
         _record("P7", 8, plt=float("nan"), TP53=1),
     ]
     stats = ingest_centre(records, mds_guide, tmp_path, "c1")
     assert stats.n_records == 8 and stats.n_patients == 3  # P1, P6, P7
     assert dict(stats.quarantined) == {
         "missing patient_id": 1,
-        "duplicate patient_id (first seen at row 1)": 1,
+        "duplicate patient_id (first seen at row 1); conflicting values": 1,  # hb 8.0 vs 9.5
         "survival time not a positive number": 1,
         "missing survival time": 1,
         "event not 0/1": 1,
@@ -199,8 +199,16 @@ def test_bad_records_are_quarantined_and_bad_values_rejected_all_counted(tmp_pat
     assert rejected == {
         "sex_male": {"binary value not 0/1: 2": 1},
         "ipssr_cyto": {"level 'awful' not in ['very_good', 'good', 'intermediate', 'poor', 'very_poor']": 1},
-        "hb": {"unit 'mmol/L' has no conversion to 'g/dL'": 1},
+        "hb": {"unit 'mg' has no conversion to 'g/dL'": 1},
         "plt": {"not a finite number: nan": 1},
     }
     listed = json.loads((tmp_path / "c1" / "ingest.json").read_text())["quarantined_rows"]
     assert [r["row"] for r in listed] == [2, 3, 4, 5, 6]
+    assert [r["field"] for r in listed] == ["patient_id", "hb", "time", "time", "event"]
+    findings = json.loads((tmp_path / "c1" / "ingest.json").read_text())["findings"]
+    assert {(r["row"], r["field"]) for r in findings} == {
+        (7, "sex_male"),
+        (7, "ipssr_cyto"),
+        (7, "hb"),
+        (8, "plt"),
+    }

@@ -7,6 +7,7 @@ use case's clinical score name and a per-patient score table (``patient_id``,
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,6 +54,47 @@ def simulated_scores(table: pl.DataFrame, guide: Guide) -> tuple[str, pl.DataFra
     score = ipss.ipssr_score(num("hb"), num("plt"), num("anc"), num("bm_blasts"), cyto)
     frame = pl.DataFrame({"patient_id": table["patient_id"], "clinical_score": score})
     return "IPSS-R", frame.with_columns(pl.col("clinical_score").fill_nan(None))
+
+
+def load_harmonised(
+    guide: Guide,
+    spec: SourceSpec,
+    *,
+    use_case: str,
+    guide_name: str,
+    dataset: str | None,
+    n_centres: int = 3,
+    mapping: tuple[str, ...] = (),
+    progress: bool = False,
+) -> Cohort:
+    """Load a use case's registered dataset (source -> FHIR R5 -> table), building it on first use.
+
+    Simulated sources score from their own features (:func:`simulated_scores`);
+    real cohorts from the ``reference.parquet`` their source wrote beside the
+    tables (the score name is in the card's provenance).
+    """
+    from harmonize.registry import load_or_build_dataset, load_reference, spec_for_run
+
+    ds = spec_for_run(
+        use_case=use_case,
+        guide=guide_name,
+        source=spec.source,
+        dataset=dataset,
+        n_patients=spec.n_patients,
+        seed_data=spec.seed_data,
+        n_centres=n_centres,
+        mapping=mapping,
+    )
+    if spec.source in REAL_SOURCES and spec.real_data_root:
+        ds = dataclasses.replace(ds, options=(("root", str(spec.real_data_root)),))
+    df, card = load_or_build_dataset(ds, guide, spec.data_root, progress=progress)
+    reference = load_reference(spec.data_root, ds.name)
+    if reference is not None and "clinical_score" in reference.columns:
+        scores = df.select("patient_id").join(reference, on="patient_id", how="left")
+        return Cohort(df, card, str(card.get("provenance", {}).get("clinical_score", "")), scores)
+    scored = simulated_scores(df, guide)
+    name, scores = scored if scored is not None else ("", None)
+    return Cohort(df, card, name, scores)
 
 
 def load_source(guide: Guide, spec: SourceSpec) -> Cohort:
