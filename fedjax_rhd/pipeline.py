@@ -51,14 +51,20 @@ class UseCaseEntry:
 
     key: str  # the branch name (export@KEY, ...) and folder name
     use_case: str  # conf/use_case/<use_case>.yaml
-    n_patients: int  # simulated cohort size
-    seed_data: int  # simulated cohort draw
+    n_patients: int | None  # simulated cohort size; None for a real cohort (it has the patients it has)
+    seed_data: int | None  # simulated cohort draw; None for a real cohort
     model: str  # conf/model/<model>.yaml
     split: str  # conf/split/<split>.yaml
     overrides: tuple[str, ...] = ()  # extra Hydra overrides (training-budget presets)
 
     @property
+    def simulated(self) -> bool:
+        return self.n_patients is not None
+
+    @property
     def dataset(self) -> str:
+        if not self.simulated:
+            raise ParamsError(f"use_cases.{self.key}: a real cohort has no simulated dataset")
         return f"{self.use_case}-sim-n{self.n_patients}-seed{self.seed_data}"
 
 
@@ -115,12 +121,14 @@ def parse_params(
     for key, item in use_cases.items():
         w = f"{source}: use_cases.{key}"
         overrides = item.get("overrides") or [] if isinstance(item, Mapping) else []
+        # A real cohort (real/params.yaml) names neither size nor draw; a simulated one needs both.
+        real = isinstance(item, Mapping) and item.get("n_patients") is None and item.get("seed_data") is None
         entries.append(
             UseCaseEntry(
                 key=str(key),
                 use_case=_field(item, "use_case", w, str),
-                n_patients=_field(item, "n_patients", w, int),
-                seed_data=_field(item, "seed_data", w, int),
+                n_patients=None if real else _field(item, "n_patients", w, int),
+                seed_data=None if real else _field(item, "seed_data", w, int),
                 model=_field(item, "model", w, str),
                 split=_field(item, "split", w, str),
                 overrides=tuple(str(o) for o in overrides),
@@ -182,16 +190,24 @@ def strategy_edits(strategy: Mapping[str, Any], default: Mapping[str, Any]) -> d
 
 
 def sweep_commands(
-    study: StudySpec, entry: UseCaseEntry, out: Path, default_strategy: Mapping
+    study: StudySpec, entry: UseCaseEntry, out: Path, default_strategy: Mapping, data_root: Path | None = None
 ) -> list[list[str]]:
-    """The Hydra multirun command lines of one use case: the federated column, then the baselines."""
+    """The Hydra multirun command lines of one use case: the federated column, then the baselines.
+
+    ``data_root`` holds the simulated cohort's registered dataset (default ``pipeline/KEY/data``).
+    """
     edits = strategy_edits(study.strategy, default_strategy)
+    cohort = []
+    if entry.simulated:
+        cohort = [
+            f"use_case.n_patients={entry.n_patients}",
+            f"seed.data={entry.seed_data}",
+            f"use_case.dataset={entry.dataset}",
+            f"data_root={data_root or Path(WORK_DIR) / entry.key / 'data'}",
+        ]
     common = [
         f"use_case={entry.use_case}",
-        f"use_case.n_patients={entry.n_patients}",
-        f"seed.data={entry.seed_data}",
-        f"use_case.dataset={entry.dataset}",
-        f"data_root={Path(WORK_DIR) / entry.key / 'data'}",
+        *cohort,
         f"model={entry.model}",
         f"split={entry.split}",
         *entry.overrides,
@@ -268,13 +284,13 @@ def build_dataset(entry: UseCaseEntry, export: Path, fhir: Path, data_root: Path
     )
 
 
-def run_sweeps(study: StudySpec, entry: UseCaseEntry, out: Path, *, check: bool = True) -> None:
+def run_sweeps(study: StudySpec, entry: UseCaseEntry, out: Path, data_root: Path | None = None) -> None:
     """Run one use case's sweeps (the federated column, then the baselines) into ``out``."""
     default = compose("config", [f"strategy={study.strategy['name']}"])["strategy"]
     env = worker_env()
-    for command in sweep_commands(study, entry, out, default):
+    for command in sweep_commands(study, entry, out, default, data_root):
         print("+", " ".join(command[1:]), flush=True)
-        subprocess.run(command, check=check, env=env)
+        subprocess.run(command, check=True, env=env)
 
 
 def round_curves(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
