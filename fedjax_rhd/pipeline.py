@@ -363,11 +363,14 @@ def write_outputs(study: StudySpec, entry: UseCaseEntry, runs_dir: Path, out: Pa
     return metrics
 
 
-def write_params(path: Path = Path(PARAMS_FILE), overrides: Sequence[str] = ()) -> dict:
-    """Compose ``conf/pipeline.yaml`` (plus overrides) and write it as ``params.yaml``."""
-    params = compose(PIPELINE_CONFIG, overrides)
+def write_params(
+    path: Path = Path(PARAMS_FILE), overrides: Sequence[str] = (), config_name: str = PIPELINE_CONFIG
+) -> dict:
+    """Compose ``conf/<config_name>.yaml`` (plus overrides) and write it as the params file."""
+    params = compose(config_name, overrides)
     header = (
-        "# Composed from conf/pipeline.yaml by `python -m fedjax_rhd.pipeline params`; do not edit by hand.\n"
+        f"# Composed from conf/{config_name}.yaml by `python -m fedjax_rhd.pipeline --params {path} params "
+        f"--config {config_name}`; do not edit by hand.\n"
     )
     path.write_text(header + yaml.safe_dump(params, sort_keys=False))
     return params
@@ -391,6 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("params", help="compose conf/pipeline.yaml into the params file")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. strategy=local")
+    p.add_argument("--config", default=PIPELINE_CONFIG, help="conf/CONFIG.yaml (default pipeline)")
     for name, text in [
         ("dataset", "FHIR -> the registered dataset the runs load"),
         ("runs", "the use case's sweep"),
@@ -401,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "params":
-            write_params(args.params, args.overrides)
+            write_params(args.params, args.overrides, args.config)
             print(f"wrote {args.params}")
             return
         study, entries = load_params(args.params)

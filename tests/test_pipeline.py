@@ -49,6 +49,18 @@ def test_params_yaml_is_conf_pipeline_composed():
     assert study.strategy["name"] == "fedavg" and [e.key for e in entries] == ["mds"]
 
 
+def test_real_params_yaml_is_conf_pipeline_real_composed():
+    committed = yaml.safe_load((ROOT / "real" / "params.yaml").read_text())
+    assert committed == pipeline.compose("pipeline_real"), (
+        "real/params.yaml drifted: run `python -m fedjax_rhd.pipeline --params real/params.yaml params "
+        "--config pipeline_real`"
+    )
+    study, entries = pipeline.parse_params(committed)
+    assert entries and all(not e.simulated for e in entries)
+    fl, _ = pipeline.sweep_commands(study, entries[0], Path("o"), committed["strategy"])
+    assert not any(a.startswith(("data_root=", "use_case.dataset=", "seed.data=")) for a in fl)
+
+
 def _dvc_compose(tmp_path: Path, overrides: list[str]) -> subprocess.CompletedProcess:
     """Compose the way `dvc exp run -S ...` does, in a fresh process that never ran register_configs."""
     out = tmp_path / "params.yaml"
