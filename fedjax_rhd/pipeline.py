@@ -22,7 +22,6 @@ import argparse
 import csv
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -232,22 +231,6 @@ def sweep_commands(
     return [[sys.executable, "-m", "fedjax_rhd", "-m", *c] for c in commands]
 
 
-def worker_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment of the sweep: one XLA thread per joblib worker, so n_jobs workers fill n_jobs cores.
-
-    XLA's CPU runtime otherwise starts a thread pool as wide as the machine in every worker
-    process; two workers on two cores then contend for four threads.
-    """
-    env = dict(os.environ if env is None else env)
-    flags = env.get("XLA_FLAGS", "")
-    if "intra_op_parallelism_threads" not in flags:
-        flags = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1".strip()
-    env["XLA_FLAGS"] = flags
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, "1")
-    return env
-
-
 def build_dataset(entry: UseCaseEntry, export: Path, fhir: Path, data_root: Path) -> dict[str, Any]:
     """Extract the FHIR folder into the registered dataset the runs load (``data_root/datasets/NAME``).
 
@@ -287,10 +270,9 @@ def build_dataset(entry: UseCaseEntry, export: Path, fhir: Path, data_root: Path
 def run_sweeps(study: StudySpec, entry: UseCaseEntry, out: Path, data_root: Path | None = None) -> None:
     """Run one use case's sweeps (the federated column, then the baselines) into ``out``."""
     default = compose("config", [f"strategy={study.strategy['name']}"])["strategy"]
-    env = worker_env()
     for command in sweep_commands(study, entry, out, default, data_root):
         print("+", " ".join(command[1:]), flush=True)
-        subprocess.run(command, check=True, env=env)
+        subprocess.run(command, check=True)
 
 
 def round_curves(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

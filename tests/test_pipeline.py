@@ -158,17 +158,6 @@ def test_sweep_commands_carry_edits_presets_and_the_grid():
     assert not any(a.startswith("strategy.") for a in fl) and "strategy=centralized" in base
 
 
-def test_worker_env_limits_xla_to_one_thread():
-    env = pipeline.worker_env({"XLA_FLAGS": "--xla_dump_to=/tmp/x", "OMP_NUM_THREADS": "4"})
-    assert env["XLA_FLAGS"].startswith("--xla_dump_to=/tmp/x ")
-    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
-    assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
-    assert env["OMP_NUM_THREADS"] == "4"  # a user's explicit choice stays
-    assert pipeline.worker_env({"XLA_FLAGS": "intra_op_parallelism_threads=2"})["XLA_FLAGS"] == (
-        "intra_op_parallelism_threads=2"
-    )
-
-
 def test_round_curves_average_the_runs_that_reached_each_round():
     run1 = {"rounds": [
         {"round": 1, "c_index_test_nodes": [0.5, 0.6], "c_index_test_global": 0.55},
