@@ -270,3 +270,31 @@ def test_dvc_repro_tiny_pipeline(tmp_path):
     assert a_report.stat().st_mtime_ns == a_mtime
     card = json.loads((clone / "pipeline/b/data/datasets/mds-sim-n320-seed1/dataset.json").read_text())
     assert card["n_rows"] == 320
+
+
+def test_write_outputs_metrics_and_curves_from_hand_made_runs(tmp_path):
+    """metrics.json carries the table's numbers; curves average the runs' per-round C-indices."""
+    from tests.report_fixtures import PERFECT, swapped, write_run
+
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        nodes = {"node1": PERFECT, "node2": swapped(2), "node3": swapped(3)}
+        write_run(runs, "fedavg", seed, nodes, main=swapped(1))
+        write_run(runs, "centralized", seed, {"pooled": swapped(2)}, shares=(1.0,))
+    study = StudySpec((0, 1), ("best",), ("centralized",), 10, 50, {"name": "fedavg"})
+    metrics = pipeline.write_outputs(
+        study, UseCaseEntry("x", "mds", 8, 0, "deepsurv", "three"), runs, tmp_path / "r"
+    )
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text()) == metrics
+    best = metrics["best"]
+    assert best["full"]["c_index"] == pytest.approx(26 / 28) and best["full"]["n_seeds"] == 2
+    assert best["global"]["c_index"] == pytest.approx(27 / 28)
+    assert best["node:node3"]["c_index"] == pytest.approx(25 / 28)
+    assert best["oracle"]["c_index"] == pytest.approx(1.0)
+    lines = (tmp_path / "r" / "curves_best.csv").read_text().splitlines()
+    assert lines[0] == "round,n_runs,global,node1,node2,node3"
+    # write_run's rounds: node i at round r has 0.5 + 0.1 r + 0.01 i, the global model 0.55 + 0.1 r
+    got = [float(v) for v in lines[2].split(",")]
+    assert got == pytest.approx([2, 2, 0.75, 0.70, 0.71, 0.72])
+    assert (tmp_path / "r" / "curves_worst.csv").read_text() == "round,global\n"
+    assert (tmp_path / "r" / "table.md").is_file() and (tmp_path / "r" / "report.html").is_file()
