@@ -299,12 +299,15 @@ def round_curves(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    fields = list(dict.fromkeys(k for row in rows for k in row))
+def _write_curves(rows: list[dict[str, Any]], path: Path) -> None:
+    """Long format (round, series, c_index, n_runs): DVC's template colours lines by ``series``."""
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["round", "series", "c_index", "n_runs"])
+        for row in rows:
+            for series, value in row.items():
+                if series not in ("round", "n_runs") and value != "":
+                    writer.writerow([row["round"], series, repr(value), row["n_runs"]])
 
 
 def write_outputs(study: StudySpec, entry: UseCaseEntry, runs_dir: Path, out: Path) -> dict[str, Any]:
@@ -312,7 +315,7 @@ def write_outputs(study: StudySpec, entry: UseCaseEntry, runs_dir: Path, out: Pa
 
     Writes ``out/metrics.json`` (per scenario and table column: mean test C-index over split
     seeds, its interval and the number of seeds) and ``out/curves_<scenario>.csv`` (the
-    federated strategy's per-round curves, for ``dvc plots``).
+    federated strategy's per-round curves of the global model and every node, for ``dvc plots``).
     """
     from fedjax_rhd.report import write_report
 
@@ -337,11 +340,7 @@ def write_outputs(study: StudySpec, entry: UseCaseEntry, runs_dir: Path, out: Pa
             for run in report.runs
             if run.strategy == fl and run.row.scenario == scenario
         ]
-        rows = round_curves(results)
-        if rows:
-            _write_csv(rows, out / f"curves_{scenario}.csv")
-        else:
-            (out / f"curves_{scenario}.csv").write_text("round,global\n")
+        _write_curves(round_curves(results), out / f"curves_{scenario}.csv")
     return metrics
 
 
@@ -385,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
         s = sub.add_parser(name, help=text)
         s.add_argument("key", help="a use_cases entry of the params file")
     args = parser.parse_args(argv)
+    from fedjax_rhd.report import ReportInputError
+
     try:
         if args.command == "params":
             write_params(args.params, args.overrides, args.config)
@@ -400,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
             run_sweeps(study, entry, work / "runs")
         else:
             write_outputs(study, entry, work / "runs", Path(REPORT_DIR) / entry.key)
-    except ParamsError as err:
+    except (ParamsError, ReportInputError) as err:
         sys.exit(f"fedjax_rhd.pipeline: {err}")
 
 

@@ -292,9 +292,10 @@ def test_write_outputs_metrics_and_curves_from_hand_made_runs(tmp_path):
     assert best["node:node3"]["c_index"] == pytest.approx(25 / 28)
     assert best["oracle"]["c_index"] == pytest.approx(1.0)
     lines = (tmp_path / "r" / "curves_best.csv").read_text().splitlines()
-    assert lines[0] == "round,n_runs,global,node1,node2,node3"
+    assert lines[0] == "round,series,c_index,n_runs" and len(lines) == 1 + 2 * 4
     # write_run's rounds: node i at round r has 0.5 + 0.1 r + 0.01 i, the global model 0.55 + 0.1 r
-    got = [float(v) for v in lines[2].split(",")]
-    assert got == pytest.approx([2, 2, 0.75, 0.70, 0.71, 0.72])
-    assert (tmp_path / "r" / "curves_worst.csv").read_text() == "round,global\n"
+    got = {tuple(v.split(",")[:2]): float(v.split(",")[2]) for v in lines[1:]}
+    assert got[("2", "global")] == pytest.approx(0.75) and got[("2", "node3")] == pytest.approx(0.72)
+    assert got[("1", "node1")] == pytest.approx(0.60)
+    assert (tmp_path / "r" / "curves_worst.csv").read_text() == "round,series,c_index,n_runs\n"
     assert (tmp_path / "r" / "table.md").is_file() and (tmp_path / "r" / "report.html").is_file()
