@@ -85,6 +85,11 @@ def test_dvc_hydra_composition_swaps_the_strategy(tmp_path):
     assert composed["study"] == committed["study"]
     bad = _dvc_compose(tmp_path, ["strategy=fedavgg"])
     assert bad.returncode != 0 and "fedavgg" in bad.stderr
+    # The issue's own example: `dvc exp run -S strategy=fedprox`.
+    prox = _dvc_compose(tmp_path, ["strategy=fedprox"])
+    assert prox.returncode == 0, prox.stderr[-2000:]
+    composed = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert composed["strategy"]["name"] == "fedprox" and composed["strategy"]["client"]["proximal_mu"] > 0
 
 
 def test_parse_params_names_file_and_field():
