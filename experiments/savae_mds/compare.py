@@ -27,11 +27,27 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "foundation"))
 
-from compare import paired_mean_difference  # noqa: E402  (experiments/foundation/compare.py)
+from fedjax_rhd.report.stats import SeedRows, paired_difference  # noqa: E402
 
 METRICS = ("harrell_c", "uno_c", "td_auc", "ibs")
+
+
+def paired_mean_difference(pairs: list[tuple], n_boot: int, boot_seed: int = 0) -> dict[str, float]:
+    """Mean over seeds of C(a) − C(b) on the same rows, with the report's stratified paired bootstrap."""
+    a: tuple[dict, dict] = ({}, {})
+    b: tuple[dict, dict] = ({}, {})
+    for k, (pa, ca, pb, cb) in enumerate(pairs):
+        if pa["patient_id"].to_list() != pb["patient_id"].to_list():
+            raise ValueError("paired runs do not share the same test rows")
+        rows = SeedRows(
+            pa["time"].to_numpy(), pa["event"].to_numpy(), seed=k, n_boot=n_boot, boot_seed=boot_seed
+        )
+        for side, pred, col in ((a, pa, ca), (b, pb, cb)):
+            risk = pred[col].to_numpy()
+            side[0][k], side[1][k] = rows.cindex(risk), rows.boot(risk)
+    iv = paired_difference(a, b)
+    return {"difference": iv.estimate, "ci_low": iv.ci_low, "ci_high": iv.ci_high}
 
 
 def load(root: Path) -> dict[tuple[str, str, int], tuple[dict, pl.DataFrame]]:
