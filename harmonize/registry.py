@@ -34,7 +34,7 @@ from typing import Any
 
 import polars as pl
 
-from fedjax_rhd.datasets import DatasetCacheError, dataset_id, generator_info, simulator_for
+from fedjax_rhd.datasets import DatasetCacheError, dataset_id, features_card, generator_info, simulator_for
 from harmonize.dialects import write_dialect_exports
 from harmonize.extract import extract_centre
 from harmonize.fhir import INGEST_REPORT, ingest_source
@@ -214,8 +214,9 @@ def _adapter(spec: DatasetSpec, guide: Guide, folder: Path) -> SourceAdapter:
 
 
 def _features_card(guide: Guide) -> list[dict[str, Any]]:
-    out = []
-    for f in guide.features:
+    """The dataset card's feature schema (``datasets.features_card``) plus each FHIR mapping."""
+    out = features_card(guide)
+    for entry, f in zip(out, guide.features, strict=True):
         m = f.fhir
         fhir = {"resource": m.resource}
         if m.element:
@@ -226,17 +227,7 @@ def _features_card(guide: Guide) -> list[dict[str, Any]]:
             fhir.update(gene=m.gene, hgnc=m.hgnc)
         if m.vector:
             fhir["vector"] = m.vector
-        out.append(
-            {
-                "name": f.name,
-                "kind": f.kind,
-                "group": f.group,
-                "unit": f.unit,
-                "range": list(f.valid_range) if f.valid_range is not None else None,
-                "levels": list(f.levels),
-                "fhir": fhir,
-            }
-        )
+        entry["fhir"] = fhir
     return out
 
 

@@ -8,6 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Overrides that shrink a CLI run to seconds (600 patients, 3 rounds): shared by the end-to-end tests.
+TINY = [
+    "use_case.n_patients=600",
+    "strategy.rounds=3",
+    "strategy.patience=null",
+    "strategy.client.local_epochs=2",
+    "bootstrap=50",
+    "progress=false",
+]
 os.environ.setdefault("FEDJAX_RHD_JAX_CACHE", str(ROOT / ".jax_cache"))
 
 

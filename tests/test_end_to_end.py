@@ -11,15 +11,7 @@ from pathlib import Path
 import pytest
 
 from fedjax_rhd.experiment import validate_results
-
-TINY = [
-    "use_case.n_patients=600",
-    "strategy.rounds=3",
-    "strategy.patience=null",
-    "strategy.client.local_epochs=2",
-    "bootstrap=50",
-    "progress=false",
-]
+from tests.conftest import TINY
 
 
 def _cli(args: list[str], tmp_path: Path, hashseed: str = "0") -> subprocess.CompletedProcess:

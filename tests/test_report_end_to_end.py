@@ -17,15 +17,8 @@ import numpy as np
 import pytest
 
 from fedjax_rhd.report import write_report
+from tests.conftest import TINY
 
-TINY = [
-    "use_case.n_patients=600",
-    "strategy.rounds=3",
-    "strategy.patience=null",
-    "strategy.client.local_epochs=2",
-    "bootstrap=50",
-    "progress=false",
-]
 HEADER_RGB = (0x1F, 0x4E, 0x79)  # table.survival th background in render._CSS
 
 

@@ -20,7 +20,8 @@ from fedjax_rhd.strategies import (
     fedavg,
     scale_by_reddi,
 )
-from fedjax_rhd.typing import ClientResult, NodeData, SurvivalModel
+from fedjax_rhd.typing import ClientResult, NodeData
+from tests.test_strategies import _quadratic_model
 
 # A toy sequence of average client changes Δ_t (two parameters, five rounds):
 # signs flip and magnitudes shrink, so Yogi's sign(v − Δ²) takes both values.
@@ -43,25 +44,6 @@ def _reddi_by_hand(variant: str, x0: np.ndarray, eta: float, b1: float, b2: floa
         x = x + eta * m / (np.sqrt(v) + tau)
         path.append(x.copy())
     return np.array(path)
-
-
-def _quadratic_model() -> SurvivalModel:
-    """loss = |w − mean x of the node|²: client steps with a closed form."""
-
-    def init(rng):
-        del rng
-        return {"w": jnp.zeros(2)}
-
-    def loss(params, batch, rng):
-        del rng
-        target = (batch.x * batch.weight[:, None]).sum(0) / batch.weight.sum()
-        return jnp.sum((params["w"] - target) ** 2), {}
-
-    def risk(params, x, observed):
-        del observed
-        return x @ params["w"]
-
-    return SurvivalModel(init, loss, risk)
 
 
 @pytest.mark.parametrize("variant", ["adam", "yogi", "adagrad"])

@@ -11,16 +11,7 @@ import pytest
 from fedjax_rhd import tracking
 from fedjax_rhd.config import settings_from_config
 from fedjax_rhd.tracking import TrackerSettings, TrackerStartError, final_metrics, make_tracker, round_metrics
-from tests.conftest import compose
-
-TINY = [
-    "use_case.n_patients=600",
-    "strategy.rounds=3",
-    "strategy.patience=null",
-    "strategy.client.local_epochs=2",
-    "bootstrap=50",
-    "progress=false",
-]
+from tests.conftest import TINY, compose
 
 CALLS: list[tuple] = []  # every call of every RecordingTracker, in order
 
