@@ -40,7 +40,7 @@ CPSS_WEIGHT = 0.15
 MISSED_WEIGHT = 1.5
 WEIBULL_SHAPE = 1.53
 WEIBULL_SCALE = 4.52
-ETA_CENTRE = 1.44
+ETA_CENTRE = 1.43
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -90,7 +90,7 @@ def oracle_log_hazard(cov: dict[str, np.ndarray]) -> np.ndarray:
 def draw_covariates(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Complete covariates (no missingness)."""
     params = copula.load_params("cmml")
-    cov = copula.to_marginals(copula.draw_latent(rng, params, n), params)
+    cov = copula.to_marginals(copula.draw_latent(rng, params, n), params, rng)
     p_td = expit(-0.6 + 1.2 * (9.0 - cov["hb"]))
     cov["transfusion_dependent"] = (rng.random(n) < p_td).astype(np.int8)
     return cov

@@ -77,8 +77,13 @@ def draw_latent(rng: np.random.Generator, params: CopulaParams, n: int) -> np.nd
     return rng.standard_normal((n, len(params.variables))) @ params.chol.T
 
 
-def to_marginals(z: np.ndarray, params: CopulaParams) -> dict[str, np.ndarray]:
-    """Complete covariates from latent normals: continuous values, 0/1 flags, ordinal codes."""
+def to_marginals(z: np.ndarray, params: CopulaParams, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Complete covariates from latent normals: continuous values, 0/1 flags, ordinal codes.
+
+    Binary variables of an exclusive group (the splicing factors) are cut at
+    ``p_latent`` (above the target prevalence) and then thinned by
+    :func:`exclusive`, so that their prevalences after thinning match the real ones.
+    """
     out: dict[str, np.ndarray] = {}
     for j, name in enumerate(params.variables):
         m = params.marginals[name]
@@ -86,11 +91,51 @@ def to_marginals(z: np.ndarray, params: CopulaParams) -> dict[str, np.ndarray]:
             q = np.asarray(m["quantiles"], dtype=np.float64)
             out[name] = np.round(np.interp(norm.cdf(z[:, j]), QUANTILE_LEVELS, q), m["decimals"])
         elif m["kind"] == "binary":
-            out[name] = (z[:, j] > norm.isf(m["p"])).astype(np.int8)
+            out[name] = (z[:, j] > norm.isf(m.get("p_latent", m["p"]))).astype(np.int8)
         else:
             cuts = norm.ppf(np.clip(np.cumsum(m["p"])[:-1], 1e-12, 1 - 1e-12))
             out[name] = np.searchsorted(cuts, z[:, j]).astype(np.int64)
+    for rule in params.raw.get("implications", []):
+        # Logical rules a copula only approximates: IPSS-R "very poor" means a complex
+        # karyotype with more than three abnormalities.
+        hit = out[rule["if"]] == rule["level"]
+        out[rule["then"]] = np.where(hit, 1, out[rule["then"]]).astype(np.int8)
+    for group in params.raw.get("exclusive_groups", []):
+        exclusive(out, z, params, group["genes"], group["keep_multiple"], rng)
     return out
+
+
+def exclusive(
+    cov: dict[str, np.ndarray],
+    z: np.ndarray,
+    params: CopulaParams,
+    genes: list[str],
+    keep_multiple: float,
+    rng: np.random.Generator,
+) -> None:
+    """Mutual exclusivity a Gaussian copula cannot express (in place).
+
+    Splicing-factor mutations are nearly mutually exclusive (IWG-PM: 2-3% of
+    carriers have two); the probit's pairwise correlations cannot all be that
+    negative at once (a positive-definite matrix limits them to about −1/3 for
+    four genes). A patient drawn with several keeps them all with probability
+    ``keep_multiple``, otherwise only the gene whose latent value lies furthest
+    above its threshold.
+    """
+    idx = [params.variables.index(g) for g in genes]
+    flags = np.stack([cov[g] for g in genes], axis=1).astype(bool)
+    margin = np.stack(
+        [
+            z[:, j] - norm.isf(params.marginals[g].get("p_latent", params.marginals[g]["p"]))
+            for g, j in zip(genes, idx, strict=True)
+        ],
+        axis=1,
+    )
+    multiple = flags.sum(axis=1) > 1
+    thin = multiple & (rng.random(flags.shape[0]) >= keep_multiple)
+    best = np.argmax(np.where(flags, margin, -np.inf), axis=1)
+    for k, g in enumerate(genes):
+        cov[g] = np.where(thin, (best == k).astype(np.int8), cov[g]).astype(np.int8)
 
 
 def draw_outcome(

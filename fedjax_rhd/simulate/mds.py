@@ -43,11 +43,11 @@ GENERATOR_VERSION = "mds-sim-2"
 CYTO_LEVELS: tuple[str, ...] = ("very_good", "good", "intermediate", "poor", "very_poor")
 LESIONS: tuple[str, ...] = ("del5q", "del7_7q", "complex_karyotype", "plus8", "del20q", "delY", "del17p")
 
-IPSSM_WEIGHT = 0.9
-MISSED_WEIGHT = 1.5
-WEIBULL_SHAPE = 1.46
-WEIBULL_SCALE = 4.57
-ETA_CENTRE = 0.48
+IPSSM_WEIGHT = 0.85
+MISSED_WEIGHT = 1.7
+WEIBULL_SHAPE = 1.54
+WEIBULL_SCALE = 4.50
+ETA_CENTRE = 0.54
 
 _SF3B1_SPOILERS: tuple[str, ...] = (
     "SRSF2", "U2AF1", "ZRSR2", "STAG2", "BCOR", "BCORL1", "RUNX1", "NRAS", "ASXL1", "EZH2", "TP53",
@@ -120,7 +120,7 @@ def oracle_log_hazard(cov: dict[str, np.ndarray]) -> np.ndarray:
 def draw_covariates(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Complete covariates (no missingness)."""
     params = copula.load_params("mds")
-    cov = copula.to_marginals(copula.draw_latent(rng, params, n), params)
+    cov = copula.to_marginals(copula.draw_latent(rng, params, n), params, rng)
     p_multi = params.raw["tp53multi_given_tp53"]
     p = np.where(cov["complex_karyotype"] == 1, p_multi["complex"], p_multi["not_complex"])
     cov["TP53multi"] = ((cov["TP53"] == 1) & (rng.random(n) < p)).astype(np.int8)
