@@ -233,7 +233,8 @@ def section(use_case: str, raw: pl.DataFrame, seed: int) -> tuple[list[str], dic
         gap = float(np.max(np.abs(qs - qr) / np.maximum(np.abs(qr), 1e-9)))
         worst_lab = max(worst_lab, gap)
         lines.append(
-            f"| {lab} | {' / '.join(f'{v:.3g}' for v in qr)} | {' / '.join(f'{v:.3g}' for v in qs)} | {gap * 100:.1f}% |"
+            f"| {lab} | {' / '.join(f'{v:.3g}' for v in qr)} | {' / '.join(f'{v:.3g}' for v in qs)} | "
+            f"{gap * 100:.1f}% |"
         )
     checks["lab quartiles within 10%"] = worst_lab <= 0.10
     cens_r, cens_s = 1 - real["event"].mean(), 1 - sim["event"].mean()
@@ -251,7 +252,8 @@ def section(use_case: str, raw: pl.DataFrame, seed: int) -> tuple[list[str], dic
         f"simulated {' / '.join(f'{v:.1f}' for v in cyto_s)}.",
         "",
         f"Censored: IWG-PM {cens_r * 100:.1f}%, simulated {cens_s * 100:.1f}%. Kaplan-Meier OS at 1/2/3/5 "
-        f"years: IWG-PM {' / '.join(f'{v:.2f}' for v in km_r)}; simulated {' / '.join(f'{v:.2f}' for v in km_s)}.",
+        f"years: IWG-PM {' / '.join(f'{v:.2f}' for v in km_r)}; "
+        f"simulated {' / '.join(f'{v:.2f}' for v in km_s)}.",
         "",
     ]
     cidx, big = c_indices(use_case, seed)
