@@ -98,8 +98,8 @@ def main() -> None:
             cells[scenario] = models
             iv = {m: mean_over_seeds(*models[m]) for m in models}
             lines.append(
-                f"| {use_case} | {scenario} | {len(seeds)} | {fmt(iv['centralised'])} | {fmt(iv['fedavg'])} | "
-                f"{fmt(iv['smallest'])} | {fmt(iv['score'])} | {fmt(iv['oracle'])} |"
+                f"| {use_case} | {scenario} | {len(seeds)} | {fmt(iv['centralised'])} | "
+                f"{fmt(iv['fedavg'])} | {fmt(iv['smallest'])} | {fmt(iv['score'])} | {fmt(iv['oracle'])} |"
             )
             m = models
             d1 = paired_difference(m["centralised"], m["score"])

@@ -14,6 +14,10 @@ real data):
    one is ``z > Φ⁻¹(1 − p)``; an ordinal one cuts ``z`` at the real level
    frequencies. Both marginals and pairwise structure match the real cohort by
    construction, up to the copula's approximation of higher-order structure.
+   Two rules fix what a copula cannot express: splicing factors are thinned to
+   near-exclusivity (:func:`exclusive`), and IPSS-R "very poor" implies a complex
+   karyotype; the latent cuts of the genes concerned (``p_latent``) are set by the
+   fit so that prevalences after the rules equal the real ones.
 3. Overall survival: Weibull death times given the use case's ground-truth
    log-hazard (``oracle_risk``, defined in ``mds.py`` / ``cmml.py``), administrative
    censoring ``U(a, b)`` years and random loss to follow-up ``Exp(rate)``, both
