@@ -23,7 +23,8 @@ real data):
    censoring ``U(a, b)`` years and random loss to follow-up ``Exp(rate)``, both
    fitted to the real reverse Kaplan-Meier curve. Whole days (ties), at least one.
 4. Missingness after the oracle, at the real per-feature rates; a failed
-   karyotype blanks every cytogenetic feature together.
+   karyotype blanks every cytogenetic feature together; ``NO_PANEL`` of the
+   patients have no gene panel at all.
 
 References: Nelsen RB. An Introduction to Copulas, 2nd ed. Springer 2006;
 Olsson U. Maximum likelihood estimation of the polychoric correlation
@@ -45,6 +46,10 @@ from harmonize.guide import Feature, Guide
 
 PARAMS_DIR = Path(__file__).resolve().parent
 QUANTILE_LEVELS = np.linspace(0.0, 1.0, 201)
+# Share of patients without any gene panel. IWG-PM sequenced everyone (it was selected
+# for sequencing); the study's registries did not, and "not tested" must stay distinct
+# from wild type downstream (FHIR panel resource, observed mask).
+NO_PANEL = 0.03
 
 
 class CopulaParams(NamedTuple):
@@ -171,9 +176,12 @@ def missing_masks(
     cyto = [f.name for f in guide.features if f.group == "cytogenetic"]
     cyto_rate = max((params.marginals[c]["missing"] for c in cyto if c in params.marginals), default=0.0)
     failed = rng.random(n) < cyto_rate
+    no_panel = rng.random(n) < NO_PANEL
     for f in guide.features:
         if f.group == "cytogenetic":
             masks[f.name] = failed.copy()
+        elif f.group == "genomic":
+            masks[f.name] = no_panel.copy()
         elif f.name in params.marginals:
             masks[f.name] = rng.random(n) < params.marginals[f.name]["missing"]
     return masks
