@@ -297,6 +297,13 @@ The CMML calibration cohort is small (262 patients with survival): gene prevalen
 shrunk towards MDS's and correlations averaged with MDS's, so rare CMML genes follow MDS.
 IWG-PM's CMML patients all have WBC < 13 (dysplastic CMML): the simulated CMML cohort
 inherits that, so CPSS-mol's WBC point is never scored (a known limitation).
+Rare-gene pairs (a handful of co-mutated patients) are attenuated on purpose: their tetrachoric
+correlations are shrunk towards 0 in proportion to the information they carry (`fit.py`,
+`PAIR_SHRINK`), so the strongest co-occurrences by odds ratio, mostly between rare genes
+(e.g. NPM1-FLT3, WT1-NPM1), are weaker in the simulation than in IWG-PM; signs agree.
+The copula's pairwise structure cannot make the splicing factors exclusive: a thinning rule
+does (`copula.exclusive`), as does a rule making IPSS-R "very poor" imply complex karyotype.
+3% of simulated patients have no gene panel (IWG-PM sequenced everyone).
 """
 
 
