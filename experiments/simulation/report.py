@@ -286,6 +286,8 @@ HEADER = """# Simulator calibration: MDS and CMML against IWG-PM
 Regenerate: `python experiments/simulation/fit.py` (fits `fedjax_rhd/simulate/params_{mds,cmml}.json`
 on the real cohort) then `python experiments/simulation/report.py` (this page and `figures/`).
 Both need `../shared/data/mds_iwgpm`; the simulators themselves never read it.
+The study's pattern on these simulators (centralised vs FedAvg vs the smallest node alone vs the
+clinical score, best and worst scenarios, 5 split seeds) is in [STUDY.md](STUDY.md).
 
 Generative story: a Gaussian copula (multivariate probit for the discrete variables) over age,
 sex, labs, cytogenetics and 54 genes, fitted on IWG-PM (`fedjax_rhd/simulate/copula.py`);
