@@ -15,3 +15,4 @@ for scenario in best worst; do
         hydra.sweep.dir="$out/cmml_$scenario"
 done
 python -m fedjax_rhd.report "$out"/* --out "$out/report"
+python experiments/simulation/study.py "$out"

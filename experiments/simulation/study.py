@@ -50,10 +50,23 @@ def fmt(iv: Interval | None, signed: bool = False) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root")
+    parser.add_argument("--out", default=None, help="Markdown file (default <root>/study.md)")
     args = parser.parse_args()
     root = Path(args.root)
     runs = collect(root)
-    lines = ["# Study pattern on the calibrated simulators", ""]
+    lines = [
+        "# Study pattern on the calibrated simulators",
+        "",
+        "DeepSurv, centralised vs FedAvg vs the smallest node alone vs the clinical score (IPSS-M on",
+        "simulated MDS over five nodes 45/20/15/10/10, CPSS-mol on simulated CMML over three nodes",
+        "60/30/10), best and worst scenarios, split seeds 0-4. Each cell: mean Harrell C over seeds on",
+        "the global test set (about 443 MDS / 174 CMML patients per seed) with a 95% bootstrap interval;",
+        "every model of a seed is scored on the same resampled rows, so differences are paired.",
+        "Regenerate: `bash experiments/simulation/run_study.sh multirun/simulation_study` then",
+        "`python experiments/simulation/study.py multirun/simulation_study "
+        "--out experiments/simulation/STUDY.md`.",
+        "",
+    ]
     lines += [
         "| use case | scenario | seeds | centralised | FedAvg global | smallest node alone | clinical score |"
         " oracle |",
@@ -119,7 +132,8 @@ def main() -> None:
                 verdict = "below" if d is not None and d.ci_high < 0 else "NOT clearly below"
                 diffs.append(f"- {use_case}: worst − best, {label}: {fmt(d, True)} ({verdict}).")
     lines += ["", "Paired differences (mean over seeds, 95% paired-bootstrap interval):", "", *diffs, ""]
-    (root / "study.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = Path(args.out) if args.out else root / "study.md"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 
