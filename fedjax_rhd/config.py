@@ -106,6 +106,8 @@ class SplitSchema:
     natural: bool = False  # one node per real centre (the table's ``centre`` column)
     test_fraction: float = 0.1
     val_fraction: float = 0.2
+    # optional case-mix shift: node rank ("1" largest, "-1" smallest) -> strength (fedjax_rhd/case_mix.py)
+    case_mix: dict[str, float] = field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -345,6 +347,7 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
             val_fraction=float(cfg.split.val_fraction),
             seed=int(cfg.seed.split),
             natural=bool(cfg.split.natural),
+            case_mix=tuple((int(rank), float(v)) for rank, v in cfg.split.case_mix.items()),
         ),
         scenario=ScenarioSpec(
             name=cfg.scenario.name.value,

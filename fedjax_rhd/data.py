@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from fedjax_rhd.case_mix import case_mix_partition
 from fedjax_rhd.preprocess import Moments, Preprocessor, encode, fit_federated
 from fedjax_rhd.scenario import BEST, ScenarioSpec, apply_scenario
 from fedjax_rhd.survival import make_node_data
@@ -37,6 +38,8 @@ class SplitSpec:
     val_fraction: float = 0.2  # per node, for early stopping and node metrics
     seed: int = 0
     natural: bool = False  # one node per value of the table's ``centre`` column; fractions unused
+    # Optional case-mix shift ((node rank, strength), ...): see fedjax_rhd/case_mix.py. Off by default.
+    case_mix: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.natural:
@@ -202,6 +205,22 @@ def build_federated_data(
 
     if split.natural:
         node_of, names = natural_partition(train_df)
+    elif split.case_mix:
+        if "oracle_risk" not in train_df.columns:
+            raise ValueError(
+                f"split {split.name!r}: case_mix shifts nodes by the true risk, which only simulated "
+                "cohorts carry (no oracle_risk column)"
+            )
+        node_of = case_mix_partition(
+            train_df["event"].to_numpy().astype(np.int64),
+            train_df["oracle_risk"].to_numpy().astype(np.float64),
+            split.fractions,
+            split.case_mix,
+            _rng(split.seed, _STREAM_NODES),
+            _allocate,
+            stratified_partition,
+        )
+        names = tuple(f"node{k + 1}" for k in range(len(split.fractions)))
     else:
         node_of = stratified_partition(
             train_df["event"].to_numpy().astype(np.int64), split.fractions, _rng(split.seed, _STREAM_NODES)

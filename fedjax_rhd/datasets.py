@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from fedjax_rhd.simulate import cmml as _cmml
 from fedjax_rhd.simulate import mds as _mds
 from harmonize.guide import Guide
 
@@ -35,15 +36,20 @@ CARD_FILE = "dataset.json"
 
 Simulator = Callable[..., pl.DataFrame]
 
-SIMULATORS: dict[str, Simulator] = {"mds": _mds.simulate_mds}
+SIMULATORS: dict[str, Simulator] = {"mds": _mds.simulate_mds, "cmml": _cmml.simulate_cmml}
 """Simulator per use case: ``f(guide, n=..., seed=...) -> polars.DataFrame``."""
 
 _GENERATOR_INFO: dict[str, tuple[str, str]] = {
     "mds": (
         _mds.GENERATOR_VERSION,
-        "Synthetic MDS cohort from fedjax_rhd.simulate.mds; calibration targets from the IWG-PM cohort "
-        "(Bernard E, et al. NEJM Evidence 2022;1(7)) and IPSS-R "
-        "(Greenberg PL, et al. Blood 2012;120:2454-65).",
+        "Synthetic MDS cohort from fedjax_rhd.simulate.mds (Gaussian copula fitted on the IWG-PM cohort, "
+        "Bernard E, et al. NEJM Evidence 2022;1(7); hazard from IPSS-M plus effects it misses).",
+    ),
+    "cmml": (
+        _cmml.GENERATOR_VERSION,
+        "Synthetic CMML cohort from fedjax_rhd.simulate.cmml (Gaussian copula fitted on the CMML patients of "
+        "IWG-PM, Bernard E, et al. NEJM Evidence 2022;1(7); hazard from CPSS-mol, Elena C, et al. "
+        "Blood 2016;128:1408-17, plus effects it misses).",
     ),
 }
 

@@ -95,23 +95,32 @@ def test_clinical_score_on_the_model_test_rows(tmp_path):
     _cli([*TINY, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     (res,) = _results(tmp_path / "run")
     cs = res["final"]["clinical_score"]
-    assert cs["name"] == "IPSS-R"
+    assert cs["name"] == "IPSS-M"
     pred = pl.read_parquet(tmp_path / "run" / "test_predictions.parquet")
     assert pred.height == res["final"]["n_test"]
-    # The score column is IPSS-R recomputed from the cohort's own rows for these patients.
+    # The score column is IPSS-M (mean scenario) recomputed from the cohort's own rows.
     table = pl.read_parquet(next((tmp_path / "data").rglob("simulated.parquet")))
     rows = pred.join(table, on="patient_id", how="left", suffix="_table").filter(
         pl.col("clinical_score").is_not_null()
     )
-    assert rows.height == cs["n_scored"] > 0.8 * pred.height
+    assert rows.height == cs["n_scored"] == pred.height  # IPSS-M fills missing inputs
     cyto = rows["ipssr_cyto"].replace_strict(
         {"very_good": 0.0, "good": 1.0, "intermediate": 2.0, "poor": 3.0, "very_poor": 4.0}
     )
     from fedjax_rhd.scores import ipss
 
-    expected = ipss.ipssr_score(
-        *(rows[c].to_numpy() for c in ("hb", "plt", "anc", "bm_blasts")), cyto.to_numpy()
+    num = lambda c: rows[c].cast(pl.Float64).fill_null(np.nan).to_numpy()  # noqa: E731
+    variables = ipss.ipssm_variables(
+        num("hb"),
+        num("plt"),
+        num("bm_blasts"),
+        cyto.cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        {g: num(g) for g in ipss.IPSSM_GENES if g in rows.columns},
+        del5q=num("del5q"),
+        del7_7q=num("del7_7q"),
+        complex_karyotype=num("complex_karyotype"),
     )
+    expected = ipss.ipssm_score(variables, "mean")
     np.testing.assert_array_equal(rows["clinical_score"].to_numpy(), expected)
     c = concordance_index(
         rows["time"].to_numpy(), rows["event"].to_numpy(), rows["clinical_score"].to_numpy()

@@ -116,8 +116,8 @@ def test_sample_reads_back_with_codes_systems_and_units(mds_fhir, mds_guide):
             coding = comp.valueCodeableConcept.coding[0]
             assert coding.system == term.HGNC and term.hgnc_table()[coding.display] == coding.code
             genes_found.add(coding.display)
-        genes = [f.name for f in mds_guide.features if f.group == "genomic"]
-        assert genes_found == {g for g in genes if row[g] == 1}
+        genes = [f for f in mds_guide.features if f.group == "genomic" and f.fhir.gene is not None]
+        assert genes_found == {f.fhir.gene for f in genes if row[f.name] == 1}
         panels = [o for o in obs if codes(o) == (term.LOINC, "53041-0")]
         if row["TP53"] is None:
             assert panels == [] and variants == []
@@ -125,7 +125,7 @@ def test_sample_reads_back_with_codes_systems_and_units(mds_fhir, mds_guide):
         else:
             (panel,) = panels
             studied = [c.valueCodeableConcept.coding[0].code for c in panel.component]
-            assert studied == [term.hgnc_table()[g] for g in genes]
+            assert studied == [term.hgnc_table()[f.fhir.gene] for f in genes]
             tp53_seen += row["TP53"] == 1
             wild_type_seen += row["TP53"] == 0
     assert tp53_seen and wild_type_seen and untested_seen  # the sample covers all three cases

@@ -29,7 +29,7 @@ def _guide(tmp_path, features: str, head: str = HEAD):
 
 def test_mds_guide_has_the_reference_codes(mds_guide):
     require_fhir(mds_guide)
-    assert mds_guide.version == "0.2.0"
+    assert mds_guide.version == "0.3.0"
     assert (mds_guide.condition.system, mds_guide.condition.code) == (term.ICD10, "D46.9")
     labs = {f.name: (f.fhir.coding.system, f.fhir.coding.code, f.unit) for f in mds_guide.features[2:5]}
     # /work/shared/docs/fhir_codes.md: Hb 718-7 g/dL, platelets 777-3 and ANC 751-8 in 10*9/L.
@@ -40,11 +40,12 @@ def test_mds_guide_has_the_reference_codes(mds_guide):
     }
     assert mds_guide.feature("age").fhir.element == "onsetAge"
     assert mds_guide.feature("sex_male").fhir.positive == "male"
-    genes = [f for f in mds_guide.features if f.group == "genomic"]
-    assert len(genes) == 16
+    genes = [f for f in mds_guide.features if f.group == "genomic" and f.name != "TP53multi"]
+    assert len(genes) == 54
     for f in genes:
-        assert f.fhir.gene == f.name
+        assert f.fhir.gene == (f.name if f.name != "MLL_PTD" else "KMT2A")  # KMT2A partial tandem duplication
         assert f.fhir.coding.code == "69548-6"
+    assert mds_guide.feature("TP53multi").fhir.coding.code == "tp53-multi-hit"
     assert mds_guide.feature("TP53").fhir.hgnc == "HGNC:11998"
     assert mds_guide.feature("SF3B1").fhir.hgnc == "HGNC:10768"
 

@@ -1,4 +1,4 @@
-"""The MDS simulator (schema, realism, calibration) and content-addressed datasets."""
+"""The MDS and CMML simulators (schema, realism, calibration, ground truth) and content-addressed datasets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import multiprocessing
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
+from fedjax_rhd.cohorts.sources import simulated_scores
 from fedjax_rhd.datasets import (
     SIMULATORS,
     DatasetCacheError,
@@ -19,20 +22,27 @@ from fedjax_rhd.datasets import (
     load_or_build_simulated,
     simulator_for,
 )
-from fedjax_rhd.simulate import GENERATOR_VERSION, simulate_mds
-from harmonize.guide import Feature
-
-LABS = ("hb", "plt", "anc", "bm_blasts")
-
-
-@pytest.fixture(scope="module")
-def default_cohort(mds_guide):
-    return simulate_mds(mds_guide)
+from fedjax_rhd.scores import ipss
+from fedjax_rhd.simulate import GENERATOR_VERSION, cmml, copula, mds, simulate_mds
+from harmonize.guide import Feature, load_guide
 
 
 @pytest.fixture(scope="module")
-def large_cohort(mds_guide):
-    return simulate_mds(mds_guide, n=20000, seed=0)
+def cmml_guide():
+    return load_guide("cmml")
+
+
+def _guide(use_case: str):
+    return load_guide(use_case)
+
+
+def _simulate(use_case: str, n: int, seed: int) -> pl.DataFrame:
+    return simulator_for(use_case)(_guide(use_case), n=n, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def large(request):
+    return {uc: _simulate(uc, 20000, 3) for uc in ("mds", "cmml")}
 
 
 def _genes(guide):
@@ -43,116 +53,152 @@ def _rate(df: pl.DataFrame, expr: pl.Expr) -> float:
     return float(df.select(expr.cast(pl.Float64).mean()).item())
 
 
-# ---------------------------------------------------------------- simulator
-
-
-def test_same_seed_same_frame_other_seed_other_frame(mds_guide):
-    a = simulate_mds(mds_guide, n=600, seed=7)
-    b = simulate_mds(mds_guide, n=600, seed=7)
-    c = simulate_mds(mds_guide, n=600, seed=8)
-    assert a.equals(b)
-    assert not a.equals(c)
-    assert a["patient_id"].equals(c["patient_id"])
-    assert GENERATOR_VERSION == "mds-sim-1"
-
-
-def test_schema_follows_the_guide(mds_guide, default_cohort):
-    df = default_cohort
-    assert df.height == 4427
-    assert df.columns == ["patient_id", "centre", *mds_guide.feature_names, "time", "event", "oracle_risk"]
-    assert df["patient_id"][0] == "MDS-SIM-000001"
-    assert df["patient_id"].is_sorted() and df["patient_id"].n_unique() == df.height
-    assert df["centre"].unique().to_list() == ["simulated"]
+def _check_table(df: pl.DataFrame, guide, n: int) -> None:
+    """Every generated table against the guide's kinds and ranges."""
+    assert df.height == n
+    assert df.columns == ["patient_id", "centre", *guide.feature_names, "time", "event", "oracle_risk"]
+    assert df["patient_id"].is_sorted() and df["patient_id"].n_unique() == n
     want = {"continuous": pl.Float64, "binary": pl.Int8, "categorical": pl.String}
-    for f in mds_guide.features:
+    for f in guide.features:
         col = df[f.name]
         assert col.dtype == want[f.kind], f.name
         values = col.drop_nulls()
+        if values.len() == 0:
+            continue
         if f.kind == "continuous":
             low, high = f.valid_range
             assert values.min() >= low and values.max() <= high, f.name
         elif f.kind == "binary":
             assert set(values.unique().to_list()) <= {0, 1}, f.name
         else:
-            assert set(values.unique().to_list()) == set(f.levels), f.name
-    assert df["time"].dtype == pl.Float64 and df["event"].dtype == pl.Int8
-    assert df["oracle_risk"].dtype == pl.Float64
+            assert set(values.unique().to_list()) <= set(f.levels), f.name
     days = df["time"].to_numpy() * 365.25
     np.testing.assert_allclose(days, np.round(days), atol=1e-6)
-    assert days.min() >= 1 - 1e-9
-    assert set(df["event"].unique().to_list()) == {0, 1}
-    assert df["time"].n_unique() < df.height  # whole days: realistic ties
+    assert days.min() >= 1 - 1e-9 and df["time"].null_count() == 0
+    assert set(df["event"].unique().to_list()) <= {0, 1}
+    assert np.isfinite(df["oracle_risk"].to_numpy()).all()
 
 
-def test_missingness_present_and_oracle_complete(mds_guide, default_cohort):
-    df = default_cohort
-    for lab in LABS:
-        assert 0.005 < df[lab].null_count() / df.height < 0.10, lab
-    assert 0.01 < df["ipssr_cyto"].null_count() / df.height < 0.06
-    genes = _genes(mds_guide)
+# ---------------------------------------------------------------- simulators
+
+
+@pytest.mark.parametrize("use_case", ["mds", "cmml"])
+def test_same_seed_same_frame_other_seed_other_frame(use_case):
+    a, b, c = (_simulate(use_case, 600, s) for s in (7, 7, 8))
+    assert a.equals(b)
+    assert not a.equals(c)
+    assert a["patient_id"].equals(c["patient_id"])
+
+
+def test_generator_versions():
+    assert GENERATOR_VERSION == "mds-sim-2" and cmml.GENERATOR_VERSION == "cmml-sim-1"
+
+
+@settings(max_examples=12, deadline=None)
+@given(use_case=st.sampled_from(["mds", "cmml"]), n=st.integers(1, 400), seed=st.integers(0, 2**32 - 1))
+def test_every_table_follows_the_guide(use_case, n, seed):
+    _check_table(_simulate(use_case, n, seed), _guide(use_case), n)
+
+
+def test_default_sizes_and_ids(mds_guide, cmml_guide):
+    df = simulate_mds(mds_guide)
+    _check_table(df, mds_guide, 4427)
+    assert df["patient_id"][0] == "MDS-SIM-000001"
+    dc = cmml.simulate_cmml(cmml_guide)
+    _check_table(dc, cmml_guide, 1737)
+    assert dc["patient_id"][0] == "CMML-SIM-000001"
+    assert len(_genes(mds_guide)) == 55 and len(_genes(cmml_guide)) == 54  # 54 genes (+ TP53 multi-hit)
+
+
+@pytest.mark.parametrize("use_case", ["mds", "cmml"])
+def test_missingness_at_real_rates_and_oracle_complete(use_case, large):
+    df, guide = large[use_case], _guide(use_case)
+    assert 0.005 < df["hb"].null_count() / df.height < 0.02  # IWG-PM: 0.7-0.8%
+    assert 0.015 < df["anc"].null_count() / df.height < 0.04  # IWG-PM: 2.3-2.8%
+    cyto = [f.name for f in guide.features if f.group == "cytogenetic"]
+    nulls = df.select(pl.sum_horizontal(pl.col(c).is_null() for c in cyto)).to_series()
+    assert set(nulls.unique().to_list()) == {0, len(cyto)}  # a failed karyotype blanks the whole group
+    assert 0.025 < _rate(df, pl.col(cyto[0]).is_null()) < 0.06  # IWG-PM: 3.9% / 4.6%
+    genes = _genes(guide)
     n_null = df.select(pl.sum_horizontal(pl.col(g).is_null() for g in genes)).to_series()
     assert set(n_null.unique().to_list()) == {0, len(genes)}  # a panel is missing whole or not at all
-    assert 0.03 < _rate(df, pl.col(genes[0]).is_null()) < 0.07
-    for col in ("patient_id", "centre", "time", "event", "oracle_risk"):
-        assert df[col].null_count() == 0, col
-    assert np.isfinite(df["oracle_risk"].to_numpy()).all()
-    incomplete = df.filter(pl.any_horizontal(pl.col(f).is_null() for f in mds_guide.feature_names))
-    assert incomplete.height > 0 and incomplete["oracle_risk"].null_count() == 0
+    assert 0.02 < _rate(df, pl.col(genes[0]).is_null()) < 0.04
 
 
-def test_outcome_calibration_on_a_large_draw(large_cohort, default_cohort):
-    for df in (large_cohort, default_cohort):
-        assert 0.35 <= _rate(df, pl.col("event")) <= 0.70
-    t, e = large_cohort["time"].to_numpy(), large_cohort["event"].to_numpy()
-    c = concordance_index(t, -large_cohort["oracle_risk"].to_numpy(), e)
-    assert 0.78 <= c <= 0.86
-    median_os = KaplanMeierFitter().fit(t, e).median_survival_time_
-    assert 3.0 <= median_os <= 5.5
+# IWG-PM (2,494 MDS patients with survival), measured by experiments/simulation/fit.py.
+MDS_GENE_FREQ = {"TET2": 28.1, "SF3B1": 25.7, "ASXL1": 24.3, "DNMT3A": 17.2, "SRSF2": 14.0, "TP53": 12.2}
 
 
-def test_labs_and_demographics_look_like_mds(large_cohort):
-    df = large_cohort
+def test_mds_marginals_and_pairs(large):
+    df = large["mds"]
+    for gene, pct in MDS_GENE_FREQ.items():
+        assert abs(_rate(df, pl.col(gene)) * 100 - pct) < 1.5, gene
     q = lambda col, p: float(df[col].drop_nulls().quantile(p))
-    assert 9.2 <= q("hb", 0.5) <= 10.2
-    assert 110 <= q("plt", 0.5) <= 160 and q("plt", 0.95) > 2.5 * q("plt", 0.5)  # long right tail
-    assert 1.4 <= q("anc", 0.5) <= 2.2
-    assert q("bm_blasts", 0.5) < 5 and q("bm_blasts", 0.75) < 10 and q("bm_blasts", 0.99) >= 15
-    assert 70 <= q("age", 0.5) <= 74
-    assert 0.55 <= _rate(df, pl.col("sex_male")) <= 0.65
-    # labs are correlated through disease severity: more blasts, fewer platelets
-    both = df.drop_nulls(["plt", "bm_blasts"])
-    rho = np.corrcoef(np.log(both["plt"].to_numpy()), np.log1p(both["bm_blasts"].to_numpy()))[0, 1]
-    assert -0.5 < rho < -0.15
-
-
-def test_cytogenetic_and_gene_frequencies(mds_guide, large_cohort):
-    cyto = large_cohort["ipssr_cyto"].drop_nulls()
-    freq = {level: float((cyto == level).mean()) for level in mds_guide.feature("ipssr_cyto").levels}
-    bands = {
-        "very_good": (0.02, 0.07),
-        "good": (0.62, 0.78),
-        "intermediate": (0.10, 0.20),
-        "poor": (0.03, 0.09),
-        "very_poor": (0.03, 0.08),
-    }
-    for level, (low, high) in bands.items():
-        assert low <= freq[level] <= high, (level, freq[level])
-    panel = large_cohort.drop_nulls(_genes(mds_guide))
-    gene_bands = {"SF3B1": (0.18, 0.28), "TET2": (0.20, 0.35), "ASXL1": (0.17, 0.30), "TP53": (0.07, 0.12)}
-    for gene, (low, high) in gene_bands.items():
-        assert low <= _rate(panel, pl.col(gene)) <= high, gene
-
-
-def test_co_occurrence_and_exclusivity(mds_guide, large_cohort):
-    panel = large_cohort.drop_nulls(_genes(mds_guide))
-    p = lambda gene, cond=None: _rate(panel if cond is None else panel.filter(cond), pl.col(gene))
+    assert 9.2 <= q("hb", 0.5) <= 10.2 and 110 <= q("plt", 0.5) <= 160 and 70 <= q("age", 0.5) <= 74
+    assert q("plt", 0.95) > 2.5 * q("plt", 0.5)  # long right tail
+    p = lambda gene, cond=None: _rate(df if cond is None else df.filter(cond), pl.col(gene))
     for a, b in [("SF3B1", "SRSF2"), ("SF3B1", "U2AF1"), ("SRSF2", "U2AF1"), ("SRSF2", "ZRSR2")]:
-        assert p(b, pl.col(a) == 1) < 0.3 * p(b), (a, b)  # splicing factors exclude each other
+        assert p(b, pl.col(a) == 1) < 0.6 * p(b), (a, b)  # IWG-PM ratios 0.10-0.41
     for b in ("RUNX1", "EZH2", "STAG2", "SRSF2"):
-        assert p(b, pl.col("ASXL1") == 1) > 2 * p(b, pl.col("ASXL1") == 0), b
-    very_poor = pl.col("ipssr_cyto") == "very_poor"
-    assert p("TP53", very_poor) > 0.6
-    assert p("TP53", very_poor) > 8 * p("TP53", pl.col("ipssr_cyto") == "good")
+        assert p(b, pl.col("ASXL1") == 1) > 1.8 * p(b, pl.col("ASXL1") == 0), b
+    assert p("TP53", pl.col("complex_karyotype") == 1) > 5 * p("TP53", pl.col("complex_karyotype") == 0)
+    assert p("TP53", pl.col("ipssr_cyto") == "very_poor") > 0.5
+    assert p("complex_karyotype", pl.col("ipssr_cyto") == "very_poor") > 0.8
+    assert df.filter(pl.col("TP53multi") == 1)["TP53"].min() == 1  # multi-hit implies TP53
+
+
+def test_cmml_marginals(large):
+    df = large["cmml"]
+    assert 55 <= _rate(df, pl.col("TET2")) * 100 <= 65 and 29 <= _rate(df, pl.col("SRSF2")) * 100 <= 39
+    assert 0.6 <= _rate(df, pl.col("sex_male")) <= 0.8
+    assert 0.12 <= _rate(df, pl.col("transfusion_dependent")) <= 0.30
+    mono = df["monocytes"].drop_nulls()
+    assert mono.quantile(0.1) >= 0.9  # CMML: persistent monocytosis (>= 1e9/L)
+
+
+@pytest.mark.parametrize(
+    ("use_case", "score", "low", "high"), [("mds", "IPSS-M", 0.70, 0.76), ("cmml", "CPSS-mol", 0.60, 0.70)]
+)
+def test_ground_truth_in_realistic_ranges(use_case, score, low, high, large):
+    df, guide = large[use_case], _guide(use_case)
+    t, e = df["time"].to_numpy(), df["event"].to_numpy()
+    assert 0.78 <= concordance_index(t, -df["oracle_risk"].to_numpy(), e) <= 0.85
+    name, scores = simulated_scores(df, guide)
+    assert name == score
+    s = scores["clinical_score"].to_numpy()
+    ok = ~np.isnan(s)
+    assert ok.mean() > 0.85
+    assert low <= concordance_index(t[ok], -s[ok], e[ok]) <= high
+    assert 0.42 <= _rate(df, pl.col("event")) <= 0.56  # IWG-PM: 48% / 47% deaths
+
+
+def test_ipssr_on_simulated_mds(large):
+    df, guide = large["mds"], _guide("mds")
+    levels = guide.feature("ipssr_cyto").levels
+    cyto = np.array([np.nan if v is None else levels.index(v) for v in df["ipssr_cyto"].to_list()])
+    num = lambda c: df[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    r = ipss.ipssr_score(num("hb"), num("plt"), num("anc"), num("bm_blasts"), cyto)
+    ok = ~np.isnan(r)
+    c = concordance_index(df["time"].to_numpy()[ok], -r[ok], df["event"].to_numpy()[ok])
+    assert 0.66 <= c <= 0.72
+
+
+def test_oracle_is_the_documented_hazard(large):
+    df = large["mds"]
+    km = KaplanMeierFitter().fit(df["time"].to_numpy(), df["event"].to_numpy())
+    assert abs(km.predict(3.0) - 0.54) < 0.04  # IWG-PM: 0.54 at 3 years
+    cov = {"hb": np.array([12.0]), "plt": np.array([200.0]), "bm_blasts": np.array([1.0])}
+    base = {**cov, "anc": np.array([3.0]), "age": np.array([72.0]), "sex_male": np.array([0])}
+    base["ipssr_cyto"] = np.array([1])
+    for name in ("del5q", "del7_7q", "complex_karyotype", "TP53multi"):
+        base[name] = np.array([0])
+    for gene in copula.load_params("mds").genes:
+        base[gene] = np.array([0])
+    worse = {**base, "TP53": np.array([1]), "TP53multi": np.array([1]), "complex_karyotype": np.array([1])}
+    assert mds.oracle_log_hazard(worse)[0] > mds.oracle_log_hazard(base)[0] + 1.0
+    older = {**base, "age": np.array([85.0])}
+    assert mds.oracle_log_hazard(older)[0] > mds.oracle_log_hazard(base)[0]  # age: missed by IPSS-M
+    assert mds.ipssm_linear(older)[0] == mds.ipssm_linear(base)[0]
 
 
 def test_guide_missing_or_unknown_feature_fails_clearly(mds_guide):
@@ -162,9 +208,9 @@ def test_guide_missing_or_unknown_feature_fails_clearly(mds_guide):
     with pytest.raises(ValueError, match="lacks feature.*TP53"):
         simulate_mds(without, n=50)
     extra = dataclasses.replace(
-        mds_guide, features=(*mds_guide.features, Feature("KRAS", "binary", "genomic"))
+        mds_guide, features=(*mds_guide.features, Feature("NOTCH1", "binary", "genomic"))
     )
-    with pytest.raises(ValueError, match="KRAS.*no generative model"):
+    with pytest.raises(ValueError, match="NOTCH1.*no generative model"):
         simulate_mds(extra, n=50)
     retyped = dataclasses.replace(
         mds_guide,
@@ -174,6 +220,8 @@ def test_guide_missing_or_unknown_feature_fails_clearly(mds_guide):
     )
     with pytest.raises(ValueError, match="SF3B1"):
         simulate_mds(retyped, n=50)
+    with pytest.raises(ValueError, match="n must be"):
+        simulate_mds(mds_guide, n=0)
 
 
 # ---------------------------------------------------------------- datasets
@@ -264,6 +312,7 @@ def test_parallel_builds_agree(mds_guide, tmp_path):
 
 def test_simulator_dispatch(mds_guide, tmp_path):
     assert SIMULATORS["mds"] is simulate_mds and simulator_for("mds") is simulate_mds
+    assert simulator_for("cmml") is cmml.simulate_cmml
     with pytest.raises(KeyError, match="no simulator for use case 'aml'"):
         simulator_for("aml")
     with pytest.raises(KeyError, match="no simulator"):

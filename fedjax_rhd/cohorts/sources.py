@@ -16,7 +16,7 @@ import polars as pl
 
 from fedjax_rhd.cohorts import Cohort, load_cohort
 from fedjax_rhd.datasets import load_or_build_simulated
-from fedjax_rhd.scores import ipss
+from fedjax_rhd.scores import cpss, ipss
 from harmonize.guide import Guide
 
 REAL_SOURCES: tuple[str, ...] = ("iwgpm", "beataml")
@@ -33,27 +33,64 @@ class SourceSpec(NamedTuple):
 
 
 def simulated_scores(table: pl.DataFrame, guide: Guide) -> tuple[str, pl.DataFrame] | None:
-    """The clinical score a simulated cohort supports, from its own features.
+    """The clinical score a simulated cohort supports, from its own (observed) features.
 
-    The simulated MDS cohort has IPSS-R's inputs (Hb, platelets, ANC, BM blasts,
-    IPSS-R cytogenetic category) but not IPSS-M's (no del(5q), complex karyotype or
-    TP53 allelic state), so it reports IPSS-R. Other simulated use cases: none.
+    The simulated MDS cohort (guide ``mds`` >= 0.3) carries IPSS-M's inputs and reports
+    IPSS-M (raw score, the authors' mean handling of missing inputs); a table with only
+    IPSS-R's inputs reports IPSS-R; the simulated CMML cohort reports CPSS-mol points.
+    Other simulated use cases: none.
     """
-    need = ("hb", "plt", "anc", "bm_blasts", "ipssr_cyto")
-    if not all(n in guide.feature_names for n in need):
-        return None
-    levels = guide.feature("ipssr_cyto").levels
-    if levels != ipss.CYTO_LEVELS:
-        return None
-    code = {level: float(i) for i, level in enumerate(levels)}
-    cyto = np.array([np.nan if v is None else code[v] for v in table["ipssr_cyto"].to_list()])
+    names = set(guide.feature_names)
 
     def num(name: str) -> np.ndarray:
         return table[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
-    score = ipss.ipssr_score(num("hb"), num("plt"), num("anc"), num("bm_blasts"), cyto)
-    frame = pl.DataFrame({"patient_id": table["patient_id"], "clinical_score": score})
-    return "IPSS-R", frame.with_columns(pl.col("clinical_score").fill_nan(None))
+    def codes(name: str) -> np.ndarray:
+        code = {level: float(i) for i, level in enumerate(guide.feature(name).levels)}
+        return np.array([np.nan if v is None else code[v] for v in table[name].to_list()])
+
+    def framed(name: str, score: np.ndarray) -> tuple[str, pl.DataFrame]:
+        frame = pl.DataFrame({"patient_id": table["patient_id"], "clinical_score": score})
+        return name, frame.with_columns(pl.col("clinical_score").fill_nan(None))
+
+    cpss_inputs = {
+        "cpss_cyto",
+        "ASXL1",
+        "NRAS",
+        "SETBP1",
+        "RUNX1",
+        "bm_blasts",
+        "wbc",
+        "transfusion_dependent",
+    }
+    if cpss_inputs <= names:
+        genetic = cpss.cpss_genetic_risk(
+            cpss.cpss_genetic_score(
+                codes("cpss_cyto"), num("ASXL1"), num("NRAS"), num("SETBP1"), num("RUNX1")
+            )
+        )
+        return framed(
+            "CPSS-mol",
+            cpss.cpss_mol_points(genetic, num("bm_blasts"), num("wbc"), num("transfusion_dependent")),
+        )
+    need = ("hb", "plt", "anc", "bm_blasts", "ipssr_cyto")
+    if not all(n in names for n in need) or guide.feature("ipssr_cyto").levels != ipss.CYTO_LEVELS:
+        return None
+    cyto = codes("ipssr_cyto")
+    if {"del5q", "del7_7q", "complex_karyotype", "TP53multi"} <= names:
+        genes = {g: num(g) for g in ipss.IPSSM_GENES if g in names}
+        variables = ipss.ipssm_variables(
+            num("hb"),
+            num("plt"),
+            num("bm_blasts"),
+            cyto,
+            genes,
+            del5q=num("del5q"),
+            del7_7q=num("del7_7q"),
+            complex_karyotype=num("complex_karyotype"),
+        )
+        return framed("IPSS-M", ipss.ipssm_score(variables, "mean"))
+    return framed("IPSS-R", ipss.ipssr_score(num("hb"), num("plt"), num("anc"), num("bm_blasts"), cyto))
 
 
 def load_harmonised(

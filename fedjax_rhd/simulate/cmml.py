@@ -1,0 +1,124 @@
+"""Simulated CMML cohort calibrated on IWG-PM's CMML patients, with a ground-truth hazard (``cmml-sim-1``).
+
+Covariates come from the Gaussian copula of :mod:`fedjax_rhd.simulate.copula`
+fitted on the 262 WHO 2016 CMML patients of IWG-PM with overall survival
+(``params_cmml.json``): age, sex, Hb, platelets, ANC, WBC, monocytes, bone-marrow
+and peripheral blasts, the CPSS cytogenetic risk (Such et al., Blood 2013) and
+the same 54 genes as the MDS simulator. 262 patients are too few for 54 genes:
+prevalences of genes seen in fewer than 10 CMML patients are Beta-shrunk towards
+the MDS ones (30 pseudo-patients) and the latent correlations averaged with
+MDS's (CMML weight 262 / 562); common CMML genes keep their own frequencies
+(TET2 60%, SRSF2 34%, ASXL1 32%).
+
+Red-cell transfusion dependence is not in IWG-PM: it is drawn given Hb,
+``P = expit(−0.6 + 1.2 (9 − Hb))``, about a fifth of patients (IWG-PM CMML Hb median
+10.4 g/dL; Such et al., Blood 2013, report RBC transfusion dependence in a
+minority at diagnosis).
+
+Ground truth (``oracle_log_hazard``): the CPSS-mol points (Elena et al., Blood
+2016: genetic risk from cytogenetics, ASXL1, NRAS, SETBP1, RUNX1; BM blasts ≥5%;
+WBC ≥13; transfusion dependence) times ``CPSS_WEIGHT``, plus what CPSS-mol misses
+(continuous, saturating blasts and WBC instead of cut-offs; age; anaemia and
+thrombocytopenia; TP53, EZH2, CBL and KRAS; TET2 favourable without ASXL1),
+times ``MISSED_WEIGHT``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from scipy.special import expit
+
+from fedjax_rhd.scores import cpss
+from fedjax_rhd.simulate import copula
+from harmonize.guide import Guide
+
+GENERATOR_VERSION = "cmml-sim-1"
+
+CPSS_CYTO_LEVELS: tuple[str, ...] = ("low", "intermediate", "high")
+CPSS_WEIGHT = 0.15
+MISSED_WEIGHT = 1.5
+WEIBULL_SHAPE = 1.53
+WEIBULL_SCALE = 4.52
+ETA_CENTRE = 1.43
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def needed_features() -> dict[str, str]:
+    """Feature name -> kind that the generator produces (the guide must match it exactly)."""
+    params = copula.load_params("cmml")
+    needed = {
+        name: ("categorical" if m["kind"] == "ordinal" else m["kind"]) for name, m in params.marginals.items()
+    }
+    needed["transfusion_dependent"] = "binary"
+    return needed
+
+
+def cpss_mol(cov: dict[str, np.ndarray], missing: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """CPSS-mol points 0..6 (``NaN`` where an input is missing)."""
+
+    def f(name: str) -> np.ndarray:
+        v = np.asarray(cov[name], dtype=np.float64)
+        return v if missing is None else np.where(missing[name], np.nan, v)
+
+    genetic = cpss.cpss_genetic_risk(
+        cpss.cpss_genetic_score(f("cpss_cyto"), f("ASXL1"), f("NRAS"), f("SETBP1"), f("RUNX1"))
+    )
+    return cpss.cpss_mol_points(genetic, f("bm_blasts"), f("wbc"), f("transfusion_dependent"))
+
+
+def missed_effects(cov: dict[str, np.ndarray]) -> np.ndarray:
+    """Log-hazard terms CPSS-mol does not model (see the module docstring)."""
+    age, hb, plt = (np.asarray(cov[k], dtype=np.float64) for k in ("age", "hb", "plt"))
+    blasts, wbc = np.asarray(cov["bm_blasts"], np.float64), np.asarray(cov["wbc"], np.float64)
+    eta = 0.05 * (age - 72.0) + 0.03 * np.maximum(age - 80.0, 0.0) + 0.15 * cov["sex_male"]
+    eta = eta + 0.8 * np.tanh(blasts / 8.0) + 0.5 * np.tanh(np.log(np.maximum(wbc, 0.5) / 8.0))
+    eta = eta + 0.35 * _softplus(9.0 - hb) + 0.4 * _softplus(np.log(60.0 / np.maximum(plt, 1.0)) / 0.5)
+    eta = eta + 1.0 * cov["TP53"] + 0.45 * cov["EZH2"] + 0.3 * cov["CBL"] + 0.3 * cov["KRAS"]
+    eta = eta - 0.4 * cov["TET2"] * (1 - cov["ASXL1"])
+    return eta
+
+
+def oracle_log_hazard(cov: dict[str, np.ndarray]) -> np.ndarray:
+    """Ground-truth log relative hazard from complete covariates (higher = worse)."""
+    return CPSS_WEIGHT * cpss_mol(cov) + MISSED_WEIGHT * missed_effects(cov) - ETA_CENTRE
+
+
+def draw_covariates(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Complete covariates (no missingness)."""
+    params = copula.load_params("cmml")
+    cov = copula.to_marginals(copula.draw_latent(rng, params, n), params, rng)
+    p_td = expit(-0.6 + 1.2 * (9.0 - cov["hb"]))
+    cov["transfusion_dependent"] = (rng.random(n) < p_td).astype(np.int8)
+    return cov
+
+
+def simulate_cmml(guide: Guide, n: int = 1737, seed: int = 0) -> pl.DataFrame:
+    """Simulate a CMML cohort in the guide's schema with a known true log-hazard.
+
+    Args:
+        guide: the CMML guide (``load_guide("cmml")``).
+        n: number of patients (the study's CMML cohort had 1,737).
+        seed: seed of ``numpy.random.default_rng``; same seed, same frame.
+
+    Returns:
+        As :func:`fedjax_rhd.simulate.mds.simulate_mds` (ids ``CMML-SIM-…``).
+
+    Raises:
+        ValueError: the guide does not match the generator, or ``n < 1``.
+    """
+    if n < 1:
+        raise ValueError(f"simulate_cmml: n must be >= 1, got {n}")
+    copula.check_guide(guide, f"simulate_cmml ({GENERATOR_VERSION})", needed_features())
+    if guide.feature("cpss_cyto").levels != CPSS_CYTO_LEVELS:
+        raise ValueError(f"simulate_cmml: 'cpss_cyto' must have the ordered levels {CPSS_CYTO_LEVELS}")
+    params = copula.load_params("cmml")
+    rng = np.random.default_rng(seed)
+    cov = draw_covariates(rng, n)
+    eta = oracle_log_hazard(cov)
+    time, event = copula.draw_outcome(rng, eta, WEIBULL_SHAPE, WEIBULL_SCALE, params.censoring)
+    missing = copula.missing_masks(rng, params, guide, n)
+    return copula.assemble(guide, "CMML-SIM", cov, missing, time, event, eta)
