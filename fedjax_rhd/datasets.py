@@ -72,6 +72,24 @@ def simulator_for(use_case: str) -> Simulator:
         ) from None
 
 
+# The files a simulator's output depends on: a change to any of them makes cached
+# datasets of that use case stale, even without a version bump.
+_GENERATOR_FILES: dict[str, tuple[str, ...]] = {
+    "mds": ("mds.py", "copula.py", "params_mds.json"),
+    "cmml": ("cmml.py", "copula.py", "params_cmml.json"),
+}
+
+
+def generator_fingerprint(use_case: str) -> str:
+    """sha256 (first 12 hex) of the simulator's code and fitted parameters."""
+    simulator_for(use_case)
+    digest = hashlib.sha256()
+    folder = Path(_mds.__file__).parent
+    for name in _GENERATOR_FILES.get(use_case, ()):
+        digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def generator_info(use_case: str) -> tuple[str, str]:
     """``(generator version, citation)`` of a use case's simulator."""
     simulator_for(use_case)

@@ -34,7 +34,14 @@ from typing import Any
 
 import polars as pl
 
-from fedjax_rhd.datasets import DatasetCacheError, dataset_id, features_card, generator_info, simulator_for
+from fedjax_rhd.datasets import (
+    DatasetCacheError,
+    dataset_id,
+    features_card,
+    generator_fingerprint,
+    generator_info,
+    simulator_for,
+)
 from harmonize.dialects import write_dialect_exports
 from harmonize.extract import extract_centre
 from harmonize.fhir import INGEST_REPORT, ingest_source
@@ -231,8 +238,12 @@ def _features_card(guide: Guide) -> list[dict[str, Any]]:
     return out
 
 
-def _spec_card(spec: DatasetSpec) -> dict[str, Any]:
-    return {"name": spec.source, "options": {k: v for k, v in spec.options}}
+def _spec_card(spec: DatasetSpec, guide: Guide) -> dict[str, Any]:
+    card: dict[str, Any] = {"name": spec.source, "options": {k: v for k, v in spec.options}}
+    if spec.source == "simulated":
+        # The simulator's code and parameters: a recalibrated simulator makes the cache stale.
+        card["generator"] = generator_fingerprint(guide.use_case)
+    return card
 
 
 def _combine(folder: Path, centres: list[str], guide: Guide) -> pl.DataFrame:
@@ -258,7 +269,7 @@ def build_dataset(
         folder,
         guide,
         name=spec.name,
-        source_card=_spec_card(spec),
+        source_card=_spec_card(spec, guide),
         provenance=source.provenance(),
         truth=source.truth(),
         centres=list(source.centres()),
@@ -447,10 +458,19 @@ def load_or_build_dataset(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     df, card = load_dataset(folder, guide)
-    if card.get("source") != _spec_card(spec) or card.get("use_case") != guide.use_case:
+    wanted = _spec_card(spec, guide)
+    built = card.get("source") or {}
+    if "generator" in wanted and {**built, "generator": None} == {**wanted, "generator": None}:
+        if built.get("generator") != wanted["generator"]:
+            raise DatasetCacheError(
+                f"stale dataset {folder}: the simulator changed since it was built (code and "
+                f"parameters fingerprint {built.get('generator')} -> {wanted['generator']}); "
+                f"delete {folder} to rebuild it"
+            )
+    if built != wanted or card.get("use_case") != guide.use_case:
         raise DatasetCacheError(
             f"dataset {spec.name!r} in {folder} was built from source {card.get('source')} for use case "
-            f"{card.get('use_case')!r}, the config asks for {_spec_card(spec)} and {guide.use_case!r}; "
+            f"{card.get('use_case')!r}, the config asks for {wanted} and {guide.use_case!r}; "
             "rename the dataset in the config or delete the folder"
         )
     return df, card

@@ -15,10 +15,11 @@ import pytest
 
 from fedjax_rhd.config import settings_from_config
 from fedjax_rhd.data import build_federated_data
-from fedjax_rhd.datasets import DatasetCacheError, dataset_id
+from fedjax_rhd.datasets import DatasetCacheError, dataset_id, generator_fingerprint
 from fedjax_rhd.federation.simulator import run_simulation
 from fedjax_rhd.simulate.mds import simulate_mds
 from harmonize import registry
+from harmonize.guide import load_guide
 from harmonize.registry import DatasetSpec, dataset_folder, load_or_build_dataset, spec_for_run
 from tests.conftest import ROOT, compose
 
@@ -56,7 +57,11 @@ def test_built_dataset_equals_the_simulated_table(built, mds_guide):
             "quality_report": "quality/simulated.md",
         }
     ]
-    assert card["source"] == {"name": "simulated", "options": {"n": N, "seed": SEED}}
+    assert card["source"] == {
+        "name": "simulated",
+        "options": {"n": N, "seed": SEED},
+        "generator": generator_fingerprint("mds"),
+    }
     assert card["truth_columns"] == ["oracle_risk"]
     assert {f["name"]: f["fhir"].get("code") for f in card["features"]}["hb"] == "718-7"
 
@@ -176,3 +181,13 @@ def test_benchmark_meets_the_budget():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main([])["pipeline_seconds"] <= bench.BUDGET_SECONDS
+
+
+def test_recalibrated_simulator_makes_the_cache_stale(tmp_path, monkeypatch):
+    """Simulator code or fitted parameters changed without a version bump: a clear error, not reuse."""
+    guide = load_guide("mds")
+    spec = DatasetSpec(name="tiny", guide="mds", source="simulated", options=(("n", 60), ("seed", 0)))
+    load_or_build_dataset(spec, guide, tmp_path)
+    monkeypatch.setattr(registry, "generator_fingerprint", lambda use_case: "recalibrated")
+    with pytest.raises(DatasetCacheError, match="the simulator changed since it was built"):
+        load_or_build_dataset(spec, guide, tmp_path)
