@@ -241,7 +241,7 @@ def build_dataset(entry: UseCaseEntry, export: Path, fhir: Path, data_root: Path
 
     from harmonize.fhir import SOURCE_MANIFEST
     from harmonize.guide import load_guide
-    from harmonize.registry import dataset_folder, extract_dataset, spec_for_run
+    from harmonize.registry import dataset_folder, extract_dataset, source_card, spec_for_run
     from harmonize.sources import TRUTH_FILE
 
     guide = load_guide(entry.use_case)
@@ -260,7 +260,7 @@ def build_dataset(entry: UseCaseEntry, export: Path, fhir: Path, data_root: Path
         dataset_folder(data_root, spec.name),
         guide,
         name=spec.name,
-        source_card={"name": spec.source, "options": dict(spec.options)},
+        source_card=source_card(spec, guide),
         provenance=manifest.get("provenance", {}),
         truth=truth,
         centres=manifest.get("centres"),

@@ -225,12 +225,14 @@ def write_dialect_export(
             ]
         if dialect.get("variants"):
             for f in gene_feats:
+                # The list names the HGNC gene symbol, not the feature (MLL_PTD is a KMT2A finding).
+                symbol = f.fhir.gene
                 if rec[f.name] is None:
-                    variants.append([rec["patient_id"], f.name, "nicht getestet", ""])
+                    variants.append([rec["patient_id"], symbol, "nicht getestet", ""])
                 elif rec[f.name] == 1:
                     vaf = round(float(rng.uniform(0.05, 0.55)), 3)
                     variants.append(
-                        [rec["patient_id"], f.name, f"p.(Arg{int(rng.integers(10, 900))}Ter)", vaf]
+                        [rec["patient_id"], symbol, f"p.(Arg{int(rng.integers(10, 900))}Ter)", vaf]
                     )
         if "column" in t:
             mul, div = term.conversion(guide.time_unit, t["unit"])

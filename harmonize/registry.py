@@ -238,7 +238,8 @@ def _features_card(guide: Guide) -> list[dict[str, Any]]:
     return out
 
 
-def _spec_card(spec: DatasetSpec, guide: Guide) -> dict[str, Any]:
+def source_card(spec: DatasetSpec, guide: Guide) -> dict[str, Any]:
+    """The card's ``source`` record: source name, options and, for simulators, their fingerprint."""
     card: dict[str, Any] = {"name": spec.source, "options": {k: v for k, v in spec.options}}
     if spec.source == "simulated":
         # The simulator's code and parameters: a recalibrated simulator makes the cache stale.
@@ -269,7 +270,7 @@ def build_dataset(
         folder,
         guide,
         name=spec.name,
-        source_card=_spec_card(spec, guide),
+        source_card=source_card(spec, guide),
         provenance=source.provenance(),
         truth=source.truth(),
         centres=list(source.centres()),
@@ -458,7 +459,7 @@ def load_or_build_dataset(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     df, card = load_dataset(folder, guide)
-    wanted = _spec_card(spec, guide)
+    wanted = source_card(spec, guide)
     built = card.get("source") or {}
     if "generator" in wanted and {**built, "generator": None} == {**wanted, "generator": None}:
         if built.get("generator") != wanted["generator"]:
