@@ -540,6 +540,7 @@ class MappedSource:
             }
         self._notes[centre] = notes
         units = {name: cm.unit for name, cm in m.features if cm.unit is not None}
+        from_columns = {name for name, _ in m.features}
         for k in range(len(table.rows)):
             row = _Row(table, index, k)
             issues: list[Issue] = []
@@ -567,6 +568,8 @@ class MappedSource:
             if variants is not None and pid is not None:
                 found, bad = variants.get(pid, ({}, {}))
                 for name in gene_features:
+                    if name in from_columns:
+                        continue  # a column of the table speaks for it: its missing value stays missing
                     if name in bad:
                         values[name] = None
                         issues.extend(i for i in bad[name] if i not in issues)
