@@ -80,6 +80,8 @@ class UseCaseSchema:
     source: str = "simulated"
     n_patients: int = 4427
     dataset: str | None = None  # registered dataset name (harmonize.registry); built on first use
+    # feature group -> principal components kept, fitted federatedly (fedjax_rhd/reduce.py); 0 drops it
+    reduce: dict[str, int] = field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -231,6 +233,7 @@ class ExperimentSettings:
     dataset: str | None = None  # registered dataset name; None = derived from the use case
     resolved_config: Any = field(default=None, compare=False, hash=False)
     real_data_root: str | None = None  # real cohorts (fedjax_rhd.cohorts.resolve_real_data_root)
+    reduce: tuple[tuple[str, int], ...] = ()  # (feature group, components) reductions, in order
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -296,4 +299,5 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         dataset=cfg.use_case.get("dataset"),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         real_data_root=None if cfg.real_data_root is None else str(cfg.real_data_root),
+        reduce=tuple((str(g), int(k)) for g, k in (cfg.use_case.get("reduce") or {}).items()),
     )

@@ -16,6 +16,7 @@ import polars as pl
 from fedjax_rhd.cohorts import Cohort, load_cohort
 from fedjax_rhd.datasets import load_or_build_simulated
 from fedjax_rhd.scores import ipss
+from fedjax_rhd.simulate.scores import simulated_score
 from harmonize.guide import Guide
 
 REAL_SOURCES: tuple[str, ...] = ("iwgpm", "beataml")
@@ -36,8 +37,13 @@ def simulated_scores(table: pl.DataFrame, guide: Guide) -> tuple[str, pl.DataFra
 
     The simulated MDS cohort has IPSS-R's inputs (Hb, platelets, ANC, BM blasts,
     IPSS-R cytogenetic category) but not IPSS-M's (no del(5q), complex karyotype or
-    TP53 allelic state), so it reports IPSS-R. Other simulated use cases: none.
+    TP53 allelic state), so it reports IPSS-R (so does ``mds_wsi``, which has the MDS
+    layers); simulated AML reports ELN 2022 and simulated myeloma R-ISS
+    (:mod:`fedjax_rhd.simulate.scores`).
     """
+    other = simulated_score(table, guide)
+    if other is not None:
+        return other
     need = ("hb", "plt", "anc", "bm_blasts", "ipssr_cyto")
     if not all(n in guide.feature_names for n in need):
         return None
