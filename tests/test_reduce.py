@@ -90,7 +90,6 @@ def test_build_federated_data_with_a_reduced_embedding():
     split = SplitSpec(name="three", fractions=(0.6, 0.3, 0.1), test_fraction=0.1, val_fraction=0.2, seed=0)
     data = build_federated_data(df, guide, split, reduce=[("wsi", 8)])
     plain = build_federated_data(df, guide, split, reduce=[("wsi", 0)])
-    )
     n_clinical = sum(f.width for f in guide.features if f.group != "wsi")
     assert data.num_features == n_clinical + 8 and plain.num_features == n_clinical
     assert data.test_patient_ids == plain.test_patient_ids

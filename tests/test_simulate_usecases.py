@@ -196,7 +196,8 @@ def test_mm_pet_is_blocky_correlated_and_prognostic(mm_large, mm_guide):
 
 def test_mds_wsi_guide_is_generated_from_mds(wsi_guide, mds_guide):
     assert mds_wsi.GUIDE_PATH.read_text(encoding="utf-8") == mds_wsi.guide_yaml(), (
-        "harmonize/guides/mds_wsi.yaml drifted from mds.yaml: run python -m fedjax_rhd.simulate.mds_wsi --write-guide"
+        "harmonize/guides/mds_wsi.yaml drifted from mds.yaml: "
+        "run python -m fedjax_rhd.simulate.mds_wsi --write-guide"
     )
     assert tuple(f for f in wsi_guide.features if f.group != "wsi") == mds_guide.features
     assert [f.name for f in wsi_guide.features if f.group == "wsi"] == list(mds_wsi.wsi_names())
