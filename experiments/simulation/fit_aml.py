@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from lifelines import KaplanMeierFitter
+from lifelines.utils import concordance_index
 
 from fedjax_rhd.cohorts import load_cohort
 from harmonize.guide import load_guide
@@ -76,7 +77,12 @@ def main() -> None:
     parser.add_argument("--real-data-root", default=str(default_root))
     args = parser.parse_args()
     guide = load_guide("aml_beat")
-    df = load_cohort(guide, Path(args.real_data_root))[0].sort("patient_id")
+    cohort = load_cohort(guide, Path(args.real_data_root))
+    df = cohort[0].sort("patient_id")
+    scored = df.join(cohort[3], on="patient_id").filter(pl.col("clinical_score").is_not_null())
+    eln_c = concordance_index(
+        scored["time"].to_numpy(), -scored["clinical_score"].to_numpy(), scored["event"].to_numpy()
+    )
     binary = [f.name for f in guide.features if f.kind == "binary"]
     cyto = [f.name for f in guide.features if f.group == "cytogenetic"]
     genes = [f.name for f in guide.features if f.group == "genomic" and f.name not in ("FLT3_ITD", "NPM1")]
@@ -166,6 +172,8 @@ def main() -> None:
                 "SRSF2|de_novo": cond("SRSF2", "de_novo"),
                 "DNMT3A|NPM1": cond("DNMT3A", "NPM1"),
             },
+            "eln_c_index": float(eln_c),
+            "eln_n_scored": scored.height,
             "median_os_years": float(kmf.median_survival_time_),
             "death_share": float(df["event"].mean()),
             "median_follow_up_years": float(rev.median_survival_time_),
