@@ -94,3 +94,15 @@ def test_build_federated_data_with_a_reduced_embedding():
     assert data.num_features == n_clinical + 8 and plain.num_features == n_clinical
     assert data.test_patient_ids == plain.test_patient_ids
     assert [f.name for f in data.guide.features if f.group == "wsi"] == list(component_names("wsi", 8))
+
+
+def test_config_reduce_reaches_the_settings():
+    from fedjax_rhd.config import settings_from_config
+    from tests.conftest import compose
+
+    assert settings_from_config(compose(["use_case=mds_wsi"])).reduce == (("wsi", 16),)
+    assert settings_from_config(compose(["use_case=mds_wsi", "use_case.reduce.wsi=0"])).reduce == (
+        ("wsi", 0),
+    )
+    assert settings_from_config(compose(["use_case=mm", "+use_case.reduce.pet=0"])).reduce == (("pet", 0),)
+    assert settings_from_config(compose(["use_case=aml"])).reduce == ()

@@ -9,7 +9,7 @@ common=(strategy=centralized,fedavg,local seed.split=0,1,2,3,4 progress=false bo
 for uc in aml mm mds_wsi; do
   fedjax-rhd -m use_case=$uc scenario=best,worst "${common[@]}" hydra.sweep.dir=$out/$uc
 done
-fedjax-rhd -m use_case=mm 'use_case.reduce={pet:0}' strategy=centralized,fedavg seed.split=0,1,2,3,4 \
+fedjax-rhd -m use_case=mm +use_case.reduce.pet=0 strategy=centralized,fedavg seed.split=0,1,2,3,4 \
   progress=false bootstrap=200 hydra.sweep.dir=$out/mm_no_pet
-fedjax-rhd -m use_case=mds_wsi 'use_case.reduce={wsi:0}' strategy=centralized,fedavg seed.split=0,1,2,3,4 \
+fedjax-rhd -m use_case=mds_wsi use_case.reduce.wsi=0 strategy=centralized,fedavg seed.split=0,1,2,3,4 \
   progress=false bootstrap=200 hydra.sweep.dir=$out/mds_wsi_no_wsi
