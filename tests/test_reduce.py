@@ -104,5 +104,6 @@ def test_config_reduce_reaches_the_settings():
     assert settings_from_config(compose(["use_case=mds_wsi", "use_case.reduce.wsi=0"])).reduce == (
         ("wsi", 0),
     )
-    assert settings_from_config(compose(["use_case=mm", "+use_case.reduce.pet=0"])).reduce == (("pet", 0),)
+    assert settings_from_config(compose(["use_case=mm", "use_case.reduce.pet=0"])).reduce == (("pet", 0),)
+    assert settings_from_config(compose(["use_case=mm"])).reduce == (("pet", 8),)
     assert settings_from_config(compose(["use_case=aml"])).reduce == ()
