@@ -68,7 +68,7 @@ _GENERATOR_INFO: dict[str, tuple[str, str]] = {
     "mds_wsi": (
         f"{_mds_wsi.GENERATOR_VERSION}+{_mds.GENERATOR_VERSION}",
         "Synthetic MDS cohort (fedjax_rhd.simulate.mds) with a simulated 1,536-dimensional whole-slide-image "
-        "embedding (fedjax_rhd.simulate.mds_wsi; width of UNI, Chen RJ, et al. Nat Med 2024).",
+        "embedding (fedjax_rhd.simulate.mds_wsi; the study's pathology foundation-model width).",
     ),
 }
 

@@ -2,10 +2,10 @@
 
 The clinical and genomic layers are exactly those of :func:`fedjax_rhd.simulate.mds.simulate_mds`
 (so this use case follows the MDS simulator wherever it goes); this module adds a
-1,536-dimensional embedding, the width of the UNI pathology foundation model's
-features (Chen RJ, et al. Towards a general-purpose foundation model for computational
-pathology. Nat Med 2024;30:850-62), and redraws the outcome so that the slide carries
-prognostic signal the clinical layers do not.
+1,536-dimensional embedding, the width of the pathology foundation model the study used
+(1,536 is also the tile-embedding width of Prov-GigaPath, Xu H, et al. Nature
+2024;630:181-8), and redraws the outcome so that the slide carries prognostic signal the
+clinical layers do not.
 
 Embedding: ``e = mu + Z W + noise``, rank 12. ``Z`` holds
 - four *visible* factors driven by the clinical state (the MDS ground-truth risk,
