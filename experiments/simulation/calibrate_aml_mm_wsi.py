@@ -1,6 +1,6 @@
 """Calibration reports of the simulated AML, MM and MDS-with-slides cohorts (Markdown).
 
-    PYTHONPATH=. python experiments/simulation/calibration.py [--out experiments/simulation]
+    PYTHONPATH=. python experiments/simulation/calibrate_aml_mm_wsi.py [--out experiments/simulation]
 
 Needs no real data: the Beat AML targets are in ``fedjax_rhd/simulate/params/aml_beat.json``
 (written by ``fit_aml.py``); the myeloma targets are the published figures cited in
