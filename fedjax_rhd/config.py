@@ -97,6 +97,8 @@ class UseCaseSchema:
     dataset: str | None = None  # registered dataset name (harmonize.registry); built on first use
     n_centres: int = 3  # source simulated_dialects: centres, each exporting in its own hospital dialect
     mapping: list[str] = dataclasses.field(default_factory=list)  # source csv: mapping YAMLs, one per centre
+    # feature group -> principal components kept, fitted federatedly (fedjax_rhd/reduce.py); 0 drops it
+    reduce: dict[str, int] = field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -299,6 +301,7 @@ class ExperimentSettings:
     resume: str | None = None
     n_centres: int = 3  # simulated_dialects: centres, one hospital dialect each
     mapping: tuple[str, ...] = ()  # csv: mapping YAMLs (harmonize.mapping), one per centre
+    reduce: tuple[tuple[str, int], ...] = ()  # (feature group, components) reductions, in order
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -373,6 +376,7 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         dataset=cfg.use_case.get("dataset"),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         real_data_root=None if cfg.real_data_root is None else str(cfg.real_data_root),
+        reduce=tuple((str(g), int(k)) for g, k in (cfg.use_case.get("reduce") or {}).items()),
         n_centres=int(cfg.use_case.get("n_centres", 3)),
         mapping=tuple(str(p) for p in cfg.use_case.get("mapping") or ()),
         participation=_participation(cfg),

@@ -17,6 +17,7 @@ import polars as pl
 
 from fedjax_rhd.case_mix import case_mix_partition
 from fedjax_rhd.preprocess import Moments, Preprocessor, encode, fit_federated
+from fedjax_rhd.reduce import reduce_groups
 from fedjax_rhd.scenario import BEST, ScenarioSpec, apply_scenario
 from fedjax_rhd.survival import make_node_data
 from fedjax_rhd.typing import NodeData
@@ -174,6 +175,7 @@ def build_federated_data(
     *,
     pooled: bool = False,
     scenario: ScenarioSpec = BEST,
+    reduce: Sequence[tuple[str, int]] = (),
 ) -> FederatedData:
     """Split a table into test, nodes and node validation parts; fit preprocessing.
 
@@ -185,6 +187,10 @@ def build_federated_data(
             the ``centralized`` strategy trains on exactly the federation's rows.
         scenario: layers each node lacks and extra missingness, applied to the
             node's rows (never to the test set) before any statistic.
+        reduce: ``(group, k)``: replace a continuous feature group (a WSI embedding,
+            PET radiomics) by ``k`` principal components fitted federatedly on the
+            nodes' training parts (:mod:`fedjax_rhd.reduce`); ``k = 0`` drops it.
+            ``FederatedData.guide`` is then the reduced guide.
 
     Returns:
         FederatedData with stacked, padded node arrays.
@@ -244,6 +250,10 @@ def build_federated_data(
         )
         node_train.append(part.filter(pl.Series(~in_val)))
         node_val.append(part.filter(pl.Series(in_val)))
+
+    if reduce:
+        node_train, rest, guide, _ = reduce_groups(node_train, [*node_val, test_df], guide, reduce)
+        node_val, test_df = rest[:-1], rest[-1]
 
     # Each node computes its statistics on its own training part; only the
     # statistics reach fit_federated's merge.

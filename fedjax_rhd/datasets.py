@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from fedjax_rhd.simulate import aml as _aml
 from fedjax_rhd.simulate import cmml as _cmml
 from fedjax_rhd.simulate import mds as _mds
+from fedjax_rhd.simulate import mds_wsi as _mds_wsi
+from fedjax_rhd.simulate import mm as _mm
 from harmonize.guide import Guide
 
 ID_FORMAT = "fedjax_rhd/dataset-id/v1"  # bump when the canonical form below changes
@@ -36,7 +39,13 @@ CARD_FILE = "dataset.json"
 
 Simulator = Callable[..., pl.DataFrame]
 
-SIMULATORS: dict[str, Simulator] = {"mds": _mds.simulate_mds, "cmml": _cmml.simulate_cmml}
+SIMULATORS: dict[str, Simulator] = {
+    "mds": _mds.simulate_mds,
+    "cmml": _cmml.simulate_cmml,
+    "aml": _aml.simulate_aml,
+    "mm": _mm.simulate_mm,
+    "mds_wsi": _mds_wsi.simulate_mds_wsi,
+}
 """Simulator per use case: ``f(guide, n=..., seed=...) -> polars.DataFrame``."""
 
 _GENERATOR_INFO: dict[str, tuple[str, str]] = {
@@ -50,6 +59,23 @@ _GENERATOR_INFO: dict[str, tuple[str, str]] = {
         "Synthetic CMML cohort from fedjax_rhd.simulate.cmml (Gaussian copula fitted on the CMML patients of "
         "IWG-PM, Bernard E, et al. NEJM Evidence 2022;1(7); hazard from CPSS-mol, Elena C, et al. "
         "Blood 2016;128:1408-17, plus effects it misses).",
+    ),
+    "aml": (
+        _aml.GENERATOR_VERSION,
+        "Synthetic AML cohort from fedjax_rhd.simulate.aml, calibrated on Beat AML 2.0 "
+        "(Bottomly D, et al. Cancer Cell 2022;40:850-64); ELN 2022 "
+        "(Dohner H, et al. Blood 2022;140:1345-77).",
+    ),
+    "mm": (
+        _mm.GENERATOR_VERSION,
+        "Synthetic multiple myeloma cohort from fedjax_rhd.simulate.mm; published frequencies "
+        "(Kyle RA, et al. Mayo Clin Proc 2003; Greipp PR, et al. J Clin Oncol 2005; Palumbo A, et al. "
+        "J Clin Oncol 2015; Walker BA, et al. Blood 2018).",
+    ),
+    "mds_wsi": (
+        f"{_mds_wsi.GENERATOR_VERSION}+{_mds.GENERATOR_VERSION}",
+        "Synthetic MDS cohort (fedjax_rhd.simulate.mds) with a simulated 1,536-dimensional whole-slide-image "
+        "embedding (fedjax_rhd.simulate.mds_wsi; the study's pathology foundation-model width).",
     ),
 }
 
@@ -77,6 +103,9 @@ def simulator_for(use_case: str) -> Simulator:
 _GENERATOR_FILES: dict[str, tuple[str, ...]] = {
     "mds": ("mds.py", "copula.py", "params_mds.json"),
     "cmml": ("cmml.py", "copula.py", "params_cmml.json"),
+    "aml": ("aml.py", "common.py", "params/aml_beat.json"),
+    "mm": ("mm.py", "common.py"),
+    "mds_wsi": ("mds_wsi.py", "common.py", "mds.py", "copula.py", "params_mds.json"),
 }
 
 

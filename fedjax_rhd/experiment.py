@@ -144,12 +144,17 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     else:
         df, card, score_name, score_table = load_source(guide, source)
     data = build_federated_data(
-        df, guide, settings.split, pooled=settings.spec.pooled, scenario=settings.scenario
+        df,
+        guide,
+        settings.split,
+        pooled=settings.spec.pooled,
+        scenario=settings.scenario,
+        reduce=settings.reduce,
     )
     spec = dataclasses.replace(
         settings.spec,
         num_features=data.num_features,
-        model_config=config_for_guide(settings.spec.model_config, guide),
+        model_config=config_for_guide(settings.spec.model_config, data.guide),
     )
     settings = dataclasses.replace(settings, spec=spec)
 

@@ -313,9 +313,9 @@ def test_parallel_builds_agree(mds_guide, tmp_path):
 def test_simulator_dispatch(mds_guide, tmp_path):
     assert SIMULATORS["mds"] is simulate_mds and simulator_for("mds") is simulate_mds
     assert simulator_for("cmml") is cmml.simulate_cmml
-    with pytest.raises(KeyError, match="no simulator for use case 'aml'"):
-        simulator_for("aml")
+    with pytest.raises(KeyError, match="no simulator for use case 'cll'"):
+        simulator_for("cll")
     with pytest.raises(KeyError, match="no simulator"):
         load_or_build_simulated(
-            dataclasses.replace(mds_guide, use_case="aml"), n=10, seed=0, data_root=tmp_path
+            dataclasses.replace(mds_guide, use_case="cll"), n=10, seed=0, data_root=tmp_path
         )

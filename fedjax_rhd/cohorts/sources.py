@@ -17,6 +17,7 @@ import polars as pl
 from fedjax_rhd.cohorts import Cohort, load_cohort
 from fedjax_rhd.datasets import load_or_build_simulated
 from fedjax_rhd.scores import cpss, ipss
+from fedjax_rhd.simulate.scores import simulated_score
 from harmonize.guide import Guide
 
 REAL_SOURCES: tuple[str, ...] = ("iwgpm", "beataml")
@@ -38,8 +39,11 @@ def simulated_scores(table: pl.DataFrame, guide: Guide) -> tuple[str, pl.DataFra
     The simulated MDS cohort (guide ``mds`` >= 0.3) carries IPSS-M's inputs and reports
     IPSS-M (raw score, the authors' mean handling of missing inputs); a table with only
     IPSS-R's inputs reports IPSS-R; the simulated CMML cohort reports CPSS-mol points.
-    Other simulated use cases: none.
+    Simulated AML reports ELN 2022 and simulated myeloma R-ISS (:mod:`fedjax_rhd.simulate.scores`).
     """
+    other = simulated_score(table, guide)
+    if other is not None:
+        return other
     names = set(guide.feature_names)
 
     def num(name: str) -> np.ndarray:

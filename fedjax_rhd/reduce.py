@@ -1,0 +1,164 @@
+"""Federated reduction of a feature group (e.g. a WSI embedding) to principal components.
+
+A 1,536-dimensional slide embedding on a few hundred patients per node is far wider
+than the data can support; the study reduced it before the survival model. Here each
+node sends only aggregate statistics of its *training* rows, in two rounds:
+
+1. per column: count of observed values and their sum (float64) -> global means;
+2. the number of rows with any observed value in the group and the scatter matrix
+   ``Xc^T Xc`` of its mean-centred rows (a missing component is set to the global
+   mean, i.e. 0 after centring) -> the pooled covariance.
+
+The manager takes the top-``k`` eigenvectors (Hotelling 1933; the one-shot federated
+PCA of Liang Y, et al. NeurIPS 2014 with exact sufficient statistics) and every part,
+test set included, is projected with them: the test set never enters a statistic.
+A vector missing altogether stays missing. ``k = 0`` drops the group.
+
+A scatter matrix is d x d (1,536^2 floats, 19 MB in float64 per node); it reveals the
+node's second moments, not any patient's row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+
+from harmonize.guide import Feature, Guide
+
+
+class GroupReduction(NamedTuple):
+    """What one reduced group became (for results and tests)."""
+
+    group: str
+    components: int
+    columns: tuple[str, ...]  # the group's original columns
+    mean: np.ndarray  # f64[d] federated column means
+    basis: np.ndarray  # f64[d, k] eigenvectors, largest eigenvalue first
+    eigenvalues: np.ndarray  # f64[d] all eigenvalues, descending
+    n_rows: int  # training rows with any observed value in the group
+
+
+def _matrix(df: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    return df.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in columns]).to_numpy()
+
+
+def node_sums(df: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Round 1 of one node: ``(count observed f64[d], sum f64[d])``."""
+    x = _matrix(df, columns)
+    observed = ~np.isnan(x)
+    return observed.sum(axis=0).astype(np.float64), np.where(observed, x, 0.0).sum(axis=0)
+
+
+def node_scatter(df: pl.DataFrame, columns: Sequence[str], mean: np.ndarray) -> tuple[int, np.ndarray]:
+    """Round 2 of one node: ``(rows with any observed value, scatter f64[d, d])`` around ``mean``."""
+    x = _matrix(df, columns)
+    any_obs = ~np.all(np.isnan(x), axis=1)
+    xc = np.nan_to_num(x[any_obs] - mean, nan=0.0)
+    return int(any_obs.sum()), xc.T @ xc
+
+
+def fit_group(parts: Sequence[pl.DataFrame], columns: Sequence[str], group: str, k: int) -> GroupReduction:
+    """Federated PCA of ``columns`` from the nodes' training parts (statistics only)."""
+    sums = [node_sums(p, columns) for p in parts]
+    count = sum(s[0] for s in sums)
+    total = sum(s[1] for s in sums)
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    scatters = [node_scatter(p, columns, mean) for p in parts]
+    n = sum(s[0] for s in scatters)
+    if n < 2:
+        raise ValueError(f"reduce: feature group {group!r} has {n} training rows with values; need >= 2")
+    cov = sum(s[1] for s in scatters) / (n - 1)
+    eigenvalues, vectors = np.linalg.eigh(cov)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, vectors = eigenvalues[order], vectors[:, order[:k]]
+    # Eigenvectors have no sign; fix it (largest-magnitude loading positive) so runs agree.
+    signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(vectors.shape[1])])
+    return GroupReduction(group, k, tuple(columns), mean, vectors * signs, eigenvalues, n)
+
+
+def transform(df: pl.DataFrame, red: GroupReduction) -> pl.DataFrame:
+    """Replace the group's columns of ``df`` by its ``k`` component scores (null if all missing)."""
+    x = _matrix(df, red.columns)
+    none = np.all(np.isnan(x), axis=1)
+    scores = np.nan_to_num(x - red.mean, nan=0.0) @ red.basis
+    scores[none] = np.nan
+    new = [
+        pl.Series(name, scores[:, j], dtype=pl.Float64, nan_to_null=True)
+        for j, name in enumerate(component_names(red.group, red.components))
+    ]
+    return df.drop(red.columns).with_columns(new)
+
+
+def component_names(group: str, k: int) -> tuple[str, ...]:
+    return tuple(f"{group}_pc{j:02d}" for j in range(1, k + 1))
+
+
+def reduced_guide(guide: Guide, red: GroupReduction) -> Guide:
+    """The guide with the group's features replaced by its components (at the group's place)."""
+    members = [f for f in guide.features if f.group == red.group]
+    sd = np.sqrt(np.maximum(red.eigenvalues[: red.components], 1e-12))
+    components = [
+        Feature(
+            name=name,
+            kind="continuous",
+            group=red.group,
+            unit="1",
+            valid_range=(-20.0 * float(s), 20.0 * float(s)),
+        )
+        for name, s in zip(component_names(red.group, red.components), sd, strict=True)
+    ]
+    first = guide.features.index(members[0])
+    kept = [f for f in guide.features if f.group != red.group]
+    features = (*kept[:first], *components, *kept[first:])
+    return dataclasses.replace(guide, features=tuple(features))
+
+
+def reduce_groups(
+    train: Sequence[pl.DataFrame],
+    others: Sequence[pl.DataFrame],
+    guide: Guide,
+    reductions: Sequence[tuple[str, int]],
+) -> tuple[list[pl.DataFrame], list[pl.DataFrame], Guide, list[GroupReduction]]:
+    """Fit every reduction on the nodes' training parts and apply it to all parts.
+
+    Args:
+        train: each node's training rows (the only rows statistics come from).
+        others: further tables to transform (validation parts, the test set).
+        guide: the guide the tables follow.
+        reductions: ``(group, k)`` pairs; ``k = 0`` drops the group.
+
+    Returns:
+        ``(train, others, guide, fitted reductions)`` after every reduction.
+
+    Raises:
+        ValueError: an unknown group, a negative ``k`` or ``k`` above the group's width.
+    """
+    train, others = list(train), list(others)
+    fitted: list[GroupReduction] = []
+    for group, k in reductions:
+        columns = [f.name for f in guide.features if f.group == group]
+        if not columns:
+            raise ValueError(f"reduce: guide {guide.use_case!r} has no features in group {group!r}")
+        if any(f.kind != "continuous" for f in guide.features if f.group == group):
+            raise ValueError(f"reduce: group {group!r} of guide {guide.use_case!r} is not all continuous")
+        if not 0 <= k <= len(columns):
+            raise ValueError(
+                f"reduce: {group!r} has {len(columns)} columns; components must be 0..{len(columns)}, got {k}"
+            )
+        red = (
+            fit_group(train, columns, group, k)
+            if k
+            else GroupReduction(group, 0, tuple(columns), np.zeros(0), np.zeros((0, 0)), np.zeros(0), 0)
+        )
+        if k:
+            train, others = [transform(p, red) for p in train], [transform(p, red) for p in others]
+            guide = reduced_guide(guide, red)
+        else:
+            train, others = [p.drop(columns) for p in train], [p.drop(columns) for p in others]
+            guide = dataclasses.replace(guide, features=tuple(f for f in guide.features if f.group != group))
+        fitted.append(red)
+    return train, others, guide, fitted
