@@ -46,7 +46,8 @@ def test_params_yaml_is_conf_pipeline_composed():
     composed = pipeline.compose("pipeline")
     assert committed == composed, "params.yaml drifted from conf/: run `python -m fedjax_rhd.pipeline params`"
     study, entries = pipeline.parse_params(committed)
-    assert study.strategy["name"] == "fedavg" and [e.key for e in entries] == ["mds"]
+    assert study.strategy["name"] == "fedavg"
+    assert [e.key for e in entries] == ["mds", "cmml", "mds_wsi", "aml", "mm"]
 
 
 def test_real_params_yaml_is_conf_pipeline_real_composed():
