@@ -8,7 +8,7 @@ follow-up; times are whole days (ties) of at least one day.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import polars as pl
@@ -109,15 +109,21 @@ def frame(
     time: np.ndarray,
     event: np.ndarray,
     eta: np.ndarray,
+    column: Callable[[Feature, np.ndarray, np.ndarray], pl.Series] | None = None,
 ) -> pl.DataFrame:
-    """The simulated table: ``patient_id, centre, <features in guide order>, time, event, oracle_risk``."""
+    """The simulated table: ``patient_id, centre, <features in guide order>, time, event, oracle_risk``.
+
+    ``column`` builds one feature column (default :func:`typed_column`; the copula
+    simulators pass theirs, which also clips continuous values to the guide's range).
+    """
+    column = column or typed_column
     n = time.shape[0]
     width = max(6, len(str(n)))
     columns = [
         pl.Series("patient_id", [f"{prefix}-{i:0{width}d}" for i in range(1, n + 1)], dtype=pl.String),
         pl.Series("centre", ["simulated"] * n, dtype=pl.String),
     ]
-    columns += [typed_column(f, values[f.name], missing[f.name]) for f in guide.features]
+    columns += [column(f, values[f.name], missing[f.name]) for f in guide.features]
     columns += [
         pl.Series("time", time, dtype=pl.Float64),
         pl.Series("event", event, dtype=pl.Int8),

@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import norm
 
+from fedjax_rhd.simulate.common import frame
 from harmonize.guide import Feature, Guide
 
 PARAMS_DIR = Path(__file__).resolve().parent
@@ -231,16 +232,4 @@ def assemble(
     eta: np.ndarray,
 ) -> pl.DataFrame:
     """The simulated table: ``patient_id, centre, <guide features>, time, event, oracle_risk``."""
-    n = time.shape[0]
-    width = max(6, len(str(n)))
-    columns = [
-        pl.Series("patient_id", [f"{prefix}-{i:0{width}d}" for i in range(1, n + 1)], dtype=pl.String),
-        pl.Series("centre", ["simulated"] * n, dtype=pl.String),
-    ]
-    columns += [column(f, cov[f.name], missing[f.name]) for f in guide.features]
-    columns += [
-        pl.Series("time", time, dtype=pl.Float64),
-        pl.Series("event", event, dtype=pl.Int8),
-        pl.Series("oracle_risk", eta, dtype=pl.Float64),
-    ]
-    return pl.DataFrame(columns)
+    return frame(prefix, guide, cov, missing, time, event, eta, column=column)
