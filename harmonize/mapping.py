@@ -379,6 +379,18 @@ def _gene_features(guide: Guide) -> list[str]:
     ]
 
 
+def _read_mapped(m: SourceMapping) -> RawTable:
+    """The table a mapping names, read with the mapping's format options."""
+    return read_table(
+        m.file,
+        fmt=m.fmt,
+        delimiter=m.delimiter,
+        encoding=m.encoding,
+        sheet=m.sheet,
+        header_row=m.header_row,
+    )
+
+
 def _symbol(f: Any) -> str:
     return f.fhir.gene if f.fhir is not None and f.fhir.gene is not None else f.name
 
@@ -465,14 +477,7 @@ class MappedSource:
     def unmapped_columns(self, centre: str) -> list[str]:
         """Columns of a centre's table that the mapping neither uses nor lists under ``ignore``."""
         m = self.by_centre[centre]
-        table = read_table(
-            m.file,
-            fmt=m.fmt,
-            delimiter=m.delimiter,
-            encoding=m.encoding,
-            sheet=m.sheet,
-            header_row=m.header_row,
-        )
+        table = _read_mapped(m)
         return self._used(m, table)[1]
 
     def _used(self, m: SourceMapping, table: RawTable) -> tuple[dict[str, str], list[str]]:
@@ -489,14 +494,7 @@ class MappedSource:
 
     def records(self, centre: str) -> Iterator[PatientRecord]:
         m = self.by_centre[centre]
-        table = read_table(
-            m.file,
-            fmt=m.fmt,
-            delimiter=m.delimiter,
-            encoding=m.encoding,
-            sheet=m.sheet,
-            header_row=m.header_row,
-        )
+        table = _read_mapped(m)
         index = {c: j for j, c in enumerate(table.header)}
         required = [("patient_id", m.patient_id)] if m.patient_id != ROW_ID else []
         required += [("event", m.event.column)]

@@ -115,10 +115,13 @@ def simulate_cmml(guide: Guide, n: int = 1737, seed: int = 0) -> pl.DataFrame:
     copula.check_guide(guide, f"simulate_cmml ({GENERATOR_VERSION})", needed_features())
     if guide.feature("cpss_cyto").levels != CPSS_CYTO_LEVELS:
         raise ValueError(f"simulate_cmml: 'cpss_cyto' must have the ordered levels {CPSS_CYTO_LEVELS}")
-    params = copula.load_params("cmml")
-    rng = np.random.default_rng(seed)
-    cov = draw_covariates(rng, n)
-    eta = oracle_log_hazard(cov)
-    time, event = copula.draw_outcome(rng, eta, WEIBULL_SHAPE, WEIBULL_SCALE, params.censoring)
-    missing = copula.missing_masks(rng, params, guide, n)
-    return copula.assemble(guide, "CMML-SIM", cov, missing, time, event, eta)
+    return copula.simulate_cohort(
+        guide,
+        n,
+        seed,
+        key="cmml",
+        prefix="CMML-SIM",
+        draw_covariates=draw_covariates,
+        oracle_log_hazard=oracle_log_hazard,
+        weibull=(WEIBULL_SHAPE, WEIBULL_SCALE),
+    )

@@ -233,3 +233,28 @@ def assemble(
 ) -> pl.DataFrame:
     """The simulated table: ``patient_id, centre, <guide features>, time, event, oracle_risk``."""
     return frame(prefix, guide, cov, missing, time, event, eta, column=column)
+
+
+def simulate_cohort(
+    guide: Guide,
+    n: int,
+    seed: int,
+    *,
+    key: str,
+    prefix: str,
+    draw_covariates: Any,
+    oracle_log_hazard: Any,
+    weibull: tuple[float, float],
+) -> pl.DataFrame:
+    """The shared draw of a copula simulator: covariates, true hazard, outcome, missingness, table.
+
+    The random stream is consumed in one fixed order (covariates, outcome, missingness),
+    so a seed gives the same table whichever simulator calls it.
+    """
+    params = load_params(key)
+    rng = np.random.default_rng(seed)
+    cov = draw_covariates(rng, n)
+    eta = oracle_log_hazard(cov)
+    time, event = draw_outcome(rng, eta, weibull[0], weibull[1], params.censoring)
+    missing = missing_masks(rng, params, guide, n)
+    return assemble(guide, prefix, cov, missing, time, event, eta)

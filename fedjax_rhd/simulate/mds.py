@@ -177,10 +177,13 @@ def simulate_mds(guide: Guide, n: int = 4427, seed: int = 0) -> pl.DataFrame:
     copula.check_guide(guide, f"simulate_mds ({GENERATOR_VERSION})", needed_features())
     if guide.feature("ipssr_cyto").levels != CYTO_LEVELS:
         raise ValueError(f"simulate_mds: 'ipssr_cyto' must have the ordered IPSS-R levels {CYTO_LEVELS}")
-    params = copula.load_params("mds")
-    rng = np.random.default_rng(seed)
-    cov = draw_covariates(rng, n)
-    eta = oracle_log_hazard(cov)
-    time, event = copula.draw_outcome(rng, eta, WEIBULL_SHAPE, WEIBULL_SCALE, params.censoring)
-    missing = copula.missing_masks(rng, params, guide, n)
-    return copula.assemble(guide, "MDS-SIM", cov, missing, time, event, eta)
+    return copula.simulate_cohort(
+        guide,
+        n,
+        seed,
+        key="mds",
+        prefix="MDS-SIM",
+        draw_covariates=draw_covariates,
+        oracle_log_hazard=oracle_log_hazard,
+        weibull=(WEIBULL_SHAPE, WEIBULL_SCALE),
+    )
