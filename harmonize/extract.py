@@ -75,6 +75,21 @@ class ExtractStats:
         }
 
 
+# A unit conversion and its inverse (mmol/L -> g/dL of a value written from g/dL) can land a
+# bound value a few ulps outside the guide's range; that is arithmetic, not an implausible value.
+RANGE_ROUNDING_TOLERANCE = 1e-9
+
+
+def _snap_to_range(f: Feature, value: float, stats: ExtractStats) -> float:
+    """Snap a value just outside a range bound (by float rounding only) onto it, counting each snap."""
+    lo, hi = f.valid_range
+    bound = lo if value < lo else hi if value > hi else None
+    if bound is None or abs(value - bound) > RANGE_ROUNDING_TOLERANCE * max(1.0, abs(bound)):
+        return value
+    stats.inferred[f"{f.name}: snapped to range bound {bound:g} (conversion rounding)"] += 1
+    return float(bound)
+
+
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         return
@@ -345,6 +360,7 @@ def extract_centre(fhir_dir: str | Path, centre: str, guide: Guide) -> tuple[pl.
                 v = None
             if v is not None and f.kind == "continuous":
                 lo, hi = f.valid_range
+                v = _snap_to_range(f, v, stats)
                 if not lo <= v <= hi:
                     stats.flag_range(f, pid, v)
                     v = None

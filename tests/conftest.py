@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,6 +20,12 @@ TINY = [
     "progress=false",
 ]
 os.environ.setdefault("FEDJAX_RHD_JAX_CACHE", str(ROOT / ".jax_cache"))
+
+# Property tests draw the same examples on every run (CI must not pass or fail by chance); a failure
+# found while exploring becomes a named regression test. Explore with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("default", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=500, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

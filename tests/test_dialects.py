@@ -166,6 +166,36 @@ def test_property_any_dialect_round_trips_to_the_converted_values(drawn, mds_gui
     assert out["ETV6"].null_count() in (0, out.height)
 
 
+@pytest.mark.parametrize("name", sorted(DIALECTS))
+def test_range_bound_values_survive_the_unit_round_trip(name, mds_guide, tmp_path):
+    # Hb 20 g/dL (the guide's upper bound) written as mmol/L reads back a few ulps above 20:
+    # found by the property test below in CI; it must come back as 20, counted, never dropped.
+    lo, hi = mds_guide.feature("hb").valid_range
+    rows = [
+        {"patient_id": f"P{i:02d}", "time": 1.0, "event": 1, "hb": hb}
+        for i, hb in enumerate((hi, lo, 10.0, hi * (1 + 1e-6)))
+    ]
+    mapping = write_dialect_export(
+        _frame(rows, mds_guide), mds_guide, tmp_path / "export", "c1", name, seed=0
+    )
+    build_dataset(
+        DatasetSpec(name="p", guide="mds", source="csv", options=(("mapping", [str(mapping)]),)),
+        mds_guide,
+        tmp_path / "ds",
+    )
+    out = pl.read_parquet(tmp_path / "ds" / "tables" / "c1.parquet").sort("patient_id")
+    got = out["hb"].to_list()
+    assert got[:3] == [pytest.approx(hi, rel=1e-12), pytest.approx(lo, rel=1e-12), pytest.approx(10.0)]
+    assert lo <= got[0] <= hi and lo <= got[1] <= hi
+    assert got[3] is None  # truly out of range (1e-6 relative): flagged, not snapped
+    quality = json.loads((tmp_path / "ds" / "quality" / "c1.json").read_text())
+    assert quality["out_of_range"]["hb"]["count"] == 1
+    snapped = sum(n for k, n in quality["inferred"].items() if k.startswith("hb: snapped"))
+    if DIALECTS[name]["units"]["hb"] == "g/dL":
+        assert snapped == 0  # no conversion, no rounding to forgive
+    assert snapped <= 2
+
+
 def test_user_mapping_example_maps_gbsg2_end_to_end(tmp_path):
     lifelines = pytest.importorskip("lifelines")
     shutil.copy(Path(lifelines.__file__).parent / "datasets" / "gbsg2.csv", tmp_path / "gbsg2.csv")
