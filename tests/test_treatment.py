@@ -13,6 +13,8 @@ import numpy as np
 import orjson
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedjax_rhd.config import settings_from_config
 from fedjax_rhd.datasets import dataset_id, generator_fingerprint
@@ -264,6 +266,29 @@ def test_deterministic_given_the_seed():
     assert not a.select(TX_COLUMNS).equals(
         simulate_cmml(g, n=300, seed=10, with_treatment=True).select(TX_COLUMNS)
     )
+
+
+@settings(max_examples=10, deadline=None)
+@given(use_case=st.sampled_from(["mds", "cmml"]), n=st.integers(1, 300), seed=st.integers(0, 2**32 - 1))
+def test_every_table_with_the_layer_follows_the_guide_and_the_rules(use_case, n, seed):
+    guide = load_guide(f"{use_case}+treatment")
+    df = SIMULATE[use_case](guide, n=n, seed=seed, with_treatment=True)
+    assert df.columns == ["patient_id", "centre", *guide.feature_names, "time", "event", "oracle_risk"]
+    for f in guide.features[-5:]:
+        want = pl.Int8 if f.kind == "binary" else pl.String
+        assert df[f.name].dtype == want, f.name
+        values = set(df[f.name].drop_nulls().to_list())
+        assert values <= ({0, 1} if f.kind == "binary" else set(f.levels)), f.name
+    t = _tx_arrays(df)
+    for c in TX_COLUMNS[:4]:
+        assert df[c].null_count() == 0, c  # complete: no extra missingness
+    hma = t["hma_azacitidine"] + t["hma_decitabine"]
+    assert np.all(hma + t["intensive_chemo"] <= 1)  # one first-line therapy at most
+    np.testing.assert_array_equal(t["hma_response"] >= 0, hma == 1)  # response iff an HMA was given
+    age = df["age"].to_numpy()
+    young = np.where(np.isnan(age), True, age < tx.PARAMS[use_case].hsct_age_max)
+    assert np.all(young[t["allo_hsct"] == 1])
+    assert np.isfinite(df["oracle_risk"].to_numpy()).all()
 
 
 # --- the guide layer ----------------------------------------------------------------------------
