@@ -257,9 +257,8 @@ def source_card(spec: DatasetSpec, guide: Guide) -> dict[str, Any]:
     card: dict[str, Any] = {"name": spec.source, "options": {k: v for k, v in spec.options}}
     if spec.source == "simulated":
         # The simulator's code and parameters: a recalibrated simulator makes the cache stale.
-        card["generator"] = generator_fingerprint(
-            guide.use_case, treatment=bool(dict(spec.options).get("treatment"))
-        )
+        layer = {"treatment": True} if dict(spec.options).get("treatment") else {}
+        card["generator"] = generator_fingerprint(guide.use_case, **layer)
     return card
 
 
