@@ -382,3 +382,16 @@ def test_tiny_run_with_the_layer_on(tmp_path):
     assert card["id"] == res["dataset"]["id"] and card["source"]["options"]["treatment"] is True
     assert [f["name"] for f in card["features"] if f["group"] == "treatment"] == TX_COLUMNS
     assert res["preprocessing"]  # the treatment columns went through the same preprocessing
+
+
+def test_harmonize_cli_builds_a_layered_guide(tmp_path, capsys):
+    from harmonize.cli import main
+
+    main(
+        ["build", "tiny", "--use-case", "cmml+treatment", "--n", "40", "--seed", "0"]
+        + ["--data-root", str(tmp_path), "--quiet"]
+    )
+    assert "tiny-treatment: id ds-" in capsys.readouterr().out
+    card = json.loads((tmp_path / "datasets" / "tiny-treatment" / "dataset.json").read_text())
+    assert card["source"]["options"] == {"n": 40, "seed": 0, "treatment": True}
+    assert card["guide_version"].endswith("+treatment.0.1.0")
