@@ -99,6 +99,9 @@ class UseCaseSchema:
     mapping: list[str] = dataclasses.field(default_factory=list)  # source csv: mapping YAMLs, one per centre
     # feature group -> principal components kept, fitted federatedly (fedjax_rhd/reduce.py); 0 drops it
     reduce: dict[str, int] = field(default_factory=dict)
+    # optional treatment/response layer (MDS, CMML; simulated source): measured after diagnosis,
+    # it leaks outcome information into prognostic models, so it is off (docs/treatment.md)
+    treatment: bool = False
 
 
 @dataclasses.dataclass
@@ -302,6 +305,7 @@ class ExperimentSettings:
     n_centres: int = 3  # simulated_dialects: centres, one hospital dialect each
     mapping: tuple[str, ...] = ()  # csv: mapping YAMLs (harmonize.mapping), one per centre
     reduce: tuple[tuple[str, int], ...] = ()  # (feature group, components) reductions, in order
+    treatment: bool = False  # optional treatment layer; ``guide`` then names "<guide>+treatment"
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -336,9 +340,11 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         raise ValueError(f"strategy.rounds must be >= 1, got {s.rounds}")
     if s.patience is not None and s.patience < 1:
         raise ValueError(f"strategy.patience must be >= 1 or null, got {s.patience}")
+    treatment = bool(cfg.use_case.get("treatment", False))
     return ExperimentSettings(
         use_case=cfg.use_case.name,
-        guide=cfg.use_case.guide,
+        guide=f"{cfg.use_case.guide}+treatment" if treatment else cfg.use_case.guide,
+        treatment=treatment,
         source=cfg.use_case.source,
         n_patients=int(cfg.use_case.n_patients),
         seed_data=int(cfg.seed.data),

@@ -109,12 +109,16 @@ _GENERATOR_FILES: dict[str, tuple[str, ...]] = {
 }
 
 
-def generator_fingerprint(use_case: str) -> str:
-    """sha256 (first 12 hex) of the simulator's code and fitted parameters."""
+def generator_fingerprint(use_case: str, *, treatment: bool = False) -> str:
+    """sha256 (first 12 hex) of the simulator's code and fitted parameters.
+
+    ``treatment``: the optional treatment layer is on, so its code is part of the generator.
+    """
     simulator_for(use_case)
     digest = hashlib.sha256()
     folder = Path(_mds.__file__).parent
-    for name in _GENERATOR_FILES.get(use_case, ()):
+    files = _GENERATOR_FILES.get(use_case, ()) + (("treatment.py",) if treatment else ())
+    for name in files:
         digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
     return digest.hexdigest()[:12]
 

@@ -140,6 +140,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
             n_centres=settings.n_centres,
             mapping=settings.mapping,
             progress=settings.progress,
+            treatment=settings.treatment,
         )
     else:
         df, card, score_name, score_table = load_source(guide, source)
@@ -269,6 +270,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
             "n_rows": card["n_rows"],
             "n_events": card["n_events"],
             "guide_version": card["guide_version"],
+            "layers": list(guide.layers),  # optional guide layers, e.g. ["treatment"]
         },
         "nodes": [
             {"name": n, "n_train": a, "n_val": b, "fraction": f}

@@ -66,6 +66,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
         dataset=args.name,
         n_patients=args.n,
         seed_data=args.seed,
+        treatment="treatment" in guide.layers,  # e.g. `harmonize build mds+treatment`
     )
     df, card = load_or_build_dataset(spec, guide, args.data_root, progress=not args.quiet)
     print(
@@ -79,7 +80,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from harmonize.sources import write_canonical_export
 
     guide = _guide(args.use_case)
-    df, provenance = TABLE_SOURCES["simulated"](guide, {"n": args.n, "seed": args.seed})
+    options = {"n": args.n, "seed": args.seed, **({"treatment": True} if "treatment" in guide.layers else {})}
+    df, provenance = TABLE_SOURCES["simulated"](guide, options)
     folder = write_canonical_export(df, guide, args.out, provenance)
     print(f"wrote the canonical export of {df.height} simulated patients to {folder}")
 

@@ -18,6 +18,9 @@ import yaml
 from harmonize import terminology as term
 
 GUIDES_DIR = Path(__file__).resolve().parent / "guides"
+# Optional layers (``harmonize/guides/layers/<layer>.yaml``), added on request by
+# ``load_guide("<use_case>+<layer>")``; the base guide and its default datasets never change.
+LAYERS_DIR = GUIDES_DIR / "layers"
 
 FeatureKind = Literal["continuous", "binary", "categorical"]
 KINDS: tuple[str, ...] = ("continuous", "binary", "categorical")
@@ -120,6 +123,7 @@ class Guide:
     # endpoint.time.zero_allowed: a survival time of 0 is data, not an error (IWG-PM records
     # OS_YEARS 0 for deaths or censoring at sample collection); negative times never are.
     time_zero_allowed: bool = False
+    layers: tuple[str, ...] = ()  # optional layers appended to the base guide's features, in order
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -330,13 +334,65 @@ def require_fhir(guide: Guide) -> None:
         raise GuideError(f"{guide.path}: top level: 'fhir.condition' (the diagnosis code) is missing")
 
 
+def with_layer(guide: Guide, layer: str) -> Guide:
+    """The guide plus an optional layer's features (appended after the base guide's).
+
+    A layer file (``harmonize/guides/layers/<layer>.yaml``) has ``layer``, ``version``,
+    ``applies_to`` (use cases) and ``features`` in the guide's format. The result keeps
+    the base guide's use case and path; its version becomes ``<base>+<layer>.<layer
+    version>`` so datasets built with the layer never pass for the base guide's.
+
+    Raises:
+        GuideError: unknown layer, a use case the layer does not apply to, a malformed
+            feature or a name the base guide already uses.
+    """
+    path = LAYERS_DIR / f"{layer}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in LAYERS_DIR.glob("*.yaml"))
+        raise GuideError(f"no guide layer {layer!r} at {path}; shipped layers: {shipped}")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict) or set(raw) != {"layer", "version", "applies_to", "features"}:
+        raise _fail(path, "top level", "needs exactly 'layer', 'version', 'applies_to' and 'features'")
+    if raw["layer"] != layer:
+        raise _fail(path, "top level", f"'layer' is {raw['layer']!r}, the file name says {layer!r}")
+    if guide.use_case not in (raw["applies_to"] or []):
+        raise _fail(path, "applies_to", f"layer {layer!r} does not apply to use case {guide.use_case!r}")
+    if not isinstance(raw["features"], list) or not raw["features"]:
+        raise _fail(path, "top level", "'features' must be a non-empty list")
+    added = tuple(_parse_feature(f, i, path) for i, f in enumerate(raw["features"]))
+    clash = sorted(set(guide.feature_names) & {f.name for f in added})
+    if clash:
+        raise _fail(path, "features", f"name(s) {clash} already in guide {guide.use_case!r}")
+    features = guide.features + added
+    _check_vectors(features, path)
+    return dataclasses.replace(
+        guide,
+        version=f"{guide.version}+{layer}.{raw['version']}",
+        features=features,
+        layers=(*guide.layers, layer),
+    )
+
+
 def load_guide(use_case_or_path: str | Path) -> Guide:
     """Load and validate a guide by use-case name (shipped guides) or file path.
+
+    A name ``"<use_case>+<layer>[+<layer>...]"`` adds optional layers
+    (:func:`with_layer`), e.g. ``load_guide("mds+treatment")``.
 
     Raises:
         GuideError: naming the file, the feature and the field at fault.
         FileNotFoundError: when no such guide exists.
     """
+    if (
+        isinstance(use_case_or_path, str)
+        and "+" in use_case_or_path
+        and not use_case_or_path.endswith((".yaml", ".yml"))
+    ):
+        base, *layers = use_case_or_path.split("+")
+        guide = load_guide(base)
+        for layer in layers:
+            guide = with_layer(guide, layer)
+        return guide
     path = Path(use_case_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = GUIDES_DIR / f"{use_case_or_path}.yaml"

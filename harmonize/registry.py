@@ -62,10 +62,13 @@ TableSource = Callable[[Guide, Mapping[str, Any]], tuple[pl.DataFrame, dict[str,
 
 def _simulated(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:
     n, seed = int(options["n"]), int(options["seed"])
-    df = simulator_for(guide.use_case)(guide, n=n, seed=seed)
+    # The optional treatment layer (fedjax_rhd.simulate.treatment) is passed only when on, so
+    # simulators without it keep their signature.
+    layer = {"with_treatment": True} if options.get("treatment") else {}
+    df = simulator_for(guide.use_case)(guide, n=n, seed=seed, **layer)
     version, citation = generator_info(guide.use_case)
     return df, {
-        "source": f"simulated ({version}, n={n}, seed={seed})",
+        "source": f"simulated ({version}{' + treatment layer' if layer else ''}, n={n}, seed={seed})",
         "licence": "CC0-1.0 (synthetic)",
         "citation": citation,
     }
@@ -169,8 +172,16 @@ def spec_for_run(
     seed_data: int,
     n_centres: int = 3,
     mapping: tuple[str, ...] = (),
+    treatment: bool = False,
 ) -> DatasetSpec:
-    """The dataset a run's ``use_case`` config names (simulated sources take n and seed)."""
+    """The dataset a run's ``use_case`` config names (simulated sources take n and seed).
+
+    ``treatment`` (simulated source only) adds the optional treatment layer: the dataset
+    is another dataset, so its name gets the suffix ``-treatment`` and never reuses the
+    cache of the default one.
+    """
+    if treatment and source != "simulated":
+        raise ValueError(f"use_case.treatment=true needs use_case.source=simulated, not {source!r}")
     options: tuple[tuple[str, Any], ...] = ()
     if source in ("simulated", "simulated_dialects"):
         options = (("n", int(n_patients)), ("seed", int(seed_data)))
@@ -183,6 +194,9 @@ def spec_for_run(
             )
         options = (("mapping", [str(m) for m in mapping]),)
     name = dataset or (f"{use_case}-sim-n{n_patients}-seed{seed_data}" if source == "simulated" else use_case)
+    if treatment:
+        options = (*options, ("treatment", True))
+        name = name if name.endswith("-treatment") else f"{name}-treatment"
     return DatasetSpec(name=name, guide=guide, source=source, options=options)
 
 
@@ -243,7 +257,8 @@ def source_card(spec: DatasetSpec, guide: Guide) -> dict[str, Any]:
     card: dict[str, Any] = {"name": spec.source, "options": {k: v for k, v in spec.options}}
     if spec.source == "simulated":
         # The simulator's code and parameters: a recalibrated simulator makes the cache stale.
-        card["generator"] = generator_fingerprint(guide.use_case)
+        layer = {"treatment": True} if dict(spec.options).get("treatment") else {}
+        card["generator"] = generator_fingerprint(guide.use_case, **layer)
     return card
 
 

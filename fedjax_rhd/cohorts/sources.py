@@ -107,6 +107,7 @@ def load_harmonised(
     n_centres: int = 3,
     mapping: tuple[str, ...] = (),
     progress: bool = False,
+    treatment: bool = False,
 ) -> Cohort:
     """Load a use case's registered dataset (source -> FHIR R5 -> table), building it on first use.
 
@@ -125,6 +126,7 @@ def load_harmonised(
         seed_data=spec.seed_data,
         n_centres=n_centres,
         mapping=mapping,
+        treatment=treatment,
     )
     if spec.source in REAL_SOURCES and spec.real_data_root:
         ds = dataclasses.replace(ds, options=(("root", str(spec.real_data_root)),))

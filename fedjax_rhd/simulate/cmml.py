@@ -30,7 +30,7 @@ import polars as pl
 from scipy.special import expit
 
 from fedjax_rhd.scores import cpss
-from fedjax_rhd.simulate import copula
+from fedjax_rhd.simulate import copula, treatment
 from harmonize.guide import Guide
 
 GENERATOR_VERSION = "cmml-sim-1"
@@ -96,13 +96,17 @@ def draw_covariates(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return cov
 
 
-def simulate_cmml(guide: Guide, n: int = 1737, seed: int = 0) -> pl.DataFrame:
+def simulate_cmml(
+    guide: Guide, n: int = 1737, seed: int = 0, *, with_treatment: bool = False
+) -> pl.DataFrame:
     """Simulate a CMML cohort in the guide's schema with a known true log-hazard.
 
     Args:
         guide: the CMML guide (``load_guide("cmml")``).
         n: number of patients (the study's CMML cohort had 1,737).
         seed: seed of ``numpy.random.default_rng``; same seed, same frame.
+        with_treatment: add the optional treatment layer (:mod:`fedjax_rhd.simulate.treatment`;
+            the guide must then carry it, ``load_guide("cmml+treatment")``).
 
     Returns:
         As :func:`fedjax_rhd.simulate.mds.simulate_mds` (ids ``CMML-SIM-…``).
@@ -112,7 +116,8 @@ def simulate_cmml(guide: Guide, n: int = 1737, seed: int = 0) -> pl.DataFrame:
     """
     if n < 1:
         raise ValueError(f"simulate_cmml: n must be >= 1, got {n}")
-    copula.check_guide(guide, f"simulate_cmml ({GENERATOR_VERSION})", needed_features())
+    needed = needed_features() | (treatment.FEATURES if with_treatment else {})
+    copula.check_guide(guide, f"simulate_cmml ({GENERATOR_VERSION})", needed)
     if guide.feature("cpss_cyto").levels != CPSS_CYTO_LEVELS:
         raise ValueError(f"simulate_cmml: 'cpss_cyto' must have the ordered levels {CPSS_CYTO_LEVELS}")
     return copula.simulate_cohort(
@@ -124,4 +129,5 @@ def simulate_cmml(guide: Guide, n: int = 1737, seed: int = 0) -> pl.DataFrame:
         draw_covariates=draw_covariates,
         oracle_log_hazard=oracle_log_hazard,
         weibull=(WEIBULL_SHAPE, WEIBULL_SCALE),
+        layer=treatment.layer("cmml", seed, lambda c: cpss_mol(c) >= 2) if with_treatment else None,
     )

@@ -245,16 +245,24 @@ def simulate_cohort(
     draw_covariates: Any,
     oracle_log_hazard: Any,
     weibull: tuple[float, float],
+    layer: Any = None,
 ) -> pl.DataFrame:
     """The shared draw of a copula simulator: covariates, true hazard, outcome, missingness, table.
 
     The random stream is consumed in one fixed order (covariates, outcome, missingness),
-    so a seed gives the same table whichever simulator calls it.
+    so a seed gives the same table whichever simulator calls it. ``layer`` (optional,
+    e.g. :func:`fedjax_rhd.simulate.treatment.layer`) adds columns and log-hazard terms
+    after the covariates, from its own stream: ``(cov, eta) -> (cov, eta, absent masks)``.
     """
     params = load_params(key)
     rng = np.random.default_rng(seed)
     cov = draw_covariates(rng, n)
     eta = oracle_log_hazard(cov)
+    absent: dict[str, np.ndarray] = {}
+    if layer is not None:
+        cov, eta, absent = layer(cov, eta)
     time, event = draw_outcome(rng, eta, weibull[0], weibull[1], params.censoring)
     missing = missing_masks(rng, params, guide, n)
+    for name, mask in absent.items():
+        missing[name] = missing[name] | mask
     return assemble(guide, prefix, cov, missing, time, event, eta)

@@ -37,7 +37,7 @@ import polars as pl
 from scipy.special import expit
 
 from fedjax_rhd.scores import ipss
-from fedjax_rhd.simulate import copula
+from fedjax_rhd.simulate import copula, treatment
 from harmonize.guide import Guide
 
 GENERATOR_VERSION = "mds-sim-2"
@@ -154,7 +154,7 @@ def draw_covariates(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return cov
 
 
-def simulate_mds(guide: Guide, n: int = 4427, seed: int = 0) -> pl.DataFrame:
+def simulate_mds(guide: Guide, n: int = 4427, seed: int = 0, *, with_treatment: bool = False) -> pl.DataFrame:
     """Simulate an MDS cohort in the guide's schema with a known true log-hazard.
 
     Args:
@@ -162,6 +162,8 @@ def simulate_mds(guide: Guide, n: int = 4427, seed: int = 0) -> pl.DataFrame:
             must be exactly those the generator models.
         n: number of patients.
         seed: seed of ``numpy.random.default_rng``; same seed, same frame.
+        with_treatment: add the optional treatment layer (:mod:`fedjax_rhd.simulate.treatment`;
+            the guide must then carry it, ``load_guide("mds+treatment")``).
 
     Returns:
         One row per patient, sorted by ``patient_id``: ``patient_id``, ``centre``
@@ -174,7 +176,8 @@ def simulate_mds(guide: Guide, n: int = 4427, seed: int = 0) -> pl.DataFrame:
     """
     if n < 1:
         raise ValueError(f"simulate_mds: n must be >= 1, got {n}")
-    copula.check_guide(guide, f"simulate_mds ({GENERATOR_VERSION})", needed_features())
+    needed = needed_features() | (treatment.FEATURES if with_treatment else {})
+    copula.check_guide(guide, f"simulate_mds ({GENERATOR_VERSION})", needed)
     if guide.feature("ipssr_cyto").levels != CYTO_LEVELS:
         raise ValueError(f"simulate_mds: 'ipssr_cyto' must have the ordered IPSS-R levels {CYTO_LEVELS}")
     return copula.simulate_cohort(
@@ -186,4 +189,5 @@ def simulate_mds(guide: Guide, n: int = 4427, seed: int = 0) -> pl.DataFrame:
         draw_covariates=draw_covariates,
         oracle_log_hazard=oracle_log_hazard,
         weibull=(WEIBULL_SHAPE, WEIBULL_SCALE),
+        layer=treatment.layer("mds", seed, lambda c: ipssm_linear(c) > 0.0) if with_treatment else None,
     )
