@@ -91,7 +91,7 @@ def test_same_seed_same_frame_other_seed_other_frame(use_case):
 
 
 def test_generator_versions():
-    assert GENERATOR_VERSION == "mds-sim-2" and cmml.GENERATOR_VERSION == "cmml-sim-1"
+    assert GENERATOR_VERSION == "mds-sim-3" and cmml.GENERATOR_VERSION == "cmml-sim-2"
 
 
 @settings(max_examples=12, deadline=None)

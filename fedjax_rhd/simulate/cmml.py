@@ -1,4 +1,4 @@
-"""Simulated CMML cohort calibrated on IWG-PM's CMML patients, with a ground-truth hazard (``cmml-sim-1``).
+"""Simulated CMML cohort calibrated on IWG-PM's CMML patients, with a ground-truth hazard (``cmml-sim-2``).
 
 Covariates come from the Gaussian copula of :mod:`fedjax_rhd.simulate.copula`
 fitted on the 262 WHO 2016 CMML patients of IWG-PM with overall survival
@@ -33,7 +33,7 @@ from fedjax_rhd.scores import cpss
 from fedjax_rhd.simulate import copula
 from harmonize.guide import Guide
 
-GENERATOR_VERSION = "cmml-sim-1"
+GENERATOR_VERSION = "cmml-sim-2"
 
 CPSS_CYTO_LEVELS: tuple[str, ...] = ("low", "intermediate", "high")
 CPSS_WEIGHT = 0.15

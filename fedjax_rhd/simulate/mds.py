@@ -1,4 +1,4 @@
-"""Simulated MDS cohort calibrated on IWG-PM, with a documented ground-truth hazard (``mds-sim-2``).
+"""Simulated MDS cohort calibrated on IWG-PM, with a documented ground-truth hazard (``mds-sim-3``).
 
 Covariates come from the Gaussian copula of :mod:`fedjax_rhd.simulate.copula`,
 fitted on the 2,494 IWG-PM patients with overall survival and a WHO 2016
@@ -40,7 +40,7 @@ from fedjax_rhd.scores import ipss
 from fedjax_rhd.simulate import copula
 from harmonize.guide import Guide
 
-GENERATOR_VERSION = "mds-sim-2"
+GENERATOR_VERSION = "mds-sim-3"
 
 CYTO_LEVELS: tuple[str, ...] = ("very_good", "good", "intermediate", "poor", "very_poor")
 LESIONS: tuple[str, ...] = ("del5q", "del7_7q", "complex_karyotype", "plus8", "del20q", "delY", "del17p")
