@@ -190,7 +190,7 @@ def test_oracle_is_the_documented_hazard(large):
     cov = {"hb": np.array([12.0]), "plt": np.array([200.0]), "bm_blasts": np.array([1.0])}
     base = {**cov, "anc": np.array([3.0]), "age": np.array([72.0]), "sex_male": np.array([0])}
     base["ipssr_cyto"] = np.array([1])
-    for name in ("del5q", "del7_7q", "complex_karyotype", "TP53multi"):
+    for name in (*mds.LESIONS, "TP53multi"):
         base[name] = np.array([0])
     for gene in copula.load_params("mds").genes:
         base[gene] = np.array([0])
