@@ -51,7 +51,11 @@ def test_case_mix_in_the_data_layer_and_config(mds_guide):
     base = SplitSpec(name="three", fractions=(0.6, 0.3, 0.1), seed=0)
     plain = build_federated_data(df, mds_guide, base)
     shifted = build_federated_data(df, mds_guide, dataclasses.replace(base, case_mix=((-1, 1.5),)))
-    assert shifted.n_train == plain.n_train and shifted.test_patient_ids == plain.test_patient_ids
+    assert shifted.test_patient_ids == plain.test_patient_ids
+    # Shifted node sizes are exact (largest remainder over all rows); the plain split rounds
+    # each event class separately, so its node sizes may differ by up to 2 rows.
+    assert sum(shifted.n_train) + sum(shifted.n_val) == sum(plain.n_train) + sum(plain.n_val)
+    assert max(abs(a - b) for a, b in zip(shifted.n_train, plain.n_train, strict=True)) <= 2
     # the referral (smallest) node has more deaths in its training rows
     ev = lambda fd, k: float(np.asarray(fd.train.event)[k][: fd.n_train[k]].mean())  # noqa: E731
     assert ev(shifted, 2) > ev(plain, 2) + 0.1

@@ -12,7 +12,9 @@ real data):
 2. Marginals: a continuous variable is the real cohort's empirical quantile
    function at ``Φ(z)`` (skewed, bounded, rounded like real reports); a binary
    one is ``z > Φ⁻¹(1 − p)``; an ordinal one cuts ``z`` at the real level
-   frequencies. Both marginals and pairwise structure match the real cohort by
+   frequencies; the discrete cuts are taken at within-draw quantiles, so every
+   draw carries the fitted prevalences exactly (no sampling noise at the
+   study's size). Both marginals and pairwise structure match the real cohort by
    construction, up to the copula's approximation of higher-order structure.
    Two rules fix what a copula cannot express: splicing factors are thinned to
    near-exclusivity (:func:`exclusive`), and IPSS-R "very poor" implies a complex
@@ -87,31 +89,64 @@ def draw_latent(rng: np.random.Generator, params: CopulaParams, n: int) -> np.nd
     return rng.standard_normal((n, len(params.variables))) @ params.chol.T
 
 
+def exact_flags(z: np.ndarray, p: float) -> tuple[np.ndarray, float]:
+    """0/1 flags for the ``round(p · n)`` largest latent values, and the within-draw cut.
+
+    A rank cut instead of the fixed ``z > Φ⁻¹(1 − p)``: the count of carriers is
+    exactly the fitted prevalence times ``n`` (no binomial noise, which at the
+    study's CMML size is up to 1.2 points for a 40-60% gene), while which patients
+    carry the flag is still decided by their latent values, so the copula's
+    co-occurrence and exclusivity are kept. The cut returned is the smallest
+    carrier's latent value (``+inf`` when nobody carries it).
+    """
+    n = z.shape[0]
+    k = int(np.clip(np.round(p * n), 0, n))
+    flags = np.zeros(n, dtype=np.int8)
+    if k == 0:
+        return flags, np.inf
+    top = np.argpartition(-z, k - 1)[:k]
+    flags[top] = 1
+    return flags, float(z[top].min())
+
+
+def exact_levels(z: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Ordinal codes with exactly ``round(cumsum(p) · n)`` patients at or below each level, by latent rank."""
+    n = z.shape[0]
+    bounds = np.round(np.cumsum(p)[:-1] * n)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(z, kind="stable")] = np.arange(n)
+    return np.searchsorted(bounds, rank, side="right").astype(np.int64)
+
+
 def to_marginals(z: np.ndarray, params: CopulaParams, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Complete covariates from latent normals: continuous values, 0/1 flags, ordinal codes.
 
+    Discrete marginals are exact within the draw (:func:`exact_flags`,
+    :func:`exact_levels`): cutting each latent at its within-draw quantile reproduces
+    the fitted prevalences without sampling noise and keeps the dependence, which
+    lives in the ranks. Continuous marginals stay the quantile function at ``Φ(z)``.
     Binary variables of an exclusive group (the splicing factors) are cut at
     ``p_latent`` (above the target prevalence) and then thinned by
     :func:`exclusive`, so that their prevalences after thinning match the real ones.
     """
     out: dict[str, np.ndarray] = {}
+    cuts: dict[str, float] = {}
     for j, name in enumerate(params.variables):
         m = params.marginals[name]
         if m["kind"] == "continuous":
             q = np.asarray(m["quantiles"], dtype=np.float64)
             out[name] = np.round(np.interp(norm.cdf(z[:, j]), QUANTILE_LEVELS, q), m["decimals"])
         elif m["kind"] == "binary":
-            out[name] = (z[:, j] > norm.isf(m.get("p_latent", m["p"]))).astype(np.int8)
+            out[name], cuts[name] = exact_flags(z[:, j], m.get("p_latent", m["p"]))
         else:
-            cuts = norm.ppf(np.clip(np.cumsum(m["p"])[:-1], 1e-12, 1 - 1e-12))
-            out[name] = np.searchsorted(cuts, z[:, j]).astype(np.int64)
+            out[name] = exact_levels(z[:, j], np.asarray(m["p"], dtype=np.float64))
     for rule in params.raw.get("implications", []):
         # Logical rules a copula only approximates: IPSS-R "very poor" means a complex
         # karyotype with more than three abnormalities.
         hit = out[rule["if"]] == rule["level"]
         out[rule["then"]] = np.where(hit, 1, out[rule["then"]]).astype(np.int8)
     for group in params.raw.get("exclusive_groups", []):
-        exclusive(out, z, params, group["genes"], group["keep_multiple"], rng)
+        exclusive(out, z, params, group["genes"], group["keep_multiple"], rng, cuts)
     return out
 
 
@@ -122,27 +157,27 @@ def exclusive(
     genes: list[str],
     keep_multiple: float,
     rng: np.random.Generator,
+    cuts: dict[str, float],
 ) -> None:
     """Mutual exclusivity a Gaussian copula cannot express (in place).
 
     Splicing-factor mutations are nearly mutually exclusive (IWG-PM: 2-3% of
     carriers have two); the probit's pairwise correlations cannot all be that
     negative at once (a positive-definite matrix limits them to about −1/3 for
-    four genes). A patient drawn with several keeps them all with probability
-    ``keep_multiple``, otherwise only the gene whose latent value lies furthest
-    above its threshold.
+    four genes). Of the ``m`` patients drawn with several, ``round(keep_multiple · m)``
+    chosen at random keep them all (an exact share, like the marginals); the others
+    keep only the gene whose latent value lies furthest above its within-draw cut
+    (``cuts``, from :func:`exact_flags`).
     """
     idx = [params.variables.index(g) for g in genes]
     flags = np.stack([cov[g] for g in genes], axis=1).astype(bool)
-    margin = np.stack(
-        [
-            z[:, j] - norm.isf(params.marginals[g].get("p_latent", params.marginals[g]["p"]))
-            for g, j in zip(genes, idx, strict=True)
-        ],
-        axis=1,
-    )
+    margin = np.stack([z[:, j] - cuts[g] for g, j in zip(genes, idx, strict=True)], axis=1)
     multiple = flags.sum(axis=1) > 1
-    thin = multiple & (rng.random(flags.shape[0]) >= keep_multiple)
+    order = rng.random(flags.shape[0])
+    rows = np.flatnonzero(multiple)
+    keep = rows[np.argsort(order[rows], kind="stable")[: int(np.round(keep_multiple * rows.size))]]
+    thin = multiple.copy()
+    thin[keep] = False
     best = np.argmax(np.where(flags, margin, -np.inf), axis=1)
     for k, g in enumerate(genes):
         cov[g] = np.where(thin, (best == k).astype(np.int8), cov[g]).astype(np.int8)
