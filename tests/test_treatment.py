@@ -198,8 +198,6 @@ def test_cox_fit_recovers_the_configured_log_hazard_ratios():
         coef, se = fit.params_[name], fit.standard_errors_[name]
         # 3.3 standard errors: a 99.9% interval per coefficient, so nine checks rarely fail by chance
         assert abs(coef - value) < 3.3 * se, (name, coef, value, se)
-    lo, hi = fit.confidence_intervals_.loc["hsct"]
-    assert lo < p.log_hr_hsct < hi
 
 
 # --- off by default: nothing changes ------------------------------------------------------------
