@@ -256,6 +256,7 @@ class ConfigSchema:
     bootstrap: int = 1000  # resamples for the C-index confidence intervals
     progress: bool = True  # progress bar over rounds
     resume: str | None = None  # a run directory to continue from its checkpoint
+    curve_every: int = 1  # per-round test C-index (Figure 2) at round 1 and every k-th round
 
 
 def register_configs() -> None:
@@ -302,6 +303,7 @@ class ExperimentSettings:
     n_centres: int = 3  # simulated_dialects: centres, one hospital dialect each
     mapping: tuple[str, ...] = ()  # csv: mapping YAMLs (harmonize.mapping), one per centre
     reduce: tuple[tuple[str, int], ...] = ()  # (feature group, components) reductions, in order
+    curve_every: int = 1  # per-round test curves at round 1 and every k-th round (selection unaffected)
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -382,7 +384,15 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         participation=_participation(cfg),
         finetune_epochs=int(s.finetune_epochs),
         resume=None if cfg.resume is None else str(cfg.resume),
+        curve_every=_curve_every(cfg),
     )
+
+
+def _curve_every(cfg: DictConfig) -> int:
+    k = int(cfg.get("curve_every", 1))
+    if k < 1:
+        raise ValueError(f"curve_every must be >= 1 (1: every round), got {k}")
+    return k
 
 
 def _proximal_mu(s: DictConfig) -> float | None:

@@ -37,7 +37,7 @@ from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
 from fedjax_rhd.models import config_for_guide
 from fedjax_rhd.scores.report import clinical_score_result, scores_on_test
-from fedjax_rhd.tracking import final_metrics, make_tracker, round_metrics
+from fedjax_rhd.tracking import curve_round, final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.guide import load_guide
 from harmonize.registry import EXPORT_SOURCES, TABLE_SOURCES
@@ -162,7 +162,11 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     traces_before = TRACE_COUNTS["round"]
 
     def on_round(record: dict[str, Any]) -> None:
-        # Test C-index per round is reported for the curves, never used to select.
+        # Test C-index per round is reported for the curves, never used to select; at round 1
+        # and every curve_every-th round (validation, which selects, runs every round).
+        if not curve_round(record["round"], settings.curve_every):
+            tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
+            return
         node_risk = _test_risks(settings, record["client_params"], data)
         record["c_index_test_nodes"] = [_c_index(data, r) for r in node_risk]
         if record["server_params"] is not None:
