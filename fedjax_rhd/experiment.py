@@ -190,6 +190,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
         checkpoint=checkpoint_path,
         identity=identity,
         resume=settings.resume is not None,
+        checkpoint_every=settings.checkpoint_every,
     )
     compilations = TRACE_COUNTS["round"] - traces_before
 
