@@ -277,7 +277,7 @@ def run_simulation(
                     else f"stopped by Ctrl-C after round {r}"
                 )
     bar.close()
-    save()  # the finished loop (a no-op rewrite when the last round was just saved)
+    save()  # the finished loop (rewrites the same state when the last round was just saved)
 
     best_state = loop.best_state
     if algorithm.personalized:
