@@ -259,6 +259,8 @@ class ConfigSchema:
     bootstrap: int = 1000  # resamples for the C-index confidence intervals
     progress: bool = True  # progress bar over rounds
     resume: str | None = None  # a run directory to continue from its checkpoint
+    curve_every: int = 1  # per-round test C-index (Figure 2) at round 1 and every k-th round
+    checkpoint_every: int = 1  # write the resumable checkpoint every k-th round (and at the end)
 
 
 def register_configs() -> None:
@@ -306,6 +308,8 @@ class ExperimentSettings:
     mapping: tuple[str, ...] = ()  # csv: mapping YAMLs (harmonize.mapping), one per centre
     reduce: tuple[tuple[str, int], ...] = ()  # (feature group, components) reductions, in order
     treatment: bool = False  # optional treatment layer; ``guide`` then names "<guide>+treatment"
+    curve_every: int = 1  # per-round test curves at round 1 and every k-th round (selection unaffected)
+    checkpoint_every: int = 1  # resumable checkpoint every k-th round and at the end (results unaffected)
 
 
 def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
@@ -388,7 +392,16 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         participation=_participation(cfg),
         finetune_epochs=int(s.finetune_epochs),
         resume=None if cfg.resume is None else str(cfg.resume),
+        curve_every=_every(cfg, "curve_every"),
+        checkpoint_every=_every(cfg, "checkpoint_every"),
     )
+
+
+def _every(cfg: DictConfig, key: str) -> int:
+    k = int(cfg.get(key, 1))
+    if k < 1:
+        raise ValueError(f"{key} must be >= 1 (1: every round), got {k}")
+    return k
 
 
 def _proximal_mu(s: DictConfig) -> float | None:

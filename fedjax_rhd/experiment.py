@@ -33,13 +33,13 @@ from fedjax_rhd.federation.finetune import finetuned_results
 from fedjax_rhd.federation.participation import participation_summary
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
+from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
 from fedjax_rhd.models import config_for_guide
 from fedjax_rhd.scores.report import clinical_score_result, scores_on_test
-from fedjax_rhd.tracking import final_metrics, make_tracker, round_metrics
+from fedjax_rhd.tracking import curve_round, final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
-from harmonize.guide import load_guide
 from harmonize.registry import EXPORT_SOURCES, TABLE_SOURCES
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
@@ -125,7 +125,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     started = time.perf_counter()
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
-    guide = load_guide(settings.guide)
+    guide = cached_guide(settings.guide)  # parsed once per multirun worker
     source = SourceSpec(
         settings.source, settings.n_patients, settings.seed_data, settings.data_root, settings.real_data_root
     )
@@ -163,7 +163,11 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     traces_before = TRACE_COUNTS["round"]
 
     def on_round(record: dict[str, Any]) -> None:
-        # Test C-index per round is reported for the curves, never used to select.
+        # Test C-index per round is reported for the curves, never used to select; at round 1
+        # and every curve_every-th round (validation, which selects, runs every round).
+        if not curve_round(record["round"], settings.curve_every):
+            tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
+            return
         node_risk = _test_risks(settings, record["client_params"], data)
         record["c_index_test_nodes"] = [_c_index(data, r) for r in node_risk]
         if record["server_params"] is not None:
@@ -187,6 +191,7 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
         checkpoint=checkpoint_path,
         identity=identity,
         resume=settings.resume is not None,
+        checkpoint_every=settings.checkpoint_every,
     )
     compilations = TRACE_COUNTS["round"] - traces_before
 

@@ -287,7 +287,10 @@ def round_curves(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             by_round.setdefault(int(rnd["round"]), []).append(rnd)
     rows = []
     for r in sorted(by_round):
-        rounds = by_round[r]
+        # Rounds without curves (config curve_every) are left out, not averaged as gaps.
+        rounds = [x for x in by_round[r] if "c_index_test_nodes" in x]
+        if not rounds:
+            continue
         row: dict[str, Any] = {"round": r, "n_runs": len(rounds)}
         glob = [x["c_index_test_global"] for x in rounds if x.get("c_index_test_global") is not None]
         row["global"] = sum(glob) / len(glob) if glob else ""

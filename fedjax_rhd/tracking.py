@@ -77,6 +77,11 @@ def make_tracker(settings: TrackerSettings | str, output_dir: Path) -> Tracker:
     return getattr(importlib.import_module(module), cls)(settings, Path(output_dir))
 
 
+def curve_round(round_: int, every: int) -> bool:
+    """Whether round ``round_`` (from 1) gets the per-round test curves: round 1 and every ``every``-th."""
+    return round_ == 1 or round_ % every == 0
+
+
 def round_metrics(record: dict[str, Any], node_names: list[str]) -> dict[str, float]:
     """A round's record (as written to ``results.json`` ``rounds``) as flat tracker metrics.
 
@@ -88,7 +93,8 @@ def round_metrics(record: dict[str, Any], node_names: list[str]) -> dict[str, fl
         if record["train_loss"][i] is not None:
             out[f"loss/train/{name}"] = float(record["train_loss"][i])
         out[f"loss/val/{name}"] = float(record["val_loss"][i])
-        out[f"c_index_test/{name}"] = float(record["c_index_test_nodes"][i])
+        if "c_index_test_nodes" in record:  # absent between curve rounds (curve_every)
+            out[f"c_index_test/{name}"] = float(record["c_index_test_nodes"][i])
     if record.get("c_index_test_global") is not None:
         out["c_index_test/global"] = float(record["c_index_test_global"])
     return out

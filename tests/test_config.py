@@ -77,3 +77,16 @@ def test_bad_fractions_fail_at_conversion():
     with pytest.raises(ConfigCompositionException, match="split.test_fraction") as err:
         compose(["split.test_fraction=abc"])
     assert isinstance(err.value.__cause__, ValidationError)
+
+
+def test_savae_preset_sets_the_chosen_budget_and_cadences():
+    """+experiment=savae: the budget chosen by federated validation, and the curve/checkpoint cadence."""
+    s = settings_from_config(compose(["+experiment=savae"]))
+    assert s.spec.model_name == "savae"
+    assert (s.schedule.rounds, s.schedule.patience) == (200, 20)
+    assert (s.spec.client.learning_rate, s.spec.client.local_epochs) == (3e-3, 5)
+    assert (s.curve_every, s.checkpoint_every) == (5, 10)
+    plain = settings_from_config(compose([]))
+    assert (plain.curve_every, plain.checkpoint_every) == (1, 1)  # every round unless asked
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+        settings_from_config(compose(["checkpoint_every=0"]))

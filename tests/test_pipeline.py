@@ -305,3 +305,18 @@ def test_write_outputs_metrics_and_curves_from_hand_made_runs(tmp_path):
     assert got[("1", "node1")] == pytest.approx(0.60)
     assert (tmp_path / "r" / "curves_worst.csv").read_text() == "round,series,c_index,n_runs\n"
     assert (tmp_path / "r" / "table.md").is_file() and (tmp_path / "r" / "report.html").is_file()
+
+
+def test_round_curves_skip_rounds_without_curves():
+    """A run with curve_every > 1 has rounds without test curves: they are not averaged as gaps."""
+    run1 = {"rounds": [
+        {"round": 1, "c_index_test_nodes": [0.5], "c_index_test_global": 0.55},
+        {"round": 2},
+        {"round": 3, "c_index_test_nodes": [0.7], "c_index_test_global": 0.75},
+    ]}  # fmt: skip
+    run2 = {"rounds": [{"round": 1, "c_index_test_nodes": [0.7]}, {"round": 2, "c_index_test_nodes": [0.9]}]}
+    rows = pipeline.round_curves([run1, run2])
+    assert [r["round"] for r in rows] == [1, 2, 3]
+    assert rows[0] == pytest.approx({"round": 1, "n_runs": 2, "global": 0.55, "node1": 0.6})
+    assert rows[1] == pytest.approx({"round": 2, "n_runs": 1, "global": "", "node1": 0.9})
+    assert rows[2] == pytest.approx({"round": 3, "n_runs": 1, "global": 0.75, "node1": 0.7})

@@ -40,7 +40,7 @@ def test_federated_pca_equals_pooled_pca():
     cov = np.cov(pooled, rowvar=False)  # numpy's pooled estimate, n - 1 denominator
     want_vals, want_vecs = np.linalg.eigh(cov)
     np.testing.assert_allclose(red.mean, pooled.mean(0), rtol=1e-12)
-    np.testing.assert_allclose(red.eigenvalues, want_vals[::-1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(red.eigenvalues, want_vals[::-1][:3], rtol=1e-10, atol=1e-12)
     for j in range(3):  # same axes up to sign
         assert abs(abs(red.basis[:, j] @ want_vecs[:, -1 - j]) - 1.0) < 1e-10
     scores = transform(parts[0], red).select(component_names("wsi", 3)).to_numpy()

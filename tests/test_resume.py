@@ -135,3 +135,44 @@ def test_resume_refuses_another_config(straight, tmp_path):
     )
     assert proc.returncode != 0
     assert "strategy.client.learning_rate: 0.002 -> 0.01" in proc.stderr
+
+
+def test_checkpoint_every_k_rounds_resumes_to_the_same_run(straight, tmp_path):
+    """checkpoint_every=3: the file is written at rounds 0, 3, 6, ... and at the end; a run killed
+    part-way resumes from the last multiple of 3 to the same parameters and records as writing
+    every round (round r's keys depend on r only)."""
+    data_tmp, straight_dir = straight
+    (tmp_path / "data").symlink_to(data_tmp / "data")
+    every3 = [*ARGS, "checkpoint_every=3"]
+    sparse = tmp_path / "sparse"
+    proc = _run([*every3, f"hydra.run.dir={sparse}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_run(straight_dir, sparse)
+    rounds_run = len(json.loads((sparse / "results.json").read_text())["rounds"])
+    assert _checkpoint_round(sparse / CHECKPOINT_NAME) == rounds_run  # the end is always written
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedjax_rhd", *every3, f"hydra.run.dir={killed}"],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = set()
+    deadline = time.monotonic() + 300
+    while _checkpoint_round(killed / CHECKPOINT_NAME) < 3:
+        seen.add(_checkpoint_round(killed / CHECKPOINT_NAME))
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "run never reached round 3"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=300)
+    at = _checkpoint_round(killed / CHECKPOINT_NAME)
+    assert at % 3 == 0 and 3 <= at < rounds_run, at
+    assert seen <= {-1, 0}  # rounds 1 and 2 were never written
+    proc = _run([*every3, f"resume={killed}", f"hydra.run.dir={tmp_path / 'resume_log'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"after round {at}" in proc.stdout
+    _assert_same_run(straight_dir, killed)

@@ -245,3 +245,36 @@ def test_round_metrics_skip_nodes_that_sat_the_round_out():
     out = round_metrics(record, ["node1", "node2"])
     assert out["loss/train/node1"] == 2.0 and "loss/train/node2" not in out
     assert out["loss/val/node2"] == 2.0 and out["c_index_test/global"] == 0.71
+
+
+def test_curve_every_thins_only_the_test_curves(tmp_path, recording):
+    """curve_every=3: the test curves at rounds 1, 3, 6 equal the every-round run's at those rounds;
+    validation (which selects the round), training and every final number are unchanged."""
+    extra = ["strategy.rounds=7"]
+    every = _run(_settings(tmp_path, "none", extra), tmp_path / "every")
+    recording.clear()
+    thin_settings = _settings(tmp_path, "recording", [*extra, "curve_every=3"])
+    assert thin_settings.curve_every == 3
+    thin = _run(thin_settings, tmp_path / "thin")
+    assert thin["config"]["curve_every"] == 3 and every["config"]["curve_every"] == 1
+    curve_keys = ("c_index_test_nodes", "c_index_test_global")
+    for a, b in zip(every["rounds"], thin["rounds"], strict=True):
+        assert {k: v for k, v in a.items() if k not in curve_keys} == {
+            k: v for k, v in b.items() if k not in curve_keys
+        }
+        if b["round"] in (1, 3, 6):
+            assert all(b[k] == a[k] for k in curve_keys)  # bit-identical where evaluated
+        else:
+            assert not any(k in b for k in curve_keys)
+    assert thin["final"] == every["final"]
+    logged = {step: m for name, *rest in recording if name == "log_metrics" for m, step in [rest]}
+    assert sorted(logged) == list(range(1, 8))  # losses still logged every round
+    assert "c_index_test/global" in logged[3] and "c_index_test/global" not in logged[2]
+    assert logged[2]["loss/val_federated"] == every["rounds"][1]["val_loss_federated"]
+
+
+def test_curve_round_and_bad_curve_every(tmp_path):
+    assert [r for r in range(1, 11) if tracking.curve_round(r, 4)] == [1, 4, 8]
+    assert all(tracking.curve_round(r, 1) for r in range(1, 5))
+    with pytest.raises(ValueError, match="curve_every must be >= 1"):
+        _settings(tmp_path, "none", ["curve_every=0"])

@@ -131,6 +131,7 @@ def load_loop_state(path: str | Path, template: ServerState, train_key: jax.Arra
 MAY_CHANGE_ON_RESUME = (
     "resume",
     "progress",
+    "checkpoint_every",  # how often the file is written, not what the run computes
     "bootstrap",
     "tracker",
     "data_root",

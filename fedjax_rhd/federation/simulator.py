@@ -157,6 +157,7 @@ def run_simulation(
     checkpoint: str | Path | None = None,
     identity: dict[str, Any] | None = None,
     resume: bool = False,
+    checkpoint_every: int = 1,
 ) -> SimulationResult:
     """Train ``spec`` over ``data``'s nodes; select rounds by federated validation.
 
@@ -169,7 +170,9 @@ def run_simulation(
         on_round: called with each round's record (and its parameters) before it is stored.
         progress: show a progress bar.
         participation: sampling, simulated failures/time limits and the round policy.
-        checkpoint: write the loop state here before round 1 and after every round.
+        checkpoint: write the loop state here before round 1, after every ``checkpoint_every``-th
+            round and when the loop ends or stops. Round r's keys are ``fold_in(seed, r)``, so a
+            resume from an earlier round reproduces the same run; k > 1 only saves the file writes.
         identity: JSON-able run identity stored in the checkpoint (config, dataset id).
         resume: continue from ``checkpoint`` instead of starting afresh.
 
@@ -202,6 +205,8 @@ def run_simulation(
     def holding(s: ServerState) -> Params:
         return s.params if algorithm.personalized else broadcast(s.params, k)
 
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     if not resume:
         save()  # round 0: even a run that fails in round 1 leaves a usable checkpoint
     bar = tqdm(
@@ -219,6 +224,7 @@ def run_simulation(
                 plan = plan_round(participation, r, data.node_names, data.n_train, spec.client.local_epochs)
             except RunStopped as err:
                 bar.close()
+                save()
                 where = f"; checkpoint after round {loop.round}: {checkpoint}" if checkpoint else ""
                 raise type(err)(f"{err}{where}") from None
             start = time.perf_counter()
@@ -258,17 +264,20 @@ def run_simulation(
             record.pop("client_params")
             record.pop("server_params")
             loop.rounds.append(record)
-            save()
+            if r % checkpoint_every == 0:
+                save()
             bar.update(1)
             bar.set_postfix(val=f"{fed_val:.4f}")
             if stop["stop"]:
                 bar.close()
+                save()
                 raise RunInterrupted(
                     f"stopped by Ctrl-C after round {r}; checkpoint: {checkpoint}"
                     if checkpoint
                     else f"stopped by Ctrl-C after round {r}"
                 )
     bar.close()
+    save()  # the finished loop (rewrites the same state when the last round was just saved)
 
     best_state = loop.best_state
     if algorithm.personalized:
