@@ -149,24 +149,13 @@ def main() -> None:
                 )
             )
             nodes = [m for m in cells["best"] if m.startswith(("fedavg node", "alone node"))]
-            per_node.append(
-                f"| {use_case} | each node with FL | "
-                + " | ".join(
+            for label, prefix in (("each node with FL", "fedavg"), ("each node alone", "alone")):
+                gaps = (
                     fmt(paired_difference(cells["worst"][m], cells["best"][m]), True)
                     for m in nodes
-                    if m.startswith("fedavg")
+                    if m.startswith(prefix)
                 )
-                + " |"
-            )
-            per_node.append(
-                f"| {use_case} | each node alone | "
-                + " | ".join(
-                    fmt(paired_difference(cells["worst"][m], cells["best"][m]), True)
-                    for m in nodes
-                    if m.startswith("alone")
-                )
-                + " |"
-            )
+                per_node.append(f"| {use_case} | {label} | " + " | ".join(gaps) + " |")
     lines += ["", "Paired differences (mean over seeds, 95% paired-bootstrap interval):", "", *diffs, ""]
     lines += [
         "Worst − best per column (same test rows in both scenarios, so paired; nodes largest first;",
