@@ -17,11 +17,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from fedjax_rhd.data import SplitSpec
+from fedjax_rhd.data.federated import SplitSpec
+from fedjax_rhd.data.scenario import ScenarioSpec
 from fedjax_rhd.federation.participation import ParticipationConfig
 from fedjax_rhd.federation.simulator import TrainSchedule
 from fedjax_rhd.models import MODEL_CONFIGS
-from fedjax_rhd.scenario import ScenarioSpec
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
 from fedjax_rhd.tracking import TrackerSettings
 

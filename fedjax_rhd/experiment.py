@@ -24,20 +24,20 @@ import jsonschema
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.checkpoint import save_params
 from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised, load_source
 from fedjax_rhd.config import ExperimentSettings
-from fedjax_rhd.data import FederatedData, build_federated_data
-from fedjax_rhd.evaluation import survival_metrics
+from fedjax_rhd.data.federated import FederatedData, build_federated_data
 from fedjax_rhd.federation.finetune import finetuned_results
 from fedjax_rhd.federation.participation import participation_summary
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.guide_cache import cached_guide
+from fedjax_rhd.io import save_params
 from fedjax_rhd.jax_setup import enable_compilation_cache
-from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
+from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
+from fedjax_rhd.metrics.concordance import bootstrap_cindex, concordance_index
+from fedjax_rhd.metrics.evaluation import survival_metrics
 from fedjax_rhd.models import config_for_guide
-from fedjax_rhd.scores.report import clinical_score_result, scores_on_test
 from fedjax_rhd.tracking import curve_round, final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.registry import EXPORT_SOURCES, TABLE_SOURCES

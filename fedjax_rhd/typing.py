@@ -69,7 +69,7 @@ class SurvivalModel(NamedTuple):
     ``loss`` is the per-node training objective (risk sets stay inside the node);
     ``risk`` is higher for worse prognosis. ``survival`` is ``None`` for Cox-type
     models, whose curves need the federated Breslow baseline
-    (``fedjax_rhd.survival``); parametric models (SAVAE) give their own.
+    (``fedjax_rhd.models.cox``); parametric models (SAVAE) give their own.
     """
 
     init: Any  # (rng) -> Params; the factory already knows the feature count

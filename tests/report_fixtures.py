@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.metrics import concordance_index
+from fedjax_rhd.metrics.concordance import concordance_index
 
 # Eight test patients, all deaths at distinct times: 28 comparable pairs, so Harrell's C of
 # a risk is (concordant pairs) / 28 and the numbers below are exact fractions.

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fedjax_rhd.case_mix import case_mix_partition
 from fedjax_rhd.config import settings_from_config
-from fedjax_rhd.data import SplitSpec, _allocate, build_federated_data, stratified_partition
+from fedjax_rhd.data.case_mix import case_mix_partition
+from fedjax_rhd.data.federated import SplitSpec, _allocate, build_federated_data, stratified_partition
 from fedjax_rhd.simulate import simulate_mds
 from tests.conftest import compose
 

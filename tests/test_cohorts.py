@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from fedjax_rhd.cohorts import RealDataMissing, load_cohort, resolve_real_data_root
-from fedjax_rhd.data import SplitSpec, build_federated_data
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data
+from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
 from fedjax_rhd.scores import ipss
-from fedjax_rhd.scores.report import clinical_score_result, scores_on_test
 from harmonize.guide import load_guide
 
 ROOT = resolve_real_data_root()

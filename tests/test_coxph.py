@@ -9,8 +9,8 @@ import optax
 import pytest
 from statsmodels.duration.hazard_regression import PHReg
 
+from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.models import CoxPHConfig, coxph
-from fedjax_rhd.survival import make_node_data
 
 
 def _data(seed: int = 0, n: int = 200, d: int = 3):

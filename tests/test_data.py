@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedjax_rhd.data import PAD_MULTIPLE, SplitSpec, build_federated_data, stratified_partition
+from fedjax_rhd.data.federated import PAD_MULTIPLE, SplitSpec, build_federated_data, stratified_partition
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import optax
 import pytest
 from lifelines.utils import concordance_index
 
+from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.models import MODELS, DeepSurvConfig, deepsurv
-from fedjax_rhd.survival import cox_loss, make_node_data
+from fedjax_rhd.models.cox import cox_loss
 from fedjax_rhd.typing import NodeData
 
 NUM_FEATURES = 5

@@ -90,7 +90,7 @@ def test_clinical_score_on_the_model_test_rows(tmp_path):
     import numpy as np
     import polars as pl
 
-    from fedjax_rhd.metrics import concordance_index
+    from fedjax_rhd.metrics.concordance import concordance_index
 
     _cli([*TINY, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     (res,) = _results(tmp_path / "run")

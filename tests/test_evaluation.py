@@ -7,18 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_rhd import survival_metrics as sm
-from fedjax_rhd.data import SplitSpec, build_federated_data
-from fedjax_rhd.evaluation import survival_metrics, survival_on_test
-from fedjax_rhd.folds import fold_data
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data
+from fedjax_rhd.data.folds import fold_data
+from fedjax_rhd.data.packing import make_node_data
+from fedjax_rhd.metrics import ipcw as sm
+from fedjax_rhd.metrics.evaluation import survival_metrics, survival_on_test
 from fedjax_rhd.models import CoxPHConfig, SAVAEConfig, config_for_guide
-from fedjax_rhd.strategies import AlgorithmSpec, build_model
-from fedjax_rhd.survival import (
+from fedjax_rhd.models.cox import (
     breslow_baseline_counts,
     breslow_cumulative_hazard,
-    make_node_data,
     survival_curves,
 )
+from fedjax_rhd.strategies import AlgorithmSpec, build_model
 
 
 @pytest.fixture(scope="module")

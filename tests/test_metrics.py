@@ -1,4 +1,4 @@
-"""Tests for fedjax_rhd.metrics: Harrell's C against lifelines, a brute-force reference and hand values."""
+"""Tests for fedjax_rhd.metrics.concordance: Harrell's C against lifelines, brute force and hand values."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lifelines.utils import concordance_index as lifelines_cindex
 
-from fedjax_rhd import metrics
-from fedjax_rhd.metrics import (
+from fedjax_rhd.metrics import concordance as metrics
+from fedjax_rhd.metrics.concordance import (
     bootstrap_cindex,
     concordance_index,
     concordance_summary,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedjax_rhd.data import SplitSpec, build_federated_data
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data
 from fedjax_rhd.federation.participation import (
     ParticipationConfig,
     TooFewNodes,

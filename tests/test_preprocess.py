@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fedjax_rhd.data import SplitSpec, build_federated_data
-from fedjax_rhd.preprocess import (
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data
+from fedjax_rhd.data.preprocess import (
     HISTOGRAM_BINS,
     histogram_median,
     merge_all_moments,

@@ -17,7 +17,7 @@ import pytest
 from fedjax_rhd.cohorts import load_cohort, resolve_real_data_root
 from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised
 from fedjax_rhd.config import settings_from_config
-from fedjax_rhd.data import build_federated_data
+from fedjax_rhd.data.federated import build_federated_data
 from fedjax_rhd.federation.simulator import run_simulation
 from harmonize.guide import load_guide
 from harmonize.registry import dataset_folder

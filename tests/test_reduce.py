@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fedjax_rhd.data import SplitSpec, build_federated_data
-from fedjax_rhd.reduce import component_names, fit_group, reduce_groups, transform
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data
+from fedjax_rhd.data.reduce import component_names, fit_group, reduce_groups, transform
 from fedjax_rhd.simulate.mds_wsi import simulate_mds_wsi
 from harmonize.guide import Feature, Guide
 

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from fedjax_rhd.config import settings_from_config
-from fedjax_rhd.data import build_federated_data
+from fedjax_rhd.data.federated import build_federated_data
 from fedjax_rhd.datasets import DatasetCacheError, dataset_id, generator_fingerprint
 from fedjax_rhd.federation.simulator import run_simulation
 from fedjax_rhd.simulate.mds import simulate_mds

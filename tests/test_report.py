@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedjax_rhd.metrics import concordance_index
+from fedjax_rhd.metrics.concordance import concordance_index
 from fedjax_rhd.report import ReportInputError, build_rows, find_runs, write_report
 from fedjax_rhd.report.render import _verdict, sentence
 from fedjax_rhd.report.stats import Interval, SeedRows, combine_reported, mean_over_seeds, paired_difference
@@ -255,7 +255,7 @@ def test_write_report_files_from_hand_made_runs(tmp_path):
 
 
 def test_seed_rows_leave_unscored_rows_out_of_point_and_resamples():
-    from fedjax_rhd.metrics import concordance_index
+    from fedjax_rhd.metrics.concordance import concordance_index
     from fedjax_rhd.report.stats import SeedRows
 
     rng = np.random.default_rng(0)

@@ -11,9 +11,9 @@ import optax
 import pytest
 from scipy.stats import weibull_min
 
+from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.models import SAVAEConfig, config_for_guide, savae
 from fedjax_rhd.models.savae import weibull_log_likelihood
-from fedjax_rhd.survival import make_node_data
 from fedjax_rhd.typing import NodeData
 
 LAYOUT = (("gaussian", 0, 1), ("gaussian", 1, 1), ("bernoulli", 2, 1), ("categorical", 3, 3))

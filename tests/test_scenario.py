@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedjax_rhd.data import SplitSpec, build_federated_data
-from fedjax_rhd.preprocess import encode
-from fedjax_rhd.scenario import BEST, ScenarioSpec
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data
+from fedjax_rhd.data.preprocess import encode
+from fedjax_rhd.data.scenario import BEST, ScenarioSpec
 
 WORST = ScenarioSpec(
     name="worst", missing_groups=((2, ("genomic",)), (-1, ("cytogenetic",))), extra_missing=0.1

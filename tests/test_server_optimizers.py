@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from fedjax_rhd.data import SplitSpec, build_federated_data
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data
 from fedjax_rhd.federation.simulator import federated_round
 from fedjax_rhd.models import DeepSurvConfig
 from fedjax_rhd.strategies import (

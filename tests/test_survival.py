@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.duration.hazard_regression import PHReg
 
-from fedjax_rhd.survival import (
+from fedjax_rhd.data.packing import make_node_data
+from fedjax_rhd.models.cox import (
     breslow_baseline_counts,
     breslow_cumulative_hazard,
     cox_loss,
     cox_partial_log_likelihood,
-    make_node_data,
     survival_curves,
 )
 from fedjax_rhd.typing import NodeData

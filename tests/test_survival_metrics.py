@@ -13,7 +13,7 @@ from sksurv.metrics import (
 from sksurv.nonparametric import CensoringDistributionEstimator
 from sksurv.util import Surv
 
-from fedjax_rhd import survival_metrics as sm
+from fedjax_rhd.metrics import ipcw as sm
 
 
 def _cohort(rng: np.random.Generator, n: int, rounding: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

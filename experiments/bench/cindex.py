@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a check
 import lifelines  # noqa: E402
 from lifelines.utils import concordance_index as lifelines_cindex  # noqa: E402
 
-from fedjax_rhd.metrics import concordance_index  # noqa: E402
+from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 
 SINGLE_RUN_FROM = 1_000_000
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "experiments" / "bench"))
 
 from cindex import main as cindex_main  # noqa: E402
 
-from fedjax_rhd.data import SplitSpec, build_federated_data  # noqa: E402
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data  # noqa: E402
 from fedjax_rhd.datasets import load_or_build_simulated  # noqa: E402
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, federated_round  # noqa: E402
 from fedjax_rhd.models import DeepSurvConfig  # noqa: E402

@@ -30,7 +30,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.foundation.compare import load_runs, paired_mean_difference  # noqa: E402
-from fedjax_rhd.metrics import concordance_index  # noqa: E402
+from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 
 # ../shared/data/README.md: centralised libraries on IWG-PM, 5 random 90/10 splits,
 # Harrell's C on test rows with a stored IPSS-M.

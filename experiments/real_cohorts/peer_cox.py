@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.foundation.compare import load_runs, paired_mean_difference  # noqa: E402
 from fedjax_rhd.cohorts import load_cohort  # noqa: E402
-from fedjax_rhd.data import SplitSpec, build_federated_data  # noqa: E402
-from fedjax_rhd.metrics import concordance_index  # noqa: E402
+from fedjax_rhd.data.federated import SplitSpec, build_federated_data  # noqa: E402
+from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
 
 PENALIZERS = (0.01, 0.03, 0.1, 0.3, 1.0)

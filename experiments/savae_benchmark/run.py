@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from fedjax_rhd.config import settings_from_config  # noqa: E402
-from fedjax_rhd.evaluation import survival_metrics  # noqa: E402
+from fedjax_rhd.data.folds import fold_data  # noqa: E402
 from fedjax_rhd.federation.simulator import run_simulation  # noqa: E402
-from fedjax_rhd.folds import fold_data  # noqa: E402
 from fedjax_rhd.jax_setup import enable_compilation_cache  # noqa: E402
-from fedjax_rhd.metrics import concordance_index  # noqa: E402
+from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
+from fedjax_rhd.metrics.evaluation import survival_metrics  # noqa: E402
 from fedjax_rhd.models import config_for_guide  # noqa: E402
 from fedjax_rhd.strategies import build_model  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402

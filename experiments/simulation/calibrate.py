@@ -21,8 +21,8 @@ import importlib
 import numpy as np
 from scipy.optimize import minimize
 
+from fedjax_rhd.metrics.ipcw import kaplan_meier
 from fedjax_rhd.simulate import copula
-from fedjax_rhd.survival_metrics import kaplan_meier
 
 
 def main() -> None:

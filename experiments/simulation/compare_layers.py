@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.metrics import concordance_index
+from fedjax_rhd.metrics.concordance import concordance_index
 
 
 def _runs(root: Path) -> dict[tuple[str, int], pl.DataFrame]:

@@ -39,7 +39,7 @@ from scipy.special import roots_legendre
 from scipy.stats import norm
 
 from fedjax_rhd.cohorts.iwgpm import cpss_cyto_risk, read_raw
-from fedjax_rhd.survival_metrics import kaplan_meier
+from fedjax_rhd.metrics.ipcw import kaplan_meier
 
 OUT = Path(__file__).resolve().parents[2] / "fedjax_rhd" / "simulate"
 N_GENES = 54

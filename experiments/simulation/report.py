@@ -25,10 +25,10 @@ from scipy.stats import fisher_exact  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 
 from fedjax_rhd.cohorts.iwgpm import cpss_cyto_risk, read_raw  # noqa: E402
-from fedjax_rhd.metrics import concordance_index  # noqa: E402
+from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
+from fedjax_rhd.metrics.ipcw import kaplan_meier  # noqa: E402
 from fedjax_rhd.scores import ipss  # noqa: E402
 from fedjax_rhd.simulate import cmml, copula, mds  # noqa: E402
-from fedjax_rhd.survival_metrics import kaplan_meier  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 from lifelines import CoxPHFitter
 
-from fedjax_rhd.metrics import concordance_index
+from fedjax_rhd.metrics.concordance import concordance_index
 from fedjax_rhd.simulate import cmml, mds
 from fedjax_rhd.simulate import treatment as tx
 from harmonize.guide import load_guide

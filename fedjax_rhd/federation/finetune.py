@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_rhd.data import FederatedData
+from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.simulator import stacked_risks
-from fedjax_rhd.metrics import bootstrap_cindex
+from fedjax_rhd.metrics.concordance import bootstrap_cindex
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from fedjax_rhd.strategies.client import make_client_update
 from fedjax_rhd.typing import NodeData, Params

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from fedjax_rhd.data import FederatedData
+from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.participation import (
     ParticipationConfig,
     RunInterrupted,

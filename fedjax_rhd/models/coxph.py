@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fedjax_rhd.survival import cox_loss
+from fedjax_rhd.models.cox import cox_loss
 from fedjax_rhd.typing import NodeData, Params, PRNGKey, SurvivalModel
 
 

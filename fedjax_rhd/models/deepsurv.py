@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from fedjax_rhd.survival import cox_loss
+from fedjax_rhd.models.cox import cox_loss
 from fedjax_rhd.typing import NodeData, Params, PRNGKey, SurvivalModel
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {

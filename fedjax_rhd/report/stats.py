@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from fedjax_rhd.metrics import _bootstrap_cindices, concordance_index
+from fedjax_rhd.metrics.concordance import _bootstrap_cindices, concordance_index
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.metrics import bootstrap_cindex
+from fedjax_rhd.metrics.concordance import bootstrap_cindex
 
 
 def scores_on_test(scores: pl.DataFrame, test_patient_ids: Sequence[str]) -> pl.DataFrame:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.data import FederatedData, _node_arrays, _padded, _rng, _stack, stratified_partition
-from fedjax_rhd.preprocess import encode, fit_federated
+from fedjax_rhd.data.federated import FederatedData, _node_arrays, _padded, _rng, _stack, stratified_partition
+from fedjax_rhd.data.preprocess import encode, fit_federated
 from harmonize.guide import Guide
 
 _STREAM_FOLDS, _STREAM_VAL = 10, 11  # distinct from data.py's split streams

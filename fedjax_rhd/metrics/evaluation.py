@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_rhd import survival_metrics as sm
-from fedjax_rhd.data import FederatedData
+from fedjax_rhd.data.federated import FederatedData
+from fedjax_rhd.metrics import ipcw as sm
+from fedjax_rhd.models.cox import breslow_baseline_counts, breslow_cumulative_hazard, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
-from fedjax_rhd.survival import breslow_baseline_counts, breslow_cumulative_hazard, survival_curves
 from fedjax_rhd.typing import NodeData, Params
 
 GRID_POINTS = 512  # shared time grid for censoring and Breslow counts

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.case_mix import case_mix_partition
-from fedjax_rhd.preprocess import Moments, Preprocessor, encode, fit_federated
-from fedjax_rhd.reduce import reduce_groups
-from fedjax_rhd.scenario import BEST, ScenarioSpec, apply_scenario
-from fedjax_rhd.survival import make_node_data
+from fedjax_rhd.data.case_mix import case_mix_partition
+from fedjax_rhd.data.packing import make_node_data
+from fedjax_rhd.data.preprocess import Moments, Preprocessor, encode, fit_federated
+from fedjax_rhd.data.reduce import reduce_groups
+from fedjax_rhd.data.scenario import BEST, ScenarioSpec, apply_scenario
 from fedjax_rhd.typing import NodeData
 from harmonize.guide import Guide
 
@@ -189,7 +189,7 @@ def build_federated_data(
             node's rows (never to the test set) before any statistic.
         reduce: ``(group, k)``: replace a continuous feature group (a WSI embedding,
             PET radiomics) by ``k`` principal components fitted federatedly on the
-            nodes' training parts (:mod:`fedjax_rhd.reduce`); ``k = 0`` drops it.
+            nodes' training parts (:mod:`fedjax_rhd.data.reduce`); ``k = 0`` drops it.
             ``FederatedData.guide`` is then the reduced guide.
 
     Returns:
