@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fedjax_rhd.config import register_configs, settings_from_config
+from fedjax_rhd.config import register_configs, resolved, run_config
 
 register_configs()
 
@@ -27,11 +27,11 @@ def _app(cfg: DictConfig) -> float:
     from fedjax_rhd.experiment import run  # JAX imports after Hydra has parsed the command line
     from fedjax_rhd.federation.participation import RunInterrupted, RunStopped
 
-    settings = settings_from_config(cfg)
+    config = run_config(cfg)
     # A resumed run continues in its own directory (checkpoint, results.json).
-    output_dir = settings.resume or HydraConfig.get().runtime.output_dir
+    output_dir = config.resume or HydraConfig.get().runtime.output_dir
     try:
-        results = run(settings, output_dir)
+        results = run(config, output_dir, resolved(cfg))
     except RunInterrupted as err:
         print(
             f"fedjax-rhd: {err}\n  continue with the same command plus resume={output_dir}", file=sys.stderr

@@ -1,119 +1,47 @@
-"""One experiment run: data → federation → metrics → ``results.json``.
-
-Called by the Hydra entry point with typed settings; writes ``results.json``
-(validated against ``schemas/results.schema.json``) and a parameter checkpoint
-into the run directory, and prints a summary table.
-"""
+"""One experiment run: sources → data → backend → results. The driver only wires the stages."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-import os
-import platform
-import subprocess
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import jsonschema
 import numpy as np
-import polars as pl
 
+from fedjax_rhd import results as res
 from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised, load_source
-from fedjax_rhd.config import ExperimentSettings
-from fedjax_rhd.data.federated import FederatedData, build_federated_data
+from fedjax_rhd.config import RunConfig
+from fedjax_rhd.data import build_federated_data
 from fedjax_rhd.federation.finetune import finetuned_results
-from fedjax_rhd.federation.participation import participation_summary
+from fedjax_rhd.federation.participation import ParticipationConfig
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
-from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
+from fedjax_rhd.federation.simulator import TRACE_COUNTS, TrainSchedule, run_simulation, stacked_risks
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.io import save_params
 from fedjax_rhd.jax_setup import enable_compilation_cache
-from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
-from fedjax_rhd.metrics.concordance import bootstrap_cindex, concordance_index
-from fedjax_rhd.metrics.evaluation import survival_metrics
 from fedjax_rhd.models import config_for_guide
-from fedjax_rhd.tracking import curve_round, final_metrics, make_tracker, round_metrics
+from fedjax_rhd.strategies import AlgorithmSpec
+from fedjax_rhd.tracking import final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.registry import EXPORT_SOURCES, TABLE_SOURCES
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "polars", "hydra-core", "omegaconf")
 
-
-def _env() -> dict[str, Any]:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        sha = ""
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "git_sha": sha or None,
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "packages": versions,
-    }
-
-
-def _c_index(data: FederatedData, risk: np.ndarray) -> float:
-    t = data.test
-    return concordance_index(np.asarray(t.time), np.asarray(t.event), np.asarray(risk, dtype=np.float64))
-
-
-def _test_risks(settings: ExperimentSettings, stacked_params: Any, data: FederatedData) -> np.ndarray:
-    return np.asarray(
-        stacked_risks(settings.spec, stacked_params, jnp.asarray(data.test.x), data.test.observed)
-    )
-
-
-def _survival_block(spec: Any, data: FederatedData, sim: Any) -> dict[str, Any]:
-    """Uno's C, td-AUC and IBS of the main model (the global one, else node 1's own)."""
-    if sim.global_params is not None:
-        params, nodes = sim.global_params, None
-    else:
-        params, nodes = jax.tree.map(lambda p: p[0], sim.node_params), [0]
-    try:
-        return survival_metrics(spec, data, params, baseline_nodes=nodes)
-    except ValueError as err:  # e.g. too short a test follow-up: record why, keep the run
-        logging.getLogger(__name__).warning("survival metrics not computed: %s", err)
-        missing = {"uno_c_test": None, "td_auc_test": None, "ibs_test": None}
-        return {**missing, "survival_eval": {"error": str(err)}}
-
-
-def validate_results(results: dict[str, Any]) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``results`` breaks the committed schema."""
-    jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
-
-
-def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
+def run(
+    config: RunConfig, output_dir: str | Path, resolved_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run one experiment and write ``results.json`` into ``output_dir``.
 
     The tracker starts first, so one that cannot start fails the run before any work.
+    ``resolved_config`` is the composed config as plain containers (recorded as is).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    tracker = make_tracker(settings.tracker, output_dir)
+    tracker = make_tracker(config.tracker, output_dir)
     try:
-        results = _run(settings, output_dir, tracker)
+        results = _run(config, resolved_config or {}, output_dir, tracker)
     except BaseException:
         tracker.finish(success=False)
         raise
@@ -121,226 +49,123 @@ def run(settings: ExperimentSettings, output_dir: str | Path) -> dict[str, Any]:
     return results
 
 
-def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> dict[str, Any]:
+def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker: Tracker) -> dict[str, Any]:
     started = time.perf_counter()
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
-    guide = cached_guide(settings.guide)  # parsed once per multirun worker
-    source = SourceSpec(
-        settings.source, settings.n_patients, settings.seed_data, settings.data_root, settings.real_data_root
-    )
-    if settings.source in (*TABLE_SOURCES, *EXPORT_SOURCES, "csv"):
-        # Harmonised path: source -> FHIR R5 -> ML-ready table, built once and cached.
-        df, card, score_name, score_table = load_harmonised(
-            guide,
-            source,
-            use_case=settings.use_case,
-            guide_name=settings.guide,
-            dataset=settings.dataset,
-            n_centres=settings.n_centres,
-            mapping=settings.mapping,
-            progress=settings.progress,
-            treatment=settings.treatment,
-        )
-    else:
-        df, card, score_name, score_table = load_source(guide, source)
+    uc, seed = config.use_case, config.seed
+    guide = cached_guide(uc.guide_name)  # parsed once per multirun worker
+    table, card, score_name, score_table = _load(config)
     data = build_federated_data(
-        df,
-        guide,
-        settings.split,
-        pooled=settings.spec.pooled,
-        scenario=settings.scenario,
-        reduce=settings.reduce,
+        table, guide, config.split, pooled=config.strategy.algorithm == "centralized",
+        scenario=config.scenario, reduce=uc.reductions,
+    )  # fmt: skip
+    model = config_for_guide(config.model, data.guide)
+    s = config.strategy
+    spec = AlgorithmSpec(s.algorithm, model.name, model, data.num_features, s.client, s.server)
+    tracker.log_config(resolved)
+    fed = _federate(config, spec, data, resolved, card["id"], output_dir, tracker)
+    boot = dict(n_boot=config.bootstrap, seed=seed.split)
+    final = res.final_metrics(
+        data, main_risk=fed["main_risk"], node_risks=fed["node_risks"], has_global=fed["global"] is not None,
+        best_round=fed["sim"].best_round, rounds=fed["sim"].rounds, **boot,
+    )  # fmt: skip
+    final["clinical_score"], test_scores = res.clinical_score_on_test(
+        score_name, score_table, data, fed["main_risk"], **boot
     )
-    spec = dataclasses.replace(
-        settings.spec,
-        num_features=data.num_features,
-        model_config=config_for_guide(settings.spec.model_config, data.guide),
-    )
-    settings = dataclasses.replace(settings, spec=spec)
-
-    tracker.log_config(settings.resolved_config or {})
-    traces_before = TRACE_COUNTS["round"]
-
-    def on_round(record: dict[str, Any]) -> None:
-        # Test C-index per round is reported for the curves, never used to select; at round 1
-        # and every curve_every-th round (validation, which selects, runs every round).
-        if not curve_round(record["round"], settings.curve_every):
-            tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
-            return
-        node_risk = _test_risks(settings, record["client_params"], data)
-        record["c_index_test_nodes"] = [_c_index(data, r) for r in node_risk]
-        if record["server_params"] is not None:
-            glob = _test_risks(settings, jax.tree.map(lambda p: p[None], record["server_params"]), data)[0]
-            record["c_index_test_global"] = _c_index(data, glob)
-        tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
-
-    checkpoint_path = output_dir / CHECKPOINT_NAME
-    identity = run_identity(settings.resolved_config, card["id"])
-    if settings.resume is not None:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"resume={settings.resume}: no {CHECKPOINT_NAME} in that directory")
-        check_resumable(read_identity(checkpoint_path), identity, checkpoint_path)
-    sim = run_simulation(
-        spec,
-        data,
-        settings.schedule,
-        on_round=on_round,
-        progress=settings.progress,
-        participation=settings.participation,
-        checkpoint=checkpoint_path,
-        identity=identity,
-        resume=settings.resume is not None,
-        checkpoint_every=settings.checkpoint_every,
-    )
-    compilations = TRACE_COUNTS["round"] - traces_before
-
-    t = data.test
-    time_np, event_np = np.asarray(t.time), np.asarray(t.event)
-    node_risks = _test_risks(settings, sim.node_params, data)
-    if sim.global_params is not None:
-        main_risk = _test_risks(settings, jax.tree.map(lambda p: p[None], sim.global_params), data)[0]
-    else:
-        # centralized: the pooled model; local: the biggest node's own model.
-        main_risk = node_risks[0]
-    boot = dict(n_boot=settings.bootstrap, seed=settings.split.seed)
-    final: dict[str, Any] = {
-        "c_index_test": bootstrap_cindex(time_np, event_np, main_risk, **boot),
-        "best_round": sim.best_round,
-        "rounds_run": len(sim.rounds),
-        "global_model": None
-        if sim.global_params is None
-        else {"c_index_test": bootstrap_cindex(time_np, event_np, main_risk, **boot)},
-        "nodes": [
-            {
-                "name": name,
-                "n_train": n_tr,
-                "n_val": n_va,
-                "share": share,
-                "c_index_test": bootstrap_cindex(time_np, event_np, risk, **boot),
-            }
-            for name, n_tr, n_va, share, risk in zip(
-                data.node_names, data.n_train, data.n_val, data.shares(), node_risks, strict=True
-            )
-        ],
-        "oracle_c_index_test": None
-        if data.test_oracle_risk is None
-        else bootstrap_cindex(time_np, event_np, data.test_oracle_risk, **boot),
-        "clinical_score": None,  # filled below on the same test rows
-        "ibs_test": None,
-        "n_test": int(len(time_np)),
-        "n_test_events": int(event_np.sum()),
-        "participation": participation_summary(sim.rounds, data.node_names),
-    }
-    test_scores = None if score_table is None else scores_on_test(score_table, data.test_patient_ids)
-    if test_scores is not None:
-        score = test_scores["clinical_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        final["clinical_score"] = clinical_score_result(
-            score_name, score, time_np, event_np, main_risk, **boot
-        )
-    final.update(_survival_block(spec, data, sim))
-    personalized = finetuned_results(
-        spec, settings.finetune_epochs, settings.schedule.seed_train, sim.global_params, data, boot
-    )
-    if personalized is not None:
-        final["personalized"] = personalized["final"]
+    final.update(res.survival_block(spec, data, fed["global"], fed["sim"].node_params))
+    tuned = finetuned_results(spec, s.finetune_epochs, seed.train, fed["global"], data, boot)
+    if tuned is not None:
+        final["personalized"] = tuned["final"]
+    params = {"nodes": fed["sim"].node_params}
     checkpoint = save_params(
-        output_dir / "params.npz",
-        {"global": sim.global_params, "nodes": sim.node_params}
-        if sim.global_params is not None
-        else {"nodes": sim.node_params},
+        output_dir / "params.npz", params if fed["global"] is None else {"global": fed["global"], **params}
     )
-    # Test-set predictions, so reports can pair methods on the same rows (paired bootstrap).
-    predictions = pl.DataFrame(
-        {
-            "patient_id": list(data.test_patient_ids),
-            "time": time_np,
-            "event": event_np,
-            "risk": main_risk,
-            **{f"risk_{name}": risk for name, risk in zip(data.node_names, node_risks, strict=True)},
-            **({} if data.test_oracle_risk is None else {"oracle_risk": data.test_oracle_risk}),
-            **({} if personalized is None else personalized["columns"]),
-        }
-    )
-    if test_scores is not None:
-        predictions = pl.concat([predictions, test_scores.drop("patient_id")], how="horizontal")
-    predictions.write_parquet(output_dir / "test_predictions.parquet")
-    per_round = [sim.first_round_seconds, *sim.round_seconds]
+    res.predictions(
+        data, fed["main_risk"], fed["node_risks"], tuned and tuned["columns"], test_scores
+    ).write_parquet(output_dir / res.PREDICTIONS_FILE)
+    sim = fed["sim"]
     steady = float(np.median(sim.round_seconds)) if sim.round_seconds else 0.0
     results: dict[str, Any] = {
-        "config": settings.resolved_config,
-        "dataset": {
-            "id": card["id"],
-            "name": card["name"],
-            "n_rows": card["n_rows"],
-            "n_events": card["n_events"],
-            "guide_version": card["guide_version"],
-            "layers": list(guide.layers),  # optional guide layers, e.g. ["treatment"]
-        },
-        "nodes": [
-            {"name": n, "n_train": a, "n_val": b, "fraction": f}
-            for n, a, b, f in zip(
-                data.node_names,
-                data.n_train,
-                data.n_val,
-                data.shares() if settings.split.natural or spec.pooled else settings.split.fractions,
-                strict=True,
-            )
-        ],
-        "scenario": {"name": settings.scenario.name, "nodes": list(data.scenario)},
+        "config": resolved,
+        "dataset": res.dataset_block(card, guide.layers),
+        "nodes": res.nodes_block(
+            data, None if config.split.natural or spec.pooled else config.split.fractions
+        ),
+        "scenario": {"name": config.scenario.name, "nodes": list(data.scenario)},
         "preprocessing": data.preprocessor.to_json(),
         "rounds": sim.rounds,
         "final": final,
         "timing": {
             "total_seconds": time.perf_counter() - started,
             "compile_seconds": max(sim.first_round_seconds - steady, 0.0),
-            "round_seconds": per_round,
-            "round_compilations": compilations,
+            "round_seconds": [sim.first_round_seconds, *sim.round_seconds],
+            "round_compilations": fed["compilations"],
         },
-        "env": _env(),
+        "env": res.environment(),
         "checkpoint": checkpoint.name,
     }
-    validate_results(results)
-    (output_dir / "results.json").write_text(json.dumps(results, indent=1))
-    files = {"results": output_dir / "results.json", "checkpoint": output_dir / checkpoint.name}
-    tracker.log_final(final_metrics(final), files)
-    print_summary(results)
+    path = res.write_results(results, output_dir)
+    tracker.log_final(final_metrics(final), {"results": path, "checkpoint": output_dir / checkpoint.name})
+    res.print_summary(results)
     return results
 
 
-def _fmt(ci: dict[str, float] | None) -> str:
-    if ci is None:
-        return "n/a"
-    return f"{ci['estimate']:.3f} [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]"
+def _load(config: RunConfig) -> Any:
+    uc = config.use_case
+    guide = cached_guide(uc.guide_name)
+    source = SourceSpec(uc.source, uc.n_patients, config.seed.data, config.data_root, config.real_data_root)
+    if uc.source in (*TABLE_SOURCES, *EXPORT_SOURCES, "csv"):
+        return load_harmonised(
+            guide, source, use_case=uc.name, guide_name=uc.guide_name, dataset=uc.dataset,
+            n_centres=uc.n_centres, mapping=uc.mapping, progress=config.progress, treatment=uc.treatment,
+        )  # fmt: skip
+    return load_source(guide, source)
 
 
-def print_summary(results: dict[str, Any]) -> None:
-    """A short table of what the run measured (C-index on the global test set)."""
-    cfg, final, timing = results["config"], results["final"], results["timing"]
-    print(
-        f"\n{cfg['use_case']['name']} | {cfg['strategy']['name']} | split={cfg['split']['name']} "
-        f"seed.split={cfg['seed']['split']} | dataset {results['dataset']['id']}"
-    )
-    rows = [("model", "C-index test [95% CI]")]
-    if final["global_model"] is not None:
-        rows.append(("global model", _fmt(final["global_model"]["c_index_test"])))
-    for node in final["nodes"]:
-        rows.append((f"{node['name']} ({node['share']:.0%} of data)", _fmt(node["c_index_test"])))
-    for node in (final.get("personalized") or {}).get("nodes", []):
-        rows.append((f"{node['name']} fine-tuned", _fmt(node["c_index_test"])))
-    rows.append(("oracle (true risk)", _fmt(final["oracle_c_index_test"])))
-    if final["clinical_score"] is not None:
-        cs = final["clinical_score"]
-        rows.append((f"{cs['name']} ({cs['n_scored']} rows scored)", _fmt(cs["c_index_test"])))
-    if final.get("uno_c_test") is not None:
-        rows.append(("main model: Uno's C (IPCW)", f"{final['uno_c_test']:.3f}"))
-        rows.append(("main model: mean td-AUC", f"{final['td_auc_test']['mean']:.3f}"))
-        rows.append(("main model: integrated Brier", f"{final['ibs_test']:.3f}"))
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
-    print(
-        f"  best round {final['best_round']} of {final['rounds_run']} | "
-        f"total {timing['total_seconds']:.1f}s, "
-        f"compile ~{timing['compile_seconds']:.1f}s, {timing['round_compilations']} round compilation(s)\n"
-    )
+def _risks(spec: AlgorithmSpec, stacked_params: Any, data: Any) -> np.ndarray:
+    return np.asarray(stacked_risks(spec, stacked_params, jnp.asarray(data.test.x), data.test.observed))
+
+
+def _federate(config, spec, data, resolved, dataset_id, output_dir, tracker) -> dict[str, Any]:  # INTERIM
+    s, seed, b = config.strategy, config.seed, config.backend
+    participation = ParticipationConfig(
+        sample_fraction=s.sampling.fraction, sample_min_nodes=s.sampling.min_nodes, sample_seed=seed.sample,
+        fail_probability=b.failures.probability, down=tuple((d.node, d.from_round) for d in b.failures.down),
+        fail_seed=seed.failure, time_limit=b.time_limit, seconds_per_row=b.timing.seconds_per_row,
+        jitter=b.timing.jitter, slowdown=tuple((d.node, d.factor) for d in b.timing.slowdown),
+        min_nodes=s.min_nodes, accept_failures=s.accept_failures,
+    )  # fmt: skip
+
+    def on_round(record: dict[str, Any]) -> None:
+        from fedjax_rhd.tracking import curve_round
+
+        if curve_round(record["round"], config.curve_every):
+            node_risk = _risks(spec, record["client_params"], data)
+            glob = None
+            if record["server_params"] is not None:
+                glob = _risks(spec, jax.tree.map(lambda p: p[None], record["server_params"]), data)[0]
+            res.add_round_curves(record, node_risk, glob, data, config.curve_every)
+        tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
+
+    checkpoint_path = output_dir / CHECKPOINT_NAME
+    identity = run_identity(resolved, dataset_id)
+    if config.resume is not None:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"resume={config.resume}: no {CHECKPOINT_NAME} in that directory")
+        check_resumable(read_identity(checkpoint_path), identity, checkpoint_path)
+    before = TRACE_COUNTS["round"]
+    schedule = TrainSchedule(s.rounds, s.patience, seed.init, seed.train)
+    sim = run_simulation(
+        spec, data, schedule, on_round=on_round, progress=config.progress, participation=participation,
+        checkpoint=checkpoint_path, identity=identity, resume=config.resume is not None,
+        checkpoint_every=config.checkpoint_every,
+    )  # fmt: skip
+    compilations = TRACE_COUNTS["round"] - before
+    node_risks = _risks(spec, sim.node_params, data)
+    if sim.global_params is not None:
+        main_risk = _risks(spec, jax.tree.map(lambda p: p[None], sim.global_params), data)[0]
+    else:
+        main_risk = node_risks[0]  # centralized: the pooled model; local: the biggest node's own model
+    return {"sim": sim, "global": sim.global_params, "node_risks": node_risks, "main_risk": main_risk,
+            "compilations": compilations}  # fmt: skip

@@ -27,13 +27,16 @@ TRACKERS = {
 }
 
 
+WANDB_MODES = ("offline", "online", "disabled")
+
+
 class TrackerStartError(RuntimeError):
     """The chosen tracker could not start; raised before any training."""
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackerSettings:
-    """Typed view of ``conf/tracker/<name>.yaml``."""
+    """``conf/tracker/<name>.yaml`` (this class is the group's Hydra schema)."""
 
     name: str = "none"
     project: str = "fedjax_rhd"  # wandb project; MLflow experiment
@@ -41,6 +44,12 @@ class TrackerSettings:
     mode: str | None = None  # wandb: offline | online | disabled; WANDB_MODE wins; None = offline
     tracking_uri: str | None = None  # MLflow store; None = MLFLOW_TRACKING_URI or sqlite:///mlflow.db
     registered_model: str | None = None  # MLflow registry name; None = "<use case>-<model>-<strategy>"
+
+    def __post_init__(self) -> None:
+        if self.name not in TRACKERS:
+            raise ValueError(f"tracker {self.name!r} is not available; choose one of {sorted(TRACKERS)}")
+        if self.mode not in (None, *WANDB_MODES):
+            raise ValueError(f"tracker.mode={self.mode!r}: expected one of {WANDB_MODES} or null")
 
 
 class NoTracker:

@@ -31,18 +31,26 @@ _STREAM_TEST, _STREAM_NODES, _STREAM_VAL, _STREAM_SCENARIO = 0, 1, 2, 3
 
 @dataclasses.dataclass(frozen=True)
 class SplitSpec:
-    """How rows are split (typed view of ``conf/split`` + seeds)."""
+    """How rows are split: ``conf/split/<name>.yaml`` (this class is the group's Hydra schema).
 
-    name: str
-    fractions: tuple[float, ...]  # training share per node, largest first
+    ``seed`` is ``seed.split`` (``conf/config.yaml`` sets ``split.seed: ${seed.split}``, so users
+    set it in one place). OmegaConf hands lists, which become tuples here.
+    """
+
+    name: str = "three"
+    fractions: tuple[float, ...] = (0.6, 0.3, 0.1)  # training share per node, largest first
     test_fraction: float = 0.1
     val_fraction: float = 0.2  # per node, for early stopping and node metrics
     seed: int = 0
     natural: bool = False  # one node per value of the table's ``centre`` column; fractions unused
-    # Optional case-mix shift ((node rank, strength), ...): see fedjax_rhd/case_mix.py. Off by default.
-    case_mix: tuple[tuple[int, float], ...] = ()
+    # Optional case-mix shift, node rank ("1" largest, "-1" smallest) -> strength: see
+    # fedjax_rhd/data/case_mix.py. Off by default. Pairs ((rank, strength), ...) are accepted too.
+    case_mix: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+        pairs = self.case_mix.items() if isinstance(self.case_mix, dict) else self.case_mix
+        object.__setattr__(self, "case_mix", {str(int(rank)): float(v) for rank, v in pairs})
         if self.natural:
             if self.fractions:
                 raise ValueError(f"split {self.name!r}: a natural split takes no fractions")
@@ -52,6 +60,11 @@ class SplitSpec:
             raise ValueError(f"split {self.name!r}: fractions sum to {sum(self.fractions)}, not 1")
         if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:
             raise ValueError(f"split {self.name!r}: test_fraction and val_fraction must be in (0, 1)")
+
+    @property
+    def shifts(self) -> tuple[tuple[int, float], ...]:
+        """``case_mix`` as ``((node rank, strength), ...)`` in the order given."""
+        return tuple((int(rank), v) for rank, v in self.case_mix.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +234,7 @@ def build_federated_data(
             train_df["event"].to_numpy().astype(np.int64),
             train_df["oracle_risk"].to_numpy().astype(np.float64),
             split.fractions,
-            split.case_mix,
+            split.shifts,
             _rng(split.seed, _STREAM_NODES),
             _allocate,
             stratified_partition,

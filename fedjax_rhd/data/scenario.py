@@ -22,27 +22,33 @@ from harmonize.guide import GROUPS, Guide
 
 @dataclasses.dataclass(frozen=True)
 class ScenarioSpec:
-    """A scenario as typed, hashable config.
+    """A scenario: ``conf/scenario/<name>.yaml`` (this class is the group's Hydra schema).
 
     Attributes:
         name: ``best`` or ``worst`` (or a user's own name).
-        missing_groups: ``((rank, (group, ...)), ...)``; rank 1 is the largest
-            node, -1 the smallest; a rank beyond the split's size is ignored.
+        missing_groups: node rank -> feature groups that node never measured; rank
+            ``"1"`` is the largest node, ``"-1"`` the smallest; a rank beyond the split's
+            size is ignored. Pairs ``((rank, (group, ...)), ...)`` are accepted too.
         extra_missing: probability that any single feature value of a node row
             is additionally unobserved (ignored by ``best``-like scenarios at 0).
     """
 
     name: str = "best"
-    missing_groups: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    missing_groups: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     extra_missing: float = 0.0
 
     def __post_init__(self) -> None:
+        given = self.missing_groups
+        pairs = given.items() if isinstance(given, dict) else given
+        object.__setattr__(
+            self, "missing_groups", {str(int(rank)): tuple(str(g) for g in groups) for rank, groups in pairs}
+        )
         if not 0.0 <= self.extra_missing < 1.0:
             raise ValueError(
                 f"scenario {self.name!r}: extra_missing must be in [0, 1), got {self.extra_missing}"
             )
-        for rank, groups in self.missing_groups:
-            if rank == 0:
+        for rank, groups in self.missing_groups.items():
+            if int(rank) == 0:
                 raise ValueError(
                     f"scenario {self.name!r}: node ranks start at 1 (largest) or -1 (smallest), got 0"
                 )
@@ -55,7 +61,8 @@ class ScenarioSpec:
     def groups_missing_at(self, node_index: int, num_nodes: int) -> tuple[str, ...]:
         """Groups node ``node_index`` (0 = largest) lacks in a split of ``num_nodes``."""
         missing: list[str] = []
-        for rank, groups in self.missing_groups:
+        for key, groups in self.missing_groups.items():
+            rank = int(key)
             index = rank - 1 if rank > 0 else num_nodes + rank
             if index == node_index and 0 <= index < num_nodes:
                 missing.extend(groups)

@@ -68,7 +68,7 @@ def finetuned_results(
     if epochs == 0:
         return None
     if global_params is None:
-        raise ValueError(f"strategy.finetune_epochs applies to federated strategies, not {spec.strategy}")
+        raise ValueError(f"strategy.finetune_epochs applies to federated strategies, not {spec.algorithm}")
     train = jax.tree.map(jnp.asarray, data.train)
     tuned = finetune_nodes(spec, global_params, train, finetune_key(seed_train), epochs)
     risks = np.asarray(stacked_risks(spec, tuned, jnp.asarray(data.test.x), data.test.observed))

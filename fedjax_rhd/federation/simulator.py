@@ -212,7 +212,7 @@ def run_simulation(
     bar = tqdm(
         total=schedule.rounds,
         initial=loop.round,
-        desc=f"{spec.strategy} rounds",
+        desc=f"{spec.algorithm} rounds",
         disable=not progress,
         leave=False,
     )

@@ -25,6 +25,8 @@ from fedjax_rhd.typing import NodeData, Params, PRNGKey, SurvivalModel
 class CoxPHConfig:
     """Linear Cox hyperparameters (hashable: part of the jit key)."""
 
+    name: str = "coxph"  # the registry key (fedjax_rhd.models.MODELS) and conf/model/coxph.yaml
+
     # A small ridge penalty keeps coefficients finite under (quasi-)separation,
     # which rare binary mutations in small nodes produce easily; 0 gives the
     # plain maximum partial likelihood estimate.
@@ -34,6 +36,8 @@ class CoxPHConfig:
     use_observed_mask: bool = False
 
     def __post_init__(self) -> None:
+        if self.name != "coxph":
+            raise ValueError(f"CoxPHConfig is model 'coxph', not {self.name!r}")
         if self.l2 < 0:
             raise ValueError(f"l2 must be >= 0, got {self.l2}")
 

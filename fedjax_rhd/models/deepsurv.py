@@ -36,6 +36,8 @@ _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 class DeepSurvConfig:
     """DeepSurv hyperparameters; frozen and hashable so it can be a ``jit`` static arg."""
 
+    name: str = "deepsurv"  # the registry key (fedjax_rhd.models.MODELS) and conf/model/deepsurv.yaml
+
     # Two small layers: rare-disease nodes hold tens to hundreds of patients, so
     # a wide or deep network would only memorise; DeepSurv's tuned networks on
     # its clinical datasets were similarly shallow.
@@ -55,6 +57,9 @@ class DeepSurvConfig:
     use_observed_mask: bool = True
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))  # OmegaConf hands lists
+        if self.name != "deepsurv":
+            raise ValueError(f"DeepSurvConfig is model 'deepsurv', not {self.name!r}")
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
         if not 0.0 <= self.dropout < 1.0:

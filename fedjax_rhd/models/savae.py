@@ -48,6 +48,8 @@ KINDS = ("gaussian", "bernoulli", "categorical")
 class SAVAEConfig:
     """SAVAE hyperparameters (hashable: part of the jit key)."""
 
+    name: str = "savae"  # the registry key (fedjax_rhd.models.MODELS) and conf/model/savae.yaml
+
     # The paper's latent and hidden sizes are of this order; small, because a
     # rare-disease node holds tens to hundreds of patients.
     latent_dim: int = 5
@@ -60,9 +62,15 @@ class SAVAEConfig:
     use_observed_mask: bool = True
     # (kind, first column, width) per feature; filled from the guide by
     # ``for_guide`` at the entry point, never written in YAML.
-    layout: tuple[tuple[str, int, int], ...] = ()
+    layout: tuple[
+        Any, ...
+    ] = ()  # ((kind, start, width), ...) from for_guide; Any: OmegaConf has no nested tuples
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))  # OmegaConf hands lists
+        object.__setattr__(self, "layout", tuple((str(a), int(b), int(c)) for a, b, c in self.layout))
+        if self.name != "savae":
+            raise ValueError(f"SAVAEConfig is model 'savae', not {self.name!r}")
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
         if self.latent_dim < 1 or not 0.0 <= self.dropout < 1.0 or self.beta < 0:

@@ -26,9 +26,9 @@ from fedjax_rhd.typing import ClientResult, FederatedAlgorithm, Params, ServerSt
 
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
-    """Server optimiser on the pseudo-gradient (hashable)."""
+    """Server optimiser on the pseudo-gradient (hashable): ``strategy.server``."""
 
-    optimizer_name: str = "sgd"  # sgd (FedAvg, FedAvgM) | adam | yogi | adagrad (Reddi et al. 2021)
+    optimizer: str = "sgd"  # sgd (FedAvg, FedAvgM) | adam | yogi | adagrad (Reddi et al. 2021)
     learning_rate: float = 1.0  # η; 1.0 with sgd and no momentum = plain FedAvg
     momentum: float = 0.0  # > 0 gives FedAvgM (Hsu et al. 2019); sgd only
     b1: float = 0.9  # adaptive servers: first-moment decay (Reddi et al.'s default)
@@ -36,19 +36,17 @@ class ServerConfig:
     tau: float = 1e-3  # adaptivity τ: larger = closer to FedAvgM (Reddi et al. tuned 1e-3 .. 1e-1)
 
     def __post_init__(self) -> None:
-        if self.optimizer_name not in SERVER_OPTIMIZERS:
+        if self.optimizer not in SERVER_OPTIMIZERS:
             raise ValueError(
-                f"server optimizer {self.optimizer_name!r}: expected one of {list(SERVER_OPTIMIZERS)}"
+                f"server optimizer {self.optimizer!r}: expected one of {list(SERVER_OPTIMIZERS)}"
             )
         if self.learning_rate <= 0 or self.momentum < 0:
             raise ValueError("server learning_rate must be > 0 and momentum >= 0")
-        if self.momentum and self.optimizer_name != "sgd":
-            raise ValueError(f"server momentum applies to the sgd optimizer, not {self.optimizer_name!r}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"server momentum applies to the sgd optimizer, not {self.optimizer!r}")
 
-    def optimizer(self) -> optax.GradientTransformation:
-        return server_optimizer(
-            self.optimizer_name, self.learning_rate, self.momentum, self.b1, self.b2, self.tau
-        )
+    def transform(self) -> optax.GradientTransformation:
+        return server_optimizer(self.optimizer, self.learning_rate, self.momentum, self.b1, self.b2, self.tau)
 
 
 def weighted_mean(stacked: Params, weights: jax.Array) -> Params:
@@ -59,7 +57,7 @@ def weighted_mean(stacked: Params, weights: jax.Array) -> Params:
 
 def fedavg(model: SurvivalModel, client: ClientConfig, server: ServerConfig) -> FederatedAlgorithm:
     """FedAvg: clients train locally, the manager averages weighted by patients."""
-    server_opt = server.optimizer()
+    server_opt = server.transform()
 
     def init(params: Params, num_nodes: int) -> ServerState:
         del num_nodes  # one global model whatever the federation's size

@@ -1,0 +1,263 @@
+"""What a run reports: final metrics, test predictions, ``results.json`` and the printed summary.
+
+Everything here reads what training produced (the federation's outcome, the data's test
+rows, the clinical scores) and writes it down once: each bootstrap interval is computed
+once and reused wherever it appears. ``results.json`` is validated against the committed
+schema ``schemas/results.schema.json`` before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+import jsonschema
+import numpy as np
+import polars as pl
+
+from fedjax_rhd.data import FederatedData
+from fedjax_rhd.federation.participation import participation_summary
+from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
+from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
+from fedjax_rhd.metrics.evaluation import survival_metrics
+from fedjax_rhd.strategies import AlgorithmSpec
+from fedjax_rhd.tracking import curve_round
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "test_predictions.parquet"
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "polars", "hydra-core", "omegaconf")
+
+
+def environment() -> dict[str, Any]:
+    """Where the run ran: git sha, JAX backend and devices, Python, machine, package versions."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        sha = ""
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "git_sha": sha or None,
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+    }
+
+
+def test_c_index(data: FederatedData, risk: np.ndarray) -> float:
+    """Harrell's C of ``risk`` on the benchmark holdout (the global test rows)."""
+    t = data.test
+    return concordance_index(np.asarray(t.time), np.asarray(t.event), np.asarray(risk, dtype=np.float64))
+
+
+def add_round_curves(record: dict[str, Any], node_risks: np.ndarray, global_risk: np.ndarray | None,
+                     data: FederatedData, every: int) -> None:  # fmt: skip
+    """Per-round test C-index for the curves (Figure 2) at round 1 and every ``every``-th round.
+
+    Reported, never used to select (validation, which selects, runs every round).
+    """
+    if not curve_round(record["round"], every):
+        return
+    record["c_index_test_nodes"] = [test_c_index(data, r) for r in node_risks]
+    if global_risk is not None:
+        record["c_index_test_global"] = test_c_index(data, global_risk)
+
+
+def survival_block(
+    spec: AlgorithmSpec, data: FederatedData, global_params: Any, node_params: Any
+) -> dict[str, Any]:
+    """Uno's C, td-AUC and IBS of the main model (the global one, else node 1's own)."""
+    if global_params is not None:
+        params, nodes = global_params, None
+    else:
+        params, nodes = jax.tree.map(lambda p: p[0], node_params), [0]
+    try:
+        return survival_metrics(spec, data, params, baseline_nodes=nodes)
+    except ValueError as err:  # e.g. too short a test follow-up: record why, keep the run
+        logging.getLogger(__name__).warning("survival metrics not computed: %s", err)
+        missing = {"uno_c_test": None, "td_auc_test": None, "ibs_test": None}
+        return {**missing, "survival_eval": {"error": str(err)}}
+
+
+def final_metrics(
+    data: FederatedData,
+    *,
+    main_risk: np.ndarray,
+    node_risks: np.ndarray,
+    has_global: bool,
+    best_round: int,
+    rounds: list[dict[str, Any]],
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """``results.json`` ``final``: C-index with bootstrap CIs of the main, global and node models.
+
+    ``clinical_score``, the survival block and fine-tuning are filled in by the caller.
+    """
+    t = data.test
+    time_np, event_np = np.asarray(t.time), np.asarray(t.event)
+    main = bootstrap_cindex(time_np, event_np, main_risk, n_boot=n_boot, seed=seed)
+    return {
+        "c_index_test": main,
+        "best_round": best_round,
+        "rounds_run": len(rounds),
+        # the main model is the global one when there is one: the same interval, computed once
+        "global_model": {"c_index_test": main} if has_global else None,
+        "nodes": [
+            {
+                "name": name,
+                "n_train": n_tr,
+                "n_val": n_va,
+                "share": share,
+                "c_index_test": bootstrap_cindex(time_np, event_np, risk, n_boot=n_boot, seed=seed),
+            }
+            for name, n_tr, n_va, share, risk in zip(
+                data.node_names, data.n_train, data.n_val, data.shares(), node_risks, strict=True
+            )
+        ],
+        "oracle_c_index_test": None
+        if data.test_oracle_risk is None
+        else bootstrap_cindex(time_np, event_np, data.test_oracle_risk, n_boot=n_boot, seed=seed),
+        "clinical_score": None,
+        "ibs_test": None,
+        "n_test": int(len(time_np)),
+        "n_test_events": int(event_np.sum()),
+        "participation": participation_summary(rounds, data.node_names),
+    }
+
+
+def clinical_score_on_test(
+    score_name: str,
+    score_table: pl.DataFrame | None,
+    data: FederatedData,
+    main_risk: np.ndarray,
+    n_boot: int,
+    seed: int,
+) -> tuple[dict[str, Any] | None, pl.DataFrame | None]:
+    """The use case's clinical score on exactly the model's test rows, and its per-row table."""
+    if score_table is None:
+        return None, None
+    test_scores = scores_on_test(score_table, data.test_patient_ids)
+    score = test_scores["clinical_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    t = data.test
+    result = clinical_score_result(
+        score_name, score, np.asarray(t.time), np.asarray(t.event), main_risk, n_boot=n_boot, seed=seed
+    )
+    return result, test_scores
+
+
+def predictions(
+    data: FederatedData,
+    main_risk: np.ndarray,
+    node_risks: np.ndarray,
+    extra_columns: dict[str, Any] | None,
+    test_scores: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """Test-row risks of every model, so reports pair methods on the same rows."""
+    t = data.test
+    frame = pl.DataFrame(
+        {
+            "patient_id": list(data.test_patient_ids),
+            "time": np.asarray(t.time),
+            "event": np.asarray(t.event),
+            "risk": main_risk,
+            **{f"risk_{name}": risk for name, risk in zip(data.node_names, node_risks, strict=True)},
+            **({} if data.test_oracle_risk is None else {"oracle_risk": data.test_oracle_risk}),
+            **(extra_columns or {}),
+        }
+    )
+    if test_scores is not None:
+        frame = pl.concat([frame, test_scores.drop("patient_id")], how="horizontal")
+    return frame
+
+
+def dataset_block(card: dict[str, Any], layers: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "id": card["id"],
+        "name": card["name"],
+        "n_rows": card["n_rows"],
+        "n_events": card["n_events"],
+        "guide_version": card["guide_version"],
+        "layers": list(layers),  # optional guide layers, e.g. ["treatment"]
+    }
+
+
+def nodes_block(data: FederatedData, fractions: tuple[float, ...] | None) -> list[dict[str, Any]]:
+    """``nodes``: sizes and each node's configured fraction (its actual share when ``None``)."""
+    shares = data.shares() if fractions is None else fractions
+    return [
+        {"name": n, "n_train": a, "n_val": b, "fraction": f}
+        for n, a, b, f in zip(data.node_names, data.n_train, data.n_val, shares, strict=True)
+    ]
+
+
+def validate_results(results: dict[str, Any]) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``results`` breaks the committed schema."""
+    jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
+
+
+def write_results(results: dict[str, Any], output_dir: Path) -> Path:
+    """Validate and write ``results.json``; return its path."""
+    validate_results(results)
+    path = output_dir / RESULTS_FILE
+    path.write_text(json.dumps(results, indent=1))
+    return path
+
+
+def _fmt(ci: dict[str, float] | None) -> str:
+    if ci is None:
+        return "n/a"
+    return f"{ci['estimate']:.3f} [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]"
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """A short table of what the run measured (C-index on the global test set)."""
+    cfg, final, timing = results["config"], results["final"], results["timing"]
+    print(
+        f"\n{cfg['use_case']['name']} | {cfg['strategy']['name']} | split={cfg['split']['name']} "
+        f"seed.split={cfg['seed']['split']} | dataset {results['dataset']['id']}"
+    )
+    rows = [("model", "C-index test [95% CI]")]
+    if final["global_model"] is not None:
+        rows.append(("global model", _fmt(final["global_model"]["c_index_test"])))
+    for node in final["nodes"]:
+        rows.append((f"{node['name']} ({node['share']:.0%} of data)", _fmt(node["c_index_test"])))
+    for node in (final.get("personalized") or {}).get("nodes", []):
+        rows.append((f"{node['name']} fine-tuned", _fmt(node["c_index_test"])))
+    rows.append(("oracle (true risk)", _fmt(final["oracle_c_index_test"])))
+    if final["clinical_score"] is not None:
+        cs = final["clinical_score"]
+        rows.append((f"{cs['name']} ({cs['n_scored']} rows scored)", _fmt(cs["c_index_test"])))
+    if final.get("uno_c_test") is not None:
+        rows.append(("main model: Uno's C (IPCW)", f"{final['uno_c_test']:.3f}"))
+        rows.append(("main model: mean td-AUC", f"{final['td_auc_test']['mean']:.3f}"))
+        rows.append(("main model: integrated Brier", f"{final['ibs_test']:.3f}"))
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    print(
+        f"  best round {final['best_round']} of {final['rounds_run']} | "
+        f"total {timing['total_seconds']:.1f}s, "
+        f"compile ~{timing['compile_seconds']:.1f}s, {timing['round_compilations']} round compilation(s)\n"
+    )

@@ -1,0 +1,82 @@
+"""What ``conf/strategy/<name>.yaml`` says: one frozen dataclass, also the group's Hydra schema.
+
+A strategy file names an ``algorithm`` (``fedavg``, ``centralized``, ``local``: the keys of
+:data:`fedjax_rhd.strategies.ALGORITHMS`) and its settings; FedAvg's variants (FedProx,
+FedAvgM, FedAdam, FedYogi, FedAdagrad) are presets of the ``fedavg`` algorithm, so a new
+variant is one YAML file (fedjax's habit: FedAdam is FedAvg with another server optimiser).
+``name`` and ``label`` only name the preset in results and reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fedjax_rhd.strategies.client import ClientConfig
+from fedjax_rhd.strategies.fedavg import ServerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """Client sampling each round (McMahan et al. 2017's fraction C)."""
+
+    fraction: float = 1.0  # share of nodes asked to train each round (seed.sample picks them)
+    min_nodes: int = 1  # never sample fewer
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"strategy.sampling.fraction must be in (0, 1], got {self.fraction}")
+        if self.min_nodes < 1:
+            raise ValueError(f"strategy.sampling.min_nodes must be >= 1, got {self.min_nodes}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyConfig:
+    """A federated strategy preset: the algorithm, its budget and its round policy.
+
+    Attributes:
+        name: the preset's name (``fedavg``, ``fedadam``, ...): how runs are keyed in reports.
+        label: how tables print it (``FedAdam``); empty = ``name``.
+        algorithm: ``fedavg`` | ``centralized`` | ``local`` (:data:`~fedjax_rhd.strategies.ALGORITHMS`).
+        rounds: maximum communication rounds.
+        patience: stop after this many rounds without federated-validation gain (None: never).
+        client: local training (FedProx when ``client.proximal_mu`` is set, even to 0).
+        server: the server optimiser on the pseudo-gradient (FedAvg = sgd 1.0).
+        sampling: which nodes are asked to train each round.
+        min_nodes: fewest nodes that must return for a round to count.
+        accept_failures: False stops (with a checkpoint) at the first failed or late node.
+        finetune_epochs: > 0 fine-tunes the final global model on each node (personalised column).
+    """
+
+    name: str = "fedavg"
+    label: str = ""
+    algorithm: str = "fedavg"
+    rounds: int = 30
+    patience: int | None = 10
+    client: ClientConfig = dataclasses.field(default_factory=ClientConfig)
+    server: ServerConfig = dataclasses.field(default_factory=ServerConfig)
+    sampling: Sampling = dataclasses.field(default_factory=Sampling)
+    min_nodes: int = 1
+    accept_failures: bool = True
+    finetune_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        from fedjax_rhd.strategies import ALGORITHMS  # the registry imports this module
+
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"strategy.algorithm={self.algorithm!r}: expected one of {sorted(ALGORITHMS)}")
+        if self.rounds < 1:
+            raise ValueError(f"strategy.rounds must be >= 1, got {self.rounds}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"strategy.patience must be >= 1 or null, got {self.patience}")
+        if self.min_nodes < 1:
+            raise ValueError(f"strategy.min_nodes must be >= 1, got {self.min_nodes}")
+        if self.finetune_epochs < 0:
+            raise ValueError(f"strategy.finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if self.algorithm != "fedavg" and self.client.proximal_mu is not None:
+            raise ValueError(
+                f"strategy.client.proximal_mu is FedProx's μ (algorithm fedavg), not for {self.algorithm}"
+            )
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
