@@ -23,9 +23,9 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from fedjax_rhd.data import ScenarioSpec, SplitSpec
 from fedjax_rhd.federation._interim_backend import BACKENDS
-from fedjax_rhd.models import MODELS
+from fedjax_rhd.models import MODELS, config_for_guide
 from fedjax_rhd.sources import UseCase
-from fedjax_rhd.strategies import StrategyConfig
+from fedjax_rhd.strategies import AlgorithmSpec, StrategyConfig
 from fedjax_rhd.tracking import TrackerSettings
 
 
@@ -78,6 +78,12 @@ class RunConfig:
             raise ValueError(
                 f"use_case.treatment=true needs use_case.source=simulated, not {self.use_case.source!r}"
             )
+
+    def algorithm_spec(self, num_features: int, guide: Any = None) -> AlgorithmSpec:
+        """The jit key of this run's round: algorithm, model (filled from ``guide`` if needed), settings."""
+        model = self.model if guide is None else config_for_guide(self.model, guide)
+        s = self.strategy
+        return AlgorithmSpec(s.algorithm, model.name, model, num_features, s.client, s.server)
 
 
 def _writable(node: Any) -> Any:

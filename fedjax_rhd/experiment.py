@@ -22,7 +22,6 @@ from fedjax_rhd.federation.simulator import TRACE_COUNTS, TrainSchedule, run_sim
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.io import save_params
 from fedjax_rhd.jax_setup import enable_compilation_cache
-from fedjax_rhd.models import config_for_guide
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.tracking import final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
@@ -60,9 +59,7 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
         table, guide, config.split, pooled=config.strategy.algorithm == "centralized",
         scenario=config.scenario, reduce=uc.reductions,
     )  # fmt: skip
-    model = config_for_guide(config.model, data.guide)
-    s = config.strategy
-    spec = AlgorithmSpec(s.algorithm, model.name, model, data.num_features, s.client, s.server)
+    spec, s = config.algorithm_spec(data.num_features, data.guide), config.strategy
     tracker.log_config(resolved)
     fed = _federate(config, spec, data, resolved, card["id"], output_dir, tracker)
     boot = dict(n_boot=config.bootstrap, seed=seed.split)

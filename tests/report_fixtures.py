@@ -60,7 +60,7 @@ def write_run(
         "split": {"name": split},
         "scenario": {"name": "best"},
         "model": {"name": "deepsurv", "hidden": [8]},
-        "strategy": {"name": strategy, "rounds": 2},
+        "strategy": {"name": strategy, "label": {"fedavg": "FedAvg"}.get(strategy, ""), "rounds": 2},
         "backend": {"name": "simulator"},
         "tracker": {"name": "none"},
         "seed": {"data": 0, "split": seed, "init": 0, "train": 0},

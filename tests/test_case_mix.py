@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fedjax_rhd.config import settings_from_config
+from fedjax_rhd.config import run_config
 from fedjax_rhd.data.case_mix import case_mix_partition
 from fedjax_rhd.data.federated import SplitSpec, _allocate, build_federated_data, stratified_partition
 from fedjax_rhd.simulate import simulate_mds
@@ -63,6 +63,7 @@ def test_case_mix_in_the_data_layer_and_config(mds_guide):
         build_federated_data(
             df.drop("oracle_risk"), mds_guide, dataclasses.replace(base, case_mix=((1, 1.0),))
         )
-    settings = settings_from_config(compose(["split=three_referral"]))
-    assert settings.split.case_mix == ((-1, 1.0),) and settings.split.fractions == (0.6, 0.3, 0.1)
-    assert settings_from_config(compose()).split.case_mix == ()
+    split = run_config(compose(["split=three_referral"])).split
+    assert split.case_mix == {"-1": 1.0} and split.shifts == ((-1, 1.0),)
+    assert split.fractions == (0.6, 0.3, 0.1)
+    assert run_config(compose()).split.case_mix == {}

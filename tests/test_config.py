@@ -1,4 +1,4 @@
-"""Every config group composes and converts to typed settings; bad keys fail by name."""
+"""Every config group composes into the library's own typed objects; bad keys and values fail by name."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from fedjax_rhd.config import settings_from_config
+from fedjax_rhd.config import RunConfig, run_config
+from fedjax_rhd.data import ScenarioSpec, SplitSpec
+from fedjax_rhd.models import MODELS
+from fedjax_rhd.sources import UseCase
+from fedjax_rhd.strategies import ALGORITHMS, StrategyConfig
+from fedjax_rhd.tracking import TrackerSettings
 from tests.conftest import ROOT, compose
 
 
@@ -16,37 +21,49 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(ROOT) / "conf" / group).glob("*.yaml"))
 
 
+def typed(overrides: list[str] | None = None) -> RunConfig:
+    return run_config(compose(overrides))
+
+
 @pytest.mark.parametrize(
     "group", ["use_case", "split", "scenario", "model", "strategy", "backend", "tracker"]
 )
-def test_every_group_option_composes_and_instantiates(group):
+def test_every_group_option_composes_into_library_objects(group):
     options = _options(group)
     assert options, f"conf/{group} has no options"
     for option in options:
-        settings = settings_from_config(compose([f"{group}={option}"]))
-        assert settings.use_case == (option if group == "use_case" else "mds")
+        c = typed([f"{group}={option}"])
+        assert isinstance(c.use_case, UseCase) and isinstance(c.split, SplitSpec)
+        assert isinstance(c.scenario, ScenarioSpec) and isinstance(c.strategy, StrategyConfig)
+        assert isinstance(c.tracker, TrackerSettings)
+        assert isinstance(c.model, MODELS[c.model.name].config)
+        assert c.use_case.name == (option if group == "use_case" else "mds")
+        assert c.strategy.algorithm in ALGORITHMS
+        hash(c.model)  # part of the jit key
 
 
 def test_defaults_are_fedavg_deepsurv_mds_three_nodes():
-    s = settings_from_config(compose())
-    assert (s.spec.strategy, s.spec.model_name, s.use_case, s.split.name) == (
+    c = typed()
+    assert (c.strategy.name, c.strategy.algorithm, c.model.name, c.use_case.name, c.split.name) == (
+        "fedavg",
         "fedavg",
         "deepsurv",
         "mds",
         "three",
     )
-    assert s.split.fractions == (0.6, 0.3, 0.1) and s.split.test_fraction == 0.1
-    assert s.spec.server.learning_rate == 1.0
+    assert c.split.fractions == (0.6, 0.3, 0.1) and c.split.test_fraction == 0.1
+    assert c.strategy.server.learning_rate == 1.0 and c.model.hidden == (32, 32)
 
 
 def test_split_five_fractions():
-    s = settings_from_config(compose(["split=five"]))
-    assert s.split.fractions == (0.45, 0.2, 0.15, 0.1, 0.1)
+    assert typed(["split=five"]).split.fractions == (0.45, 0.2, 0.15, 0.1, 0.1)
 
 
-def test_seeds_one_per_purpose():
-    s = settings_from_config(compose(["seed.data=1", "seed.split=2", "seed.init=3", "seed.train=4"]))
-    assert (s.seed_data, s.split.seed, s.schedule.seed_init, s.schedule.seed_train) == (1, 2, 3, 4)
+def test_seeds_one_per_purpose_and_the_split_follows_seed_split():
+    c = typed(["seed.data=1", "seed.split=2", "seed.init=3", "seed.train=4"])
+    assert (c.seed.data, c.seed.split, c.split.seed, c.seed.init, c.seed.train) == (1, 2, 2, 3, 4)
+    with pytest.raises(ValueError, match="set seed.split only"):
+        typed(["split.seed=5"])
 
 
 @pytest.mark.parametrize("override", ["model.hiden=[8]", "strategy.client.learnig_rate=0.1", "seed.splitt=1"])
@@ -60,33 +77,50 @@ def test_misspelt_key_fails_naming_it(override):
 @pytest.mark.parametrize(
     "override, name",
     [
-        ("strategy.name=fedavgg", "fedavgg"),
+        ("strategy.algorithm=fedavgg", "fedavgg"),
         ("model.activation=sigmoidx", "sigmoidx"),
+        ("strategy.server.optimizer=adamx", "adamx"),
+        ("tracker.name=tensorboardx", "tensorboardx"),
         ("seed.split=abc", "abc"),
     ],
 )
 def test_bad_value_fails_naming_it(override, name):
     with pytest.raises(Exception) as err:
-        compose([override])
+        typed([override])
     assert name in str(err.value)
 
 
 def test_bad_fractions_fail_at_conversion():
-    with pytest.raises(ValueError, match="sum to"):
-        settings_from_config(compose(["split.fractions=[0.5,0.2]"]))
+    with pytest.raises(Exception, match="sum to"):
+        typed(["split.fractions=[0.5,0.2]"])
     with pytest.raises(ConfigCompositionException, match="split.test_fraction") as err:
         compose(["split.test_fraction=abc"])
     assert isinstance(err.value.__cause__, ValidationError)
 
 
+def test_use_case_is_one_typed_value():
+    c = typed(["use_case=mds_wsi"])
+    assert c.use_case.reduce == {"wsi": 16} and c.use_case.reductions == (("wsi", 16),)
+    c = typed(["use_case=gbsg2_csv"])
+    assert c.use_case.mapping == ("docs/examples/gbsg2.mapping.yaml",)
+    assert typed(["use_case.treatment=true"]).use_case.guide_name == "mds+treatment"
+    with pytest.raises(Exception, match="needs use_case.source=simulated"):
+        typed(["use_case=aml_beat", "use_case.treatment=true"])
+
+
 def test_savae_preset_sets_the_chosen_budget_and_cadences():
     """+experiment=savae: the budget chosen by federated validation, and the curve/checkpoint cadence."""
-    s = settings_from_config(compose(["+experiment=savae"]))
-    assert s.spec.model_name == "savae"
-    assert (s.schedule.rounds, s.schedule.patience) == (200, 20)
-    assert (s.spec.client.learning_rate, s.spec.client.local_epochs) == (3e-3, 5)
-    assert (s.curve_every, s.checkpoint_every) == (5, 10)
-    plain = settings_from_config(compose([]))
+    c = typed(["+experiment=savae"])
+    assert c.model.name == "savae"
+    assert (c.strategy.rounds, c.strategy.patience) == (200, 20)
+    assert (c.strategy.client.learning_rate, c.strategy.client.local_epochs) == (3e-3, 5)
+    assert (c.curve_every, c.checkpoint_every) == (5, 10)
+    plain = typed()
     assert (plain.curve_every, plain.checkpoint_every) == (1, 1)  # every round unless asked
-    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
-        settings_from_config(compose(["checkpoint_every=0"]))
+    with pytest.raises(Exception, match="checkpoint_every must be >= 1"):
+        typed(["checkpoint_every=0"])
+
+
+def test_resume_key():
+    assert typed().resume is None
+    assert typed(["resume=/some/run"]).resume == "/some/run"

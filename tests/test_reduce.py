@@ -97,13 +97,13 @@ def test_build_federated_data_with_a_reduced_embedding():
 
 
 def test_config_reduce_reaches_the_settings():
-    from fedjax_rhd.config import settings_from_config
+    from fedjax_rhd.config import run_config
     from tests.conftest import compose
 
-    assert settings_from_config(compose(["use_case=mds_wsi"])).reduce == (("wsi", 16),)
-    assert settings_from_config(compose(["use_case=mds_wsi", "use_case.reduce.wsi=0"])).reduce == (
+    assert run_config(compose(["use_case=mds_wsi"])).use_case.reductions == (("wsi", 16),)
+    assert run_config(compose(["use_case=mds_wsi", "use_case.reduce.wsi=0"])).use_case.reductions == (
         ("wsi", 0),
     )
-    assert settings_from_config(compose(["use_case=mm", "use_case.reduce.pet=0"])).reduce == (("pet", 0),)
-    assert settings_from_config(compose(["use_case=mm"])).reduce == (("pet", 8),)
-    assert settings_from_config(compose(["use_case=aml"])).reduce == ()
+    assert run_config(compose(["use_case=mm", "use_case.reduce.pet=0"])).use_case.reductions == (("pet", 0),)
+    assert run_config(compose(["use_case=mm"])).use_case.reductions == (("pet", 8),)
+    assert run_config(compose(["use_case=aml"])).use_case.reductions == ()

@@ -49,7 +49,7 @@ def _reddi_by_hand(variant: str, x0: np.ndarray, eta: float, b1: float, b2: floa
 @pytest.mark.parametrize("variant", ["adam", "yogi", "adagrad"])
 def test_adaptive_server_equals_reddi_algorithm_2(variant):
     eta, b1, b2, tau = 0.1, 0.9, 0.99, 0.05
-    server = ServerConfig(optimizer_name=variant, learning_rate=eta, b1=b1, b2=b2, tau=tau)
+    server = ServerConfig(optimizer=variant, learning_rate=eta, b1=b1, b2=b2, tau=tau)
     algo = fedavg(_quadratic_model(), ClientConfig(), server)
     x0 = np.array([1.0, -2.0])
     state = algo.init({"w": jnp.asarray(x0, jnp.float32)}, 2)
@@ -87,20 +87,17 @@ def test_fedadam_is_not_optax_adam():
     assert not np.allclose(a["w"], b["w"], rtol=1e-2)
 
 
-def test_named_strategies_fix_their_server_optimizer():
+def test_algorithm_spec_refuses_a_proximal_term_outside_fedavg_and_bad_server_settings():
     cfg = DeepSurvConfig()
-    with pytest.raises(ValueError, match="fedadam uses server optimizer 'adam'"):
-        AlgorithmSpec("fedadam", "deepsurv", cfg, 4, server=ServerConfig(optimizer_name="yogi"))
     with pytest.raises(ValueError, match="proximal_mu"):
-        AlgorithmSpec("fedavg", "deepsurv", cfg, 4, client=ClientConfig(proximal_mu=0.1))
-    with pytest.raises(ValueError, match="proximal_mu"):
-        AlgorithmSpec("fedprox", "deepsurv", cfg, 4)
+        AlgorithmSpec("local", "deepsurv", cfg, 4, client=ClientConfig(proximal_mu=0.1))
+    with pytest.raises(ValueError, match="unknown algorithm 'fedprox'"):
+        AlgorithmSpec("fedprox", "deepsurv", cfg, 4)  # FedProx is fedavg with client.proximal_mu
     with pytest.raises(ValueError, match="momentum"):
-        ServerConfig(optimizer_name="adam", momentum=0.9)
-    # plain fedavg accepts any server optimiser (strategy.server_optimizer=...)
-    AlgorithmSpec(
-        "fedavg", "deepsurv", cfg, 4, server=ServerConfig(optimizer_name="adagrad", learning_rate=0.1)
-    )
+        ServerConfig(optimizer="adam", momentum=0.9)
+    # fedavg accepts any server optimiser and a proximal term: its presets are config
+    AlgorithmSpec("fedavg", "deepsurv", cfg, 4, client=ClientConfig(proximal_mu=0.1))
+    AlgorithmSpec("fedavg", "deepsurv", cfg, 4, server=ServerConfig(optimizer="adagrad", learning_rate=0.1))
 
 
 def _nodes(x: np.ndarray) -> NodeData:
@@ -145,31 +142,26 @@ def test_fedprox_mu_zero_equals_fedavg(small_data):
     """
     base = AlgorithmSpec("fedavg", "deepsurv", DeepSurvConfig(), small_data.num_features)
     prox = AlgorithmSpec(
-        "fedprox", "deepsurv", DeepSurvConfig(), small_data.num_features, client=ClientConfig(proximal_mu=0.0)
+        "fedavg", "deepsurv", DeepSurvConfig(), small_data.num_features, client=ClientConfig(proximal_mu=0.0)
     )
     prox_on = AlgorithmSpec(
-        "fedprox", "deepsurv", DeepSurvConfig(), small_data.num_features, client=ClientConfig(proximal_mu=1.0)
+        "fedavg", "deepsurv", DeepSurvConfig(), small_data.num_features, client=ClientConfig(proximal_mu=1.0)
     )
     train = jax.tree.map(jnp.asarray, small_data.train)
     init = build_model(base).init(jax.random.key(0))
-    states = {
-        s.strategy + str(s.client.proximal_mu): build_algorithm(s).init(init, 3)
-        for s in (base, prox, prox_on)
-    }
-    specs = {"fedavgNone": base, "fedprox0.0": prox, "fedprox1.0": prox_on}
+    states = {str(s.client.proximal_mu): build_algorithm(s).init(init, 3) for s in (base, prox, prox_on)}
+    specs = {"None": base, "0.0": prox, "1.0": prox_on}
     for r in range(1, 4):
         for name, spec in specs.items():
             states[name], _ = federated_round(spec, states[name], train, jax.random.key(r))
-    for a, b in zip(
-        jax.tree.leaves(states["fedavgNone"]), jax.tree.leaves(states["fedprox0.0"]), strict=True
-    ):
+    for a, b in zip(jax.tree.leaves(states["None"]), jax.tree.leaves(states["0.0"]), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
     # and the term is really there: μ = 1 moves the model elsewhere
     differs = [
         not np.allclose(a, b, rtol=1e-2, atol=1e-4)
         for a, b in zip(
-            jax.tree.leaves(states["fedavgNone"].params),
-            jax.tree.leaves(states["fedprox1.0"].params),
+            jax.tree.leaves(states["None"].params),
+            jax.tree.leaves(states["1.0"].params),
             strict=True,
         )
     ]

@@ -1,46 +1,53 @@
-"""The strategy family and fault settings from config: names map to the right typed objects."""
+"""FedAvg's variants are presets of one algorithm: each YAML maps to the right typed settings."""
 
 from __future__ import annotations
 
 import pytest
 
-from fedjax_rhd.config import settings_from_config
-from tests.conftest import compose
+from fedjax_rhd.config import run_config
+from tests.conftest import ROOT, compose
 
 
 @pytest.mark.parametrize(
-    ("strategy", "server", "mu"),
+    ("strategy", "label", "server", "mu"),
     [
-        ("fedavg", "sgd", None),
-        ("fedprox", "sgd", 0.01),
-        ("fedavgm", "sgd", None),
-        ("fedadam", "adam", None),
-        ("fedyogi", "yogi", None),
-        ("fedadagrad", "adagrad", None),
+        ("fedavg", "FedAvg", "sgd", None),
+        ("fedprox", "FedProx", "sgd", 0.01),
+        ("fedavgm", "FedAvgM", "sgd", None),
+        ("fedadam", "FedAdam", "adam", None),
+        ("fedyogi", "FedYogi", "yogi", None),
+        ("fedadagrad", "FedAdagrad", "adagrad", None),
     ],
 )
-def test_named_strategies(strategy, server, mu):
-    s = settings_from_config(compose([f"strategy={strategy}"]))
-    assert s.spec.strategy == strategy
-    assert s.spec.server.optimizer_name == server
-    assert s.spec.client.proximal_mu == mu
+def test_fedavg_presets(strategy, label, server, mu):
+    s = run_config(compose([f"strategy={strategy}"])).strategy
+    assert (s.name, s.label, s.algorithm) == (strategy, label, "fedavg")
+    assert s.server.optimizer == server
+    assert s.client.proximal_mu == mu
     if strategy == "fedavgm":
-        assert s.spec.server.momentum > 0
+        assert s.server.momentum > 0
 
 
-def test_server_optimizer_override_and_mismatch():
-    s = settings_from_config(
-        compose(["strategy.server_optimizer=yogi", "strategy.server.learning_rate=0.01"])
-    )
-    assert (s.spec.strategy, s.spec.server.optimizer_name) == ("fedavg", "yogi")
-    with pytest.raises(ValueError, match="fedadam uses server optimizer 'adam', not 'yogi'"):
-        settings_from_config(compose(["strategy=fedadam", "strategy.server_optimizer=yogi"]))
-    with pytest.raises(ValueError, match="proximal_mu=0.5 applies to strategy=fedprox"):
-        settings_from_config(compose(["strategy.client.proximal_mu=0.5"]))
+def test_every_strategy_file_names_a_label_and_a_registered_algorithm():
+    for path in sorted((ROOT / "conf" / "strategy").glob("*.yaml")):
+        s = run_config(compose([f"strategy={path.stem}"])).strategy
+        assert s.name == path.stem and s.label and s.display_name == s.label
 
 
-def test_participation_and_faults_from_config():
-    s = settings_from_config(
+def test_a_variant_is_config_not_code():
+    """Any server optimiser or a proximal term on plain fedavg: the same algorithm, other settings."""
+    s = run_config(compose(["strategy.server.optimizer=yogi", "strategy.server.learning_rate=0.01"])).strategy
+    assert (s.algorithm, s.server.optimizer, s.server.learning_rate) == ("fedavg", "yogi", 0.01)
+    s = run_config(compose(["strategy.client.proximal_mu=0.5"])).strategy
+    assert (s.algorithm, s.client.proximal_mu) == ("fedavg", 0.5)
+    with pytest.raises(Exception, match="proximal_mu is FedProx"):
+        run_config(compose(["strategy=local", "strategy.client.proximal_mu=0.5"]))
+    with pytest.raises(Exception, match="momentum applies to the sgd optimizer"):
+        run_config(compose(["strategy=fedadam", "strategy.server.momentum=0.9"]))
+
+
+def test_sampling_policy_from_config():
+    c = run_config(
         compose(
             [
                 "split=five",
@@ -49,6 +56,20 @@ def test_participation_and_faults_from_config():
                 "strategy.min_nodes=2",
                 "strategy.accept_failures=false",
                 "seed.sample=7",
+            ]
+        )
+    )
+    s = c.strategy
+    assert (s.sampling.fraction, s.sampling.min_nodes, s.min_nodes, s.accept_failures) == (0.4, 2, 2, False)
+    assert c.seed.sample == 7
+    with pytest.raises(Exception, match="fraction must be in"):
+        run_config(compose(["strategy.sampling.fraction=0"]))
+
+
+def test_fault_injection_from_config():
+    c = run_config(
+        compose(
+            [
                 "seed.failure=8",
                 "backend.failures.probability=0.05",
                 "backend.failures.down=[{node: node3, from_round: 4}]",
@@ -57,14 +78,7 @@ def test_participation_and_faults_from_config():
             ]
         )
     )
-    p = s.participation
-    assert (p.sample_fraction, p.sample_min_nodes, p.sample_seed) == (0.4, 2, 7)
-    assert (p.fail_probability, p.down, p.fail_seed) == (0.05, (("node3", 4),), 8)
-    assert (p.time_limit, p.slowdown, p.min_nodes, p.accept_failures) == (2.5, (("node2", 10.0),), 2, False)
-    with pytest.raises(ValueError, match="fraction must be in"):
-        settings_from_config(compose(["strategy.sampling.fraction=0"]))
-
-
-def test_resume_key():
-    assert settings_from_config(compose()).resume is None
-    assert settings_from_config(compose(["resume=/some/run"])).resume == "/some/run"
+    b = c.backend
+    assert b.failures.probability == 0.05 and c.seed.failure == 8
+    assert [(d.node, d.from_round) for d in b.failures.down] == [("node3", 4)]
+    assert b.time_limit == 2.5 and [(d.node, d.factor) for d in b.timing.slowdown] == [("node2", 10.0)]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fedjax_rhd import tracking
-from fedjax_rhd.config import settings_from_config
+from fedjax_rhd.config import run_config
 from fedjax_rhd.tracking import TrackerSettings, TrackerStartError, final_metrics, make_tracker, round_metrics
 from tests.conftest import TINY, compose
 
@@ -51,7 +51,7 @@ def recording(monkeypatch):
 
 def _settings(tmp_path: Path, tracker: str, extra: list[str] | None = None):
     cfg = compose([*TINY, f"data_root={tmp_path / 'data'}", *(extra or [])])
-    return dataclasses.replace(settings_from_config(cfg), tracker=TrackerSettings(name=tracker))
+    return dataclasses.replace(run_config(cfg), tracker=TrackerSettings(name=tracker))
 
 
 def _run(settings, out: Path) -> dict:
@@ -216,20 +216,16 @@ def test_mlflow_with_an_unusable_store_fails_at_start(tmp_path):
 
 def test_tracker_config_reaches_typed_settings(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    s = settings_from_config(
-        compose(["tracker=mlflow", f"tracker.tracking_uri={uri}", "tracker.run_name=r1"])
-    )
+    s = run_config(compose(["tracker=mlflow", f"tracker.tracking_uri={uri}", "tracker.run_name=r1"]))
     assert s.tracker == TrackerSettings(name="mlflow", tracking_uri=uri, run_name="r1")
-    s = settings_from_config(compose(["tracker=wandb"]))
+    s = run_config(compose(["tracker=wandb"]))
     assert (s.tracker.name, s.tracker.mode, s.tracker.project) == ("wandb", "offline", "fedjax_rhd")
-    assert settings_from_config(compose()).tracker == TrackerSettings()  # none by default
+    assert run_config(compose()).tracker == TrackerSettings()  # none by default
 
 
-def test_misspelt_wandb_mode_fails_at_composition():
-    from hydra.errors import ConfigCompositionException
-
-    with pytest.raises(ConfigCompositionException, match="ofline"):
-        compose(["tracker=wandb", "tracker.mode=ofline"])
+def test_misspelt_wandb_mode_fails_naming_it():
+    with pytest.raises(Exception, match="ofline"):
+        run_config(compose(["tracker=wandb", "tracker.mode=ofline"]))
 
 
 def test_round_metrics_skip_nodes_that_sat_the_round_out():

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedjax_rhd.config import settings_from_config
+from fedjax_rhd.config import run_config
 from fedjax_rhd.datasets import dataset_id, generator_fingerprint
 from fedjax_rhd.experiment import validate_results
 from fedjax_rhd.simulate import simulate_cmml, simulate_mds
@@ -357,11 +357,10 @@ def test_fhir_round_trip_of_the_treatment_columns(tmp_path, use_case):
 
 
 def test_config_knob_is_off_by_default_and_names_the_layered_guide():
-    off = settings_from_config(compose())
-    assert off.treatment is False and off.guide == "mds"
-    on = settings_from_config(compose(["use_case=cmml", "use_case.treatment=true"]))
-    assert on.treatment is True and on.guide == "cmml+treatment"
-    assert on.resolved_config["use_case"]["treatment"] is True
+    off = run_config(compose()).use_case
+    assert off.treatment is False and off.guide_name == "mds"
+    on = run_config(compose(["use_case=cmml", "use_case.treatment=true"])).use_case
+    assert on.treatment is True and on.guide_name == "cmml+treatment"
 
 
 def test_tiny_run_with_the_layer_on(tmp_path):

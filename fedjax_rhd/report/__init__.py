@@ -21,7 +21,7 @@ from pathlib import Path
 from fedjax_rhd.report.figures import plot_row
 from fedjax_rhd.report.render import csv_text, html_page, interval_fields, markdown, row_fields, sentence
 from fedjax_rhd.report.runs import ReportInputError, Run, find_runs
-from fedjax_rhd.report.table import Row, build_rows, strategy_label
+from fedjax_rhd.report.table import Row, build_rows
 
 __all__ = ["Report", "ReportInputError", "build_rows", "find_runs", "main", "sentence", "write_report"]
 
@@ -43,11 +43,7 @@ def _comparisons_csv(rows: list[Row], path: Path) -> None:
         writer.writeheader()
         for row in rows:
             for name, comp in row.comparisons.items():
-                label = (
-                    f"{strategy_label(row.fl_strategy)} {comp.label}"
-                    if name.startswith("fl_")
-                    else comp.label
-                )
+                label = f"{row.fl_label} {comp.label}" if name.startswith("fl_") else comp.label
                 writer.writerow(
                     {
                         **row_fields(row),

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from fedjax_rhd.report.runs import CENTRALIZED, LOCAL, Run  # noqa: E402
-from fedjax_rhd.report.table import Row, strategy_label  # noqa: E402
+from fedjax_rhd.report.table import Row  # noqa: E402
 
 
 def mean_curve(runs: list[Run], field: str, index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +58,7 @@ def plot_row(row: Row, runs: list[Run], out_dir: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     colours = plt.get_cmap("tab10")
-    label = strategy_label(row.fl_strategy)
+    label = row.fl_label
     for i, name in enumerate(row.node_names):
         share = next((c.share for c in row.cells if c.node == name and c.share is not None), None)
         tag = f"{name} ({share:.0%})" if share is not None else name

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from fedjax_rhd.report.stats import Interval
-from fedjax_rhd.report.table import Cell, Row, strategy_label
+from fedjax_rhd.report.table import Cell, Row
 
 CSV_FIELDS = (
     "use_case", "scenario", "split", "model", "fl_strategy", "column", "label", "node", "share", "estimate",
@@ -66,7 +66,7 @@ def sentence(row: Row, margin: float = 0.02) -> str:
     if row.fl_strategy is None or fl.value is None:
         return f"{head}: no comparison of federated and centralised training ({fl.reason})."
     seeds = fl.value.seeds
-    text = f"{head}, over {len(seeds)} split seed(s): the {strategy_label(row.fl_strategy)} global model "
+    text = f"{head}, over {len(seeds)} split seed(s): the {row.fl_label} global model "
     text += _verdict(fl.value, margin)
     gains = []
     for name in row.node_names:
@@ -117,7 +117,7 @@ def markdown(rows: list[Row], figures: list[Path | None], out_dir: Path, margin:
         header = ["use case", "scenario", "federated strategy", *(h for _, h in columns)]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in group:
-            cells = [row.key.use_case, row.key.scenario, strategy_label(row.fl_strategy)]
+            cells = [row.key.use_case, row.key.scenario, row.fl_label]
             cells += [fmt_cell(c) for c in _cells(row, columns)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -207,10 +207,7 @@ def html_page(rows: list[Row], figures: list[Path | None], margin: float) -> str
         parts.append("".join(f"<th>{e(h)}</th>" for h in header))
         parts.append("</tr></thead><tbody>")
         for row in group:
-            cells = [
-                f"<td>{e(t)}</td>"
-                for t in (row.key.use_case, row.key.scenario, strategy_label(row.fl_strategy))
-            ]
+            cells = [f"<td>{e(t)}</td>" for t in (row.key.use_case, row.key.scenario, row.fl_label)]
             cells += [
                 f'<td class="{"na" if c is None or c.value is None else "v"}">{e(fmt_cell(c))}</td>'
                 for c in _cells(row, columns)

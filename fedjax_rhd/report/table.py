@@ -23,14 +23,17 @@ import polars as pl
 from fedjax_rhd.report.runs import CENTRALIZED, LOCAL, ReportInputError, RowKey, Run, config_differences
 from fedjax_rhd.report.stats import Interval, SeedRows, combine_reported, mean_over_seeds, paired_difference
 
-STRATEGY_LABELS = {"fedavg": "FedAvg", "fedprox": "FedProx", "fedadam": "FedAdam", "fedyogi": "FedYogi"}
 # Two C-indices on the same rows closer than this, computed from the same risks, are the same number
 # up to float summation order (pair counts are exact integers; only the final division rounds).
 _SAME_CINDEX = 1e-9
 
 
-def strategy_label(name: str | None) -> str:
-    return "no federated run" if name is None else STRATEGY_LABELS.get(name, name)
+def strategy_label(runs: list[Run]) -> str:
+    """How tables print a strategy: its preset's ``label`` (``strategy.label``), else its name."""
+    if not runs:
+        return "no federated run"
+    strategy = runs[0].results["config"]["strategy"]
+    return strategy.get("label") or strategy["name"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Row:
     cells: tuple[Cell, ...]
     comparisons: dict[str, Comparison]  # "fl_minus_centralised", "gain:<node>", "fl_minus_oracle"
     notes: tuple[str, ...]
+    fl_label: str = "no federated run"  # the federated strategy as tables print it
 
 
 # What a model is, in one run: its results.json C-index field and its predictions column.
@@ -246,7 +250,7 @@ def _row(
                 f"{run.path}: nodes {run.node_names} differ from {list(names)} in {ref.path}"
             )
     shares = {n: _mean([r.shares[i] for r in [*fl.values(), *loc.values()]]) for i, n in enumerate(names)}
-    label = strategy_label(fl_name)
+    label = strategy_label(list(fl.values()))
     no_fl = f"no federated run for this row (strategies other than {CENTRALIZED}/{LOCAL})"
     cells = [
         _cell(
@@ -337,7 +341,7 @@ def _row(
         )
     )
     comparisons = _comparisons(scorer, fl, cen, loc, names)
-    return Row(key, fl_name, names, tuple(cells), comparisons, tuple(notes))
+    return Row(key, fl_name, names, tuple(cells), comparisons, tuple(notes), label)
 
 
 def _scores(scorer: _Scorer, runs: dict[int, Run], json_path: str, column: str) -> tuple[dict, dict]:
