@@ -16,6 +16,7 @@ code never sees a ``DictConfig``.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -78,6 +79,10 @@ class RunConfig:
             raise ValueError(
                 f"use_case.treatment=true needs use_case.source=simulated, not {self.use_case.source!r}"
             )
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as JSON containers (what ``results.json`` records for a library caller)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def algorithm_spec(self, num_features: int, guide: Any = None) -> AlgorithmSpec:
         """The jit key of this run's round: algorithm, model (filled from ``guide`` if needed), settings."""

@@ -34,13 +34,14 @@ def run(
     """Run one experiment and write ``results.json`` into ``output_dir``.
 
     The tracker starts first, so one that cannot start fails the run before any work.
-    ``resolved_config`` is the composed config as plain containers (recorded as is).
+    ``resolved_config`` is the composed config as plain containers (recorded as is; default:
+    ``config.to_json()``).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tracker = make_tracker(config.tracker, output_dir)
     try:
-        results = _run(config, resolved_config or {}, output_dir, tracker)
+        results = _run(config, resolved_config or config.to_json(), output_dir, tracker)
     except BaseException:
         tracker.finish(success=False)
         raise

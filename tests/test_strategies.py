@@ -103,7 +103,7 @@ def test_local_keeps_each_node_model_and_client_update_descends():
 
 def test_optax_sgd_one_is_the_server_default():
     assert ServerConfig().learning_rate == 1.0 and ServerConfig().momentum == 0.0
-    opt = ServerConfig().optimizer()
+    opt = ServerConfig().transform()
     p = {"w": jnp.array([2.0])}
     upd, _ = opt.update({"w": jnp.array([0.5])}, opt.init(p), p)
     assert float(optax.apply_updates(p, upd)["w"][0]) == pytest.approx(1.5)

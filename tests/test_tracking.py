@@ -117,7 +117,7 @@ def test_tracker_does_not_change_results(tmp_path, recording):
     plain = _run(_settings(tmp_path, "none"), tmp_path / "b")
     for key in ("rounds", "final", "dataset", "nodes"):
         assert tracked[key] == plain[key]  # bit-identical floats
-    assert tracked["config"]["tracker"]["name"] == "none"  # the composed config; the tracker was swapped
+    assert tracked["config"]["tracker"]["name"] == "recording"  # the config the library was given
 
 
 def test_tracker_that_cannot_start_fails_before_any_work(tmp_path, recording, monkeypatch):
