@@ -19,8 +19,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from fedjax_rhd.data.federated import SplitSpec
 from fedjax_rhd.data.scenario import ScenarioSpec
-from fedjax_rhd.federation.participation import ParticipationConfig
-from fedjax_rhd.federation.simulator import TrainSchedule
+from fedjax_rhd.federation.backend import BackendConfig
+from fedjax_rhd.federation.faults import Failures, NodeDown, NodeSlowdown, Timing
+from fedjax_rhd.federation.loop import TrainSchedule
+from fedjax_rhd.federation.participation import RoundPolicy, Sampling
+from fedjax_rhd.federation.simulator import SimulatorConfig
 from fedjax_rhd.models import MODEL_CONFIGS
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
 from fedjax_rhd.tracking import TrackerSettings
@@ -296,12 +299,14 @@ class ExperimentSettings:
     schedule: TrainSchedule
     bootstrap: int
     tracker: TrackerSettings
-    backend: str
+    backend: BackendConfig  # the chosen backend's config, e.g. SimulatorConfig (federation.registry)
     progress: bool
     dataset: str | None = None  # registered dataset name; None = derived from the use case
     resolved_config: Any = field(default=None, compare=False, hash=False)
     real_data_root: str | None = None  # real cohorts (fedjax_rhd.cohorts.resolve_real_data_root)
-    participation: ParticipationConfig = ParticipationConfig()
+    policy: RoundPolicy = RoundPolicy()  # strategy.sampling, strategy.min_nodes, strategy.accept_failures
+    seed_sample: int = 0  # seed.sample: which nodes are sampled each round
+    seed_failure: int = 0  # seed.failure: the backend's injected failures and timing jitter
     finetune_epochs: int = 0
     resume: str | None = None
     n_centres: int = 3  # simulated_dialects: centres, one hospital dialect each
@@ -345,6 +350,7 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
     if s.patience is not None and s.patience < 1:
         raise ValueError(f"strategy.patience must be >= 1 or null, got {s.patience}")
     treatment = bool(cfg.use_case.get("treatment", False))
+    policy, backend = _participation(cfg)
     return ExperimentSettings(
         use_case=cfg.use_case.name,
         guide=f"{cfg.use_case.guide}+treatment" if treatment else cfg.use_case.guide,
@@ -381,7 +387,7 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         tracker=TrackerSettings(
             **OmegaConf.to_container(cfg.tracker, resolve=True, enum_to_str=True)  # type: ignore[arg-type]
         ),
-        backend=cfg.backend.name.value,
+        backend=backend,
         progress=bool(cfg.progress),
         dataset=cfg.use_case.get("dataset"),
         resolved_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
@@ -389,7 +395,9 @@ def settings_from_config(cfg: DictConfig) -> ExperimentSettings:
         reduce=tuple((str(g), int(k)) for g, k in (cfg.use_case.get("reduce") or {}).items()),
         n_centres=int(cfg.use_case.get("n_centres", 3)),
         mapping=tuple(str(p) for p in cfg.use_case.get("mapping") or ()),
-        participation=_participation(cfg),
+        policy=policy,
+        seed_sample=int(cfg.seed.sample),
+        seed_failure=int(cfg.seed.failure),
         finetune_epochs=int(s.finetune_epochs),
         resume=None if cfg.resume is None else str(cfg.resume),
         curve_every=_every(cfg, "curve_every"),
@@ -413,21 +421,27 @@ def _proximal_mu(s: DictConfig) -> float | None:
     return None
 
 
-def _participation(cfg: DictConfig) -> ParticipationConfig:
+def _participation(cfg: DictConfig) -> tuple[RoundPolicy, SimulatorConfig]:
+    """The strategy's round policy and the backend's config (its injected faults)."""
     s, b = cfg.strategy, cfg.backend
     if s.finetune_epochs < 0:
         raise ValueError(f"strategy.finetune_epochs must be >= 0, got {s.finetune_epochs}")
-    return ParticipationConfig(
-        sample_fraction=float(s.sampling.fraction),
-        sample_min_nodes=int(s.sampling.min_nodes),
-        sample_seed=int(cfg.seed.sample),
-        fail_probability=float(b.failures.probability),
-        down=tuple((str(d.node), int(d.from_round)) for d in b.failures.down),
-        fail_seed=int(cfg.seed.failure),
-        time_limit=None if b.time_limit is None else float(b.time_limit),
-        seconds_per_row=float(b.timing.seconds_per_row),
-        jitter=float(b.timing.jitter),
-        slowdown=tuple((str(d.node), float(d.factor)) for d in b.timing.slowdown),
+    policy = RoundPolicy(
+        sampling=Sampling(fraction=float(s.sampling.fraction), min_nodes=int(s.sampling.min_nodes)),
         min_nodes=int(s.min_nodes),
         accept_failures=bool(s.accept_failures),
     )
+    backend = SimulatorConfig(
+        name=b.name.value,
+        failures=Failures(
+            probability=float(b.failures.probability),
+            down=tuple(NodeDown(str(d.node), int(d.from_round)) for d in b.failures.down),
+        ),
+        time_limit=None if b.time_limit is None else float(b.time_limit),
+        timing=Timing(
+            seconds_per_row=float(b.timing.seconds_per_row),
+            jitter=float(b.timing.jitter),
+            slowdown=tuple(NodeSlowdown(str(d.node), float(d.factor)) for d in b.timing.slowdown),
+        ),
+    )
+    return policy, backend

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import jsonschema
 import numpy as np
 import polars as pl
@@ -28,9 +27,10 @@ from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised, load_source
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data.federated import FederatedData, build_federated_data
 from fedjax_rhd.federation.finetune import finetuned_results
+from fedjax_rhd.federation.loop import run_federation
 from fedjax_rhd.federation.participation import participation_summary
+from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
-from fedjax_rhd.federation.simulator import TRACE_COUNTS, run_simulation, stacked_risks
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.io import save_params
 from fedjax_rhd.jax_setup import enable_compilation_cache
@@ -77,12 +77,6 @@ def _env() -> dict[str, Any]:
 def _c_index(data: FederatedData, risk: np.ndarray) -> float:
     t = data.test
     return concordance_index(np.asarray(t.time), np.asarray(t.event), np.asarray(risk, dtype=np.float64))
-
-
-def _test_risks(settings: ExperimentSettings, stacked_params: Any, data: FederatedData) -> np.ndarray:
-    return np.asarray(
-        stacked_risks(settings.spec, stacked_params, jnp.asarray(data.test.x), data.test.observed)
-    )
 
 
 def _survival_block(spec: Any, data: FederatedData, sim: Any) -> dict[str, Any]:
@@ -160,7 +154,13 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     settings = dataclasses.replace(settings, spec=spec)
 
     tracker.log_config(settings.resolved_config or {})
-    traces_before = TRACE_COUNTS["round"]
+    checkpoint_path = output_dir / CHECKPOINT_NAME
+    identity = run_identity(settings.resolved_config, card["id"])
+    if settings.resume is not None:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"resume={settings.resume}: no {CHECKPOINT_NAME} in that directory")
+        check_resumable(read_identity(checkpoint_path), identity, checkpoint_path)
+    backend = make_backend(settings.backend, data, spec, seed_failure=settings.seed_failure)
 
     def on_round(record: dict[str, Any]) -> None:
         # Test C-index per round is reported for the curves, never used to select; at round 1
@@ -168,38 +168,33 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
         if not curve_round(record["round"], settings.curve_every):
             tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
             return
-        node_risk = _test_risks(settings, record["client_params"], data)
+        node_risk = backend.test_risks(record["client_params"])
         record["c_index_test_nodes"] = [_c_index(data, r) for r in node_risk]
         if record["server_params"] is not None:
-            glob = _test_risks(settings, jax.tree.map(lambda p: p[None], record["server_params"]), data)[0]
+            glob = backend.test_risks(jax.tree.map(lambda p: p[None], record["server_params"]))[0]
             record["c_index_test_global"] = _c_index(data, glob)
         tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
 
-    checkpoint_path = output_dir / CHECKPOINT_NAME
-    identity = run_identity(settings.resolved_config, card["id"])
-    if settings.resume is not None:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"resume={settings.resume}: no {CHECKPOINT_NAME} in that directory")
-        check_resumable(read_identity(checkpoint_path), identity, checkpoint_path)
-    sim = run_simulation(
-        spec,
-        data,
+    sim = run_federation(
+        backend,
         settings.schedule,
+        settings.policy,
+        seed_sample=settings.seed_sample,
         on_round=on_round,
         progress=settings.progress,
-        participation=settings.participation,
+        desc=f"{spec.strategy} rounds",
         checkpoint=checkpoint_path,
         identity=identity,
         resume=settings.resume is not None,
         checkpoint_every=settings.checkpoint_every,
     )
-    compilations = TRACE_COUNTS["round"] - traces_before
+    compilations = sim.round_compilations
 
     t = data.test
     time_np, event_np = np.asarray(t.time), np.asarray(t.event)
-    node_risks = _test_risks(settings, sim.node_params, data)
+    node_risks = backend.test_risks(sim.node_params)
     if sim.global_params is not None:
-        main_risk = _test_risks(settings, jax.tree.map(lambda p: p[None], sim.global_params), data)[0]
+        main_risk = backend.test_risks(jax.tree.map(lambda p: p[None], sim.global_params))[0]
     else:
         # centralized: the pooled model; local: the biggest node's own model.
         main_risk = node_risks[0]
