@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fedjax_rhd.config import settings_from_config
+from fedjax_rhd.federation.faults import Failures, NodeDown, NodeSlowdown
+from fedjax_rhd.federation.participation import Sampling
 from tests.conftest import compose
 
 
@@ -57,10 +59,11 @@ def test_participation_and_faults_from_config():
             ]
         )
     )
-    p = s.participation
-    assert (p.sample_fraction, p.sample_min_nodes, p.sample_seed) == (0.4, 2, 7)
-    assert (p.fail_probability, p.down, p.fail_seed) == (0.05, (("node3", 4),), 8)
-    assert (p.time_limit, p.slowdown, p.min_nodes, p.accept_failures) == (2.5, (("node2", 10.0),), 2, False)
+    p, b = s.policy, s.backend
+    assert (p.sampling, p.min_nodes, p.accept_failures, s.seed_sample) == (Sampling(0.4, 2), 2, False, 7)
+    assert (b.failures, s.seed_failure) == (Failures(0.05, (NodeDown("node3", 4),)), 8)
+    assert (b.name, b.time_limit, b.timing.slowdown) == ("simulator", 2.5, (NodeSlowdown("node2", 10.0),))
+    hash(s)  # settings stay hashable library objects
     with pytest.raises(ValueError, match="fraction must be in"):
         settings_from_config(compose(["strategy.sampling.fraction=0"]))
 
