@@ -19,7 +19,7 @@ checkpoint and selects between them, but never looks inside ``opt_state``.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import jax
 import numpy as np
@@ -57,6 +57,7 @@ class RoundOutput:
     seconds: np.ndarray | None = None
 
 
+@runtime_checkable
 class Backend(Protocol):
     """A federation transport: runs rounds on its nodes and evaluates what they hold.
 
