@@ -23,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from fedjax_rhd.data import ScenarioSpec, SplitSpec
-from fedjax_rhd.federation._interim_backend import BACKENDS
+from fedjax_rhd.federation.registry import BACKENDS
 from fedjax_rhd.models import MODELS, config_for_guide
 from fedjax_rhd.sources import UseCase
 from fedjax_rhd.strategies import AlgorithmSpec, StrategyConfig

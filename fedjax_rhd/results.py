@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,17 @@ import numpy as np
 import polars as pl
 
 from fedjax_rhd.data import FederatedData
+from fedjax_rhd.federation.loop import FederationResult
 from fedjax_rhd.federation.participation import participation_summary
+from fedjax_rhd.io import save_params
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
 from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
 from fedjax_rhd.metrics.evaluation import survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
-from fedjax_rhd.tracking import curve_round
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
 RESULTS_FILE = "results.json"
+PARAMS_FILE = "params.npz"
 PREDICTIONS_FILE = "test_predictions.parquet"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "polars", "hydra-core", "omegaconf")
 
@@ -71,14 +74,13 @@ def test_c_index(data: FederatedData, risk: np.ndarray) -> float:
     return concordance_index(np.asarray(t.time), np.asarray(t.event), np.asarray(risk, dtype=np.float64))
 
 
-def add_round_curves(record: dict[str, Any], node_risks: np.ndarray, global_risk: np.ndarray | None,
-                     data: FederatedData, every: int) -> None:  # fmt: skip
-    """Per-round test C-index for the curves (Figure 2) at round 1 and every ``every``-th round.
+def add_round_curves(
+    record: dict[str, Any], node_risks: np.ndarray, global_risk: np.ndarray | None, data: FederatedData
+) -> None:
+    """Per-round test C-index of every node's model (and the global one) for the curves (Figure 2).
 
     Reported, never used to select (validation, which selects, runs every round).
     """
-    if not curve_round(record["round"], every):
-        return
     record["c_index_test_nodes"] = [test_c_index(data, r) for r in node_risks]
     if global_risk is not None:
         record["c_index_test_global"] = test_c_index(data, global_risk)
@@ -210,6 +212,71 @@ def nodes_block(data: FederatedData, fractions: tuple[float, ...] | None) -> lis
         {"name": n, "n_train": a, "n_val": b, "fraction": f}
         for n, a, b, f in zip(data.node_names, data.n_train, data.n_val, shares, strict=True)
     ]
+
+
+def write_run(
+    output_dir: Path,
+    *,
+    resolved: dict[str, Any],
+    card: dict[str, Any],
+    layers: tuple[str, ...],
+    data: FederatedData,
+    spec: AlgorithmSpec,
+    fed: FederationResult,
+    node_risks: np.ndarray,
+    main_risk: np.ndarray,
+    clinical: tuple[str, pl.DataFrame | None],
+    tuned: dict[str, Any] | None,
+    n_boot: int,
+    seed: int,
+    fractions: tuple[float, ...] | None,
+    scenario: str,
+    started: float,
+) -> dict[str, Any]:
+    """Compute the final metrics and write ``params.npz``, the test predictions and ``results.json``.
+
+    Args:
+        fed: the federation's outcome; ``node_risks`` / ``main_risk`` its models' test risks.
+        clinical: ``(score name, per-patient score table or None)`` of the use case.
+        tuned: ``finetune.finetuned_results`` (``final`` and prediction ``columns``) or None.
+        n_boot, seed: bootstrap resamples and their seed (``seed.split``).
+        fractions: the split's node fractions; None records each node's actual share.
+        started: ``time.perf_counter()`` at the start of the run.
+    """
+    final = final_metrics(
+        data, main_risk=main_risk, node_risks=node_risks, has_global=fed.global_params is not None,
+        best_round=fed.best_round, rounds=fed.rounds, n_boot=n_boot, seed=seed,
+    )  # fmt: skip
+    final["clinical_score"], test_scores = clinical_score_on_test(*clinical, data, main_risk, n_boot, seed)
+    final.update(survival_block(spec, data, fed.global_params, fed.node_params))
+    if tuned is not None:
+        final["personalized"] = tuned["final"]
+    params = {"nodes": fed.node_params}
+    if fed.global_params is not None:
+        params = {"global": fed.global_params, **params}
+    checkpoint = save_params(output_dir / PARAMS_FILE, params)
+    frame = predictions(data, main_risk, node_risks, tuned and tuned["columns"], test_scores)
+    frame.write_parquet(output_dir / PREDICTIONS_FILE)
+    steady = float(np.median(fed.round_seconds)) if fed.round_seconds else 0.0
+    results: dict[str, Any] = {
+        "config": resolved,
+        "dataset": dataset_block(card, layers),
+        "nodes": nodes_block(data, fractions),
+        "scenario": {"name": scenario, "nodes": list(data.scenario)},
+        "preprocessing": data.preprocessor.to_json(),
+        "rounds": fed.rounds,
+        "final": final,
+        "timing": {
+            "total_seconds": time.perf_counter() - started,
+            "compile_seconds": max(fed.first_round_seconds - steady, 0.0),
+            "round_seconds": [fed.first_round_seconds, *fed.round_seconds],
+            "round_compilations": fed.round_compilations,
+        },
+        "env": environment(),
+        "checkpoint": checkpoint.name,
+    }
+    write_results(results, output_dir)
+    return results
 
 
 def validate_results(results: dict[str, Any]) -> None:

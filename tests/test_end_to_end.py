@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fedjax_rhd.experiment import validate_results
+from fedjax_rhd.results import validate_results
 from tests.conftest import TINY
 
 

@@ -1,4 +1,4 @@
-"""Client sampling, injected failures, time limits and the round policy."""
+"""Client sampling (strategy), injected failures and time limits (simulator), the round policy."""
 
 from __future__ import annotations
 
@@ -15,16 +15,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedjax_rhd.data.federated import SplitSpec, build_federated_data
-from fedjax_rhd.federation.participation import (
-    ParticipationConfig,
-    TooFewNodes,
+from fedjax_rhd.federation.faults import (
+    Failures,
+    NodeDown,
+    NodeSlowdown,
+    Timing,
     failed_nodes,
-    plan_round,
-    sample_nodes,
     simulated_seconds,
 )
+from fedjax_rhd.federation.loop import TrainSchedule, run_federation
+from fedjax_rhd.federation.participation import (
+    RoundPlan,
+    RoundPolicy,
+    Sampling,
+    TooFewNodes,
+    check_policy,
+    sample_nodes,
+)
+from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, read_identity
-from fedjax_rhd.federation.simulator import TrainSchedule, federated_round, run_simulation
+from fedjax_rhd.federation.simulator import SimulatorConfig, federated_round
 from fedjax_rhd.models import DeepSurvConfig
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, build_algorithm, build_model
 
@@ -72,44 +82,49 @@ def test_sampled_nodes_are_reproducible_in_another_process():
     assert out.strip() == str(here)
 
 
+def _plan(failed: np.ndarray, timed_out: np.ndarray | None = None) -> RoundPlan:
+    every = np.ones(len(NAMES), dtype=bool)
+    timed_out = np.zeros(len(NAMES), dtype=bool) if timed_out is None else timed_out
+    return RoundPlan(sampled=every, failed=failed, timed_out=timed_out, seconds=None)
+
+
 def test_named_node_down_and_random_failures():
-    config = ParticipationConfig(down=(("node3", 4),), fail_probability=0.3, fail_seed=5)
-    failed = np.array([failed_nodes(config, r, NAMES) for r in range(1, 2001)])
+    failures = Failures(probability=0.3, down=(NodeDown("node3", 4),))
+    failed = np.array([failed_nodes(failures, 5, r, NAMES) for r in range(1, 2001)])
     assert not failed[:3, 2].all() and failed[3:, 2].all()  # node3 down from round 4 on
     # probability 0.3 per node and round, independently: sd of the share ~0.01
     np.testing.assert_allclose(failed[:, [0, 1, 3, 4]].mean(axis=0), 0.3, atol=0.04)
-    np.testing.assert_array_equal(failed, np.array([failed_nodes(config, r, NAMES) for r in range(1, 2001)]))
+    np.testing.assert_array_equal(
+        failed, np.array([failed_nodes(failures, 5, r, NAMES) for r in range(1, 2001)])
+    )
     # a failed node that was sampled is out of the round
-    plan = plan_round(dataclasses.replace(config, fail_probability=0.0), 5, NAMES, [1] * 5, 1)
+    plan = _plan(failed_nodes(Failures(down=(NodeDown("node3", 4),)), 5, 5, NAMES))
     assert plan.record(NAMES)["failed"] == ["node3"] and "node3" not in plan.record(NAMES)["aggregated"]
 
 
-def test_time_limit_drops_the_slow_node():
-    config = ParticipationConfig(time_limit=1.0, seconds_per_row=1e-3, slowdown=(("node2", 50.0),))
-    seconds = simulated_seconds(config, 1, NAMES, [300, 100, 100, 50, 50], 2)
+def test_simulated_time_of_the_slow_node():
+    timing = Timing(seconds_per_row=1e-3, slowdown=(NodeSlowdown("node2", 50.0),))
+    seconds = simulated_seconds(timing, 0, 1, NAMES, [300, 100, 100, 50, 50], 2)
     np.testing.assert_allclose(seconds, [0.6, 10.0, 0.2, 0.1, 0.1])
-    plan = plan_round(config, 1, NAMES, [300, 100, 100, 50, 50], 2)
-    record = plan.record(NAMES)
-    assert record["timed_out"] == ["node2"] and "node2" not in record["aggregated"]
-    assert record["simulated_seconds"] == pytest.approx([0.6, 10.0, 0.2, 0.1, 0.1])
+    jittered = [simulated_seconds(Timing(jitter=0.5), 3, r, NAMES, [100] * 5, 1) for r in (1, 1, 2)]
+    np.testing.assert_array_equal(jittered[0], jittered[1])  # a pure function of (seed, round)
+    assert not np.array_equal(jittered[0], jittered[2])
 
 
 def test_policy_min_nodes_and_accept_failures():
-    down = (("node4", 1), ("node5", 1))
-    assert (
-        len(
-            plan_round(ParticipationConfig(down=down, min_nodes=3), 1, NAMES, [1] * 5, 1).record(NAMES)[
-                "aggregated"
-            ]
-        )
-        == 3
-    )
+    down = np.array([False, False, False, True, True])
+    check_policy(RoundPolicy(min_nodes=3), _plan(down), 1, NAMES)
+    assert len(_plan(down).record(NAMES)["aggregated"]) == 3
     with pytest.raises(TooFewNodes, match=r"round 1: 3 node\(s\) returned .*node4, node5.*min_nodes=4"):
-        plan_round(ParticipationConfig(down=down, min_nodes=4), 1, NAMES, [1] * 5, 1)
+        check_policy(RoundPolicy(min_nodes=4), _plan(down), 1, NAMES)
     with pytest.raises(TooFewNodes, match="accept_failures=false"):
-        plan_round(ParticipationConfig(down=down, accept_failures=False), 1, NAMES, [1] * 5, 1)
+        check_policy(RoundPolicy(accept_failures=False), _plan(down), 1, NAMES)
+    with pytest.raises(TooFewNodes, match="node2 failed or timed out and strategy.accept_failures=false"):
+        check_policy(
+            RoundPolicy(accept_failures=False), _plan(np.zeros(5, dtype=bool), np.arange(5) == 1), 1, NAMES
+        )
     with pytest.raises(ValueError, match="no node named 'node9'"):
-        ParticipationConfig(down=(("node9", 1),)).check_nodes(NAMES)
+        SimulatorConfig(failures=Failures(down=(NodeDown("node9", 1),))).check_nodes(NAMES)
 
 
 # --- through the simulator --------------------------------------------------------------------------
@@ -152,15 +167,32 @@ def test_absent_node_is_left_out_of_the_average(data3):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def _run(spec, data, schedule, policy=None, config=None, *, seed_sample=0, **kwargs):
+    backend = make_backend(config or SimulatorConfig(), data, spec)
+    return run_federation(backend, schedule, policy, seed_sample=seed_sample, progress=False, **kwargs)
+
+
+def test_time_limit_drops_the_slow_node(data3):
+    config = SimulatorConfig(time_limit=1.0, timing=Timing(slowdown=(NodeSlowdown("node2", 1e4),)))
+    backend = make_backend(config, data3, _spec(data3))
+    failed, timed_out, seconds = backend.injected_faults(1, np.ones(3, dtype=bool))
+    assert not failed.any() and timed_out.tolist() == [False, True, False]
+    np.testing.assert_allclose(seconds, 1e-3 * np.array(data3.n_train) * 2 * [1, 1e4, 1])
+    sim = _run(_spec(data3), data3, TrainSchedule(rounds=1, patience=None), config=config)
+    (record,) = sim.rounds
+    assert record["participation"]["timed_out"] == ["node2"]
+    assert record["participation"]["aggregated"] == ["node1", "node3"]
+    assert record["participation"]["simulated_seconds"] == pytest.approx(seconds.tolist())
+
+
 def test_node_failing_every_round_run_completes_and_records(data3, tmp_path):
     spec = _spec(data3)
     schedule = TrainSchedule(rounds=3, patience=None)
-    sim = run_simulation(
+    sim = _run(
         spec,
         data3,
         schedule,
-        progress=False,
-        participation=ParticipationConfig(down=(("node2", 1),)),
+        config=SimulatorConfig(failures=Failures(down=(NodeDown("node2", 1),))),
         checkpoint=tmp_path / CHECKPOINT_NAME,
     )
     assert len(sim.rounds) == 3
@@ -174,21 +206,18 @@ def test_too_few_nodes_stops_with_a_usable_checkpoint(data3, tmp_path):
     spec = _spec(data3)
     schedule = TrainSchedule(rounds=4, patience=None)
     path = tmp_path / CHECKPOINT_NAME
-    failing = ParticipationConfig(down=(("node2", 3), ("node3", 3)), min_nodes=2)
+    faults = SimulatorConfig(failures=Failures(down=(NodeDown("node2", 3), NodeDown("node3", 3))))
+    failing = RoundPolicy(min_nodes=2)
     with pytest.raises(
         TooFewNodes, match=r"round 3: 1 node\(s\) returned .*min_nodes=2; checkpoint after round 2"
     ):
-        run_simulation(
-            spec, data3, schedule, progress=False, participation=failing, checkpoint=path, identity={"x": 1}
-        )
+        _run(spec, data3, schedule, failing, faults, checkpoint=path, identity={"x": 1})
     assert read_identity(path) == {"x": 1}
     # The checkpoint resumes once the policy is relaxed, and ends where a run
     # with that policy from the start ends.
     relaxed = dataclasses.replace(failing, min_nodes=1)
-    resumed = run_simulation(
-        spec, data3, schedule, progress=False, participation=relaxed, checkpoint=path, resume=True
-    )
-    straight = run_simulation(spec, data3, schedule, progress=False, participation=relaxed)
+    resumed = _run(spec, data3, schedule, relaxed, faults, checkpoint=path, resume=True)
+    straight = _run(spec, data3, schedule, relaxed, faults)
     assert [r["participation"] for r in resumed.rounds] == [r["participation"] for r in straight.rounds]
     assert resumed.rounds[2]["participation"]["aggregated"] == ["node1"]
     for a, b in zip(
@@ -214,10 +243,8 @@ def test_local_strategy_keeps_an_absent_nodes_model(data3):
 
 def test_simulator_trains_exactly_the_sampled_nodes(data3):
     spec = _spec(data3)
-    config = ParticipationConfig(sample_fraction=0.5, sample_seed=9)
-    sim = run_simulation(
-        spec, data3, TrainSchedule(rounds=4, patience=None), progress=False, participation=config
-    )
+    policy = RoundPolicy(sampling=Sampling(fraction=0.5))
+    sim = _run(spec, data3, TrainSchedule(rounds=4, patience=None), policy, seed_sample=9)
     for record in sim.rounds:
         expected = [
             n for n, m in zip(data3.node_names, sample_nodes(9, record["round"], 3, 0.5), strict=True) if m

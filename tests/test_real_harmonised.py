@@ -18,7 +18,8 @@ from fedjax_rhd.cohorts import load_cohort, resolve_real_data_root
 from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised
 from fedjax_rhd.config import settings_from_config
 from fedjax_rhd.data.federated import build_federated_data
-from fedjax_rhd.federation.simulator import run_simulation
+from fedjax_rhd.federation.loop import run_federation
+from fedjax_rhd.federation.registry import make_backend
 from harmonize.guide import load_guide
 from harmonize.registry import dataset_folder
 from tests.conftest import compose
@@ -118,7 +119,8 @@ def test_real_cohort_model_results_equal_through_fhir(use_case, source, data_roo
     for cohort in (fhir, direct):
         data = build_federated_data(cohort.table, guide, settings.split)
         run = dataclasses.replace(settings.spec, num_features=data.num_features)
-        results.append((run_simulation(run, data, settings.schedule, progress=False), data))
+        backend = make_backend(settings.backend, data, run)
+        results.append((run_federation(backend, settings.schedule, progress=False), data))
     (a, da), (b, db) = results
     assert da.test_patient_ids == db.test_patient_ids and da.node_names == db.node_names
     for x, y in zip(jax.tree.leaves(a.global_params), jax.tree.leaves(b.global_params), strict=True):

@@ -16,7 +16,8 @@ import pytest
 from fedjax_rhd.config import settings_from_config
 from fedjax_rhd.data.federated import build_federated_data
 from fedjax_rhd.datasets import DatasetCacheError, dataset_id, generator_fingerprint
-from fedjax_rhd.federation.simulator import run_simulation
+from fedjax_rhd.federation.loop import run_federation
+from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.simulate.mds import simulate_mds
 from harmonize import registry
 from harmonize.guide import load_guide
@@ -124,7 +125,7 @@ def test_training_on_the_harmonised_dataset_equals_training_on_the_canonical_tab
     for df in (harmonised, canonical):
         data = build_federated_data(df, mds_guide, settings.split)
         spec = dataclasses.replace(settings.spec, num_features=data.num_features)
-        sim = run_simulation(spec, data, settings.schedule, progress=False)
+        sim = run_federation(make_backend(settings.backend, data, spec), settings.schedule, progress=False)
         results.append((sim, data))
     (a, da), (b, db) = results
     assert da.test_patient_ids == db.test_patient_ids

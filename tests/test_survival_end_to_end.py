@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedjax_rhd.experiment import validate_results
+from fedjax_rhd.results import validate_results
 from tests.test_end_to_end import TINY, _cli, _results
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from fedjax_rhd.config import run_config
 from fedjax_rhd.datasets import dataset_id, generator_fingerprint
-from fedjax_rhd.experiment import validate_results
+from fedjax_rhd.results import validate_results
 from fedjax_rhd.simulate import simulate_cmml, simulate_mds
 from fedjax_rhd.simulate import treatment as tx
 from harmonize.extract import extract_centre

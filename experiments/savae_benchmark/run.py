@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from fedjax_rhd.config import settings_from_config  # noqa: E402
 from fedjax_rhd.data.folds import fold_data  # noqa: E402
-from fedjax_rhd.federation.simulator import run_simulation  # noqa: E402
+from fedjax_rhd.federation.loop import run_federation  # noqa: E402
+from fedjax_rhd.federation.registry import make_backend  # noqa: E402
 from fedjax_rhd.jax_setup import enable_compilation_cache  # noqa: E402
 from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 from fedjax_rhd.metrics.evaluation import survival_metrics  # noqa: E402
@@ -107,7 +108,7 @@ def run_fold(dataset: str, df: pl.DataFrame, model_name: str, fold: int, num_fol
         model_config=config_for_guide(settings.spec.model_config, guide),
     )
     start = time.perf_counter()
-    sim = run_simulation(spec, data, settings.schedule, progress=False)
+    sim = run_federation(make_backend(settings.backend, data, spec), settings.schedule, progress=False)
     params = jax.tree.map(lambda p: p[0], sim.node_params)
     risk = np.asarray(build_model(spec).risk(params, data.test.x, data.test.observed), np.float64)
     extra = survival_metrics(spec, data, params, baseline_nodes=[0])

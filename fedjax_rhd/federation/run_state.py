@@ -33,7 +33,7 @@ FORMAT_VERSION = 1
 
 @dataclasses.dataclass
 class LoopState:
-    """Everything ``run_simulation`` carries from one round to the next."""
+    """Everything ``loop.run_federation`` carries from one round to the next."""
 
     state: ServerState
     best_state: ServerState

@@ -5,34 +5,27 @@ their only static argument, so every job of a multirun with the same spec and
 array shapes reuses one executable (a factory building a fresh closure per job
 would recompile every job). ``TRACE_COUNTS`` counts traces, i.e. compilations
 of the round, for the benchmark and the multirun check.
+
+``SimulatorBackend`` is the ``Backend`` (``fedjax_rhd.federation.backend``)
+over these functions: it holds every node's rows as stacked device arrays and
+injects the configured faults (``fedjax_rhd.federation.faults``); the round
+loop itself is ``fedjax_rhd.federation.loop.run_federation``.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import functools
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from fedjax_rhd.data.federated import FederatedData
-from fedjax_rhd.federation.participation import (
-    ParticipationConfig,
-    RunInterrupted,
-    RunStopped,
-    plan_round,
-)
-from fedjax_rhd.federation.run_state import LoopState, load_loop_state, save_loop_state
+from fedjax_rhd.federation.backend import RoundOutput
+from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulated_seconds
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.typing import ClientResult, NodeData, Params, ServerState
 
@@ -88,213 +81,157 @@ def stacked_risks(
 
 
 def broadcast(params: Params, num_nodes: int) -> Params:
+    """``params`` repeated along a new leading node axis of size ``num_nodes``."""
     return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_nodes, *leaf.shape)), params)
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSchedule:
-    """Rounds and early stopping (typed view of the strategy config)."""
+class SimulatorConfig:
+    """``backend=simulator`` (conf/backend/simulator.yaml): injected faults and time limit.
 
-    rounds: int = 30  # maximum communication rounds
-    patience: int | None = 10  # stop after this many rounds without federated-validation gain
-    seed_init: int = 0  # model initialisation
-    seed_train: int = 0  # dropout keys: fold_in(seed, round, node, step)
+    Frozen and hashable; also the backend's Hydra schema (``BACKENDS["simulator"]``).
+    OmegaConf's ``to_object`` hands lists for the tuple fields and may hand dicts
+    for the nested ones: both are converted here.
 
-
-@dataclasses.dataclass
-class SimulationResult:
-    """What the backend hands back to the experiment driver."""
-
-    best_round: int
-    global_params: Params | None  # None under personalised strategies
-    node_params: Params  # stacked [K]: the model node k holds at the end
-    rounds: list[dict]
-    round_seconds: list[float]
-    first_round_seconds: float
-
-
-def _select(mask: np.ndarray, new: Params, old: Params) -> Params:
-    def pick(n: jax.Array, o: jax.Array) -> jax.Array:
-        m = mask.reshape((-1,) + (1,) * (n.ndim - 1))
-        return jnp.where(m, n, o)
-
-    return jax.tree.map(pick, new, old)
-
-
-@contextlib.contextmanager
-def _stop_after_round() -> Iterator[dict[str, bool]]:
-    """Turn the first Ctrl-C into a request to stop after the current round.
-
-    A second Ctrl-C interrupts at once (the previous handler is restored).
+    Attributes:
+        name: the registry key, always ``"simulator"``.
+        failures: random failures (``seed.failure``) and named nodes down.
+        time_limit: seconds a round waits; nodes whose simulated time exceeds it are dropped.
+        timing: each node's simulated time (checked only when ``time_limit`` is set).
     """
-    flag = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = signal.getsignal(signal.SIGINT)
 
-    def handler(signum: int, frame: Any) -> None:
-        del signum, frame
-        flag["stop"] = True
-        signal.signal(signal.SIGINT, previous)
-        print("\nCtrl-C: stopping after this round (press again to abort at once)", flush=True)
+    name: str = "simulator"
+    failures: Failures = dataclasses.field(default_factory=Failures)
+    time_limit: float | None = None
+    timing: Timing = dataclasses.field(default_factory=Timing)
 
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    def __post_init__(self) -> None:
+        if self.name != "simulator":
+            raise ValueError(f"backend.name must be 'simulator' for SimulatorConfig, got {self.name!r}")
+        for key, cls in (("failures", Failures), ("timing", Timing)):
+            value = getattr(self, key)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, key, cls(**value))
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"backend.time_limit must be > 0 seconds or null, got {self.time_limit}")
+
+    def check_nodes(self, node_names: Sequence[str]) -> None:
+        """Fail early, naming the key, when the config names a node the federation lacks."""
+        for key, entries in (
+            ("backend.failures.down", self.failures.down),
+            ("backend.timing.slowdown", self.timing.slowdown),
+        ):
+            for entry in entries:
+                if entry.node not in node_names:
+                    raise ValueError(f"{key}: no node named {entry.node!r}; nodes are {list(node_names)}")
 
 
-def run_simulation(
-    spec: AlgorithmSpec,
-    data: FederatedData,
-    schedule: TrainSchedule,
-    *,
-    on_round: Callable[[dict], None] | None = None,
-    progress: bool = True,
-    participation: ParticipationConfig | None = None,
-    checkpoint: str | Path | None = None,
-    identity: dict[str, Any] | None = None,
-    resume: bool = False,
-    checkpoint_every: int = 1,
-) -> SimulationResult:
-    """Train ``spec`` over ``data``'s nodes; select rounds by federated validation.
+class SimulatorBackend:
+    """Every node in this process: stacked, padded rows; one jitted, vmapped round.
 
-    Validation loss per node is computed on the node's own validation part; the
-    global model's federated validation loss is their mean weighted by
-    validation patients. The test set is never consulted here.
-
-    Args:
-        spec, data, schedule: what to train, on which nodes, for how many rounds.
-        on_round: called with each round's record (and its parameters) before it is stored.
-        progress: show a progress bar.
-        participation: sampling, simulated failures/time limits and the round policy.
-        checkpoint: write the loop state here before round 1, after every ``checkpoint_every``-th
-            round and when the loop ends or stops. Round r's keys are ``fold_in(seed, r)``, so a
-            resume from an earlier round reproduces the same run; k > 1 only saves the file writes.
-        identity: JSON-able run identity stored in the checkpoint (config, dataset id).
-        resume: continue from ``checkpoint`` instead of starting afresh.
-
-    Raises:
-        TooFewNodes: the policy stopped the run; the last checkpoint is usable.
-        RunInterrupted: Ctrl-C; the run stopped after a round and checkpointed it.
+    Every node computes every round (vmap has one shape); nodes that were not
+    sampled, failed or timed out get aggregation weight 0.
     """
-    participation = participation or ParticipationConfig()
-    participation.check_nodes(data.node_names)
-    algorithm = build_algorithm(spec)
-    model = build_model(spec)
-    k = data.num_nodes
-    train = jax.tree.map(jnp.asarray, data.train)
-    val = jax.tree.map(jnp.asarray, data.val)
-    val_weights = np.asarray(data.n_val, dtype=np.float64)
-    initial = algorithm.init(model.init(jax.random.key(schedule.seed_init)), k)
-    train_key = jax.random.key(schedule.seed_train)
-    if resume:
-        if checkpoint is None:
-            raise ValueError("resume needs a checkpoint path")
-        loop = load_loop_state(checkpoint, initial, train_key)
-        print(f"resuming from {checkpoint} after round {loop.round}", flush=True)
-    else:
-        loop = LoopState(initial, initial, np.full(k if algorithm.personalized else 1, np.inf))
 
-    def save() -> None:
-        if checkpoint is not None:
-            save_loop_state(checkpoint, loop, train_key, identity or {})
+    def __init__(
+        self, config: SimulatorConfig, data: FederatedData, spec: AlgorithmSpec, *, seed_failure: int = 0
+    ) -> None:
+        """Move the nodes' rows to the device.
 
-    def holding(s: ServerState) -> Params:
-        return s.params if algorithm.personalized else broadcast(s.params, k)
+        Args:
+            config: injected faults and time limit.
+            data: the federation's nodes and the benchmark test set.
+            spec: the algorithm (``num_features`` filled in).
+            seed_failure: ``seed.failure``: random failures and timing jitter.
 
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    if not resume:
-        save()  # round 0: even a run that fails in round 1 leaves a usable checkpoint
-    bar = tqdm(
-        total=schedule.rounds,
-        initial=loop.round,
-        desc=f"{spec.algorithm} rounds",
-        disable=not progress,
-        leave=False,
-    )
-    with _stop_after_round() as stop:
-        for r in range(loop.round + 1, schedule.rounds + 1):
-            if schedule.patience is not None and loop.since_best >= schedule.patience:
-                break
-            try:
-                plan = plan_round(participation, r, data.node_names, data.n_train, spec.client.local_epochs)
-            except RunStopped as err:
-                bar.close()
-                save()
-                where = f"; checkpoint after round {loop.round}: {checkpoint}" if checkpoint else ""
-                raise type(err)(f"{err}{where}") from None
-            start = time.perf_counter()
-            mask = jnp.asarray(plan.aggregated, dtype=jnp.float32)
-            state, results = federated_round(spec, loop.state, train, jax.random.fold_in(train_key, r), mask)
-            val_loss = np.asarray(node_losses(spec, holding(state), val), dtype=np.float64)
-            loop.seconds.append(time.perf_counter() - start)
-            fed_val = float(np.dot(val_weights, val_loss) / val_weights.sum())
-            train_loss = np.asarray(results.metrics["train_loss"]).tolist()
-            record = {
-                "round": r,
-                # a node that sat the round out trained nothing the server used
-                "train_loss": [t if a else None for t, a in zip(train_loss, plan.aggregated, strict=True)],
-                "val_loss": val_loss.tolist(),
-                "val_loss_federated": fed_val,
-                "participation": plan.record(data.node_names),
-            }
-            score = val_loss if algorithm.personalized else np.array([fed_val])
-            improved = score < loop.best_score
-            loop.state = state
-            if improved.any():
-                loop.best_score = np.where(improved, score, loop.best_score)
-                if algorithm.personalized:
-                    loop.best_state = ServerState(
-                        _select(improved, state.params, loop.best_state.params), (), state.round
-                    )
-                else:
-                    loop.best_state = state
-                loop.best_round, loop.since_best = r, 0
-            else:
-                loop.since_best += 1
-            # Parameters go to the callback (per-round test curves) but not into JSON.
-            record["client_params"] = results.params
-            record["server_params"] = None if algorithm.personalized else state.params
-            if on_round is not None:
-                on_round(record)
-            record.pop("client_params")
-            record.pop("server_params")
-            loop.rounds.append(record)
-            if r % checkpoint_every == 0:
-                save()
-            bar.update(1)
-            bar.set_postfix(val=f"{fed_val:.4f}")
-            if stop["stop"]:
-                bar.close()
-                save()
-                raise RunInterrupted(
-                    f"stopped by Ctrl-C after round {r}; checkpoint: {checkpoint}"
-                    if checkpoint
-                    else f"stopped by Ctrl-C after round {r}"
-                )
-    bar.close()
-    save()  # the finished loop (rewrites the same state when the last round was just saved)
+        Raises:
+            ValueError: the config names a node the federation lacks.
+        """
+        config.check_nodes(data.node_names)
+        self.config = config
+        self.spec = spec
+        self.seed_failure = seed_failure
+        self._names = tuple(data.node_names)
+        self._n_train = tuple(data.n_train)
+        self._n_val = tuple(data.n_val)
+        self._personalized = build_algorithm(spec).personalized
+        self._train = jax.tree.map(jnp.asarray, data.train)
+        self._val = jax.tree.map(jnp.asarray, data.val)
+        self._test_x = jnp.asarray(data.test.x)
+        self._test_observed = data.test.observed
 
-    best_state = loop.best_state
-    if algorithm.personalized:
-        global_params, node_params = None, best_state.params
-    else:
-        # Node k's model at the end of federation: the selected global model
-        # after node k's last local update (ARCHITECTURE §5), every node taking part.
-        global_params = best_state.params
-        final_key = jax.random.fold_in(train_key, len(loop.rounds) + 1)
-        _, results = federated_round(spec, best_state, train, final_key, jnp.ones(k, jnp.float32))
-        node_params = results.params
-    seconds = loop.seconds or [0.0]
-    return SimulationResult(
-        best_round=loop.best_round,
-        global_params=global_params,
-        node_params=node_params,
-        rounds=loop.rounds,
-        round_seconds=seconds[1:] if len(seconds) > 1 else seconds,
-        first_round_seconds=seconds[0],
-    )
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def n_train(self) -> tuple[int, ...]:
+        return self._n_train
+
+    @property
+    def n_val(self) -> tuple[int, ...]:
+        return self._n_val
+
+    @property
+    def personalized(self) -> bool:
+        return self._personalized
+
+    def init_state(self, rng: jax.Array) -> ServerState:
+        """The strategy's initial state on the model initialised from ``rng``."""
+        return build_algorithm(self.spec).init(build_model(self.spec).init(rng), len(self._names))
+
+    def injected_faults(
+        self, round_index: int, sampled: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(failed, timed_out, seconds) of the sampled nodes in ``round_index`` (pure host draws)."""
+        failed = sampled & failed_nodes(self.config.failures, self.seed_failure, round_index, self._names)
+        seconds = None
+        timed_out = np.zeros(len(self._names), dtype=bool)
+        if self.config.time_limit is not None:
+            seconds = simulated_seconds(
+                self.config.timing,
+                self.seed_failure,
+                round_index,
+                self._names,
+                self._n_train,
+                self.spec.client.local_epochs,
+            )
+            timed_out = sampled & ~failed & (seconds > self.config.time_limit)
+        return failed, timed_out, seconds
+
+    def run_round(
+        self, state: ServerState, round_index: int, rng: jax.Array, sampled: np.ndarray
+    ) -> RoundOutput:
+        """One jitted round; weight 1 for the sampled nodes that neither failed nor timed out."""
+        failed, timed_out, seconds = self.injected_faults(round_index, sampled)
+        mask = jnp.asarray(sampled & ~failed & ~timed_out, dtype=jnp.float32)
+        new_state, results = federated_round(self.spec, state, self._train, rng, mask)
+        return RoundOutput(
+            state=new_state,
+            train_loss=np.asarray(results.metrics["train_loss"], dtype=np.float64),
+            client_params=results.params,
+            failed=failed,
+            timed_out=timed_out,
+            seconds=seconds,
+        )
+
+    def validation_losses(self, params: Params) -> np.ndarray:
+        """f64[K] validation loss of the params each node holds."""
+        held = params if self._personalized else broadcast(params, len(self._names))
+        return np.asarray(node_losses(self.spec, held, self._val), dtype=np.float64)
+
+    def final_node_models(self, state: ServerState, rng: jax.Array) -> Params:
+        """Stacked [K]: own slices (personalised) or one more local update of the global model."""
+        if self._personalized:
+            return state.params
+        everyone = jnp.ones(len(self._names), jnp.float32)
+        _, results = federated_round(self.spec, state, self._train, rng, everyone)
+        return results.params
+
+    def test_risks(self, stacked_params: Params) -> np.ndarray:
+        """f32[M, n_test] risks of M stacked parameter sets on the test set."""
+        return np.asarray(stacked_risks(self.spec, stacked_params, self._test_x, self._test_observed))
+
+    def compilations(self) -> int:
+        """Traces of the jitted round in this process (shared by every simulator in it)."""
+        return TRACE_COUNTS["round"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies.client import ClientConfig
-from fedjax_rhd.strategies.config import Sampling, StrategyConfig
+from fedjax_rhd.strategies.config import StrategyConfig
 from fedjax_rhd.strategies.fedavg import ServerConfig, fedavg, weighted_mean
 from fedjax_rhd.strategies.local import centralized, local
 from fedjax_rhd.strategies.server_opt import reddi, scale_by_reddi, server_optimizer
@@ -61,7 +61,6 @@ def build_algorithm(spec: AlgorithmSpec) -> FederatedAlgorithm:
 
 __all__ = [
     "ALGORITHMS",
-    "Sampling",
     "StrategyConfig",
     "AlgorithmSpec",
     "ClientConfig",

@@ -11,22 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from fedjax_rhd.federation.participation import RoundPolicy, Sampling
 from fedjax_rhd.strategies.client import ClientConfig
 from fedjax_rhd.strategies.fedavg import ServerConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class Sampling:
-    """Client sampling each round (McMahan et al. 2017's fraction C)."""
-
-    fraction: float = 1.0  # share of nodes asked to train each round (seed.sample picks them)
-    min_nodes: int = 1  # never sample fewer
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.fraction <= 1.0:
-            raise ValueError(f"strategy.sampling.fraction must be in (0, 1], got {self.fraction}")
-        if self.min_nodes < 1:
-            raise ValueError(f"strategy.sampling.min_nodes must be >= 1, got {self.min_nodes}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +55,7 @@ class StrategyConfig:
             raise ValueError(f"strategy.rounds must be >= 1, got {self.rounds}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"strategy.patience must be >= 1 or null, got {self.patience}")
-        if self.min_nodes < 1:
-            raise ValueError(f"strategy.min_nodes must be >= 1, got {self.min_nodes}")
+        self.policy  # validates min_nodes  # noqa: B018
         if self.finetune_epochs < 0:
             raise ValueError(f"strategy.finetune_epochs must be >= 0, got {self.finetune_epochs}")
         if self.algorithm != "fedavg" and self.client.proximal_mu is not None:
@@ -80,3 +66,8 @@ class StrategyConfig:
     @property
     def display_name(self) -> str:
         return self.label or self.name
+
+    @property
+    def policy(self) -> RoundPolicy:
+        """The round loop's participation policy (sampling, fewest nodes, failures accepted)."""
+        return RoundPolicy(self.sampling, self.min_nodes, self.accept_failures)

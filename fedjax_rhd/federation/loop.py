@@ -1,0 +1,266 @@
+"""The round loop, the same under every backend.
+
+Per round: the strategy samples nodes (a pure host function of ``seed.sample``)
+→ the backend runs the round on them and reports who returned → the round
+policy accepts or stops the run → the backend's nodes report their
+validation losses → federated validation (their mean weighted by validation
+patients) → round selection and patience → checkpoint cadence → Ctrl-C →
+callbacks. The loop sees only what a ``Backend`` returns (server states,
+parameter pytrees, per-node losses and counts), never a node's rows, so a
+backend whose nodes live in other processes runs the very same loop.
+
+Round r's keys are ``fold_in(key(seed.train), r)``; the loop owns them, so a
+resumed run reproduces the run it continues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from fedjax_rhd.federation.backend import Backend
+from fedjax_rhd.federation.participation import (
+    RoundPlan,
+    RoundPolicy,
+    RunInterrupted,
+    RunStopped,
+    check_policy,
+    sample_nodes,
+)
+from fedjax_rhd.federation.run_state import LoopState, load_loop_state, save_loop_state
+from fedjax_rhd.typing import Params
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSchedule:
+    """Rounds and early stopping (typed view of the strategy config)."""
+
+    rounds: int = 30  # maximum communication rounds
+    patience: int | None = 10  # stop after this many rounds without federated-validation gain
+    seed_init: int = 0  # model initialisation
+    seed_train: int = 0  # dropout keys: fold_in(seed, round, node, step)
+
+
+@dataclasses.dataclass
+class FederationResult:
+    """What the loop hands back to the experiment driver.
+
+    Attributes:
+        best_round: the round selected by federated validation (0: none improved on the start).
+        global_params: the selected global model; None under personalised strategies.
+        node_params: stacked [K]: the model node k holds at the end.
+        rounds: the per-round ``results.json`` records (without parameters).
+        round_seconds: wall seconds of every round after the first (the first alone when one ran).
+        first_round_seconds: wall seconds of the first round (compilation included).
+        round_compilations: round compilations during this run (0: an executable was reused).
+    """
+
+    best_round: int
+    global_params: Params | None
+    node_params: Params
+    rounds: list[dict]
+    round_seconds: list[float]
+    first_round_seconds: float
+    round_compilations: int = 0
+
+
+def _select(mask: np.ndarray, new: Params, old: Params) -> Params:
+    """Per node: ``new``'s slice where ``mask``, else ``old``'s (personalised best models)."""
+
+    def pick(n: jax.Array, o: jax.Array) -> jax.Array:
+        m = mask.reshape((-1,) + (1,) * (n.ndim - 1))
+        return jnp.where(m, n, o)
+
+    return jax.tree.map(pick, new, old)
+
+
+@contextlib.contextmanager
+def _stop_after_round() -> Iterator[dict[str, bool]]:
+    """Turn the first Ctrl-C into a request to stop after the current round.
+
+    A second Ctrl-C interrupts at once (the previous handler is restored).
+    """
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        del signum, frame
+        flag["stop"] = True
+        signal.signal(signal.SIGINT, previous)
+        print("\nCtrl-C: stopping after this round (press again to abort at once)", flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_federation(
+    backend: Backend,
+    schedule: TrainSchedule,
+    policy: RoundPolicy | None = None,
+    *,
+    seed_sample: int = 0,
+    on_round: Callable[[dict], None] | None = None,
+    progress: bool = True,
+    desc: str = "rounds",
+    checkpoint: str | Path | None = None,
+    identity: dict[str, Any] | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 1,
+) -> FederationResult:
+    """Train on ``backend``'s nodes; select rounds by federated validation.
+
+    Each node's validation loss is computed by the node on its own validation
+    part; the global model's federated validation loss is their mean weighted by
+    validation patients. Under a personalised strategy each node keeps its own
+    best round. The test set is never consulted here.
+
+    Args:
+        backend: the nodes and their transport (``registry.make_backend``).
+        schedule: rounds, patience and the ``seed.init`` / ``seed.train`` seeds.
+        policy: sampling, minimum nodes and failure policy (default: every node, every round).
+        seed_sample: ``seed.sample``: which nodes are sampled each round.
+        on_round: called with each round's record before it is stored; the record
+            then also holds ``client_params`` (stacked [K]) and ``server_params``
+            (None under personalised strategies), removed afterwards.
+        progress: show a progress bar (labelled ``desc``).
+        desc: the progress bar's label.
+        checkpoint: write the loop state here before round 1, after every ``checkpoint_every``-th
+            round and when the loop ends or stops. Round r's keys are ``fold_in(seed, r)``, so a
+            resume from an earlier round reproduces the same run; k > 1 only saves the file writes.
+        identity: JSON-able run identity stored in the checkpoint (config, dataset id).
+        resume: continue from ``checkpoint`` instead of starting afresh.
+        checkpoint_every: k, the checkpoint cadence in rounds.
+
+    Raises:
+        TooFewNodes: the policy stopped the run; the last checkpoint is usable.
+        RunInterrupted: Ctrl-C; the run stopped after a round and checkpointed it.
+    """
+    policy = policy or RoundPolicy()
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    compilations_before = backend.compilations()
+    names = tuple(backend.node_names)
+    k = len(names)
+    personalized = backend.personalized
+    val_weights = np.asarray(backend.n_val, dtype=np.float64)
+    initial = backend.init_state(jax.random.key(schedule.seed_init))
+    train_key = jax.random.key(schedule.seed_train)
+    if resume:
+        if checkpoint is None:
+            raise ValueError("resume needs a checkpoint path")
+        loop = load_loop_state(checkpoint, initial, train_key)
+        print(f"resuming from {checkpoint} after round {loop.round}", flush=True)
+    else:
+        loop = LoopState(initial, initial, np.full(k if personalized else 1, np.inf))
+
+    def save() -> None:
+        if checkpoint is not None:
+            save_loop_state(checkpoint, loop, train_key, identity or {})
+
+    if not resume:
+        save()  # round 0: even a run that fails in round 1 leaves a usable checkpoint
+    bar = tqdm(total=schedule.rounds, initial=loop.round, desc=desc, disable=not progress, leave=False)
+    with _stop_after_round() as stop:
+        for r in range(loop.round + 1, schedule.rounds + 1):
+            if schedule.patience is not None and loop.since_best >= schedule.patience:
+                break
+            sampling = policy.sampling
+            sampled = sample_nodes(seed_sample, r, k, sampling.fraction, sampling.min_nodes)
+            start = time.perf_counter()
+            out = backend.run_round(loop.state, r, jax.random.fold_in(train_key, r), sampled)
+            plan = RoundPlan(
+                sampled=sampled,
+                failed=sampled & np.asarray(out.failed, dtype=bool),
+                timed_out=sampled & np.asarray(out.timed_out, dtype=bool),
+                seconds=out.seconds,
+            )
+            try:
+                # After the round: a remote backend learns who failed only by waiting for them.
+                # A refused round's state is dropped; the checkpoint holds the previous round.
+                check_policy(policy, plan, r, names)
+            except RunStopped as err:
+                bar.close()
+                save()
+                where = f"; checkpoint after round {loop.round}: {checkpoint}" if checkpoint else ""
+                raise type(err)(f"{err}{where}") from None
+            state = out.state
+            val_loss = np.asarray(backend.validation_losses(state.params), dtype=np.float64)
+            loop.seconds.append(time.perf_counter() - start)
+            fed_val = float(np.dot(val_weights, val_loss) / val_weights.sum())
+            train_loss = np.asarray(out.train_loss).tolist()
+            record = {
+                "round": r,
+                # a node that sat the round out trained nothing the server used
+                "train_loss": [t if a else None for t, a in zip(train_loss, plan.aggregated, strict=True)],
+                "val_loss": val_loss.tolist(),
+                "val_loss_federated": fed_val,
+                "participation": plan.record(names),
+            }
+            score = val_loss if personalized else np.array([fed_val])
+            improved = score < loop.best_score
+            loop.state = state
+            if improved.any():
+                loop.best_score = np.where(improved, score, loop.best_score)
+                if personalized:
+                    best_params = _select(improved, state.params, loop.best_state.params)
+                    loop.best_state = state._replace(params=best_params)
+                else:
+                    loop.best_state = state
+                loop.best_round, loop.since_best = r, 0
+            else:
+                loop.since_best += 1
+            # Parameters go to the callback (per-round test curves) but not into JSON.
+            record["client_params"] = out.client_params
+            record["server_params"] = None if personalized else state.params
+            if on_round is not None:
+                on_round(record)
+            record.pop("client_params")
+            record.pop("server_params")
+            loop.rounds.append(record)
+            if r % checkpoint_every == 0:
+                save()
+            bar.update(1)
+            bar.set_postfix(val=f"{fed_val:.4f}")
+            if stop["stop"]:
+                bar.close()
+                save()
+                raise RunInterrupted(
+                    f"stopped by Ctrl-C after round {r}; checkpoint: {checkpoint}"
+                    if checkpoint
+                    else f"stopped by Ctrl-C after round {r}"
+                )
+    bar.close()
+    save()  # the finished loop (rewrites the same state when the last round was just saved)
+
+    best_state = loop.best_state
+    # Node k's model at the end of federation (ARCHITECTURE §5): its own best slice, or the
+    # selected global model after node k's last local update with the next round's key.
+    final_key = jax.random.fold_in(train_key, len(loop.rounds) + 1)
+    node_params = backend.final_node_models(best_state, final_key)
+    seconds = loop.seconds or [0.0]
+    return FederationResult(
+        best_round=loop.best_round,
+        global_params=None if personalized else best_state.params,
+        node_params=node_params,
+        rounds=loop.rounds,
+        round_seconds=seconds[1:] if len(seconds) > 1 else seconds,
+        first_round_seconds=seconds[0],
+        round_compilations=backend.compilations() - compilations_before,
+    )
