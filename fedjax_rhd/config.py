@@ -23,6 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from fedjax_rhd.data import ScenarioSpec, SplitSpec
+from fedjax_rhd.federation.loop import TrainSchedule
 from fedjax_rhd.federation.registry import BACKENDS
 from fedjax_rhd.models import MODELS, config_for_guide
 from fedjax_rhd.sources import UseCase
@@ -83,6 +84,11 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         """The config as JSON containers (what ``results.json`` records for a library caller)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def schedule(self) -> TrainSchedule:
+        """Rounds, patience and the initialisation and training seeds of the round loop."""
+        s = self.strategy
+        return TrainSchedule(s.rounds, s.patience, self.seed.init, self.seed.train)
 
     def algorithm_spec(self, num_features: int, guide: Any = None) -> AlgorithmSpec:
         """The jit key of this run's round: algorithm, model (filled from ``guide`` if needed), settings."""

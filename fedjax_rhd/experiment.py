@@ -15,7 +15,7 @@ from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised, load_source
 from fedjax_rhd.config import RunConfig
 from fedjax_rhd.data import FederatedData, build_federated_data
 from fedjax_rhd.federation.finetune import finetuned_results
-from fedjax_rhd.federation.loop import FederationResult, TrainSchedule, run_federation
+from fedjax_rhd.federation.loop import FederationResult, run_federation
 from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
 from fedjax_rhd.guide_cache import cached_guide
@@ -109,7 +109,7 @@ def _federate(
 
     s = config.strategy
     fed = run_federation(
-        backend, TrainSchedule(s.rounds, s.patience, config.seed.init, config.seed.train), s.policy,
+        backend, config.schedule(), s.policy,
         seed_sample=config.seed.sample, on_round=on_round, progress=config.progress, desc=f"{s.name} rounds",
         checkpoint=checkpoint, identity=identity, resume=config.resume is not None,
         checkpoint_every=config.checkpoint_every,

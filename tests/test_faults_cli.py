@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
-from fedjax_rhd.results import validate_results
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME
+from fedjax_rhd.results import validate_results
 from tests.test_end_to_end import TINY, _cli, _results
 
 

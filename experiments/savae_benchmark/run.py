@@ -17,7 +17,6 @@ Usage (writes ``folds.csv`` and ``summary.md`` into ``--out``):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -30,14 +29,13 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from fedjax_rhd.config import settings_from_config  # noqa: E402
+from fedjax_rhd.config import run_config  # noqa: E402
 from fedjax_rhd.data.folds import fold_data  # noqa: E402
 from fedjax_rhd.federation.loop import run_federation  # noqa: E402
 from fedjax_rhd.federation.registry import make_backend  # noqa: E402
 from fedjax_rhd.jax_setup import enable_compilation_cache  # noqa: E402
 from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 from fedjax_rhd.metrics.evaluation import survival_metrics  # noqa: E402
-from fedjax_rhd.models import config_for_guide  # noqa: E402
 from fedjax_rhd.strategies import build_model  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
 
@@ -101,14 +99,10 @@ def compose(overrides: list[str]):  # noqa: ANN201 - a DictConfig
 def run_fold(dataset: str, df: pl.DataFrame, model_name: str, fold: int, num_folds: int, seed: int) -> dict:
     guide = load_guide(dataset)
     data = fold_data(df, guide, fold=fold, num_folds=num_folds, seed=seed)
-    settings = settings_from_config(compose(["strategy=centralized", *OVERRIDES[model_name]]))
-    spec = dataclasses.replace(
-        settings.spec,
-        num_features=data.num_features,
-        model_config=config_for_guide(settings.spec.model_config, guide),
-    )
+    config = run_config(compose(["strategy=centralized", *OVERRIDES[model_name]]))
+    spec = config.algorithm_spec(data.num_features, guide)
     start = time.perf_counter()
-    sim = run_federation(make_backend(settings.backend, data, spec), settings.schedule, progress=False)
+    sim = run_federation(make_backend(config.backend, data, spec), config.schedule(), progress=False)
     params = jax.tree.map(lambda p: p[0], sim.node_params)
     risk = np.asarray(build_model(spec).risk(params, data.test.x, data.test.observed), np.float64)
     extra = survival_metrics(spec, data, params, baseline_nodes=[0])
