@@ -24,7 +24,6 @@ import jsonschema
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised, load_source
 from fedjax_rhd.config import ExperimentSettings
 from fedjax_rhd.data.federated import FederatedData, build_federated_data
 from fedjax_rhd.federation.finetune import finetuned_results
@@ -38,9 +37,9 @@ from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
 from fedjax_rhd.metrics.concordance import bootstrap_cindex, concordance_index
 from fedjax_rhd.metrics.evaluation import survival_metrics
 from fedjax_rhd.models import config_for_guide
+from fedjax_rhd.sources import UseCase, load_use_case
 from fedjax_rhd.tracking import curve_round, final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
-from harmonize.registry import EXPORT_SOURCES, TABLE_SOURCES
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "polars", "hydra-core", "omegaconf")
@@ -126,24 +125,25 @@ def _run(settings: ExperimentSettings, output_dir: Path, tracker: Tracker) -> di
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
     guide = cached_guide(settings.guide)  # parsed once per multirun worker
-    source = SourceSpec(
-        settings.source, settings.n_patients, settings.seed_data, settings.data_root, settings.real_data_root
+    # One data path for every source: source -> FHIR R5 -> ML-ready table, built once and cached.
+    use_case = UseCase(
+        name=settings.use_case,
+        guide=settings.guide.removesuffix("+treatment"),  # settings carry the layered guide's name
+        source=settings.source,
+        n_patients=settings.n_patients,
+        dataset=settings.dataset,
+        n_centres=settings.n_centres,
+        mapping=settings.mapping,
+        reduce=dict(settings.reduce),
+        treatment=settings.treatment,
     )
-    if settings.source in (*TABLE_SOURCES, *EXPORT_SOURCES, "csv"):
-        # Harmonised path: source -> FHIR R5 -> ML-ready table, built once and cached.
-        df, card, score_name, score_table = load_harmonised(
-            guide,
-            source,
-            use_case=settings.use_case,
-            guide_name=settings.guide,
-            dataset=settings.dataset,
-            n_centres=settings.n_centres,
-            mapping=settings.mapping,
-            progress=settings.progress,
-            treatment=settings.treatment,
-        )
-    else:
-        df, card, score_name, score_table = load_source(guide, source)
+    df, card, score_name, score_table = load_use_case(
+        use_case,
+        seed_data=settings.seed_data,
+        data_root=settings.data_root,
+        real_data_root=settings.real_data_root,
+        progress=settings.progress,
+    )
     data = build_federated_data(
         df,
         guide,
