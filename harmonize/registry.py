@@ -73,6 +73,8 @@ __all__ = [
     "CARD_FILE",
     "DatasetCacheError",
     "DatasetSpec",
+    "Fingerprint",
+    "RUN_OPTIONS",
     "RegisteredSource",
     "SOURCES",
     "SourceFactory",
