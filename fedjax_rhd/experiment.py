@@ -11,7 +11,6 @@ import jax
 import numpy as np
 
 from fedjax_rhd import results as res
-from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised, load_source
 from fedjax_rhd.config import RunConfig
 from fedjax_rhd.data import FederatedData, build_federated_data
 from fedjax_rhd.federation.finetune import finetuned_results
@@ -20,10 +19,10 @@ from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.jax_setup import enable_compilation_cache
+from fedjax_rhd.sources import load_use_case
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.tracking import curve_round, final_metrics, make_tracker, round_metrics
 from fedjax_rhd.typing import Tracker
-from harmonize.registry import EXPORT_SOURCES, TABLE_SOURCES
 
 
 def run(
@@ -53,7 +52,10 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     enable_compilation_cache()
     uc, s = config.use_case, config.strategy
     guide = cached_guide(uc.guide_name)  # parsed once per multirun worker
-    table, card, score_name, score_table = _load(config)
+    table, card, score_name, score_table = load_use_case(
+        uc, seed_data=config.seed.data, data_root=config.data_root, real_data_root=config.real_data_root,
+        progress=config.progress,
+    )  # fmt: skip
     data = build_federated_data(
         table, guide, config.split, pooled=s.algorithm == "centralized", scenario=config.scenario,
         reduce=uc.reductions,
@@ -73,18 +75,6 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     tracker.log_final(final_metrics(results["final"]), files)
     res.print_summary(results)
     return results
-
-
-def _load(config: RunConfig) -> Any:
-    uc = config.use_case
-    guide = cached_guide(uc.guide_name)
-    source = SourceSpec(uc.source, uc.n_patients, config.seed.data, config.data_root, config.real_data_root)
-    if uc.source in (*TABLE_SOURCES, *EXPORT_SOURCES, "csv"):
-        return load_harmonised(
-            guide, source, use_case=uc.name, guide_name=uc.guide_name, dataset=uc.dataset,
-            n_centres=uc.n_centres, mapping=uc.mapping, progress=config.progress, treatment=uc.treatment,
-        )  # fmt: skip
-    return load_source(guide, source)
 
 
 def _federate(

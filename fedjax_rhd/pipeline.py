@@ -62,9 +62,18 @@ class UseCaseEntry:
 
     @property
     def dataset(self) -> str:
+        """The registered simulated dataset this entry's runs train on."""
         if not self.simulated:
             raise ParamsError(f"use_cases.{self.key}: a real cohort has no simulated dataset")
-        return f"{self.use_case}-sim-n{self.n_patients}-seed{self.seed_data}"
+        return self.dataset_spec().name
+
+    def dataset_spec(self) -> Any:
+        """The entry's simulated dataset: a ``harmonize.registry.DatasetSpec`` (name, source, options)."""
+        # Imported here: the pipeline's light stages (params) need neither polars nor the simulators.
+        from fedjax_rhd.sources import UseCase, dataset_spec
+
+        use_case = UseCase(name=self.use_case, guide=self.use_case, n_patients=int(self.n_patients or 0))
+        return dataset_spec(use_case, seed_data=int(self.seed_data or 0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,18 +250,11 @@ def build_dataset(entry: UseCaseEntry, export: Path, fhir: Path, data_root: Path
 
     from harmonize.fhir import SOURCE_MANIFEST
     from harmonize.guide import load_guide
-    from harmonize.registry import dataset_folder, extract_dataset, source_card, spec_for_run
+    from harmonize.registry import dataset_folder, extract_dataset, source_card
     from harmonize.sources import TRUTH_FILE
 
     guide = load_guide(entry.use_case)
-    spec = spec_for_run(
-        use_case=entry.use_case,
-        guide=entry.use_case,
-        source="simulated",
-        dataset=entry.dataset,
-        n_patients=entry.n_patients,
-        seed_data=entry.seed_data,
-    )
+    spec = entry.dataset_spec()
     manifest = json.loads((fhir / SOURCE_MANIFEST).read_text())
     truth = pl.read_parquet(export / TRUTH_FILE) if (export / TRUTH_FILE).is_file() else None
     return extract_dataset(

@@ -10,6 +10,11 @@ Typical use (the first command does everything; the others are its steps)::
     harmonize ingest --use-case mds --export exports/mds --out fhir/mds
     harmonize extract --use-case mds --fhir fhir/mds --out datasets/mds-mine
     harmonize guide mds
+
+Sources other than the generic ``export`` and ``csv`` (the simulators, the real
+cohorts) are registered by the packages that provide them; the command imports
+those packages first (:func:`harmonize.registry.load_source_plugins`: entry points
+of group ``harmonize.sources``, then ``$HARMONIZE_SOURCES``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ steps:  source export --(ingest)--> FHIR R5 NDJSON per resource type per centre
         --(extract)--> one parquet per centre + quality report + dataset card (content-hash id)
 `build` runs every step for a registered dataset and caches it under DATA_ROOT/datasets/NAME;
 training configs name that dataset (conf/use_case/*.yaml: dataset) and results.json records its id.
+sources: export, csv, and those installed packages register (entry points `harmonize.sources`,
+or $HARMONIZE_SOURCES=module[,module]), e.g. simulated, simulated_dialects, iwgpm, beataml.
 examples:
   harmonize build mds-sim-n4427-seed0 --use-case mds --n 4427 --seed 0
   harmonize show quality mds-sim-n4427-seed0
@@ -41,7 +48,8 @@ def _guide(name: str) -> Any:
 
 
 def _dataset_dir(name_or_dir: str, data_root: str) -> Path:
-    from harmonize.registry import CARD_FILE, dataset_folder
+    from harmonize.identity import CARD_FILE
+    from harmonize.registry import dataset_folder
 
     path = Path(name_or_dir)
     if (path / CARD_FILE).is_file():
@@ -76,14 +84,23 @@ def _cmd_build(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from harmonize.registry import TABLE_SOURCES
-    from harmonize.sources import write_canonical_export
+    from harmonize.registry import source_registration, spec_for_run
 
     guide = _guide(args.use_case)
-    options = {"n": args.n, "seed": args.seed, **({"treatment": True} if "treatment" in guide.layers else {})}
-    df, provenance = TABLE_SOURCES["simulated"](guide, options)
-    folder = write_canonical_export(df, guide, args.out, provenance)
-    print(f"wrote the canonical export of {df.height} simulated patients to {folder}")
+    # The registered simulated source writes its canonical export into the folder it is given.
+    spec = spec_for_run(
+        use_case=guide.use_case,
+        guide=args.use_case,
+        source="simulated",
+        dataset=None,
+        n_patients=args.n,
+        seed_data=args.seed,
+        treatment="treatment" in guide.layers,
+    )
+    folder = Path(args.out)
+    source = source_registration("simulated").factory(guide, spec.options_dict(), folder)
+    n = sum(source.n_records(c) for c in source.centres())
+    print(f"wrote the canonical export of {n} simulated patients to {folder}")
 
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
@@ -213,9 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     b = sub.add_parser("build", help="build (or reuse) a registered dataset: every step, cached")
-    b.add_argument("name", nargs="?", default=None, help="dataset name (default: USE_CASE-sim-nN-seedS)")
+    b.add_argument(
+        "name",
+        nargs="?",
+        default=None,
+        help="dataset name (default: the source's; simulated: USE_CASE-sim-nN-seedS)",
+    )
     common(b)
-    b.add_argument("--source", default="simulated", help="source of the data (default: simulated)")
+    b.add_argument("--source", default="simulated", help="a registered source (default: simulated)")
     b.add_argument("--n", type=int, default=4427, help="simulated patients (default: 4427)")
     b.add_argument("--seed", type=int, default=0, help="simulator seed (default: 0)")
     b.add_argument("--data-root", default="data", help="cache root (default: data)")
@@ -272,13 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    from fedjax_rhd.datasets import DatasetCacheError
     from harmonize.guide import GuideError
+    from harmonize.identity import DatasetCacheError
+    from harmonize.registry import load_source_plugins
 
     args = build_parser().parse_args(argv)
     try:
+        load_source_plugins()  # after parsing: `--help` needs no plugin
         args.func(args)
-    except (GuideError, DatasetCacheError, OSError, ValueError, KeyError) as err:
+    except (GuideError, DatasetCacheError, ImportError, OSError, ValueError, KeyError) as err:
         print(f"harmonize {args.command}: error: {err}", file=sys.stderr)
         sys.exit(1)
 

@@ -27,9 +27,8 @@ import polars as pl
 
 from harmonize import terminology as term
 from harmonize.guide import Feature, Guide, require_fhir
+from harmonize.quality import MAX_LISTED
 from harmonize.sources import canonical_schema
-
-MAX_LISTED = 50
 
 
 @dataclasses.dataclass

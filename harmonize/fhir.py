@@ -48,6 +48,7 @@ from fhir.resources.procedure import Procedure
 
 from harmonize import terminology as term
 from harmonize.guide import Feature, Guide, require_fhir
+from harmonize.quality import MAX_LISTED
 from harmonize.sources import RECORD_TARGETS, PatientRecord, SourceAdapter
 
 RESOURCE_MODELS: dict[str, type[pydantic.BaseModel]] = {
@@ -59,7 +60,6 @@ RESOURCE_MODELS: dict[str, type[pydantic.BaseModel]] = {
 }
 INGEST_REPORT = "ingest.json"
 SOURCE_MANIFEST = "source.json"
-MAX_LISTED = 50  # quarantined rows listed individually in the report (all are counted)
 MAX_FINDINGS = 500  # row-level findings listed individually (all are counted)
 
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,48}$")

@@ -16,6 +16,7 @@ import polars as pl
 from harmonize.guide import Guide
 
 REPORT_FORMAT = "fedjax_rhd/quality-report/v1"
+MAX_LISTED = 50  # quarantined rows listed individually in a report (all are counted)
 
 
 def completeness(table: pl.DataFrame, guide: Guide) -> list[dict[str, Any]]:

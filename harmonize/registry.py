@@ -1,5 +1,16 @@
 """Dataset registry: named, harmonised ML-ready datasets, built on first use and cached.
 
+A *source* is registered by name (:func:`register_source`) with one factory
+signature, :data:`SourceFactory`: ``f(guide, options, export_folder) ->``
+:class:`~harmonize.sources.SourceAdapter`. A source that produces a canonical
+table writes the canonical export into the folder it is given and returns a
+:class:`~harmonize.sources.CanonicalExportSource` (:func:`table_source` turns a
+``(guide, options) -> (table, provenance)`` function into such a factory); a
+source that reads files (``export``, ``csv``) returns its adapter directly.
+``harmonize`` registers only these generic sources; other packages register
+theirs on import (simulators, real cohorts), and the command line imports them
+as plugins (:func:`load_source_plugins`).
+
 A :class:`DatasetSpec` names a dataset and says where it comes from (a source
 and its options). :func:`load_or_build_dataset` returns the cached dataset or
 builds it through the whole path (ARCHITECTURE §1.1-1.2)::
@@ -8,21 +19,24 @@ builds it through the whole path (ARCHITECTURE §1.1-1.2)::
 
 under ``<data_root>/datasets/<name>/``::
 
-    export/              the source's canonical per-centre export (table sources)
+    export/              the source's export (canonical per-centre CSVs, or its own files)
     fhir/<centre>/       <ResourceType>.ndjson + ingest.json
     tables/<centre>.parquet
     quality/<centre>.json, quality/<centre>.md
     truth.parquet        simulation ground truth (oracle risk), never FHIR
+    reference.parquet    per-patient values outside FHIR (clinical scores), never in the id
     dataset.json         the card, written last: a card means a complete dataset
 
 The folder is built under a temporary name and renamed into place, so
 parallel runs never see half a dataset. On reuse the tables are read back and
-their content id recomputed and compared with the card's.
+their content id (:func:`harmonize.identity.dataset_id`) recomputed and
+compared with the card's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -34,112 +48,230 @@ from typing import Any
 
 import polars as pl
 
-from fedjax_rhd.datasets import (
-    DatasetCacheError,
-    dataset_id,
-    features_card,
-    generator_fingerprint,
-    generator_info,
-    simulator_for,
-)
-from harmonize.dialects import write_dialect_exports
 from harmonize.extract import extract_centre
 from harmonize.fhir import INGEST_REPORT, ingest_source
 from harmonize.guide import Guide, require_fhir
-from harmonize.mapping import MappedSource, load_mapping, mapped_source
+from harmonize.identity import (
+    CARD_FILE,
+    DatasetCacheError,
+    dataset_id,
+    fhir_features_card,
+    read_card,
+    write_card,
+)
+from harmonize.mapping import mapped_source
 from harmonize.quality import quality_report, report_markdown
-from harmonize.sources import CanonicalExportSource, SourceAdapter, write_canonical_export
+from harmonize.sources import (
+    REFERENCE_FILE,
+    TRUTH_FILE,
+    CanonicalExportSource,
+    SourceAdapter,
+    write_canonical_export,
+)
 
-CARD_FILE = "dataset.json"
-TRUTH_FILE = "truth.parquet"
-REFERENCE_FILE = "reference.parquet"  # per-patient data kept outside FHIR (clinical scores, specimen ids)
-REFERENCE_PREFIXES = ("clinical_score", "score_", "source_")
+__all__ = [
+    "CARD_FILE",
+    "DatasetCacheError",
+    "DatasetSpec",
+    "Fingerprint",
+    "RUN_OPTIONS",
+    "RegisteredSource",
+    "SOURCES",
+    "SourceFactory",
+    "TableSource",
+    "build_dataset",
+    "dataset_folder",
+    "dataset_name",
+    "extract_dataset",
+    "load_dataset",
+    "load_or_build_dataset",
+    "load_reference",
+    "load_source_plugins",
+    "read_card",
+    "register_source",
+    "source_card",
+    "source_registration",
+    "spec_for_run",
+    "table_source",
+]
+
 DATASET_FORMAT = "fedjax_rhd/harmonised-dataset/v1"
+PLUGIN_GROUP = "harmonize.sources"  # entry points: modules that register sources when imported
+PLUGIN_ENV = "HARMONIZE_SOURCES"  # comma-separated modules to import too (installs without the entry point)
+
+SourceFactory = Callable[[Guide, Mapping[str, Any], Path], SourceAdapter]
+"""``f(guide, options, export_folder) -> adapter``; the folder is ``<dataset>/export`` (not yet created)."""
 
 TableSource = Callable[[Guide, Mapping[str, Any]], tuple[pl.DataFrame, dict[str, Any]]]
-"""``f(guide, options) -> (canonical table with a centre column, provenance)``."""
+"""``f(guide, options) -> (canonical table, provenance)``; see :func:`table_source`."""
+
+Fingerprint = Callable[[Guide, Mapping[str, Any]], str]
+"""``f(guide, options) -> str``: a generator's code and parameters; a change makes caches stale."""
+
+RUN_OPTIONS: dict[str, str] = {
+    "centres": "use_case.n_centres",
+    "n": "use_case.n_patients",
+    "seed": "seed.data",
+    "mapping": "use_case.mapping",
+    "root": "real_data_root",
+    "treatment": "use_case.treatment",
+}
+"""Source options a run's settings can fill (:func:`spec_for_run`) -> the setting that fills each."""
 
 
-def _simulated(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:
-    n, seed = int(options["n"]), int(options["seed"])
-    # The optional treatment layer (fedjax_rhd.simulate.treatment) is passed only when on, so
-    # simulators without it keep their signature.
-    layer = {"with_treatment": True} if options.get("treatment") else {}
-    df = simulator_for(guide.use_case)(guide, n=n, seed=seed, **layer)
-    version, citation = generator_info(guide.use_case)
-    return df, {
-        "source": f"simulated ({version}{' + treatment layer' if layer else ''}, n={n}, seed={seed})",
-        "licence": "CC0-1.0 (synthetic)",
-        "citation": citation,
-    }
+@dataclasses.dataclass(frozen=True)
+class RegisteredSource:
+    """A registered source: how to build its adapter and how a run names its options.
 
-
-def wrap_loader(load: Callable[[Guide], pl.DataFrame], provenance: Mapping[str, Any]) -> TableSource:
-    """Wrap a direct loader (``guide -> canonical table``) as a table source.
-
-    Real-cohort loaders that already return ``patient_id, <guide features>,
-    time, event`` (and a ``centre`` column, or one centre named after the
-    source) plug into the registry this way, e.g.
-    ``TABLE_SOURCES["iwgpm"] = wrap_loader(load_iwgpm, {...})``.
+    Attributes:
+        name: the source's name (``use_case.source``, ``DatasetSpec.source``).
+        factory: builds the adapter (:data:`SourceFactory`).
+        fingerprint: for generated data, the generator's fingerprint, recorded in the
+            card (``source.generator``): a cached dataset whose fingerprint differs is
+            stale. ``None`` for data read from files.
+        run_options: the keys of :data:`RUN_OPTIONS` this source takes from a run, in
+            the order its options are recorded.
+        required: those of ``run_options`` a run must set.
+        dataset_name: the default dataset name as a ``str.format`` template over
+            ``use_case`` and the options (e.g. ``"{use_case}-sim-n{n}-seed{seed}"``);
+            ``None``: the use case's name.
     """
 
-    def source(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:
-        del options
-        return load(guide), dict(provenance)
-
-    return source
-
-
-def _real(source: str) -> TableSource:
-    def load(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:
-        from fedjax_rhd.cohorts.harmonised import real_source  # the cohort readers import scores etc.
-
-        return real_source(source, guide, options)
-
-    return load
+    name: str
+    factory: SourceFactory
+    fingerprint: Fingerprint | None = None
+    run_options: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    dataset_name: str | None = None
 
 
-TABLE_SOURCES: dict[str, TableSource] = {
-    "simulated": _simulated,
-    "iwgpm": _real("iwgpm"),
-    "beataml": _real("beataml"),
-}
-"""Sources that produce a canonical table; they go through a canonical export.
-
-Real cohorts register their loaders here (wrapped to return the canonical
-table and provenance); dialect adapters register under ``ADAPTERS``."""
-
-ADAPTERS: dict[str, Callable[[Guide, Mapping[str, Any]], SourceAdapter]] = {
-    "export": lambda guide, options: CanonicalExportSource(options["path"], guide),
-    "csv": lambda guide, options: mapped_source(guide, options["mapping"]),
-}
-"""Sources read directly by an adapter (options name their files; ``csv``: ``mapping``, one
-YAML path or a list, one per centre, see :mod:`harmonize.mapping`)."""
+SOURCES: dict[str, RegisteredSource] = {}
+"""Every registered source by name (:func:`register_source`)."""
 
 
-def _simulated_dialects(guide: Guide, options: Mapping[str, Any], folder: Path) -> SourceAdapter:
-    """The simulated cohort split over ``centres`` centres, each exported in its own dialect."""
-    df, provenance = _simulated(guide, options)
-    n_centres = int(options.get("centres", 3))
-    paths = write_dialect_exports(df, guide, folder, n_centres=n_centres, seed=int(options["seed"]))
-    truth_cols = [
-        c for c in df.columns if c not in (*guide.feature_names, "patient_id", "centre", "time", "event")
-    ]
-    truth = df.select("patient_id", *truth_cols).sort("patient_id") if truth_cols else None
-    provenance = {**provenance, "source": f"{provenance['source']} in {n_centres} hospital dialects"}
-    return MappedSource(
-        [load_mapping(p, guide) for p in paths],
-        guide,
-        provenance=provenance,
-        name="simulated_dialects",
-        truth=truth,
-    )
+def register_source(
+    name: str,
+    factory: SourceFactory,
+    *,
+    fingerprint: Fingerprint | None = None,
+    run_options: tuple[str, ...] = (),
+    required: tuple[str, ...] = (),
+    dataset_name: str | None = None,
+    replace: bool = False,
+) -> RegisteredSource:
+    """Register a source under ``name`` (see :class:`RegisteredSource` for the arguments).
+
+    Args:
+        name: the source's name.
+        factory: builds its adapter.
+        fingerprint: the generator's fingerprint (generated data only).
+        run_options: options it takes from a run (keys of :data:`RUN_OPTIONS`).
+        required: options a run must set.
+        dataset_name: default dataset-name template.
+        replace: replace an existing registration of ``name`` (tests, local overrides).
+
+    Returns:
+        The registration.
+
+    Raises:
+        ValueError: ``name`` is registered already with something else (and not
+            ``replace``), or an option is not a run option.
+    """
+    unknown = [o for o in (*run_options, *required) if o not in RUN_OPTIONS]
+    if unknown or not set(required) <= set(run_options):
+        raise ValueError(
+            f"source {name!r}: run_options {run_options} / required {required} must be keys of "
+            f"{sorted(RUN_OPTIONS)}, required a subset of run_options"
+        )
+    entry = RegisteredSource(name, factory, fingerprint, tuple(run_options), tuple(required), dataset_name)
+    existing = SOURCES.get(name)
+    if existing is not None and existing != entry and not replace:
+        raise ValueError(
+            f"source {name!r} is registered already (factory {existing.factory.__module__}."
+            f"{existing.factory.__qualname__}); pass replace=True to replace it"
+        )
+    SOURCES[name] = entry
+    return entry
 
 
-EXPORT_SOURCES: dict[str, Callable[[Guide, Mapping[str, Any], Path], SourceAdapter]] = {
-    "simulated_dialects": _simulated_dialects,
-}
-"""Sources that write their own export files into ``<dataset>/export`` and read them back."""
+def source_registration(name: str) -> RegisteredSource:
+    """The registration of source ``name``.
+
+    Raises:
+        KeyError: unknown source; the message lists the known ones and how others get registered.
+    """
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown source {name!r}; known: {sorted(SOURCES)}. Sources are registered on import of the "
+            f"package that provides them (fedjax_rhd.sources for simulators and real cohorts); the "
+            f"harmonize command imports the modules named by entry points {PLUGIN_GROUP!r} and ${PLUGIN_ENV}"
+        ) from None
+
+
+def load_source_plugins() -> list[str]:
+    """Import the modules that register more sources, so a command line sees every source.
+
+    The modules are named by the installed entry points of group ``harmonize.sources``
+    (an installed ``fedjax_rhd`` names ``fedjax_rhd.sources``), then by the comma-separated
+    ``$HARMONIZE_SOURCES`` (for an install made before its entry point existed).
+    Importing one registers its sources (:func:`register_source`).
+
+    Returns:
+        The modules imported, in order.
+    """
+    names = [ep.value for ep in metadata.entry_points(group=PLUGIN_GROUP)]
+    names += [m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(",") if m.strip()]
+    loaded = []
+    for name in dict.fromkeys(names):  # each once, in order
+        module, _, attr = name.partition(":")
+        imported = importlib.import_module(module.strip())
+        if attr:  # an entry point may name a registering function instead of a module
+            getattr(imported, attr.strip())()
+        loaded.append(name)
+    return loaded
+
+
+def table_source(produce: TableSource, *, centre: str | None = None) -> SourceFactory:
+    """Turn a ``(guide, options) -> (canonical table, provenance)`` function into a source factory.
+
+    The factory writes the table as the canonical export into the folder it is given
+    (:func:`~harmonize.sources.write_canonical_export`: ``reference`` columns to
+    ``reference.parquet``, other extra columns to ``truth.parquet``) and returns the
+    :class:`~harmonize.sources.CanonicalExportSource` that reads it back.
+
+    Args:
+        produce: returns ``patient_id, [centre,] <guide features>, time, event`` plus
+            optional reference and truth columns, and the provenance (``source``,
+            ``licence``, ``citation``, ...).
+        centre: the centre of every row when the table has no ``centre`` column.
+
+    Returns:
+        The factory, for :func:`register_source`.
+    """
+
+    def factory(guide: Guide, options: Mapping[str, Any], folder: Path) -> SourceAdapter:
+        df, provenance = produce(guide, options)
+        if "centre" not in df.columns:
+            if centre is None:
+                raise ValueError("table source: the table has no centre column and no default centre is set")
+            df = df.with_columns(pl.lit(centre).alias("centre"))
+        write_canonical_export(df, guide, folder, provenance)
+        return CanonicalExportSource(folder, guide)
+
+    return factory
+
+
+# The generic sources: files that are already an export (``export``: option ``path``) or a user
+# table with a mapping YAML per centre (``csv``: option ``mapping``, see harmonize.mapping).
+register_source("export", lambda guide, options, folder: CanonicalExportSource(options["path"], guide))
+register_source(
+    "csv",
+    lambda guide, options, folder: mapped_source(guide, options["mapping"]),
+    run_options=("mapping",),
+    required=("mapping",),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +281,7 @@ class DatasetSpec:
     Attributes:
         name: the dataset's name (folder under ``<data_root>/datasets``).
         guide: guide name (``harmonize/guides/<guide>.yaml``) or path.
-        source: a key of :data:`TABLE_SOURCES` or :data:`ADAPTERS`.
+        source: a registered source (:data:`SOURCES`).
         options: the source's options as sorted ``(key, value)`` pairs.
     """
 
@@ -160,6 +292,30 @@ class DatasetSpec:
 
     def options_dict(self) -> dict[str, Any]:
         return dict(self.options)
+
+
+def dataset_name(use_case: str, source: str, options: Mapping[str, Any], dataset: str | None = None) -> str:
+    """The dataset-name rule, the one place it is written.
+
+    ``dataset`` when given; else the source's template (:class:`RegisteredSource`,
+    e.g. ``mds-sim-n4427-seed0``), else the use case. A dataset with the optional
+    treatment layer is another dataset: its name ends in ``-treatment``, so it never
+    reuses the cache of the default one.
+
+    Args:
+        use_case: the use case (``mds``, ``aml_beat``...).
+        source: a registered source.
+        options: the source's options.
+        dataset: the name a config gives, if any.
+
+    Returns:
+        The dataset's name.
+    """
+    template = source_registration(source).dataset_name
+    name = dataset or (template.format(use_case=use_case, **options) if template else use_case)
+    if options.get("treatment"):
+        name = name if name.endswith("-treatment") else f"{name}-treatment"
+    return name
 
 
 def spec_for_run(
@@ -173,92 +329,53 @@ def spec_for_run(
     n_centres: int = 3,
     mapping: tuple[str, ...] = (),
     treatment: bool = False,
+    root: str | Path | None = None,
 ) -> DatasetSpec:
-    """The dataset a run's ``use_case`` config names (simulated sources take n and seed).
+    """The dataset a run's ``use_case`` settings name.
 
-    ``treatment`` (simulated source only) adds the optional treatment layer: the dataset
-    is another dataset, so its name gets the suffix ``-treatment`` and never reuses the
-    cache of the default one.
+    The source's registration says which of the run's values become its options
+    (:data:`RUN_OPTIONS`): simulators take ``n`` and ``seed``, real cohorts the raw
+    data folder ``root`` (when set), ``csv`` its ``mapping``. ``treatment`` (the
+    optional treatment layer) needs a source that takes it.
+
+    Raises:
+        KeyError: unknown source.
+        ValueError: a required option is unset, or the source has no treatment layer.
     """
-    if treatment and source != "simulated":
-        raise ValueError(f"use_case.treatment=true needs use_case.source=simulated, not {source!r}")
-    options: tuple[tuple[str, Any], ...] = ()
-    if source in ("simulated", "simulated_dialects"):
-        options = (("n", int(n_patients)), ("seed", int(seed_data)))
-    if source == "simulated_dialects":
-        options = (("centres", int(n_centres)), *options)
-    if source == "csv":
-        if not mapping:
-            raise ValueError(
-                "use_case.source=csv needs use_case.mapping: the mapping YAML(s), one per centre"
-            )
-        options = (("mapping", [str(m) for m in mapping]),)
-    name = dataset or (f"{use_case}-sim-n{n_patients}-seed{seed_data}" if source == "simulated" else use_case)
-    if treatment:
-        options = (*options, ("treatment", True))
-        name = name if name.endswith("-treatment") else f"{name}-treatment"
-    return DatasetSpec(name=name, guide=guide, source=source, options=options)
+    reg = source_registration(source)
+    if treatment and "treatment" not in reg.run_options:
+        takers = "|".join(sorted(n for n, r in SOURCES.items() if "treatment" in r.run_options))
+        raise ValueError(f"use_case.treatment=true needs use_case.source={takers}, not {source!r}")
+    values: dict[str, Any] = {
+        "centres": int(n_centres),
+        "n": int(n_patients),
+        "seed": int(seed_data),
+        "mapping": [str(m) for m in mapping] or None,
+        "root": str(root) if root else None,
+        "treatment": True if treatment else None,
+    }
+    options: list[tuple[str, Any]] = []
+    for key in reg.run_options:
+        if values[key] is not None:
+            options.append((key, values[key]))
+        elif key in reg.required:
+            raise ValueError(f"use_case.source={source} needs {RUN_OPTIONS[key]} (its option {key!r})")
+    name = dataset_name(use_case, source, dict(options), dataset)
+    return DatasetSpec(name=name, guide=guide, source=source, options=tuple(options))
 
 
 def dataset_folder(data_root: str | Path, name: str) -> Path:
+    """``<data_root>/datasets/<name>``: where a registered dataset lives."""
     return Path(data_root) / "datasets" / name
 
 
-def _adapter(spec: DatasetSpec, guide: Guide, folder: Path) -> SourceAdapter:
-    if spec.source in TABLE_SOURCES:
-        df, provenance = TABLE_SOURCES[spec.source](guide, spec.options_dict())
-        if "centre" not in df.columns:
-            df = df.with_columns(pl.lit(spec.source).alias("centre"))
-        reference = [c for c in df.columns if c.startswith(REFERENCE_PREFIXES)]
-        if reference:
-            df.select("patient_id", *reference).sort("patient_id").write_parquet(folder / REFERENCE_FILE)
-        truth = [
-            c
-            for c in df.columns
-            if c not in (*guide.feature_names, "patient_id", "centre", "time", "event", *reference)
-        ]
-        write_canonical_export(
-            df.select("patient_id", "centre", *guide.feature_names, "time", "event", *truth),
-            guide,
-            folder / "export",
-            provenance,
-        )
-        return CanonicalExportSource(folder / "export", guide)
-    if spec.source in EXPORT_SOURCES:
-        return EXPORT_SOURCES[spec.source](guide, spec.options_dict(), folder / "export")
-    if spec.source in ADAPTERS:
-        return ADAPTERS[spec.source](guide, spec.options_dict())
-    raise KeyError(
-        f"dataset {spec.name!r}: unknown source {spec.source!r}; "
-        f"known: {sorted({*TABLE_SOURCES, *ADAPTERS, *EXPORT_SOURCES})}"
-    )
-
-
-def _features_card(guide: Guide) -> list[dict[str, Any]]:
-    """The dataset card's feature schema (``datasets.features_card``) plus each FHIR mapping."""
-    out = features_card(guide)
-    for entry, f in zip(out, guide.features, strict=True):
-        m = f.fhir
-        fhir = {"resource": m.resource}
-        if m.element:
-            fhir["element"] = m.element
-        if m.coding is not None:
-            fhir.update(system=m.coding.system, code=m.coding.code)
-        if m.gene:
-            fhir.update(gene=m.gene, hgnc=m.hgnc)
-        if m.vector:
-            fhir["vector"] = m.vector
-        entry["fhir"] = fhir
-    return out
-
-
 def source_card(spec: DatasetSpec, guide: Guide) -> dict[str, Any]:
-    """The card's ``source`` record: source name, options and, for simulators, their fingerprint."""
+    """The card's ``source`` record: source name, options and, for generators, their fingerprint."""
     card: dict[str, Any] = {"name": spec.source, "options": {k: v for k, v in spec.options}}
-    if spec.source == "simulated":
-        # The simulator's code and parameters: a recalibrated simulator makes the cache stale.
-        layer = {"treatment": True} if dict(spec.options).get("treatment") else {}
-        card["generator"] = generator_fingerprint(guide.use_case, **layer)
+    reg = SOURCES.get(spec.source)
+    if reg is not None and reg.fingerprint is not None:
+        # The generator's code and parameters: a recalibrated simulator makes the cache stale.
+        card["generator"] = reg.fingerprint(guide, spec.options_dict())
     return card
 
 
@@ -278,7 +395,7 @@ def build_dataset(
     require_fhir(guide)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    source = _adapter(spec, guide, folder)
+    source = source_registration(spec.source).factory(guide, spec.options_dict(), folder / "export")
     ingest_source(source, guide, folder / "fhir", progress=progress)
     card = extract_dataset(
         folder / "fhir",
@@ -291,16 +408,17 @@ def build_dataset(
         centres=list(source.centres()),
         progress=progress,
     )
-    reference = folder / REFERENCE_FILE
-    if reference.is_file():
-        ref = pl.read_parquet(reference)
+    # Optional adapter method: per-patient values kept outside FHIR and outside the id.
+    ref = source.reference() if hasattr(source, "reference") else None
+    if ref is not None:
+        ref.write_parquet(folder / REFERENCE_FILE)
         card["reference"] = {
             "file": REFERENCE_FILE,
             "columns": [c for c in ref.columns if c != "patient_id"],
             "n_rows": ref.height,
             "note": "per-patient values outside FHIR (clinical scores, chosen specimen), not in the id",
         }
-        (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        write_card(folder, card)
     return card
 
 
@@ -389,24 +507,13 @@ def extract_dataset(
         "centres": centres_card,
         "n_rows": df.height,
         "n_events": int(df["event"].sum()),
-        "features": _features_card(guide),
+        "features": fhir_features_card(guide),
         "truth_columns": [c for c in (truth.columns if truth is not None else []) if c != "patient_id"],
         "fhir": {"version": "R5 (5.0.0)", "validated_with": f"fhir.resources {fhir_version}"},
         "provenance": provenance,
     }
-    (folder / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_card(folder, card)
     return card
-
-
-def read_card(folder: str | Path) -> dict[str, Any]:
-    """The card of a built dataset folder."""
-    path = Path(folder) / CARD_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DatasetCacheError(
-            f"dataset card {path} is unreadable ({err}); delete {folder} to rebuild it"
-        ) from err
 
 
 def load_dataset(folder: str | Path, guide: Guide) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -419,7 +526,7 @@ def load_dataset(folder: str | Path, guide: Guide) -> tuple[pl.DataFrame, dict[s
     folder = Path(folder)
     card = read_card(folder)
     hint = f"delete {folder} to rebuild it"
-    if card.get("guide_version") != guide.version or card.get("features") != _features_card(guide):
+    if card.get("guide_version") != guide.version or card.get("features") != fhir_features_card(guide):
         raise DatasetCacheError(
             f"stale dataset {folder}: built with guide {card.get('use_case')!r} version "
             f"{card.get('guide_version')!r}, the guide is now version {guide.version!r} "

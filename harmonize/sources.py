@@ -29,6 +29,10 @@ from harmonize.guide import Guide
 
 MANIFEST = "export.json"
 TRUTH_FILE = "truth.parquet"  # simulation ground truth (never a FHIR resource): patient_id + columns
+# Per-patient values kept outside FHIR and outside the content id (a cohort's clinical score and
+# the reference values it was checked against, a chosen specimen): columns with these prefixes.
+REFERENCE_FILE = "reference.parquet"
+REFERENCE_PREFIXES = ("clinical_score", "score_", "source_")
 _CENTRE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -84,7 +88,13 @@ class PatientRecord:
 
 
 class SourceAdapter(Protocol):
-    """What the FHIR builder needs from a source."""
+    """What the FHIR builder needs from a source.
+
+    Optional methods, used where an adapter has them: ``notes(centre)`` (what the quality
+    report says about a centre's source), ``n_records(centre)`` (sizes progress bars) and
+    ``reference()`` (per-patient values kept outside FHIR, written beside the tables as
+    ``reference.parquet``).
+    """
 
     name: str
 
@@ -129,7 +139,9 @@ def write_canonical_export(
 
     Args:
         df: ``patient_id, centre, <guide features>, time, event`` and optionally
-            ground-truth columns (e.g. ``oracle_risk``), which go to ``truth.parquet``.
+            reference columns (names starting with :data:`REFERENCE_PREFIXES`), which go to
+            ``reference.parquet``, and ground-truth columns (any other, e.g. ``oracle_risk``),
+            which go to ``truth.parquet``.
         guide: the use case's guide (column order and canonical units).
         folder: the export folder (created).
         provenance: ``source``, ``licence``, ``citation``.
@@ -145,13 +157,16 @@ def write_canonical_export(
         raise ValueError(
             f"write_canonical_export: table lacks column(s) {missing} of guide {guide.use_case!r}"
         )
-    truth_cols = [c for c in df.columns if c not in columns and c != "centre"]
+    reference_cols = [c for c in df.columns if c not in columns and c.startswith(REFERENCE_PREFIXES)]
+    truth_cols = [c for c in df.columns if c not in (*columns, "centre", *reference_cols)]
     centres = sorted(df["centre"].unique().to_list())
     for centre in centres:
         part = df.filter(pl.col("centre") == check_centre_name(centre)).sort("patient_id")
         part.select(columns).write_csv(folder / f"{centre}.csv")
     if truth_cols:
         df.select("patient_id", *truth_cols).sort("patient_id").write_parquet(folder / TRUTH_FILE)
+    if reference_cols:
+        df.select("patient_id", *reference_cols).sort("patient_id").write_parquet(folder / REFERENCE_FILE)
     manifest = {
         "format": "fedjax_rhd/canonical-export/v1",
         "use_case": guide.use_case,
@@ -194,6 +209,11 @@ class CanonicalExportSource:
 
     def truth(self) -> pl.DataFrame | None:
         path = self.folder / TRUTH_FILE
+        return pl.read_parquet(path) if path.is_file() else None
+
+    def reference(self) -> pl.DataFrame | None:
+        """Per-patient values kept outside FHIR (``reference.parquet`` of the export), or ``None``."""
+        path = self.folder / REFERENCE_FILE
         return pl.read_parquet(path) if path.is_file() else None
 
     def notes(self, centre: str) -> dict[str, Any]:

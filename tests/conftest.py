@@ -20,6 +20,10 @@ TINY = [
     "progress=false",
 ]
 os.environ.setdefault("FEDJAX_RHD_JAX_CACHE", str(ROOT / ".jax_cache"))
+# The `harmonize` command finds fedjax_rhd's sources through the `harmonize.sources` entry point;
+# an editable install made before that entry point existed lacks it, so name the module too
+# (test_layering checks the entry point itself).
+os.environ.setdefault("HARMONIZE_SOURCES", "fedjax_rhd.sources")
 
 # Property tests draw the same examples on every run (CI must not pass or fail by chance); a failure
 # found while exploring becomes a named regression test. Explore with HYPOTHESIS_PROFILE=explore.
@@ -36,11 +40,17 @@ def mds_guide():
 
 
 @pytest.fixture(scope="session")
-def small_cohort(mds_guide, tmp_path_factory):
-    from fedjax_rhd.datasets import load_or_build_simulated
+def small_cohort(tmp_path_factory):
+    """The simulated MDS cohort (n=800, seed 3) through the runs' own path (source -> FHIR -> table)."""
+    from fedjax_rhd.sources import UseCase, load_use_case
 
-    df, card = load_or_build_simulated(mds_guide, n=800, seed=3, data_root=tmp_path_factory.mktemp("data"))
-    return df, card
+    cohort = load_use_case(
+        UseCase(name="mds", n_patients=800),
+        seed_data=3,
+        data_root=tmp_path_factory.mktemp("data"),
+        real_data_root=None,
+    )
+    return cohort.table, cohort.card
 
 
 def compose(overrides: list[str] | None = None):

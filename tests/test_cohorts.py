@@ -1,4 +1,4 @@
-"""Real cohorts: loaders, stored-score reproduction, guides, natural split, clinical score on test rows.
+"""Real cohorts: readers, stored-score reproduction, guides, natural split, clinical score on test rows.
 
 Tests that read ``../shared/data`` skip when it is absent (a clean clone on CI).
 """
@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fedjax_rhd.cohorts import RealDataMissing, load_cohort, resolve_real_data_root
+from fedjax_rhd.cohorts import RealDataMissing, beataml, iwgpm, resolve_real_data_root
 from fedjax_rhd.data.federated import SplitSpec, build_federated_data
 from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
 from fedjax_rhd.scores import ipss
@@ -23,15 +23,11 @@ needs_data = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def iwgpm_raw():
-    from fedjax_rhd.cohorts import iwgpm
-
     return iwgpm.read_raw(ROOT)
 
 
 @needs_data
 def test_ipssm_reproduces_stored_scores_and_categories(iwgpm_raw):
-    from fedjax_rhd.cohorts import iwgpm
-
     raw, paths = iwgpm_raw
     stored = raw["IPSSM_SCORE"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     complete = raw.select(
@@ -53,8 +49,6 @@ def test_ipssm_reproduces_stored_scores_and_categories(iwgpm_raw):
 
 @needs_data
 def test_ipssr_reproduces_every_stored_score(iwgpm_raw):
-    from fedjax_rhd.cohorts import iwgpm
-
     raw, paths = iwgpm_raw
     ours = iwgpm.ipssr_from_raw(raw, paths["df_clinical"])
     stored = raw["IPSSR_SCORE"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -76,8 +70,6 @@ def test_ipssr_reproduces_every_stored_score(iwgpm_raw):
 def test_ipssra_matches_stored_within_the_age_rounding(iwgpm_raw):
     # The stored IPSS-RA uses the exact (fractional) age; the table has whole years, so
     # ours may differ by at most one year's worth of the age term, |0.05 - 0.005 R|.
-    from fedjax_rhd.cohorts import iwgpm
-
     raw, paths = iwgpm_raw
     r = iwgpm.ipssr_from_raw(raw, paths["df_clinical"])
     age = raw["AGE"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -91,7 +83,7 @@ def test_ipssra_matches_stored_within_the_age_rounding(iwgpm_raw):
 @needs_data
 def test_mds_iwgpm_table_and_guide_rule(iwgpm_raw):
     guide = load_guide("mds_iwgpm")
-    cohort = load_cohort(guide)
+    cohort = iwgpm.load_mds(guide, ROOT)
     raw, _ = iwgpm_raw
     n_no_os = int(raw["OS_YEARS"].is_null().sum())
     assert cohort.table.height == 2957 - n_no_os == cohort.card["n_rows"]
@@ -109,14 +101,14 @@ def test_mds_iwgpm_table_and_guide_rule(iwgpm_raw):
 
 @needs_data
 def test_cmml_and_aml_cohorts():
-    cmml = load_cohort(load_guide("cmml_iwgpm"))
+    cmml = iwgpm.load_cmml(load_guide("cmml_iwgpm"), ROOT)
     dropped = sum(cmml.card["quality"]["dropped"].values())
     assert cmml.card["quality"]["n_source_records"] == 272 and cmml.table.height == 272 - dropped
     assert cmml.score_name == "CPSS-mol"
     pts = cmml.scores["clinical_score"].drop_nulls()
     assert pts.min() >= 0 and pts.max() <= 5  # transfusion dependence scored 0: at most 5 of 6 points
 
-    aml = load_cohort(load_guide("aml_beat"))
+    aml = beataml.load_aml(load_guide("aml_beat"), ROOT)
     q = aml.card["quality"]
     assert q["n_patients"] == 805 and aml.table["patient_id"].n_unique() == aml.table.height
     assert aml.table.height == 805 - sum(q["dropped"].values())
@@ -148,9 +140,18 @@ def test_guide_gene_rules_for_cmml_and_aml(iwgpm_raw):
 
 
 def test_missing_data_fails_naming_the_path(tmp_path, monkeypatch):
+    from fedjax_rhd.sources import UseCase, load_use_case
+
     monkeypatch.setenv("FEDJAX_RHD_SHARED_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(RealDataMissing, match="nowhere"):
-        load_cohort(load_guide("mds_iwgpm"))
+    with pytest.raises(RealDataMissing, match="nowhere"):  # the run path, data folder from the env var
+        load_use_case(
+            UseCase(name="mds_iwgpm", guide="mds_iwgpm", source="iwgpm"),
+            seed_data=0,
+            data_root=tmp_path / "data",
+            real_data_root=None,
+        )
+    with pytest.raises(RealDataMissing, match="elsewhere"):  # a reader given a folder without the cohort
+        beataml.load_aml(load_guide("aml_beat"), tmp_path / "elsewhere")
 
 
 def test_karyotype_flags_hand_cases():

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fedjax_rhd.sources  # noqa: F401  (registers the simulated sources)
 from fedjax_rhd.simulate.mds import simulate_mds
 from harmonize.dialects import DIALECTS, split_centres, write_dialect_export
 from harmonize.guide import load_guide
@@ -232,8 +233,8 @@ def test_a_comma_is_a_decimal_mark_only_when_the_mapping_says_so():
 
 def test_a_run_config_names_a_user_csv_through_its_mapping(tmp_path):
     lifelines = pytest.importorskip("lifelines")
-    from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised
-    from fedjax_rhd.config import settings_from_config
+    from fedjax_rhd.config import run_config
+    from fedjax_rhd.sources import load_use_case
     from tests.conftest import compose
 
     shutil.copy(Path(lifelines.__file__).parent / "datasets" / "gbsg2.csv", tmp_path / "gbsg2.csv")
@@ -241,15 +242,9 @@ def test_a_run_config_names_a_user_csv_through_its_mapping(tmp_path):
     cfg = compose(
         ["use_case=gbsg2_csv", f"use_case.mapping=[{tmp_path / 'm.yaml'}]", f"data_root={tmp_path}"]
     )
-    s = settings_from_config(cfg)
-    assert s.source == "csv" and s.mapping == (str(tmp_path / "m.yaml"),)
-    spec = SourceSpec(s.source, s.n_patients, s.seed_data, s.data_root, s.real_data_root)
-    cohort = load_harmonised(
-        load_guide(s.guide),
-        spec,
-        use_case=s.use_case,
-        guide_name=s.guide,
-        dataset=s.dataset,
-        mapping=s.mapping,
+    c = run_config(cfg)
+    assert c.use_case.source == "csv" and c.use_case.mapping == (str(tmp_path / "m.yaml"),)
+    cohort = load_use_case(
+        c.use_case, seed_data=c.seed.data, data_root=c.data_root, real_data_root=c.real_data_root
     )
     assert cohort.table.height == 686 and cohort.card["name"] == "gbsg2-csv" and cohort.scores is None

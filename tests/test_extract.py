@@ -9,11 +9,12 @@ import orjson
 import polars as pl
 import pytest
 
-from fedjax_rhd.datasets import SIMULATORS, dataset_id, simulator_for
 from fedjax_rhd.simulate.mds import simulate_mds
+from fedjax_rhd.sources.simulated import SIMULATORS, simulator_for
 from harmonize.extract import extract_centre
 from harmonize.fhir import ingest_centre, ingest_source
 from harmonize.guide import load_guide
+from harmonize.identity import dataset_id
 from harmonize.quality import quality_report, report_markdown
 from harmonize.sources import CanonicalExportSource, PatientRecord, canonical_schema, write_canonical_export
 

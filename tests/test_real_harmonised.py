@@ -1,4 +1,8 @@
-"""Real cohorts through FHIR equal the former direct loaders, and every source row is accounted for.
+"""Real cohorts through FHIR equal what the cohort readers parsed, and every source row is accounted for.
+
+The run path (``fedjax_rhd.sources.load_use_case``: source -> FHIR R5 -> table) is
+compared with the readers' own parsed tables (``fedjax_rhd.cohorts.iwgpm`` /
+``beataml``), which never went through FHIR.
 
 Skips when ``../shared/data`` is absent. ``cmml_iwgpm`` and ``aml_beat`` run by
 default (~20 s to build both); ``mds_iwgpm`` (2,957 records, ~1 min) is slow.
@@ -6,7 +10,6 @@ default (~20 s to build both); ``mds_iwgpm`` (2,957 records, ~1 min) is slow.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import jax
@@ -14,12 +17,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fedjax_rhd.cohorts import load_cohort, resolve_real_data_root
-from fedjax_rhd.cohorts.sources import SourceSpec, load_harmonised
-from fedjax_rhd.config import settings_from_config
+from fedjax_rhd.cohorts import beataml, iwgpm, resolve_real_data_root
+from fedjax_rhd.config import run_config
 from fedjax_rhd.data.federated import build_federated_data
 from fedjax_rhd.federation.loop import run_federation
 from fedjax_rhd.federation.registry import make_backend
+from fedjax_rhd.sources import UseCase, load_use_case
 from harmonize.guide import load_guide
 from harmonize.registry import dataset_folder
 from tests.conftest import compose
@@ -36,8 +39,22 @@ CASES = [
 ]
 
 
+READERS = {"mds_iwgpm": iwgpm.load_mds, "cmml_iwgpm": iwgpm.load_cmml, "aml_beat": beataml.load_aml}
+
+
+def _both(use_case: str, source: str, data_root):
+    """(through FHIR by the run path, the reader's own parse of the raw files)."""
+    fhir = load_use_case(
+        UseCase(name=use_case, guide=use_case, source=source, n_patients=0),
+        seed_data=0,
+        data_root=data_root,
+        real_data_root=None,
+    )
+    return fhir, READERS[use_case](load_guide(use_case), ROOT)
+
+
 def _source_rows(use_case: str) -> int:
-    """Source records counted straight from the raw files (independently of the loaders)."""
+    """Source records counted straight from the raw files (independently of the readers)."""
     if use_case == "aml_beat":
         clinical = pl.read_excel(ROOT / "aml_beat2" / "beataml_wv1to4_clinical.xlsx", engine="openpyxl")
         return clinical["dbgap_subject_id"].n_unique()  # one record per patient
@@ -54,13 +71,11 @@ def data_root(tmp_path_factory):
 
 @needs_data
 @pytest.mark.parametrize(("use_case", "source"), CASES)
-def test_real_cohort_through_fhir_equals_the_direct_loader(use_case, source, data_root):
+def test_real_cohort_through_fhir_equals_the_reader(use_case, source, data_root):
     guide = load_guide(use_case)
-    direct = load_cohort(guide, ROOT)
-    spec = SourceSpec(source, 0, 0, str(data_root), None)
-    fhir = load_harmonised(guide, spec, use_case=use_case, guide_name=use_case, dataset=None)
+    fhir, direct = _both(use_case, source, data_root)
 
-    # Same rows, same values (binaries are Int8 in FHIR tables, Float64 in the direct ones).
+    # Same rows, same values (binaries are Int8 in FHIR tables, Float64 in the readers' ones).
     a, b = fhir.table.drop("centre"), direct.table.sort("patient_id").drop("centre")
     assert a["patient_id"].to_list() == b["patient_id"].to_list()
     assert fhir.table["centre"].to_list() == direct.table.sort("patient_id")["centre"].to_list()
@@ -109,18 +124,15 @@ def test_real_cohort_through_fhir_equals_the_direct_loader(use_case, source, dat
 @pytest.mark.parametrize(("use_case", "source"), CASES)
 def test_real_cohort_model_results_equal_through_fhir(use_case, source, data_root):
     guide = load_guide(use_case)
-    direct = load_cohort(guide, ROOT)
-    spec = SourceSpec(source, 0, 0, str(data_root), None)
-    fhir = load_harmonised(guide, spec, use_case=use_case, guide_name=use_case, dataset=None)
+    fhir, direct = _both(use_case, source, data_root)
     overrides = [f"use_case={use_case}", "strategy.rounds=2", "strategy.patience=null"]
     overrides += ["strategy.client.local_epochs=1"] + (["split=natural"] if use_case == "aml_beat" else [])
-    settings = settings_from_config(compose(overrides))
+    config = run_config(compose(overrides))
     results = []
     for cohort in (fhir, direct):
-        data = build_federated_data(cohort.table, guide, settings.split)
-        run = dataclasses.replace(settings.spec, num_features=data.num_features)
-        backend = make_backend(settings.backend, data, run)
-        results.append((run_federation(backend, settings.schedule, progress=False), data))
+        data = build_federated_data(cohort.table, guide, config.split)
+        backend = make_backend(config.backend, data, config.algorithm_spec(data.num_features))
+        results.append((run_federation(backend, config.schedule(), progress=False), data))
     (a, da), (b, db) = results
     assert da.test_patient_ids == db.test_patient_ids and da.node_names == db.node_names
     for x, y in zip(jax.tree.leaves(a.global_params), jax.tree.leaves(b.global_params), strict=True):

@@ -13,14 +13,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fedjax_rhd.config import settings_from_config
+from fedjax_rhd.config import run_config
 from fedjax_rhd.data.federated import build_federated_data
-from fedjax_rhd.datasets import DatasetCacheError, dataset_id, generator_fingerprint
 from fedjax_rhd.federation.loop import run_federation
 from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.simulate.mds import simulate_mds
+from fedjax_rhd.sources.simulated import generator_fingerprint
 from harmonize import registry
 from harmonize.guide import load_guide
+from harmonize.identity import DatasetCacheError, dataset_id
 from harmonize.registry import DatasetSpec, dataset_folder, load_or_build_dataset, spec_for_run
 from tests.conftest import ROOT, compose
 
@@ -86,7 +87,9 @@ def test_id_changes_when_one_value_changes(tmp_path, mds_guide, monkeypatch, bui
         hb = pl.when(pl.col("patient_id") == first).then(pl.col("hb") + 0.1).otherwise(pl.col("hb"))
         return df.with_columns(hb.alias("hb")), {"source": "nudged"}
 
-    monkeypatch.setitem(registry.TABLE_SOURCES, "nudged", nudged)
+    monkeypatch.setitem(
+        registry.SOURCES, "nudged", registry.RegisteredSource("nudged", registry.table_source(nudged))
+    )
     _, other = load_or_build_dataset(_spec(source="nudged"), mds_guide, tmp_path)
     assert other["id"] != card["id"]
 
@@ -115,17 +118,45 @@ def test_spec_for_run_names_simulated_datasets():
     assert named.name == "x"
 
 
+def test_spec_for_run_takes_each_source_its_own_options():
+    """Each registration says which run values become options; names and options as before the move."""
+    run = dict(guide="g", dataset=None, n_patients=10, seed_data=2, n_centres=4, root="/raw")
+    dialects = spec_for_run(use_case="mds_dialects", source="simulated_dialects", **run)
+    assert dialects == DatasetSpec(
+        "mds_dialects", "g", "simulated_dialects", (("centres", 4), ("n", 10), ("seed", 2))
+    )
+    real = spec_for_run(use_case="aml_beat", source="beataml", **run)
+    assert real == DatasetSpec("aml_beat", "g", "beataml", (("root", "/raw"),))
+    assert spec_for_run(use_case="aml_beat", source="beataml", **{**run, "root": None}).options == ()
+    csv = spec_for_run(use_case="u", source="csv", mapping=("a.yaml", "b.yaml"), **run)
+    assert csv == DatasetSpec("u", "g", "csv", (("mapping", ["a.yaml", "b.yaml"]),))
+    with pytest.raises(ValueError, match="use_case.source=csv needs use_case.mapping"):
+        spec_for_run(use_case="u", source="csv", **run)
+    with pytest.raises(KeyError, match="unknown source 'nope'"):
+        spec_for_run(use_case="u", source="nope", **run)
+
+
+def test_register_source_refuses_a_second_meaning():
+    entry = registry.SOURCES["export"]
+    assert registry.register_source("export", entry.factory) == entry  # the same registration again
+    with pytest.raises(ValueError, match="registered already"):
+        registry.register_source("export", lambda guide, options, folder: None)
+    with pytest.raises(ValueError, match="run_options"):
+        registry.register_source("x", entry.factory, run_options=("colour",))
+    assert registry.SOURCES["export"] == entry and "x" not in registry.SOURCES
+
+
 def test_training_on_the_harmonised_dataset_equals_training_on_the_canonical_table(built, mds_guide):
     _, harmonised, _ = built
     canonical = simulate_mds(mds_guide, n=N, seed=SEED)
-    settings = settings_from_config(
+    config = run_config(
         compose(["strategy.rounds=2", "strategy.patience=null", "strategy.client.local_epochs=1"])
     )
     results = []
     for df in (harmonised, canonical):
-        data = build_federated_data(df, mds_guide, settings.split)
-        spec = dataclasses.replace(settings.spec, num_features=data.num_features)
-        sim = run_federation(make_backend(settings.backend, data, spec), settings.schedule, progress=False)
+        data = build_federated_data(df, mds_guide, config.split)
+        spec = config.algorithm_spec(data.num_features)
+        sim = run_federation(make_backend(config.backend, data, spec), config.schedule(), progress=False)
         results.append((sim, data))
     (a, da), (b, db) = results
     assert da.test_patient_ids == db.test_patient_ids
@@ -162,10 +193,15 @@ def test_cli_build_and_show(tmp_path, monkeypatch, capsys):
     assert err.value.code == 1 and "no guide at" in capsys.readouterr().err
 
 
-def test_a_wrapped_loader_goes_through_the_same_path(tmp_path, mds_guide, monkeypatch):
+def test_a_table_source_goes_through_the_same_path(tmp_path, mds_guide, monkeypatch):
     table = simulate_mds(mds_guide, n=50, seed=9).drop("centre", "oracle_risk")
     monkeypatch.setitem(
-        registry.TABLE_SOURCES, "cohort", registry.wrap_loader(lambda guide: table, {"source": "a cohort"})
+        registry.SOURCES,
+        "cohort",
+        registry.RegisteredSource(
+            "cohort",
+            registry.table_source(lambda guide, options: (table, {"source": "a cohort"}), centre="cohort"),
+        ),
     )
     spec = spec_for_run(use_case="mds", guide="mds", source="cohort", dataset=None, n_patients=0, seed_data=0)
     df, card = load_or_build_dataset(spec, mds_guide, tmp_path)
@@ -189,6 +225,7 @@ def test_recalibrated_simulator_makes_the_cache_stale(tmp_path, monkeypatch):
     guide = load_guide("mds")
     spec = DatasetSpec(name="tiny", guide="mds", source="simulated", options=(("n", 60), ("seed", 0)))
     load_or_build_dataset(spec, guide, tmp_path)
-    monkeypatch.setattr(registry, "generator_fingerprint", lambda use_case: "recalibrated")
+    recalibrated = dataclasses.replace(registry.SOURCES["simulated"], fingerprint=lambda g, o: "recalibrated")
+    monkeypatch.setitem(registry.SOURCES, "simulated", recalibrated)
     with pytest.raises(DatasetCacheError, match="the simulator changed since it was built"):
         load_or_build_dataset(spec, guide, tmp_path)

@@ -14,17 +14,13 @@ from hypothesis import strategies as st
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from fedjax_rhd.cohorts.sources import simulated_scores
-from fedjax_rhd.datasets import (
-    SIMULATORS,
-    DatasetCacheError,
-    dataset_id,
-    load_or_build_simulated,
-    simulator_for,
-)
 from fedjax_rhd.scores import ipss
 from fedjax_rhd.simulate import GENERATOR_VERSION, cmml, copula, mds, simulate_mds
+from fedjax_rhd.sources.scores import clinical_scores
+from fedjax_rhd.sources.simulated import SIMULATORS, generator_fingerprint, simulator_for
 from harmonize.guide import Feature, load_guide
+from harmonize.identity import DatasetCacheError, dataset_id
+from harmonize.registry import DatasetSpec, dataset_folder, load_or_build_dataset
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +159,7 @@ def test_ground_truth_in_realistic_ranges(use_case, score, low, high, large):
     df, guide = large[use_case], _guide(use_case)
     t, e = df["time"].to_numpy(), df["event"].to_numpy()
     assert 0.78 <= concordance_index(t, -df["oracle_risk"].to_numpy(), e) <= 0.85
-    name, scores = simulated_scores(df, guide)
+    name, scores = clinical_scores(df, guide)
     assert name == score
     s = scores["clinical_score"].to_numpy()
     ok = ~np.isnan(s)
@@ -262,52 +258,66 @@ def test_dataset_id_depends_on_content_only(mds_guide):
         dataset_id(pl.concat([df, df.head(1)]), mds_guide)
 
 
+def _sim_spec(n: int, seed: int) -> DatasetSpec:
+    return DatasetSpec(f"mds-sim-n{n}-seed{seed}", "mds", "simulated", (("n", n), ("seed", seed)))
+
+
 def test_cache_round_trip_and_tamper_detection(mds_guide, tmp_path):
-    df, card = load_or_build_simulated(mds_guide, n=300, seed=4, data_root=tmp_path)
-    folder = tmp_path / "simulated" / "mds" / "n300-seed4"
-    assert sorted(p.name for p in folder.iterdir()) == ["dataset.json", "simulated.parquet"]  # no temp files
+    df, card = load_or_build_dataset(_sim_spec(300, 4), mds_guide, tmp_path)
+    folder = dataset_folder(tmp_path, "mds-sim-n300-seed4")
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["mds-sim-n300-seed4"]  # no temp folders
     assert json.loads((folder / "dataset.json").read_text()) == card
     assert card["id"] == dataset_id(df, mds_guide)
+    assert df.drop("centre").equals(simulate_mds(mds_guide, n=300, seed=4).drop("centre").sort("patient_id"))
     assert card["use_case"] == "mds" and card["guide_version"] == mds_guide.version
-    assert card["generator"] == {"version": GENERATOR_VERSION, "seed": 4, "n": 300}
-    assert card["centres"] == [{"name": "simulated", "n_rows": 300, "n_events": card["n_events"]}]
+    assert card["source"] == {
+        "name": "simulated",
+        "options": {"n": 300, "seed": 4},
+        "generator": generator_fingerprint("mds"),
+    }
+    assert GENERATOR_VERSION in card["provenance"]["source"] and "seed=4" in card["provenance"]["source"]
+    assert [(c["name"], c["n_rows"], c["n_events"]) for c in card["centres"]] == [
+        ("simulated", 300, card["n_events"])
+    ]
     assert card["n_rows"] == 300 and card["n_events"] == int(df["event"].sum())
     assert [f["name"] for f in card["features"]] == list(mds_guide.feature_names)
-    assert card["provenance"]["source"] == "simulated"
+    assert card["provenance"]["source"].startswith("simulated")
     assert df["patient_id"].is_sorted()
 
-    again, card2 = load_or_build_simulated(mds_guide, n=300, seed=4, data_root=str(tmp_path))
+    again, card2 = load_or_build_dataset(_sim_spec(300, 4), mds_guide, str(tmp_path))
     assert card2 == card and again.equals(df)
     assert dataset_id(again, mds_guide) == card["id"]
 
-    tampered = df.with_columns(
+    table = folder / "tables" / "simulated.parquet"
+    stored = pl.read_parquet(table)
+    tampered = stored.with_columns(
         pl.when(pl.int_range(pl.len()) == 5).then(99.0).otherwise(pl.col("age")).alias("age")
     )
-    tampered.write_parquet(folder / "simulated.parquet")
+    tampered.write_parquet(table)
     with pytest.raises(DatasetCacheError, match="corrupted"):
-        load_or_build_simulated(mds_guide, n=300, seed=4, data_root=tmp_path)
-    (folder / "simulated.parquet").write_bytes(b"not a parquet file")
+        load_or_build_dataset(_sim_spec(300, 4), mds_guide, tmp_path)
+    table.write_bytes(b"not a parquet file")
     with pytest.raises(DatasetCacheError, match="corrupted"):
-        load_or_build_simulated(mds_guide, n=300, seed=4, data_root=tmp_path)
+        load_or_build_dataset(_sim_spec(300, 4), mds_guide, tmp_path)
     with pytest.raises(DatasetCacheError, match="stale"):
-        load_or_build_simulated(
-            dataclasses.replace(mds_guide, version="0.0.0"), n=300, seed=4, data_root=tmp_path
-        )
+        load_or_build_dataset(_sim_spec(300, 4), dataclasses.replace(mds_guide, version="0.0.0"), tmp_path)
 
 
 def _build_in_child(data_root: str) -> str:
-    from fedjax_rhd.datasets import load_or_build_simulated as build
+    import fedjax_rhd.sources  # noqa: F401  (registers the simulated source in this fresh process)
     from harmonize.guide import load_guide
+    from harmonize.registry import load_or_build_dataset
 
-    return build(load_guide("mds"), n=2000, seed=5, data_root=data_root)[1]["id"]
+    return load_or_build_dataset(_sim_spec(1000, 5), load_guide("mds"), data_root)[1]["id"]
 
 
 def test_parallel_builds_agree(mds_guide, tmp_path):
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         ids = pool.map(_build_in_child, [str(tmp_path)] * 2)
     assert ids[0] == ids[1]
-    df, card = load_or_build_simulated(mds_guide, n=2000, seed=5, data_root=tmp_path)
+    df, card = load_or_build_dataset(_sim_spec(1000, 5), mds_guide, tmp_path)
     assert card["id"] == ids[0] == dataset_id(df, mds_guide)
+    assert sorted(p.name for p in (tmp_path / "datasets").iterdir()) == ["mds-sim-n1000-seed5"]
 
 
 def test_simulator_dispatch(mds_guide, tmp_path):
@@ -316,9 +326,7 @@ def test_simulator_dispatch(mds_guide, tmp_path):
     with pytest.raises(KeyError, match="no simulator for use case 'cll'"):
         simulator_for("cll")
     with pytest.raises(KeyError, match="no simulator"):
-        load_or_build_simulated(
-            dataclasses.replace(mds_guide, use_case="cll"), n=10, seed=0, data_root=tmp_path
-        )
+        load_or_build_dataset(_sim_spec(10, 0), dataclasses.replace(mds_guide, use_case="cll"), tmp_path)
 
 
 # ---------------------------------------------------------------- exact discrete marginals

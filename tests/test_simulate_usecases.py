@@ -15,12 +15,13 @@ import polars as pl
 import pytest
 from lifelines.utils import concordance_index
 
-from fedjax_rhd.datasets import SIMULATORS, dataset_id
 from fedjax_rhd.scores import riss
 from fedjax_rhd.simulate import aml, mds_wsi, mm
 from fedjax_rhd.simulate.mds import simulate_mds
-from fedjax_rhd.simulate.scores import simulated_score
+from fedjax_rhd.sources.scores import clinical_scores
+from fedjax_rhd.sources.simulated import SIMULATORS
 from harmonize.guide import load_guide, require_fhir
+from harmonize.identity import dataset_id
 from harmonize.registry import DatasetSpec, load_or_build_dataset
 
 
@@ -122,7 +123,7 @@ def test_aml_eln_on_hand_made_rows():
 
 
 def test_aml_ground_truth_and_eln_discrimination(aml_large, aml_guide):
-    name, scores = simulated_score(aml_large, aml_guide)
+    name, scores = clinical_scores(aml_large, aml_guide)
     assert name == "ELN 2022"
     eln_c = _c(aml_large, scores["clinical_score"].fill_null(np.nan).to_numpy())
     oracle_c = _c(aml_large, aml_large["oracle_risk"].to_numpy())

@@ -17,13 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedjax_rhd.config import run_config
-from fedjax_rhd.datasets import dataset_id, generator_fingerprint
 from fedjax_rhd.results import validate_results
 from fedjax_rhd.simulate import simulate_cmml, simulate_mds
 from fedjax_rhd.simulate import treatment as tx
+from fedjax_rhd.sources.simulated import generator_fingerprint
 from harmonize.extract import extract_centre
 from harmonize.fhir import ingest_source
 from harmonize.guide import GuideError, load_guide
+from harmonize.identity import dataset_id
 from harmonize.registry import source_card, spec_for_run
 from harmonize.sources import CanonicalExportSource, write_canonical_export
 from tests.conftest import TINY, compose

@@ -25,10 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from fedjax_rhd.datasets import dataset_id  # noqa: E402
+from fedjax_rhd.sources import UseCase, dataset_spec  # noqa: E402
+from fedjax_rhd.sources.simulated import simulated_table  # noqa: E402
 from harmonize.fhir import ingest_source  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
-from harmonize.registry import TABLE_SOURCES, extract_dataset  # noqa: E402
+from harmonize.identity import dataset_id  # noqa: E402
+from harmonize.registry import extract_dataset  # noqa: E402
 from harmonize.sources import CanonicalExportSource, write_canonical_export  # noqa: E402
 
 BUDGET_SECONDS = 60.0
@@ -44,9 +46,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     guide = load_guide("mds")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "datasets" / f"mds-sim-n{args.n}-seed{args.seed}"
+        name = dataset_spec(UseCase(name="mds", n_patients=args.n), seed_data=args.seed).name
+        folder = Path(tmp) / "datasets" / name
         t0 = time.perf_counter()
-        df, provenance = TABLE_SOURCES["simulated"](guide, {"n": args.n, "seed": args.seed})
+        df, provenance = simulated_table(guide, {"n": args.n, "seed": args.seed})
         t1 = time.perf_counter()
         write_canonical_export(df, guide, folder / "export", provenance)
         source = CanonicalExportSource(folder / "export", guide)

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT / "experiments" / "bench"))
 from cindex import main as cindex_main  # noqa: E402
 
 from fedjax_rhd.data.federated import SplitSpec, build_federated_data  # noqa: E402
-from fedjax_rhd.datasets import load_or_build_simulated  # noqa: E402
 from fedjax_rhd.federation.simulator import TRACE_COUNTS, federated_round  # noqa: E402
 from fedjax_rhd.models import DeepSurvConfig  # noqa: E402
+from fedjax_rhd.sources import UseCase, load_use_case  # noqa: E402
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, build_algorithm, build_model  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
 
@@ -79,7 +79,7 @@ def main() -> None:
     )
     guide = load_guide("mds")
     with tempfile.TemporaryDirectory() as tmp:
-        df, _ = load_or_build_simulated(guide, n=4427, seed=0, data_root=tmp)
+        df = load_use_case(UseCase(name="mds"), seed_data=0, data_root=tmp, real_data_root=None).table
     split = SplitSpec(name="five", fractions=(0.45, 0.2, 0.15, 0.1, 0.1), seed=0)
     data = build_federated_data(df, guide, split)
     model_config = DeepSurvConfig()

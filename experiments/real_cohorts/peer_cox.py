@@ -27,7 +27,7 @@ from lifelines import CoxPHFitter
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from experiments.foundation.compare import load_runs, paired_mean_difference  # noqa: E402
-from fedjax_rhd.cohorts import load_cohort  # noqa: E402
+from fedjax_rhd.cohorts import iwgpm, require, resolve_real_data_root  # noqa: E402
 from fedjax_rhd.data.federated import SplitSpec, build_federated_data  # noqa: E402
 from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args(argv)
     guide = load_guide("mds_iwgpm")
-    table = load_cohort(guide).table
+    # The reader's parsed table: value for value the registered dataset the runs trained on.
+    table = iwgpm.load_mds(guide, require(resolve_real_data_root())).table
     runs = {
         seed: run
         for (_, strategy, seed), run in load_runs([args.root / "mds_iwgpm"]).items()

@@ -19,10 +19,10 @@ import polars as pl
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from fedjax_rhd.cohorts.sources import simulated_scores
 from fedjax_rhd.scores import riss
 from fedjax_rhd.simulate import aml, mds_wsi, mm
 from fedjax_rhd.simulate.mds import simulate_mds
+from fedjax_rhd.sources.scores import clinical_scores
 from harmonize.guide import load_guide
 
 LARGE = 20000
@@ -46,7 +46,7 @@ def _survival(df: pl.DataFrame) -> dict[str, float]:
 
 
 def _score(df: pl.DataFrame, use_case: str) -> np.ndarray:
-    _, table = simulated_scores(df, load_guide(use_case))
+    _, table = clinical_scores(df, load_guide(use_case))
     return table["clinical_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
 

@@ -32,7 +32,7 @@ import polars as pl
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
-from fedjax_rhd.cohorts import load_cohort
+from fedjax_rhd.cohorts import beataml, require
 from harmonize.guide import load_guide
 
 OUT = Path(__file__).resolve().parents[2] / "fedjax_rhd" / "simulate" / "params" / "aml_beat.json"
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--real-data-root", default=str(default_root))
     args = parser.parse_args()
     guide = load_guide("aml_beat")
-    cohort = load_cohort(guide, Path(args.real_data_root))
+    cohort = beataml.load_aml(guide, require(Path(args.real_data_root)))  # the reader's parsed table
     df = cohort[0].sort("patient_id")
     scored = df.join(cohort[3], on="patient_id").filter(pl.col("clinical_score").is_not_null())
     eln_c = concordance_index(

@@ -98,11 +98,11 @@ def c_indices(use_case: str, seed: int) -> tuple[dict[str, float], pl.DataFrame]
     """Oracle and clinical-score C-indices on a large draw (scores on their scorable rows)."""
     guide = load_guide(use_case)
     sim = (mds.simulate_mds if use_case == "mds" else cmml.simulate_cmml)(guide, n=LARGE_N, seed=seed + 1)
-    from fedjax_rhd.cohorts.sources import simulated_scores
+    from fedjax_rhd.sources.scores import clinical_scores
 
     t, e = sim["time"].to_numpy(), sim["event"].to_numpy()
     out = {"oracle": concordance_index(t, e, sim["oracle_risk"].to_numpy())}
-    name, scores = simulated_scores(sim, guide)
+    name, scores = clinical_scores(sim, guide)
     s = scores["clinical_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     ok = ~np.isnan(s)
     out[name] = concordance_index(t[ok], e[ok], s[ok])

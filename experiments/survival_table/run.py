@@ -47,12 +47,9 @@ def main() -> None:
         if entry.simulated:
             # Built once here, before the parallel jobs, which then all reuse it.
             from harmonize.guide import load_guide
-            from harmonize.registry import load_or_build_dataset, spec_for_run
+            from harmonize.registry import load_or_build_dataset
 
-            spec = spec_for_run(use_case=entry.use_case, guide=entry.use_case, source="simulated",
-                                dataset=entry.dataset, n_patients=entry.n_patients,
-                                seed_data=entry.seed_data)  # fmt: skip
-            load_or_build_dataset(spec, load_guide(entry.use_case), data_root)
+            load_or_build_dataset(entry.dataset_spec(), load_guide(entry.use_case), data_root)
         timing[f"{entry.key}_dataset_s"] = time.perf_counter() - t
         t = time.perf_counter()
         pipeline.run_sweeps(study, entry, args.out / entry.key, data_root)

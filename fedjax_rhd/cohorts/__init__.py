@@ -1,10 +1,12 @@
-"""Real public cohorts: direct loaders from ``../shared/data`` to ML-ready tables.
+"""Real public cohorts: the readers that parse ``../shared/data`` (IWG-PM, Beat AML).
 
-Each loader reads one cohort's files, builds the table in its guide's schema
-(``patient_id, centre, <guide features>, time, event``), a dataset card with a
-quality section (every dropped record counted with its reason) and the use
-case's clinical score per patient. A later issue routes the same sources through
-FHIR; the tables must not change when it does.
+Each reader (:func:`fedjax_rhd.cohorts.iwgpm.load_mds`, ``load_cmml``,
+:func:`fedjax_rhd.cohorts.beataml.load_aml`) parses one cohort's files into its
+guide's schema (``patient_id, centre, <guide features>, time, event``), a card with
+a quality section (every dropped record counted with its reason) and the use case's
+clinical score per patient. Runs never use these tables directly: the cohort's
+registry source (``fedjax_rhd/sources/iwgpm.py``, ``beataml.py``) hands them to
+``harmonize``, which routes them through FHIR R5 (``fedjax_rhd.sources.load_use_case``).
 
 The data folder is the config's ``real_data_root`` when set, else
 ``$FEDJAX_RHD_SHARED_DATA``, else ``<project root>/../shared/data``.
@@ -13,13 +15,10 @@ The data folder is the config's ``real_data_root`` when set, else
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import polars as pl
-
-from harmonize.guide import Guide
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENV_VAR = "FEDJAX_RHD_SHARED_DATA"
@@ -30,21 +29,22 @@ class RealDataMissing(FileNotFoundError):
 
 
 class Cohort(NamedTuple):
-    """A loaded real cohort.
+    """A use case's data: what a reader parsed, or what ``fedjax_rhd.sources.load_use_case`` loads.
 
     Attributes:
-        table: ML-ready table in the guide's schema, rows sorted by ``patient_id``.
-        card: dataset card (``id``, ``name``, ``centres``, ``quality``, ``provenance``, ...).
-        score_name: the use case's clinical score (e.g. ``"IPSS-M"``).
+        table: ML-ready table in the guide's schema, rows sorted by ``patient_id``
+            (a registered dataset adds its ground-truth columns, e.g. ``oracle_risk``).
+        card: dataset card (``id``, ``name``, ``centres``, ``provenance``, ...).
+        score_name: the use case's clinical score (e.g. ``"IPSS-M"``; ``""`` when none).
         scores: ``patient_id``, ``clinical_score`` (the continuous value ARCHITECTURE
             §5 names; ``null`` where it cannot be computed) and optional reference
-            columns (``score_*``), one row per table row.
+            columns (``score_*``), one row per table row; ``None`` when no score applies.
     """
 
     table: pl.DataFrame
     card: dict[str, Any]
     score_name: str
-    scores: pl.DataFrame
+    scores: pl.DataFrame | None
 
 
 def resolve_real_data_root(configured: str | Path | None = None) -> Path:
@@ -65,28 +65,3 @@ def require(path: Path) -> Path:
             f"cohorts from ../shared/data (see its README); set {ENV_VAR} or real_data_root to their folder."
         )
     return path
-
-
-Loader = Callable[[Guide, Path], Cohort]
-
-
-def _loaders() -> dict[str, Loader]:
-    from fedjax_rhd.cohorts import beataml, iwgpm
-
-    return {"mds_iwgpm": iwgpm.load_mds, "cmml_iwgpm": iwgpm.load_cmml, "aml_beat": beataml.load_aml}
-
-
-REAL_USE_CASES: tuple[str, ...] = ("mds_iwgpm", "cmml_iwgpm", "aml_beat")
-
-
-def load_cohort(guide: Guide, real_data_root: str | Path | None = None) -> Cohort:
-    """Load the real cohort of ``guide.use_case``.
-
-    Raises:
-        KeyError: no real cohort for this use case.
-        RealDataMissing: the data folder or a file is absent (message names the path).
-    """
-    loaders = _loaders()
-    if guide.use_case not in loaders:
-        raise KeyError(f"no real cohort for use case {guide.use_case!r}; real cohorts: {sorted(loaders)}")
-    return loaders[guide.use_case](guide, require(resolve_real_data_root(real_data_root)))

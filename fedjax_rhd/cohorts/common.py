@@ -1,4 +1,4 @@
-"""Helpers shared by the real-cohort loaders: flag columns, range checks, dataset cards."""
+"""Helpers shared by the real-cohort readers: flag columns, range checks, cards, registry tables."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 import polars as pl
 import yaml
 
-from fedjax_rhd.datasets import dataset_id, features_card
+from fedjax_rhd.cohorts import Cohort
 from harmonize.guide import Guide
+from harmonize.identity import dataset_id, features_card
 
 
 def flag_columns(
@@ -124,3 +125,46 @@ def build_card(
         },
         "provenance": {**provenance, "files": file_digests(source_files)},
     }
+
+
+def canonical_table(table: pl.DataFrame, guide: Guide) -> pl.DataFrame:
+    """Cast a reader's table to the canonical dtypes of an export (binary Int8, event Int8)."""
+    casts = [pl.col(f.name).cast(pl.Int8) for f in guide.features if f.kind == "binary"]
+    return table.with_columns(*casts, pl.col("event").cast(pl.Int8))
+
+
+def source_table(
+    cohort: Cohort,
+    table: pl.DataFrame,
+    unusable: pl.DataFrame,
+    reference: pl.DataFrame,
+    centre_notes: dict[str, dict[str, Any]],
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """A real cohort as a registry table source's ``(table, provenance)``.
+
+    The registry must see every source record, the ones the model cannot use too
+    (no overall survival, vital status unknown), with their endpoint as the source
+    has it: the FHIR builder quarantines them and the quality report counts them.
+
+    Args:
+        cohort: what the cohort's reader parsed (its card carries provenance and quality).
+        table: the reader's table in canonical dtypes (:func:`canonical_table`).
+        unusable: the records the reader dropped: ``patient_id, centre, time, event``.
+        reference: per-patient values outside FHIR (``clinical_score``, ``score_*``,
+            ``source_*``), written by the registry to ``reference.parquet``.
+        centre_notes: per centre, what its quality report says about the source.
+
+    Returns:
+        ``(every record with its reference columns, sorted by patient_id; provenance)``.
+    """
+    out = pl.concat([table, unusable], how="diagonal_relaxed").join(reference, on="patient_id", how="left")
+    card = cohort.card
+    provenance = {
+        **card["provenance"],
+        "clinical_score": cohort.score_name,
+        "source_quality": card["quality"],
+        "centre_notes": centre_notes,
+    }
+    if card.get("notes"):
+        provenance["notes"] = card["notes"]
+    return out.sort("patient_id"), provenance
