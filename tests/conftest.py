@@ -63,3 +63,16 @@ def compose(overrides: list[str] | None = None):
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides or [], return_hydra_config=False)
+
+
+def run_in_process(overrides: list[str], run_dir: Path, data_root: Path) -> dict:
+    """What ``fedjax-rhd <overrides>`` does, without a new process: compose → typed config → run.
+
+    End-to-end checks use this (Hydra's compose API, compiled rounds reused across tests);
+    only a few tests start the real command line (process isolation, exit codes, multirun).
+    """
+    from fedjax_rhd.config import resolved, run_config
+    from fedjax_rhd.experiment import run
+
+    cfg = compose([*overrides, f"data_root={data_root}"])
+    return run(run_config(cfg), run_dir, resolved(cfg))

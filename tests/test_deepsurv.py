@@ -38,7 +38,7 @@ def stack(nodes):
 
 
 def test_registry_and_config_are_hashable_static_args():
-    assert MODELS["deepsurv"] is deepsurv
+    assert MODELS["deepsurv"].factory is deepsurv and MODELS["deepsurv"].config is DeepSurvConfig
     config = DeepSurvConfig(hidden=[16, 8])  # lists (e.g. from Hydra) become tuples
     assert config.hidden == (16, 8)
     assert hash(config) == hash(DeepSurvConfig(hidden=(16, 8)))

@@ -1,4 +1,5 @@
-"""Tiny runs through the real CLI: results.json valid, reproducible, compiled once."""
+"""Tiny end-to-end runs: the real CLI (valid results, reproducible across processes, compiled once)
+and in-process runs through Hydra's compose API for the rest."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from fedjax_rhd.results import validate_results
-from tests.conftest import TINY
+from tests.conftest import TINY, run_in_process
+
+pytestmark = pytest.mark.e2e
 
 
 def _cli(args: list[str], tmp_path: Path, hashseed: str = "0") -> subprocess.CompletedProcess:
@@ -72,15 +75,13 @@ def test_multirun_reuses_the_compiled_round(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["centralized", "local"])
 def test_reference_strategies_run(tmp_path, strategy):
-    _cli([*TINY, f"strategy={strategy}", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
-    (res,) = _results(tmp_path / "r")
+    res = run_in_process([*TINY, f"strategy={strategy}"], tmp_path / "r", tmp_path / "data")
     names = [n["name"] for n in res["final"]["nodes"]]
     assert names == (["pooled"] if strategy == "centralized" else ["node1", "node2", "node3"])
 
 
 def test_worst_scenario_runs_and_records_what_it_removed(tmp_path):
-    _cli([*TINY, "scenario=worst", f"hydra.run.dir={tmp_path / 'w'}"], tmp_path)
-    (res,) = _results(tmp_path / "w")
+    res = run_in_process([*TINY, "scenario=worst"], tmp_path / "w", tmp_path / "data")
     assert res["scenario"]["name"] == "worst"
     assert res["scenario"]["nodes"][1]["missing_groups"] == ["genomic"]
     assert res["scenario"]["nodes"][2]["missing_groups"] == ["cytogenetic"]
@@ -92,8 +93,7 @@ def test_clinical_score_on_the_model_test_rows(tmp_path):
 
     from fedjax_rhd.metrics.concordance import concordance_index
 
-    _cli([*TINY, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
-    (res,) = _results(tmp_path / "run")
+    res = run_in_process(TINY, tmp_path / "run", tmp_path / "data")
     cs = res["final"]["clinical_score"]
     assert cs["name"] == "IPSS-M"
     pred = pl.read_parquet(tmp_path / "run" / "test_predictions.parquet")
@@ -133,9 +133,8 @@ def test_aml_beat_natural_split_runs(tmp_path):
 
     if not (resolve_real_data_root() / "aml_beat2").is_dir():
         pytest.skip("real cohort data absent")
-    args = ["use_case=aml_beat", "split=natural", *TINY[1:], f"hydra.run.dir={tmp_path / 'run'}"]
-    _cli(args, tmp_path)
-    (res,) = _results(tmp_path / "run")
+    args = ["use_case=aml_beat", "split=natural", *TINY[1:]]
+    res = run_in_process(args, tmp_path / "run", tmp_path / "data")
     nodes = res["final"]["nodes"]
     assert len(nodes) == 8 and all(n["name"].startswith("centre") for n in nodes)
     assert [n["n_train"] for n in nodes] == sorted((n["n_train"] for n in nodes), reverse=True)

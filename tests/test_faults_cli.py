@@ -1,30 +1,30 @@
-"""Faults through the real CLI: what happened is in results.json; too few nodes stops clearly."""
+"""Faults end to end: what happened is in results.json; too few nodes stops the CLI clearly."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME
 from fedjax_rhd.results import validate_results
-from tests.test_end_to_end import TINY, _cli, _results
+from tests.conftest import TINY, run_in_process
+from tests.test_end_to_end import _results
+
+pytestmark = pytest.mark.e2e
 
 
 def test_failures_time_limit_and_finetuning_are_recorded(tmp_path):
-    _cli(
-        [
-            *TINY,
-            "backend.failures.down=[{node: node3, from_round: 1}]",  # fails every round
-            "backend.time_limit=2.0",
-            "backend.timing.seconds_per_row=1e-3",
-            "backend.timing.slowdown=[{node: node2, factor: 50}]",
-            "strategy.finetune_epochs=3",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        tmp_path,
-    )
-    (res,) = _results(tmp_path / "run")
+    overrides = [
+        *TINY,
+        "backend.failures.down=[{node: node3, from_round: 1}]",  # fails every round
+        "backend.time_limit=2.0",
+        "backend.timing.seconds_per_row=1e-3",
+        "backend.timing.slowdown=[{node: node2, factor: 50}]",
+        "strategy.finetune_epochs=3",
+    ]
+    res = run_in_process(overrides, tmp_path / "run", tmp_path / "data")
     validate_results(res)
     for record in res["rounds"]:
         p = record["participation"]
@@ -64,15 +64,8 @@ def test_too_few_nodes_stops_with_message_and_checkpoint(tmp_path):
         assert json.loads(str(archive["meta"]))["round"] == 1
     assert not (tmp_path / "run" / "results.json").exists()
     # usable: resuming with a relaxed policy finishes the run
-    _cli(
-        [
-            *env_args,
-            "strategy.min_nodes=2",
-            f"resume={tmp_path / 'run'}",
-            f"hydra.run.dir={tmp_path / 'log'}",
-        ],
-        tmp_path,
-    )
+    resume = [*env_args, "strategy.min_nodes=2", f"resume={tmp_path / 'run'}"]
+    run_in_process(resume, tmp_path / "run", tmp_path / "data")
     (res,) = _results(tmp_path / "run")
     assert [r["participation"]["aggregated"] for r in res["rounds"]] == [
         ["node1", "node2", "node3"],

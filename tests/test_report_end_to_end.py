@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import re
@@ -17,22 +18,22 @@ import numpy as np
 import pytest
 
 from fedjax_rhd.report import write_report
-from tests.conftest import TINY
+from tests.conftest import TINY, run_in_process
+
+pytestmark = pytest.mark.e2e
 
 HEADER_RGB = (0x1F, 0x4E, 0x79)  # table.survival th background in render._CSS
 
 
 @pytest.fixture(scope="module")
 def multirun(tmp_path_factory) -> Path:
-    """The foundation's strategies and splits over 2 split seeds (12 tiny runs, one process)."""
+    """The foundation's strategies and splits over 2 split seeds: 12 tiny runs, in process, one folder each
+    as a multirun lays them out (the report reads any folder tree of runs)."""
     root = tmp_path_factory.mktemp("multirun")
-    env = {**os.environ, "FEDJAX_RHD_DATA_ROOT": str(root / "data"), "HYDRA_FULL_ERROR": "1"}
-    sweep = ["strategy=fedavg,centralized,local", "split=three,five", "seed.split=0,1"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "fedjax_rhd", "-m", *TINY, *sweep, f"hydra.sweep.dir={root / 'm'}"],
-        env=env, capture_output=True, text=True, cwd=root,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = itertools.product(("fedavg", "centralized", "local"), ("three", "five"), (0, 1))
+    for i, (strategy, split, seed) in enumerate(jobs):
+        overrides = [*TINY, f"strategy={strategy}", f"split={split}", f"seed.split={seed}"]
+        run_in_process(overrides, root / "m" / f"{i}_{strategy}_{split}_s{seed}", root / "data")
     return root / "m"
 
 
@@ -221,17 +222,12 @@ def test_cli_writes_the_report_and_fails_clearly(multirun, tmp_path):
 
 def test_finetuned_columns_come_from_final_personalized(tmp_path):
     """Issue 9's personalised models appear as their own cells, equal to results.json."""
-    env = {**os.environ, "FEDJAX_RHD_DATA_ROOT": str(tmp_path / "data"), "HYDRA_FULL_ERROR": "1"}
-    for sweep, out in (
-        (["strategy=fedavg", "strategy.finetune_epochs=2"], "fl"),
-        (["strategy=centralized,local"], "ref"),
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "fedjax_rhd", "-m", *TINY, *sweep, "seed.split=0,1",
-             f"hydra.sweep.dir={tmp_path / out}"],
-            env=env, capture_output=True, text=True, cwd=tmp_path,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    for seed in (0, 1):
+        tuned = [*TINY, "strategy=fedavg", "strategy.finetune_epochs=2", f"seed.split={seed}"]
+        run_in_process(tuned, tmp_path / "fl" / f"s{seed}", tmp_path / "data")
+        for strategy in ("centralized", "local"):
+            reference = [*TINY, f"strategy={strategy}", f"seed.split={seed}"]
+            run_in_process(reference, tmp_path / "ref" / f"{strategy}_s{seed}", tmp_path / "data")
     rep = write_report([tmp_path / "fl", tmp_path / "ref"], tmp_path / "report", n_boot=50)
     rows = {r["column"]: r for r in csv.DictReader(rep.files["csv"].open())}
     fed = [json.loads(p.read_text())["final"] for p in sorted((tmp_path / "fl").rglob("results.json"))]

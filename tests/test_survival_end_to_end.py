@@ -1,18 +1,20 @@
-"""SAVAE and linear Cox through the real CLI: survival metrics land in a valid results.json."""
+"""SAVAE and linear Cox end to end (in process, as the CLI composes them): survival metrics land in a
+valid results.json."""
 
 from __future__ import annotations
 
 import pytest
 
 from fedjax_rhd.results import validate_results
-from tests.test_end_to_end import TINY, _cli, _results
+from tests.conftest import TINY, run_in_process
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("preset", ["savae", "coxph"])
 def test_models_write_survival_metrics(tmp_path, preset):
     overrides = [f"+experiment={preset}", *TINY, "strategy.rounds=2"]
-    _cli([*overrides, f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
-    (res,) = _results(tmp_path / "r")
+    res = run_in_process(overrides, tmp_path / "r", tmp_path / "data")
     validate_results(res)
     final = res["final"]
     assert res["config"]["model"]["name"] == preset

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import orjson
@@ -27,7 +24,7 @@ from harmonize.guide import GuideError, load_guide
 from harmonize.identity import dataset_id
 from harmonize.registry import source_card, spec_for_run
 from harmonize.sources import CanonicalExportSource, write_canonical_export
-from tests.conftest import TINY, compose
+from tests.conftest import TINY, compose, run_in_process
 
 SIMULATE = {"mds": simulate_mds, "cmml": simulate_cmml}
 TX_COLUMNS = list(tx.FEATURES)
@@ -365,13 +362,7 @@ def test_config_knob_is_off_by_default_and_names_the_layered_guide():
 
 
 def test_tiny_run_with_the_layer_on(tmp_path):
-    env = {**os.environ, "PYTHONHASHSEED": "0", "FEDJAX_RHD_DATA_ROOT": str(tmp_path / "data")}
-    args = [*TINY, "use_case.treatment=true", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "fedjax_rhd", *args], env=env, capture_output=True, text=True, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    res = run_in_process([*TINY, "use_case.treatment=true"], tmp_path / "run", tmp_path / "data")
     validate_results(res)
     assert res["dataset"]["layers"] == ["treatment"]
     assert res["dataset"]["name"] == "mds-sim-n600-seed0-treatment"
