@@ -280,7 +280,7 @@ def test_dvc_repro_tiny_pipeline(tmp_path):
 
 def test_write_outputs_metrics_and_curves_from_hand_made_runs(tmp_path):
     """metrics.json carries the table's numbers; curves average the runs' per-round C-indices."""
-    from tests.report_fixtures import PERFECT, swapped, write_run
+    from tests.report.report_fixtures import PERFECT, swapped, write_run
 
     runs = tmp_path / "runs"
     for seed in (0, 1):

@@ -8,7 +8,7 @@ fitted censoring. Copy the three numbers into ``fedjax_rhd/simulate/<use case>.p
 after changing the hazard. The hazard's strength (``IPSSM_WEIGHT`` /
 ``CPSS_WEIGHT``, ``MISSED_WEIGHT``) was set by hand so that the oracle and the
 clinical score's C-indices land in the ranges of ``../shared/docs/simulation.md``
-(checked by ``experiments/simulation/report.py`` and ``tests/test_simulate.py``).
+(checked by ``experiments/simulation/report.py`` and ``tests/simulate/test_simulate.py``).
 
 Run from the repository root: ``python experiments/simulation/calibrate.py mds|cmml``.
 """

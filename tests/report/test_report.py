@@ -13,7 +13,7 @@ from fedjax_rhd.metrics.concordance import concordance_index
 from fedjax_rhd.report import ReportInputError, build_rows, find_runs, write_report
 from fedjax_rhd.report.render import _verdict, sentence
 from fedjax_rhd.report.stats import Interval, SeedRows, combine_reported, mean_over_seeds, paired_difference
-from tests.report_fixtures import EVENT, PERFECT, REVERSED, TIME, swapped, write_run
+from tests.report.report_fixtures import EVENT, PERFECT, REVERSED, TIME, swapped, write_run
 
 
 def study(root: Path, *, strategies=("fedavg", "centralized", "local"), **kw) -> Path:

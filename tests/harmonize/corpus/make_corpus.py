@@ -1,4 +1,4 @@
-"""Write the broken-export corpus (``tests/corpus/cases/<case>/``); rerun after changing a case.
+"""Write the broken-export corpus (``tests/harmonize/corpus/cases/<case>/``); rerun after changing a case.
 
 Each case folder holds a small export of the MDS guide (``data.*``, sometimes a
 variant list), its ``mapping.yaml`` and ``expect.yaml``:
@@ -9,7 +9,7 @@ variant list), its ``mapping.yaml`` and ``expect.yaml``:
 - ``file``, ``row``, ``field``: what the message or entry must name;
 - ``rows``: rows that must still arrive (valid records beside the broken one).
 
-Usage: ``python tests/corpus/make_corpus.py``.
+Usage: ``python tests/harmonize/corpus/make_corpus.py``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The broken-export corpus: each case fails clearly or is quarantined and counted, never a traceback.
 
-Cases live in ``tests/corpus/cases`` (written by ``tests/corpus/make_corpus.py``);
+Cases live in ``tests/harmonize/corpus/cases`` (written by ``tests/harmonize/corpus/make_corpus.py``);
 each names what the error message or the quality-report entry must say.
 """
 

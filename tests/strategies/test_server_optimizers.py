@@ -21,7 +21,7 @@ from fedjax_rhd.strategies import (
     scale_by_reddi,
 )
 from fedjax_rhd.typing import ClientResult, NodeData
-from tests.test_strategies import _quadratic_model
+from tests.strategies.test_strategies import _quadratic_model
 
 # A toy sequence of average client changes Δ_t (two parameters, five rounds):
 # signs flip and magnitudes shrink, so Yogi's sign(v − Δ²) takes both values.

@@ -209,7 +209,7 @@ def test_html_renders_with_the_table_visible(report, tmp_path):
 
 
 def test_cli_writes_the_report_and_fails_clearly(multirun, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     cmd = [sys.executable, "-m", "fedjax_rhd.report"]
     ok = subprocess.run([*cmd, str(multirun), "--out", str(tmp_path / "r"), "--n-boot", "50"],
                         capture_output=True, text=True, env=env)  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME
 from fedjax_rhd.results import validate_results
 from tests.conftest import TINY, run_in_process
-from tests.test_end_to_end import _results
+from tests.e2e.test_end_to_end import _results
 
 pytestmark = pytest.mark.e2e
 
