@@ -7,21 +7,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
 from fedjax_rhd import results as res
 from fedjax_rhd.config import RunConfig
-from fedjax_rhd.data import FederatedData, build_federated_data
+from fedjax_rhd.data import build_federated_data
 from fedjax_rhd.federation.finetune import finetuned_results
-from fedjax_rhd.federation.loop import FederationResult, run_federation
+from fedjax_rhd.federation.loop import run_federation
 from fedjax_rhd.federation.registry import make_backend
-from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, check_resumable, read_identity, run_identity
+from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, run_identity
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.sources import load_use_case
-from fedjax_rhd.strategies import AlgorithmSpec
-from fedjax_rhd.tracking import curve_round, final_metrics, make_tracker, round_metrics
+from fedjax_rhd.tracking import final_metrics, make_tracker
 from fedjax_rhd.typing import Tracker
 
 
@@ -62,7 +58,14 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     )  # fmt: skip
     spec = config.algorithm_spec(data.num_features, data.guide)
     tracker.log_config(resolved)
-    fed, node_risks, main_risk = _federate(config, spec, data, resolved, card["id"], output_dir, tracker)
+    backend = make_backend(config.backend, data, spec, seed_failure=config.seed.failure)
+    fed = run_federation(
+        backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
+        on_round=res.round_callback(backend, data, config.curve_every, tracker), desc=f"{s.name} rounds",
+        checkpoint=output_dir / CHECKPOINT_NAME, identity=run_identity(resolved, card["id"]),
+        resume=config.resume is not None, checkpoint_every=config.checkpoint_every,
+    )  # fmt: skip
+    node_risks, main_risk = res.model_test_risks(backend, fed)
     boot = dict(n_boot=config.bootstrap, seed=config.seed.split)
     tuned = finetuned_results(spec, s.finetune_epochs, config.seed.train, fed.global_params, data, boot)
     results = res.write_run(
@@ -71,40 +74,6 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
         fractions=None if config.split.natural or spec.pooled else config.split.fractions,
         scenario=config.scenario.name, started=started,
     )  # fmt: skip
-    files = {"results": output_dir / res.RESULTS_FILE, "checkpoint": output_dir / results["checkpoint"]}
-    tracker.log_final(final_metrics(results["final"]), files)
+    tracker.log_final(final_metrics(results["final"]), res.output_files(output_dir, results))
     res.print_summary(results)
     return results
-
-
-def _federate(
-    config: RunConfig, spec: AlgorithmSpec, data: FederatedData, resolved: dict[str, Any], dataset_id: str,
-    output_dir: Path, tracker: Tracker,
-) -> tuple[FederationResult, np.ndarray, np.ndarray]:  # fmt: skip
-    """Train through the configured backend; return the outcome, node test risks and the main model's."""
-    backend = make_backend(config.backend, data, spec, seed_failure=config.seed.failure)
-    checkpoint = output_dir / CHECKPOINT_NAME
-    identity = run_identity(resolved, dataset_id)
-    if config.resume is not None:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"resume={config.resume}: no {CHECKPOINT_NAME} in that directory")
-        check_resumable(read_identity(checkpoint), identity, checkpoint)
-
-    def on_round(record: dict[str, Any]) -> None:
-        if curve_round(record["round"], config.curve_every):
-            server = record["server_params"]
-            glob = None if server is None else backend.test_risks(jax.tree.map(lambda p: p[None], server))[0]
-            res.add_round_curves(record, backend.test_risks(record["client_params"]), glob, data)
-        tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
-
-    s = config.strategy
-    fed = run_federation(
-        backend, config.schedule(), s.policy,
-        seed_sample=config.seed.sample, on_round=on_round, progress=config.progress, desc=f"{s.name} rounds",
-        checkpoint=checkpoint, identity=identity, resume=config.resume is not None,
-        checkpoint_every=config.checkpoint_every,
-    )  # fmt: skip
-    node_risks = backend.test_risks(fed.node_params)
-    if fed.global_params is None:  # centralized: the pooled model; local: the biggest node's own model
-        return fed, node_risks, node_risks[0]
-    return fed, node_risks, backend.test_risks(jax.tree.map(lambda p: p[None], fed.global_params))[0]

@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from fedjax_rhd.data import FederatedData
+from fedjax_rhd.federation.backend import Backend
 from fedjax_rhd.federation.loop import FederationResult
 from fedjax_rhd.federation.participation import participation_summary
 from fedjax_rhd.io import save_params
@@ -31,6 +33,8 @@ from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
 from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
 from fedjax_rhd.metrics.evaluation import survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
+from fedjax_rhd.tracking import curve_round, round_metrics
+from fedjax_rhd.typing import Tracker
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
 RESULTS_FILE = "results.json"
@@ -84,6 +88,32 @@ def add_round_curves(
     record["c_index_test_nodes"] = [test_c_index(data, r) for r in node_risks]
     if global_risk is not None:
         record["c_index_test_global"] = test_c_index(data, global_risk)
+
+
+def round_callback(
+    backend: Backend, data: FederatedData, curve_every: int, tracker: Tracker
+) -> Callable[[dict[str, Any]], None]:
+    """The loop's per-round callback: test curves every ``curve_every``-th round, then the tracker."""
+
+    def on_round(record: dict[str, Any]) -> None:
+        if curve_round(record["round"], curve_every):
+            server = record["server_params"]
+            glob = None if server is None else backend.test_risks(jax.tree.map(lambda p: p[None], server))[0]
+            add_round_curves(record, backend.test_risks(record["client_params"]), glob, data)
+        tracker.log_metrics(round_metrics(record, list(data.node_names)), step=record["round"])
+
+    return on_round
+
+
+def model_test_risks(backend: Backend, fed: FederationResult) -> tuple[np.ndarray, np.ndarray]:
+    """f32[K, n_test] each node's final model, and the main model's risks (global, else node 1's own).
+
+    Under ``centralized`` node 1 is the pooled model; under ``local`` the biggest node's own.
+    """
+    node_risks = backend.test_risks(fed.node_params)
+    if fed.global_params is None:
+        return node_risks, node_risks[0]
+    return node_risks, backend.test_risks(jax.tree.map(lambda p: p[None], fed.global_params))[0]
 
 
 def survival_block(
@@ -277,6 +307,11 @@ def write_run(
     }
     write_results(results, output_dir)
     return results
+
+
+def output_files(output_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
+    """The files a tracker keeps: ``results.json`` and the parameter checkpoint."""
+    return {"results": output_dir / RESULTS_FILE, "checkpoint": output_dir / results["checkpoint"]}
 
 
 def validate_results(results: dict[str, Any]) -> None:

@@ -38,7 +38,13 @@ from fedjax_rhd.federation.participation import (
     check_policy,
     sample_nodes,
 )
-from fedjax_rhd.federation.run_state import LoopState, load_loop_state, save_loop_state
+from fedjax_rhd.federation.run_state import (
+    LoopState,
+    check_resumable,
+    load_loop_state,
+    read_identity,
+    save_loop_state,
+)
 from fedjax_rhd.typing import Params
 
 
@@ -145,7 +151,8 @@ def run_federation(
             round and when the loop ends or stops. Round r's keys are ``fold_in(seed, r)``, so a
             resume from an earlier round reproduces the same run; k > 1 only saves the file writes.
         identity: JSON-able run identity stored in the checkpoint (config, dataset id).
-        resume: continue from ``checkpoint`` instead of starting afresh.
+        resume: continue from ``checkpoint`` instead of starting afresh; refused (``ValueError``, naming
+            every differing key) when the checkpoint's identity differs from ``identity``.
         checkpoint_every: k, the checkpoint cadence in rounds.
 
     Raises:
@@ -165,6 +172,12 @@ def run_federation(
     if resume:
         if checkpoint is None:
             raise ValueError("resume needs a checkpoint path")
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(
+                f"resume={Path(checkpoint).parent}: no {Path(checkpoint).name} in that directory"
+            )
+        # The same config (less the keys a resumed run may change) and the same dataset, or a clear refusal.
+        check_resumable(read_identity(checkpoint), identity or {}, checkpoint)
         loop = load_loop_state(checkpoint, initial, train_key)
         print(f"resuming from {checkpoint} after round {loop.round}", flush=True)
     else:
