@@ -165,12 +165,12 @@ def run_identity(config: dict[str, Any] | None, dataset_id: str) -> dict[str, An
 
 def check_resumable(stored: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
     """Raise ``ValueError`` naming every key that differs between the checkpoint and this run."""
-    if stored.get("dataset_id") != current["dataset_id"]:
+    if stored.get("dataset_id") != current.get("dataset_id"):
         raise ValueError(
             f"{path}: checkpoint is for dataset {stored.get('dataset_id')}, "
-            f"this run's is {current['dataset_id']}"
+            f"this run's is {current.get('dataset_id')}"
         )
-    a, b = stored.get("config", {}), current["config"]
+    a, b = stored.get("config", {}), current.get("config", {})
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if diff:
         shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:8])

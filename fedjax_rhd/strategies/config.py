@@ -58,10 +58,6 @@ class StrategyConfig:
         self.policy  # validates min_nodes  # noqa: B018
         if self.finetune_epochs < 0:
             raise ValueError(f"strategy.finetune_epochs must be >= 0, got {self.finetune_epochs}")
-        if self.algorithm != "fedavg" and self.client.proximal_mu is not None:
-            raise ValueError(
-                f"strategy.client.proximal_mu is FedProx's μ (algorithm fedavg), not for {self.algorithm}"
-            )
 
     @property
     def display_name(self) -> str:

@@ -11,7 +11,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from fedjax_rhd.config import schema as structured_schema
-from fedjax_rhd.data.federated import SplitSpec, build_federated_data
 from fedjax_rhd.federation.backend import Backend
 from fedjax_rhd.federation.faults import Failures, NodeDown, NodeSlowdown, Timing
 from fedjax_rhd.federation.loop import TrainSchedule, run_federation
@@ -24,8 +23,8 @@ from fedjax_rhd.federation.simulator import (
     federated_round,
     node_losses,
 )
-from fedjax_rhd.models import DeepSurvConfig
-from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, build_algorithm, build_model
+from fedjax_rhd.strategies import build_algorithm, build_model
+from tests.federation.conftest import spec_of
 
 # --- config dataclasses ------------------------------------------------------------------------------
 
@@ -105,25 +104,13 @@ def test_registered_schema_composes_with_hydra_overrides(tmp_path):
 # --- registry ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def data3(small_cohort, mds_guide):
-    df, _ = small_cohort
-    return build_federated_data(df, mds_guide, SplitSpec("three", (0.6, 0.3, 0.1), seed=2))
-
-
-def _spec(data, strategy: str = "fedavg") -> AlgorithmSpec:
-    return AlgorithmSpec(
-        strategy, "deepsurv", DeepSurvConfig(), data.num_features, client=ClientConfig(local_epochs=2)
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class Impostor:
     name: str = "simulator"
 
 
 def test_make_backend_dispatches_by_name_or_config(data3):
-    spec = _spec(data3)
+    spec = spec_of(data3)
     by_name = make_backend("simulator", data3, spec)
     assert isinstance(by_name, SimulatorBackend) and by_name.config == SimulatorConfig()
     assert isinstance(by_name, Backend)
@@ -145,7 +132,7 @@ def test_make_backend_dispatches_by_name_or_config(data3):
 @pytest.mark.parametrize("strategy", ["fedavg", "local"])
 def test_loop_adds_nothing_to_the_jitted_round(data3, strategy):
     """run_federation + SimulatorBackend = the jitted round and evaluation applied by hand."""
-    spec = _spec(data3, strategy)
+    spec = spec_of(data3, strategy)
     schedule = TrainSchedule(rounds=3, patience=None, seed_init=1, seed_train=2)
     backend = make_backend("simulator", data3, spec)
     sim = run_federation(backend, schedule, progress=False)
@@ -176,7 +163,7 @@ def test_loop_adds_nothing_to_the_jitted_round(data3, strategy):
 
 
 def test_second_run_with_the_same_spec_reuses_the_compiled_round(data3):
-    spec = _spec(data3)
+    spec = spec_of(data3)
     schedule = TrainSchedule(rounds=2, patience=None)
     run_federation(make_backend("simulator", data3, spec), schedule, progress=False)
     again = run_federation(make_backend("simulator", data3, spec, seed_failure=3), schedule, progress=False)

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedjax_rhd.data.federated import SplitSpec, build_federated_data
 from fedjax_rhd.federation.faults import (
     Failures,
     NodeDown,
@@ -35,8 +34,8 @@ from fedjax_rhd.federation.participation import (
 from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, read_identity
 from fedjax_rhd.federation.simulator import SimulatorConfig, federated_round
-from fedjax_rhd.models import DeepSurvConfig
-from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, build_algorithm, build_model
+from fedjax_rhd.strategies import build_algorithm, build_model
+from tests.federation.conftest import spec_of
 
 NAMES = ("node1", "node2", "node3", "node4", "node5")
 
@@ -130,20 +129,8 @@ def test_policy_min_nodes_and_accept_failures():
 # --- through the simulator --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def data3(small_cohort, mds_guide):
-    df, _ = small_cohort
-    return build_federated_data(df, mds_guide, SplitSpec("three", (0.6, 0.3, 0.1), seed=2))
-
-
-def _spec(data, strategy: str = "fedavg") -> AlgorithmSpec:
-    return AlgorithmSpec(
-        strategy, "deepsurv", DeepSurvConfig(), data.num_features, client=ClientConfig(local_epochs=2)
-    )
-
-
 def test_fraction_one_equals_no_sampling_bit_for_bit(data3):
-    spec = _spec(data3)
+    spec = spec_of(data3)
     train = jax.tree.map(jnp.asarray, data3.train)
     s_none = s_mask = build_algorithm(spec).init(build_model(spec).init(jax.random.key(0)), 3)
     for r in range(1, 4):
@@ -156,7 +143,7 @@ def test_fraction_one_equals_no_sampling_bit_for_bit(data3):
 
 def test_absent_node_is_left_out_of_the_average(data3):
     """Weight 0 for node3 = FedAvg over nodes 1 and 2 alone (same keys for nodes 1, 2)."""
-    spec = _spec(data3)
+    spec = spec_of(data3)
     train3 = jax.tree.map(jnp.asarray, data3.train)
     train2 = jax.tree.map(lambda a: a[:2], train3)
     s3 = s2 = build_algorithm(spec).init(build_model(spec).init(jax.random.key(1)), 3)
@@ -174,11 +161,11 @@ def _run(spec, data, schedule, policy=None, config=None, *, seed_sample=0, **kwa
 
 def test_time_limit_drops_the_slow_node(data3):
     config = SimulatorConfig(time_limit=1.0, timing=Timing(slowdown=(NodeSlowdown("node2", 1e4),)))
-    backend = make_backend(config, data3, _spec(data3))
+    backend = make_backend(config, data3, spec_of(data3))
     failed, timed_out, seconds = backend.injected_faults(1, np.ones(3, dtype=bool))
     assert not failed.any() and timed_out.tolist() == [False, True, False]
     np.testing.assert_allclose(seconds, 1e-3 * np.array(data3.n_train) * 2 * [1, 1e4, 1])
-    sim = _run(_spec(data3), data3, TrainSchedule(rounds=1, patience=None), config=config)
+    sim = _run(spec_of(data3), data3, TrainSchedule(rounds=1, patience=None), config=config)
     (record,) = sim.rounds
     assert record["participation"]["timed_out"] == ["node2"]
     assert record["participation"]["aggregated"] == ["node1", "node3"]
@@ -186,7 +173,7 @@ def test_time_limit_drops_the_slow_node(data3):
 
 
 def test_node_failing_every_round_run_completes_and_records(data3, tmp_path):
-    spec = _spec(data3)
+    spec = spec_of(data3)
     schedule = TrainSchedule(rounds=3, patience=None)
     sim = _run(
         spec,
@@ -203,7 +190,7 @@ def test_node_failing_every_round_run_completes_and_records(data3, tmp_path):
 
 
 def test_too_few_nodes_stops_with_a_usable_checkpoint(data3, tmp_path):
-    spec = _spec(data3)
+    spec = spec_of(data3)
     schedule = TrainSchedule(rounds=4, patience=None)
     path = tmp_path / CHECKPOINT_NAME
     faults = SimulatorConfig(failures=Failures(down=(NodeDown("node2", 3), NodeDown("node3", 3))))
@@ -227,7 +214,7 @@ def test_too_few_nodes_stops_with_a_usable_checkpoint(data3, tmp_path):
 
 
 def test_local_strategy_keeps_an_absent_nodes_model(data3):
-    spec = _spec(data3, "local")
+    spec = spec_of(data3, "local")
     train = jax.tree.map(jnp.asarray, data3.train)
     state = build_algorithm(spec).init(build_model(spec).init(jax.random.key(0)), 3)
     new, results = federated_round(spec, state, train, jax.random.key(1), jnp.array([1.0, 0.0, 1.0]))
@@ -242,7 +229,7 @@ def test_local_strategy_keeps_an_absent_nodes_model(data3):
 
 
 def test_simulator_trains_exactly_the_sampled_nodes(data3):
-    spec = _spec(data3)
+    spec = spec_of(data3)
     policy = RoundPolicy(sampling=Sampling(fraction=0.5))
     sim = _run(spec, data3, TrainSchedule(rounds=4, patience=None), policy, seed_sample=9)
     for record in sim.rounds:

@@ -40,8 +40,8 @@ def test_a_variant_is_config_not_code():
     assert (s.algorithm, s.server.optimizer, s.server.learning_rate) == ("fedavg", "yogi", 0.01)
     s = run_config(compose(["strategy.client.proximal_mu=0.5"])).strategy
     assert (s.algorithm, s.client.proximal_mu) == ("fedavg", 0.5)
-    with pytest.raises(Exception, match="proximal_mu is FedProx"):
-        run_config(compose(["strategy=local", "strategy.client.proximal_mu=0.5"]))
+    with pytest.raises(ValueError, match="proximal_mu is FedProx"):
+        run_config(compose(["strategy=local", "strategy.client.proximal_mu=0.5"])).algorithm_spec(4)
     with pytest.raises(Exception, match="momentum applies to the sgd optimizer"):
         run_config(compose(["strategy=fedadam", "strategy.server.momentum=0.9"]))
 
