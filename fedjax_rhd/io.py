@@ -1,4 +1,5 @@
-"""Parameter pytrees to and from flat ``.npz`` files, keyed by their tree path.
+"""Files a run writes: parameter pytrees to and from flat ``.npz`` files, keyed by their tree path,
+always written atomically (``harmonize.identity.atomic_write``, the project's one atomic write).
 
 The same flattening (key path → numpy leaf) is what a Flower ``ArrayRecord``
 needs later: it takes neither JAX arrays nor nested dicts.
@@ -6,12 +7,13 @@ needs later: it takes neither JAX arrays nor nested dicts.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+
+from harmonize.identity import atomic_write
 
 SEP = "/"
 
@@ -42,13 +44,20 @@ def unflatten_params(flat: dict[str, np.ndarray]) -> dict[str, Any]:
     return tree
 
 
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` to ``path`` atomically: a crash (even SIGKILL) leaves the old file or the new one."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: ``np.savez`` would append ".npz" to a name
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+    return Path(path)
+
+
 def save_params(path: str | Path, tree: Any) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves half a checkpoint."""
-    path = Path(path)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **flatten_params(tree))
-    os.replace(tmp, path)
-    return path
+    """Write a parameter pytree by tree path, atomically."""
+    return save_npz(path, flatten_params(tree))
 
 
 def load_params(path: str | Path) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from fedjax_rhd.metrics.evaluation import survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.tracking import curve_round, round_metrics
 from fedjax_rhd.typing import Tracker
+from harmonize.identity import atomic_write_text
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "results.schema.json"
 RESULTS_FILE = "results.json"
@@ -323,7 +324,7 @@ def write_results(results: dict[str, Any], output_dir: Path) -> Path:
     """Validate and write ``results.json``; return its path."""
     validate_results(results)
     path = output_dir / RESULTS_FILE
-    path.write_text(json.dumps(results, indent=1))
+    atomic_write_text(path, json.dumps(results, indent=1))
     return path
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd.io import save_npz
 from fedjax_rhd.typing import ServerState
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -51,7 +51,7 @@ class LoopState:
 def save_loop_state(
     path: str | Path, loop: LoopState, train_key: jax.Array, identity: dict[str, Any]
 ) -> Path:
-    """Write ``loop`` atomically (temporary file + ``os.replace``)."""
+    """Write ``loop`` atomically (``fedjax_rhd.io.save_npz``)."""
     path = Path(path)
     leaves = jax.tree.leaves((loop.state, loop.best_state))
     arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
@@ -68,13 +68,7 @@ def save_loop_state(
     arrays["best_score"] = np.asarray(loop.best_score, dtype=np.float64)
     arrays["train_key"] = np.asarray(jax.random.key_data(train_key))
     arrays["meta"] = np.array(json.dumps(meta))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return save_npz(path, arrays)
 
 
 def read_identity(path: str | Path) -> dict[str, Any]:
