@@ -6,7 +6,8 @@ strategy and model, and a fault-injection run; each run builds its dataset in a 
 data root, so the dataset ids are rebuilt too. ``compare`` then checks that every
 dataset id and every ``results.json`` metric is identical (timing, environment and
 the resolved config excepted; config differences are listed, as they are deliberate),
-and, given two survival-table report folders, that every cell of ``table.csv`` is equal.
+that every registered dataset (``data/datasets/*/dataset.json``) has the same content id,
+and, given the two survival tables (``table.csv``), that every cell is equal.
 
     python experiments/restructure/compare.py snapshot OUT [--checkout DIR]
     python experiments/restructure/compare.py compare BEFORE AFTER [--tables A.csv B.csv]
@@ -84,6 +85,20 @@ def _run_one(name: str, overrides: list[str], out: Path, checkout: Path | None) 
     return status
 
 
+def _gbsg2_mapping(out: Path) -> Path:
+    """The documented user-table example: lifelines' copy of GBSG2 beside the mapping (docs/user_csv.md)."""
+    import shutil
+
+    import lifelines
+
+    folder = out / "gbsg2"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(lifelines.__file__).parent / "datasets" / "gbsg2.csv", folder / "gbsg2.csv")
+    mapping = Path(__file__).resolve().parents[2] / "docs" / "examples" / "gbsg2.mapping.yaml"
+    shutil.copy(mapping, folder / "gbsg2.mapping.yaml")
+    return folder / "gbsg2.mapping.yaml"
+
+
 def snapshot(out: Path, checkout: Path | None, only: list[str] | None) -> None:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -92,11 +107,16 @@ def snapshot(out: Path, checkout: Path | None, only: list[str] | None) -> None:
     for name, overrides in RUNS.items():
         if only and name not in only:
             continue
+        if name == "use_case_gbsg2_csv":
+            overrides = [*overrides, f"use_case.mapping=[{_gbsg2_mapping(out)}]"]
         if name.startswith("real_") and not shared.is_dir() and "FEDJAX_RHD_SHARED_DATA" not in os.environ:
             print(f"{name:28s} skipped (no {shared})")
             continue
         statuses.append(_run_one(name, overrides, out, checkout))
-    (out / "snapshot.json").write_text(json.dumps(statuses, indent=1) + "\n")
+    index = out / "snapshot.json"  # runs of earlier calls stay listed (``--only`` adds to a snapshot)
+    done = {s["name"]: s for s in (json.loads(index.read_text()) if index.is_file() else [])}
+    done.update({s["name"]: s for s in statuses})
+    index.write_text(json.dumps(list(done.values()), indent=1) + "\n")
 
 
 def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
@@ -123,6 +143,12 @@ def _results(folder: Path) -> dict[str, dict[str, Any]]:
         for p in sorted(folder.glob("*/results.json"))
         if p.parent.name != "data"
     }
+
+
+def _dataset_ids(folder: Path) -> dict[str, str]:
+    """Every registered dataset of a snapshot: name -> the content id on its card."""
+    cards = (folder / "data" / "datasets").glob("*/dataset.json")
+    return {card.parent.name: json.loads(card.read_text())["id"] for card in cards}
 
 
 def compare(before: Path, after: Path, tables: list[Path] | None) -> int:
@@ -153,6 +179,12 @@ def compare(before: Path, after: Path, tables: list[Path] | None) -> int:
         print(f"config of {name} (deliberate layout changes, not results):")
         for change in changes[:12]:
             print(f"    {change}")
+    ids = [_dataset_ids(before), _dataset_ids(after)]
+    for name in sorted(set(ids[0]) | set(ids[1])):
+        a_id, b_id = ids[0].get(name), ids[1].get(name)
+        print(f"dataset {name:32s} {a_id} -> {b_id}{'' if a_id == b_id else '  DIFFERS'}")
+        if a_id != b_id:
+            problems.append(f"dataset {name}: id {a_id} before, {b_id} after")
     if tables:
         rows = [list(csv.reader(t.open())) for t in tables]
         if rows[0] != rows[1]:
