@@ -248,9 +248,10 @@ def build_dataset(entry: UseCaseEntry, export: Path, fhir: Path, data_root: Path
     """
     import polars as pl
 
+    from harmonize.datasets import extract_dataset
     from harmonize.fhir import SOURCE_MANIFEST
     from harmonize.guide import load_guide
-    from harmonize.registry import dataset_folder, extract_dataset, source_card
+    from harmonize.registry import dataset_folder, source_card
     from harmonize.sources import TRUTH_FILE
 
     guide = load_guide(entry.use_case)

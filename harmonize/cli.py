@@ -64,7 +64,8 @@ def _dataset_dir(name_or_dir: str, data_root: str) -> Path:
 
 
 def _cmd_build(args: argparse.Namespace) -> None:
-    from harmonize.registry import dataset_folder, load_or_build_dataset, spec_for_run
+    from harmonize.datasets import load_or_build_dataset
+    from harmonize.registry import dataset_folder, spec_for_run
 
     guide = _guide(args.use_case)
     spec = spec_for_run(
@@ -119,8 +120,8 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
 
 
 def _cmd_extract(args: argparse.Namespace) -> None:
+    from harmonize.datasets import extract_dataset
     from harmonize.fhir import SOURCE_MANIFEST
-    from harmonize.registry import extract_dataset
 
     guide = _guide(args.use_case)
     fhir_dir = Path(args.fhir)
@@ -146,7 +147,8 @@ def _cmd_extract(args: argparse.Namespace) -> None:
 
 
 def _cmd_map(args: argparse.Namespace) -> None:
-    from harmonize.registry import DatasetSpec, build_dataset
+    from harmonize.datasets import build_dataset
+    from harmonize.registry import DatasetSpec
 
     guide = _guide(args.use_case)
     out = Path(args.out)
@@ -179,7 +181,7 @@ def _cmd_map(args: argparse.Namespace) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
-    from harmonize.registry import read_card
+    from harmonize.identity import read_card
 
     folder = _dataset_dir(args.dataset, args.data_root)
     card = read_card(folder)

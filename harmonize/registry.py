@@ -1,4 +1,4 @@
-"""Dataset registry: named, harmonised ML-ready datasets, built on first use and cached.
+"""Source registry: every source by name, one factory signature, and the dataset a run names.
 
 A *source* is registered by name (:func:`register_source`) with one factory
 signature, :data:`SourceFactory`: ``f(guide, options, export_folder) ->``
@@ -12,35 +12,16 @@ theirs on import (simulators, real cohorts), and the command line imports them
 as plugins (:func:`load_source_plugins`).
 
 A :class:`DatasetSpec` names a dataset and says where it comes from (a source
-and its options). :func:`load_or_build_dataset` returns the cached dataset or
-builds it through the whole path (ARCHITECTURE §1.1-1.2)::
-
-    source -> canonical export -> FHIR R5 NDJSON -> per-centre parquet + quality -> dataset card
-
-under ``<data_root>/datasets/<name>/``::
-
-    export/              the source's export (canonical per-centre CSVs, or its own files)
-    fhir/<centre>/       <ResourceType>.ndjson + ingest.json
-    tables/<centre>.parquet
-    quality/<centre>.json, quality/<centre>.md
-    truth.parquet        simulation ground truth (oracle risk), never FHIR
-    reference.parquet    per-patient values outside FHIR (clinical scores), never in the id
-    dataset.json         the card, written last: a card means a complete dataset
-
-The folder is built under a temporary name and renamed into place, so
-parallel runs never see half a dataset. On reuse the tables are read back and
-their content id (:func:`harmonize.identity.dataset_id`) recomputed and
-compared with the card's.
+and its options); :func:`spec_for_run` derives it from what a run's use case names,
+with the dataset-name rule in one place (:func:`dataset_name`). Building and
+loading the dataset itself is :mod:`harmonize.datasets`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -48,30 +29,15 @@ from typing import Any
 
 import polars as pl
 
-from harmonize.extract import extract_centre
-from harmonize.fhir import INGEST_REPORT, ingest_source
-from harmonize.guide import Guide, require_fhir
-from harmonize.identity import (
-    CARD_FILE,
-    DatasetCacheError,
-    dataset_id,
-    fhir_features_card,
-    read_card,
-    write_card,
-)
+from harmonize.guide import Guide
 from harmonize.mapping import mapped_source
-from harmonize.quality import quality_report, report_markdown
 from harmonize.sources import (
-    REFERENCE_FILE,
-    TRUTH_FILE,
     CanonicalExportSource,
     SourceAdapter,
     write_canonical_export,
 )
 
 __all__ = [
-    "CARD_FILE",
-    "DatasetCacheError",
     "DatasetSpec",
     "Fingerprint",
     "RUN_OPTIONS",
@@ -79,15 +45,9 @@ __all__ = [
     "SOURCES",
     "SourceFactory",
     "TableSource",
-    "build_dataset",
     "dataset_folder",
     "dataset_name",
-    "extract_dataset",
-    "load_dataset",
-    "load_or_build_dataset",
-    "load_reference",
     "load_source_plugins",
-    "read_card",
     "register_source",
     "source_card",
     "source_registration",
@@ -95,7 +55,6 @@ __all__ = [
     "table_source",
 ]
 
-DATASET_FORMAT = "fedjax_rhd/harmonised-dataset/v1"
 PLUGIN_GROUP = "harmonize.sources"  # entry points: modules that register sources when imported
 PLUGIN_ENV = "HARMONIZE_SOURCES"  # comma-separated modules to import too (installs without the entry point)
 
@@ -377,223 +336,3 @@ def source_card(spec: DatasetSpec, guide: Guide) -> dict[str, Any]:
         # The generator's code and parameters: a recalibrated simulator makes the cache stale.
         card["generator"] = reg.fingerprint(guide, spec.options_dict())
     return card
-
-
-def _combine(folder: Path, centres: list[str], guide: Guide) -> pl.DataFrame:
-    tables = [pl.read_parquet(folder / "tables" / f"{c}.parquet") for c in centres]
-    df = pl.concat(tables) if tables else pl.DataFrame()
-    truth_path = folder / TRUTH_FILE
-    if truth_path.is_file():
-        df = df.join(pl.read_parquet(truth_path), on="patient_id", how="left")
-    return df.sort("patient_id")
-
-
-def build_dataset(
-    spec: DatasetSpec, guide: Guide, folder: str | Path, *, progress: bool = False
-) -> dict[str, Any]:
-    """Build a dataset into ``folder`` (export, FHIR, tables, quality, card); return the card."""
-    require_fhir(guide)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    source = source_registration(spec.source).factory(guide, spec.options_dict(), folder / "export")
-    ingest_source(source, guide, folder / "fhir", progress=progress)
-    card = extract_dataset(
-        folder / "fhir",
-        folder,
-        guide,
-        name=spec.name,
-        source_card=source_card(spec, guide),
-        provenance=source.provenance(),
-        truth=source.truth(),
-        centres=list(source.centres()),
-        progress=progress,
-    )
-    # Optional adapter method: per-patient values kept outside FHIR and outside the id.
-    ref = source.reference() if hasattr(source, "reference") else None
-    if ref is not None:
-        ref.write_parquet(folder / REFERENCE_FILE)
-        card["reference"] = {
-            "file": REFERENCE_FILE,
-            "columns": [c for c in ref.columns if c != "patient_id"],
-            "n_rows": ref.height,
-            "note": "per-patient values outside FHIR (clinical scores, chosen specimen), not in the id",
-        }
-        write_card(folder, card)
-    return card
-
-
-def load_reference(data_root: str | Path, name: str) -> pl.DataFrame | None:
-    """A built dataset's ``reference.parquet`` (``patient_id`` + columns), or ``None``."""
-    path = dataset_folder(data_root, name) / REFERENCE_FILE
-    return pl.read_parquet(path) if path.is_file() else None
-
-
-def extract_dataset(
-    fhir_dir: str | Path,
-    folder: str | Path,
-    guide: Guide,
-    *,
-    name: str,
-    source_card: dict[str, Any],
-    provenance: dict[str, Any],
-    truth: pl.DataFrame | None = None,
-    centres: list[str] | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """FHIR folder -> ``tables/``, ``quality/`` and the card ``dataset.json`` in ``folder``.
-
-    Args:
-        fhir_dir: holds ``<centre>/<Type>.ndjson`` and ``<centre>/ingest.json``.
-        folder: the dataset folder (created).
-        guide: the guide the resources follow.
-        name: the dataset's name.
-        source_card: ``{"name": source, "options": {...}}`` for the card.
-        provenance: ``source``, ``licence``, ``citation``.
-        truth: simulation ground truth keyed by ``patient_id`` (kept beside the tables).
-        centres: centres to extract (default: every sub-folder of ``fhir_dir``).
-        progress: progress bar over centres.
-
-    Returns:
-        The card.
-    """
-    fhir_dir, folder = Path(fhir_dir), Path(folder)
-    if centres is None:
-        centres = sorted(p.name for p in fhir_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not centres:
-        raise ValueError(f"no centre folders in {fhir_dir}")
-    for sub in ("tables", "quality"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    centres_card = []
-    iterator: Any = centres
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(centres, desc="extract", unit=" centre", leave=False)
-    for centre in iterator:
-        table, stats = extract_centre(fhir_dir, centre, guide)
-        table.write_parquet(folder / "tables" / f"{centre}.parquet")
-        ingest_path = fhir_dir / centre / INGEST_REPORT
-        ingest = json.loads(ingest_path.read_text(encoding="utf-8")) if ingest_path.is_file() else {}
-        report = quality_report(table, guide, ingest, stats.to_json())
-        (folder / "quality" / f"{centre}.json").write_text(
-            json.dumps(report, indent=1) + "\n", encoding="utf-8"
-        )
-        (folder / "quality" / f"{centre}.md").write_text(report_markdown(report), encoding="utf-8")
-        centres_card.append(
-            {
-                "name": centre,
-                "n_rows": table.height,
-                "n_events": int(table["event"].sum()) if table.height else 0,
-                "n_records": report["counts"]["n_records"],
-                "quarantined": report["counts"]["quarantined_at_ingest"]
-                + report["counts"]["quarantined_at_extraction"],
-                "quality_report": f"quality/{centre}.md",
-            }
-        )
-    if truth is not None:
-        truth.write_parquet(folder / TRUTH_FILE)
-    df = _combine(folder, centres, guide)
-    try:
-        fhir_version = metadata.version("fhir.resources")
-    except metadata.PackageNotFoundError:
-        fhir_version = None
-    card = {
-        "format": DATASET_FORMAT,
-        "id": dataset_id(df, guide),
-        "name": name,
-        "use_case": guide.use_case,
-        "guide_version": guide.version,
-        "source": source_card,
-        "centres": centres_card,
-        "n_rows": df.height,
-        "n_events": int(df["event"].sum()),
-        "features": fhir_features_card(guide),
-        "truth_columns": [c for c in (truth.columns if truth is not None else []) if c != "patient_id"],
-        "fhir": {"version": "R5 (5.0.0)", "validated_with": f"fhir.resources {fhir_version}"},
-        "provenance": provenance,
-    }
-    write_card(folder, card)
-    return card
-
-
-def load_dataset(folder: str | Path, guide: Guide) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Read a built dataset and check its content against the card's id.
-
-    Raises:
-        DatasetCacheError: unreadable, stale (another guide version or schema) or
-            corrupted (content id differs from the card); the message says what to delete.
-    """
-    folder = Path(folder)
-    card = read_card(folder)
-    hint = f"delete {folder} to rebuild it"
-    if card.get("guide_version") != guide.version or card.get("features") != fhir_features_card(guide):
-        raise DatasetCacheError(
-            f"stale dataset {folder}: built with guide {card.get('use_case')!r} version "
-            f"{card.get('guide_version')!r}, the guide is now version {guide.version!r} "
-            f"with another schema; {hint}"
-        )
-    try:
-        df = _combine(folder, [c["name"] for c in card["centres"]], guide)
-        actual = dataset_id(df, guide)
-    except (OSError, KeyError, ValueError, TypeError, pl.exceptions.PolarsError) as err:
-        raise DatasetCacheError(f"corrupted dataset {folder}: {err}; {hint}") from err
-    if actual != card["id"]:
-        raise DatasetCacheError(
-            f"corrupted dataset {folder}: content id {actual} differs from {card['id']} in its card; {hint}"
-        )
-    return df, card
-
-
-def load_or_build_dataset(
-    spec: DatasetSpec, guide: Guide, data_root: str | Path, *, progress: bool = False
-) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Return a registered dataset, building and caching it on first use.
-
-    Args:
-        spec: the dataset's name and source.
-        guide: its guide (with FHIR mappings).
-        data_root: root of the data cache.
-        progress: progress bars while building.
-
-    Returns:
-        ``(table, card)``: all centres' rows sorted by ``patient_id`` (plus
-        ground-truth columns of simulated sources) and the card.
-
-    Raises:
-        DatasetCacheError: the cached dataset is stale, corrupted, or was built
-            from another source or options than ``spec`` says.
-    """
-    folder = dataset_folder(data_root, spec.name)
-    if not (folder / CARD_FILE).is_file():
-        if folder.exists():
-            # Builds happen in temporary folders renamed into place with their
-            # card, so a folder without a card is debris of an older layout.
-            shutil.rmtree(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{spec.name}.", suffix=".tmp"))
-        try:
-            build_dataset(spec, guide, tmp, progress=progress)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not (folder / CARD_FILE).is_file():  # not a parallel build that finished first
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    df, card = load_dataset(folder, guide)
-    wanted = source_card(spec, guide)
-    built = card.get("source") or {}
-    if "generator" in wanted and {**built, "generator": None} == {**wanted, "generator": None}:
-        if built.get("generator") != wanted["generator"]:
-            raise DatasetCacheError(
-                f"stale dataset {folder}: the simulator changed since it was built (code and "
-                f"parameters fingerprint {built.get('generator')} -> {wanted['generator']}); "
-                f"delete {folder} to rebuild it"
-            )
-    if built != wanted or card.get("use_case") != guide.use_case:
-        raise DatasetCacheError(
-            f"dataset {spec.name!r} in {folder} was built from source {card.get('source')} for use case "
-            f"{card.get('use_case')!r}, the config asks for {wanted} and {guide.use_case!r}; "
-            "rename the dataset in the config or delete the folder"
-        )
-    return df, card

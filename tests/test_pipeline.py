@@ -203,8 +203,9 @@ def test_dvc_yaml_gives_each_use_case_its_own_params(tmp_path):
 def test_pipeline_dataset_equals_a_direct_build(tmp_path, monkeypatch):
     """export -> ingest -> dataset stage gives the registered dataset `harmonize build` gives (same id)."""
     from harmonize.cli import main as harmonize
+    from harmonize.datasets import load_or_build_dataset
     from harmonize.guide import load_guide
-    from harmonize.registry import load_or_build_dataset, spec_for_run
+    from harmonize.registry import spec_for_run
 
     monkeypatch.chdir(tmp_path)
     entry = UseCaseEntry("x", "mds", 150, 4, "deepsurv", "three")

@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from fedjax_rhd.sources import UseCase, dataset_spec  # noqa: E402
 from fedjax_rhd.sources.simulated import simulated_table  # noqa: E402
+from harmonize.datasets import extract_dataset  # noqa: E402
 from harmonize.fhir import ingest_source  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
 from harmonize.identity import dataset_id  # noqa: E402
-from harmonize.registry import extract_dataset  # noqa: E402
 from harmonize.sources import CanonicalExportSource, write_canonical_export  # noqa: E402
 
 BUDGET_SECONDS = 60.0

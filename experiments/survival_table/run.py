@@ -46,8 +46,8 @@ def main() -> None:
         data_root = args.out / "data"
         if entry.simulated:
             # Built once here, before the parallel jobs, which then all reuse it.
+            from harmonize.datasets import load_or_build_dataset
             from harmonize.guide import load_guide
-            from harmonize.registry import load_or_build_dataset
 
             load_or_build_dataset(entry.dataset_spec(), load_guide(entry.use_case), data_root)
         timing[f"{entry.key}_dataset_s"] = time.perf_counter() - t

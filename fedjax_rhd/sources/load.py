@@ -8,7 +8,8 @@ from fedjax_rhd.cohorts import Cohort
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.sources.scores import clinical_scores
 from fedjax_rhd.sources.use_case import UseCase
-from harmonize.registry import DatasetSpec, load_or_build_dataset, load_reference, spec_for_run
+from harmonize.datasets import load_or_build_dataset, load_reference
+from harmonize.registry import DatasetSpec, spec_for_run
 
 
 def dataset_spec(
@@ -50,7 +51,7 @@ def load_use_case(
     """A use case's data: its registered dataset (source -> FHIR R5 -> table), built on first use.
 
     Every source goes this one way (simulators, real cohorts, dialects, user CSVs):
-    :func:`harmonize.registry.load_or_build_dataset` builds the dataset under
+    :func:`harmonize.datasets.load_or_build_dataset` builds the dataset under
     ``<data_root>/datasets/<name>`` once and checks its content id on every reuse.
 
     Args:

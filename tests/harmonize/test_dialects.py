@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 import fedjax_rhd.sources  # noqa: F401  (registers the simulated sources)
 from fedjax_rhd.simulate.mds import simulate_mds
+from harmonize.datasets import build_dataset, load_or_build_dataset
 from harmonize.dialects import DIALECTS, split_centres, write_dialect_export
 from harmonize.guide import load_guide
 from harmonize.mapping import load_mapping
-from harmonize.registry import DatasetSpec, build_dataset, load_or_build_dataset
+from harmonize.registry import DatasetSpec
 from harmonize.tables import read_table
 from tests.conftest import ROOT
 

@@ -20,9 +20,10 @@ from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.simulate.mds import simulate_mds
 from fedjax_rhd.sources.simulated import generator_fingerprint
 from harmonize import registry
+from harmonize.datasets import load_or_build_dataset
 from harmonize.guide import load_guide
 from harmonize.identity import DatasetCacheError, dataset_id
-from harmonize.registry import DatasetSpec, dataset_folder, load_or_build_dataset, spec_for_run
+from harmonize.registry import DatasetSpec, dataset_folder, spec_for_run
 from tests.conftest import ROOT, compose
 
 N, SEED = 300, 1

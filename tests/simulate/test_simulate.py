@@ -18,9 +18,10 @@ from fedjax_rhd.scores import ipss
 from fedjax_rhd.simulate import GENERATOR_VERSION, cmml, copula, mds, simulate_mds
 from fedjax_rhd.sources.scores import clinical_scores
 from fedjax_rhd.sources.simulated import SIMULATORS, generator_fingerprint, simulator_for
+from harmonize.datasets import load_or_build_dataset
 from harmonize.guide import Feature, load_guide
 from harmonize.identity import DatasetCacheError, dataset_id
-from harmonize.registry import DatasetSpec, dataset_folder, load_or_build_dataset
+from harmonize.registry import DatasetSpec, dataset_folder
 
 
 @pytest.fixture(scope="module")
@@ -305,8 +306,8 @@ def test_cache_round_trip_and_tamper_detection(mds_guide, tmp_path):
 
 def _build_in_child(data_root: str) -> str:
     import fedjax_rhd.sources  # noqa: F401  (registers the simulated source in this fresh process)
+    from harmonize.datasets import load_or_build_dataset
     from harmonize.guide import load_guide
-    from harmonize.registry import load_or_build_dataset
 
     return load_or_build_dataset(_sim_spec(1000, 5), load_guide("mds"), data_root)[1]["id"]
 

@@ -20,9 +20,10 @@ from fedjax_rhd.simulate import aml, mds_wsi, mm
 from fedjax_rhd.simulate.mds import simulate_mds
 from fedjax_rhd.sources.scores import clinical_scores
 from fedjax_rhd.sources.simulated import SIMULATORS
+from harmonize.datasets import load_or_build_dataset
 from harmonize.guide import load_guide, require_fhir
 from harmonize.identity import dataset_id
-from harmonize.registry import DatasetSpec, load_or_build_dataset
+from harmonize.registry import DatasetSpec
 
 
 @pytest.fixture(scope="module")
