@@ -55,7 +55,7 @@ class StrategyConfig:
             raise ValueError(f"strategy.rounds must be >= 1, got {self.rounds}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"strategy.patience must be >= 1 or null, got {self.patience}")
-        self.policy  # validates min_nodes  # noqa: B018
+        _ = self.policy  # RoundPolicy checks min_nodes, naming strategy.min_nodes
         if self.finetune_epochs < 0:
             raise ValueError(f"strategy.finetune_epochs must be >= 0, got {self.finetune_epochs}")
 
