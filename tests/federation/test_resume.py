@@ -162,8 +162,9 @@ def test_checkpoint_every_k_rounds_resumes_to_the_same_run(straight, tmp_path):
     )
     seen = set()
     deadline = time.monotonic() + 300
-    while _checkpoint_round(killed / CHECKPOINT_NAME) < 3:
-        seen.add(_checkpoint_round(killed / CHECKPOINT_NAME))
+    # One read per poll: reading twice raced with the run (the second read could already see round 3).
+    while (now := _checkpoint_round(killed / CHECKPOINT_NAME)) < 3:
+        seen.add(now)
         assert proc.poll() is None, proc.stderr.read()[-3000:]
         assert time.monotonic() < deadline, "run never reached round 3"
         time.sleep(0.002)

@@ -111,6 +111,17 @@ def test_complete_table_matches_the_results_json_files(multirun, report):
         assert gain == pytest.approx(expected["gain:smallest"], abs=1e-12)
 
 
+def test_reference_strategies_hold_their_nodes(multirun):
+    """``centralized`` trains one pooled node; ``local`` keeps every node's own model, no global one."""
+    for (split, strategy, _), res in _results(multirun).items():
+        names = [n["name"] for n in res["final"]["nodes"]]
+        if strategy == "centralized":
+            assert names == ["pooled"] and res["final"]["global_model"] is None
+        else:
+            assert names == [f"node{i + 1}" for i in range({"three": 3, "five": 5}[split])]
+            assert (res["final"]["global_model"] is None) == (strategy == "local")
+
+
 def test_markdown_shows_the_same_numbers(multirun, report):
     md = report.files["markdown"].read_text()
     expected = _expected(_results(multirun), "three")
