@@ -13,7 +13,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fedjax_rhd.config import register_configs, resolved, run_config
+from fedjax_rhd.config import RunConfig, register_configs, resolved, run_config
+from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, ResumeRefused
 
 register_configs()
 
@@ -22,16 +23,39 @@ register_configs()
 CONF_DIR = Path(os.environ.get("FEDJAX_RHD_CONF", Path(__file__).resolve().parents[1] / "conf"))
 
 
+def typed_config(cfg: DictConfig) -> RunConfig:
+    """``run_config(cfg)``, or exit with status 2 and the message naming the key (no traceback).
+
+    A ``resume=`` directory without a checkpoint is refused here, before any data is built.
+    """
+    try:
+        config = run_config(cfg)
+    except (ValueError, TypeError) as err:
+        print(f"fedjax-rhd: bad config: {err}", file=sys.stderr)
+        sys.exit(2)
+    if config.resume is not None and not (Path(config.resume) / CHECKPOINT_NAME).is_file():
+        print(f"fedjax-rhd: resume={config.resume}: no {CHECKPOINT_NAME} in that directory", file=sys.stderr)
+        sys.exit(2)
+    return config
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig) -> float:
+    from fedjax_rhd.cohorts import RealDataMissing
     from fedjax_rhd.experiment import run  # JAX imports after Hydra has parsed the command line
     from fedjax_rhd.federation.participation import RunInterrupted, RunStopped
+    from harmonize.identity import DatasetCacheError
 
-    config = run_config(cfg)
+    config = typed_config(cfg)
     # A resumed run continues in its own directory (checkpoint, results.json).
     output_dir = config.resume or HydraConfig.get().runtime.output_dir
     try:
         results = run(config, output_dir, resolved(cfg))
+    except (DatasetCacheError, RealDataMissing) as err:  # the message names the folder and what to do
+        sys.exit(f"fedjax-rhd: {err}")
+    except ResumeRefused as err:  # names every key that differs from the checkpoint's
+        print(f"fedjax-rhd: {err}", file=sys.stderr)
+        sys.exit(2)
     except RunInterrupted as err:
         print(
             f"fedjax-rhd: {err}\n  continue with the same command plus resume={output_dir}", file=sys.stderr

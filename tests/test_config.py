@@ -124,3 +124,17 @@ def test_savae_preset_sets_the_chosen_budget_and_cadences():
 def test_resume_key():
     assert typed().resume is None
     assert typed(["resume=/some/run"]).resume == "/some/run"
+
+
+def test_the_cli_refuses_a_bad_value_or_resume_dir_with_status_2_and_no_traceback(tmp_path, capsys):
+    from fedjax_rhd.cli import typed_config
+
+    for overrides, message in [
+        (["strategy.algorithm=fedavgg"], "fedjax-rhd: bad config: strategy.algorithm='fedavgg'"),
+        ([f"resume={tmp_path}"], f"fedjax-rhd: resume={tmp_path}: no checkpoint.npz in that directory"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            typed_config(compose(overrides))
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err

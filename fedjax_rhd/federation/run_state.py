@@ -31,6 +31,10 @@ CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT_VERSION = 1
 
 
+class ResumeRefused(ValueError):
+    """The checkpoint belongs to another config or dataset; the message names every differing key."""
+
+
 @dataclasses.dataclass
 class LoopState:
     """Everything ``loop.run_federation`` carries from one round to the next."""
@@ -158,9 +162,9 @@ def run_identity(config: dict[str, Any] | None, dataset_id: str) -> dict[str, An
 
 
 def check_resumable(stored: dict[str, Any], current: dict[str, Any], path: str | Path) -> None:
-    """Raise ``ValueError`` naming every key that differs between the checkpoint and this run."""
+    """Raise ``ResumeRefused`` (a ``ValueError``) naming every key that differs from the checkpoint's."""
     if stored.get("dataset_id") != current.get("dataset_id"):
-        raise ValueError(
+        raise ResumeRefused(
             f"{path}: checkpoint is for dataset {stored.get('dataset_id')}, "
             f"this run's is {current.get('dataset_id')}"
         )
@@ -168,7 +172,7 @@ def check_resumable(stored: dict[str, Any], current: dict[str, Any], path: str |
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if diff:
         shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:8])
-        raise ValueError(
+        raise ResumeRefused(
             f"{path}: cannot resume, the config differs from the checkpoint's ({shown}); "
             "pass the same overrides as the original run"
         )
