@@ -145,10 +145,18 @@ def run_config(cfg: DictConfig) -> RunConfig:
         raise TypeError(
             f"the composed config is {type(typed).__name__}, not RunConfig (missing config_schema?)"
         )
-    if typed.model.name not in MODELS:
-        raise ValueError(f"model.name={typed.model.name!r}: expected one of {sorted(MODELS)}")
-    if typed.backend.name not in BACKENDS:
-        raise ValueError(f"backend.name={typed.backend.name!r}: expected one of {sorted(BACKENDS)}")
+    # Each group must have come through its schema (a group file that forgets to list it in its
+    # defaults gives a plain dict); a model or backend config class checks its own registered name.
+    groups = {
+        "use_case": UseCase, "split": SplitSpec, "scenario": ScenarioSpec, "strategy": StrategyConfig,
+        "tracker": TrackerSettings, "model": tuple(e.config for e in MODELS.values()),
+        "backend": tuple(e.config for e in BACKENDS.values()),
+    }  # fmt: skip
+    for key, cls in groups.items():
+        if not isinstance(getattr(typed, key), cls):
+            raise TypeError(
+                f"{key}: conf/{key}/<option>.yaml must list its schema (<name>_schema) in its defaults"
+            )
     return typed
 
 
