@@ -1,0 +1,324 @@
+"""``backend=flower``: the driver's side of the Flower backend (a ``Backend`` over Flower messages).
+
+The round loop, trackers, checkpoints and ``results.json`` stay in the
+``fedjax-rhd`` process exactly as with the simulator; every call that needs a
+node's rows goes through the ServerApp (``server_app.FlowerRounds``) to the
+nodes as Flower messages. The run first writes each node's packed rows into
+the node's own folder (``protocol.write_node_folder``); a node reads its
+folder and nothing else. ``mode=simulation`` runs the ServerApp and ClientApps
+in Flower's simulation engine (Ray actors on this machine);
+``mode=deployment`` starts a SuperLink and one SuperNode per node as separate
+processes on loopback (``processes.LocalDeployment``) and submits the app with
+``flwr run``; with ``superlink=host:port`` it uses SuperNodes started
+elsewhere (``docs/deployment.md``).
+
+The benchmark holdout (the global test set of a simulated cohort) stays with
+the manager: ``test_risks`` scores it in this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Listener
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_rhd.data.federated import FederatedData
+from fedjax_rhd.federation.backend import RoundOutput
+from fedjax_rhd.federation.faults import Failures, failed_nodes
+from fedjax_rhd.federation.flower import bridge, protocol
+from fedjax_rhd.federation.simulator import stacked_risks
+from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
+from fedjax_rhd.typing import NodeData, Params, ServerState
+
+MODES = ("simulation", "deployment")
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowerConfig:
+    """``backend=flower`` (conf/backend/flower.yaml); also the backend's Hydra schema.
+
+    Attributes:
+        name: the registry key, always ``"flower"``.
+        mode: ``simulation`` (Flower's simulation engine, Ray) or ``deployment`` (SuperLink and
+            SuperNodes as processes).
+        time_limit: seconds a round waits for the nodes' replies, measured on the ServerApp from
+            pushing the messages to pulling the replies (so Flower's own latency counts); also the
+            messages' TTL, so a slow node skips a stale round. None: wait until every node answers or
+            Flower reports it unavailable (about 30-60 s after it died).
+        failures: injected failures, drawn exactly as the simulator draws them (``seed.failure``):
+            the manager does not send to a node it draws as failed.
+        actors: simulation: Ray actors (one CPU each) running the ClientApps.
+        superlink: deployment: ``host:port`` of a SuperLink whose SuperNodes were started elsewhere
+            (``docs/deployment.md``); None starts a local SuperLink and one SuperNode per node.
+        connect_timeout: seconds to wait for every node to register and answer.
+        poll_interval: seconds between the ServerApp's pulls of replies.
+        superexec_poll: deployment: ``FLWR_SUPEREXEC_TASK_POLL_INTERVAL`` of Flower's processes.
+        workdir: folder for the nodes' folders and Flower's home (default: a temporary folder,
+            removed when the run ends).
+    """
+
+    name: str = "flower"
+    mode: str = "simulation"
+    time_limit: float | None = None
+    failures: Failures = dataclasses.field(default_factory=Failures)
+    actors: int = 2
+    superlink: str | None = None
+    connect_timeout: float = 180.0
+    poll_interval: float = 0.05
+    superexec_poll: float = 0.25
+    workdir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name != "flower":
+            raise ValueError(f"backend.name must be 'flower' for FlowerConfig, got {self.name!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"backend.mode must be one of {list(MODES)}, got {self.mode!r}")
+        if isinstance(self.failures, dict):
+            object.__setattr__(self, "failures", Failures(**self.failures))
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"backend.time_limit must be > 0 seconds or null, got {self.time_limit}")
+        if self.actors < 1:
+            raise ValueError(f"backend.actors must be >= 1, got {self.actors}")
+        if self.superlink is not None and self.mode != "deployment":
+            raise ValueError("backend.superlink applies to backend.mode=deployment")
+
+    def check_nodes(self, node_names: tuple[str, ...]) -> None:
+        for entry in self.failures.down:
+            if entry.node not in node_names:
+                raise ValueError(f"backend.failures.down: no node named {entry.node!r}; nodes are {list(node_names)}")
+
+
+def _node_slice(stacked: NodeData, k: int) -> NodeData:
+    return NodeData(*(np.asarray(leaf[k]) for leaf in stacked))
+
+
+def write_node_folders(root: Path, data: FederatedData) -> list[Path]:
+    """Each node's packed training and validation rows into ``root/<k>`` (the only copy a node reads)."""
+    folders = []
+    for k, name in enumerate(data.node_names):
+        meta = protocol.NodeMeta(name, k, data.n_train[k], data.n_val[k])
+        folders.append(protocol.write_node_folder(root / str(k), meta, _node_slice(data.train, k), _node_slice(data.val, k)))
+    return folders
+
+
+class FlowerBackend:
+    """A ``Backend`` whose nodes are Flower ClientApps; see the module docstring."""
+
+    def __init__(self, config: FlowerConfig, data: FederatedData, spec: AlgorithmSpec, *, seed_failure: int = 0) -> None:
+        """Write the nodes' folders and start Flower (simulation engine or deployment).
+
+        Raises:
+            ValueError: the config names a node the federation lacks.
+            bridge.ServerAppFailed, TimeoutError: Flower did not start or the nodes did not answer.
+        """
+        config.check_nodes(data.node_names)
+        self.config, self.spec, self.seed_failure = config, spec, seed_failure
+        self._names = tuple(data.node_names)
+        self._n_train, self._n_val = tuple(data.n_train), tuple(data.n_val)
+        self._personalized = build_algorithm(spec).personalized
+        self._test_x, self._test_observed = jnp.asarray(data.test.x), data.test.observed
+        self._own_workdir = config.workdir is None
+        self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="fedjax_rhd_flower_"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.node_folders = write_node_folders(self.workdir / "nodes", data)
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.deployment: Any = None
+        self._listener: Listener | None = None
+        started = time.perf_counter()
+        try:
+            if config.mode == "simulation":
+                self._driver = self._start_simulation()
+                nodes_root: str | None = str(self.workdir / "nodes")
+            else:
+                self._driver = self._start_deployment()
+                nodes_root = None
+            setup = _setup(spec, len(self._names), nodes_root, config)
+            metas = self._driver.call("setup", setup)
+        except BaseException:
+            self.close()
+            raise
+        self.startup_seconds = time.perf_counter() - started
+        names = tuple(m.name for m in metas)
+        if names != self._names:
+            self.close()
+            raise RuntimeError(f"the Flower nodes hold {names}, the run expected {self._names}")
+
+    # --- start and stop ---------------------------------------------------------------------
+
+    def _start_simulation(self) -> bridge.DriverEnd:
+        from flwr.simulation import run_simulation
+
+        from fedjax_rhd.federation.flower import client_app, server_app
+
+        errors: list[BaseException] = []
+        holder: dict[str, threading.Thread] = {}
+        driver, recv, send = bridge.queue_pair(lambda: bridge.thread_alive(holder["thread"], errors)())
+        backend_config = {
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": self.config.actors, "include_dashboard": False, "logging_level": logging.ERROR},
+        }
+
+        def target() -> None:
+            try:
+                run_simulation(
+                    server_app=server_app.make_server_app(recv, send),
+                    client_app=client_app.app,
+                    num_supernodes=len(self._names),
+                    backend_config=backend_config,  # type: ignore[arg-type]
+                )
+            except BaseException as err:  # reported by the driver's next call
+                errors.append(err)
+
+        holder["thread"] = self._thread = threading.Thread(target=target, name="flower-simulation", daemon=True)
+        self._thread.start()
+        return driver
+
+    def _start_deployment(self) -> bridge.DriverEnd:
+        from fedjax_rhd.federation.flower import processes, server_app
+
+        authkey = secrets.token_bytes(32)
+        self._listener = Listener(("127.0.0.1", 0), authkey=authkey)
+        host, port = self._listener.address
+        app_dir = processes.write_app_dir(
+            self.workdir / "app",
+            serverapp="fedjax_rhd.federation.flower.server_app:app",
+            clientapp="fedjax_rhd.federation.flower.client_app:app",
+            config={server_app.BRIDGE_ADDRESS_KEY: "", server_app.BRIDGE_KEY_KEY: ""},
+        )
+        if self.config.superlink is not None:
+            raise NotImplementedError("backend.superlink (remote SuperNodes) is started by docs/deployment.md")
+        nodes = [processes.NodeLaunch(k, len(self._names), folder) for k, folder in enumerate(self.node_folders)]
+        self.deployment = processes.LocalDeployment(self.workdir, nodes, poll_interval=self.config.superexec_poll)
+        self.deployment.start()
+        self.run_id = self.deployment.submit(
+            app_dir, {server_app.BRIDGE_ADDRESS_KEY: f"{host}:{port}", server_app.BRIDGE_KEY_KEY: authkey.hex()}
+        )
+        conn = _accept(self._listener, self.config.connect_timeout, lambda: self.deployment.run_status(self.run_id))
+
+        def alive() -> str | None:
+            status = self.deployment.run_status(self.run_id)
+            return None if status.startswith(("running", "starting", "pending")) else f"Flower run {status}"
+
+        return bridge.connection_driver(conn, alive)
+
+    def close(self) -> None:
+        """Stop the ServerApp and Flower's processes (idempotent); remove a temporary workdir."""
+        if self._closed:
+            return
+        self._closed = True
+        driver = getattr(self, "_driver", None)
+        if driver is not None:
+            try:
+                driver.call(bridge.STOP)
+            except Exception:  # already gone: nothing left to stop on that side
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        if self.deployment is not None:
+            self.deployment.stop()
+        if self._listener is not None:
+            self._listener.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> FlowerBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- Backend ----------------------------------------------------------------------------
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def n_train(self) -> tuple[int, ...]:
+        return self._n_train
+
+    @property
+    def n_val(self) -> tuple[int, ...]:
+        return self._n_val
+
+    @property
+    def personalized(self) -> bool:
+        return self._personalized
+
+    def init_state(self, rng: jax.Array) -> ServerState:
+        """The strategy's initial state, initialised on the manager (as the simulator does)."""
+        return build_algorithm(self.spec).init(build_model(self.spec).init(rng), len(self._names))
+
+    def run_round(self, state: ServerState, round_index: int, rng: jax.Array, sampled: np.ndarray) -> RoundOutput:
+        """One round over Flower; nodes drawn as failed (``backend.failures``) are not sent a message."""
+        injected = failed_nodes(self.config.failures, self.seed_failure, round_index, self._names)
+        out: RoundOutput = self._driver.call(
+            "run_round", state, round_index, jax.random.key_data(rng), np.asarray(sampled & ~injected)
+        )
+        return dataclasses.replace(out, failed=np.asarray(out.failed) | (sampled & injected))
+
+    def validation_losses(self, params: Params) -> np.ndarray:
+        return np.asarray(self._driver.call("validation_losses", params), dtype=np.float64)
+
+    def final_node_models(self, state: ServerState, rng: jax.Array) -> Params:
+        return self._driver.call("final_node_models", state, jax.random.key_data(rng))
+
+    def finetune(self, params: Params, rng: jax.Array, epochs: int) -> Params:
+        return self._driver.call("finetune", params, jax.random.key_data(rng), epochs)
+
+    def node_statistic(
+        self, name: str, inputs: dict[str, np.ndarray], params: Params | None = None, nodes: list[int] | None = None
+    ) -> list[dict[str, np.ndarray]]:
+        partitions = list(range(len(self._names))) if nodes is None else list(nodes)
+        return self._driver.call("statistic", name, inputs, params, partitions)
+
+    def test_risks(self, stacked_params: Params) -> np.ndarray:
+        """f32[M, n_test] on the benchmark holdout, which the manager holds (no message)."""
+        return np.asarray(stacked_risks(self.spec, stacked_params, self._test_x, self._test_observed))
+
+    def compilations(self) -> int:
+        return int(self._driver.call("compilations"))
+
+
+def _setup(spec: AlgorithmSpec, num_nodes: int, nodes_root: str | None, config: FlowerConfig) -> Any:
+    from fedjax_rhd.federation.flower.server_app import Setup
+
+    return Setup(
+        spec_json=protocol.spec_to_json(spec),
+        num_nodes=num_nodes,
+        nodes_root=nodes_root,
+        time_limit=config.time_limit,
+        connect_timeout=config.connect_timeout,
+        poll_interval=config.poll_interval,
+    )
+
+
+def _accept(listener: Listener, timeout: float, status: Any) -> Any:
+    """Accept the ServerApp's connection, failing after ``timeout`` s or when the Flower run ended."""
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.setdefault("conn", listener.accept()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline:
+        thread.join(1.0)
+        state = status()
+        if thread.is_alive() and state.startswith("finished"):
+            raise bridge.ServerAppFailed(f"the Flower run ended before its ServerApp connected: {state}")
+    if "conn" not in box:
+        raise TimeoutError(f"the Flower ServerApp did not connect within {timeout:.0f} s")
+    return box["conn"]
+
+

@@ -1,0 +1,107 @@
+"""What one node computes on its own rows: the node half of every backend.
+
+The simulator vmaps the strategy's ``client_update`` over its stacked nodes
+inside one jitted round; a backend whose nodes are processes (Flower) calls the
+per-node functions below on each node. Both read the same packed ``NodeData``
+(padding rows have weight 0), so they compute the same numbers.
+
+``NODE_STATISTICS`` are the statistics the manager may ask a node for
+(ARCHITECTURE §6, "what leaves a node"): each is a pure function
+``(spec, params | None, train, val, inputs) -> {name: array}`` whose outputs are
+sums, counts or one scalar, never rows. ``docs/privacy.md`` lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_rhd.metrics import ipcw
+from fedjax_rhd.models.cox import breslow_baseline_counts
+from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
+from fedjax_rhd.strategies.client import make_client_update
+from fedjax_rhd.typing import ClientResult, NodeData, Params
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def node_update(spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array) -> ClientResult:
+    """The strategy's ``client_update`` on one node (key: ``fold_in(round key, node index)``)."""
+    return build_algorithm(spec).client_update(params, train, rng)
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def node_val_loss(spec: AlgorithmSpec, params: Params, val: NodeData) -> jax.Array:
+    """f32[] the model's loss (no dropout) on one node's validation rows."""
+    return build_model(spec).loss(params, val, None)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "epochs"))
+def finetune_node(spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array, epochs: int) -> Params:
+    """``params`` after ``epochs`` full-batch local steps on one node, without a proximal term."""
+    client = dataclasses.replace(spec.client, local_epochs=epochs, proximal_mu=None)
+    return make_client_update(build_model(spec), client)(params, train, rng).params
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _breslow(spec: AlgorithmSpec, params: Params, node: NodeData, grid: jax.Array) -> tuple[jax.Array, jax.Array]:
+    risk = build_model(spec).risk(params, node.x, node.observed)
+    return breslow_baseline_counts(risk, node, grid)
+
+
+def _real_rows(node: NodeData) -> tuple[np.ndarray, np.ndarray]:
+    real = np.asarray(node.weight) > 0
+    return np.asarray(node.time, np.float64)[real], np.asarray(node.event)[real].astype(bool)
+
+
+def max_time(
+    spec: AlgorithmSpec, params: Params | None, train: NodeData, val: NodeData, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """The node's largest follow-up time over its training and validation rows (one scalar).
+
+    The manager builds the shared evaluation grid from the largest of these.
+    """
+    del spec, params, inputs
+    times = [t for t, _ in (_real_rows(train), _real_rows(val)) if len(t)]
+    return {"max_time": np.array(max(float(t.max()) for t in times) if times else 0.0)}
+
+
+def grid_counts(
+    spec: AlgorithmSpec, params: Params | None, train: NodeData, val: NodeData, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """Deaths, censorings and rows still followed per bin of the shared grid (``inputs["grid"]``).
+
+    Summed over the node's training and validation parts: the censoring
+    distribution behind Uno's C, the td-AUC and the Brier score.
+    """
+    del spec, params
+    parts = [ipcw.grid_counts(*_real_rows(part), inputs["grid"]) for part in (train, val)]
+    return dict(ipcw.sum_counts(parts)._asdict())
+
+
+def breslow_counts(
+    spec: AlgorithmSpec, params: Params | None, train: NodeData, val: NodeData, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """Breslow's per-bin deaths and summed ``exp(risk)`` of those at risk, on the grid, for ``params``."""
+    grid = jnp.asarray(inputs["grid"], jnp.float32)
+    events = jnp.zeros_like(grid)
+    at_risk = jnp.zeros_like(grid)
+    for part in (train, val):
+        e, a = _breslow(spec, params, part, grid)
+        events, at_risk = events + e, at_risk + a
+    return {"events": np.asarray(events), "at_risk": np.asarray(at_risk)}
+
+
+NodeStatistic = Callable[[AlgorithmSpec, Any, NodeData, NodeData, Mapping[str, Any]], dict[str, np.ndarray]]
+
+NODE_STATISTICS: dict[str, NodeStatistic] = {
+    "max_time": max_time,
+    "grid_counts": grid_counts,
+    "breslow_counts": breslow_counts,
+}
+"""Statistic name -> node function. A new statistic is a function here and a line in docs/privacy.md."""
