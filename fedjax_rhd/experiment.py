@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -58,22 +59,28 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     )  # fmt: skip
     spec = config.algorithm_spec(data.num_features, data.guide)
     tracker.log_config(resolved)
-    backend = make_backend(config.backend, data, spec, seed_failure=config.seed.failure)
-    fed = run_federation(
-        backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
-        on_round=res.round_callback(backend, data, config.curve_every, tracker), desc=f"{s.name} rounds",
-        checkpoint=output_dir / CHECKPOINT_NAME, identity=run_identity(resolved, card["id"]),
-        resume=config.resume is not None, checkpoint_every=config.checkpoint_every,
-    )  # fmt: skip
-    node_risks, main_risk = res.model_test_risks(backend, fed)
-    boot = dict(n_boot=config.bootstrap, seed=config.seed.split)
-    tuned = finetuned_results(spec, s.finetune_epochs, config.seed.train, fed.global_params, data, boot)
-    results = res.write_run(
-        output_dir, resolved=resolved, card=card, layers=guide.layers, data=data, spec=spec, fed=fed,
-        node_risks=node_risks, main_risk=main_risk, clinical=(score_name, score_table), tuned=tuned, **boot,
-        fractions=None if config.split.natural or spec.pooled else config.split.fractions,
-        scenario=config.scenario.name, started=started,
-    )  # fmt: skip
+    # Flower's processes and threads end with the run, also on an error or Ctrl-C.
+    with contextlib.closing(
+        make_backend(config.backend, data, spec, seed_failure=config.seed.failure)
+    ) as backend:
+        fed = run_federation(
+            backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
+            on_round=res.round_callback(backend, data, config.curve_every, tracker), desc=f"{s.name} rounds",
+            checkpoint=output_dir / CHECKPOINT_NAME, identity=run_identity(resolved, card["id"]),
+            resume=config.resume is not None, checkpoint_every=config.checkpoint_every,
+        )  # fmt: skip
+        node_risks, main_risk = res.model_test_risks(backend, fed)
+        boot = dict(n_boot=config.bootstrap, seed=config.seed.split)
+        tuned = finetuned_results(
+            backend, s.finetune_epochs, config.seed.train, fed.global_params, data.test, boot
+        )
+        results = res.write_run(
+            output_dir, resolved=resolved, card=card, layers=guide.layers, data=data, spec=spec,
+            backend=backend, fed=fed, node_risks=node_risks, main_risk=main_risk,
+            clinical=(score_name, score_table), tuned=tuned, **boot,
+            fractions=None if config.split.natural or spec.pooled else config.split.fractions,
+            scenario=config.scenario.name, started=started,
+        )  # fmt: skip
     tracker.log_final(final_metrics(results["final"]), res.output_files(output_dir, results))
     res.print_summary(results)
     return results

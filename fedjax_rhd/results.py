@@ -118,7 +118,7 @@ def model_test_risks(backend: Backend, fed: FederationResult) -> tuple[np.ndarra
 
 
 def survival_block(
-    spec: AlgorithmSpec, data: FederatedData, global_params: Any, node_params: Any
+    spec: AlgorithmSpec, backend: Backend, data: FederatedData, global_params: Any, node_params: Any
 ) -> dict[str, Any]:
     """Uno's C, td-AUC and IBS of the main model (the global one, else node 1's own)."""
     if global_params is not None:
@@ -126,7 +126,7 @@ def survival_block(
     else:
         params, nodes = jax.tree.map(lambda p: p[0], node_params), [0]
     try:
-        return survival_metrics(spec, data, params, baseline_nodes=nodes)
+        return survival_metrics(spec, backend, data.test, params, baseline_nodes=nodes)
     except ValueError as err:  # e.g. too short a test follow-up: record why, keep the run
         logging.getLogger(__name__).warning("survival metrics not computed: %s", err)
         missing = {"uno_c_test": None, "td_auc_test": None, "ibs_test": None}
@@ -253,6 +253,7 @@ def write_run(
     layers: tuple[str, ...],
     data: FederatedData,
     spec: AlgorithmSpec,
+    backend: Backend,
     fed: FederationResult,
     node_risks: np.ndarray,
     main_risk: np.ndarray,
@@ -279,7 +280,7 @@ def write_run(
         best_round=fed.best_round, rounds=fed.rounds, n_boot=n_boot, seed=seed,
     )  # fmt: skip
     final["clinical_score"], test_scores = clinical_score_on_test(*clinical, data, main_risk, n_boot, seed)
-    final.update(survival_block(spec, data, fed.global_params, fed.node_params))
+    final.update(survival_block(spec, backend, data, fed.global_params, fed.node_params))
     if tuned is not None:
         final["personalized"] = tuned["final"]
     params = {"nodes": fed.node_params}

@@ -19,6 +19,7 @@ checkpoint and selects between them, but never looks inside ``opt_state``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import jax
@@ -143,8 +144,34 @@ class Backend(Protocol):
         """
         ...
 
+    def finetune(self, params: Params, rng: jax.Array, epochs: int) -> Params:
+        """Stacked [K]: ``params`` after ``epochs`` local steps by each node on its training rows.
+
+        Wire: node k receives ``params``, ``fold_in(rng, k)`` and ``epochs``; it sends back its
+        fine-tuned parameters.
+        """
+        ...
+
+    def node_statistic(
+        self,
+        name: str,
+        inputs: dict[str, np.ndarray],
+        params: Params | None = None,
+        nodes: Sequence[int] | None = None,
+    ) -> list[dict[str, np.ndarray]]:
+        """``node_tasks.NODE_STATISTICS[name]`` computed by each of ``nodes`` (default all) on its rows.
+
+        Wire: each node receives ``inputs`` (e.g. the shared time grid) and ``params`` when given;
+        it sends back the statistic's arrays: sums and counts, never rows (``docs/privacy.md``).
+        """
+        ...
+
     def compilations(self) -> int:
         """Round compilations in this process so far (a running count; 0 where nothing compiles)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend started (processes, threads, temporary folders); idempotent."""
         ...
 
 

@@ -216,7 +216,14 @@ def run_federation(
             state = out.state
             val_loss = np.asarray(backend.validation_losses(state.params), dtype=np.float64)
             loop.seconds.append(time.perf_counter() - start)
-            fed_val = float(np.dot(val_weights, val_loss) / val_weights.sum())
+            # A node that did not answer (a remote backend's NaN) is left out of the weighted mean.
+            answered = np.isfinite(val_loss)
+            weights = np.where(answered, val_weights, 0.0)
+            fed_val = (
+                float(np.dot(weights, np.where(answered, val_loss, 0.0)) / weights.sum())
+                if answered.any()
+                else np.inf
+            )
             train_loss = np.asarray(out.train_loss).tolist()
             record = {
                 "round": r,

@@ -42,14 +42,18 @@ def node_val_loss(spec: AlgorithmSpec, params: Params, val: NodeData) -> jax.Arr
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "epochs"))
-def finetune_node(spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array, epochs: int) -> Params:
+def finetune_node(
+    spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array, epochs: int
+) -> Params:
     """``params`` after ``epochs`` full-batch local steps on one node, without a proximal term."""
     client = dataclasses.replace(spec.client, local_epochs=epochs, proximal_mu=None)
     return make_client_update(build_model(spec), client)(params, train, rng).params
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def _breslow(spec: AlgorithmSpec, params: Params, node: NodeData, grid: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _breslow(
+    spec: AlgorithmSpec, params: Params, node: NodeData, grid: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     risk = build_model(spec).risk(params, node.x, node.observed)
     return breslow_baseline_counts(risk, node, grid)
 

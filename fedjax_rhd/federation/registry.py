@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.backend import Backend, BackendConfig, BackendEntry
+from fedjax_rhd.federation.flower.backend import FlowerBackend, FlowerConfig
 from fedjax_rhd.federation.simulator import SimulatorBackend, SimulatorConfig
 from fedjax_rhd.strategies import AlgorithmSpec
 
 BACKENDS: dict[str, BackendEntry] = {
     "simulator": BackendEntry(config=SimulatorConfig, factory=SimulatorBackend),
+    # flwr (and Ray, in simulation) are imported when a FlowerBackend starts, not here
+    "flower": BackendEntry(config=FlowerConfig, factory=FlowerBackend),
 }
 
 

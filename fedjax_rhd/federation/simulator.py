@@ -26,6 +26,7 @@ import numpy as np
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.backend import RoundOutput
 from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulated_seconds
+from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, finetune_node
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.typing import ClientResult, NodeData, Params, ServerState
 
@@ -232,6 +233,54 @@ class SimulatorBackend:
         """f32[M, n_test] risks of M stacked parameter sets on the test set."""
         return np.asarray(stacked_risks(self.spec, stacked_params, self._test_x, self._test_observed))
 
+    def finetune(self, params: Params, rng: jax.Array, epochs: int) -> Params:
+        """Stacked [K]: ``params`` after ``epochs`` local steps on each node (vmapped ``finetune_node``)."""
+        return finetune_nodes(self.spec, params, self._train, rng, epochs)
+
+    def node_statistic(
+        self,
+        name: str,
+        inputs: dict[str, np.ndarray],
+        params: Params | None = None,
+        nodes: Sequence[int] | None = None,
+    ) -> list[dict[str, np.ndarray]]:
+        """``NODE_STATISTICS[name]`` computed on each node's own rows, node by node."""
+        statistic = NODE_STATISTICS[name]
+        chosen = range(len(self._names)) if nodes is None else nodes
+        return [
+            statistic(self.spec, params, _node_slice(self._train, k), _node_slice(self._val, k), dict(inputs))
+            for k in chosen
+        ]
+
     def compilations(self) -> int:
         """Traces of the jitted round in this process (shared by every simulator in it)."""
         return TRACE_COUNTS["round"]
+
+    def close(self) -> None:
+        """Nothing to stop: every node lives in this process."""
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "epochs"))
+def finetune_nodes(
+    spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array, epochs: int
+) -> Params:
+    """Stacked [K] parameters: ``params`` after ``epochs`` local steps on each node.
+
+    Args:
+        spec: the run's algorithm (model and client optimiser are reused).
+        params: the final global parameters (no node axis).
+        train: stacked node training data [K, n, ...].
+        rng: fine-tuning key; node k uses ``fold_in(rng, k)``.
+        epochs: full-batch local steps.
+    """
+    keys = jax.vmap(lambda k: jax.random.fold_in(rng, k))(jnp.arange(train.x.shape[0]))
+    one_node = finetune_node.__wrapped__  # the per-node function a Flower node jits on its own
+
+    def tune(node: NodeData, key: jax.Array) -> Params:
+        return one_node(spec, params, node, key, epochs)
+
+    return jax.vmap(tune)(train, keys)
+
+
+def _node_slice(stacked: NodeData, k: int) -> NodeData:
+    return NodeData(*(leaf[k] for leaf in stacked))

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.metrics import ipcw as sm
-from fedjax_rhd.models.cox import breslow_baseline_counts, breslow_cumulative_hazard, survival_curves
+from fedjax_rhd.models.cox import breslow_cumulative_hazard, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from fedjax_rhd.typing import NodeData, Params
 
@@ -47,26 +46,25 @@ def _parametric_survival(
     return build_model(spec).survival(params, x, observed, times)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
-def _breslow_counts(
-    spec: AlgorithmSpec, params: Params, node: NodeData, grid: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    risk = build_model(spec).risk(params, node.x, node.observed)
-    return breslow_baseline_counts(risk, node, grid)
+class NodeStatistics(Protocol):
+    """What evaluation asks of the nodes (a ``Backend``): a named statistic of each node's rows."""
 
+    def node_statistic(
+        self,
+        name: str,
+        inputs: dict[str, np.ndarray],
+        params: Params | None = None,
+        nodes: Sequence[int] | None = None,
+    ) -> list[dict[str, np.ndarray]]: ...
 
-def _node(stacked: NodeData, k: int) -> NodeData:
-    return NodeData(*(np.asarray(leaf[k]) for leaf in stacked))
-
-
-def _real_rows(node: NodeData) -> tuple[np.ndarray, np.ndarray]:
-    real = np.asarray(node.weight) > 0
-    return np.asarray(node.time, np.float64)[real], np.asarray(node.event)[real].astype(bool)
+    @property
+    def node_names(self) -> tuple[str, ...]: ...
 
 
 def survival_on_test(
     spec: AlgorithmSpec,
-    data: FederatedData,
+    nodes: NodeStatistics,
+    test: NodeData,
     params: Params,
     grid: np.ndarray,
     times: np.ndarray,
@@ -75,20 +73,20 @@ def survival_on_test(
     """f64[n_test, len(times)] ``P(T > t | x)`` for the test rows.
 
     Parametric models give their own curves; Cox-type models use the Breslow
-    baseline summed over ``baseline_nodes``' counts on ``grid``.
+    baseline summed over ``baseline_nodes``' counts on ``grid`` (each node sends
+    its per-bin deaths and summed ``exp(risk)``: ``node_tasks.breslow_counts``).
     """
     model = build_model(spec)
-    test = data.test
     if model.survival is not None:
         curves = _parametric_survival(spec, params, test.x, test.observed, jnp.asarray(times, jnp.float32))
         return np.asarray(curves, np.float64)
     grid32 = jnp.asarray(grid, jnp.float32)
     events = jnp.zeros_like(grid32)
     at_risk = jnp.zeros_like(grid32)
-    for k in baseline_nodes:
-        for part in (data.train, data.val):
-            e, a = _breslow_counts(spec, params, _node(part, k), grid32)
-            events, at_risk = events + e, at_risk + a
+    for counts in nodes.node_statistic(
+        "breslow_counts", {"grid": np.asarray(grid)}, params, list(baseline_nodes)
+    ):
+        events, at_risk = events + counts["events"], at_risk + counts["at_risk"]
     cum_hazard = breslow_cumulative_hazard(events, at_risk, grid32)
     risk = _risk(spec, params, test.x, test.observed)
     return np.asarray(survival_curves(risk, cum_hazard, grid32, jnp.asarray(times, jnp.float32)), np.float64)
@@ -96,7 +94,8 @@ def survival_on_test(
 
 def survival_metrics(
     spec: AlgorithmSpec,
-    data: FederatedData,
+    nodes: NodeStatistics,
+    test: NodeData,
     params: Params,
     *,
     baseline_nodes: Sequence[int] | None = None,
@@ -107,7 +106,8 @@ def survival_metrics(
 
     Args:
         spec: the algorithm spec (model and hyperparameters) that trained ``params``.
-        data: the federation's data.
+        nodes: the federation's nodes (a ``Backend``): they compute their own counts.
+        test: the benchmark test set the manager holds.
         params: ONE parameter set (not stacked).
         baseline_nodes: nodes whose rows build the Breslow baseline (default all).
         grid_points: resolution of the shared time grid.
@@ -118,18 +118,18 @@ def survival_metrics(
         "survival_eval": {"tau", "grid_points", "times"}}``; Uno's C is
         truncated at ``tau``, the last evaluation time.
     """
-    nodes = range(data.num_nodes)
-    parts = [_real_rows(_node(part, k)) for k in nodes for part in (data.train, data.val)]
-    max_time = max(float(t.max()) for t, _ in parts if len(t))  # each node sends one scalar
+    # each node sends one scalar, then its counts on the shared grid
+    max_time = max(float(s["max_time"]) for s in nodes.node_statistic("max_time", {}))
     grid = sm.time_grid(max_time, grid_points)
-    counts = sm.sum_counts([sm.grid_counts(t, e, grid) for t, e in parts])
+    parts = nodes.node_statistic("grid_counts", {"grid": grid})
+    counts = sm.sum_counts([sm.GridCounts(**{f: p[f] for f in sm.GridCounts._fields}) for p in parts])
     censoring = sm.censoring_from_counts(counts, grid)
-    test_time = np.asarray(data.test.time, np.float64)
-    test_event = np.asarray(data.test.event).astype(bool)
+    test_time = np.asarray(test.time, np.float64)
+    test_event = np.asarray(test.event).astype(bool)
     times = sm.evaluation_times(counts, grid, test_time, num=num_times)
-    chosen = list(nodes if baseline_nodes is None else baseline_nodes)
-    surv = survival_on_test(spec, data, params, grid, times, chosen)
-    risk = np.asarray(_risk(spec, params, data.test.x, data.test.observed), np.float64)
+    chosen = list(range(len(nodes.node_names)) if baseline_nodes is None else baseline_nodes)
+    surv = survival_on_test(spec, nodes, test, params, grid, times, chosen)
+    risk = np.asarray(_risk(spec, params, test.x, test.observed), np.float64)
     # Cox curves are monotone in the risk, so the risk itself ranks them at
     # every t without float32 saturation of S near 0 or 1; parametric curves
     # can cross, so their risk at t is 1 - S(t | x).

@@ -117,9 +117,9 @@ def test_make_backend_dispatches_by_name_or_config(data3):
     config = SimulatorConfig(time_limit=3.0)
     assert make_backend(config, data3, spec, seed_failure=4).config is config
     with pytest.raises(
-        ValueError, match=r"backend='flower': unknown backend; known backends: \['simulator'\]"
+        ValueError, match=r"backend='grpc': unknown backend; known backends: \['flower', 'simulator'\]"
     ):
-        make_backend("flower", data3, spec)
+        make_backend("grpc", data3, spec)
     with pytest.raises(TypeError, match="takes a SimulatorConfig, got a Impostor"):
         make_backend(Impostor(), data3, spec)
     with pytest.raises(ValueError, match="backend.failures.down: no node named 'node9'"):

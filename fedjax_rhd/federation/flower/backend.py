@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import secrets
 import shutil
 import tempfile
@@ -97,7 +96,9 @@ class FlowerConfig:
     def check_nodes(self, node_names: tuple[str, ...]) -> None:
         for entry in self.failures.down:
             if entry.node not in node_names:
-                raise ValueError(f"backend.failures.down: no node named {entry.node!r}; nodes are {list(node_names)}")
+                raise ValueError(
+                    f"backend.failures.down: no node named {entry.node!r}; nodes are {list(node_names)}"
+                )
 
 
 def _node_slice(stacked: NodeData, k: int) -> NodeData:
@@ -109,14 +110,20 @@ def write_node_folders(root: Path, data: FederatedData) -> list[Path]:
     folders = []
     for k, name in enumerate(data.node_names):
         meta = protocol.NodeMeta(name, k, data.n_train[k], data.n_val[k])
-        folders.append(protocol.write_node_folder(root / str(k), meta, _node_slice(data.train, k), _node_slice(data.val, k)))
+        folders.append(
+            protocol.write_node_folder(
+                root / str(k), meta, _node_slice(data.train, k), _node_slice(data.val, k)
+            )
+        )
     return folders
 
 
 class FlowerBackend:
     """A ``Backend`` whose nodes are Flower ClientApps; see the module docstring."""
 
-    def __init__(self, config: FlowerConfig, data: FederatedData, spec: AlgorithmSpec, *, seed_failure: int = 0) -> None:
+    def __init__(
+        self, config: FlowerConfig, data: FederatedData, spec: AlgorithmSpec, *, seed_failure: int = 0
+    ) -> None:
         """Write the nodes' folders and start Flower (simulation engine or deployment).
 
         Raises:
@@ -146,7 +153,8 @@ class FlowerBackend:
                 self._driver = self._start_deployment()
                 nodes_root = None
             setup = _setup(spec, len(self._names), nodes_root, config)
-            metas = self._driver.call("setup", setup)
+            # Ray or the SuperLink may never start the ServerApp: bounded, never a hang
+            metas = self._driver.call("setup", setup, timeout=config.connect_timeout + 60)
         except BaseException:
             self.close()
             raise
@@ -168,7 +176,11 @@ class FlowerBackend:
         driver, recv, send = bridge.queue_pair(lambda: bridge.thread_alive(holder["thread"], errors)())
         backend_config = {
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": self.config.actors, "include_dashboard": False, "logging_level": logging.ERROR},
+            "init_args": {
+                "num_cpus": self.config.actors,
+                "include_dashboard": False,
+                "logging_level": logging.ERROR,
+            },
         }
 
         def target() -> None:
@@ -182,7 +194,9 @@ class FlowerBackend:
             except BaseException as err:  # reported by the driver's next call
                 errors.append(err)
 
-        holder["thread"] = self._thread = threading.Thread(target=target, name="flower-simulation", daemon=True)
+        holder["thread"] = self._thread = threading.Thread(
+            target=target, name="flower-simulation", daemon=True
+        )
         self._thread.start()
         return driver
 
@@ -199,14 +213,23 @@ class FlowerBackend:
             config={server_app.BRIDGE_ADDRESS_KEY: "", server_app.BRIDGE_KEY_KEY: ""},
         )
         if self.config.superlink is not None:
-            raise NotImplementedError("backend.superlink (remote SuperNodes) is started by docs/deployment.md")
-        nodes = [processes.NodeLaunch(k, len(self._names), folder) for k, folder in enumerate(self.node_folders)]
-        self.deployment = processes.LocalDeployment(self.workdir, nodes, poll_interval=self.config.superexec_poll)
+            raise NotImplementedError(
+                "backend.superlink (remote SuperNodes) is started by docs/deployment.md"
+            )
+        nodes = [
+            processes.NodeLaunch(k, len(self._names), folder) for k, folder in enumerate(self.node_folders)
+        ]
+        self.deployment = processes.LocalDeployment(
+            self.workdir, nodes, poll_interval=self.config.superexec_poll
+        )
         self.deployment.start()
         self.run_id = self.deployment.submit(
-            app_dir, {server_app.BRIDGE_ADDRESS_KEY: f"{host}:{port}", server_app.BRIDGE_KEY_KEY: authkey.hex()}
+            app_dir,
+            {server_app.BRIDGE_ADDRESS_KEY: f"{host}:{port}", server_app.BRIDGE_KEY_KEY: authkey.hex()},
         )
-        conn = _accept(self._listener, self.config.connect_timeout, lambda: self.deployment.run_status(self.run_id))
+        conn = _accept(
+            self._listener, self.config.connect_timeout, lambda: self.deployment.run_status(self.run_id)
+        )
 
         def alive() -> str | None:
             status = self.deployment.run_status(self.run_id)
@@ -222,7 +245,7 @@ class FlowerBackend:
         driver = getattr(self, "_driver", None)
         if driver is not None:
             try:
-                driver.call(bridge.STOP)
+                driver.call(bridge.STOP, timeout=30)
             except Exception:  # already gone: nothing left to stop on that side
                 pass
         if self._thread is not None:
@@ -262,7 +285,9 @@ class FlowerBackend:
         """The strategy's initial state, initialised on the manager (as the simulator does)."""
         return build_algorithm(self.spec).init(build_model(self.spec).init(rng), len(self._names))
 
-    def run_round(self, state: ServerState, round_index: int, rng: jax.Array, sampled: np.ndarray) -> RoundOutput:
+    def run_round(
+        self, state: ServerState, round_index: int, rng: jax.Array, sampled: np.ndarray
+    ) -> RoundOutput:
         """One round over Flower; nodes drawn as failed (``backend.failures``) are not sent a message."""
         injected = failed_nodes(self.config.failures, self.seed_failure, round_index, self._names)
         out: RoundOutput = self._driver.call(
@@ -280,7 +305,11 @@ class FlowerBackend:
         return self._driver.call("finetune", params, jax.random.key_data(rng), epochs)
 
     def node_statistic(
-        self, name: str, inputs: dict[str, np.ndarray], params: Params | None = None, nodes: list[int] | None = None
+        self,
+        name: str,
+        inputs: dict[str, np.ndarray],
+        params: Params | None = None,
+        nodes: list[int] | None = None,
     ) -> list[dict[str, np.ndarray]]:
         partitions = list(range(len(self._names))) if nodes is None else list(nodes)
         return self._driver.call("statistic", name, inputs, params, partitions)
@@ -320,5 +349,3 @@ def _accept(listener: Listener, timeout: float, status: Any) -> Any:
     if "conn" not in box:
         raise TimeoutError(f"the Flower ServerApp did not connect within {timeout:.0f} s")
     return box["conn"]
-
-

@@ -51,9 +51,16 @@ class DriverEnd:
         """
         self._send, self._poll, self._alive = send, poll, alive
 
-    def call(self, method: str, *args: Any) -> Any:
-        """Run ``method(*args)`` on the ServerApp's ``FlowerRounds`` and return its result."""
+    def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        """Run ``method(*args)`` on the ServerApp's ``FlowerRounds`` and return its result.
+
+        Raises:
+            ServerAppFailed: the ServerApp raised, or stopped before answering.
+            TimeoutError: no answer within ``timeout`` seconds (None: no limit; the ServerApp's
+                own waits are bounded by the time limit and Flower's node-death detection).
+        """
         self._send((method, host_values(args)))
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             reply = self._poll(0.5)
             if reply is not _EMPTY:
@@ -61,6 +68,8 @@ class DriverEnd:
             gone = self._alive()
             if gone is not None:
                 raise ServerAppFailed(f"the Flower ServerApp stopped during {method!r}: {gone}")
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"the Flower ServerApp did not answer {method!r} within {timeout:.0f} s")
         status, value = reply
         if status == "error":
             raise ServerAppFailed(f"the Flower ServerApp failed in {method!r}: {value}")

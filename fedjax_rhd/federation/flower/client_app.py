@@ -26,7 +26,13 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedjax_rhd.federation.flower import protocol
-from fedjax_rhd.federation.flower.records import arrays_record, from_record, record_arrays, to_record, wrap_key
+from fedjax_rhd.federation.flower.records import (
+    arrays_record,
+    from_record,
+    record_arrays,
+    to_record,
+    wrap_key,
+)
 from fedjax_rhd.federation.node_tasks import (
     NODE_STATISTICS,
     finetune_node,
@@ -61,7 +67,8 @@ def _folder(msg: Message, context: Context) -> str:
     if protocol.NODES_ROOT_KEY not in config or "partition-id" not in node_config:
         raise ValueError(
             f"this node has no {protocol.DATA_DIR_KEY!r} in its node config and the message names no "
-            f"{protocol.NODES_ROOT_KEY!r}: start the SuperNode with --node-config '{protocol.DATA_DIR_KEY}=\"...\"'"
+            f"{protocol.NODES_ROOT_KEY!r}: start the SuperNode with "
+            f"--node-config '{protocol.DATA_DIR_KEY}=\"...\"'"
         )
     return str(Path(str(config[protocol.NODES_ROOT_KEY])) / str(int(node_config["partition-id"])))
 

@@ -93,7 +93,9 @@ def from_record(record: ArrayRecord, template: Any) -> Any:
     for key, shape, dtype in expected:
         value = values[key]
         if value.shape != shape or value.dtype != dtype:
-            raise ValueError(f"record key {key}: got {value.dtype}{list(value.shape)}, expected {dtype}{list(shape)}")
+            raise ValueError(
+                f"record key {key}: got {value.dtype}{list(value.shape)}, expected {dtype}{list(shape)}"
+            )
         leaves.append(value)
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
 

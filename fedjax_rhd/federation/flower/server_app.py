@@ -28,7 +28,13 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedjax_rhd.federation.backend import RoundOutput
 from fedjax_rhd.federation.flower import bridge, protocol
-from fedjax_rhd.federation.flower.records import arrays_record, from_record, key_data, record_arrays, to_record
+from fedjax_rhd.federation.flower.records import (
+    arrays_record,
+    from_record,
+    key_data,
+    record_arrays,
+    to_record,
+)
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.typing import ClientResult, Params, ServerState
 
@@ -38,7 +44,9 @@ AGGREGATE_TRACES = {"count": 0}
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def aggregate(spec: AlgorithmSpec, state: ServerState, results: ClientResult, weights: jax.Array) -> ServerState:
+def aggregate(
+    spec: AlgorithmSpec, state: ServerState, results: ClientResult, weights: jax.Array
+) -> ServerState:
     """The strategy's ``aggregate`` (stacked results in partition order; weight 0 = not aggregated)."""
     AGGREGATE_TRACES["count"] += 1
     return build_algorithm(spec).aggregate(state, results, weights)
@@ -100,7 +108,8 @@ class FlowerRounds:
         else:
             raise TimeoutError(
                 f"{len(ids)} of {self.setup.num_nodes} Flower nodes registered within "
-                f"{self.setup.connect_timeout:.0f} s (are all SuperNodes started and pointed at this SuperLink?)"
+                f"{self.setup.connect_timeout:.0f} s (are all SuperNodes started and pointed at this "
+                "SuperLink?)"
             )
         by_id = {node_id: node_id for node_id in ids}
         hello = {i: RecordDict({"config": self._config()}) for i in by_id}
@@ -119,7 +128,7 @@ class FlowerRounds:
         return self.metas
 
     def reconnect(self) -> list[int]:
-        """Re-map partitions after a node restarted (new Flower id without auth); returns the partitions seen."""
+        """Re-map partitions after a node restarted (a new Flower id without auth); returns the partitions."""
         known = set(self.node_ids.values())
         new = {i: i for i in self.grid.get_node_ids() if i not in known}
         if new:
@@ -138,7 +147,11 @@ class FlowerRounds:
         return ConfigRecord(protocol.config_values(values))
 
     def _exchange(
-        self, message_type: str, contents: dict[int, RecordDict], node_ids: dict[int, int], timeout: float | None
+        self,
+        message_type: str,
+        contents: dict[int, RecordDict],
+        node_ids: dict[int, int],
+        timeout: float | None,
     ) -> Exchange:
         """Send ``contents[k]`` to node ``node_ids[k]``; collect replies until all came or ``timeout``."""
         ttl = None if timeout is None else max(timeout, 1.0)
@@ -214,7 +227,9 @@ class FlowerRounds:
 
     # --- the Backend methods the driver calls -----------------------------------------------
 
-    def run_round(self, state: ServerState, round_index: int, rng_data: np.ndarray, sampled: np.ndarray) -> RoundOutput:
+    def run_round(
+        self, state: ServerState, round_index: int, rng_data: np.ndarray, sampled: np.ndarray
+    ) -> RoundOutput:
         """Train the sampled nodes, aggregate those that answered in time (partition order)."""
         del round_index
         rng = jax.random.wrap_key_data(rng_data)
@@ -244,18 +259,22 @@ class FlowerRounds:
             k: RecordDict({"params": to_record(self._params_for(params, k)), "config": self._config()})
             for k in partitions
         }
-        exchange = self._exchange(protocol.VAL_LOSS, contents, self._to_nodes(partitions), self.setup.time_limit)
+        exchange = self._exchange(
+            protocol.VAL_LOSS, contents, self._to_nodes(partitions), self.setup.time_limit
+        )
         losses = np.full(self.setup.num_nodes, np.nan)
         for k, reply in exchange.replies.items():
             losses[k] = float(reply.content["metrics"]["val_loss"])
         return losses
 
     def final_node_models(self, state: ServerState, rng_data: np.ndarray) -> Params:
-        """Stacked [K]: own slices (personalised) or one more local update of the global model by every node."""
+        """Stacked [K]: own slices (personalised), else the global model after one more local update."""
         if self.algorithm.personalized:
             return state.params
         rng = jax.random.wrap_key_data(rng_data)
-        _, results = self._train_all(state.params, rng, list(range(self.setup.num_nodes)), self.setup.time_limit)
+        _, results = self._train_all(
+            state.params, rng, list(range(self.setup.num_nodes)), self.setup.time_limit
+        )
         return self._stacked(state.params, results).params
 
     def finetune(self, params: Params, rng_data: np.ndarray, epochs: int) -> Params:
@@ -272,7 +291,9 @@ class FlowerRounds:
             )
             for k in partitions
         }
-        exchange = self._exchange(protocol.FINETUNE, contents, self._to_nodes(partitions), self.setup.time_limit)
+        exchange = self._exchange(
+            protocol.FINETUNE, contents, self._to_nodes(partitions), self.setup.time_limit
+        )
         missing = sorted(set(partitions) - set(exchange.replies))
         if missing:
             raise RuntimeError(f"fine-tuning: nodes {missing} did not answer ({exchange.failed})")
@@ -285,11 +306,16 @@ class FlowerRounds:
         """``node_tasks.NODE_STATISTICS[name]`` from each of ``partitions`` (``query.statistic``)."""
         contents = {}
         for k in partitions:
-            records: dict[str, Any] = {"inputs": arrays_record(inputs), "config": self._config(statistic=name)}
+            records: dict[str, Any] = {
+                "inputs": arrays_record(inputs),
+                "config": self._config(statistic=name),
+            }
             if params is not None:
                 records["params"] = to_record(params)
             contents[k] = RecordDict(records)
-        exchange = self._exchange(protocol.STATISTIC, contents, self._to_nodes(partitions), self.setup.time_limit)
+        exchange = self._exchange(
+            protocol.STATISTIC, contents, self._to_nodes(partitions), self.setup.time_limit
+        )
         missing = sorted(set(partitions) - set(exchange.replies))
         if missing:
             raise RuntimeError(f"statistic {name!r}: nodes {missing} did not answer ({exchange.failed})")
@@ -338,4 +364,3 @@ def main(grid: Grid, context: Context) -> None:
         _session(grid, conn.recv, conn.send)
     finally:
         conn.close()
-
