@@ -12,6 +12,11 @@ of the pooled data (the convention of scikit-survival's
 the censorings at ``t`` are counted); on a coarser grid every censoring is
 moved to the right edge of its bin.
 
+Each estimator is a ratio of sums over rows or pairs; ``uno_c_sums``,
+``cumulative_dynamic_auc_sums`` and ``brier_sums`` return those sums, so a
+centre can score its own test rows and the manager can add the sums up
+(``federated.py``).
+
 References:
     * Uno, Cai, Pencina, D'Agostino & Wei, "On the C-statistics for evaluating
       overall adequacy of risk prediction procedures with censored survival
@@ -151,18 +156,17 @@ def _inverse(g: np.ndarray) -> np.ndarray:
     return np.divide(1.0, g, out=np.zeros_like(g), where=g > 0)
 
 
-def uno_c_index(
+def uno_c_sums(
     time: np.ndarray, event: np.ndarray, risk: np.ndarray, censoring: Censoring, tau: float | None = None
-) -> float:
-    """Uno's IPCW concordance index, truncated at ``tau``.
+) -> tuple[float, float]:
+    """Numerator and denominator of :func:`uno_c_index`: sums over the comparable pairs of these rows.
 
-    ``sum_i w_i sum_{j comparable to i} [r_i > r_j] + [r_i ~ r_j] / 2`` over
-    ``sum_i w_i #{j comparable to i}``, with ``w_i = G(t_i)^-2`` for deaths
-    with ``t_i < tau`` (0 otherwise); ``j`` is comparable to death ``i`` when
-    ``t_j > t_i`` or ``t_j == t_i`` and ``j`` is censored.
+    Plain sums over pairs, so a centre's sums over its own pairs add up across
+    centres to the sums over all within-centre pairs (Uno's C stratified by
+    centre). Both are 0 when no death before ``tau`` has a comparable row.
 
     Raises:
-        ValueError: on bad inputs, ``G(t_i) = 0`` at a weighted death, or no comparable pair.
+        ValueError: on bad inputs or ``G(t_i) = 0`` at a weighted death.
     """
     time, event = _as_arrays(time, event)
     risk = np.asarray(risk, dtype=np.float64)
@@ -184,6 +188,23 @@ def uno_c_index(
         score = np.where(tied, 0.5, (risk[None, :] < ri).astype(np.float64)) * comparable
         numerator += float(weight[i] @ score.sum(axis=1))
         denominator += float(weight[i] @ comparable.sum(axis=1))
+    return numerator, denominator
+
+
+def uno_c_index(
+    time: np.ndarray, event: np.ndarray, risk: np.ndarray, censoring: Censoring, tau: float | None = None
+) -> float:
+    """Uno's IPCW concordance index, truncated at ``tau``.
+
+    ``sum_i w_i sum_{j comparable to i} [r_i > r_j] + [r_i ~ r_j] / 2`` over
+    ``sum_i w_i #{j comparable to i}``, with ``w_i = G(t_i)^-2`` for deaths
+    with ``t_i < tau`` (0 otherwise); ``j`` is comparable to death ``i`` when
+    ``t_j > t_i`` or ``t_j == t_i`` and ``j`` is censored.
+
+    Raises:
+        ValueError: on bad inputs, ``G(t_i) = 0`` at a weighted death, or no comparable pair.
+    """
+    numerator, denominator = uno_c_sums(time, event, risk, censoring, tau)
     if denominator == 0:
         raise ValueError("no comparable pairs with positive weight")
     return numerator / denominator
@@ -198,6 +219,41 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray, times: np.ndarray) -> np.n
     surv = np.cumprod(1.0 - deaths / at_risk)
     idx = np.searchsorted(uniq, np.asarray(times, dtype=np.float64), side="right") - 1
     return np.where(idx >= 0, surv[np.maximum(idx, 0)], 1.0)
+
+
+def cumulative_dynamic_auc_sums(
+    time: np.ndarray, event: np.ndarray, estimate: np.ndarray, times: np.ndarray, censoring: Censoring
+) -> tuple[np.ndarray, np.ndarray]:
+    """Numerator and denominator of :func:`cumulative_dynamic_auc` at each time, sums over pairs.
+
+    ``numerator[k] = sum_{case i} sum_{control j} score_ij / G(t_i)`` and
+    ``denominator[k] = sum_{case i} 1 / G(t_i) * #controls``, with cases and
+    controls at ``times[k]`` as in :func:`cumulative_dynamic_auc`. No check
+    that ``times`` lie in these rows' follow-up: a time without cases or
+    controls here gives 0 / 0, which adds nothing to a sum over centres.
+
+    Returns:
+        ``(numerator f64[len(times)], denominator f64[len(times)])``.
+    """
+    time, event = _as_arrays(time, event)
+    times = np.asarray(times, dtype=np.float64)
+    estimate = np.asarray(estimate, dtype=np.float64)
+    if estimate.ndim == 1:
+        estimate = np.repeat(estimate[:, None], len(times), axis=1)
+    if estimate.shape != (len(time), len(times)):
+        raise ValueError(f"estimate must have shape {(len(time),)} or {(len(time), len(times))}")
+    inv_g = _inverse(censoring_at(censoring, time))
+    numerator = np.zeros(len(times))
+    denominator = np.zeros(len(times))
+    for k, t in enumerate(times):
+        case = event & (time <= t)
+        control = time > t
+        rc, rn = estimate[case, k][:, None], estimate[control, k][None, :]
+        tied = np.abs(rc - rn) <= TIED_TOL
+        score = np.where(tied, 0.5, (rc > rn).astype(np.float64)).sum(axis=1)
+        numerator[k] = float(inv_g[case] @ score)
+        denominator[k] = inv_g[case].sum() * control.sum()
+    return numerator, denominator
 
 
 def cumulative_dynamic_auc(
@@ -223,27 +279,51 @@ def cumulative_dynamic_auc(
     """
     time, event = _as_arrays(time, event)
     times = _check_times(times, time)
-    estimate = np.asarray(estimate, dtype=np.float64)
-    if estimate.ndim == 1:
-        estimate = np.repeat(estimate[:, None], len(times), axis=1)
-    if estimate.shape != (len(time), len(times)):
-        raise ValueError(f"estimate must have shape {(len(time),)} or {(len(time), len(times))}")
-    inv_g = _inverse(censoring_at(censoring, time))
-    auc = np.empty(len(times))
-    for k, t in enumerate(times):
-        case = event & (time <= t)
-        control = time > t
-        if not case.any() or not control.any():
+    for t in times:
+        if not (event & (time <= t)).any() or not (time > t).any():
             raise ValueError(f"no cases or no controls at t={t}")
-        rc, rn = estimate[case, k][:, None], estimate[control, k][None, :]
-        tied = np.abs(rc - rn) <= TIED_TOL
-        score = np.where(tied, 0.5, (rc > rn).astype(np.float64)).sum(axis=1)
-        auc[k] = float(inv_g[case] @ score) / (inv_g[case].sum() * control.sum())
-    if len(times) == 1:
-        return auc, float(auc[0])
-    s = kaplan_meier(time, event, times)
-    drop = -np.diff(np.concatenate([[1.0], s]))
-    return auc, float((auc * drop).sum() / (1.0 - s[-1]))
+    numerator, denominator = cumulative_dynamic_auc_sums(time, event, estimate, times, censoring)
+    auc = numerator / denominator
+    return auc, survival_weighted_mean(auc, kaplan_meier(time, event, times))
+
+
+def survival_weighted_mean(values: np.ndarray, survival: np.ndarray) -> float:
+    """``sum_k v_k (S(t_{k-1}) - S(t_k)) / (1 - S(t_last))`` with ``S(t_0) = 1`` (Lambert & Chevret).
+
+    A single time gives its value.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 1:
+        return float(values[0])
+    drop = -np.diff(np.concatenate([[1.0], np.asarray(survival, dtype=np.float64)]))
+    return float((values * drop).sum() / (1.0 - survival[-1]))
+
+
+def brier_sums(
+    time: np.ndarray, event: np.ndarray, survival: np.ndarray, times: np.ndarray, censoring: Censoring
+) -> np.ndarray:
+    """Sum over these rows of Graf's IPCW squared errors at each time (:func:`brier_scores` times ``n``).
+
+    A sum over rows, so centres' sums add up to the pooled sum. No check that
+    ``times`` lie in these rows' follow-up (a centre's rows need not span them).
+
+    Args:
+        survival: f[n, len(times)] predicted ``P(T_i > times[k])``.
+
+    Returns:
+        f64[len(times)].
+    """
+    time, event = _as_arrays(time, event)
+    times = np.asarray(times, dtype=np.float64)
+    survival = np.asarray(survival, dtype=np.float64)
+    if survival.shape != (len(time), len(times)):
+        raise ValueError(f"survival must have shape {(len(time), len(times))}, got {survival.shape}")
+    inv_g_row = _inverse(censoring_at(censoring, time))[:, None]
+    inv_g_t = _inverse(censoring_at(censoring, times))[None, :]
+    case = (event[:, None] & (time[:, None] <= times[None, :])).astype(np.float64)
+    control = (time[:, None] > times[None, :]).astype(np.float64)
+    terms = survival**2 * case * inv_g_row + (1.0 - survival) ** 2 * control * inv_g_t
+    return terms.sum(axis=0)
 
 
 def brier_scores(
@@ -258,15 +338,7 @@ def brier_scores(
     """
     time, event = _as_arrays(time, event)
     times = _check_times(times, time)
-    survival = np.asarray(survival, dtype=np.float64)
-    if survival.shape != (len(time), len(times)):
-        raise ValueError(f"survival must have shape {(len(time), len(times))}, got {survival.shape}")
-    inv_g_row = _inverse(censoring_at(censoring, time))[:, None]
-    inv_g_t = _inverse(censoring_at(censoring, times))[None, :]
-    case = (event[:, None] & (time[:, None] <= times[None, :])).astype(np.float64)
-    control = (time[:, None] > times[None, :]).astype(np.float64)
-    terms = survival**2 * case * inv_g_row + (1.0 - survival) ** 2 * control * inv_g_t
-    return terms.mean(axis=0)
+    return brier_sums(time, event, survival, times, censoring) / len(time)
 
 
 def integrated_brier_score(
@@ -276,8 +348,13 @@ def integrated_brier_score(
     times = np.asarray(times, dtype=np.float64)
     if len(times) < 2:
         raise ValueError("the integrated Brier score needs at least two times")
-    scores = brier_scores(time, event, survival, times, censoring)
-    return float(np.trapezoid(scores, times) / (times[-1] - times[0]))
+    return integrate_over_times(brier_scores(time, event, survival, times, censoring), times)
+
+
+def integrate_over_times(values: np.ndarray, times: np.ndarray) -> float:
+    """Trapezoidal integral of ``values`` over ``times``, divided by their span."""
+    times = np.asarray(times, dtype=np.float64)
+    return float(np.trapezoid(values, times) / (times[-1] - times[0]))
 
 
 def evaluation_times(
