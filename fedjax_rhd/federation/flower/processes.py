@@ -20,7 +20,7 @@ exiting when it fails). The SuperLink's SuperExec even runs in a session of its 
 * Flower's grandchildren do leave by themselves once their parent is gone, but only after the dead
   parent has been *reaped* (their watch is ``os.kill(pid, 0)``, which a zombie passes): measured
   2-12 s after a SIGKILLed parent here, and never under a PID 1 that does not reap. So a small
-  ``watchdog`` process (own session, no PDEATHSIG) learns every pid and, every 0.2 s, their
+  ``watchdog`` process (own session, no PDEATHSIG) learns every pid and, every 0.25 s, their
   descendants; when its parent dies it SIGKILLs all their process groups (measured: everything gone
   within 0.1 s), and when ``stop`` ends it exits.
 
@@ -133,7 +133,23 @@ def _wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.P
     return left
 
 
-def watchdog(parent_pid: int, *, tick: float = 0.2) -> None:
+def _with_descendants(procs: set[psutil.Process]) -> set[psutil.Process]:
+    """The running ones of ``procs`` and all their running descendants, from one scan of the
+    process table (``Process.children`` scans it once per call)."""
+    by_parent: dict[int, list[psutil.Process]] = collections.defaultdict(list)
+    for proc in psutil.process_iter(["ppid"]):
+        by_parent[proc.info["ppid"]].append(proc)
+    found = {p for p in procs if _alive(p)}
+    todo = list(found)
+    while todo:
+        for child in by_parent.get(todo.pop().pid, []):
+            if child not in found and _alive(child):
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def watchdog(parent_pid: int, *, tick: float = 0.25) -> None:
     """Body of a deployment's watchdog process: kill the deployment's processes once its parent is gone.
 
     It reads pids, one per line, from stdin (``LocalDeployment`` writes each process it starts) and
@@ -161,11 +177,7 @@ def watchdog(parent_pid: int, *, tick: float = 0.2) -> None:
                     known.add(psutil.Process(int(line)))
                 except (ValueError, psutil.Error):
                     pass
-        for proc in [p for p in known if _alive(p)]:
-            try:
-                known.update(proc.children(recursive=True))
-            except psutil.Error:
-                pass
+        known = _with_descendants(known)
         if closed or os.getppid() != parent_pid:
             break
     # A group with a live member still exists, so its pgid cannot have been reused; killing it also
@@ -487,7 +499,7 @@ class LocalDeployment:
     Use it as a context manager (``with LocalDeployment(...) as d:``), or call ``start`` and ``stop``.
     Everything lands under ``run_dir``: ``flwr_home/`` (``FLWR_HOME``: the CLI connection, installed
     FABs) and, unless ``log_dir`` says otherwise, ``flower_logs/`` with one log per process
-    (``superlink.log``, ``supernode-<i>.log``, ``supernode-<i>.restart<k>.log``).
+    (``superlink.log``, ``supernode-<i>.log``, ``supernode-<i>.restart<k>.log``, ``watchdog.log``).
 
     Attributes:
         run_dir: The deployment's folder.
@@ -615,13 +627,16 @@ class LocalDeployment:
             raise
 
     def stop(self) -> None:
-        """Stop every process this deployment started and wait until none runs. Idempotent.
+        """Stop every process this deployment started and wait until none runs. Idempotent (and a no-op
+        before ``start``).
 
         SuperNodes first (SIGTERM to each process group and to their descendants; a SIGTERMed SuperNode
         deregisters at the SuperLink), then the SuperLink likewise, each given up to ``STOP_GRACE``
         seconds; then SIGKILL to whatever is left, descendants in other sessions included (the
         SuperLink's SuperExec), and a wait of up to ``KILL_WAIT`` seconds. Survivors are logged.
         """
+        if self._state == "new":
+            return
         self._state = "stopped"
         try:
             nodes = [c for c in self._children if c is not self._superlink]
@@ -751,8 +766,9 @@ class LocalDeployment:
     def kill_node(self, partition_id: int, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to a SuperNode's process group (the SuperNode, its SuperExec, its ClientApps).
 
-        For SIGKILL, SIGTERM and SIGINT it then waits (up to ``STOP_GRACE`` s) until the SuperNode has
-        exited; other signals (e.g. SIGSTOP, to make a node hang) return at once.
+        For SIGKILL, SIGTERM and SIGINT it then waits (up to ``STOP_GRACE`` s in all) until the
+        SuperNode and its descendants have exited; other signals (e.g. SIGSTOP, to make a node hang)
+        return at once.
 
         Args:
             partition_id: The node.
@@ -767,12 +783,15 @@ class LocalDeployment:
         if not child.running():
             raise RuntimeError(f"{child.name} is not running (exit code {child.popen.returncode})")
         self._remember_descendants()
+        group = _with_descendants({psutil.Process(child.popen.pid)})
         os.killpg(child.popen.pid, sig)
         if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            deadline = time.monotonic() + STOP_GRACE
             try:
                 child.popen.wait(timeout=STOP_GRACE)
             except subprocess.TimeoutExpired as err:
                 raise TimeoutError(f"{child.name} still runs {STOP_GRACE} s after signal {sig}") from err
+            _wait_gone(list(group), max(0.0, deadline - time.monotonic()))
 
     def restart_node(self, partition_id: int) -> None:
         """Start a SuperNode again after ``kill_node``: same node config, new free port, new log.
@@ -936,14 +955,15 @@ class LocalDeployment:
         (self.flwr_home / "config.toml").write_text(text, encoding="utf-8")
 
     def _remember_descendants(self) -> None:
-        """Record every descendant now visible, so that it is still known once its parent is gone."""
-        roots = [psutil.Process(c.popen.pid) for c in self._children if c.running()]
-        roots += [p for p in self._descendants if _alive(p)]
-        for root in roots:
-            try:
-                self._descendants.update(root.children(recursive=True))
-            except psutil.Error:
-                pass
+        """Record every running descendant, so that it is still known once its parent is gone."""
+        roots = set()
+        for child in self._children:
+            if child.running():
+                try:
+                    roots.add(psutil.Process(child.popen.pid))
+                except psutil.Error:
+                    pass
+        self._descendants = _with_descendants(roots | self._descendants) - roots
 
     def _terminate(self, children: Sequence[_Child], sig: int) -> list[psutil.Process]:
         """Send ``sig`` to the process groups of ``children`` and to every known descendant of
@@ -954,8 +974,11 @@ class LocalDeployment:
             if child.running():
                 try:
                     targets += psutil.Process(child.popen.pid).children(recursive=True)
+                except psutil.Error:
+                    pass
+                try:
                     os.killpg(child.popen.pid, sig)  # a session leader: its pgid is its pid
-                except (ProcessLookupError, psutil.Error):
+                except ProcessLookupError:
                     pass
         if sig == signal.SIGKILL:  # by now, everything ever seen is fair game
             targets += self._descendants
