@@ -56,6 +56,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -840,6 +841,12 @@ class LocalDeployment:
 
     def _spawn(self, name: str, args: list[str], port: int) -> _Child:
         """Start ``args`` in a session of its own, dying with this thread, logging to ``<name>.log``."""
+        if _PRCTL is not None and threading.current_thread() is not threading.main_thread():
+            log.warning(
+                "%s is started from thread %r: it dies when that thread ends",
+                name,
+                threading.current_thread().name,
+            )
         exe = shutil.which(args[0], path=self.env["PATH"])
         if exe is None:
             raise FileNotFoundError(f"{args[0]} is not on PATH ({self.env['PATH']}); is flwr installed?")

@@ -432,7 +432,8 @@ def test_killed_parent_leaves_no_orphans(tmp_path):
         env=flower_env(tmp_path / "unused"),
     )
     try:
-        line = parent.stdout.readline()  # the child's own deadline bounds this wait
+        line = parent.stdout.readline()  # the parent's own timeouts bound this wait
+        assert line, f"the parent exited ({parent.wait(timeout=10)}) before printing its pids"
         pids = json.loads(line)
         # Everything below the parent now, whatever it reported (descendants included).
         pids = sorted({*pids, *(p.pid for p in psutil.Process(parent.pid).children(recursive=True))})
