@@ -1,1 +1,1 @@
-"""backend=flower: the same federation on Flower 1.42 (simulation engine or a local or remote deployment)."""
+"""backend=flower: the same federation on Flower 1.42 (simulation engine, or a local or remote deployment)."""
