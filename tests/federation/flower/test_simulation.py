@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-import pytest
 
 from fedjax_rhd.federation.flower.backend import FlowerBackend, FlowerConfig
 from fedjax_rhd.federation.loop import TrainSchedule, run_federation
 from fedjax_rhd.federation.participation import RoundPolicy, Sampling
 from fedjax_rhd.federation.simulator import SimulatorBackend, SimulatorConfig
-from fedjax_rhd.strategies import ServerConfig
 from tests.federation.conftest import spec_of
 
 
