@@ -7,8 +7,8 @@ per-node functions below on each node. Both read the same packed ``NodeData``
 
 ``NODE_STATISTICS`` are the statistics the manager may ask a node for
 (ARCHITECTURE §6, "what leaves a node"): each is a pure function
-``(spec, params | None, train, val, inputs) -> {name: array}`` whose outputs are
-sums, counts or one scalar, never rows. ``docs/privacy.md`` lists them.
+``(spec, params | None, rows: NodeRows, inputs) -> {name: array}`` whose outputs
+are sums, counts or one scalar, never rows. ``docs/privacy.md`` lists them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,18 @@ from fedjax_rhd.models.cox import breslow_baseline_counts
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import make_client_update
 from fedjax_rhd.typing import ClientResult, NodeData, Params
+
+
+class NodeRows(NamedTuple):
+    """One node's own rows, packed: training and validation parts, and its test part where it keeps one.
+
+    ``test`` is set for real centres (``split=natural``), whose evaluation is federated;
+    for simulated cohorts the test set is the manager's benchmark holdout and ``test`` is None.
+    """
+
+    train: NodeData
+    val: NodeData
+    test: NodeData | None = None
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
@@ -64,19 +76,19 @@ def _real_rows(node: NodeData) -> tuple[np.ndarray, np.ndarray]:
 
 
 def max_time(
-    spec: AlgorithmSpec, params: Params | None, train: NodeData, val: NodeData, inputs: Mapping[str, Any]
+    spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
     """The node's largest follow-up time over its training and validation rows (one scalar).
 
     The manager builds the shared evaluation grid from the largest of these.
     """
     del spec, params, inputs
-    times = [t for t, _ in (_real_rows(train), _real_rows(val)) if len(t)]
+    times = [t for t, _ in (_real_rows(rows.train), _real_rows(rows.val)) if len(t)]
     return {"max_time": np.array(max(float(t.max()) for t in times) if times else 0.0)}
 
 
 def grid_counts(
-    spec: AlgorithmSpec, params: Params | None, train: NodeData, val: NodeData, inputs: Mapping[str, Any]
+    spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
     """Deaths, censorings and rows still followed per bin of the shared grid (``inputs["grid"]``).
 
@@ -84,24 +96,24 @@ def grid_counts(
     distribution behind Uno's C, the td-AUC and the Brier score.
     """
     del spec, params
-    parts = [ipcw.grid_counts(*_real_rows(part), inputs["grid"]) for part in (train, val)]
+    parts = [ipcw.grid_counts(*_real_rows(part), inputs["grid"]) for part in (rows.train, rows.val)]
     return dict(ipcw.sum_counts(parts)._asdict())
 
 
 def breslow_counts(
-    spec: AlgorithmSpec, params: Params | None, train: NodeData, val: NodeData, inputs: Mapping[str, Any]
+    spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
     """Breslow's per-bin deaths and summed ``exp(risk)`` of those at risk, on the grid, for ``params``."""
     grid = jnp.asarray(inputs["grid"], jnp.float32)
     events = jnp.zeros_like(grid)
     at_risk = jnp.zeros_like(grid)
-    for part in (train, val):
+    for part in (rows.train, rows.val):
         e, a = _breslow(spec, params, part, grid)
         events, at_risk = events + e, at_risk + a
     return {"events": np.asarray(events), "at_risk": np.asarray(at_risk)}
 
 
-NodeStatistic = Callable[[AlgorithmSpec, Any, NodeData, NodeData, Mapping[str, Any]], dict[str, np.ndarray]]
+NodeStatistic = Callable[[AlgorithmSpec, Any, NodeRows, Mapping[str, Any]], dict[str, np.ndarray]]
 
 NODE_STATISTICS: dict[str, NodeStatistic] = {
     "max_time": max_time,

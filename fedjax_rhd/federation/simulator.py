@@ -26,7 +26,7 @@ import numpy as np
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.backend import RoundOutput
 from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulated_seconds
-from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, finetune_node
+from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, NodeRows, finetune_node
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.typing import ClientResult, NodeData, Params, ServerState
 
@@ -160,6 +160,7 @@ class SimulatorBackend:
         self._val = jax.tree.map(jnp.asarray, data.val)
         self._test_x = jnp.asarray(data.test.x)
         self._test_observed = data.test.observed
+        self._node_test = None  # per-node test parts (real centres' federated evaluation): none yet
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -247,10 +248,12 @@ class SimulatorBackend:
         """``NODE_STATISTICS[name]`` computed on each node's own rows, node by node."""
         statistic = NODE_STATISTICS[name]
         chosen = range(len(self._names)) if nodes is None else nodes
-        return [
-            statistic(self.spec, params, _node_slice(self._train, k), _node_slice(self._val, k), dict(inputs))
-            for k in chosen
-        ]
+        return [statistic(self.spec, params, self.node_rows(k), dict(inputs)) for k in chosen]
+
+    def node_rows(self, k: int) -> NodeRows:
+        """Node k's own rows (what a Flower node reads from its folder)."""
+        test = None if self._node_test is None else self._node_test[k]
+        return NodeRows(_node_slice(self._train, k), _node_slice(self._val, k), test)
 
     def compilations(self) -> int:
         """Traces of the jitted round in this process (shared by every simulator in it)."""

@@ -37,6 +37,7 @@ from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.backend import RoundOutput
 from fedjax_rhd.federation.faults import Failures, failed_nodes
 from fedjax_rhd.federation.flower import bridge, protocol
+from fedjax_rhd.federation.node_tasks import NodeRows
 from fedjax_rhd.federation.simulator import stacked_risks
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.typing import NodeData, Params, ServerState
@@ -110,11 +111,8 @@ def write_node_folders(root: Path, data: FederatedData) -> list[Path]:
     folders = []
     for k, name in enumerate(data.node_names):
         meta = protocol.NodeMeta(name, k, data.n_train[k], data.n_val[k])
-        folders.append(
-            protocol.write_node_folder(
-                root / str(k), meta, _node_slice(data.train, k), _node_slice(data.val, k)
-            )
-        )
+        rows = NodeRows(_node_slice(data.train, k), _node_slice(data.val, k))
+        folders.append(protocol.write_node_folder(root / str(k), meta, rows))
     return folders
 
 

@@ -35,12 +35,17 @@ from fedjax_rhd.federation.flower.records import (
 )
 from fedjax_rhd.federation.node_tasks import (
     NODE_STATISTICS,
+    NodeRows,
     finetune_node,
     node_update,
     node_val_loss,
 )
+from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
-from fedjax_rhd.typing import NodeData
+
+# A deployment starts a new process per message: without the persistent cache every
+# message would compile the node's functions again.
+enable_compilation_cache()
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,7 +60,7 @@ def _params_template(spec: AlgorithmSpec) -> Any:
 
 
 @functools.lru_cache(maxsize=4)
-def _node_rows(folder: str) -> tuple[protocol.NodeMeta, NodeData, NodeData]:
+def _node_rows(folder: str) -> tuple[protocol.NodeMeta, NodeRows]:
     return protocol.read_node_folder(Path(folder))
 
 
@@ -87,7 +92,7 @@ app = ClientApp()
 @app.query("hello")
 def hello(msg: Message, context: Context) -> Message:
     """Name, partition and row counts of this node (the manager maps Flower's node ids with it)."""
-    meta, _, _ = _node_rows(_folder(msg, context))
+    meta, _ = _node_rows(_folder(msg, context))
     return _reply(msg, meta=ConfigRecord(protocol.config_values(vars(meta))))
 
 
@@ -95,9 +100,9 @@ def hello(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     """One round of local training: the strategy's ``client_update`` on this node's rows."""
     spec = _spec(str(msg.content["config"]["spec"]))
-    _, rows, _ = _node_rows(_folder(msg, context))
+    _, rows = _node_rows(_folder(msg, context))
     key = wrap_key(record_arrays(msg.content["key"])["key"])
-    result = node_update(spec, _params(msg, spec), rows, key)
+    result = node_update(spec, _params(msg, spec), rows.train, key)
     metrics = {"num_examples": float(result.num_examples), "train_loss": float(result.metrics["train_loss"])}
     return _reply(msg, params=to_record(result.params), metrics=MetricRecord(metrics))
 
@@ -107,9 +112,9 @@ def finetune(msg: Message, context: Context) -> Message:
     """Fine-tune the final global model on this node's training rows (no proximal term)."""
     config = msg.content["config"]
     spec = _spec(str(config["spec"]))
-    _, rows, _ = _node_rows(_folder(msg, context))
+    _, rows = _node_rows(_folder(msg, context))
     key = wrap_key(record_arrays(msg.content["key"])["key"])
-    tuned = finetune_node(spec, _params(msg, spec), rows, key, int(config["epochs"]))
+    tuned = finetune_node(spec, _params(msg, spec), rows.train, key, int(config["epochs"]))
     return _reply(msg, params=to_record(tuned))
 
 
@@ -117,8 +122,8 @@ def finetune(msg: Message, context: Context) -> Message:
 def val_loss(msg: Message, context: Context) -> Message:
     """This node's loss (no dropout) on its own validation rows: one float."""
     spec = _spec(str(msg.content["config"]["spec"]))
-    _, _, rows = _node_rows(_folder(msg, context))
-    loss = float(node_val_loss(spec, _params(msg, spec), rows))
+    _, rows = _node_rows(_folder(msg, context))
+    loss = float(node_val_loss(spec, _params(msg, spec), rows.val))
     return _reply(msg, metrics=MetricRecord({"val_loss": loss}))
 
 
@@ -127,8 +132,8 @@ def statistic(msg: Message, context: Context) -> Message:
     """A named statistic of this node's rows (``node_tasks.NODE_STATISTICS``): sums and counts only."""
     config = msg.content["config"]
     spec = _spec(str(config["spec"]))
-    _, train_rows, val_rows = _node_rows(_folder(msg, context))
+    _, rows = _node_rows(_folder(msg, context))
     inputs = record_arrays(msg.content["inputs"])
     params = _params(msg, spec) if "params" in msg.content else None
-    outputs = NODE_STATISTICS[str(config["statistic"])](spec, params, train_rows, val_rows, inputs)
+    outputs = NODE_STATISTICS[str(config["statistic"])](spec, params, rows, inputs)
     return _reply(msg, outputs=arrays_record({k: np.asarray(v) for k, v in outputs.items()}))

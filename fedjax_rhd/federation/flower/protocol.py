@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from fedjax_rhd.federation.node_tasks import NodeRows
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
 from fedjax_rhd.typing import NodeData
@@ -78,19 +79,22 @@ class NodeMeta:
     n_val: int
 
 
-def write_node_folder(folder: Path, meta: NodeMeta, train: NodeData, val: NodeData) -> Path:
+def write_node_folder(folder: Path, meta: NodeMeta, rows: NodeRows) -> Path:
     """Write one node's packed rows and metadata into ``folder`` (created); the node reads nothing else."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {f"train_{k}": np.asarray(v) for k, v in train._asdict().items()}
-    arrays |= {f"val_{k}": np.asarray(v) for k, v in val._asdict().items()}
+    arrays = {}
+    for part in ("train", "val", "test"):
+        data = getattr(rows, part)
+        if data is not None:
+            arrays |= {f"{part}_{k}": np.asarray(v) for k, v in data._asdict().items()}
     np.savez(folder / NODE_ARRAYS, **arrays)
     (folder / NODE_META).write_text(json.dumps(dataclasses.asdict(meta)))
     return folder
 
 
-def read_node_folder(folder: Path) -> tuple[NodeMeta, NodeData, NodeData]:
-    """``(meta, train, val)`` of the node whose folder this is.
+def read_node_folder(folder: Path) -> tuple[NodeMeta, NodeRows]:
+    """``(meta, rows)`` of the node whose folder this is.
 
     Raises:
         FileNotFoundError: the folder lacks ``node.npz`` or ``node.json`` (named in the message).
@@ -101,9 +105,13 @@ def read_node_folder(folder: Path) -> tuple[NodeMeta, NodeData, NodeData]:
             raise FileNotFoundError(f"{folder / name}: the node's data is missing (was the folder written?)")
     meta = NodeMeta(**json.loads((folder / NODE_META).read_text()))
     with np.load(folder / NODE_ARRAYS) as npz:
-        train = NodeData(**{k: npz[f"train_{k}"] for k in NodeData._fields})
-        val = NodeData(**{k: npz[f"val_{k}"] for k in NodeData._fields})
-    return meta, train, val
+        parts = {
+            part: NodeData(**{k: npz[f"{part}_{k}"] for k in NodeData._fields})
+            if f"{part}_x" in npz.files
+            else None
+            for part in ("train", "val", "test")
+        }
+    return meta, NodeRows(**parts)
 
 
 def config_values(values: dict[str, Any]) -> dict[str, Any]:
