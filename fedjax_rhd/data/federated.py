@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -88,6 +89,8 @@ class FederatedData:
     preprocessor: Preprocessor
     moments: Moments
     scenario: tuple[dict, ...] = ()  # per node: what the scenario removed
+    # per node: its (train, val) rows encoded, before preprocessing: what a Flower node holds
+    encoded: tuple[tuple[EncodedRows, EncodedRows], ...] = ()
 
     @property
     def num_nodes(self) -> int:
@@ -142,6 +145,39 @@ def _padded(n: int) -> int:
     return max(PAD_MULTIPLE, -(-n // PAD_MULTIPLE) * PAD_MULTIPLE)
 
 
+class EncodedRows(NamedTuple):
+    """One part's rows encoded but not yet standardised or imputed, in ``patient_id`` order.
+
+    What a node holds before federated preprocessing: the manager fits the
+    ``Preprocessor`` from each node's statistics of these rows (computed in this
+    order, as the data layer computes them), then every node packs its own
+    (``pack_rows``), so the packed arrays equal the data layer's.
+    """
+
+    values: np.ndarray  # f64[n, d] encoded features (0 where unobserved)
+    observed: np.ndarray  # bool[n, d]
+    time: np.ndarray  # [n] follow-up
+    event: np.ndarray  # f32[n]
+
+
+def encode_rows(df: pl.DataFrame, guide: Guide) -> EncodedRows:
+    """``df``'s rows encoded, in ``patient_id`` order."""
+    df = df.sort("patient_id")
+    values, observed = encode(df, guide)
+    return EncodedRows(values, observed, df["time"].to_numpy(), df["event"].to_numpy().astype(np.float32))
+
+
+def pack_rows(rows: EncodedRows, prep: Preprocessor, pad_to: int | None) -> NodeData:
+    """Standardise, impute and pack one part's rows: descending time, ``patient_id`` order within ties.
+
+    The stable sort of patient-ordered rows by descending time is ``_sort_for_cox``'s order.
+    """
+    order = np.argsort(-np.asarray(rows.time), kind="stable")
+    observed = rows.observed[order]
+    x = prep.transform(rows.values[order], observed)
+    return make_node_data(x, observed, rows.time[order], rows.event[order], pad_to=pad_to)
+
+
 def _node_arrays(
     df: pl.DataFrame, guide: Guide, prep: Preprocessor, pad_to: int | None
 ) -> tuple[NodeData, pl.DataFrame]:
@@ -152,6 +188,11 @@ def _node_arrays(
         x, observed, df["time"].to_numpy(), df["event"].to_numpy().astype(np.float32), pad_to=pad_to
     )
     return node, df
+
+
+def padded_size(n: int) -> int:
+    """Rows a part is padded to: a multiple of ``PAD_MULTIPLE`` (nearby splits share one compiled shape)."""
+    return _padded(n)
 
 
 def _stack(nodes: Sequence[NodeData]) -> NodeData:
@@ -268,16 +309,20 @@ def build_federated_data(
         node_train, rest, guide, _ = reduce_groups(node_train, [*node_val, test_df], guide, reduce)
         node_val, test_df = rest[:-1], rest[-1]
 
-    # Each node computes its statistics on its own training part; only the
-    # statistics reach fit_federated's merge.
-    prep, moments = fit_federated(guide, [encode(part, guide) for part in node_train])
-
+    # Each node computes its statistics on its own training part (patient order); only the
+    # statistics reach the merge (fit_from_statistics). Under ``pooled`` too: the centralized
+    # strategy gets the federation's preprocessing.
+    prep, moments = fit_federated(guide, [encode(part.sort("patient_id"), guide) for part in node_train])
     if pooled:
         node_train, node_val, names = [pl.concat(node_train)], [pl.concat(node_val)], ("pooled",)
+    # what each node holds: its rows encoded, not yet standardised (a Flower node's folder)
+    encoded = tuple(
+        (encode_rows(t, guide), encode_rows(v, guide)) for t, v in zip(node_train, node_val, strict=True)
+    )
     train_pad = _padded(max(len(p) for p in node_train))
     val_pad = _padded(max(len(p) for p in node_val))
-    train = _stack([_node_arrays(p, guide, prep, train_pad)[0] for p in node_train])
-    val = _stack([_node_arrays(p, guide, prep, val_pad)[0] for p in node_val])
+    train = _stack([pack_rows(t, prep, train_pad) for t, _ in encoded])
+    val = _stack([pack_rows(v, prep, val_pad) for _, v in encoded])
     test, test_sorted = _node_arrays(test_df, guide, prep, None)
     oracle = test_sorted["oracle_risk"].to_numpy() if "oracle_risk" in test_sorted.columns else None
     return FederatedData(
@@ -293,4 +338,5 @@ def build_federated_data(
         preprocessor=prep,
         moments=moments,
         scenario=tuple(scenario_report),
+        encoded=encoded,
     )

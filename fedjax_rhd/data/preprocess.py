@@ -192,14 +192,30 @@ def fit_federated(
         The preprocessor and the merged moments (for reporting and tests).
     """
     ranges = column_ranges(guide)
-    moments = merge_all_moments([node_moments(v, o) for v, o in node_parts])
-    counts = sum(node_histogram(v, o, ranges) for v, o in node_parts)
+    return fit_from_statistics(
+        guide,
+        [node_moments(v, o) for v, o in node_parts],
+        [node_histogram(v, o, ranges) for v, o in node_parts],
+    )
+
+
+def fit_from_statistics(
+    guide: Guide, moments: Sequence[Moments], histograms: Sequence[np.ndarray]
+) -> tuple[Preprocessor, Moments]:
+    """The manager's half of :func:`fit_federated`: merge what each node sent, in node order.
+
+    Args:
+        guide: the use case's guide.
+        moments: per node, :func:`node_moments` of its encoded training part.
+        histograms: per node, :func:`node_histogram` on :func:`column_ranges` of the guide.
+    """
+    ranges = column_ranges(guide)
+    merged = merge_all_moments(list(moments))
+    counts = sum(histograms)
     fill = histogram_median(counts, ranges)
     continuous = np.concatenate([np.full(f.width, f.kind == "continuous") for f in guide.features])
-    std = np.sqrt(
-        np.divide(moments.m2, moments.count - 1, out=np.ones_like(moments.m2), where=moments.count > 1)
-    )
-    center = np.where(continuous, moments.mean, 0.0)
+    std = np.sqrt(np.divide(merged.m2, merged.count - 1, out=np.ones_like(merged.m2), where=merged.count > 1))
+    center = np.where(continuous, merged.mean, 0.0)
     scale = np.where(continuous & (std > 0), std, 1.0)
     prep = Preprocessor(columns=guide.encoded_names, center=center, scale=scale, fill=fill)
-    return prep, moments
+    return prep, merged

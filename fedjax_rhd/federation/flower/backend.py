@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rhd.data.federated import FederatedData
+from fedjax_rhd.data.preprocess import Moments, Preprocessor, column_ranges, fit_from_statistics
 from fedjax_rhd.federation.backend import RoundOutput
 from fedjax_rhd.federation.faults import Failures, failed_nodes
 from fedjax_rhd.federation.flower import bridge, protocol
-from fedjax_rhd.federation.node_tasks import NodeRows
 from fedjax_rhd.federation.simulator import stacked_risks
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.typing import NodeData, Params, ServerState
@@ -107,13 +107,40 @@ def _node_slice(stacked: NodeData, k: int) -> NodeData:
 
 
 def write_node_folders(root: Path, data: FederatedData) -> list[Path]:
-    """Each node's packed training and validation rows into ``root/<k>`` (the only copy a node reads)."""
+    """Each node's encoded training and validation rows into ``root/<k>`` (the only copy a node reads).
+
+    The rows are not standardised: preprocessing is fitted from the nodes' statistics
+    (``query.prepare_stats``) and each node packs its own rows (``query.prepare``).
+    """
     folders = []
     for k, name in enumerate(data.node_names):
         meta = protocol.NodeMeta(name, k, data.n_train[k], data.n_val[k])
-        rows = NodeRows(_node_slice(data.train, k), _node_slice(data.val, k))
-        folders.append(protocol.write_node_folder(root / str(k), meta, rows))
+        train, val = data.encoded[k]
+        folders.append(protocol.write_node_folder(root / str(k), meta, {"train": train, "val": val}))
     return folders
+
+
+def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Preprocessor:
+    """Fit preprocessing from the nodes' statistics, have every node pack its rows, and check the result.
+
+    The merge is the data layer's own (``fit_from_statistics``, nodes in partition order), so the
+    preprocessor equals the one the simulator's data was built with; a difference is an error,
+    never a silently different run.
+    """
+    stats = driver.call("preprocessing_statistics", column_ranges(data.guide))
+    moments = [Moments(s["count"], s["mean"], s["m2"]) for s in stats]
+    prep, _ = fit_from_statistics(data.guide, moments, [s["histogram"] for s in stats])
+    for field in ("center", "scale", "fill"):
+        ours, theirs = getattr(prep, field), getattr(data.preprocessor, field)
+        # bit-equal when the nodes are the data layer's; a pooled node (centralized) merges
+        # one node's moments instead of K, equal to rounding
+        if not np.allclose(ours, theirs, rtol=1e-12, atol=1e-12):
+            worst = float(np.max(np.abs(ours - theirs)))
+            raise RuntimeError(
+                f"federated preprocessing: the nodes' {field} differs from the data layer's by {worst}"
+            )
+    driver.call("prepare", prep.center, prep.scale, prep.fill, data.train.x.shape[1], data.val.x.shape[1])
+    return prep
 
 
 class FlowerBackend:
@@ -153,6 +180,7 @@ class FlowerBackend:
             setup = _setup(spec, len(self._names), nodes_root, config)
             # Ray or the SuperLink may never start the ServerApp: bounded, never a hang
             metas = self._driver.call("setup", setup, timeout=config.connect_timeout + 60)
+            federated_preprocessing(self._driver, data)
         except BaseException:
             self.close()
             raise

@@ -25,6 +25,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedjax_rhd.data.preprocess import Preprocessor
 from fedjax_rhd.federation.flower import protocol
 from fedjax_rhd.federation.flower.records import (
     arrays_record,
@@ -59,8 +60,14 @@ def _params_template(spec: AlgorithmSpec) -> Any:
     return jax.eval_shape(build_model(spec).init, jax.random.key(0))
 
 
-@functools.lru_cache(maxsize=4)
 def _node_rows(folder: str) -> tuple[protocol.NodeMeta, NodeRows]:
+    # keyed by the packed file's mtime: a worker that outlives one run never serves stale rows
+    return _packed_rows(folder, (Path(folder) / protocol.NODE_ARRAYS).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _packed_rows(folder: str, mtime_ns: int) -> tuple[protocol.NodeMeta, NodeRows]:
+    del mtime_ns
     return protocol.read_node_folder(Path(folder))
 
 
@@ -92,8 +99,27 @@ app = ClientApp()
 @app.query("hello")
 def hello(msg: Message, context: Context) -> Message:
     """Name, partition and row counts of this node (the manager maps Flower's node ids with it)."""
-    meta, _ = _node_rows(_folder(msg, context))
+    meta = protocol.read_meta(Path(_folder(msg, context)))
     return _reply(msg, meta=ConfigRecord(protocol.config_values(vars(meta))))
+
+
+@app.query("prepare_stats")
+def prepare_stats(msg: Message, context: Context) -> Message:
+    """Moments and histograms of this node's encoded training rows (federated preprocessing)."""
+    ranges = record_arrays(msg.content["inputs"])["ranges"]
+    stats = protocol.node_preprocessing_statistics(Path(_folder(msg, context)), ranges)
+    return _reply(msg, outputs=arrays_record(stats))
+
+
+@app.query("prepare")
+def prepare(msg: Message, context: Context) -> Message:
+    """Pack this node's rows with the federation's preprocessing (centre, scale, fill) and padding."""
+    inputs = record_arrays(msg.content["inputs"])
+    config = msg.content["config"]
+    prep = Preprocessor(columns=(), center=inputs["center"], scale=inputs["scale"], fill=inputs["fill"])
+    pads = {"train": int(config["pad_train"]), "val": int(config["pad_val"]), "test": None}
+    rows = protocol.prepare_node_folder(Path(_folder(msg, context)), prep, pads)
+    return _reply(msg, metrics=MetricRecord({"rows": int(rows.train.x.shape[0])}))
 
 
 @app.train()

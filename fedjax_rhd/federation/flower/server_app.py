@@ -321,6 +321,36 @@ class FlowerRounds:
             raise RuntimeError(f"statistic {name!r}: nodes {missing} did not answer ({exchange.failed})")
         return [record_arrays(exchange.replies[k].content["outputs"]) for k in partitions]
 
+    def preprocessing_statistics(self, ranges: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Each node's moments and histograms of its encoded training rows, in partition order."""
+        return self._ask_all(protocol.PREPARE_STATS, {"ranges": ranges}, "outputs")
+
+    def prepare(
+        self, center: np.ndarray, scale: np.ndarray, fill: np.ndarray, pad_train: int, pad_val: int
+    ) -> None:
+        """Every node packs its rows with the fitted preprocessing and the federation's padding."""
+        self._ask_all(
+            protocol.PREPARE, {"center": center, "scale": scale, "fill": fill}, None,
+            pad_train=int(pad_train), pad_val=int(pad_val),
+        )  # fmt: skip
+
+    def _ask_all(
+        self, message_type: str, inputs: dict[str, np.ndarray], reply_key: str | None, **config: Any
+    ) -> list:
+        partitions = list(range(self.setup.num_nodes))
+        contents = {
+            k: RecordDict({"inputs": arrays_record(inputs), "config": self._config(**config)})
+            for k in partitions
+        }
+        exchange = self._exchange(message_type, contents, self._to_nodes(partitions), self.setup.time_limit)
+        missing = sorted(set(partitions) - set(exchange.replies))
+        if missing:
+            raise RuntimeError(f"{message_type}: nodes {missing} did not answer ({exchange.failed})")
+        return [
+            None if reply_key is None else record_arrays(exchange.replies[k].content[reply_key])
+            for k in partitions
+        ]
+
     def compilations(self) -> int:
         return AGGREGATE_TRACES["count"]
 
