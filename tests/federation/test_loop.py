@@ -85,6 +85,15 @@ class FakeBackend:
     def compilations(self):
         return 0
 
+    def finetune(self, params, rng, epochs):
+        raise AssertionError("the loop never fine-tunes")
+
+    def node_statistic(self, name, inputs, params=None, nodes=None):
+        raise AssertionError("the loop asks for no node statistic")
+
+    def close(self):
+        pass
+
 
 def _fed(values):
     """A table whose every node has the same loss per round (row 0 unused)."""

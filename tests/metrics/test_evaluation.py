@@ -10,6 +10,7 @@ import pytest
 from fedjax_rhd.data.federated import SplitSpec, build_federated_data
 from fedjax_rhd.data.folds import fold_data
 from fedjax_rhd.data.packing import make_node_data
+from fedjax_rhd.federation.simulator import SimulatorBackend, SimulatorConfig
 from fedjax_rhd.metrics import ipcw as sm
 from fedjax_rhd.metrics.evaluation import survival_metrics, survival_on_test
 from fedjax_rhd.models import CoxPHConfig, SAVAEConfig, config_for_guide
@@ -53,10 +54,11 @@ def test_federated_breslow_and_censoring_equal_pooled(fed):
     ref = survival_curves(
         model.risk(params, fed.test.x, fed.test.observed), h0, jnp.asarray(grid), jnp.asarray(times)
     )
-    ours = survival_on_test(spec, fed, params, grid, times, baseline_nodes=[0, 1, 2])
+    nodes = SimulatorBackend(SimulatorConfig(), fed, spec)  # each node computes its own counts
+    ours = survival_on_test(spec, nodes, fed.test, params, grid, times, baseline_nodes=[0, 1, 2])
     np.testing.assert_allclose(ours, np.asarray(ref), rtol=2e-5)
     # The metrics use the censoring KM of the pooled non-test rows.
-    out = survival_metrics(spec, fed, params)
+    out = survival_metrics(spec, nodes, fed.test, params)
     grid = sm.time_grid(float(rows["time"].max()), 512)
     censoring = sm.censoring_from_counts(sm.grid_counts(rows["time"], rows["event"], grid), grid)
     risk = np.asarray(model.risk(params, fed.test.x, fed.test.observed), np.float64)
@@ -70,9 +72,10 @@ def test_savae_metrics_use_its_own_curves(fed, mds_guide):
     cfg = config_for_guide(SAVAEConfig(), mds_guide)
     spec = AlgorithmSpec("centralized", "savae", cfg, fed.num_features)
     params = build_model(spec).init(jax.random.key(1))
-    out = survival_metrics(spec, fed, params)
+    nodes = SimulatorBackend(SimulatorConfig(), fed, spec)
+    out = survival_metrics(spec, nodes, fed.test, params)
     times = np.asarray(out["survival_eval"]["times"])
-    surv = survival_on_test(spec, fed, params, np.array([1.0, 2.0]), times, baseline_nodes=[])
+    surv = survival_on_test(spec, nodes, fed.test, params, np.array([1.0, 2.0]), times, baseline_nodes=[])
     expected = build_model(spec).survival(
         params, fed.test.x, fed.test.observed, jnp.asarray(times, jnp.float32)
     )

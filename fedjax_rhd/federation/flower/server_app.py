@@ -127,16 +127,16 @@ class FlowerRounds:
         self.metas = [metas[k] for k in range(self.setup.num_nodes)]
         return self.metas
 
-    def reconnect(self) -> list[int]:
-        """Re-map partitions after a node restarted (a new Flower id without auth); returns the partitions."""
+    def reconnect(self, online: set[int]) -> None:
+        """Map nodes Flower lists but we do not know (a restarted SuperNode gets a new id without auth)."""
         known = set(self.node_ids.values())
-        new = {i: i for i in self.grid.get_node_ids() if i not in known}
-        if new:
-            hello = {i: RecordDict({"config": self._config()}) for i in new}
-            exchange = self._exchange(protocol.HELLO, hello, new, 30.0)
-            for node_id, reply in exchange.replies.items():
-                self.node_ids[int(reply.content["meta"]["partition_id"])] = node_id
-        return sorted(self.node_ids)
+        new = {i: i for i in online if i not in known}
+        if not new:
+            return
+        hello = {i: RecordDict({"config": self._config()}) for i in new}
+        exchange = self._exchange(protocol.HELLO, hello, new, 30.0)
+        for node_id, reply in exchange.replies.items():
+            self.node_ids[int(reply.content["meta"]["partition_id"])] = node_id
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -156,13 +156,15 @@ class FlowerRounds:
         """Send ``contents[k]`` to node ``node_ids[k]``; collect replies until all came or ``timeout``."""
         ttl = None if timeout is None else max(timeout, 1.0)
         sent: dict[str, int] = {}
-        messages = []
-        for k, content in contents.items():
-            messages.append(Message(content, node_ids[k], message_type, ttl=ttl, group_id=message_type))
-        for k, message_id in zip(contents, self.grid.push_messages(messages), strict=True):
-            sent[message_id] = k
         replies: dict[int, Message] = {}
-        failed: dict[int, str] = {}
+        # a partition whose node Flower no longer lists (it died and was detected) fails at once
+        failed: dict[int, str] = {k: "node unavailable" for k in contents if k not in node_ids}
+        targets = [k for k in contents if k in node_ids]
+        messages = [
+            Message(contents[k], node_ids[k], message_type, ttl=ttl, group_id=message_type) for k in targets
+        ]
+        for k, message_id in zip(targets, self.grid.push_messages(messages) if messages else [], strict=True):
+            sent[message_id] = k
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = set(sent)
         while pending and (deadline is None or time.monotonic() < deadline):
@@ -182,7 +184,11 @@ class FlowerRounds:
         return Exchange(replies, failed, tuple(sorted(sent[m] for m in pending)))
 
     def _to_nodes(self, partitions: list[int]) -> dict[int, int]:
-        return {k: self.node_ids[k] for k in partitions}
+        """Flower ids of the partitions' nodes that Flower lists as online (a restarted node is re-mapped)."""
+        online = set(self.grid.get_node_ids())
+        if any(self.node_ids.get(k) not in online for k in partitions):
+            self.reconnect(online)
+        return {k: self.node_ids[k] for k in partitions if self.node_ids.get(k) in online}
 
     def _params_for(self, params: Params, k: int) -> Params:
         return jax.tree.map(lambda p: p[k], params) if self.algorithm.personalized else params

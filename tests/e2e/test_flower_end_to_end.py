@@ -1,0 +1,59 @@
+"""``backend=flower`` through the experiment driver: the same results.json as the simulator."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from tests.conftest import TINY, run_in_process
+
+pytestmark = pytest.mark.e2e
+
+
+def comparable(results: dict) -> dict:
+    """What must not depend on the backend: every round, every final metric, the preprocessing."""
+    return {key: results[key] for key in ("rounds", "final", "preprocessing", "nodes", "dataset")}
+
+
+def flower_processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and any(
+            name in cmdline
+            for name in ("flower-superlink", "flower-supernode", "flwr-clientapp", "flwr-serverapp")
+        ):
+            found.append(proc)
+    return found
+
+
+def test_flower_simulation_run_equals_the_simulator(tmp_path):
+    """Sampling, fine-tuning and the survival metrics' node counts included: bit-identical results."""
+    overrides = [*TINY, "strategy.sampling.fraction=0.67", "strategy.finetune_epochs=2"]
+    sim = run_in_process([*overrides, "backend=simulator"], tmp_path / "sim", tmp_path / "data")
+    flower = run_in_process([*overrides, "backend=flower"], tmp_path / "flower", tmp_path / "data")
+    assert comparable(flower) == comparable(sim)
+    assert flower["config"]["backend"]["name"] == "flower"
+    assert flower["final"]["personalized"]["epochs"] == 2
+
+
+def test_flower_deployment_run_equals_the_simulator_and_leaves_no_process(tmp_path):
+    """SuperLink and SuperNodes as processes on loopback, each node reading only its own folder."""
+    before = {p.pid for p in flower_processes()}
+    overrides = [*TINY, "strategy.rounds=2", "model=coxph"]
+    sim = run_in_process([*overrides, "backend=simulator"], tmp_path / "sim", tmp_path / "data")
+    flower = run_in_process(
+        [
+            *overrides,
+            "backend=flower",
+            "backend.mode=deployment",
+            f"backend.workdir={tmp_path / 'flower_work'}",
+        ],
+        tmp_path / "flower",
+        tmp_path / "data",
+    )
+    assert comparable(flower) == comparable(sim)
+    # each node's folder holds its own rows only: the run wrote one folder per node
+    folders = sorted(p.name for p in (tmp_path / "flower_work" / "nodes").iterdir())
+    assert folders == ["0", "1", "2"]
+    assert {p.pid for p in flower_processes()} - before == set()
