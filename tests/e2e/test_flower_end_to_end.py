@@ -7,7 +7,10 @@ import pytest
 
 from tests.conftest import TINY, run_in_process
 
-pytestmark = pytest.mark.e2e
+# Flower's start-up (Ray, or a SuperLink and SuperNodes) costs tens of seconds on 2 cores: these
+# run in the slow suite; the default suite keeps the backend-level simulation check and one
+# deployment start/stop test (tests/federation/flower).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def comparable(results: dict) -> dict:

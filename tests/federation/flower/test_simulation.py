@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
+import pytest
 
 from fedjax_rhd.federation.flower.backend import FlowerBackend, FlowerConfig
 from fedjax_rhd.federation.loop import TrainSchedule, run_federation
 from fedjax_rhd.federation.participation import RoundPolicy, Sampling
 from fedjax_rhd.federation.simulator import SimulatorBackend, SimulatorConfig
+from fedjax_rhd.strategies import ServerConfig
 from tests.federation.conftest import spec_of
 
 
@@ -49,3 +53,18 @@ def test_flower_simulation_equals_the_simulator(data3):
     assert fl.best_round == sim.best_round
     assert max_difference(fl.node_params, sim.node_params) == 0.0
     assert max_difference(fl.global_params, sim.global_params) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["fedadam", "local"])
+def test_flower_simulation_equals_the_simulator_for_adaptive_and_personalised(data3, algorithm):
+    """FedAdam (server optimiser state on the manager) and local (one parameter set per node)."""
+    spec = spec_of(data3, "local" if algorithm == "local" else "fedavg")
+    if algorithm == "fedadam":
+        spec = dataclasses.replace(spec, server=ServerConfig(optimizer="adam", learning_rate=0.01))
+    schedule = TrainSchedule(rounds=3, patience=None, seed_init=1, seed_train=2)
+    sim = run_federation(SimulatorBackend(SimulatorConfig(), data3, spec), schedule, progress=False)
+    with FlowerBackend(FlowerConfig(), data3, spec) as flower:
+        fl = run_federation(flower, schedule, progress=False)
+    assert [r["val_loss"] for r in fl.rounds] == [r["val_loss"] for r in sim.rounds]
+    assert max_difference(fl.node_params, sim.node_params) == 0.0
