@@ -199,12 +199,12 @@ class FlowerBackend:
         return driver
 
     def _start_deployment(self) -> bridge.DriverEnd:
-        from fedjax_rhd.federation.flower import processes, server_app
+        from fedjax_rhd.federation.flower import flwr_cli, processes, server_app
 
         authkey = secrets.token_bytes(32)
         self._listener = Listener(("127.0.0.1", 0), authkey=authkey)
         host, port = self._listener.address
-        app_dir = processes.write_app_dir(
+        app_dir = flwr_cli.write_app_dir(
             self.workdir / "app",
             serverapp="fedjax_rhd.federation.flower.server_app:app",
             clientapp="fedjax_rhd.federation.flower.client_app:app",
