@@ -59,6 +59,9 @@ def export(overrides: Sequence[str], out: Path) -> tuple[FederatedData, list[Pat
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(not p.name.isdecimal() for p in out.iterdir()):  # checked before the slow part
+        others = sorted(p.name for p in out.iterdir() if not p.name.isdecimal())
+        raise ValueError(f"--out {out} holds other files {others}; export into an empty folder")
     uc = config.use_case
     # As fedjax_rhd.experiment does, so that these folders hold the rows a run's simulator would use.
     cohort = load_use_case(
