@@ -164,7 +164,9 @@ class FlowerBackend:
         self._own_workdir = config.workdir is None
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="fedjax_rhd_flower_"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.node_folders = write_node_folders(self.workdir / "nodes", data)
+        # With a remote SuperLink each site already holds its own folder (docs/deployment.md).
+        remote_nodes = config.superlink is not None
+        self.node_folders = [] if remote_nodes else write_node_folders(self.workdir / "nodes", data)
         self._closed = False
         self._thread: threading.Thread | None = None
         self.deployment: Any = None
@@ -227,26 +229,26 @@ class FlowerBackend:
         return driver
 
     def _start_deployment(self) -> bridge.DriverEnd:
-        from fedjax_rhd.federation.flower import processes, server_app
+        from fedjax_rhd.federation.flower import flwr_cli, processes, remote, server_app
 
+        if self.config.superlink is not None:
+            # SuperNodes started at the sites; the SuperLink, and so the ServerApp that connects back
+            # to this process's loopback Listener, runs on this host (docs/deployment.md).
+            self.deployment = remote.RemoteSuperLink(self.config.superlink, self.workdir)
+        else:
+            n = len(self._names)
+            nodes = [processes.NodeLaunch(k, n, folder) for k, folder in enumerate(self.node_folders)]
+            self.deployment = processes.LocalDeployment(
+                self.workdir, nodes, poll_interval=self.config.superexec_poll
+            )
         authkey = secrets.token_bytes(32)
         self._listener = Listener(("127.0.0.1", 0), authkey=authkey)
         host, port = self._listener.address
-        app_dir = processes.write_app_dir(
+        app_dir = flwr_cli.write_app_dir(
             self.workdir / "app",
             serverapp="fedjax_rhd.federation.flower.server_app:app",
             clientapp="fedjax_rhd.federation.flower.client_app:app",
             config={server_app.BRIDGE_ADDRESS_KEY: "", server_app.BRIDGE_KEY_KEY: ""},
-        )
-        if self.config.superlink is not None:
-            raise NotImplementedError(
-                "backend.superlink (remote SuperNodes) is started by docs/deployment.md"
-            )
-        nodes = [
-            processes.NodeLaunch(k, len(self._names), folder) for k, folder in enumerate(self.node_folders)
-        ]
-        self.deployment = processes.LocalDeployment(
-            self.workdir, nodes, poll_interval=self.config.superexec_poll
         )
         self.deployment.start()
         self.run_id = self.deployment.submit(

@@ -1,4 +1,5 @@
-"""Local Flower deployments: ports, environment, app dirs, a real run, and no process left behind."""
+"""Local Flower deployments (processes, flwr_cli, guard): ports, environment, app dirs, a real run, and no
+process left behind."""
 
 from __future__ import annotations
 
@@ -20,14 +21,9 @@ from flwr.cli.config_utils import load_and_validate
 from flwr.common.config import parse_config_args
 
 import fedjax_rhd
-from fedjax_rhd.federation.flower import processes
-from fedjax_rhd.federation.flower.processes import (
-    LocalDeployment,
-    NodeLaunch,
-    flower_env,
-    free_port,
-    write_app_dir,
-)
+from fedjax_rhd.federation.flower import flwr_cli
+from fedjax_rhd.federation.flower.flwr_cli import flower_env, write_app_dir
+from fedjax_rhd.federation.flower.processes import LocalDeployment, NodeLaunch, free_port
 
 TRIVIAL_APP = Path(__file__).with_name("trivial_app.py")
 ORPHAN_LIMIT_S = 15.0  # a killed parent's processes must all be gone within this
@@ -134,13 +130,13 @@ def test_run_config_pairs_round_trip_through_flowers_parser():
         "flag": False,
         "nested.key": "v",
     }
-    assert parse_config_args([processes._cli_pairs(values, what="run config")]) == values
+    assert parse_config_args([flwr_cli.cli_pairs(values, what="run config")]) == values
     with pytest.raises(ValueError, match="both kinds of quote"):
-        processes._cli_pairs({"s": 'it\'s "both"'}, what="run config")
+        flwr_cli.cli_pairs({"s": 'it\'s "both"'}, what="run config")
     with pytest.raises(ValueError, match="not a bare TOML key"):
-        processes._cli_pairs({"a key": 1}, what="run config")
+        flwr_cli.cli_pairs({"a key": 1}, what="run config")
     with pytest.raises(TypeError, match="must be str, int, float or bool"):
-        processes._cli_pairs({"a": None}, what="run config")
+        flwr_cli.cli_pairs({"a": None}, what="run config")
 
 
 def test_write_app_dir_writes_a_valid_flower_app(tmp_path):
@@ -164,7 +160,7 @@ def test_write_app_dir_writes_a_valid_flower_app(tmp_path):
     # Flower's own validation (without importing the components) finds neither errors nor warnings.
     _, warnings = load_and_validate(app / "pyproject.toml", check_module=False)
     assert warnings == []
-    assert processes._declared_config_keys(app / "pyproject.toml") == {
+    assert flwr_cli.declared_config_keys(app / "pyproject.toml") == {
         "result-path",
         "rounds",
         "lr",
@@ -336,7 +332,7 @@ def test_kill_node_and_restart_node(tmp_path):
 
 def test_watchdog_kills_what_it_was_told_about_when_its_stdin_closes():
     target = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    code = f"from fedjax_rhd.federation.flower.processes import watchdog; watchdog({os.getpid()}, tick=0.05)"
+    code = f"from fedjax_rhd.federation.flower.guard import watchdog; watchdog({os.getpid()}, tick=0.05)"
     env = flower_env(Path("/nonexistent"))
     dog = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, env=env)
     try:
@@ -402,7 +398,8 @@ _PARENT = textwrap.dedent(
     """
     import json, shutil, sys, time
     from pathlib import Path
-    from fedjax_rhd.federation.flower.processes import LocalDeployment, NodeLaunch, write_app_dir
+    from fedjax_rhd.federation.flower.flwr_cli import write_app_dir
+    from fedjax_rhd.federation.flower.processes import LocalDeployment, NodeLaunch
 
     run_dir, app_src = Path(sys.argv[1]), sys.argv[2]
     nodes = [NodeLaunch(i, 2, run_dir / f"node{i}") for i in range(2)]
