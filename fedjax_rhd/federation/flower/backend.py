@@ -182,15 +182,17 @@ class FlowerBackend:
             setup = _setup(spec, len(self._names), nodes_root, config)
             # Ray or the SuperLink may never start the ServerApp: bounded, never a hang
             metas = self._driver.call("setup", setup, timeout=config.connect_timeout + 60)
+            held = tuple((m.name, m.n_train, m.n_val) for m in metas)
+            expected = tuple(zip(self._names, self._n_train, self._n_val, strict=True))
+            if held != expected:  # e.g. a site's folder exported from another split or cohort
+                raise RuntimeError(
+                    f"the Flower nodes hold (name, n_train, n_val) {held}; the run expects {expected}"
+                )
             federated_preprocessing(self._driver, data)
         except BaseException:
             self.close()
             raise
         self.startup_seconds = time.perf_counter() - started
-        names = tuple(m.name for m in metas)
-        if names != self._names:
-            self.close()
-            raise RuntimeError(f"the Flower nodes hold {names}, the run expected {self._names}")
 
     # --- start and stop ---------------------------------------------------------------------
 
