@@ -60,3 +60,15 @@ def test_flower_deployment_run_equals_the_simulator_and_leaves_no_process(tmp_pa
     folders = sorted(p.name for p in (tmp_path / "flower_work" / "nodes").iterdir())
     assert folders == ["0", "1", "2"]
     assert {p.pid for p in flower_processes()} - before == set()
+
+
+def test_resume_on_flower_equals_an_uninterrupted_simulator_run(tmp_path):
+    """A Flower run stopped after 2 rounds and resumed to 3 ends where a 3-round simulator run ends."""
+    sim = run_in_process([*TINY, "backend=simulator"], tmp_path / "sim", tmp_path / "data")
+    short = [*TINY, "strategy.rounds=2", "backend=flower"]
+    run_in_process(short, tmp_path / "flower", tmp_path / "data")
+    resumed = run_in_process(
+        [*TINY, "backend=flower", f"resume={tmp_path / 'flower'}"], tmp_path / "flower", tmp_path / "data"
+    )
+    assert resumed["rounds"] == sim["rounds"]
+    assert resumed["final"] == sim["final"]

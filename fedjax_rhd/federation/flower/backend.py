@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from multiprocessing.connection import Listener
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,18 @@ MODES = ("simulation", "deployment")
 
 
 @dataclasses.dataclass(frozen=True)
+class NodeDelay:
+    """``backend.delays`` entry: ``node`` sleeps ``seconds`` before answering each training message."""
+
+    node: str
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError(f"backend.delays: node {self.node!r} seconds must be >= 0, got {self.seconds}")
+
+
+@dataclasses.dataclass(frozen=True)
 class FlowerConfig:
     """``backend=flower`` (conf/backend/flower.yaml); also the backend's Hydra schema.
 
@@ -59,6 +72,8 @@ class FlowerConfig:
             Flower reports it unavailable (about 30-60 s after it died).
         failures: injected failures, drawn exactly as the simulator draws them (``seed.failure``):
             the manager does not send to a node it draws as failed.
+        delays: injected slowness: the named node sleeps this many seconds before answering each
+            ``train`` message (to study ``time_limit``; a real slow site needs no injection).
         actors: simulation: Ray actors (one CPU each) running the ClientApps.
         superlink: deployment: ``host:port`` of a SuperLink whose SuperNodes were started elsewhere
             (``docs/deployment.md``); None starts a local SuperLink and one SuperNode per node.
@@ -73,6 +88,7 @@ class FlowerConfig:
     mode: str = "simulation"
     time_limit: float | None = None
     failures: Failures = dataclasses.field(default_factory=Failures)
+    delays: tuple[NodeDelay, ...] = ()
     actors: int = 2
     superlink: str | None = None
     connect_timeout: float = 180.0
@@ -85,8 +101,10 @@ class FlowerConfig:
             raise ValueError(f"backend.name must be 'flower' for FlowerConfig, got {self.name!r}")
         if self.mode not in MODES:
             raise ValueError(f"backend.mode must be one of {list(MODES)}, got {self.mode!r}")
-        if isinstance(self.failures, dict):
+        if isinstance(self.failures, Mapping):
             object.__setattr__(self, "failures", Failures(**self.failures))
+        delays = tuple(NodeDelay(**d) if isinstance(d, Mapping) else d for d in self.delays)
+        object.__setattr__(self, "delays", delays)
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"backend.time_limit must be > 0 seconds or null, got {self.time_limit}")
         if self.actors < 1:
@@ -95,10 +113,11 @@ class FlowerConfig:
             raise ValueError("backend.superlink applies to backend.mode=deployment")
 
     def check_nodes(self, node_names: tuple[str, ...]) -> None:
-        for entry in self.failures.down:
+        for entry in (*self.failures.down, *self.delays):
             if entry.node not in node_names:
                 raise ValueError(
-                    f"backend.failures.down: no node named {entry.node!r}; nodes are {list(node_names)}"
+                    f"backend.failures.down / backend.delays: no node named {entry.node!r}; "
+                    f"nodes are {list(node_names)}"
                 )
 
 
@@ -179,7 +198,7 @@ class FlowerBackend:
             else:
                 self._driver = self._start_deployment()
                 nodes_root = None
-            setup = _setup(spec, len(self._names), nodes_root, config)
+            setup = _setup(spec, self._names, nodes_root, config)
             # Ray or the SuperLink may never start the ServerApp: bounded, never a hang
             metas = self._driver.call("setup", setup, timeout=config.connect_timeout + 60)
             held = tuple((m.name, m.n_train, m.n_val) for m in metas)
@@ -352,14 +371,19 @@ class FlowerBackend:
         return int(self._driver.call("compilations"))
 
 
-def _setup(spec: AlgorithmSpec, num_nodes: int, nodes_root: str | None, config: FlowerConfig) -> Any:
+def _setup(
+    spec: AlgorithmSpec, node_names: tuple[str, ...], nodes_root: str | None, config: FlowerConfig
+) -> Any:
     from fedjax_rhd.federation.flower.server_app import Setup
 
+    num_nodes = len(node_names)
+    by_name = {d.node: d.seconds for d in config.delays}
     return Setup(
         spec_json=protocol.spec_to_json(spec),
         num_nodes=num_nodes,
         nodes_root=nodes_root,
         time_limit=config.time_limit,
+        delays=tuple(float(by_name.get(name, 0.0)) for name in node_names),
         connect_timeout=config.connect_timeout,
         poll_interval=config.poll_interval,
     )

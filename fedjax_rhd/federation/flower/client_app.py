@@ -17,6 +17,7 @@ message because ``run_simulation`` gives nodes no other config).
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,7 @@ def train(msg: Message, context: Context) -> Message:
     key = wrap_key(record_arrays(msg.content["key"])["key"])
     result = node_update(spec, _params(msg, spec), rows.train, key)
     metrics = {"num_examples": float(result.num_examples), "train_loss": float(result.metrics["train_loss"])}
+    time.sleep(float(msg.content["config"].get("delay", 0.0)))  # injected slowness (backend.delays)
     return _reply(msg, params=to_record(result.params), metrics=MetricRecord(metrics))
 
 

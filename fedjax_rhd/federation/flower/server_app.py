@@ -62,6 +62,7 @@ class Setup:
         nodes_root: simulation only: the folder of every node's folder (one host).
         time_limit: seconds a training round waits for replies (None: until every node
             answers or Flower reports it unavailable); also the messages' TTL.
+        delays: injected slowness per partition (``backend.delays``), sent in its train messages.
         connect_timeout: seconds to wait for the nodes to register and answer ``query.hello``.
         poll_interval: seconds between pulls of replies.
     """
@@ -70,6 +71,7 @@ class Setup:
     num_nodes: int
     nodes_root: str | None = None
     time_limit: float | None = None
+    delays: tuple[float, ...] = ()  # injected: seconds each partition sleeps per train message
     connect_timeout: float = 120.0
     poll_interval: float = 0.05
 
@@ -201,7 +203,7 @@ class FlowerRounds:
                 {
                     "params": to_record(self._params_for(params, k)),
                     "key": arrays_record({"key": key_data(jax.random.fold_in(rng, k))}),
-                    "config": self._config(),
+                    "config": self._config(delay=self.setup.delays[k] if self.setup.delays else 0.0),
                 }
             )
             for k in partitions

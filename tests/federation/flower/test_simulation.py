@@ -68,3 +68,18 @@ def test_flower_simulation_equals_the_simulator_for_adaptive_and_personalised(da
         fl = run_federation(flower, schedule, progress=False)
     assert [r["val_loss"] for r in fl.rounds] == [r["val_loss"] for r in sim.rounds]
     assert max_difference(fl.node_params, sim.node_params) == 0.0
+
+
+@pytest.mark.slow
+def test_a_node_slower_than_the_time_limit_is_left_out(data3):
+    """node3 sleeps past ``time_limit`` in every training round: recorded as timed out, not aggregated,
+    and left out of federated validation; the run goes on with the others."""
+    spec = spec_of(data3)
+    config = FlowerConfig(time_limit=6.0, delays=({"node": "node3", "seconds": 12.0},))
+    with FlowerBackend(config, data3, spec) as flower:
+        fed = run_federation(flower, TrainSchedule(rounds=2, patience=None), progress=False)
+    for record in fed.rounds:
+        assert record["participation"]["timed_out"] == ["node3"]
+        assert record["participation"]["aggregated"] == ["node1", "node2"]
+        assert record["train_loss"][2] is None
+        assert np.isfinite(record["val_loss_federated"])
