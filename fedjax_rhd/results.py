@@ -31,7 +31,7 @@ from fedjax_rhd.federation.participation import participation_summary
 from fedjax_rhd.io import save_params
 from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
 from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
-from fedjax_rhd.metrics.evaluation import survival_metrics
+from fedjax_rhd.metrics.evaluation import federated_evaluation, survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.tracking import curve_round, round_metrics
 from fedjax_rhd.typing import Tracker
@@ -117,20 +117,48 @@ def model_test_risks(backend: Backend, fed: FederationResult) -> tuple[np.ndarra
     return node_risks, backend.test_risks(jax.tree.map(lambda p: p[None], fed.global_params))[0]
 
 
+def _main_model(global_params: Any, node_params: Any) -> tuple[Any, list[int] | None]:
+    """The main model's parameters and the nodes of its Breslow baseline (None: all)."""
+    if global_params is not None:
+        return global_params, None
+    return jax.tree.map(lambda p: p[0], node_params), [0]
+
+
 def survival_block(
     spec: AlgorithmSpec, backend: Backend, data: FederatedData, global_params: Any, node_params: Any
 ) -> dict[str, Any]:
     """Uno's C, td-AUC and IBS of the main model (the global one, else node 1's own)."""
-    if global_params is not None:
-        params, nodes = global_params, None
-    else:
-        params, nodes = jax.tree.map(lambda p: p[0], node_params), [0]
+    params, nodes = _main_model(global_params, node_params)
     try:
         return survival_metrics(spec, backend, data.test, params, baseline_nodes=nodes)
     except ValueError as err:  # e.g. too short a test follow-up: record why, keep the run
         logging.getLogger(__name__).warning("survival metrics not computed: %s", err)
         missing = {"uno_c_test": None, "td_auc_test": None, "ibs_test": None}
         return {**missing, "survival_eval": {"error": str(err)}}
+
+
+def test_set_kind(data: FederatedData) -> str:
+    """``final.test_set``: ``"federated"`` when each node keeps its own test part (real centres),
+    else ``"benchmark_holdout"`` (the manager keeps the global test set)."""
+    return "benchmark_holdout" if data.test_node is None else "federated"
+
+
+def federated_block(
+    spec: AlgorithmSpec, backend: Backend, data: FederatedData, global_params: Any, node_params: Any
+) -> dict[str, Any]:
+    """``final.federated_evaluation``: the main model scored by every node on its own test part.
+
+    Stratified Harrell and Uno C, stratified td-AUC and the pooled IBS from the nodes' sums
+    (``metrics.evaluation.federated_evaluation``); ``n_test_without_node`` counts test rows whose
+    centre has no training node (left out). A metric without pairs records ``{"error"}`` instead.
+    """
+    params, nodes = _main_model(global_params, node_params)
+    try:
+        block = federated_evaluation(spec, backend, params, baseline_nodes=nodes)
+    except ValueError as err:  # e.g. a node set without test deaths: record why, keep the run
+        logging.getLogger(__name__).warning("federated evaluation not computed: %s", err)
+        return {"error": str(err)}
+    return {**block, "n_test_without_node": int(np.sum(data.test_node < 0))}
 
 
 def final_metrics(
@@ -281,6 +309,11 @@ def write_run(
     )  # fmt: skip
     final["clinical_score"], test_scores = clinical_score_on_test(*clinical, data, main_risk, n_boot, seed)
     final.update(survival_block(spec, backend, data, fed.global_params, fed.node_params))
+    final["test_set"] = test_set_kind(data)
+    if data.test_node is not None:
+        final["federated_evaluation"] = federated_block(
+            spec, backend, data, fed.global_params, fed.node_params
+        )
     if tuned is not None:
         final["personalized"] = tuned["final"]
     params = {"nodes": fed.node_params}
@@ -357,6 +390,12 @@ def print_summary(results: dict[str, Any]) -> None:
         rows.append(("main model: Uno's C (IPCW)", f"{final['uno_c_test']:.3f}"))
         rows.append(("main model: mean td-AUC", f"{final['td_auc_test']['mean']:.3f}"))
         rows.append(("main model: integrated Brier", f"{final['ibs_test']:.3f}"))
+    fe = final.get("federated_evaluation") or {}
+    if "c_index_test_stratified" in fe:
+        for node in fe["nodes"]:
+            c = "n/a" if node["c_index"] is None else f"{node['c_index']:.3f}"
+            rows.append((f"{node['name']} own test part ({node['n_test']} rows)", c))
+        rows.append(("main model: Harrell C stratified by centre", f"{fe['c_index_test_stratified']:.3f}"))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")

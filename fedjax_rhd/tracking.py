@@ -134,4 +134,8 @@ def final_metrics(final: dict[str, Any]) -> dict[str, float]:
         out.update(_ci("final/clinical_score/c_index_test", final["clinical_score"]["c_index_test"]))
     if final.get("ibs_test") is not None:
         out["final/ibs_test"] = float(final["ibs_test"])
+    federated = final.get("federated_evaluation") or {}
+    for key in ("c_index_test_stratified", "uno_c_test_stratified", "ibs_test"):
+        if key in federated:
+            out[f"final/federated/{key}"] = float(federated[key])
     return out

@@ -74,7 +74,13 @@ class FederatedData:
 
     ``train`` and ``val`` are stacked over nodes (leading axis K, padded);
     ``test`` is one unpadded ``NodeData``. Per-row side information for the
-    test set (patient ids, oracle risk) is in the same time-sorted order.
+    test set (patient ids, oracle risk, ``test_node``) is in the same time-sorted order.
+
+    ``test_node`` says where each test row lives. For real centres (``split.natural``,
+    not pooled) it is the index of the node of the row's centre, -1 for a row whose
+    centre has no training node: each node keeps its own test part (:meth:`node_test`)
+    and evaluation is federated. Otherwise (simulated cohorts, ``centralized``) it is
+    None: the whole test set is the benchmark holdout the manager keeps.
     """
 
     guide: Guide
@@ -91,10 +97,26 @@ class FederatedData:
     scenario: tuple[dict, ...] = ()  # per node: what the scenario removed
     # per node: its (train, val) rows encoded, before preprocessing: what a Flower node holds
     encoded: tuple[tuple[EncodedRows, EncodedRows], ...] = ()
+    test_node: np.ndarray | None = None  # i64[n_test] node index of each test row's centre, -1: none
+    # per node: its own test part encoded (real centres only; () when the manager keeps the test set)
+    encoded_test: tuple[EncodedRows, ...] = ()
 
     @property
     def num_nodes(self) -> int:
         return len(self.node_names)
+
+    def node_test(self, k: int) -> NodeData | None:
+        """Node k's own test part (its centre's test rows), or None when the manager keeps the test set.
+
+        Packed as a Flower node packs it (``pack_rows`` with the federation's preprocessing):
+        sorted by descending time, ``patient_id`` order within ties, i.e. the global test
+        set's order restricted to the node's rows; NOT padded (like the global test set,
+        and as ``query.prepare`` packs a node's test part). A node without test rows gets
+        zero rows.
+        """
+        if self.test_node is None:
+            return None
+        return pack_rows(self.encoded_test[k], self.preprocessor, None)
 
     @property
     def num_features(self) -> int:
@@ -325,6 +347,7 @@ def build_federated_data(
     val = _stack([pack_rows(v, prep, val_pad) for _, v in encoded])
     test, test_sorted = _node_arrays(test_df, guide, prep, None)
     oracle = test_sorted["oracle_risk"].to_numpy() if "oracle_risk" in test_sorted.columns else None
+    test_node = None if pooled or not split.natural else _test_nodes(test_sorted, names)
     return FederatedData(
         guide=guide,
         node_names=names,
@@ -339,4 +362,22 @@ def build_federated_data(
         moments=moments,
         scenario=tuple(scenario_report),
         encoded=encoded,
+        test_node=test_node,
+        encoded_test=_test_parts(test_sorted, test_node, guide, len(names)),
     )
+
+
+def _test_parts(
+    test_df: pl.DataFrame, test_node: np.ndarray | None, guide: Guide, num_nodes: int
+) -> tuple[EncodedRows, ...]:
+    """Each node's own test rows, encoded (what a real centre keeps); () when no node keeps any."""
+    if test_node is None:
+        return ()
+    return tuple(encode_rows(test_df.filter(pl.Series(test_node == k)), guide) for k in range(num_nodes))
+
+
+def _test_nodes(test_df: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """i64[n] each test row's node index by its centre (``natural_partition``'s names); -1 if none."""
+    index = {name: k for k, name in enumerate(names)}
+    centres = test_df["centre"].cast(pl.String).to_list()
+    return np.array([-1 if c is None else index.get(f"centre{c}", -1) for c in centres], dtype=np.int64)

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rhd.metrics import ipcw
-from fedjax_rhd.models.cox import breslow_baseline_counts
+from fedjax_rhd.metrics.federated import NodeTestSummary, node_test_summary
+from fedjax_rhd.models.cox import breslow_baseline_counts, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import make_client_update
 from fedjax_rhd.typing import ClientResult, NodeData, Params
@@ -113,11 +114,97 @@ def breslow_counts(
     return {"events": np.asarray(events), "at_risk": np.asarray(at_risk)}
 
 
+def own_test_range(
+    spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """The node's test rows: their number and the smallest and largest test time (three scalars).
+
+    The manager keeps the evaluation times inside the pooled test follow-up, as
+    ``ipcw.evaluation_times`` needs. A node without a test part sends ``n_test = 0``
+    and an empty range (``+inf``, ``-inf``).
+    """
+    del spec, params, inputs
+    time = _real_rows(rows.test)[0] if rows.test is not None else np.zeros(0)
+    return {
+        "n_test": np.array(len(time), dtype=np.int64),
+        "min_time": np.array(time.min() if len(time) else np.inf),
+        "max_time": np.array(time.max() if len(time) else -np.inf),
+    }
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _test_scores(
+    spec: AlgorithmSpec,
+    params: Params,
+    node: NodeData,
+    times: jax.Array,
+    grid: jax.Array,
+    cum_hazard: jax.Array | None,
+) -> tuple[jax.Array, jax.Array]:
+    """f32[n] risks and f32[n, k] survival at ``times`` of the node's rows (padding included)."""
+    model = build_model(spec)
+    risk = model.risk(params, node.x, node.observed)
+    if model.survival is not None:
+        return risk, model.survival(params, node.x, node.observed, times)
+    return risk, survival_curves(risk, cum_hazard, grid, times)
+
+
+def own_test_summary(
+    spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """The node scores its own test part with ``params``: ``NodeTestSummary.to_arrays()``.
+
+    Inputs (all shared by every node): ``grid`` f64[g], ``censoring`` f64[g] the
+    censoring survival ``G`` on the grid (``ipcw.censoring_from_counts``), ``times``
+    f64[k] evaluation times, ``tau`` f64[] Uno's C truncation, and for Cox-type models
+    ``cum_hazard`` f32[g] the Breslow baseline on the grid (parametric models give their
+    own curves). Cox curves are monotone in the risk, so the risk ranks them at every
+    time (the td-AUC's estimate); parametric curves may cross, so theirs is
+    ``1 - S(t | x)``, as in ``metrics.evaluation.survival_metrics``.
+
+    A node without test rows sends the zero summary (every count and sum 0), which
+    adds nothing to the manager's sums and is listed with ``n_test = 0``.
+    """
+    grid = np.asarray(inputs["grid"], np.float64)
+    times = np.asarray(inputs["times"], np.float64)
+    if rows.test is None or not np.any(np.asarray(rows.test.weight) > 0):
+        return NodeTestSummary.empty(len(times), len(grid)).to_arrays()
+    if params is None:
+        raise ValueError("test_summary needs the parameters to score with")
+    real = np.asarray(rows.test.weight) > 0
+    cum_hazard = inputs.get("cum_hazard")
+    risk, surv = _test_scores(
+        spec,
+        params,
+        rows.test,
+        jnp.asarray(times, jnp.float32),
+        jnp.asarray(grid, jnp.float32),
+        None if cum_hazard is None else jnp.asarray(cum_hazard, jnp.float32),
+    )
+    risk = np.asarray(risk, np.float64)[real]
+    surv = np.asarray(surv, np.float64)[real]
+    time, event = _real_rows(rows.test)
+    censoring = ipcw.Censoring(grid, np.asarray(inputs["censoring"], np.float64))
+    summary = node_test_summary(
+        time,
+        event,
+        risk,
+        surv,
+        censoring,
+        times,
+        float(inputs["tau"]),
+        td_risk=risk if build_model(spec).survival is None else 1.0 - surv,
+    )
+    return summary.to_arrays()
+
+
 NodeStatistic = Callable[[AlgorithmSpec, Any, NodeRows, Mapping[str, Any]], dict[str, np.ndarray]]
 
 NODE_STATISTICS: dict[str, NodeStatistic] = {
     "max_time": max_time,
     "grid_counts": grid_counts,
     "breslow_counts": breslow_counts,
+    "test_follow_up": own_test_range,
+    "test_summary": own_test_summary,
 }
 """Statistic name -> node function. A new statistic is a function here and a line in docs/privacy.md."""

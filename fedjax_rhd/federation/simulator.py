@@ -160,7 +160,10 @@ class SimulatorBackend:
         self._val = jax.tree.map(jnp.asarray, data.val)
         self._test_x = jnp.asarray(data.test.x)
         self._test_observed = data.test.observed
-        self._node_test = None  # per-node test parts (real centres' federated evaluation): none yet
+        # each node's own test part (real centres: federated evaluation); None: the manager keeps the test set
+        self._node_test = (
+            None if data.test_node is None else tuple(data.node_test(k) for k in range(len(self._names)))
+        )
 
     @property
     def node_names(self) -> tuple[str, ...]:

@@ -13,6 +13,13 @@ distribution always comes from every node, so every strategy on one split is
 scored against the same ``G``; the Breslow baseline comes from the nodes that
 trained the model (all of them for a global model, node k alone for node k's
 ``local`` model).
+
+Two places hold the test rows. For simulated cohorts the manager keeps the
+global test set as the study's benchmark holdout (:func:`survival_metrics`).
+For real centres each node keeps its own test part and scores it itself
+(:func:`federated_evaluation`): it receives the shared grid, ``G``, the
+evaluation times and the Breslow baseline, and sends back sums and counts
+(``metrics.federated``); the manager adds them up.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rhd.metrics import ipcw as sm
+from fedjax_rhd.metrics.federated import NodeTestSummary, federated_test_block
 from fedjax_rhd.models.cox import breslow_cumulative_hazard, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from fedjax_rhd.typing import NodeData, Params
@@ -61,6 +69,39 @@ class NodeStatistics(Protocol):
     def node_names(self) -> tuple[str, ...]: ...
 
 
+def shared_censoring(
+    nodes: NodeStatistics, grid_points: int = GRID_POINTS
+) -> tuple[np.ndarray, sm.GridCounts, sm.Censoring]:
+    """The shared grid, the summed grid counts and the censoring distribution ``G``.
+
+    Each node sends its largest training or validation time (one scalar); the
+    manager builds the grid from the largest, then each node sends its counts
+    on it (``node_tasks.max_time``, ``node_tasks.grid_counts``).
+    """
+    max_time = max(float(s["max_time"]) for s in nodes.node_statistic("max_time", {}))
+    grid = sm.time_grid(max_time, grid_points)
+    parts = nodes.node_statistic("grid_counts", {"grid": grid})
+    counts = sm.sum_counts([sm.GridCounts(**{f: p[f] for f in sm.GridCounts._fields}) for p in parts])
+    return grid, counts, sm.censoring_from_counts(counts, grid)
+
+
+def baseline_hazard(
+    nodes: NodeStatistics, params: Params, grid: np.ndarray, baseline_nodes: Sequence[int]
+) -> jax.Array:
+    """f32[g] Breslow cumulative baseline hazard of ``params`` on ``grid`` from ``baseline_nodes``' counts.
+
+    Each node sends its per-bin deaths and summed ``exp(risk)`` (``node_tasks.breslow_counts``).
+    """
+    grid32 = jnp.asarray(grid, jnp.float32)
+    events = jnp.zeros_like(grid32)
+    at_risk = jnp.zeros_like(grid32)
+    for counts in nodes.node_statistic(
+        "breslow_counts", {"grid": np.asarray(grid)}, params, list(baseline_nodes)
+    ):
+        events, at_risk = events + counts["events"], at_risk + counts["at_risk"]
+    return breslow_cumulative_hazard(events, at_risk, grid32)
+
+
 def survival_on_test(
     spec: AlgorithmSpec,
     nodes: NodeStatistics,
@@ -73,21 +114,14 @@ def survival_on_test(
     """f64[n_test, len(times)] ``P(T > t | x)`` for the test rows.
 
     Parametric models give their own curves; Cox-type models use the Breslow
-    baseline summed over ``baseline_nodes``' counts on ``grid`` (each node sends
-    its per-bin deaths and summed ``exp(risk)``: ``node_tasks.breslow_counts``).
+    baseline summed over ``baseline_nodes``' counts on ``grid`` (:func:`baseline_hazard`).
     """
     model = build_model(spec)
     if model.survival is not None:
         curves = _parametric_survival(spec, params, test.x, test.observed, jnp.asarray(times, jnp.float32))
         return np.asarray(curves, np.float64)
     grid32 = jnp.asarray(grid, jnp.float32)
-    events = jnp.zeros_like(grid32)
-    at_risk = jnp.zeros_like(grid32)
-    for counts in nodes.node_statistic(
-        "breslow_counts", {"grid": np.asarray(grid)}, params, list(baseline_nodes)
-    ):
-        events, at_risk = events + counts["events"], at_risk + counts["at_risk"]
-    cum_hazard = breslow_cumulative_hazard(events, at_risk, grid32)
+    cum_hazard = baseline_hazard(nodes, params, grid, baseline_nodes)
     risk = _risk(spec, params, test.x, test.observed)
     return np.asarray(survival_curves(risk, cum_hazard, grid32, jnp.asarray(times, jnp.float32)), np.float64)
 
@@ -118,12 +152,7 @@ def survival_metrics(
         "survival_eval": {"tau", "grid_points", "times"}}``; Uno's C is
         truncated at ``tau``, the last evaluation time.
     """
-    # each node sends one scalar, then its counts on the shared grid
-    max_time = max(float(s["max_time"]) for s in nodes.node_statistic("max_time", {}))
-    grid = sm.time_grid(max_time, grid_points)
-    parts = nodes.node_statistic("grid_counts", {"grid": grid})
-    counts = sm.sum_counts([sm.GridCounts(**{f: p[f] for f in sm.GridCounts._fields}) for p in parts])
-    censoring = sm.censoring_from_counts(counts, grid)
+    grid, counts, censoring = shared_censoring(nodes, grid_points)
     test_time = np.asarray(test.time, np.float64)
     test_event = np.asarray(test.event).astype(bool)
     times = sm.evaluation_times(counts, grid, test_time, num=num_times)
@@ -141,3 +170,56 @@ def survival_metrics(
         "ibs_test": sm.integrated_brier_score(test_time, test_event, surv, times, censoring),
         "survival_eval": {"tau": float(times[-1]), "grid_points": grid_points, "times": times.tolist()},
     }
+
+
+def federated_evaluation(
+    spec: AlgorithmSpec,
+    nodes: NodeStatistics,
+    params: Params,
+    *,
+    baseline_nodes: Sequence[int] | None = None,
+    grid_points: int = GRID_POINTS,
+    num_times: int = NUM_TIMES,
+) -> dict[str, Any]:
+    """Every node scores its own test part; the manager adds up their sums (real centres).
+
+    The manager sends each node what every node shares: the grid and ``G``
+    (:func:`shared_censoring`), the evaluation times (training deaths' quantiles as in
+    :func:`survival_metrics`, kept inside the pooled test follow-up that the nodes'
+    ``test_follow_up`` statistics span), ``tau`` (the last time) and, for Cox-type
+    models, the Breslow baseline (:func:`baseline_hazard`). Each node answers with its
+    ``node_tasks.own_test_summary`` (counts and sums); nodes without test rows answer
+    zeros and are listed with ``n_test = 0``. No test row leaves its node.
+
+    Args:
+        spec: the algorithm spec that trained ``params``.
+        nodes: the federation's nodes (a ``Backend``) whose rows include test parts.
+        params: ONE parameter set, sent to every node.
+        baseline_nodes: nodes whose rows build the Breslow baseline (default all).
+        grid_points: resolution of the shared time grid.
+        num_times: evaluation times for the AUC and Brier curves.
+
+    Returns:
+        ``metrics.federated.federated_test_block`` of the nodes' summaries, keyed by node name.
+
+    Raises:
+        ValueError: no node holds a test row, too short a follow-up, or no comparable pair.
+    """
+    grid, counts, censoring = shared_censoring(nodes, grid_points)
+    ranges = [r for r in nodes.node_statistic("test_follow_up", {}) if int(r["n_test"]) > 0]
+    if not ranges:
+        raise ValueError("no node holds test rows: nothing to evaluate federatedly")
+    span = np.array([min(float(r["min_time"]) for r in ranges), max(float(r["max_time"]) for r in ranges)])
+    times = sm.evaluation_times(counts, grid, span, num=num_times)
+    tau = float(times[-1])
+    inputs = {"grid": grid, "censoring": censoring.survival, "times": times, "tau": np.asarray(tau)}
+    if build_model(spec).survival is None:
+        chosen = list(range(len(nodes.node_names)) if baseline_nodes is None else baseline_nodes)
+        inputs["cum_hazard"] = np.asarray(baseline_hazard(nodes, params, grid, chosen))
+    summaries = nodes.node_statistic("test_summary", inputs, params)
+    return federated_test_block(
+        {name: NodeTestSummary.from_arrays(s) for name, s in zip(nodes.node_names, summaries, strict=True)},
+        times,
+        grid,
+        tau,
+    )

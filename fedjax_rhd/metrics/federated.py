@@ -120,6 +120,12 @@ class NodeTestSummary(NamedTuple):
     km_events: np.ndarray  # f64[g] test deaths per bin of the shared grid (ipcw.grid_counts)
     km_reaching: np.ndarray  # f64[g] test rows still followed when each bin opens
 
+    @classmethod
+    def empty(cls, num_times: int, grid_points: int) -> NodeTestSummary:
+        """The summary of a centre without test rows: every count and sum 0 (adds nothing)."""
+        k, g = np.zeros(num_times), np.zeros(grid_points)
+        return cls(0, 0, 0, 0, 0, 0.0, 0.0, k, k.copy(), k.copy(), g, g.copy())
+
     @property
     def concordance(self) -> ConcordanceCounts:
         """The Harrell pair counts as :class:`ConcordanceCounts`."""

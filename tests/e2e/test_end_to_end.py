@@ -47,6 +47,7 @@ def test_cli_writes_valid_results_identical_across_processes(tmp_path):
     (a,), (b,) = _results(tmp_path / "a"), _results(tmp_path / "b")
     assert _metrics(a) == _metrics(b)  # bit-identical floats, not approximately equal
     validate_results(a)
+    assert a["final"]["test_set"] == "benchmark_holdout" and "federated_evaluation" not in a["final"]
     assert (tmp_path / "a" / a["checkpoint"]).is_file()
     assert len(a["rounds"]) == 3
     assert [n["name"] for n in a["final"]["nodes"]] == ["node1", "node2", "node3"]
@@ -116,6 +117,55 @@ def test_clinical_score_on_the_model_test_rows(tmp_path):
         rows["time"].to_numpy(), rows["event"].to_numpy(), rows["clinical_score"].to_numpy()
     )
     assert cs["c_index_test"]["estimate"] == c
+
+
+def test_natural_split_evaluates_each_centre_on_its_own_test_part(tmp_path):
+    """Three simulated hospitals (mds_dialects) as real centres: results.json says the test set is
+    federated, and each centre's C-index is Harrell's C on its own rows of test_predictions.parquet."""
+    import numpy as np
+    import polars as pl
+
+    from fedjax_rhd.config import run_config
+    from fedjax_rhd.metrics import concordance_index
+    from fedjax_rhd.metrics.concordance import concordance_summary
+    from fedjax_rhd.sources import load_use_case
+    from tests.conftest import compose
+
+    args = [
+        "use_case=mds_dialects",
+        "use_case.n_patients=600",
+        "split=natural",
+        *TINY[1:],
+        "strategy.rounds=2",
+    ]
+    res = run_in_process(args, tmp_path / "run", tmp_path / "data")
+    validate_results(res)
+    final = res["final"]
+    assert final["test_set"] == "federated"
+    fe = final["federated_evaluation"]
+    assert [n["name"] for n in fe["nodes"]] == [n["name"] for n in final["nodes"]]
+    assert sorted(n["name"] for n in fe["nodes"]) == ["centreA", "centreB", "centreC"]
+    assert fe["n_test"] == final["n_test"] and fe["n_test_without_node"] == 0
+
+    # the centre of each test patient, from the table (the cached dataset the run built)
+    config = run_config(compose([*args, f"data_root={tmp_path / 'data'}"]))
+    table = load_use_case(
+        config.use_case, seed_data=config.seed.data, data_root=config.data_root, real_data_root=None
+    ).table
+    centre = dict(zip(table["patient_id"], table["centre"], strict=True))
+    pred = pl.read_parquet(tmp_path / "run" / "test_predictions.parquet")
+    pred = pred.with_columns(pl.Series("node", [f"centre{centre[p]}" for p in pred["patient_id"]]))
+    pairs = np.zeros(3, dtype=np.int64)
+    for node in fe["nodes"]:
+        rows = pred.filter(pl.col("node") == node["name"])
+        time, event, risk = (rows[c].to_numpy().astype(np.float64) for c in ("time", "event", "risk"))
+        assert (node["n_test"], node["n_events"]) == (rows.height, int(event.sum()))
+        assert node["c_index"] == concordance_index(time, event, risk)  # exactly
+        pairs += concordance_summary(time, event, risk)  # (concordant, tied, comparable)
+    assert fe["c_index_test_stratified"] == (pairs[0] + pairs[1] / 2) / pairs[2]
+    # the pooled benchmark metrics stay beside it (same rows here, so the same evaluation times)
+    assert fe["survival_eval"]["times"] == final["survival_eval"]["times"]
+    assert fe["ibs_test"] == pytest.approx(final["ibs_test"], rel=1e-6)
 
 
 def test_aml_beat_natural_split_runs(tmp_path):

@@ -13,7 +13,9 @@ processes on loopback (``processes.LocalDeployment``) and submits the app with
 elsewhere (``docs/deployment.md``).
 
 The benchmark holdout (the global test set of a simulated cohort) stays with
-the manager: ``test_risks`` scores it in this process.
+the manager: ``test_risks`` scores it in this process. Real centres
+(``split=natural``) also keep their own test part in their folder and score it
+themselves (the ``test_summary`` statistic: federated evaluation).
 """
 
 from __future__ import annotations
@@ -130,12 +132,17 @@ def write_node_folders(root: Path, data: FederatedData) -> list[Path]:
 
     The rows are not standardised: preprocessing is fitted from the nodes' statistics
     (``query.prepare_stats``) and each node packs its own rows (``query.prepare``).
+    A real centre (``split=natural``) also gets its own test part (``FederatedData.encoded_test``),
+    which it packs the same way and scores itself (federated evaluation, ``test_summary``).
     """
     folders = []
     for k, name in enumerate(data.node_names):
         meta = protocol.NodeMeta(name, k, data.n_train[k], data.n_val[k])
         train, val = data.encoded[k]
-        folders.append(protocol.write_node_folder(root / str(k), meta, {"train": train, "val": val}))
+        parts = {"train": train, "val": val}
+        if data.encoded_test:
+            parts["test"] = data.encoded_test[k]
+        folders.append(protocol.write_node_folder(root / str(k), meta, parts))
     return folders
 
 

@@ -25,7 +25,9 @@ standardised (``write_node_folder``). Preprocessing is federated: each node send
 the manager merges them (``data.preprocess.fit_from_statistics``) and sends the
 fitted centre, scale and fill with ``query.prepare``; the node then packs its own
 rows into ``node.npz`` exactly as the simulator packs them (same padding, same
-order), so both backends run the same arrays.
+order), so both backends run the same arrays. A real centre (``split=natural``)
+also holds its own test part (unpadded), which it scores itself
+(``query.statistic`` ``test_summary``: federated evaluation).
 
 ==========================  =====================================  ==========================================
 ``query.prepare_stats``     ``ranges`` (the guide's column ranges)  ``count``, ``mean``, ``m2`` (f64[d]),
