@@ -43,6 +43,7 @@ def typed_config(cfg: DictConfig) -> RunConfig:
 def _app(cfg: DictConfig) -> float:
     from fedjax_rhd.cohorts import RealDataMissing
     from fedjax_rhd.experiment import run  # JAX imports after Hydra has parsed the command line
+    from fedjax_rhd.federation.flower.bridge import ServerAppFailed
     from fedjax_rhd.federation.participation import RunInterrupted, RunStopped
     from harmonize.identity import DatasetCacheError
 
@@ -63,6 +64,10 @@ def _app(cfg: DictConfig) -> float:
         sys.exit(130)
     except RunStopped as err:
         sys.exit(f"fedjax-rhd: run stopped: {err}\n  resume with resume={output_dir}")
+    except (ServerAppFailed, ConnectionError) as err:  # Flower did not start, or its ServerApp failed
+        sys.exit(
+            f"fedjax-rhd: backend=flower: {err}\n  a run that had started resumes with resume={output_dir}"
+        )
     return float(results["final"]["c_index_test"]["estimate"])
 
 

@@ -179,7 +179,7 @@ class FlowerBackend:
 
         Raises:
             ValueError: the config names a node the federation lacks.
-            bridge.ServerAppFailed, TimeoutError: Flower did not start or the nodes did not answer.
+            bridge.ServerAppFailed: Flower did not start, the nodes did not answer, or they hold other rows.
         """
         config.check_nodes(data.node_names)
         self.config, self.spec, self.seed_failure = config, spec, seed_failure
@@ -211,10 +211,13 @@ class FlowerBackend:
             held = tuple((m.name, m.n_train, m.n_val) for m in metas)
             expected = tuple(zip(self._names, self._n_train, self._n_val, strict=True))
             if held != expected:  # e.g. a site's folder exported from another split or cohort
-                raise RuntimeError(
+                raise bridge.ServerAppFailed(
                     f"the Flower nodes hold (name, n_train, n_val) {held}; the run expects {expected}"
                 )
             federated_preprocessing(self._driver, data)
+        except TimeoutError as err:  # Flower never started the ServerApp, or the nodes never answered
+            self.close()
+            raise bridge.ServerAppFailed(str(err)) from err
         except BaseException:
             self.close()
             raise
