@@ -175,6 +175,45 @@ class Backend(Protocol):
         ...
 
 
+class NodeDirectory:
+    """What every backend knows of its nodes on the manager: names, counts, the algorithm.
+
+    The ``Backend`` properties and ``init_state`` over these, shared by the backends.
+    """
+
+    def __init__(
+        self, node_names: Sequence[str], n_train: Sequence[int], n_val: Sequence[int], spec: AlgorithmSpec
+    ):
+        from fedjax_rhd.strategies import build_algorithm
+
+        self.spec = spec
+        self._names = tuple(node_names)
+        self._n_train, self._n_val = tuple(n_train), tuple(n_val)
+        self._personalized = build_algorithm(spec).personalized
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return self._names
+
+    @property
+    def n_train(self) -> tuple[int, ...]:
+        return self._n_train
+
+    @property
+    def n_val(self) -> tuple[int, ...]:
+        return self._n_val
+
+    @property
+    def personalized(self) -> bool:
+        return self._personalized
+
+    def init_state(self, rng: jax.Array) -> ServerState:
+        """The strategy's initial state on the model initialised from ``rng``, on the manager."""
+        from fedjax_rhd.strategies import build_algorithm, build_model
+
+        return build_algorithm(self.spec).init(build_model(self.spec).init(rng), len(self._names))
+
+
 class BackendConfig(Protocol):
     """A backend's frozen config dataclass; ``name`` is its key in ``BACKENDS``."""
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rhd.data.federated import FederatedData
-from fedjax_rhd.federation.backend import RoundOutput
+from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulated_seconds
 from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, NodeRows, finetune_node
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
@@ -127,7 +127,7 @@ class SimulatorConfig:
                     raise ValueError(f"{key}: no node named {entry.node!r}; nodes are {list(node_names)}")
 
 
-class SimulatorBackend:
+class SimulatorBackend(NodeDirectory):
     """Every node in this process: stacked, padded rows; one jitted, vmapped round.
 
     Every node computes every round (vmap has one shape); nodes that were not
@@ -149,13 +149,9 @@ class SimulatorBackend:
             ValueError: the config names a node the federation lacks.
         """
         config.check_nodes(data.node_names)
+        super().__init__(data.node_names, data.n_train, data.n_val, spec)
         self.config = config
-        self.spec = spec
         self.seed_failure = seed_failure
-        self._names = tuple(data.node_names)
-        self._n_train = tuple(data.n_train)
-        self._n_val = tuple(data.n_val)
-        self._personalized = build_algorithm(spec).personalized
         self._train = jax.tree.map(jnp.asarray, data.train)
         self._val = jax.tree.map(jnp.asarray, data.val)
         self._test_x = jnp.asarray(data.test.x)
@@ -164,26 +160,6 @@ class SimulatorBackend:
         self._node_test = (
             None if data.test_node is None else tuple(data.node_test(k) for k in range(len(self._names)))
         )
-
-    @property
-    def node_names(self) -> tuple[str, ...]:
-        return self._names
-
-    @property
-    def n_train(self) -> tuple[int, ...]:
-        return self._n_train
-
-    @property
-    def n_val(self) -> tuple[int, ...]:
-        return self._n_val
-
-    @property
-    def personalized(self) -> bool:
-        return self._personalized
-
-    def init_state(self, rng: jax.Array) -> ServerState:
-        """The strategy's initial state on the model initialised from ``rng``."""
-        return build_algorithm(self.spec).init(build_model(self.spec).init(rng), len(self._names))
 
     def injected_faults(
         self, round_index: int, sampled: np.ndarray

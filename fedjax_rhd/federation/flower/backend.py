@@ -38,11 +38,11 @@ import numpy as np
 
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, column_ranges, fit_from_statistics
-from fedjax_rhd.federation.backend import RoundOutput
+from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, failed_nodes
 from fedjax_rhd.federation.flower import bridge, protocol
 from fedjax_rhd.federation.simulator import stacked_risks
-from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
+from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.typing import NodeData, Params, ServerState
 
 MODES = ("simulation", "deployment")
@@ -169,7 +169,7 @@ def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Pr
     return prep
 
 
-class FlowerBackend:
+class FlowerBackend(NodeDirectory):
     """A ``Backend`` whose nodes are Flower ClientApps; see the module docstring."""
 
     def __init__(
@@ -182,10 +182,8 @@ class FlowerBackend:
             bridge.ServerAppFailed: Flower did not start, the nodes did not answer, or they hold other rows.
         """
         config.check_nodes(data.node_names)
-        self.config, self.spec, self.seed_failure = config, spec, seed_failure
-        self._names = tuple(data.node_names)
-        self._n_train, self._n_val = tuple(data.n_train), tuple(data.n_val)
-        self._personalized = build_algorithm(spec).personalized
+        super().__init__(data.node_names, data.n_train, data.n_val, spec)
+        self.config, self.seed_failure = config, seed_failure
         self._test_x, self._test_observed = jnp.asarray(data.test.x), data.test.observed
         self._own_workdir = config.workdir is None
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="fedjax_rhd_flower_"))
@@ -323,26 +321,6 @@ class FlowerBackend:
         self.close()
 
     # --- Backend ----------------------------------------------------------------------------
-
-    @property
-    def node_names(self) -> tuple[str, ...]:
-        return self._names
-
-    @property
-    def n_train(self) -> tuple[int, ...]:
-        return self._n_train
-
-    @property
-    def n_val(self) -> tuple[int, ...]:
-        return self._n_val
-
-    @property
-    def personalized(self) -> bool:
-        return self._personalized
-
-    def init_state(self, rng: jax.Array) -> ServerState:
-        """The strategy's initial state, initialised on the manager (as the simulator does)."""
-        return build_algorithm(self.spec).init(build_model(self.spec).init(rng), len(self._names))
 
     def run_round(
         self, state: ServerState, round_index: int, rng: jax.Array, sampled: np.ndarray
