@@ -23,6 +23,7 @@ def max_difference(a: object, b: object) -> float:
     )
 
 
+@pytest.mark.slow  # Ray's start-up alone is 10-20 s on 2 cores; the default suite keeps one deployment test
 def test_flower_simulation_equals_the_simulator(data3):
     """FedAvg, 3 rounds, half the nodes sampled: the same sampled nodes, losses and parameters."""
     spec = spec_of(data3)
