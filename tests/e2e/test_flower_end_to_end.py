@@ -72,3 +72,13 @@ def test_resume_on_flower_equals_an_uninterrupted_simulator_run(tmp_path):
     )
     assert resumed["rounds"] == sim["rounds"]
     assert resumed["final"] == sim["final"]
+
+
+def test_flower_runs_savae_on_the_worst_scenario_with_a_reduced_feature_group(tmp_path):
+    """SAVAE, the worst scenario (nodes lack whole layers) and the WSI embedding reduced to principal
+    components: the same results.json under Flower's simulation engine as under the simulator."""
+    overrides = [*TINY, "use_case=mds_wsi", "model=savae", "scenario=worst"]
+    sim = run_in_process([*overrides, "backend=simulator"], tmp_path / "sim", tmp_path / "data")
+    flower = run_in_process([*overrides, "backend=flower"], tmp_path / "flower", tmp_path / "data")
+    assert comparable(flower) == comparable(sim)
+    assert flower["scenario"]["name"] == "worst"
