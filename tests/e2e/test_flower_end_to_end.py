@@ -74,11 +74,25 @@ def test_resume_on_flower_equals_an_uninterrupted_simulator_run(tmp_path):
     assert resumed["final"] == sim["final"]
 
 
+def largest_relative_difference(a: object, b: object) -> float:
+    """Max |a - b| / max(|a|, 1e-12) over every float of two JSON trees of the same structure (else inf)."""
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return max((largest_relative_difference(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return max((largest_relative_difference(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) / max(abs(a), 1e-12)
+    return 0.0 if a == b else float("inf")
+
+
 def test_flower_runs_savae_on_the_worst_scenario_with_a_reduced_feature_group(tmp_path):
     """SAVAE, the worst scenario (nodes lack whole layers) and the WSI embedding reduced to principal
-    components: the same results.json under Flower's simulation engine as under the simulator."""
+    components under Flower's simulation engine. SAVAE's loss compiles differently for one node than
+    vmapped over three (XLA fuses its reductions differently), so it agrees to float32 rounding rather
+    than bit for bit: measured 1.1e-7 relative at most."""
     overrides = [*TINY, "use_case=mds_wsi", "model=savae", "scenario=worst"]
     sim = run_in_process([*overrides, "backend=simulator"], tmp_path / "sim", tmp_path / "data")
     flower = run_in_process([*overrides, "backend=flower"], tmp_path / "flower", tmp_path / "data")
-    assert comparable(flower) == comparable(sim)
+    assert largest_relative_difference(comparable(sim), comparable(flower)) < 1e-5
+    assert flower["final"]["c_index_test"] == sim["final"]["c_index_test"]
     assert flower["scenario"]["name"] == "worst"
