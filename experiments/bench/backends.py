@@ -59,8 +59,7 @@ INFO_RATIOS = (  # like TARGETS, reported without a verdict
     ("Flower simulation vs bare app, 1 exchange", "flower-sim", "bare-sim-1"),
     ("deployment vs bare app, 1 exchange", "flower-deploy", "bare-deploy-1"),
 )
-EXTRAS = ("timeline", "parts")  # where the time goes: Flower's DEBUG logs; one ClientApp process's parts
-TIMELINE_ROUNDS = 3  # rounds of each DEBUG-logged deployment (round 1 is left out of the means)
+EXTRAS = ("parts",)  # where the time goes: one ClientApp process's parts (clientapp_parts.py)
 WORKER_TIMEOUT = 900.0
 
 
@@ -100,7 +99,7 @@ def num_params(spec: Any) -> int:
 # ---- one measurement (a worker process) -------------------------------------------------------
 
 
-def _measure_ours(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def _measure_ours(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from fedjax_rhd.federation.loop import TrainSchedule, run_federation
     from fedjax_rhd.jax_setup import enable_compilation_cache
 
@@ -119,6 +118,7 @@ def _measure_ours(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             mode="simulation" if mode == "flower-sim" else "deployment",
             poll_interval=args.poll_interval,
             superexec_poll=args.superexec_poll,
+            workdir=str(workdir),
         )
         backend = FlowerBackend(config, data, spec)
     construct = time.perf_counter() - start
@@ -139,7 +139,7 @@ def _measure_ours(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _measure_bare(mode: str, args: argparse.Namespace, params: int) -> dict[str, Any]:
+def _measure_bare(mode: str, args: argparse.Namespace, params: int, workdir: Path) -> dict[str, Any]:
     from bare_app.run import run_deployment, run_simulation
     from bare_app.server_app import BareSettings
 
@@ -149,8 +149,7 @@ def _measure_bare(mode: str, args: argparse.Namespace, params: int) -> dict[str,
     if mode.startswith("bare-sim"):
         out = run_simulation(settings)
     else:
-        with tempfile.TemporaryDirectory(prefix="bench_bare_") as tmp:
-            out = run_deployment(settings, Path(tmp), superexec_poll=args.bare_superexec_poll)
+        out = run_deployment(settings, workdir, superexec_poll=args.bare_superexec_poll)
     ends = [out["nodes_ready"], *out["round_ends"]]
     rounds = [b - a for a, b in zip(ends, ends[1:], strict=False)]
     return {
@@ -163,14 +162,32 @@ def _measure_bare(mode: str, args: argparse.Namespace, params: int) -> dict[str,
 
 
 def worker(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One measurement of ``mode`` in this (fresh) process."""
-    if mode.startswith("timeline-"):
-        from deploy_timeline import measure_timeline
+    """One measurement of ``mode`` in this (fresh) process.
 
-        return measure_timeline(mode.removeprefix("timeline-"), args, args.num_params)
-    if mode.startswith("bare"):
-        return _measure_bare(mode, args, args.num_params)
-    return _measure_ours(mode, args)
+    Deployments run with Flower's DEBUG logs (timestamped; a few lines a second more than INFO),
+    which ``deploy_timeline`` turns into the phases of each message exchange.
+    """
+    deployment = "deploy" in mode
+    if deployment:
+        os.environ["FLWR_LOG_LEVEL"] = "DEBUG"  # Flower's processes inherit it
+    with tempfile.TemporaryDirectory(prefix="bench_work_") as tmp:
+        workdir = Path(tmp)
+        if mode.startswith("bare"):
+            result = _measure_bare(mode, args, args.num_params, workdir)
+        else:
+            result = _measure_ours(mode, args, workdir)
+        if deployment:
+            from deploy_timeline import exchanges, summarize
+
+            logs = workdir / ("flower/flower_logs" if mode.startswith("bare") else "flower_logs")
+            result["timeline"] = summarize(exchanges(logs), final_train=not mode.startswith("bare"))
+            result["status_checks"] = _count_lines(logs / "superlink.log", "ControlServicer.ListRuns")
+    return result
+
+
+def _count_lines(path: Path, text: str) -> int:
+    """Lines of ``path`` that contain ``text`` (``flwr ls`` calls in the SuperLink's log)."""
+    return sum(text in line for line in path.read_text(errors="replace").splitlines())
 
 
 # ---- the driver ------------------------------------------------------------------------------
@@ -308,9 +325,7 @@ def main() -> None:
     )
     parser.add_argument("--quiet-wait", type=float, default=60.0, help="but at most this many seconds")
     parser.add_argument("--out", type=Path, default=BENCH / "backends_results.json")
-    parser.add_argument(
-        "--worker", choices=[*MODES, "timeline-ours", "timeline-bare"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--worker", choices=list(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--num-params", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -342,7 +357,9 @@ def main() -> None:
             print(
                 f"  [{repeat + 1}/{args.repeats}] {mode:<14} construct {result['construct']:.2f} s, "
                 f"rounds {rounds} (CPUs {result['cpu_busy_before']:.0f}% busy before, "
-                f"load {result['load_after']:.1f} after)",
+                f"load {result['load_after']:.1f} after"
+                + (f"; {result['status_checks']} flwr ls" if "status_checks" in result else "")
+                + ")",
                 flush=True,
             )
     summary = {m: summarize(r) for m, r in runs.items()}
@@ -353,16 +370,14 @@ def main() -> None:
         print("\nratios of steady seconds per round:")
     for v in verdicts:
         print(f"  {v['target']:<60} {v['ratio']:8.2f}  {v['want']:<6} {v['verdict']}")
-    timelines = timeline_meta = None
-    if "timeline" in args.modes:
+    timelines = {
+        who: runs[mode][0]["timeline"]
+        for who, mode in (("ours", "flower-deploy"), ("bare", "bare-deploy-2"))
+        if runs.get(mode)
+    }
+    if timelines:
         from deploy_timeline import print_timeline
 
-        timeline_args = argparse.Namespace(**{**vars(args), "rounds": min(args.rounds, TIMELINE_ROUNDS)})
-        timelines = {who: run_worker(f"timeline-{who}", timeline_args) for who in ("ours", "bare")}
-        timeline_meta = {
-            who: {key: found.pop(key) for key in ("wall", "cpu_busy_before", "load_after")}
-            for who, found in timelines.items()
-        }
         print_timeline(timelines)
     parts = None
     if "parts" in args.modes:
@@ -381,8 +396,6 @@ def main() -> None:
         "runs": runs,
         "summary": summary,
         "ratios": verdicts,
-        "deployment_timeline": timelines,
-        "deployment_timeline_runs": timeline_meta,
         "clientapp_parts": parts,
         "total_seconds": time.perf_counter() - started,
     }

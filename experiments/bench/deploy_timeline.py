@@ -15,17 +15,15 @@ message's life on a node can be followed line by line:
 * ``Sending: <type> message``: the SuperNode pushes it to the SuperLink (it checks for a reply
   every 0.5 s).
 
-``measure_timeline`` runs the project's backend or the bare app (two exchanges
-per round) in a deployment with those logs on and returns the mean of every
-phase over the steady rounds (round 1, which compiles, and ``query.hello`` left out).
+``backends.py`` runs its deployments with those logs on; ``summarize`` gives the
+mean of every phase over the steady rounds (round 1, which compiles, and
+``query.hello`` left out).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -121,47 +119,6 @@ def summarize(found: list[dict[str, Any]], *, final_train: bool) -> dict[str, di
         summary["exchanges"] = len(steady)
         out[kind] = summary
     return out
-
-
-def measure_timeline(kind: str, args: Any, params: int) -> dict[str, Any]:
-    """Run ``kind`` (``ours`` or ``bare``, two exchanges per round) in a deployment with DEBUG logs.
-
-    Args:
-        kind: ``ours`` (``FlowerBackend`` through ``run_federation``) or ``bare`` (the bare app).
-        args: the benchmark's arguments (rounds, local epochs, cohort, polls).
-        params: the bare app's vector length.
-    """
-    os.environ["FLWR_LOG_LEVEL"] = "DEBUG"
-    with tempfile.TemporaryDirectory(prefix="bench_timeline_") as tmp:
-        workdir = Path(tmp)
-        if kind == "ours":
-            from backends import _data_and_spec
-
-            from fedjax_rhd.federation.flower.backend import FlowerBackend, FlowerConfig
-            from fedjax_rhd.federation.loop import TrainSchedule, run_federation
-            from fedjax_rhd.jax_setup import enable_compilation_cache
-
-            enable_compilation_cache()
-            data, spec = _data_and_spec(args)
-            config = FlowerConfig(
-                mode="deployment",
-                poll_interval=args.poll_interval,
-                superexec_poll=args.superexec_poll,
-                workdir=str(workdir),
-            )
-            with FlowerBackend(config, data, spec) as backend:
-                run_federation(backend, TrainSchedule(args.rounds, None, 0, 0), progress=False)
-            log_dir = workdir / "flower_logs"
-        else:
-            from bare_app.run import run_deployment
-            from bare_app.server_app import BareSettings
-
-            settings = BareSettings(
-                rounds=args.rounds, exchanges=2, num_params=params, local_epochs=args.local_epochs
-            )
-            run_deployment(settings, workdir, superexec_poll=args.bare_superexec_poll)
-            log_dir = workdir / "flower" / "flower_logs"
-        return summarize(exchanges(log_dir), final_train=kind == "ours")
 
 
 def print_timeline(timelines: dict[str, dict[str, dict[str, float]]]) -> None:
