@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Listener
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.typing import NodeData, Params, ServerState
 
 MODES = ("simulation", "deployment")
+# Seconds between checks of a deployment's run status while the driver waits. Each check is a `flwr ls`
+# process (Python start and flwr import: about 1.5 s of CPU); checked at every 0.5 s wait they took
+# a large share of the cores from the nodes' ClientApp processes. A ServerApp process that dies is
+# seen at once anyway: its socket to the driver closes.
+STATUS_EVERY = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,7 +298,7 @@ class FlowerBackend(NodeDirectory):
             status = self.deployment.run_status(self.run_id)
             return None if status.startswith(("running", "starting", "pending")) else f"Flower run {status}"
 
-        return bridge.connection_driver(conn, alive)
+        return bridge.connection_driver(conn, _at_most_every(STATUS_EVERY, alive))
 
     def close(self) -> None:
         """Stop the ServerApp and Flower's processes (idempotent); remove a temporary workdir."""
@@ -377,16 +383,37 @@ def _setup(
     )
 
 
+def _at_most_every(seconds: float, check: Callable[[], str | None]) -> Callable[[], str | None]:
+    """``check``, run at most once every ``seconds`` (None, "still alive", in between)."""
+    last = [-math.inf]
+
+    def throttled() -> str | None:
+        now = time.monotonic()
+        if now - last[0] < seconds:
+            return None
+        last[0] = now
+        return check()
+
+    return throttled
+
+
 def _accept(listener: Listener, timeout: float, status: Any) -> Any:
-    """Accept the ServerApp's connection, failing after ``timeout`` s or when the Flower run ended."""
+    """Accept the ServerApp's connection, failing after ``timeout`` s or when the Flower run ended
+    (its status is checked every ``STATUS_EVERY`` s)."""
     box: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: box.setdefault("conn", listener.accept()), daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
+
+    def ended() -> str | None:
+        state = status()
+        return state if state.startswith("finished") else None
+
+    check = _at_most_every(STATUS_EVERY, ended)
     while thread.is_alive() and time.monotonic() < deadline:
         thread.join(1.0)
-        state = status()
-        if thread.is_alive() and state.startswith("finished"):
+        state = check() if thread.is_alive() else None
+        if state is not None:
             raise bridge.ServerAppFailed(f"the Flower run ended before its ServerApp connected: {state}")
     if "conn" not in box:
         raise TimeoutError(f"the Flower ServerApp did not connect within {timeout:.0f} s")
