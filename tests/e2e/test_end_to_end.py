@@ -119,6 +119,7 @@ def test_clinical_score_on_the_model_test_rows(tmp_path):
     assert cs["c_index_test"]["estimate"] == c
 
 
+@pytest.mark.slow  # the same numbers are checked per node in tests/federation/test_federated_evaluation.py
 def test_natural_split_evaluates_each_centre_on_its_own_test_part(tmp_path):
     """Three simulated hospitals (mds_dialects) as real centres: results.json says the test set is
     federated, and each centre's C-index is Harrell's C on its own rows of test_predictions.parquet."""
