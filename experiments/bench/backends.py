@@ -46,7 +46,8 @@ MODES = {  # mode: (what it runs, message exchanges per round)
     "flower-sim": ("FlowerBackend mode=simulation (Ray, 2 actors)", 2),
     "bare-sim-1": ("bare Flower app, simulation, train only", 1),
     "bare-sim-2": ("bare Flower app, simulation, train + evaluate", 2),
-    "flower-deploy": ("FlowerBackend mode=deployment (LocalDeployment)", 2),
+    "flower-deploy": ("FlowerBackend mode=deployment (LocalDeployment, a warm worker per node)", 2),
+    "flower-deploy-cold": ("FlowerBackend mode=deployment, no workers (each ClientApp works)", 2),
     "bare-deploy-1": ("bare Flower app, deployment, train only", 1),
     "bare-deploy-2": ("bare Flower app, deployment, train + evaluate", 2),
 }
@@ -58,7 +59,10 @@ TARGETS = (  # (name, numerator mode, denominator mode, bound, "min" or "max")
 INFO_RATIOS = (  # like TARGETS, reported without a verdict
     ("Flower simulation vs bare app, 1 exchange", "flower-sim", "bare-sim-1"),
     ("deployment vs bare app, 1 exchange", "flower-deploy", "bare-deploy-1"),
+    ("deployment without node workers vs the bare app (2 exchanges)", "flower-deploy-cold", "bare-deploy-2"),
+    ("deployment: node workers vs none", "flower-deploy", "flower-deploy-cold"),
 )
+TIMELINES = (("ours", "flower-deploy"), ("ours-cold", "flower-deploy-cold"), ("bare", "bare-deploy-2"))
 EXTRAS = ("parts",)  # where the time goes: one ClientApp process's parts (clientapp_parts.py)
 WORKER_TIMEOUT = 900.0
 
@@ -118,6 +122,7 @@ def _measure_ours(mode: str, args: argparse.Namespace, workdir: Path) -> dict[st
             mode="simulation" if mode == "flower-sim" else "deployment",
             poll_interval=args.poll_interval,
             superexec_poll=args.superexec_poll,
+            node_workers=mode != "flower-deploy-cold",
             workdir=str(workdir),
         )
         backend = FlowerBackend(config, data, spec)
@@ -370,11 +375,7 @@ def main() -> None:
         print("\nratios of steady seconds per round:")
     for v in verdicts:
         print(f"  {v['target']:<60} {v['ratio']:8.2f}  {v['want']:<6} {v['verdict']}")
-    timelines = {
-        who: runs[mode][0]["timeline"]
-        for who, mode in (("ours", "flower-deploy"), ("bare", "bare-deploy-2"))
-        if runs.get(mode)
-    }
+    timelines = {who: runs[mode][0]["timeline"] for who, mode in TIMELINES if runs.get(mode)}
     if timelines:
         from deploy_timeline import print_timeline
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from bare_app import client_app, server_app
 from bare_app.server_app import RESULT_PATH_KEY, RUN_CONFIG, BareSettings
-from fedjax_rhd.federation.flower import processes
+from fedjax_rhd.federation.flower import flwr_cli, processes
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -53,7 +53,7 @@ def run_deployment(
     workdir = Path(workdir)
     app_dir = workdir / "app"
     shutil.copytree(PACKAGE, app_dir / "bare_app", ignore=shutil.ignore_patterns("__pycache__", "run.py"))
-    processes.write_app_dir(
+    flwr_cli.write_app_dir(
         app_dir,
         serverapp="bare_app.server_app:app",
         clientapp="bare_app.client_app:app",
@@ -64,7 +64,7 @@ def run_deployment(
     nodes = [
         processes.NodeLaunch(k, settings.num_nodes, workdir / f"node{k}") for k in range(settings.num_nodes)
     ]
-    run_config: dict[str, processes.ConfigValue] = {
+    run_config: dict[str, flwr_cli.ConfigValue] = {
         key: getattr(settings, field) for key, field in RUN_CONFIG.items()
     }
     run_config[RESULT_PATH_KEY] = str(result)

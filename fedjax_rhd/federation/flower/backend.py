@@ -88,6 +88,8 @@ class FlowerConfig:
         connect_timeout: seconds to wait for every node to register and answer.
         poll_interval: seconds between the ServerApp's pulls of replies.
         superexec_poll: deployment: ``FLWR_SUPEREXEC_TASK_POLL_INTERVAL`` of Flower's processes.
+        node_workers: local deployment: start each node's warm worker (``node_worker``) beside its
+            SuperNode, so that the per-message ClientApp process imports no JAX (same results).
         workdir: folder for the nodes' folders and Flower's home (default: a temporary folder,
             removed when the run ends).
     """
@@ -102,6 +104,7 @@ class FlowerConfig:
     connect_timeout: float = 180.0
     poll_interval: float = 0.05
     superexec_poll: float = 0.25
+    node_workers: bool = True
     workdir: str | None = None
 
     def __post_init__(self) -> None:
@@ -274,7 +277,10 @@ class FlowerBackend(NodeDirectory):
             n = len(self._names)
             nodes = [processes.NodeLaunch(k, n, folder) for k, folder in enumerate(self.node_folders)]
             self.deployment = processes.LocalDeployment(
-                self.workdir, nodes, poll_interval=self.config.superexec_poll
+                self.workdir,
+                nodes,
+                poll_interval=self.config.superexec_poll,
+                node_workers=self.config.node_workers,
             )
         authkey = secrets.token_bytes(32)
         self._listener = Listener(("127.0.0.1", 0), authkey=authkey)

@@ -1,8 +1,9 @@
 """A local Flower deployment: one SuperLink and one SuperNode per node, as OS processes on loopback.
 
-``LocalDeployment`` starts ``flower-superlink`` and one ``flower-supernode`` per ``NodeLaunch``, each on
-its own free port of 127.0.0.1, writes the ``flwr`` CLI's connection into a private ``FLWR_HOME``,
-submits runs with ``flwr run`` and follows them with ``flwr ls`` (``flwr_cli``). Its one promise beyond
+``LocalDeployment`` starts ``flower-superlink`` and one ``flower-supernode`` per ``NodeLaunch`` (with,
+if asked, the node's warm worker, ``node_worker``), each on its own free port of
+127.0.0.1, writes the ``flwr`` CLI's connection into a private ``FLWR_HOME``, submits runs with
+``flwr run`` and follows them with ``flwr ls`` (``flwr_cli``). Its one promise beyond
 Flower's: no process it started outlives it (``guard``):
 
 * every process started here gets its own session and dies with the thread that started it
@@ -41,6 +42,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -153,7 +155,8 @@ class LocalDeployment:
     Use it as a context manager (``with LocalDeployment(...) as d:``), or call ``start`` and ``stop``.
     Everything lands under ``run_dir``: ``flwr_home/`` (``FLWR_HOME``: the CLI connection, installed
     FABs) and, unless ``log_dir`` says otherwise, ``flower_logs/`` with one log per process
-    (``superlink.log``, ``supernode-<i>.log``, ``supernode-<i>.restart<k>.log``, ``watchdog.log``).
+    (``superlink.log``, ``supernode-<i>.log``, ``supernode-<i>.restart<k>.log``, ``worker-<i>.log``,
+    ``watchdog.log``).
 
     Attributes:
         run_dir: The deployment's folder.
@@ -173,6 +176,7 @@ class LocalDeployment:
         poll_interval: float = 0.25,
         start_timeout: float = 60.0,
         log_dir: Path | None = None,
+        node_workers: bool = False,
     ) -> None:
         """Describe a deployment; nothing starts before ``start``.
 
@@ -182,6 +186,9 @@ class LocalDeployment:
             poll_interval: Seconds between the SuperExecs' task polls (see ``flower_env``).
             start_timeout: Seconds ``start`` may take in all before it raises ``TimeoutError``.
             log_dir: Where the processes' logs go (default ``run_dir/flower_logs``).
+            node_workers: Start a warm worker (``node_worker``) beside every SuperNode, which answers
+                its ClientApp's messages; without one, every message's ClientApp process imports JAX,
+                loads the compiled functions and reads the node's rows itself.
 
         Raises:
             ValueError: No nodes, repeated partition ids, or a bad timeout or poll interval.
@@ -207,8 +214,10 @@ class LocalDeployment:
         self.env = flower_env(self.flwr_home, poll_interval=poll_interval)
         self.connection = CONNECTION
         self.start_timeout = float(start_timeout)
+        self.node_workers = bool(node_workers)
         self._superlink: _Child | None = None
         self._supernodes: dict[int, _Child] = {}
+        self._workers: dict[int, _Child] = {}
         self._children: list[_Child] = []  # every process ever started, restarts included
         self._descendants: set[psutil.Process] = set()  # every descendant ever seen
         self._restarts: collections.Counter[int] = collections.Counter()
@@ -275,10 +284,14 @@ class LocalDeployment:
             )
             self._wait_port(self._superlink, deadline)
             write_connection(self.flwr_home, self.superlink_address, connection=self.connection)
+            if self.node_workers:
+                for partition_id in sorted(self.nodes):
+                    self._spawn_worker(partition_id)
             for partition_id in sorted(self.nodes):
                 self._spawn_node(partition_id)
-            for partition_id in sorted(self.nodes):
-                self._wait_port(self._supernodes[partition_id], deadline)
+            # workers first: no message may reach a node before its worker listens
+            for child in [*self._workers.values(), *self._supernodes.values()]:
+                self._wait_port(child, deadline)
         except BaseException:
             self.stop()
             raise
@@ -491,6 +504,15 @@ class LocalDeployment:
         self._children.append(child)
         if self._watchdog is not None:
             self._watchdog.tell(popen.pid)
+        return child
+
+    def _spawn_worker(self, partition_id: int) -> _Child:
+        node = self.nodes[partition_id]
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        args = [sys.executable, "-m", "fedjax_rhd.federation.flower.node_worker"]
+        args += ["--data-dir", str(node.data_dir), "--port", str(port), "--host", LOCALHOST]
+        self._workers[partition_id] = child = self._spawn(f"worker-{partition_id}", args, port)
         return child
 
     def _spawn_node(self, partition_id: int) -> _Child:

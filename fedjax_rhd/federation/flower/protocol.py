@@ -47,24 +47,25 @@ import numpy as np
 
 from fedjax_rhd.data.federated import EncodedRows, pack_rows
 from fedjax_rhd.data.preprocess import Preprocessor, node_histogram, node_moments
+from fedjax_rhd.federation.flower.wire import (  # noqa: F401  (the message names live in wire)
+    DATA_DIR_KEY,
+    FINETUNE,
+    HELLO,
+    NODES_ROOT_KEY,
+    PREPARE,
+    PREPARE_STATS,
+    STATISTIC,
+    TRAIN,
+    VAL_LOSS,
+)
 from fedjax_rhd.federation.node_tasks import NodeRows
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
 from fedjax_rhd.typing import NodeData
 
-HELLO = "query.hello"
-TRAIN = "train"
-FINETUNE = "train.finetune"
-VAL_LOSS = "evaluate.val_loss"
-STATISTIC = "query.statistic"
-PREPARE_STATS = "query.prepare_stats"
-PREPARE = "query.prepare"
-
 NODE_ARRAYS = "node.npz"  # packed by the node itself (query.prepare)
 RAW_ARRAYS = "raw.npz"  # encoded, not standardised: what the run gives the node
 NODE_META = "node.json"
-DATA_DIR_KEY = "data-dir"  # SuperNode --node-config key of the node's own folder (deployment)
-NODES_ROOT_KEY = "nodes-root"  # simulation only: the folder of every node's folder (one host)
 
 
 def spec_to_json(spec: AlgorithmSpec) -> str:

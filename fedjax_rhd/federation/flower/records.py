@@ -20,7 +20,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import ArrayRecord
+
+from fedjax_rhd.federation.flower.wire import arrays_record, record_arrays
 
 # dtypes np.save round-trips natively; anything else (bfloat16, float8 ...) travels as raw bits.
 _NATIVE_KINDS = frozenset("biuf")
@@ -42,22 +44,26 @@ def _leaves(tree: Any) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def to_record(tree: Any) -> ArrayRecord:
-    """One ArrayRecord holding every leaf of ``tree`` under its key path (JAX arrays become numpy)."""
-    record = ArrayRecord()
+def to_flat(tree: Any) -> dict[str, np.ndarray]:
+    """Every leaf of ``tree`` as numpy under its key path (extension dtypes as raw bits)."""
+    flat = {}
     for key, leaf in _leaves(tree):
         if _DTYPE_SEP in key:
             raise ValueError(f"pytree key path {key!r} contains {_DTYPE_SEP!r}, which marks a dtype")
         raw, dtype = _raw_bits(leaf)
-        record[f"{key}{_DTYPE_SEP}{dtype}" if dtype else key] = Array(raw)
-    return record
+        flat[f"{key}{_DTYPE_SEP}{dtype}" if dtype else key] = raw
+    return flat
 
 
-def _decoded(record: ArrayRecord) -> dict[str, np.ndarray]:
+def to_record(tree: Any) -> ArrayRecord:
+    """One ArrayRecord holding every leaf of ``tree`` under its key path (JAX arrays become numpy)."""
+    return arrays_record(to_flat(tree))
+
+
+def _decoded(flat: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = {}
-    for name, array in record.items():
+    for name, value in flat.items():
         key, _, dtype = name.partition(_DTYPE_SEP)
-        value = array.numpy()
         out[key] = value.view(np.dtype(dtype)) if dtype else value
     return out
 
@@ -73,17 +79,22 @@ def _expected(template: Any) -> list[tuple[str, tuple[int, ...], np.dtype]]:
 
 
 def from_record(record: ArrayRecord, template: Any) -> Any:
-    """The pytree ``to_record`` encoded, rebuilt on ``template``'s structure (numpy leaves).
+    """The pytree ``to_record`` encoded, rebuilt on ``template``'s structure (see :func:`from_flat`)."""
+    return from_flat(record_arrays(record), template)
+
+
+def from_flat(flat: Mapping[str, np.ndarray], template: Any) -> Any:
+    """The pytree ``to_flat`` encoded, rebuilt on ``template``'s structure (numpy leaves).
 
     Args:
-        record: what ``to_record`` produced (possibly after a trip through Flower).
+        flat: what ``to_flat`` produced (possibly after a trip through Flower).
         template: a pytree of the same structure; its leaves (arrays, or the
             ``jax.ShapeDtypeStruct`` of ``jax.eval_shape``) give the expected shapes and dtypes.
 
     Raises:
         ValueError: a key is missing or extra, or a leaf's shape or dtype differs from the template's.
     """
-    values = _decoded(record)
+    values = _decoded(flat)
     expected = _expected(template)
     missing = [k for k, _, _ in expected if k not in values]
     extra = sorted(set(values) - {k for k, _, _ in expected})
@@ -98,20 +109,6 @@ def from_record(record: ArrayRecord, template: Any) -> Any:
             )
         leaves.append(value)
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
-
-
-def arrays_record(arrays: Mapping[str, Any]) -> ArrayRecord:
-    """A flat name -> array mapping as an ArrayRecord (keys kept as given)."""
-    record = ArrayRecord()
-    for name, value in arrays.items():
-        value = np.asarray(value)
-        record[name] = Array(value if value.flags.c_contiguous else value.copy())
-    return record
-
-
-def record_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
-    """Inverse of :func:`arrays_record`."""
-    return {name: array.numpy() for name, array in record.items()}
 
 
 def key_data(key: jax.Array) -> np.ndarray:

@@ -29,12 +29,11 @@ from flwr.serverapp import Grid, ServerApp
 from fedjax_rhd.federation.backend import RoundOutput
 from fedjax_rhd.federation.flower import bridge, protocol
 from fedjax_rhd.federation.flower.records import (
-    arrays_record,
     from_record,
     key_data,
-    record_arrays,
     to_record,
 )
+from fedjax_rhd.federation.flower.wire import arrays_record, record_arrays
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.typing import ClientResult, Params, ServerState
 

@@ -32,7 +32,7 @@ from fedjax_rhd.federation.flower.processes import free_port
 from tests.conftest import ROOT, TINY, run_in_process
 
 GUIDE = ROOT / "docs" / "deployment.md"
-BLOCKS = ("env", "export", "superlink", "supernode", "run")
+BLOCKS = ("env", "export", "superlink", "worker", "supernode", "run")
 NUM_NODES = 3  # TINY's split=three
 START_TIMEOUT = 60.0  # seconds for a Flower process's port to accept
 
@@ -71,6 +71,15 @@ def test_the_guide_has_its_commands_and_they_expand_as_flower_expects():
     assert superlink == [
         "--insecure", "--host", "127.0.0.1", "--port", "9091", "--disable-runtime-dependency-installation",
     ]  # fmt: skip
+    worker = expand_args(blocks["worker"], env | {"WORKER_PORT": "9300"}, "python")
+    assert worker == [
+        "-m",
+        "fedjax_rhd.federation.flower.node_worker",
+        "--data-dir",
+        "/srv/my node",
+        "--port",
+        "9300",
+    ]
     supernode = expand_args(blocks["supernode"], env, "flower-supernode")
     assert supernode[:5] == ["--insecure", "--superlink", "m.example.org:9092", "--port", "9094"]
     assert supernode[5] == "--node-config"
@@ -185,7 +194,10 @@ def test_following_the_guide_on_loopback_gives_the_simulators_results(tmp_path):
                 "PARTITION_ID": str(k),
                 "NUM_PARTITIONS": str(NUM_NODES),
                 "NODE_DIR": str(node_dir),
+                "WORKER_PORT": str(free_port()),
             }
+            worker = f"{setup}\nexec {blocks['worker']}"
+            hosts.start(f"worker-{k}", worker, site, homes[f"site{k}"], int(site["WORKER_PORT"]))
             script = f"{setup}\nexec {blocks['supernode']}"
             hosts.start(f"supernode-{k}", script, site, homes[f"site{k}"], int(site["NODE_PORT"]))
         hosts.remember()
@@ -209,6 +221,8 @@ def test_following_the_guide_on_loopback_gives_the_simulators_results(tmp_path):
         survivors = guard.stop_tree(list(hosts.popens.values()))
         hosts.dog.stop()
     assert survivors == []
+    for k in range(NUM_NODES):  # each site's worker answered its ClientApps' training messages
+        assert "answered train in" in (tmp_path / "logs" / f"worker-{k}.log").read_text()
     assert _running(hosts.seen) == []
     left = {p for p in psutil.Process().children(recursive=True) if p.pid not in before}
     assert _running(left) == []

@@ -17,13 +17,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from fedjax_rhd.federation.flower.records import (
-    arrays_record,
     from_record,
     key_data,
-    record_arrays,
     to_record,
     wrap_key,
 )
+from fedjax_rhd.federation.flower.wire import arrays_record, record_arrays
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies import AlgorithmSpec, ServerConfig, build_algorithm, build_model
 
