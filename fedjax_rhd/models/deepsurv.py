@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fedjax_rhd.models.cox import cox_loss
+from fedjax_rhd.models.dropout import dropout
 from fedjax_rhd.typing import NodeData, Params, PRNGKey, SurvivalModel
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -116,11 +117,9 @@ class MLP(nnx.Module):
         for i, layer in enumerate(self.hidden):
             x = act(layer(x))
             if dropout_key is not None and self.dropout > 0:
-                # One key per layer via fold_in, so layers never share a mask.
-                keep_prob = 1.0 - self.dropout
-                keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), keep_prob, x.shape)
-                # Inverted dropout: scale at train time so eval needs no rescaling.
-                x = jnp.where(keep, x / keep_prob, 0.0)
+                # One key per layer via fold_in, so layers never share a mask. Inverted
+                # dropout: scaled at train time, so eval needs no rescaling.
+                x = dropout(x, jax.random.fold_in(dropout_key, i), self.dropout)
         return self.out(x)[..., 0]
 
 

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from fedjax_rhd.models.dropout import dropout
 from fedjax_rhd.typing import NodeData, Params, PRNGKey, SurvivalModel
 from harmonize.guide import Guide
 
@@ -127,8 +128,7 @@ class _MLP(nnx.Module):
         for i, layer in enumerate(self.layers):
             x = _ACTIVATIONS[self.activation](layer(x))
             if key is not None and self.dropout > 0:
-                keep = jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - self.dropout, x.shape)
-                x = jnp.where(keep, x / (1.0 - self.dropout), 0.0)
+                x = dropout(x, jax.random.fold_in(key, i), self.dropout)
         return self.out(x)
 
 
