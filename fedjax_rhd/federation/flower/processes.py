@@ -45,7 +45,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
@@ -54,13 +54,13 @@ from fedjax_rhd.federation.flower import guard
 from fedjax_rhd.federation.flower.flwr_cli import (
     CONNECTION,
     LOG_TAIL_CHARS,
-    ConfigValue,
     FlwrCli,
     cli_pairs,
     flower_env,
     write_connection,
 )
 from fedjax_rhd.federation.flower.guard import KILL_WAIT, STOP_GRACE
+from fedjax_rhd.federation.flower.runs import SuperLinkRuns
 
 LOCALHOST = "127.0.0.1"
 
@@ -149,7 +149,7 @@ class _Child:
         return text[-LOG_TAIL_CHARS:] or "(empty log)"
 
 
-class LocalDeployment:
+class LocalDeployment(SuperLinkRuns):
     """A SuperLink and one SuperNode per node on 127.0.0.1, started and stopped as one unit.
 
     Use it as a context manager (``with LocalDeployment(...) as d:``), or call ``start`` and ``stop``.
@@ -321,84 +321,6 @@ class LocalDeployment:
             if self._watchdog is not None:
                 self._watchdog.stop()
             atexit.unregister(self.stop)
-
-    # ---- runs (the `flwr` CLI; see flwr_cli.FlwrCli) ----------------------------------------------
-
-    def submit(self, app_dir: Path, run_config: Mapping[str, ConfigValue]) -> int:
-        """Start a run of the app in ``app_dir`` (``flwr run``) and return its run id.
-
-        Args:
-            app_dir: A Flower app dir (``flwr_cli.write_app_dir``).
-            run_config: Overrides of the app's run config; every key must be declared in the app's
-                ``[tool.flwr.app.config]``. Strings are TOML-quoted.
-
-        Returns:
-            The run id.
-
-        Raises:
-            FileNotFoundError: ``app_dir`` has no ``pyproject.toml``.
-            RuntimeError: Not started, or ``flwr run`` failed (the message quotes Flower's reason).
-            TimeoutError: ``flwr run`` did not answer within ``CLI_TIMEOUT``.
-            ValueError: A run-config key is not declared in the app, or a value cannot be written.
-        """
-        return self._cli().submit(app_dir, run_config)
-
-    def run_status(self, run_id: int) -> str:
-        """The run's status from ``flwr ls`` (``FlwrCli.run_status``).
-
-        Args:
-            run_id: A run id from ``submit``.
-
-        Returns:
-            ``"pending"``, ``"starting"``, ``"running"`` or ``"finished:<completed|failed|stopped>"``.
-
-        Raises:
-            RuntimeError: Not started, or the SuperLink does not know the run.
-        """
-        return self._cli().run_status(run_id)
-
-    def wait_run(self, run_id: int, timeout: float, *, poll: float = 1.0) -> str:
-        """Wait until the run has finished and return its final status (``FlwrCli.wait_run``).
-
-        Args:
-            run_id: A run id from ``submit``.
-            timeout: Seconds to wait in all.
-            poll: Seconds between status queries (each also costs a ``flwr`` CLI start, ~1.5 s).
-
-        Returns:
-            The final status, e.g. ``"finished:completed"`` or ``"finished:failed"``.
-
-        Raises:
-            RuntimeError: Not started.
-            TimeoutError: The run has not finished within ``timeout``.
-            ValueError: ``timeout`` or ``poll`` is not positive.
-        """
-        return self._cli().wait_run(run_id, timeout, poll=poll)
-
-    def stop_run(self, run_id: int) -> None:
-        """Stop a run (``flwr stop``); it then ends as ``"finished:stopped"``.
-
-        Args:
-            run_id: A run id from ``submit``.
-
-        Raises:
-            RuntimeError: Not started, or Flower could not stop the run (e.g. it has finished).
-        """
-        self._cli().stop_run(run_id)
-
-    def online_nodes(self) -> list[int]:
-        """Node ids the SuperLink lists as online (``flwr supernode ls``).
-
-        A SuperNode gets a new node id on every start. A SIGKILLed one stays listed as online until
-        the SuperLink's heartbeat patience (2 x 30 s) runs out.
-
-        Returns:
-            The node ids, in registration order.
-
-        Raises:
-            RuntimeError: Not started.
-        """
-        return self._cli().online_nodes()
 
     # ---- faults ----------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fedjax_rhd.federation.flower.flwr_cli import CONNECTION, ConfigValue, FlwrCli, flower_env
+from fedjax_rhd.federation.flower.runs import SuperLinkRuns
 
 STOP_WAIT = 10.0  # seconds ``stop`` lets a run finish by itself before ``flwr stop``
 REACH_TIMEOUT = 5.0  # seconds ``start`` waits for the SuperLink's port to accept a connection
@@ -71,7 +72,7 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-class RemoteSuperLink:
+class RemoteSuperLink(SuperLinkRuns):
     """Runs on a SuperLink at ``address`` whose SuperNodes were started elsewhere.
 
     It owns a folder (``workdir``) holding ``flwr_home/config.toml``, the ``flwr`` CLI's one
@@ -152,34 +153,9 @@ class RemoteSuperLink:
             RuntimeError: Not started, or ``flwr run`` failed (the message quotes Flower's reason).
             FileNotFoundError, ValueError, TypeError, TimeoutError: As ``FlwrCli.submit``.
         """
-        run_id = self._cli().submit(app_dir, run_config)
-        self._runs.append(run_id)
+        run_id = super().submit(app_dir, run_config)
+        self._runs.append(run_id)  # stopped by ``stop`` if it still runs
         return run_id
-
-    def run_status(self, run_id: int) -> str:
-        """The run's status from ``flwr ls`` (``FlwrCli.run_status``).
-
-        Args:
-            run_id: A run id from ``submit``.
-
-        Returns:
-            ``"pending"``, ``"starting"``, ``"running"`` or ``"finished:<completed|failed|stopped>"``.
-
-        Raises:
-            RuntimeError: Not started, or the SuperLink does not know the run.
-        """
-        return self._cli().run_status(run_id)
-
-    def stop_run(self, run_id: int) -> None:
-        """Stop a run (``flwr stop``); it then ends as ``"finished:stopped"``.
-
-        Args:
-            run_id: A run id from ``submit``.
-
-        Raises:
-            RuntimeError: Not started, or Flower could not stop the run (e.g. it has finished).
-        """
-        self._cli().stop_run(run_id)
 
     def stop(self, *, wait: float = STOP_WAIT) -> None:
         """Stop the runs this object submitted that still run; the SuperLink and SuperNodes stay up.
