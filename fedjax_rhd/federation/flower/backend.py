@@ -90,6 +90,12 @@ class FlowerConfig:
         superexec_poll: deployment: ``FLWR_SUPEREXEC_TASK_POLL_INTERVAL`` of Flower's processes.
         node_workers: local deployment: start each node's warm worker (``node_worker``) beside its
             SuperNode, so that the per-message ClientApp process imports no JAX (same results).
+        insecure: deployment: plaintext transport. By default a local deployment serves TLS with a
+            CA and certificate made for the run, and a remote SuperLink is reached over TLS trusting
+            ``root_certificates``. Recorded in ``results.json`` with the rest of the config.
+        node_auth: local deployment with TLS: register one key pair per node and start the SuperLink
+            with ``--enable-supernode-auth`` (only registered keys connect).
+        root_certificates: deployment with ``superlink``: the CA certificate of that SuperLink.
         workdir: folder for the nodes' folders and Flower's home (default: a temporary folder,
             removed when the run ends).
     """
@@ -105,6 +111,9 @@ class FlowerConfig:
     poll_interval: float = 0.05
     superexec_poll: float = 0.25
     node_workers: bool = True
+    insecure: bool = False
+    node_auth: bool = True
+    root_certificates: str | None = None
     workdir: str | None = None
 
     def __post_init__(self) -> None:
@@ -122,6 +131,15 @@ class FlowerConfig:
             raise ValueError(f"backend.actors must be >= 1, got {self.actors}")
         if self.superlink is not None and self.mode != "deployment":
             raise ValueError("backend.superlink applies to backend.mode=deployment")
+        if self.insecure and self.node_auth and self.mode == "deployment" and self.superlink is None:
+            raise ValueError(
+                "backend.node_auth needs TLS: set backend.node_auth=false with backend.insecure=true"
+            )
+        if self.superlink is not None and not self.insecure and self.root_certificates is None:
+            raise ValueError(
+                "backend.superlink over TLS needs backend.root_certificates=<the SuperLink's ca.crt> "
+                "(or backend.insecure=true for plaintext)"
+            )
 
     def check_nodes(self, node_names: tuple[str, ...]) -> None:
         for entry in (*self.failures.down, *self.delays):
@@ -272,7 +290,10 @@ class FlowerBackend(NodeDirectory):
         if self.config.superlink is not None:
             # SuperNodes started at the sites; the SuperLink, and so the ServerApp that connects back
             # to this process's loopback Listener, runs on this host (docs/deployment.md).
-            self.deployment = remote.RemoteSuperLink(self.config.superlink, self.workdir)
+            ca = None if self.config.insecure else Path(str(self.config.root_certificates))
+            self.deployment = remote.RemoteSuperLink(
+                self.config.superlink, self.workdir, root_certificates=ca
+            )
         else:
             n = len(self._names)
             nodes = [processes.NodeLaunch(k, n, folder) for k, folder in enumerate(self.node_folders)]
@@ -281,6 +302,8 @@ class FlowerBackend(NodeDirectory):
                 nodes,
                 poll_interval=self.config.superexec_poll,
                 node_workers=self.config.node_workers,
+                insecure=self.config.insecure,
+                node_auth=self.config.node_auth,
             )
         authkey = secrets.token_bytes(32)
         self._listener = Listener(("127.0.0.1", 0), authkey=authkey)

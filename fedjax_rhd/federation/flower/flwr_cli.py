@@ -280,13 +280,17 @@ def parse_cli_json(text: str) -> dict[str, Any] | None:
     return None
 
 
-def write_connection(flwr_home: Path, address: str, *, connection: str = CONNECTION) -> Path:
-    """Write ``FLWR_HOME/config.toml`` with one plaintext SuperLink connection, the default one.
+def write_connection(
+    flwr_home: Path, address: str, *, connection: str = CONNECTION, root_certificates: Path | None = None
+) -> Path:
+    """Write ``FLWR_HOME/config.toml`` with one SuperLink connection, the default one.
 
     Args:
         flwr_home: The CLI's ``FLWR_HOME`` (created if missing). A ``config.toml`` in it is replaced.
         address: ``host:port`` of the SuperLink (its one port serves Fleet, Control and Runtime APIs).
         connection: The connection's name, what ``flwr run <app> <connection>`` names.
+        root_certificates: The CA certificate the SuperLink's TLS certificate must chain to; None
+            writes a plaintext connection (``insecure = true``).
 
     Returns:
         The ``config.toml`` written.
@@ -296,15 +300,18 @@ def write_connection(flwr_home: Path, address: str, *, connection: str = CONNECT
     """
     if not isinstance(address, str) or not address:
         raise ValueError(f"the SuperLink address must be a 'host:port' string, got {address!r}")
-    # TLS comes with SuperNode authentication: `root-certificates = "<ca.crt>"` instead of
-    # `insecure = true` (shared/docs/flower_1.42_facts.md §3-4).
+    # TLS: `root-certificates = "<ca.crt>"` instead of `insecure = true` (flower_1.42_facts.md §3-4)
+    transport = (
+        "insecure = true\n"
+        if root_certificates is None
+        else f"root-certificates = {toml_string(str(Path(root_certificates).resolve()))}\n"
+    )
     text = (
         "# Written by fedjax_rhd.federation.flower.flwr_cli.write_connection.\n"
         "[superlink]\n"
         f"default = {toml_string(_toml_key(connection))}\n\n"
         f"[superlink.{connection}]\n"
-        f"address = {toml_string(address)}\n"
-        "insecure = true\n"
+        f"address = {toml_string(address)}\n" + transport
     )
     flwr_home = Path(flwr_home)
     flwr_home.mkdir(parents=True, exist_ok=True)
@@ -359,16 +366,39 @@ class FlwrCli:
         """``FLWR_HOME`` of the calls."""
         return Path(self.env["FLWR_HOME"])
 
-    def write_connection(self, address: str) -> Path:
+    def write_connection(self, address: str, root_certificates: Path | None = None) -> Path:
         """Point ``self.connection`` at ``address`` (``write_connection`` in ``FLWR_HOME``).
 
         Args:
             address: ``host:port`` of the SuperLink.
+            root_certificates: Its CA certificate (TLS), or None for plaintext.
 
         Returns:
             The ``config.toml`` written.
         """
-        return write_connection(self.flwr_home, address, connection=self.connection)
+        return write_connection(
+            self.flwr_home, address, connection=self.connection, root_certificates=root_certificates
+        )
+
+    def register_node(self, public_key: Path, name: str) -> int:
+        """Register a SuperNode's public key (``flwr supernode register``) and return its node id.
+
+        Only a registered key may connect to a SuperLink started with ``--enable-supernode-auth``;
+        the node keeps this id whenever it connects.
+
+        Args:
+            public_key: An OpenSSH-format EC public key (``certificates.make_node_key``).
+            name: A name for the node in ``flwr supernode ls``.
+
+        Raises:
+            RuntimeError: Flower refused the key (e.g. registered before, or not OpenSSH EC).
+        """
+        args = ["supernode", "register", str(Path(public_key).resolve()), self.connection, "--name", name]
+        payload = self.call(args, what=f"registering the SuperNode key {public_key}")
+        try:
+            return int(payload["node-id"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise RuntimeError(f"`flwr supernode register` answered without a node id: {payload}") from err
 
     def submit(self, app_dir: Path, run_config: Mapping[str, ConfigValue]) -> int:
         """Start a run of the app in ``app_dir`` (``flwr run``) and return its run id.

@@ -38,6 +38,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,7 +51,7 @@ from pathlib import Path
 
 import psutil
 
-from fedjax_rhd.federation.flower import guard
+from fedjax_rhd.federation.flower import certificates, guard
 from fedjax_rhd.federation.flower.flwr_cli import (
     CONNECTION,
     LOG_TAIL_CHARS,
@@ -63,6 +64,12 @@ from fedjax_rhd.federation.flower.guard import KILL_WAIT, STOP_GRACE
 from fedjax_rhd.federation.flower.runs import SuperLinkRuns
 
 LOCALHOST = "127.0.0.1"
+# the SuperLink's log line for a SuperNode whose key is not registered (flower_1.42_facts.md §4)
+ACTIVATED = "SuperNode ID:"  # a SuperNode's log line once the SuperLink has activated it
+RESTART_PATIENCE = 150.0  # seconds restart_node keeps retrying a SuperNode the SuperLink refuses
+REFUSED_KEY = re.compile(
+    r"Attempted to register SuperNode with public key: b'(-----BEGIN PUBLIC KEY-----.*?)'"
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +184,8 @@ class LocalDeployment(SuperLinkRuns):
         start_timeout: float = 60.0,
         log_dir: Path | None = None,
         node_workers: bool = False,
+        insecure: bool = False,
+        node_auth: bool = True,
     ) -> None:
         """Describe a deployment; nothing starts before ``start``.
 
@@ -189,11 +198,17 @@ class LocalDeployment(SuperLinkRuns):
             node_workers: Start a warm worker (``node_worker``) beside every SuperNode, which answers
                 its ClientApp's messages; without one, every message's ClientApp process imports JAX,
                 loads the compiled functions and reads the node's rows itself.
+            insecure: Plaintext transport; by default the SuperLink serves TLS with a certificate of a
+                CA made for this deployment (``run_dir/tls``), and SuperNodes and the CLI trust only it.
+            node_auth: With TLS, register one key pair per node (``run_dir/node_keys``) and start the
+                SuperLink with ``--enable-supernode-auth``: it accepts only those keys.
 
         Raises:
             ValueError: No nodes, repeated partition ids, or a bad timeout or poll interval.
             TypeError: A node is not a ``NodeLaunch``.
         """
+        if insecure and node_auth:
+            raise ValueError("SuperNode authentication needs TLS: node_auth=True with insecure=True")
         nodes = tuple(nodes)
         if not nodes:
             raise ValueError("a deployment needs at least one node")
@@ -215,6 +230,10 @@ class LocalDeployment(SuperLinkRuns):
         self.connection = CONNECTION
         self.start_timeout = float(start_timeout)
         self.node_workers = bool(node_workers)
+        self.insecure, self.node_auth = bool(insecure), bool(node_auth)
+        self.tls: certificates.TlsFiles | None = None
+        self.node_keys: dict[int, tuple[Path, Path]] = {}  # partition -> (private, public) key files
+        self.node_ids: dict[int, int] = {}  # partition -> the node id its key was registered with
         self._superlink: _Child | None = None
         self._supernodes: dict[int, _Child] = {}
         self._workers: dict[int, _Child] = {}
@@ -269,21 +288,15 @@ class LocalDeployment(SuperLinkRuns):
             )
             self._watchdog.start()
             port = free_port()
-            self._superlink = self._spawn(
-                "superlink",
-                [
-                    "flower-superlink",
-                    "--insecure",
-                    "--host",
-                    LOCALHOST,
-                    "--port",
-                    str(port),
-                    "--disable-runtime-dependency-installation",
-                ],
-                port,
-            )
+            args = ["flower-superlink", *self._superlink_security(), "--host", LOCALHOST, "--port", str(port)]
+            args.append("--disable-runtime-dependency-installation")
+            self._superlink = self._spawn("superlink", args, port)
             self._wait_port(self._superlink, deadline)
-            write_connection(self.flwr_home, self.superlink_address, connection=self.connection)
+            ca = None if self.tls is None else self.tls.ca
+            address = self.superlink_address
+            write_connection(self.flwr_home, address, connection=self.connection, root_certificates=ca)
+            if self.node_auth:
+                self._register_nodes()
             if self.node_workers:
                 for partition_id in sorted(self.nodes):
                     self._spawn_worker(partition_id)
@@ -292,6 +305,8 @@ class LocalDeployment(SuperLinkRuns):
             # workers first: no message may reach a node before its worker listens
             for child in [*self._workers.values(), *self._supernodes.values()]:
                 self._wait_port(child, deadline)
+            if self.node_auth:
+                self._wait_online(deadline)
         except BaseException:
             self.stop()
             raise
@@ -357,8 +372,10 @@ class LocalDeployment(SuperLinkRuns):
     def restart_node(self, partition_id: int) -> None:
         """Start a SuperNode again after ``kill_node``: same node config, new free port, new log.
 
-        It registers with a new node id (no SuperNode auth here). Call it from the thread that
-        started the deployment (see the module docstring on PDEATHSIG).
+        Without SuperNode authentication it registers with a new node id; with it, it keeps its
+        registered id, but Flower refuses it until its killed session has missed its heartbeats
+        (about 60 s after a SIGKILL), so this retries every 5 s for up to ``RESTART_PATIENCE`` s.
+        Call it from the thread that started the deployment (see the module docstring on PDEATHSIG).
 
         Args:
             partition_id: The node.
@@ -366,14 +383,31 @@ class LocalDeployment(SuperLinkRuns):
         Raises:
             KeyError: No such node.
             RuntimeError: Not started, the node still runs, or it exited during start-up.
-            TimeoutError: Its port did not accept within ``start_timeout``.
+            TimeoutError: Its port did not accept within ``start_timeout``, or it was refused for
+                ``RESTART_PATIENCE`` s.
         """
         child = self._current_node(partition_id)
         if child.running():
             raise RuntimeError(f"{child.name} still runs; kill_node({partition_id}) first")
-        self._restarts[partition_id] += 1
-        new = self._spawn_node(partition_id)
-        self._wait_port(new, time.monotonic() + self.start_timeout)
+        patience = time.monotonic() + RESTART_PATIENCE
+        while True:
+            self._restarts[partition_id] += 1
+            new = self._spawn_node(partition_id)
+            deadline = time.monotonic() + self.start_timeout
+            if not self.node_auth:
+                self._wait_port(new, deadline)
+                return
+            # With authentication Flower refuses the node's key while its killed session still
+            # counts as online (about 60 s, two missed heartbeats), and the SuperNode exits: retry.
+            if self._activated(new, deadline):
+                return
+            if time.monotonic() > patience:
+                raise TimeoutError(
+                    f"the SuperLink kept refusing {new.name} for {RESTART_PATIENCE} s; its log {new.log} "
+                    f"ends:\n{new.log_tail()}"
+                )
+            log.info("%s was refused (its old session is still online); retrying in 5 s", new.name)
+            time.sleep(5.0)
 
     def pids(self) -> list[int]:
         """Every live process this deployment started, with all their descendants (zombies left out).
@@ -447,7 +481,7 @@ class LocalDeployment(SuperLinkRuns):
             name,
             [
                 "flower-supernode",
-                "--insecure",
+                *self._supernode_security(partition_id),
                 "--superlink",
                 self.superlink_address,
                 "--port",
@@ -459,6 +493,71 @@ class LocalDeployment(SuperLinkRuns):
         )
         self._supernodes[partition_id] = child
         return child
+
+    def _superlink_security(self) -> list[str]:
+        """``--insecure``, or a CA and server certificate made now (and ``--enable-supernode-auth``)."""
+        if self.insecure:
+            return ["--insecure"]
+        ca = certificates.make_ca(self.run_dir / "tls")
+        self.tls = certificates.make_server_certificate(ca.parent, [LOCALHOST, "localhost"], ca.parent)
+        args = ["--ssl-ca-certfile", str(self.tls.ca), "--ssl-certfile", str(self.tls.cert)]
+        args += ["--ssl-keyfile", str(self.tls.key)]
+        return [*args, "--enable-supernode-auth"] if self.node_auth else args
+
+    def _supernode_security(self, partition_id: int) -> list[str]:
+        if self.tls is None:
+            return ["--insecure"]
+        args = ["--root-certificates", str(self.tls.ca)]
+        if self.node_auth:
+            args += ["--auth-supernode-private-key", str(self.node_keys[partition_id][0])]
+        return args
+
+    def _register_nodes(self) -> None:
+        """A key pair per node, each public key registered at the SuperLink (``flwr supernode register``)."""
+        for partition_id in sorted(self.nodes):
+            keys = certificates.make_node_key(self.run_dir / "node_keys" / str(partition_id))
+            self.node_keys[partition_id] = keys
+            self.node_ids[partition_id] = self._cli().register_node(keys[1], name=f"partition-{partition_id}")
+
+    def refused_keys(self) -> list[str]:
+        """Public keys (PEM) the SuperLink refused to activate, from its log, each named by the node whose
+        registered key it is (``"<partition k>: PEM"``) or as unknown.
+
+        Flower reports a refused SuperNode only in the SuperLink's log (``ApiError:2004``); the
+        SuperNode itself just exits with code 305.
+        """
+        if self._superlink is None or not self._superlink.log.exists():
+            return []
+        text = self._superlink.log.read_text(encoding="utf-8", errors="replace")
+        ours = {certificates.public_key_pem(pub).strip(): k for k, (_, pub) in self.node_keys.items()}
+        out = []
+        for match in REFUSED_KEY.finditer(text):
+            pem = match.group(1).encode().decode("unicode_escape").strip()
+            who = f"partition {ours[pem]}" if pem in ours else "an unregistered key"
+            out.append(f"{who}: {pem}")
+        return out
+
+    def _wait_online(self, deadline: float) -> None:
+        """Wait until every SuperNode is activated at the SuperLink; name the refused key if one exits."""
+        for child in self._supernodes.values():
+            if not self._activated(child, deadline):
+                refused = "\n".join(self.refused_keys()) or "(no key refusal in the SuperLink's log)"
+                raise RuntimeError(
+                    f"{child.name} exited with code {child.popen.returncode} before it was activated; "
+                    f"keys the SuperLink refused:\n{refused}\n"
+                    f"its log {child.log} ends:\n{child.log_tail()}"
+                )
+
+    def _activated(self, child: _Child, deadline: float) -> bool:
+        """True once ``child``'s log shows the id the SuperLink activated it with; False if it exited."""
+        while True:
+            if ACTIVATED in child.log.read_text(encoding="utf-8", errors="replace"):
+                return True
+            if not child.running():
+                return False
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{child.name} was not activated within {self.start_timeout} s")
+            time.sleep(0.2)
 
     def _wait_port(self, child: _Child, deadline: float) -> None:
         """Wait until ``child``'s port accepts a connection; fail fast if ``child`` exits."""

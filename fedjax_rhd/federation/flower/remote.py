@@ -5,8 +5,8 @@ deployment would use ``processes.LocalDeployment``: the same ``submit``, ``run_s
 and ``stop``, over a private ``FLWR_HOME/config.toml`` whose one connection points at the given address.
 The SuperLink and the sites' SuperNodes are started by hand (``docs/deployment.md``).
 
-The connection is plaintext (``insecure = true``): TLS and SuperNode authentication come with the
-security work (``docs/deployment.md``, "Security").
+The connection trusts the SuperLink's CA certificate (TLS), or is plaintext when none is given
+(``backend.insecure=true``); ``docs/deployment.md`` makes the certificates.
 
 Example::
 
@@ -87,16 +87,25 @@ class RemoteSuperLink(SuperLinkRuns):
         connection: The connection's name in ``config.toml``.
     """
 
-    def __init__(self, address: str, workdir: Path, *, connection: str = CONNECTION) -> None:
+    def __init__(
+        self,
+        address: str,
+        workdir: Path,
+        *,
+        connection: str = CONNECTION,
+        root_certificates: Path | None = None,
+    ) -> None:
         """Check the address; nothing is written or contacted before ``start``.
 
         Args:
             address: ``host:port`` of the SuperLink (``backend.superlink``).
             workdir: Where ``flwr_home`` goes.
             connection: The connection's name in ``config.toml``.
+            root_certificates: The SuperLink's CA certificate (TLS); None for a plaintext SuperLink.
 
         Raises:
             ValueError: ``address`` is not ``host:port``.
+            FileNotFoundError: ``root_certificates`` does not exist.
         """
         self.host, self.port = parse_address(address)
         self.address = address
@@ -104,6 +113,9 @@ class RemoteSuperLink(SuperLinkRuns):
         self.flwr_home = self.workdir / "flwr_home"
         self.env = flower_env(self.flwr_home)
         self.connection = connection
+        if root_certificates is not None and not Path(root_certificates).is_file():
+            raise FileNotFoundError(f"backend.root_certificates: {root_certificates} is not a file")
+        self.root_certificates = None if root_certificates is None else Path(root_certificates).resolve()
         self._runs: list[int] = []
         self._state = "new"  # -> "started" -> "stopped"
 
@@ -128,7 +140,7 @@ class RemoteSuperLink(SuperLinkRuns):
         """
         if self._state != "new":
             raise RuntimeError(f"this RemoteSuperLink was already {self._state}; make a new one")
-        self._cli(check=False).write_connection(self.address)
+        self._cli(check=False).write_connection(self.address, self.root_certificates)
         try:
             socket.create_connection((self.host, self.port), timeout=reach_timeout).close()
         except OSError as err:

@@ -32,7 +32,7 @@ from fedjax_rhd.federation.flower.processes import free_port
 from tests.conftest import ROOT, TINY, run_in_process
 
 GUIDE = ROOT / "docs" / "deployment.md"
-BLOCKS = ("env", "export", "superlink", "worker", "supernode", "run")
+BLOCKS = ("env", "export", "certs", "superlink", "nodekey", "register", "worker", "supernode", "run")
 NUM_NODES = 3  # TINY's split=three
 START_TIMEOUT = 60.0  # seconds for a Flower process's port to accept
 
@@ -67,9 +67,13 @@ def test_the_guide_has_its_commands_and_they_expand_as_flower_expects():
         assert line in blocks["env"]
     env = {"PATH": os.environ["PATH"], "SUPERLINK_PORT": "9091", "FLEET_ADDRESS": "m.example.org:9092"}
     env |= {"NODE_PORT": "9094", "PARTITION_ID": "1", "NUM_PARTITIONS": "3", "NODE_DIR": "/srv/my node"}
+    env |= {"HOME": "/home/m", "CA_CERT": "/srv/ca.crt"}
     superlink = expand_args(blocks["superlink"], env, "flower-superlink")
+    tls = "/home/m/fedjax-rhd/tls"
     assert superlink == [
-        "--insecure", "--host", "127.0.0.1", "--port", "9091", "--disable-runtime-dependency-installation",
+        "--ssl-ca-certfile", f"{tls}/ca.crt", "--ssl-certfile", f"{tls}/server.pem", "--ssl-keyfile",
+        f"{tls}/server.key", "--enable-supernode-auth",
+        "--host", "127.0.0.1", "--port", "9091", "--disable-runtime-dependency-installation",
     ]  # fmt: skip
     worker = expand_args(blocks["worker"], env | {"WORKER_PORT": "9300"}, "python")
     assert worker == [
@@ -81,9 +85,11 @@ def test_the_guide_has_its_commands_and_they_expand_as_flower_expects():
         "9300",
     ]
     supernode = expand_args(blocks["supernode"], env, "flower-supernode")
-    assert supernode[:5] == ["--insecure", "--superlink", "m.example.org:9092", "--port", "9094"]
-    assert supernode[5] == "--node-config"
-    assert parse_config_args([supernode[6]]) == {
+    key = "/home/m/fedjax-rhd/key/node.key"
+    assert supernode[:4] == ["--root-certificates", "/srv/ca.crt", "--auth-supernode-private-key", key]
+    assert supernode[4:8] == ["--superlink", "m.example.org:9092", "--port", "9094"]
+    assert supernode[8] == "--node-config"
+    assert parse_config_args([supernode[9]]) == {
         "partition-id": 1,
         "num-partitions": 3,
         "data-dir": "/srv/my node",
@@ -91,11 +97,21 @@ def test_the_guide_has_its_commands_and_they_expand_as_flower_expects():
     run = expand_args(blocks["run"], env | {"OVERRIDES": "split=five seed.split=2"}, "fedjax-rhd")
     assert run == [
         "split=five", "seed.split=2", "backend=flower", "backend.mode=deployment",
-        "backend.superlink=127.0.0.1:9091",
+        "backend.superlink=127.0.0.1:9091", f"backend.root_certificates={tls}/ca.crt",
     ]  # fmt: skip
 
 
 # ---- the whole guide --------------------------------------------------------------------------------
+
+
+def sh(script: str, env: dict[str, str], cwd: Path) -> str:
+    """Run a guide block with ``sh``; fail with its output unless it exits 0; return its stdout."""
+    done = subprocess.run(
+        ["sh", "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=300,
+        preexec_fn=guard.die_with_parent_fn(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 def _running(procs: set[psutil.Process]) -> list[str]:
@@ -162,6 +178,7 @@ def test_following_the_guide_on_loopback_gives_the_simulators_results(tmp_path):
     setup = env_block(blocks)
     port = free_port()
     manager = base | {"HOME": str(homes["manager"]), "OVERRIDES": overrides, "SUPERLINK_PORT": str(port)}
+    manager["MANAGER_NAME"] = "localhost"  # the name the "hospitals" connect to, on loopback
 
     # Step 4: the manager writes the node folders; each "hospital" gets a copy of its own.
     started = time.perf_counter()
@@ -184,8 +201,10 @@ def test_following_the_guide_on_loopback_gives_the_simulators_results(tmp_path):
     hosts = _Hosts(tmp_path)
     hosts.dog.start()
     try:
-        # Steps 5 and 7: the SuperLink on the manager, one SuperNode per hospital.
+        # Step 5: certificates and the SuperLink on the manager.
+        sh(f"{setup}\n{blocks['certs']}", manager, ROOT)
         hosts.start("superlink", f"{setup}\nexec {blocks['superlink']}", manager, ROOT, port)
+        # Step 7: each hospital's key, registered by the manager; then its worker and SuperNode.
         for k, node_dir in enumerate(node_dirs):
             site = base | {
                 "HOME": str(homes[f"site{k}"]),
@@ -195,7 +214,18 @@ def test_following_the_guide_on_loopback_gives_the_simulators_results(tmp_path):
                 "NUM_PARTITIONS": str(NUM_NODES),
                 "NODE_DIR": str(node_dir),
                 "WORKER_PORT": str(free_port()),
+                "CA_CERT": str(
+                    shutil.copy(homes["manager"] / "fedjax-rhd" / "tls" / "ca.crt", homes[f"site{k}"])
+                ),
             }
+            sh(f"{setup}\n{blocks['nodekey']}", site, homes[f"site{k}"])
+            public = homes[f"site{k}"] / "fedjax-rhd" / "key" / "node.key.pub"
+            registered = sh(
+                f"{setup}\n{blocks['register']}",
+                manager | {"SITE_PUBLIC_KEY": str(public), "SITE_NAME": f"site{k}"},
+                ROOT,
+            )
+            assert f"as 'site{k}': node id" in registered
             worker = f"{setup}\nexec {blocks['worker']}"
             hosts.start(f"worker-{k}", worker, site, homes[f"site{k}"], int(site["WORKER_PORT"]))
             script = f"{setup}\nexec {blocks['supernode']}"

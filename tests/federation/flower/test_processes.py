@@ -21,11 +21,13 @@ from flwr.cli.config_utils import load_and_validate
 from flwr.common.config import parse_config_args
 
 import fedjax_rhd
-from fedjax_rhd.federation.flower import flwr_cli
-from fedjax_rhd.federation.flower.flwr_cli import flower_env, write_app_dir
+from fedjax_rhd.federation.flower import certificates, flwr_cli
+from fedjax_rhd.federation.flower.flwr_cli import FlwrCli, flower_env, write_app_dir
 from fedjax_rhd.federation.flower.processes import LocalDeployment, NodeLaunch, free_port
 
 TRIVIAL_APP = Path(__file__).with_name("trivial_app.py")
+# the fake Flower commands speak neither TLS nor the CLI's node registration
+FAKE = {"insecure": True, "node_auth": False}
 ORPHAN_LIMIT_S = 15.0  # a killed parent's processes must all be gone within this
 
 
@@ -255,7 +257,7 @@ def _fake_flower_path(tmp_path: Path, superlink: str | None = None) -> str:
 
 
 def test_start_reports_a_process_that_exits_and_cleans_up(tmp_path):
-    deployment = LocalDeployment(tmp_path / "run", [NodeLaunch(0, 1, tmp_path / "n0")])
+    deployment = LocalDeployment(tmp_path / "run", [NodeLaunch(0, 1, tmp_path / "n0")], **FAKE)
     deployment.env["PATH"] = _fake_flower_path(tmp_path, 'echo "boom: no port today" >&2\nexit 3\n')
     with pytest.raises(RuntimeError, match=r"superlink exited with code 3(.|\n)*boom: no port today"):
         deployment.start()
@@ -265,7 +267,9 @@ def test_start_reports_a_process_that_exits_and_cleans_up(tmp_path):
 
 
 def test_start_times_out_and_kills_what_it_started(tmp_path):
-    deployment = LocalDeployment(tmp_path / "run", [NodeLaunch(0, 1, tmp_path / "n0")], start_timeout=1.0)
+    deployment = LocalDeployment(
+        tmp_path / "run", [NodeLaunch(0, 1, tmp_path / "n0")], start_timeout=1.0, **FAKE
+    )
     deployment.env["PATH"] = _fake_flower_path(tmp_path, "echo hanging\nsleep 60\n")
     seen: list[int] = []
     spawn = deployment._spawn
@@ -287,7 +291,9 @@ def test_start_times_out_and_kills_what_it_started(tmp_path):
 
 
 def test_keyboard_interrupt_in_the_block_stops_everything(tmp_path):
-    deployment = LocalDeployment(tmp_path / "run", [NodeLaunch(i, 2, tmp_path / f"n{i}") for i in range(2)])
+    deployment = LocalDeployment(
+        tmp_path / "run", [NodeLaunch(i, 2, tmp_path / f"n{i}") for i in range(2)], **FAKE
+    )
     deployment.env["PATH"] = _fake_flower_path(tmp_path)
     with pytest.raises(KeyboardInterrupt), deployment:
         deadline = time.monotonic() + 10
@@ -301,7 +307,7 @@ def test_keyboard_interrupt_in_the_block_stops_everything(tmp_path):
 
 def test_kill_node_and_restart_node(tmp_path):
     nodes = [NodeLaunch(i, 2, tmp_path / f"n{i}") for i in range(2)]
-    deployment = LocalDeployment(tmp_path / "run", nodes)
+    deployment = LocalDeployment(tmp_path / "run", nodes, **FAKE)
     deployment.env["PATH"] = _fake_flower_path(tmp_path)  # restarts use it too
     with deployment:
         old = deployment._supernodes[0]
@@ -366,10 +372,14 @@ def test_two_node_run_end_to_end_then_nothing_left(tmp_path):
         socket.create_connection((host, int(port)), timeout=2).close()
         config = tomllib.loads((deployment.flwr_home / "config.toml").read_text(encoding="utf-8"))
         assert config["superlink"]["default"] == deployment.connection
-        assert config["superlink"][deployment.connection] == {
+        assert config["superlink"][deployment.connection] == {  # TLS by default, trusting our CA only
             "address": deployment.superlink_address,
-            "insecure": True,
+            "root-certificates": str(deployment.tls.ca),
         }
+        plaintext = FlwrCli(flower_env(tmp_path / "plain_home"), tmp_path)
+        plaintext.write_connection(deployment.superlink_address)
+        with pytest.raises(RuntimeError):  # a plaintext client gets nothing from a TLS SuperLink
+            plaintext.online_nodes()
         run_id = deployment.submit(app, {"result-path": str(result_path)})
         seen.update(deployment.pids())
         status = deployment.wait_run(run_id, timeout=120, poll=0.5)
@@ -384,12 +394,36 @@ def test_two_node_run_end_to_end_then_nothing_left(tmp_path):
         (0, "rows of node 0", "world"),
         (1, "rows of node 1", "world"),
     ]
-    assert len({r["node-id"] for r in result["nodes"]}) == 2
+    # each SuperNode connected with the key registered for it, under the id registration gave it
+    assert {r["node-id"] for r in result["nodes"]} == set(deployment.node_ids.values())
+    assert len(set(deployment.node_ids.values())) == 2
     assert deployment.pids() == []
     assert _running(sorted(seen)) == []
     logs = sorted(p.name for p in (tmp_path / "run" / "flower_logs").iterdir())
     assert logs == ["superlink.log", "supernode-0.log", "supernode-1.log", "watchdog.log"]
     deployment.stop()  # idempotent
+
+
+def test_an_unregistered_supernode_is_refused_and_its_key_named(tmp_path):
+    """SuperNode authentication: a key the manager did not register is refused; the refusal (which
+    Flower logs only at the SuperLink) is reported with the refused key."""
+    deployment = LocalDeployment(tmp_path / "run", _nodes(tmp_path, 1))
+    with deployment:
+        intruder_key, intruder_pub = certificates.make_node_key(tmp_path / "intruder")
+        intruder = subprocess.Popen(
+            [shutil.which("flower-supernode", path=deployment.env["PATH"]), "--superlink",
+             deployment.superlink_address, "--port", str(free_port()), "--root-certificates",
+             str(deployment.tls.ca), "--auth-supernode-private-key", str(intruder_key)],
+            env=deployment.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            assert intruder.wait(timeout=60) != 0  # Flower's SuperNode exits (305) when refused
+        finally:
+            if intruder.poll() is None:
+                intruder.kill()
+        refused = deployment.refused_keys()
+        assert refused == [f"an unregistered key: {certificates.public_key_pem(intruder_pub).strip()}"]
+        assert deployment.online_nodes() == list(deployment.node_ids.values())  # ours still serves
 
 
 # ---- slow: killed parent, node faults ---------------------------------------------------------------
@@ -470,10 +504,9 @@ def test_kill_and_restart_a_node(tmp_path):
         assert new.log.name == "supernode-0.restart1.log"
         with pytest.raises(RuntimeError, match="still runs"):
             deployment.restart_node(0)
-        # Without SuperNode auth the restarted node registers under a new node id.
-        deadline = time.monotonic() + 60
-        while not (set(deployment.online_nodes()) - set(online)) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert set(deployment.online_nodes()) - set(online)
+        # With SuperNode auth the restarted node is accepted (after Flower's ~60 s of refusals) under the
+        # id its key was registered with.
+        assert f"SuperNode ID: {deployment.node_ids[0]}" in new.log.read_text()
+        assert sorted(deployment.online_nodes()) == sorted(deployment.node_ids.values())
         pids = deployment.pids()
     assert _running(pids) == []
