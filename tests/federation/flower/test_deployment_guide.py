@@ -242,7 +242,7 @@ def test_following_the_guide_on_loopback_gives_the_simulators_results(tmp_path):
 
         # The run it submitted has ended by itself, and the SuperLink and SuperNodes still run.
         cli = FlwrCli(flower_env(tmp_path / "cli_home"), tmp_path)
-        cli.write_connection(f"127.0.0.1:{port}")
+        cli.write_connection(f"127.0.0.1:{port}", homes["manager"] / "fedjax-rhd" / "tls" / "ca.crt")
         runs = cli.call(["ls", cli.connection], what="listing runs")["runs"]
         assert [r["status"] for r in runs] == ["finished:completed"], runs
         assert all(p.poll() is None for p in hosts.popens.values())
