@@ -19,7 +19,7 @@ import polars as pl
 from fedjax_rhd.data.case_mix import case_mix_partition
 from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, encode, fit_federated
-from fedjax_rhd.data.reduce import reduce_groups
+from fedjax_rhd.data.reduce import GroupReduction, component_names, group_values, reduce_groups
 from fedjax_rhd.data.scenario import BEST, ScenarioSpec, apply_scenario
 from fedjax_rhd.typing import NodeData
 from harmonize.guide import Guide
@@ -100,6 +100,10 @@ class FederatedData:
     test_node: np.ndarray | None = None  # i64[n_test] node index of each test row's centre, -1: none
     # per node: its own test part encoded (real centres only; () when the manager keeps the test set)
     encoded_test: tuple[EncodedRows, ...] = ()
+    reductions: tuple[GroupReduction, ...] = ()  # use_case.reduce as fitted (components 0: dropped)
+    # per node: part ("train", "val", "test" where it keeps one) -> reduced group -> f64[n, d_g] the
+    # group's values before reduction (NaN = missing), patient_id order: a Flower node reduces them itself
+    group_values: tuple[dict[str, dict[str, np.ndarray]], ...] = ()
 
     @property
     def num_nodes(self) -> int:
@@ -117,6 +121,16 @@ class FederatedData:
         if self.test_node is None:
             return None
         return pack_rows(self.encoded_test[k], self.preprocessor, None)
+
+    def component_columns(self) -> dict[str, np.ndarray]:
+        """Each kept reduction's encoded column indices (i64[k], component order) in ``guide``'s rows."""
+        starts = np.cumsum([0, *(f.width for f in self.guide.features)])
+        at = {f.name: int(starts[j]) for j, f in enumerate(self.guide.features)}
+        return {
+            r.group: np.array([at[name] for name in component_names(r.group, r.components)], dtype=np.int64)
+            for r in self.reductions
+            if r.components
+        }
 
     @property
     def num_features(self) -> int:
@@ -327,8 +341,11 @@ def build_federated_data(
         node_train.append(part.filter(pl.Series(~in_val)))
         node_val.append(part.filter(pl.Series(in_val)))
 
+    # each part's rows before the reduction: a Flower node holds these and reduces them itself
+    raw_train, raw_val, raw_test = node_train, node_val, test_df
+    fitted: list[GroupReduction] = []
     if reduce:
-        node_train, rest, guide, _ = reduce_groups(node_train, [*node_val, test_df], guide, reduce)
+        node_train, rest, guide, fitted = reduce_groups(node_train, [*node_val, test_df], guide, reduce)
         node_val, test_df = rest[:-1], rest[-1]
 
     # Each node computes its statistics on its own training part (patient order); only the
@@ -337,6 +354,7 @@ def build_federated_data(
     prep, moments = fit_federated(guide, [encode(part.sort("patient_id"), guide) for part in node_train])
     if pooled:
         node_train, node_val, names = [pl.concat(node_train)], [pl.concat(node_val)], ("pooled",)
+        raw_train, raw_val = [pl.concat(raw_train)], [pl.concat(raw_val)]
     # what each node holds: its rows encoded, not yet standardised (a Flower node's folder)
     encoded = tuple(
         (encode_rows(t, guide), encode_rows(v, guide)) for t, v in zip(node_train, node_val, strict=True)
@@ -348,6 +366,11 @@ def build_federated_data(
     test, test_sorted = _node_arrays(test_df, guide, prep, None)
     oracle = test_sorted["oracle_risk"].to_numpy() if "oracle_risk" in test_sorted.columns else None
     test_node = None if pooled or not split.natural else _test_nodes(test_sorted, names)
+    raw_parts = [{"train": t, "val": v} for t, v in zip(raw_train, raw_val, strict=True)]
+    if test_node is not None:  # a real centre's own test part (the row's centre, as _test_nodes maps it)
+        raw_test_node = _test_nodes(raw_test, names)
+        for k, parts in enumerate(raw_parts):
+            parts["test"] = raw_test.filter(pl.Series(raw_test_node == k))
     return FederatedData(
         guide=guide,
         node_names=names,
@@ -364,6 +387,24 @@ def build_federated_data(
         encoded=encoded,
         test_node=test_node,
         encoded_test=_test_parts(test_sorted, test_node, guide, len(names)),
+        reductions=tuple(fitted),
+        group_values=_group_values(raw_parts, fitted),
+    )
+
+
+def _group_values(
+    parts: Sequence[dict[str, pl.DataFrame]], reductions: Sequence[GroupReduction]
+) -> tuple[dict[str, dict[str, np.ndarray]], ...]:
+    """Per node and part, each kept reduction's raw group values in ``encode_rows``' (patient_id) order."""
+    kept = [r for r in reductions if r.components]
+    if not kept:
+        return ()
+    return tuple(
+        {
+            part: {r.group: group_values(df.sort("patient_id"), r.columns) for r in kept}
+            for part, df in node.items()
+        }
+        for node in parts
     )
 
 

@@ -7,7 +7,17 @@ import polars as pl
 import pytest
 
 from fedjax_rhd.data.federated import SplitSpec, build_federated_data
-from fedjax_rhd.data.reduce import component_names, fit_group, reduce_groups, transform
+from fedjax_rhd.data.reduce import (
+    component_names,
+    fit_group,
+    fit_group_from_statistics,
+    merged_mean,
+    node_scatter,
+    node_sums,
+    project,
+    reduce_groups,
+    transform,
+)
 from fedjax_rhd.simulate.mds_wsi import simulate_mds_wsi
 from harmonize.guide import Feature, Guide
 
@@ -45,6 +55,41 @@ def test_federated_pca_equals_pooled_pca():
         assert abs(abs(red.basis[:, j] @ want_vecs[:, -1 - j]) - 1.0) < 1e-10
     scores = transform(parts[0], red).select(component_names("wsi", 3)).to_numpy()
     np.testing.assert_allclose(scores, (parts[0].select(cols).to_numpy() - pooled.mean(0)) @ red.basis)
+
+
+def test_the_two_rounds_by_hand():
+    """Node 1 holds (1, 2), (3, ?) and an empty row; node 2 holds (5, 6)."""
+    nan = np.nan
+    x1, x2 = np.array([[1.0, 2.0], [3.0, nan], [nan, nan]]), np.array([[5.0, 6.0]])
+    sums = [node_sums(x1), node_sums(x2)]
+    np.testing.assert_array_equal(sums[0][0], [2.0, 1.0])
+    np.testing.assert_array_equal(sums[0][1], [4.0, 2.0])
+    mean = merged_mean(sums)
+    np.testing.assert_array_equal(mean, [3.0, 4.0])  # (1 + 3 + 5) / 3, (2 + 6) / 2
+    # centred rows: (-2, -2), (0, 0 for the missing value); (2, 2). The empty row is not counted.
+    scatters = [node_scatter(x1, mean), node_scatter(x2, mean)]
+    assert [s[0] for s in scatters] == [2, 1]
+    np.testing.assert_array_equal(scatters[0][1], [[4.0, 4.0], [4.0, 4.0]])
+    np.testing.assert_array_equal(scatters[1][1], [[4.0, 4.0], [4.0, 4.0]])
+    red = fit_group_from_statistics(sums, scatters, ("a", "b"), "wsi", 1)
+    # covariance [[8, 8], [8, 8]] / (3 - 1): eigenvalue 8 on (1, 1) / sqrt 2
+    assert red.n_rows == 3
+    np.testing.assert_allclose(red.eigenvalues, [8.0], rtol=1e-14)
+    np.testing.assert_allclose(red.basis[:, 0], [2**-0.5, 2**-0.5], rtol=1e-14)
+    scores = project(x1, red.mean, red.basis)[:, 0]
+    np.testing.assert_allclose(scores[:2], [-4 * 2**-0.5, 0.0], rtol=1e-14)  # (3, ?) sits at the mean
+    assert np.isnan(scores[2])
+
+
+def test_a_rows_components_do_not_depend_on_the_rows_projected_with_it():
+    """A node projects its own test rows; the data layer the whole test set at once: same bits."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(70, 40))
+    mean, basis = rng.normal(size=40), np.linalg.qr(rng.normal(size=(40, 8)))[0]
+    whole = project(x, mean, basis)
+    for rows in (np.arange(1), np.arange(3, 40, 3), rng.permutation(70)[:37]):
+        np.testing.assert_array_equal(project(x[rows], mean, basis), whole[rows])
+    np.testing.assert_array_equal(project(x, mean, np.ascontiguousarray(basis)), whole)  # any layout
 
 
 def test_missing_components_use_the_federated_mean_and_empty_vectors_stay_missing():

@@ -39,6 +39,7 @@ import numpy as np
 
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, column_ranges, fit_from_statistics
+from fedjax_rhd.data.reduce import GroupReduction, fit_group_from_statistics, merged_mean
 from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, failed_nodes
 from fedjax_rhd.federation.flower import bridge, protocol
@@ -161,7 +162,14 @@ def write_node_folders(root: Path, data: FederatedData) -> list[Path]:
     (``query.prepare_stats``) and each node packs its own rows (``query.prepare``).
     A real centre (``split=natural``) also gets its own test part (``FederatedData.encoded_test``),
     which it packs the same way and scores itself (federated evaluation, ``test_summary``).
+    When the use case reduces a feature group, every part holds that group's raw values in place of
+    its components (``FederatedData.group_values``): the node computes them (``federated_reduction``).
     """
+    reduced = {r.group: r for r in data.reductions if r.components}
+    layout = tuple(
+        protocol.GroupLayout(group, reduced[group].columns, tuple(int(j) for j in index))
+        for group, index in data.component_columns().items()
+    )
     folders = []
     for k, name in enumerate(data.node_names):
         meta = protocol.NodeMeta(name, k, data.n_train[k], data.n_val[k])
@@ -169,8 +177,57 @@ def write_node_folders(root: Path, data: FederatedData) -> list[Path]:
         parts = {"train": train, "val": val}
         if data.encoded_test:
             parts["test"] = data.encoded_test[k]
-        folders.append(protocol.write_node_folder(root / str(k), meta, parts))
+        groups = data.group_values[k] if layout else None
+        folders.append(protocol.write_node_folder(root / str(k), meta, parts, groups, layout))
     return folders
+
+
+def federated_reduction(driver: bridge.DriverEnd, data: FederatedData) -> tuple[GroupReduction, ...]:
+    """Fit each reduced group's principal axes from the nodes' statistics, have every node compute its
+    components, and check the fit.
+
+    Two rounds per group (``query.reduce_sums``, then ``query.reduce_scatter`` around the merged
+    mean), merged by the data layer's own ``fit_group_from_statistics`` (nodes in partition order), so
+    the fit equals the one the simulator's data was built with; then one ``query.reduce_apply`` with
+    every group's mean and basis. A difference from the data layer's fit is an error, never a silently
+    different run. Runs before ``federated_preprocessing``, whose statistics cover the components.
+
+    Returns:
+        The reductions the nodes applied (groups dropped with ``components = 0`` need no message).
+
+    Raises:
+        RuntimeError: a node did not answer, or the nodes' fit differs from the data layer's.
+    """
+    fitted = []
+    for red in data.reductions:
+        if not red.components:
+            continue
+        sums = [(s["count"], s["sum"]) for s in driver.call("reduction_sums", red.group)]
+        mean = merged_mean(sums)
+        scatters = [
+            (int(s["rows"]), s["scatter"]) for s in driver.call("reduction_scatters", red.group, mean)
+        ]
+        ours = fit_group_from_statistics(sums, scatters, red.columns, red.group, red.components)
+        if ours.n_rows != red.n_rows:
+            raise RuntimeError(
+                f"federated reduction of {red.group!r}: the nodes hold {ours.n_rows} training rows with "
+                f"values, the data layer {red.n_rows}"
+            )
+        for field in ("mean", "eigenvalues", "basis"):
+            a, b = getattr(ours, field), getattr(red, field)
+            # bit-equal when the nodes are the data layer's (tests/federation/flower); a pooled node
+            # (centralized) sends one node's sums where the data layer merged K, equal to rounding
+            if not np.allclose(a, b, rtol=1e-12, atol=1e-12):
+                worst = float(np.max(np.abs(a - b)))
+                raise RuntimeError(
+                    f"federated reduction of {red.group!r}: the nodes' {field} differs from the data "
+                    f"layer's by {worst}"
+                )
+        fitted.append(ours)
+    if fitted:
+        fits = {f"{kind}.{r.group}": v for r in fitted for kind, v in (("mean", r.mean), ("basis", r.basis))}
+        driver.call("reduce", fits)
+    return tuple(fitted)
 
 
 def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Preprocessor:
@@ -239,6 +296,7 @@ class FlowerBackend(NodeDirectory):
                 raise bridge.ServerAppFailed(
                     f"the Flower nodes hold (name, n_train, n_val) {held}; the run expects {expected}"
                 )
+            federated_reduction(self._driver, data)
             federated_preprocessing(self._driver, data)
         except TimeoutError as err:  # Flower never started the ServerApp, or the nodes never answered
             self.close()

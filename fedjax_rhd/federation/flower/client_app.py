@@ -72,6 +72,24 @@ def prepare(msg: Message, context: Context) -> Message:
     return _answer(msg, context)
 
 
+@app.query("reduce_sums")
+def reduce_sums(msg: Message, context: Context) -> Message:
+    """Round 1 of a feature group's federated PCA: per column, count and sum of its training values."""
+    return _answer(msg, context)
+
+
+@app.query("reduce_scatter")
+def reduce_scatter(msg: Message, context: Context) -> Message:
+    """Round 2: the group's scatter matrix (d_g x d_g) of its training rows around the global mean."""
+    return _answer(msg, context)
+
+
+@app.query("reduce_apply")
+def reduce_apply(msg: Message, context: Context) -> Message:
+    """Project every part's raw group values on the fitted axes: the node's own component columns."""
+    return _answer(msg, context)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """One round of local training: the strategy's ``client_update`` on this node's rows."""

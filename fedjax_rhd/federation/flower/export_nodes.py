@@ -10,9 +10,9 @@ Give it the same data overrides as the run (``use_case``, ``split``, ``scenario`
 ``seed.split``, ``data_root``...): the run's manager checks the nodes' names, not their rows.
 
 What is and is not federated in this version: the folders are cut from the whole harmonised table in
-one place, which also draws the test split and fits the preprocessing statistics (each node's means and
-variances are merged, but all on this host). A site that holds only its own table cannot yet make its
-folder by itself.
+one place, which also draws the test split. A site that holds only its own table cannot yet make its
+folder by itself. The run fits the preprocessing and any feature-group reduction from the nodes' messages:
+a reduced group's folder holds its raw columns, and each node computes its components itself.
 """
 
 from __future__ import annotations

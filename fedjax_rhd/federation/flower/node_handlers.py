@@ -100,6 +100,27 @@ def prepare(folder: Path, content: Content) -> Content:
     return {"metrics": Part(METRICS, {"rows": int(rows.train.x.shape[0])})}
 
 
+def reduce_sums(folder: Path, content: Content) -> Content:
+    """Round 1 of a feature group's federated PCA: per column, count and sum of its training values."""
+    stats = protocol.node_reduction_sums(folder, str(_config(content)["group"]))
+    return {"outputs": Part(ARRAYS, stats)}
+
+
+def reduce_scatter(folder: Path, content: Content) -> Content:
+    """Round 2: the group's scatter matrix (d_g x d_g) of its training rows around the global mean."""
+    group, mean = str(_config(content)["group"]), _arrays(content, "inputs")["mean"]
+    return {"outputs": Part(ARRAYS, protocol.node_reduction_scatter(folder, group, mean))}
+
+
+def reduce_apply(folder: Path, content: Content) -> Content:
+    """Project every part's raw group values on the fitted axes: the node's own component columns."""
+    inputs = _arrays(content, "inputs")
+    groups = {key.split(".", 1)[1] for key in inputs}
+    fits = {g: (inputs[f"mean.{g}"], inputs[f"basis.{g}"]) for g in groups}
+    parts = protocol.reduce_node_folder(folder, fits)
+    return {"metrics": Part(METRICS, {"rows": sum(int(p.values.shape[0]) for p in parts.values())})}
+
+
 def train(folder: Path, content: Content) -> Content:
     """One round of local training: the strategy's ``client_update`` on this node's rows."""
     config = _config(content)
@@ -140,6 +161,9 @@ HANDLERS: dict[str, Callable[[Path, Content], Content]] = {
     wire.HELLO: hello,
     wire.PREPARE_STATS: prepare_stats,
     wire.PREPARE: prepare,
+    wire.REDUCE_SUMS: reduce_sums,
+    wire.REDUCE_SCATTER: reduce_scatter,
+    wire.REDUCE_APPLY: reduce_apply,
     wire.TRAIN: train,
     wire.FINETUNE: finetune,
     wire.VAL_LOSS: val_loss,

@@ -34,17 +34,33 @@ also holds its own test part (unpadded), which it scores itself
                                                                    ``histogram`` (f64[d, 4096])
 ``query.prepare``           ``center``, ``scale``, ``fill``, pads   ``metrics``: rows packed
 ==========================  =====================================  ==========================================
+
+When the use case reduces a feature group (``use_case.reduce``, ``data/reduce.py``), the folder
+holds that group's raw values instead of its components (``{part}_group.<group>``, f64[n, d_g],
+NaN = missing) and ``reduce.json`` says which encoded columns the components fill. Before
+preprocessing, the node answers the two rounds of the federated PCA and then computes its
+components itself (``encoded.npz``, read from then on in place of ``raw.npz``'s rows):
+
+==========================  =====================================  ==========================================
+``query.reduce_sums``       ``group``                              ``count``, ``sum`` (f64[d_g])
+``query.reduce_scatter``    ``group``, ``mean`` (f64[d_g])         ``rows`` (f64 scalar), ``scatter``
+                                                                   (f64[d_g, d_g])
+``query.reduce_apply``      ``mean.<group>``, ``basis.<group>``    ``metrics``: rows reduced
+                            (f64[d_g, k]) for every kept group
+==========================  =====================================  ==========================================
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from fedjax_rhd.data import reduce
 from fedjax_rhd.data.federated import EncodedRows, pack_rows
 from fedjax_rhd.data.preprocess import Preprocessor, node_histogram, node_moments
 from fedjax_rhd.federation.flower.wire import (  # noqa: F401  (the message names live in wire)
@@ -54,6 +70,9 @@ from fedjax_rhd.federation.flower.wire import (  # noqa: F401  (the message name
     NODES_ROOT_KEY,
     PREPARE,
     PREPARE_STATS,
+    REDUCE_APPLY,
+    REDUCE_SCATTER,
+    REDUCE_SUMS,
     STATISTIC,
     TRAIN,
     VAL_LOSS,
@@ -66,6 +85,9 @@ from fedjax_rhd.typing import NodeData
 NODE_ARRAYS = "node.npz"  # packed by the node itself (query.prepare)
 RAW_ARRAYS = "raw.npz"  # encoded, not standardised: what the run gives the node
 NODE_META = "node.json"
+REDUCE_LAYOUT = "reduce.json"  # with use_case.reduce: the groups the node reduces and where they go
+REDUCED_ARRAYS = "encoded.npz"  # raw.npz's rows with the components the node computed (query.reduce_apply)
+GROUP_KEY = "group."  # raw.npz key of a part's raw group values: ``<part>_group.<group>``
 
 
 def spec_to_json(spec: AlgorithmSpec) -> str:
@@ -97,17 +119,67 @@ class NodeMeta:
     n_val: int
 
 
-def write_node_folder(folder: Path, meta: NodeMeta, parts: dict[str, EncodedRows]) -> Path:
+class GroupLayout(NamedTuple):
+    """A feature group the node reduces itself (``reduce.json``).
+
+    Attributes:
+        group: the group's name (``wsi``, ``pet``).
+        columns: the group's raw columns, in the order of its stored values (d_g).
+        index: the encoded columns its components fill, first component first (k).
+    """
+
+    group: str
+    columns: tuple[str, ...]
+    index: tuple[int, ...]
+
+
+def write_node_folder(
+    folder: Path,
+    meta: NodeMeta,
+    parts: dict[str, EncodedRows],
+    groups: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    layout: Sequence[GroupLayout] = (),
+) -> Path:
     """Write one node's encoded rows (``train``, ``val``, optionally ``test``) and metadata into ``folder``.
 
     The node reads nothing else; it packs these rows itself once preprocessing is fitted.
+
+    Args:
+        folder: the node's folder (created).
+        meta: its name, partition and row counts.
+        parts: each part's encoded rows, in ``patient_id`` order.
+        groups: with reductions, per part the raw values of each group in ``layout`` (f64[n, d_g]).
+        layout: the reduced groups; their component columns are left out of the stored rows, since
+            the node computes them from ``groups`` (``query.reduce_apply``).
+
+    Raises:
+        ValueError: ``layout`` without ``groups``.
     """
+    if layout and groups is None:
+        raise ValueError(f"{folder}: the reduced groups {[g.group for g in layout]} need their raw values")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = {f"{part}_{k}": np.asarray(v) for part, rows in parts.items() for k, v in rows._asdict().items()}
+    keep = None
+    if layout:
+        width = next(iter(parts.values())).values.shape[1]
+        keep = np.ones(width, dtype=bool)
+        keep[[j for g in layout for j in g.index]] = False
+    arrays: dict[str, np.ndarray] = {}
+    for part, rows in parts.items():
+        for k, v in rows._asdict().items():
+            v = np.asarray(v)
+            arrays[f"{part}_{k}"] = v[:, keep] if keep is not None and v.ndim == 2 else v
+        for g in layout:
+            arrays[f"{part}_{GROUP_KEY}{g.group}"] = np.asarray(groups[part][g.group], dtype=np.float64)
     np.savez(folder / RAW_ARRAYS, **arrays)
     (folder / NODE_META).write_text(json.dumps(dataclasses.asdict(meta)))
-    (folder / NODE_ARRAYS).unlink(missing_ok=True)  # packed by the node, after federated preprocessing
+    if layout:
+        (folder / REDUCE_LAYOUT).write_text(json.dumps([g._asdict() for g in layout]))
+    else:
+        (folder / REDUCE_LAYOUT).unlink(missing_ok=True)
+    # computed by the node: its components (query.reduce_apply), its packed rows (query.prepare)
+    (folder / REDUCED_ARRAYS).unlink(missing_ok=True)
+    (folder / NODE_ARRAYS).unlink(missing_ok=True)
     return folder
 
 
@@ -124,13 +196,126 @@ def read_meta(folder: Path) -> NodeMeta:
 
 
 def read_encoded(folder: Path) -> dict[str, EncodedRows]:
-    """The node's encoded parts by name (``train``, ``val`` and ``test`` where present)."""
-    path = Path(folder) / RAW_ARRAYS
+    """The node's encoded parts by name (``train``, ``val`` and ``test`` where present).
+
+    With reduced groups, the rows completed with the node's own components (``query.reduce_apply``).
+
+    Raises:
+        FileNotFoundError: the rows are missing, or the node has not computed its components yet.
+    """
+    folder = Path(folder)
+    if read_layout(folder):
+        path = folder / REDUCED_ARRAYS
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: the node has not computed its reduced groups' components yet (query.reduce_apply)"
+            )
+    else:
+        path = folder / RAW_ARRAYS
+    return _read_rows(path)
+
+
+def _read_rows(path: Path) -> dict[str, EncodedRows]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the node's rows are missing (was its folder written?)")
     with np.load(path) as npz:
         names = sorted({name.split("_", 1)[0] for name in npz.files})
         return {part: EncodedRows(**{k: npz[f"{part}_{k}"] for k in EncodedRows._fields}) for part in names}
+
+
+def read_layout(folder: Path) -> tuple[GroupLayout, ...]:
+    """The feature groups this node reduces itself (none without ``reduce.json``)."""
+    path = Path(folder) / REDUCE_LAYOUT
+    if not path.is_file():
+        return ()
+    return tuple(
+        GroupLayout(g["group"], tuple(g["columns"]), tuple(int(j) for j in g["index"]))
+        for g in json.loads(path.read_text())
+    )
+
+
+def read_group(folder: Path, group: str) -> dict[str, np.ndarray]:
+    """The node's raw values of ``group`` per part (f64[n, d_g], NaN = missing, patient_id order).
+
+    Raises:
+        KeyError: the folder holds no such group (e.g. written for a run without the reduction).
+    """
+    path = Path(folder) / RAW_ARRAYS
+    if group not in {g.group for g in read_layout(folder)}:
+        raise KeyError(f"{path}: this node's folder holds no raw values of feature group {group!r}")
+    suffix = f"_{GROUP_KEY}{group}"
+    with np.load(path) as npz:
+        return {name[: -len(suffix)]: npz[name] for name in npz.files if name.endswith(suffix)}
+
+
+def node_reduction_sums(folder: Path, group: str) -> dict[str, np.ndarray]:
+    """Round 1 of the federated PCA: per column of ``group``, the count and sum of its training values."""
+    count, total = reduce.node_sums(read_group(folder, group)["train"])
+    return {"count": count, "sum": total}
+
+
+def node_reduction_scatter(folder: Path, group: str, mean: np.ndarray) -> dict[str, np.ndarray]:
+    """Round 2: the training rows with any value in ``group`` and their scatter matrix around ``mean``."""
+    rows, scatter = reduce.node_scatter(read_group(folder, group)["train"], mean)
+    return {"rows": np.float64(rows), "scatter": scatter}
+
+
+def reduce_node_folder(
+    folder: Path, fits: Mapping[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, EncodedRows]:
+    """Project every part's raw group values on the fitted axes and write the completed rows.
+
+    The components go where ``reduce.json`` says, encoded as ``preprocess.encode`` encodes a
+    continuous column (0 and unobserved where a row has no value in the group), so the rows
+    equal the data layer's ``FederatedData.encoded``.
+
+    Args:
+        folder: the node's folder.
+        fits: group -> ``(mean f64[d_g], basis f64[d_g, k])``, for every group the node reduces.
+
+    Returns:
+        The completed parts (also written to ``encoded.npz``).
+
+    Raises:
+        ValueError: ``fits`` names other groups than the folder's, or a basis of the wrong shape.
+    """
+    folder = Path(folder)
+    layout = read_layout(folder)
+    if set(fits) != {g.group for g in layout}:
+        raise ValueError(
+            f"{folder}: the node reduces groups {sorted(g.group for g in layout)}, got {sorted(fits)}"
+        )
+    raw = _read_rows(folder / RAW_ARRAYS)
+    width = next(iter(raw.values())).values.shape[1] + sum(len(g.index) for g in layout)
+    keep = np.ones(width, dtype=bool)
+    keep[[j for g in layout for j in g.index]] = False
+    groups = {g.group: read_group(folder, g.group) for g in layout}
+    out = {}
+    for part, rows in raw.items():
+        values = np.zeros((rows.values.shape[0], width))
+        observed = np.zeros((rows.values.shape[0], width), dtype=bool)
+        values[:, keep], observed[:, keep] = rows.values, rows.observed
+        for g in layout:
+            mean, basis = fits[g.group]
+            if np.shape(basis) != (len(g.columns), len(g.index)):
+                raise ValueError(
+                    f"{folder}: group {g.group!r} needs a basis of shape {(len(g.columns), len(g.index))}, "
+                    f"got {np.shape(basis)}"
+                )
+            scores = reduce.project(groups[g.group][part], mean, basis)
+            present = ~np.isnan(scores)
+            values[:, list(g.index)], observed[:, list(g.index)] = np.where(present, scores, 0.0), present
+        out[part] = rows._replace(values=values, observed=observed)
+    arrays = {f"{part}_{k}": np.asarray(v) for part, rows in out.items() for k, v in rows._asdict().items()}
+    _write_atomic(folder / REDUCED_ARRAYS, arrays)
+    return out
+
+
+def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+        np.savez(f, **arrays)
+    tmp.replace(path)  # atomic: a concurrent reader sees the old file or the new
 
 
 def prepare_node_folder(folder: Path, prep: Preprocessor, pads: dict[str, int | None]) -> NodeRows:
@@ -140,10 +325,7 @@ def prepare_node_folder(folder: Path, prep: Preprocessor, pads: dict[str, int | 
     arrays = {
         f"{part}_{k}": np.asarray(v) for part, data in packed.items() for k, v in data._asdict().items()
     }
-    tmp = Path(folder) / f".{NODE_ARRAYS}.tmp"
-    with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
-        np.savez(f, **arrays)
-    tmp.replace(Path(folder) / NODE_ARRAYS)  # atomic: a concurrent reader sees the old file or the new
+    _write_atomic(Path(folder) / NODE_ARRAYS, arrays)
     return NodeRows(packed["train"], packed["val"], packed.get("test"))
 
 

@@ -341,6 +341,18 @@ class FlowerRounds:
             pad_train=int(pad_train), pad_val=int(pad_val),
         )  # fmt: skip
 
+    def reduction_sums(self, group: str) -> list[dict[str, np.ndarray]]:
+        """Round 1 of ``group``'s federated PCA: each node's column counts and sums, in partition order."""
+        return self._ask_all(protocol.REDUCE_SUMS, {}, "outputs", group=group)
+
+    def reduction_scatters(self, group: str, mean: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Round 2: each node's rows with values and scatter matrix around ``mean``, in partition order."""
+        return self._ask_all(protocol.REDUCE_SCATTER, {"mean": mean}, "outputs", group=group)
+
+    def reduce(self, fits: dict[str, np.ndarray]) -> None:
+        """Every node computes its components (``fits``: ``mean.<group>``, ``basis.<group>``)."""
+        self._ask_all(protocol.REDUCE_APPLY, fits, None)
+
     def _ask_all(
         self, message_type: str, inputs: dict[str, np.ndarray], reply_key: str | None, **config: Any
     ) -> list:

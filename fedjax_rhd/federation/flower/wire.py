@@ -24,7 +24,13 @@ VAL_LOSS = "evaluate.val_loss"
 STATISTIC = "query.statistic"
 PREPARE_STATS = "query.prepare_stats"
 PREPARE = "query.prepare"
-MESSAGE_TYPES = (HELLO, TRAIN, FINETUNE, VAL_LOSS, STATISTIC, PREPARE_STATS, PREPARE)
+REDUCE_SUMS = "query.reduce_sums"  # federated PCA of a feature group, round 1 (data/reduce.py)
+REDUCE_SCATTER = "query.reduce_scatter"  # round 2
+REDUCE_APPLY = "query.reduce_apply"  # the node computes its components
+MESSAGE_TYPES = (
+    HELLO, TRAIN, FINETUNE, VAL_LOSS, STATISTIC,
+    PREPARE_STATS, PREPARE, REDUCE_SUMS, REDUCE_SCATTER, REDUCE_APPLY,
+)  # fmt: skip
 
 DATA_DIR_KEY = "data-dir"  # SuperNode --node-config key of the node's own folder (deployment)
 NODES_ROOT_KEY = "nodes-root"  # simulation only: the folder of every node's folder (one host)

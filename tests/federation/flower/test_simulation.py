@@ -8,6 +8,9 @@ import jax
 import numpy as np
 import pytest
 
+from fedjax_rhd.data import SplitSpec, build_federated_data
+from fedjax_rhd.data.scenario import ScenarioSpec
+from fedjax_rhd.federation.flower import protocol
 from fedjax_rhd.federation.flower.backend import FlowerBackend, FlowerConfig
 from fedjax_rhd.federation.loop import TrainSchedule, run_federation
 from fedjax_rhd.federation.participation import RoundPolicy, Sampling
@@ -84,3 +87,43 @@ def test_a_node_slower_than_the_time_limit_is_left_out(data3):
         assert record["participation"]["aggregated"] == ["node1", "node2"]
         assert record["train_loss"][2] is None
         assert np.isfinite(record["val_loss_federated"])
+
+
+@pytest.fixture(scope="module")
+def mm3(tmp_path_factory):
+    """300 simulated MM patients over three nodes, the 40 PET features reduced to 8 principal components;
+    the smallest node has no PET at all."""
+    from fedjax_rhd.sources import UseCase, load_use_case
+    from harmonize.guide import load_guide
+
+    use_case = UseCase(name="mm", guide="mm", n_patients=300, reduce={"pet": 8})
+    cohort = load_use_case(
+        use_case, seed_data=3, data_root=tmp_path_factory.mktemp("data"), real_data_root=None
+    )
+    return build_federated_data(
+        cohort.table,
+        load_guide("mm"),
+        SplitSpec("three", (0.6, 0.3, 0.1), seed=2),
+        scenario=ScenarioSpec(name="no_pet", missing_groups={"-1": ("pet",)}),
+        reduce=use_case.reductions,
+    )
+
+
+@pytest.mark.slow
+def test_flower_simulation_equals_the_simulator_with_a_reduced_feature_group(mm3):
+    """The nodes fit the PCA with the manager (two rounds of statistics) and compute their own
+    components: the same rounds and parameters, bit for bit."""
+    spec = spec_of(mm3)
+    schedule = TrainSchedule(rounds=2, patience=None, seed_init=1, seed_train=2)
+    sim = run_federation(SimulatorBackend(SimulatorConfig(), mm3, spec), schedule, progress=False)
+    with FlowerBackend(FlowerConfig(), mm3, spec) as flower:
+        fl = run_federation(flower, schedule, progress=False)
+        for k, folder in enumerate(flower.node_folders):  # the run gave each node the raw PET values
+            with np.load(folder / protocol.RAW_ARRAYS) as raw:
+                assert raw["train_values"].shape[1] == mm3.num_features - 8
+                assert raw["train_group.pet"].shape == (mm3.n_train[k], 40)
+            assert (folder / protocol.REDUCED_ARRAYS).is_file()  # its components, computed by itself
+    assert [r["val_loss"] for r in fl.rounds] == [r["val_loss"] for r in sim.rounds]
+    assert [r["train_loss"] for r in fl.rounds] == [r["train_loss"] for r in sim.rounds]
+    assert max_difference(fl.node_params, sim.node_params) == 0.0
+    assert max_difference(fl.global_params, sim.global_params) == 0.0
