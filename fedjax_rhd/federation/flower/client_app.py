@@ -53,62 +53,8 @@ def _answer(msg: Message, context: Context) -> Message:
 
 app = ClientApp()
 
-
-@app.query("hello")
-def hello(msg: Message, context: Context) -> Message:
-    """Name, partition and row counts of this node (the manager maps Flower's node ids with it)."""
-    return _answer(msg, context)
-
-
-@app.query("prepare_stats")
-def prepare_stats(msg: Message, context: Context) -> Message:
-    """Moments and histograms of this node's encoded training rows (federated preprocessing)."""
-    return _answer(msg, context)
-
-
-@app.query("prepare")
-def prepare(msg: Message, context: Context) -> Message:
-    """Pack this node's rows with the federation's preprocessing (centre, scale, fill) and padding."""
-    return _answer(msg, context)
-
-
-@app.query("reduce_sums")
-def reduce_sums(msg: Message, context: Context) -> Message:
-    """Round 1 of a feature group's federated PCA: per column, count and sum of its training values."""
-    return _answer(msg, context)
-
-
-@app.query("reduce_scatter")
-def reduce_scatter(msg: Message, context: Context) -> Message:
-    """Round 2: the group's scatter matrix (d_g x d_g) of its training rows around the global mean."""
-    return _answer(msg, context)
-
-
-@app.query("reduce_apply")
-def reduce_apply(msg: Message, context: Context) -> Message:
-    """Project every part's raw group values on the fitted axes: the node's own component columns."""
-    return _answer(msg, context)
-
-
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """One round of local training: the strategy's ``client_update`` on this node's rows."""
-    return _answer(msg, context)
-
-
-@app.train("finetune")
-def finetune(msg: Message, context: Context) -> Message:
-    """Fine-tune the final global model on this node's training rows (no proximal term)."""
-    return _answer(msg, context)
-
-
-@app.evaluate("val_loss")
-def val_loss(msg: Message, context: Context) -> Message:
-    """This node's loss (no dropout) on its own validation rows: one float."""
-    return _answer(msg, context)
-
-
-@app.query("statistic")
-def statistic(msg: Message, context: Context) -> Message:
-    """A named statistic of this node's rows (``node_tasks.NODE_STATISTICS``): sums and counts only."""
-    return _answer(msg, context)
+# Every message type has the same handler: the work and its docs are in node_handlers.HANDLERS.
+for _message_type in wire.MESSAGE_TYPES:
+    _category, _, _action = _message_type.partition(".")
+    _register = getattr(app, _category)  # app.train, app.evaluate or app.query
+    (_register(_action) if _action else _register())(_answer)

@@ -140,3 +140,11 @@ def test_a_real_worker_answers_bit_for_bit_as_the_node_itself(data3, tmp_path):
     assert not (folder / node_worker.WORKER_FILE).exists()  # removed on SIGTERM
     assert "answered train" in log_path.read_text()
     assert os.path.exists(folder / protocol.NODE_ARRAYS)
+
+
+def test_every_message_type_has_a_handler_and_a_client_app_entry():
+    from fedjax_rhd.federation.flower import client_app
+
+    assert set(wire.MESSAGE_TYPES) == set(node_handlers.HANDLERS)
+    registered = {t if "." in t else f"{t}.default" for t in wire.MESSAGE_TYPES}  # Flower's name for "train"
+    assert set(client_app.app._registered_funcs) == registered
