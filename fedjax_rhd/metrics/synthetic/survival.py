@@ -125,9 +125,17 @@ def fit_linear_cox(
     # Rows sorted by descending time: row i's risk set is rows 0..end[i], end of i's tie group.
     end = np.searchsorted(-t, -t, side="right") - 1
     ev_end = end[e]
+
+    def objective(b: np.ndarray) -> float:
+        eta = x @ b
+        # log of each risk set's sum of exp(eta): a running log-sum-exp, stable at any scale.
+        return float(np.sum(eta[e] - np.logaddexp.accumulate(eta)[ev_end]) - 0.5 * l2 * b @ b)
+
     beta = np.zeros(x.shape[1])
+    value = objective(beta)
     for _ in range(iterations):
-        w = np.exp(x @ beta - np.max(x @ beta))
+        eta = x @ beta
+        w = np.exp(eta - eta.max())
         s0 = np.cumsum(w)[ev_end]
         s1 = np.cumsum(w[:, None] * x, axis=0)[ev_end]
         m = s1 / s0[:, None]
@@ -138,7 +146,13 @@ def fit_linear_cox(
         c = np.cumsum(inv[::-1])[::-1]
         hess = (x * (w * c)[:, None]).T @ x - m.T @ m + l2 * np.eye(x.shape[1])
         step = np.linalg.solve(hess, grad)
-        beta = beta + step
+        # The penalised objective is concave: halve the Newton step until it does not decrease.
+        for _halving in range(30):
+            new_value = objective(beta + step)
+            if new_value >= value - 1e-12 * abs(value):
+                break
+            step = step / 2
+        beta, value = beta + step, new_value
         if np.max(np.abs(step)) < 1e-9:
             break
     return beta
