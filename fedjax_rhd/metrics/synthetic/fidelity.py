@@ -37,6 +37,7 @@ from harmonize.guide import Feature, Guide
 
 # SDMetrics' QualityReport defaults from 0.27 on: only pairs whose real |Pearson r| or Cramér's V
 # exceed these count in its Column Pair Trends (docs/synthetic.md; synthetic_tuning_facts T5).
+SDMETRICS_VERSION = "0.32.0"  # the release these thresholds and the equality tests refer to
 SDMETRICS_CORRELATION_THRESHOLD = 0.5
 SDMETRICS_ASSOCIATION_THRESHOLD = 0.3
 NUM_BINS = 10
@@ -114,11 +115,11 @@ def missingness(real: pl.DataFrame, synthetic: pl.DataFrame, feature: Feature) -
 
 def _discrete_codes(real: pl.DataFrame, synthetic: pl.DataFrame, f: Feature) -> tuple[np.ndarray, np.ndarray]:
     """Codes with missing as a level of its own (the last), as SDMetrics' contingency tables keep it."""
-    vocab = vocabulary(f, real, synthetic)
+    vocab = vocabulary(f, real, synthetic)  # every label of both tables: no code means "unknown"
     out = []
     for t in (real, synthetic):
         c = codes(t, f, vocab)
-        out.append(np.where(c < 0, len(vocab), c))
+        out.append(np.where(c < 0, len(vocab) + 1, c))
     return out[0], out[1]
 
 

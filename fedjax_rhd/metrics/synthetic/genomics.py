@@ -32,10 +32,8 @@ def gene_frequencies(real: pl.DataFrame, synthetic: pl.DataFrame, guide: Guide) 
     """
     per_gene, diffs = {}, []
     for g in _genes(guide):
-        fr = (
-            float(np.nanmean(continuous(real, g))) if np.isfinite(continuous(real, g)).any() else float("nan")
-        )
-        xs = continuous(synthetic, g)
+        xr, xs = continuous(real, g), continuous(synthetic, g)
+        fr = float(np.nanmean(xr)) if np.isfinite(xr).any() else float("nan")
         fs = float(np.nanmean(xs)) if np.isfinite(xs).any() else float("nan")
         per_gene[g] = {"real": fr, "synthetic": fs}
         if np.isfinite(fr) and np.isfinite(fs):

@@ -118,8 +118,9 @@ def validation_report(
         "settings": dataclasses.asdict(settings),
         "versions": {
             "guide": guide.version,
-            "sdmetrics_reference": "0.32.0",
+            "sdmetrics_thresholds": fid.SDMETRICS_VERSION,  # of pair_trends_sdmetrics_thresholds
             "scikit-learn": _version("scikit-learn"),
+            "scipy": _version("scipy"),
         },
     }
     return finite_or_none(report)

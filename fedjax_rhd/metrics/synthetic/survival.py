@@ -76,6 +76,11 @@ def logrank_test(time: np.ndarray, event: np.ndarray, group: np.ndarray) -> dict
     return {"statistic": stat, "dof": float(k - 1), "p_value": float(stats.chi2.sf(stat, k - 1))}
 
 
+def _level_name(level: object) -> str:
+    # Binary labels are read as floats: write 1.0 as "1".
+    return str(int(level)) if isinstance(level, float) and level.is_integer() else str(level)
+
+
 def km_comparison(
     real: pl.DataFrame, synthetic: pl.DataFrame, guide: Guide, group: str, *, alpha: float = 0.05
 ) -> dict[str, object]:
@@ -107,7 +112,11 @@ def km_comparison(
             sr = survival_at(kaplan_meier(t_r[mr], e_r[mr]), grid)
             ss = survival_at(kaplan_meier(t_s[ms], e_s[ms]), grid)
             gap = float(np.max(np.abs(sr - ss)))
-        out["levels"][str(level)] = {"n_real": int(mr.sum()), "n_synthetic": int(ms.sum()), "max_gap": gap}
+        out["levels"][_level_name(level)] = {
+            "n_real": int(mr.sum()),
+            "n_synthetic": int(ms.sum()),
+            "max_gap": gap,
+        }
     out["same_conclusion"] = bool((p["real"] < alpha) == (p["synthetic"] < alpha))
     return out
 

@@ -31,6 +31,7 @@ def test_report_on_an_ideal_and_a_copying_generator(mds_split, mds_guide):
         "association": 0.3,
     }
     assert set(good["utility"]["kaplan_meier"]) == {"TP53", "ipssr_cyto"}
+    assert set(good["utility"]["kaplan_meier"]["TP53"]["levels"]) == {"0", "1"}
     assert good["validity"]["time_not_positive"] == good["validity"]["total"] == 7
     assert privacy_gate(good) == (True, [])
 

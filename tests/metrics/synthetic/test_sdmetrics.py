@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import polars as pl
 import pytest
+import sdmetrics
 from sdmetrics.column_pairs import ContingencySimilarity, CorrelationSimilarity
 from sdmetrics.reports import QualityReport
 from sdmetrics.single_column import KSComplement, TVComplement
@@ -32,6 +33,11 @@ def _pandas(table: pl.DataFrame, names: list[str]):
 
 def _metadata(guide, names: list[str]) -> dict:
     return {"tables": {"mds": {"columns": {n: {"sdtype": SDTYPE[guide.feature(n).kind]} for n in names}}}}
+
+
+def test_the_pinned_version_is_the_one_installed():
+    # The thresholds recorded in every report are this release's defaults.
+    assert sdmetrics.__version__ == fidelity.SDMETRICS_VERSION
 
 
 def test_column_shapes_equal_ks_and_tv_complement(mds_split, mds_guide):
