@@ -39,18 +39,30 @@ _CHUNK = 1024  # rows of the query table per distance block (1024 x n_reference 
 
 
 class GowerEncoder:
-    """Gower's distance between rows of tables in one guide's schema, fitted on a reference table."""
+    """Gower's distance between rows of tables in one guide's schema, ranges from a reference table.
 
-    def __init__(self, guide: Guide, reference: pl.DataFrame, *tables: pl.DataFrame) -> None:
-        self.continuous: list[tuple[str, bool, float]] = []  # (column, log1p?, range)
+    Args:
+        guide: the feature schema; ``time`` and ``event`` are compared too.
+        reference: the table whose observed ranges scale the continuous columns (the training rows).
+        *tables: the other tables to be compared, so that every label they hold gets a level.
+        log_scale: compare log1p values where the guide models a feature on a log scale (and
+            for ``time``): a platelet count of 20 against 40 then weighs like 200 against 400.
+            With ``False`` the distance is SDMetrics' DCR distance
+            (``sdmetrics.single_table.privacy.dcr_utils.calculate_dcr``).
+    """
+
+    def __init__(
+        self, guide: Guide, reference: pl.DataFrame, *tables: pl.DataFrame, log_scale: bool = True
+    ) -> None:
+        self.continuous: list[tuple[str, bool, float]] = []  # (column, log1p?, range; 0 = constant)
         self.discrete: list[tuple[Feature, list[Any]]] = []
         outcome = (Feature(name=TIME, kind="continuous", group="clinical", log=True),)
         outcome += (Feature(name=EVENT, kind="binary", group="clinical"),)
         for f in guide.features + outcome:
             if f.kind == "continuous":
-                x = self._values(reference, f.name, f.log)
+                x = self._values(reference, f.name, f.log and log_scale)
                 span = float(np.nanmax(x) - np.nanmin(x)) if np.isfinite(x).any() else 0.0
-                self.continuous.append((f.name, f.log, span if span > 0 else 1.0))
+                self.continuous.append((f.name, f.log and log_scale, span))
             else:
                 self.discrete.append((f, vocabulary(f, reference, *tables)))
         self.n_columns = len(self.continuous) + len(self.discrete)
@@ -61,8 +73,8 @@ class GowerEncoder:
         return np.log1p(np.clip(x, 0.0, None)) if log else x
 
     def encode(self, table: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(scaled continuous values with NaN, one-hot of every discrete column with missing as a level)."""
-        cols = [self._values(table, name, log) / span for name, log, span in self.continuous]
+        """(continuous values, NaN where missing; one-hot of every discrete column, missing a level)."""
+        cols = [self._values(table, name, log) for name, log, _ in self.continuous]
         xc = np.column_stack(cols) if cols else np.zeros((table.height, 0))
         blocks = []
         for f, vocab in self.discrete:
@@ -74,6 +86,8 @@ class GowerEncoder:
 
     def nearest(self, query: pl.DataFrame, reference: pl.DataFrame, k: int = 1) -> np.ndarray:
         """The k smallest distances from each query row to the reference rows, ascending (n_query x k)."""
+        if reference.height < k:
+            raise ValueError(f"nearest: {k} neighbours asked of a reference with {reference.height} rows")
         qc, qd = self.encode(query)
         rc, rd = self.encode(reference)
         out = np.empty((query.height, k))
@@ -81,10 +95,12 @@ class GowerEncoder:
             sl = slice(start, start + _CHUNK)
             # Discrete mismatches: columns minus matching levels, one matrix product.
             d = len(self.discrete) - qd[sl] @ rd.T
-            for j in range(qc.shape[1]):
+            for j, (_, _, span) in enumerate(self.continuous):
                 a, b = qc[sl, j][:, None], rc[:, j][None, :]
                 na, nb = np.isnan(a), np.isnan(b)
-                diff = np.minimum(np.abs(np.nan_to_num(a) - np.nan_to_num(b)), 1.0)
+                gap = np.abs(np.nan_to_num(a) - np.nan_to_num(b))
+                # A column constant in the reference: any difference counts fully.
+                diff = np.minimum(gap / span, 1.0) if span > 0 else (gap > 0).astype(float)
                 d += np.where(na & nb, 0.0, np.where(na | nb, 1.0, diff))
             d /= self.n_columns
             part = np.partition(d, k - 1, axis=1)[:, :k] if d.shape[1] > k else d

@@ -122,3 +122,18 @@ def test_detection_agrees_with_logistic_detection(mds_split, mds_guide):
     assert ours_shifted["auc"] > 0.85 and ours_shifted["score"] < 0.3
     # Folds and scaling differ in detail (5 seeded folds, missing indicators): close, not equal.
     assert ours_shifted["score"] == pytest.approx(ref_shifted, abs=0.1)
+
+
+def test_gower_distance_without_log_scale_equals_sdmetrics_dcr(mds_split, mds_guide):
+    from sdmetrics.single_table.privacy.dcr_utils import calculate_dcr
+
+    from fedjax_rhd.metrics.synthetic.privacy import GowerEncoder
+
+    train, _, unseen = mds_split
+    train, syn = train[:60], unseen[:40]  # SDMetrics builds the full cross join in pandas
+    names = [*mds_guide.feature_names, "time", "event"]
+    meta = _metadata(mds_guide, mds_guide.feature_names)
+    meta["tables"]["mds"]["columns"] |= {"time": {"sdtype": "numerical"}, "event": {"sdtype": "boolean"}}
+    ref = calculate_dcr(_pandas(syn, names), _pandas(train, names), meta["tables"]["mds"])
+    ours = GowerEncoder(mds_guide, train, syn, log_scale=False).nearest(syn, train)[:, 0]
+    assert ours == pytest.approx(ref.to_numpy(), abs=1e-12)
