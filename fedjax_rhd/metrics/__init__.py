@@ -6,6 +6,8 @@ AUC, Brier score from the censoring Kaplan-Meier built on grid counts), ``evalua
 metrics for real centres: each scores its own test rows and sends sums; Harrell's and
 Uno's C and the AUC stratified by centre, the pooled Brier score and IBS) and
 ``clinical`` (the use case's clinical score on exactly the model's test rows).
+``synthetic`` (imported on its own: ``fedjax_rhd.metrics.synthetic``) validates synthetic tables:
+fidelity, utility, privacy and impossible values (docs/synthetic.md).
 """
 
 from fedjax_rhd.metrics.concordance import (
