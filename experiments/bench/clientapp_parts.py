@@ -89,8 +89,9 @@ def measure_parts(data: Any, spec: Any, num_params: int, local_epochs: int, node
         case is ``cold`` (empty cache), ``warm`` (cache filled by ``cold``) or ``parallel`` (``nodes`` warm
         probes at once: each part's mean and ``wall``, launch to the last first reply).
     """
-    from fedjax_rhd.federation.flower import protocol
+    from fedjax_rhd.federation.flower import node_handlers, protocol, wire
     from fedjax_rhd.federation.flower.backend import write_node_folders
+    from fedjax_rhd.federation.flower.wire import ARRAYS, CONFIG, Part
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
@@ -102,6 +103,12 @@ def measure_parts(data: Any, spec: Any, num_params: int, local_epochs: int, node
     out: dict[str, Any] = {"python_bare_start": min(starts), "flower": FLOWER_LATENCIES}
     with tempfile.TemporaryDirectory(prefix="bench_parts_") as tmp:
         folder = write_node_folders(Path(tmp) / "nodes", data)[0]
+        # the node packs its rows with the federation's preprocessing (query.prepare), as in a run
+        prep, pads = data.preprocessor, {"pad_train": data.train.x.shape[1], "pad_val": data.val.x.shape[1]}
+        inputs = {"center": prep.center, "scale": prep.scale, "fill": prep.fill}
+        node_handlers.handle(
+            wire.PREPARE, folder, {"inputs": Part(ARRAYS, inputs), "config": Part(CONFIG, pads)}
+        )
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(protocol.spec_to_json(spec))
         env["FEDJAX_RHD_JAX_CACHE"] = str(Path(tmp) / "jax_cache")

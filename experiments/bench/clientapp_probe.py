@@ -36,14 +36,15 @@ def _ours(folder: str, spec_file: str) -> None:
     import numpy as np
 
     marks["jax_imported"] = time.time()
-    from fedjax_rhd.federation.flower import client_app, protocol
+    # what a ClientApp process does for a training message when its node runs no worker
+    from fedjax_rhd.federation.flower import node_handlers, protocol
     from fedjax_rhd.federation.node_tasks import node_update
 
     marks["app_imported"] = time.time()
     _, rows = protocol.read_node_folder(Path(folder))
     marks["data_loaded"] = time.time()
-    spec = client_app._spec(Path(spec_file).read_text())
-    params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), client_app._params_template(spec))
+    spec = node_handlers._spec(Path(spec_file).read_text())
+    params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), node_handlers._params_template(spec))
     key = jax.random.key(0)
     jax.block_until_ready(node_update(spec, params, rows.train, key))
     marks["first_update"] = time.time()
