@@ -17,11 +17,13 @@ from tests.conftest import TINY, run_in_process
 pytestmark = pytest.mark.e2e
 
 
-def _cli(args: list[str], tmp_path: Path, hashseed: str = "0") -> subprocess.CompletedProcess:
+def _cli(
+    args: list[str], tmp_path: Path, hashseed: str = "0", data_root: Path | None = None
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PYTHONHASHSEED": hashseed,
-        "FEDJAX_RHD_DATA_ROOT": str(tmp_path / "data"),
+        "FEDJAX_RHD_DATA_ROOT": str(data_root or tmp_path / "data"),
         "HYDRA_FULL_ERROR": "1",
     }
     proc = subprocess.run(
@@ -41,7 +43,8 @@ def _metrics(res: dict) -> dict:
 
 def test_cli_writes_valid_results_identical_across_processes(tmp_path):
     """The real command line, twice in fresh processes with other hash seeds: a valid results.json,
-    the checkpoint beside it, and bit-identical metrics."""
+    the checkpoint beside it, and bit-identical metrics. Its own data root: the first process builds
+    the dataset, the second reads it from the cache."""
     _cli([*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path, hashseed="1")
     _cli([*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'b'}"], tmp_path, hashseed="12345")
     (a,), (b,) = _results(tmp_path / "a"), _results(tmp_path / "b")
@@ -57,9 +60,9 @@ def test_cli_writes_valid_results_identical_across_processes(tmp_path):
     assert card["id"] == a["dataset"]["id"]
 
 
-def test_multirun_reuses_the_compiled_round(tmp_path):
+def test_multirun_reuses_the_compiled_round(tmp_path, tiny_data_root):
     sweep = ["-m", *TINY, "strategy=fedavg,local", "seed.split=0,1", f"hydra.sweep.dir={tmp_path / 'm'}"]
-    _cli(sweep, tmp_path)
+    _cli(sweep, tmp_path, data_root=tiny_data_root)
     runs = _results(tmp_path / "m")
     assert len(runs) == 4
     by_job = {(r["config"]["strategy"]["name"], r["config"]["seed"]["split"]): r for r in runs}
@@ -71,26 +74,27 @@ def test_multirun_reuses_the_compiled_round(tmp_path):
     assert by_job[("local", 0)]["final"]["global_model"] is None
 
 
-def test_worst_scenario_runs_and_records_what_it_removed(tmp_path):
-    res = run_in_process([*TINY, "scenario=worst"], tmp_path / "w", tmp_path / "data")
+def test_worst_scenario_runs_and_records_what_it_removed(tmp_path, tiny_data_root):
+    res = run_in_process([*TINY, "scenario=worst"], tmp_path / "w", tiny_data_root)
     assert res["scenario"]["name"] == "worst"
     assert res["scenario"]["nodes"][1]["missing_groups"] == ["genomic"]
     assert res["scenario"]["nodes"][2]["missing_groups"] == ["cytogenetic"]
 
 
-def test_clinical_score_on_the_model_test_rows(tmp_path):
+def test_clinical_score_on_the_model_test_rows(tmp_path, tiny_data_root):
     import numpy as np
     import polars as pl
 
     from fedjax_rhd.metrics.concordance import concordance_index
 
-    res = run_in_process(TINY, tmp_path / "run", tmp_path / "data")
+    res = run_in_process(TINY, tmp_path / "run", tiny_data_root)
     cs = res["final"]["clinical_score"]
     assert cs["name"] == "IPSS-M"
     pred = pl.read_parquet(tmp_path / "run" / "test_predictions.parquet")
     assert pred.height == res["final"]["n_test"]
     # The score column is IPSS-M (mean scenario) recomputed from the cohort's own rows.
-    table = pl.read_parquet(next((tmp_path / "data").rglob("simulated.parquet")))
+    dataset = tiny_data_root / "datasets" / res["dataset"]["name"]
+    table = pl.read_parquet(next(dataset.rglob("simulated.parquet")))
     rows = pred.join(table, on="patient_id", how="left", suffix="_table").filter(
         pl.col("clinical_score").is_not_null()
     )
