@@ -41,12 +41,14 @@ def _metrics(res: dict) -> dict:
     return {"rounds": res["rounds"], "final": res["final"], "dataset": res["dataset"]}
 
 
-def test_cli_writes_valid_results_identical_across_processes(tmp_path):
+def test_cli_writes_valid_results_identical_across_processes(tmp_path, tiny_data_root):
     """The real command line, twice in fresh processes with other hash seeds: a valid results.json,
-    the checkpoint beside it, and bit-identical metrics. Its own data root: the first process builds
-    the dataset, the second reads it from the cache."""
-    _cli([*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path, hashseed="1")
-    _cli([*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'b'}"], tmp_path, hashseed="12345")
+    the checkpoint beside it, and bit-identical metrics. (First in the suite to use the shared data
+    root, the first process builds TINY's cohort there and the second reads it from the cache.)"""
+    a_args = [*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'a'}"]
+    _cli(a_args, tmp_path, hashseed="1", data_root=tiny_data_root)
+    b_args = [*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'b'}"]
+    _cli(b_args, tmp_path, hashseed="12345", data_root=tiny_data_root)
     (a,), (b,) = _results(tmp_path / "a"), _results(tmp_path / "b")
     assert _metrics(a) == _metrics(b)  # bit-identical floats, not approximately equal
     validate_results(a)
@@ -56,7 +58,7 @@ def test_cli_writes_valid_results_identical_across_processes(tmp_path):
     assert [n["name"] for n in a["final"]["nodes"]] == ["node1", "node2", "node3"]
     assert a["final"]["global_model"] is not None
     assert 0.5 < a["final"]["oracle_c_index_test"]["estimate"] < 1
-    card = json.loads(next((tmp_path / "data").rglob("dataset.json")).read_text())
+    card = json.loads((tiny_data_root / "datasets" / a["dataset"]["name"] / "dataset.json").read_text())
     assert card["id"] == a["dataset"]["id"]
 
 
