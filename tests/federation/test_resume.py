@@ -1,7 +1,8 @@
 """Checkpoints through the real CLI: SIGKILL mid-run, resume, same parameters; Ctrl-C stops cleanly.
 
 The runs that are stopped are real processes (a signal to the CLI); the SIGKILL test resumes through
-the CLI too, the others resume in process (Hydra's compose API, the same ``run``) to spare a process.
+the CLI too. The uninterrupted reference runs and the other resumes run in process (Hydra's compose
+API, the same ``run``) to spare processes: the comparisons are bit for bit across processes.
 """
 
 from __future__ import annotations
@@ -93,11 +94,10 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory, tiny_data_root) -> Path:
-    """The uninterrupted run, through the CLI (its cohort is TINY's: the shared data root)."""
-    tmp = tmp_path_factory.mktemp("straight")
-    proc = _run([*ARGS, f"hydra.run.dir={tmp / 'run'}"], tmp, tiny_data_root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp / "run"
+    """The uninterrupted run, in process (its cohort is TINY's: the shared data root)."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    run_in_process(ARGS, run_dir, tiny_data_root)
+    return run_dir
 
 
 def _resume_in_process(args: list[str], run_dir: Path, data_root: Path, capsys) -> str:
