@@ -53,6 +53,17 @@ def small_cohort(tmp_path_factory):
     return cohort.table, cohort.card
 
 
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory) -> Path:
+    """A data root shared by the end-to-end runs on TINY's cohort (mds, n=600, data seed 0).
+
+    The first run that uses it builds the dataset (simulator -> FHIR -> table, a few seconds); the
+    others read it from the dataset cache, as a second run on the same cohort does. Tests whose
+    subject is the build itself (or a fresh process building it) keep their own data root.
+    """
+    return tmp_path_factory.mktemp("tiny_data")
+
+
 def compose(overrides: list[str] | None = None):
     """Compose conf/ with Hydra's compose API (as the CLI would)."""
     from hydra import compose as hydra_compose

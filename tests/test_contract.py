@@ -5,7 +5,7 @@ A new model (its file + a ``MODELS`` line + ``conf/model/<name>.yaml``), a new a
 here without writing a test: one jitted round on a two-node toy federation, then shapes,
 finiteness and the personalised axis. Every model runs under every algorithm; the FedAvg
 presets (other server optimisers, a proximal term) run with the linear Cox model, as each
-compiled round costs seconds.
+compiled round costs seconds, and only in the slow suite (``-m slow``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ from tests.conftest import ROOT, compose
 
 PRESETS = sorted(p.stem for p in (Path(ROOT) / "conf" / "strategy").glob("*.yaml"))
 # One preset file per algorithm (its name), every model; the other presets (they change only the
-# server optimiser or the client objective) with the linear Cox model, the cheapest round to compile.
+# server optimiser or the client objective) with the linear Cox model, the cheapest round to compile,
+# in the slow suite: the default suite runs their algorithm's round here (the fedavg cases), checks
+# each preset's settings (tests/strategies/test_strategy_configs.py) and each server optimiser and the
+# proximal step by hand, jitted (tests/strategies/test_server_optimizers.py).
 CASES = [(m, a) for m in sorted(MODELS) for a in sorted(ALGORITHMS)] + [
-    ("coxph", p) for p in PRESETS if p not in ALGORITHMS
+    pytest.param("coxph", p, marks=pytest.mark.slow) for p in PRESETS if p not in ALGORITHMS
 ]
 
 

@@ -62,34 +62,49 @@ def test_real_params_yaml_is_conf_pipeline_real_composed():
     assert not any(a.startswith(("data_root=", "use_case.dataset=", "seed.data=")) for a in fl)
 
 
-def _dvc_compose(tmp_path: Path, overrides: list[str]) -> subprocess.CompletedProcess:
-    """Compose the way `dvc exp run -S ...` does, in a fresh process that never ran register_configs."""
-    out = tmp_path / "params.yaml"
+def _dvc_compose(tmp_path: Path, cases: dict[str, list[str]]) -> dict[str, str]:
+    """Compose the way `dvc exp run -S ...` does, once per case, in one fresh process that never ran
+    register_configs (the first case composes in that fresh state): case -> "ok" (its composed params
+    in ``<case>.yaml``) or the error it raised."""
     code = (
-        "import sys; from dvc.utils.hydra import compose_and_dump; "
-        f"compose_and_dump({str(out)!r}, {str(ROOT / 'conf')!r}, None, 'pipeline', {str(ROOT)!r}, "
-        "sys.argv[1:])"
+        "import json, sys\n"
+        "from dvc.utils.hydra import compose_and_dump\n"
+        "out = {}\n"
+        "for name, overrides in json.loads(sys.argv[1]).items():\n"
+        "    try:\n"
+        f"        compose_and_dump(name + '.yaml', {str(ROOT / 'conf')!r}, None, 'pipeline', {str(ROOT)!r}, "
+        "overrides)\n"
+        "        out[name] = 'ok'\n"
+        "    except Exception as err:\n"
+        "        out[name] = f'{type(err).__name__}: {err}'\n"
+        "print(json.dumps(out))\n"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code, *overrides], capture_output=True, text=True, cwd=tmp_path
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True, cwd=tmp_path
     )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_dvc_hydra_composition_swaps_the_strategy(tmp_path):
     """`dvc exp run -S strategy=local` composes conf/pipeline.yaml through DVC's Hydra integration."""
-    proc = _dvc_compose(tmp_path, ["strategy=local", "use_cases.mds.n_patients=500"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    composed = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    out = _dvc_compose(
+        tmp_path,
+        {
+            "local": ["strategy=local", "use_cases.mds.n_patients=500"],
+            "bad": ["strategy=fedavgg"],
+            "prox": ["strategy=fedprox"],  # the issue's own example: `dvc exp run -S strategy=fedprox`
+        },
+    )
+    assert out["local"] == "ok", out["local"][-2000:]
+    composed = yaml.safe_load((tmp_path / "local.yaml").read_text())
     committed = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert composed["strategy"]["name"] == "local"
     assert composed["use_cases"]["mds"]["n_patients"] == 500
     assert composed["study"] == committed["study"]
-    bad = _dvc_compose(tmp_path, ["strategy=fedavgg"])
-    assert bad.returncode != 0 and "fedavgg" in bad.stderr
-    # The issue's own example: `dvc exp run -S strategy=fedprox`.
-    prox = _dvc_compose(tmp_path, ["strategy=fedprox"])
-    assert prox.returncode == 0, prox.stderr[-2000:]
-    composed = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert out["bad"] != "ok" and "fedavgg" in out["bad"] and not (tmp_path / "bad.yaml").exists()
+    assert out["prox"] == "ok", out["prox"][-2000:]
+    composed = yaml.safe_load((tmp_path / "prox.yaml").read_text())
     assert composed["strategy"]["name"] == "fedprox" and composed["strategy"]["client"]["proximal_mu"] > 0
 
 

@@ -49,8 +49,8 @@ def recording(monkeypatch):
     return CALLS
 
 
-def _settings(tmp_path: Path, tracker: str, extra: list[str] | None = None):
-    cfg = compose([*TINY, f"data_root={tmp_path / 'data'}", *(extra or [])])
+def _settings(data_root: Path, tracker: str, extra: list[str] | None = None):
+    cfg = compose([*TINY, f"data_root={data_root}", *(extra or [])])
     return dataclasses.replace(run_config(cfg), tracker=TrackerSettings(name=tracker))
 
 
@@ -88,8 +88,8 @@ def test_unknown_tracker_fails_naming_the_choices(tmp_path):
         make_tracker(TrackerSettings(name="nope"), tmp_path)
 
 
-def test_recording_tracker_sees_every_call_and_value(tmp_path, recording):
-    res = _run(_settings(tmp_path, "recording"), tmp_path / "run")
+def test_recording_tracker_sees_every_call_and_value(tmp_path, tiny_data_root, recording):
+    res = _run(_settings(tiny_data_root, "recording"), tmp_path / "run")
     names = [c[0] for c in recording]
     rounds = len(res["rounds"])
     assert names == ["__init__", "log_config", *["log_metrics"] * rounds, "log_final", "finish"]
@@ -112,9 +112,9 @@ def test_recording_tracker_sees_every_call_and_value(tmp_path, recording):
     assert recording[-1] == ("finish", True)
 
 
-def test_tracker_does_not_change_results(tmp_path, recording):
-    tracked = _run(_settings(tmp_path, "recording"), tmp_path / "a")
-    plain = _run(_settings(tmp_path, "none"), tmp_path / "b")
+def test_tracker_does_not_change_results(tmp_path, tiny_data_root, recording):
+    tracked = _run(_settings(tiny_data_root, "recording"), tmp_path / "a")
+    plain = _run(_settings(tiny_data_root, "none"), tmp_path / "b")
     for key in ("rounds", "final", "dataset", "nodes"):
         assert tracked[key] == plain[key]  # bit-identical floats
     assert tracked["config"]["tracker"]["name"] == "recording"  # the config the library was given
@@ -123,15 +123,15 @@ def test_tracker_does_not_change_results(tmp_path, recording):
 def test_tracker_that_cannot_start_fails_before_any_work(tmp_path, recording, monkeypatch):
     monkeypatch.setattr(RecordingTracker, "fail_at", "__init__")
     with pytest.raises(TrackerStartError, match="refused to start"):
-        _run(_settings(tmp_path, "recording"), tmp_path / "run")
+        _run(_settings(tmp_path / "data", "recording"), tmp_path / "run")  # its own data root
     assert not (tmp_path / "data").exists()  # no cohort simulated, nothing trained
     assert not (tmp_path / "run" / "results.json").exists()
 
 
-def test_failing_run_finishes_the_tracker_as_failed(tmp_path, recording, monkeypatch):
+def test_failing_run_finishes_the_tracker_as_failed(tmp_path, tiny_data_root, recording, monkeypatch):
     monkeypatch.setattr(RecordingTracker, "fail_at", "log_metrics")
     with pytest.raises(RuntimeError, match="round 2"):
-        _run(_settings(tmp_path, "recording"), tmp_path / "run")
+        _run(_settings(tiny_data_root, "recording"), tmp_path / "run")
     assert recording[-1] == ("finish", False)
 
 
@@ -243,13 +243,13 @@ def test_round_metrics_skip_nodes_that_sat_the_round_out():
     assert out["loss/val/node2"] == 2.0 and out["c_index_test/global"] == 0.71
 
 
-def test_curve_every_thins_only_the_test_curves(tmp_path, recording):
+def test_curve_every_thins_only_the_test_curves(tmp_path, tiny_data_root, recording):
     """curve_every=3: the test curves at rounds 1, 3, 6 equal the every-round run's at those rounds;
     validation (which selects the round), training and every final number are unchanged."""
     extra = ["strategy.rounds=7"]
-    every = _run(_settings(tmp_path, "none", extra), tmp_path / "every")
+    every = _run(_settings(tiny_data_root, "none", extra), tmp_path / "every")
     recording.clear()
-    thin_settings = _settings(tmp_path, "recording", [*extra, "curve_every=3"])
+    thin_settings = _settings(tiny_data_root, "recording", [*extra, "curve_every=3"])
     assert thin_settings.curve_every == 3
     thin = _run(thin_settings, tmp_path / "thin")
     assert thin["config"]["curve_every"] == 3 and every["config"]["curve_every"] == 1
@@ -273,4 +273,4 @@ def test_curve_round_and_bad_curve_every(tmp_path):
     assert [r for r in range(1, 11) if tracking.curve_round(r, 4)] == [1, 4, 8]
     assert all(tracking.curve_round(r, 1) for r in range(1, 5))
     with pytest.raises(ValueError, match="curve_every must be >= 1"):
-        _settings(tmp_path, "none", ["curve_every=0"])
+        _settings(tmp_path / "data", "none", ["curve_every=0"])

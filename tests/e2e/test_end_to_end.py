@@ -1,5 +1,5 @@
-"""Tiny end-to-end runs: the real CLI (valid results, reproducible across processes, compiled once)
-and in-process runs through Hydra's compose API for the rest."""
+"""Tiny end-to-end runs: the real CLI (valid results, reproducible across processes, compiled once;
+two processes in all) and in-process runs through Hydra's compose API for the rest."""
 
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from tests.conftest import TINY, run_in_process
 pytestmark = pytest.mark.e2e
 
 
-def _cli(args: list[str], tmp_path: Path, hashseed: str = "0") -> subprocess.CompletedProcess:
+def _cli(args: list[str], cwd: Path, data_root: Path, hashseed: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PYTHONHASHSEED": hashseed,
-        "FEDJAX_RHD_DATA_ROOT": str(tmp_path / "data"),
+        "FEDJAX_RHD_DATA_ROOT": str(data_root),
         "HYDRA_FULL_ERROR": "1",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "fedjax_rhd", *args], env=env, capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-m", "fedjax_rhd", *args], env=env, capture_output=True, text=True, cwd=cwd
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -39,13 +39,26 @@ def _metrics(res: dict) -> dict:
     return {"rounds": res["rounds"], "final": res["final"], "dataset": res["dataset"]}
 
 
-def test_cli_writes_valid_results_identical_across_processes(tmp_path):
-    """The real command line, twice in fresh processes with other hash seeds: a valid results.json,
-    the checkpoint beside it, and bit-identical metrics."""
-    _cli([*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path, hashseed="1")
-    _cli([*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'b'}"], tmp_path, hashseed="12345")
-    (a,), (b,) = _results(tmp_path / "a"), _results(tmp_path / "b")
-    assert _metrics(a) == _metrics(b)  # bit-identical floats, not approximately equal
+@pytest.fixture(scope="module")
+def multirun(tmp_path_factory, tiny_data_root) -> dict[tuple[str, int], dict]:
+    """One real multirun (fedavg and local, split seeds 0 and 1) in a fresh process with
+    PYTHONHASHSEED=12345; its results by (strategy, seed.split). (First in the suite to use the shared
+    data root, it builds TINY's cohort there.)"""
+    tmp = tmp_path_factory.mktemp("multirun")
+    sweep = ["-m", *TINY, "strategy=fedavg,local", "seed.split=0,1", f"hydra.sweep.dir={tmp / 'm'}"]
+    _cli(sweep, tmp, tiny_data_root, hashseed="12345")
+    runs = _results(tmp / "m")
+    assert len(runs) == 4
+    return {(r["config"]["strategy"]["name"], r["config"]["seed"]["split"]): r for r in runs}
+
+
+def test_cli_writes_valid_results_identical_across_processes(tmp_path, tiny_data_root, multirun):
+    """The real command line in a fresh process (PYTHONHASHSEED=1): a valid results.json, the checkpoint
+    beside it, and metrics bit-identical to the same run's job in the multirun (another process, another
+    hash seed, its round compiled by the job before it)."""
+    _cli([*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path, tiny_data_root, hashseed="1")
+    (a,) = _results(tmp_path / "a")
+    assert _metrics(a) == _metrics(multirun[("fedavg", 1)])  # bit-identical floats, not approximately equal
     validate_results(a)
     assert a["final"]["test_set"] == "benchmark_holdout" and "federated_evaluation" not in a["final"]
     assert (tmp_path / "a" / a["checkpoint"]).is_file()
@@ -53,44 +66,40 @@ def test_cli_writes_valid_results_identical_across_processes(tmp_path):
     assert [n["name"] for n in a["final"]["nodes"]] == ["node1", "node2", "node3"]
     assert a["final"]["global_model"] is not None
     assert 0.5 < a["final"]["oracle_c_index_test"]["estimate"] < 1
-    card = json.loads(next((tmp_path / "data").rglob("dataset.json")).read_text())
+    card = json.loads((tiny_data_root / "datasets" / a["dataset"]["name"] / "dataset.json").read_text())
     assert card["id"] == a["dataset"]["id"]
 
 
-def test_multirun_reuses_the_compiled_round(tmp_path):
-    sweep = ["-m", *TINY, "strategy=fedavg,local", "seed.split=0,1", f"hydra.sweep.dir={tmp_path / 'm'}"]
-    _cli(sweep, tmp_path)
-    runs = _results(tmp_path / "m")
-    assert len(runs) == 4
-    by_job = {(r["config"]["strategy"]["name"], r["config"]["seed"]["split"]): r for r in runs}
+def test_multirun_reuses_the_compiled_round(multirun):
     # One compile per distinct (algorithm, shape); the second seed reuses it in-process.
-    assert by_job[("fedavg", 0)]["timing"]["round_compilations"] == 1
-    assert by_job[("fedavg", 1)]["timing"]["round_compilations"] == 0
-    assert by_job[("local", 0)]["timing"]["round_compilations"] == 1
-    assert by_job[("local", 1)]["timing"]["round_compilations"] == 0
-    assert by_job[("local", 0)]["final"]["global_model"] is None
+    assert multirun[("fedavg", 0)]["timing"]["round_compilations"] == 1
+    assert multirun[("fedavg", 1)]["timing"]["round_compilations"] == 0
+    assert multirun[("local", 0)]["timing"]["round_compilations"] == 1
+    assert multirun[("local", 1)]["timing"]["round_compilations"] == 0
+    assert multirun[("local", 0)]["final"]["global_model"] is None
 
 
-def test_worst_scenario_runs_and_records_what_it_removed(tmp_path):
-    res = run_in_process([*TINY, "scenario=worst"], tmp_path / "w", tmp_path / "data")
+def test_worst_scenario_runs_and_records_what_it_removed(tmp_path, tiny_data_root):
+    res = run_in_process([*TINY, "scenario=worst"], tmp_path / "w", tiny_data_root)
     assert res["scenario"]["name"] == "worst"
     assert res["scenario"]["nodes"][1]["missing_groups"] == ["genomic"]
     assert res["scenario"]["nodes"][2]["missing_groups"] == ["cytogenetic"]
 
 
-def test_clinical_score_on_the_model_test_rows(tmp_path):
+def test_clinical_score_on_the_model_test_rows(tmp_path, tiny_data_root):
     import numpy as np
     import polars as pl
 
     from fedjax_rhd.metrics.concordance import concordance_index
 
-    res = run_in_process(TINY, tmp_path / "run", tmp_path / "data")
+    res = run_in_process(TINY, tmp_path / "run", tiny_data_root)
     cs = res["final"]["clinical_score"]
     assert cs["name"] == "IPSS-M"
     pred = pl.read_parquet(tmp_path / "run" / "test_predictions.parquet")
     assert pred.height == res["final"]["n_test"]
     # The score column is IPSS-M (mean scenario) recomputed from the cohort's own rows.
-    table = pl.read_parquet(next((tmp_path / "data").rglob("simulated.parquet")))
+    dataset = tiny_data_root / "datasets" / res["dataset"]["name"]
+    table = pl.read_parquet(next(dataset.rglob("simulated.parquet")))
     rows = pred.join(table, on="patient_id", how="left", suffix="_table").filter(
         pl.col("clinical_score").is_not_null()
     )

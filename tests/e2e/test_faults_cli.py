@@ -15,7 +15,7 @@ from tests.e2e.test_end_to_end import _results
 pytestmark = pytest.mark.e2e
 
 
-def test_failures_time_limit_and_finetuning_are_recorded(tmp_path):
+def test_failures_time_limit_and_finetuning_are_recorded(tmp_path, tiny_data_root):
     overrides = [
         *TINY,
         "backend.failures.down=[{node: node3, from_round: 1}]",  # fails every round
@@ -24,7 +24,7 @@ def test_failures_time_limit_and_finetuning_are_recorded(tmp_path):
         "backend.timing.slowdown=[{node: node2, factor: 50}]",
         "strategy.finetune_epochs=3",
     ]
-    res = run_in_process(overrides, tmp_path / "run", tmp_path / "data")
+    res = run_in_process(overrides, tmp_path / "run", tiny_data_root)
     validate_results(res)
     for record in res["rounds"]:
         p = record["participation"]
@@ -42,14 +42,14 @@ def test_failures_time_limit_and_finetuning_are_recorded(tmp_path):
     assert tuned["epochs"] == 3 and [n["name"] for n in tuned["nodes"]] == ["node1", "node2", "node3"]
 
 
-def test_too_few_nodes_stops_with_message_and_checkpoint(tmp_path):
+def test_too_few_nodes_stops_with_message_and_checkpoint(tmp_path, tiny_data_root):
     import subprocess
     import sys
 
     env_args = [*TINY, "strategy.min_nodes=3", "backend.failures.down=[{node: node2, from_round: 2}]"]
     proc = subprocess.run(
         [sys.executable, "-m", "fedjax_rhd", *env_args, f"hydra.run.dir={tmp_path / 'run'}"],
-        env={**__import__("os").environ, "FEDJAX_RHD_DATA_ROOT": str(tmp_path / "data")},
+        env={**__import__("os").environ, "FEDJAX_RHD_DATA_ROOT": str(tiny_data_root)},
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -65,7 +65,7 @@ def test_too_few_nodes_stops_with_message_and_checkpoint(tmp_path):
     assert not (tmp_path / "run" / "results.json").exists()
     # usable: resuming with a relaxed policy finishes the run
     resume = [*env_args, "strategy.min_nodes=2", f"resume={tmp_path / 'run'}"]
-    run_in_process(resume, tmp_path / "run", tmp_path / "data")
+    run_in_process(resume, tmp_path / "run", tiny_data_root)
     (res,) = _results(tmp_path / "run")
     assert [r["participation"]["aggregated"] for r in res["rounds"]] == [
         ["node1", "node2", "node3"],

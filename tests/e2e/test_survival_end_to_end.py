@@ -12,9 +12,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("preset", ["savae", "coxph"])
-def test_models_write_survival_metrics(tmp_path, preset):
+def test_models_write_survival_metrics(tmp_path, tiny_data_root, preset):
     overrides = [f"+experiment={preset}", *TINY, "strategy.rounds=2"]
-    res = run_in_process(overrides, tmp_path / "r", tmp_path / "data")
+    res = run_in_process(overrides, tmp_path / "r", tiny_data_root)
     validate_results(res)
     final = res["final"]
     assert res["config"]["model"]["name"] == preset

@@ -1,4 +1,9 @@
-"""Checkpoints through the real CLI: SIGKILL mid-run, resume, same parameters; Ctrl-C stops cleanly."""
+"""Checkpoints through the real CLI: SIGKILL mid-run, resume, same parameters; Ctrl-C stops cleanly.
+
+The runs that are stopped are real processes (a signal to the CLI); the SIGKILL test resumes through
+the CLI too. The uninterrupted reference runs and the other resumes run in process (Hydra's compose
+API, the same ``run``) to spare processes: the comparisons are bit for bit across processes.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import numpy as np
 import pytest
 
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME
+from tests.conftest import run_in_process
 
 ARGS = [
     "use_case.n_patients=600",
@@ -27,14 +33,14 @@ ARGS = [
 ]
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "FEDJAX_RHD_DATA_ROOT": str(tmp_path / "data"), "HYDRA_FULL_ERROR": "1"}
+def _env(data_root: Path) -> dict[str, str]:
+    return {**os.environ, "FEDJAX_RHD_DATA_ROOT": str(data_root), "HYDRA_FULL_ERROR": "1"}
 
 
-def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _run(args: list[str], tmp_path: Path, data_root: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fedjax_rhd", *args],
-        env=_env(tmp_path),
+        env=_env(data_root),
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -49,11 +55,13 @@ def _checkpoint_round(path: Path) -> int:
         return -1  # not there yet
 
 
-def _start_and_signal(run_dir: Path, tmp_path: Path, sig: int, after_round: int) -> tuple[int, str, int]:
+def _start_and_signal(
+    run_dir: Path, tmp_path: Path, data_root: Path, sig: int, after_round: int
+) -> tuple[int, str, int]:
     """Start a run, send ``sig`` once its checkpoint reaches ``after_round``; (rc, stderr, round)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedjax_rhd", *ARGS, f"hydra.run.dir={run_dir}"],
-        env=_env(tmp_path),
+        env=_env(data_root),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -85,76 +93,77 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> tuple[Path, Path]:
-    tmp = tmp_path_factory.mktemp("straight")
-    proc = _run([*ARGS, f"hydra.run.dir={tmp / 'run'}"], tmp)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp, tmp / "run"
+def straight(tmp_path_factory, tiny_data_root) -> Path:
+    """The uninterrupted run, in process (its cohort is TINY's: the shared data root)."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    run_in_process(ARGS, run_dir, tiny_data_root)
+    return run_dir
 
 
-def test_sigkill_then_resume_gives_identical_parameters(straight, tmp_path):
-    data_tmp, straight_dir = straight
-    rounds_run = len(json.loads((straight_dir / "results.json").read_text())["rounds"])
+def _resume_in_process(args: list[str], run_dir: Path, data_root: Path, capsys) -> str:
+    """``fedjax-rhd <args> resume=<run_dir>`` in process; what it printed."""
+    capsys.readouterr()
+    run_in_process([*args, f"resume={run_dir}"], run_dir, data_root)
+    return capsys.readouterr().out
+
+
+def test_sigkill_then_resume_gives_identical_parameters(straight, tmp_path, tiny_data_root):
+    rounds_run = len(json.loads((straight / "results.json").read_text())["rounds"])
     assert rounds_run >= 4
     killed = tmp_path / "killed"
-    (tmp_path / "data").symlink_to(data_tmp / "data")  # same cached cohort
-    rc, _, at = _start_and_signal(killed, tmp_path, signal.SIGKILL, after_round=2)
+    rc, _, at = _start_and_signal(killed, tmp_path, tiny_data_root, signal.SIGKILL, after_round=2)
     assert rc == -signal.SIGKILL
     assert 2 <= at < rounds_run, "the run must have been killed part-way"
     assert not (killed / "results.json").exists()
-    proc = _run([*ARGS, f"resume={killed}", f"hydra.run.dir={tmp_path / 'resume_log'}"], tmp_path)
+    proc = _run(
+        [*ARGS, f"resume={killed}", f"hydra.run.dir={tmp_path / 'resume_log'}"], tmp_path, tiny_data_root
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"after round {at}" in proc.stdout  # continued, not restarted
-    _assert_same_run(straight_dir, killed)
+    _assert_same_run(straight, killed)
 
 
-def test_ctrl_c_stops_after_the_round_with_a_checkpoint(straight, tmp_path):
-    data_tmp, straight_dir = straight
-    (tmp_path / "data").symlink_to(data_tmp / "data")
+def test_ctrl_c_stops_after_the_round_with_a_checkpoint(straight, tmp_path, tiny_data_root, capsys):
     stopped = tmp_path / "stopped"
-    rc, err, at = _start_and_signal(stopped, tmp_path, signal.SIGINT, after_round=1)
+    rc, err, at = _start_and_signal(stopped, tmp_path, tiny_data_root, signal.SIGINT, after_round=1)
     assert rc == 130, err[-3000:]
     assert "stopped by Ctrl-C after round" in err and f"resume={stopped}" in err
     assert at >= 1 and not (stopped / "results.json").exists()
-    proc = _run([*ARGS, f"resume={stopped}", f"hydra.run.dir={tmp_path / 'resume_log'}"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"after round {at}" in proc.stdout
-    _assert_same_run(straight_dir, stopped)
+    out = _resume_in_process(ARGS, stopped, tiny_data_root, capsys)
+    assert f"after round {at}" in out
+    _assert_same_run(straight, stopped)
 
 
-def test_resume_refuses_another_config(straight, tmp_path):
-    _, straight_dir = straight
+def test_resume_refuses_another_config(straight, tmp_path, tiny_data_root):
     proc = _run(
         [
             *ARGS,
             "strategy.client.learning_rate=0.01",
-            f"resume={straight_dir}",
+            f"resume={straight}",
             f"hydra.run.dir={tmp_path / 'r'}",
         ],
         tmp_path,
+        tiny_data_root,
     )
     assert proc.returncode != 0
     assert "strategy.client.learning_rate: 0.002 -> 0.01" in proc.stderr
 
 
-def test_checkpoint_every_k_rounds_resumes_to_the_same_run(straight, tmp_path):
+def test_checkpoint_every_k_rounds_resumes_to_the_same_run(straight, tmp_path, tiny_data_root, capsys):
     """checkpoint_every=3: the file is written at rounds 0, 3, 6, ... and at the end; a run killed
     part-way resumes from the last multiple of 3 to the same parameters and records as writing
-    every round (round r's keys depend on r only)."""
-    data_tmp, straight_dir = straight
-    (tmp_path / "data").symlink_to(data_tmp / "data")
+    every round (round r's keys depend on r only). The uninterrupted sparse run is in process."""
     every3 = [*ARGS, "checkpoint_every=3"]
     sparse = tmp_path / "sparse"
-    proc = _run([*every3, f"hydra.run.dir={sparse}"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    _assert_same_run(straight_dir, sparse)
+    run_in_process(every3, sparse, tiny_data_root)
+    _assert_same_run(straight, sparse)
     rounds_run = len(json.loads((sparse / "results.json").read_text())["rounds"])
     assert _checkpoint_round(sparse / CHECKPOINT_NAME) == rounds_run  # the end is always written
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "fedjax_rhd", *every3, f"hydra.run.dir={killed}"],
-        env=_env(tmp_path),
+        env=_env(tiny_data_root),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -173,7 +182,6 @@ def test_checkpoint_every_k_rounds_resumes_to_the_same_run(straight, tmp_path):
     at = _checkpoint_round(killed / CHECKPOINT_NAME)
     assert at % 3 == 0 and 3 <= at < rounds_run, at
     assert seen <= {-1, 0}  # rounds 1 and 2 were never written
-    proc = _run([*every3, f"resume={killed}", f"hydra.run.dir={tmp_path / 'resume_log'}"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"after round {at}" in proc.stdout
-    _assert_same_run(straight_dir, killed)
+    out = _resume_in_process(every3, killed, tiny_data_root, capsys)
+    assert f"after round {at}" in out
+    _assert_same_run(straight, killed)

@@ -26,14 +26,14 @@ HEADER_RGB = (0x1F, 0x4E, 0x79)  # table.survival th background in render._CSS
 
 
 @pytest.fixture(scope="module")
-def multirun(tmp_path_factory) -> Path:
+def multirun(tmp_path_factory, tiny_data_root) -> Path:
     """The foundation's strategies and splits over 2 split seeds: 12 tiny runs, in process, one folder each
     as a multirun lays them out (the report reads any folder tree of runs)."""
     root = tmp_path_factory.mktemp("multirun")
     jobs = itertools.product(("fedavg", "centralized", "local"), ("three", "five"), (0, 1))
     for i, (strategy, split, seed) in enumerate(jobs):
         overrides = [*TINY, f"strategy={strategy}", f"split={split}", f"seed.split={seed}"]
-        run_in_process(overrides, root / "m" / f"{i}_{strategy}_{split}_s{seed}", root / "data")
+        run_in_process(overrides, root / "m" / f"{i}_{strategy}_{split}_s{seed}", tiny_data_root)
     return root / "m"
 
 
@@ -231,14 +231,15 @@ def test_cli_writes_the_report_and_fails_clearly(multirun, tmp_path):
     assert bad.returncode == 1 and "nowhere: no such run directory" in bad.stderr
 
 
-def test_finetuned_columns_come_from_final_personalized(tmp_path):
-    """Issue 9's personalised models appear as their own cells, equal to results.json."""
+def test_finetuned_columns_come_from_final_personalized(multirun, tmp_path, tiny_data_root):
+    """Issue 9's personalised models appear as their own cells, equal to results.json. The reference
+    runs (centralized and local, split three, the same seeds) are the multirun's own, copied."""
     for seed in (0, 1):
         tuned = [*TINY, "strategy=fedavg", "strategy.finetune_epochs=2", f"seed.split={seed}"]
-        run_in_process(tuned, tmp_path / "fl" / f"s{seed}", tmp_path / "data")
+        run_in_process(tuned, tmp_path / "fl" / f"s{seed}", tiny_data_root)
         for strategy in ("centralized", "local"):
-            reference = [*TINY, f"strategy={strategy}", f"seed.split={seed}"]
-            run_in_process(reference, tmp_path / "ref" / f"{strategy}_s{seed}", tmp_path / "data")
+            (reference,) = multirun.glob(f"*_{strategy}_three_s{seed}")
+            shutil.copytree(reference, tmp_path / "ref" / f"{strategy}_s{seed}")
     rep = write_report([tmp_path / "fl", tmp_path / "ref"], tmp_path / "report", n_boot=50)
     rows = {r["column"]: r for r in csv.DictReader(rep.files["csv"].open())}
     fed = [json.loads(p.read_text())["final"] for p in sorted((tmp_path / "fl").rglob("results.json"))]

@@ -301,12 +301,12 @@ def test_eln2022_unknown_iff_completions_disagree(values):
         }
     else:
         unknown_subset = unknown
-    outcomes = set()
-    for bits in range(2 ** len(unknown_subset)):  # every completion of the enumerated unknowns
-        filled = dict(flags)
-        for i, k in enumerate(unknown_subset):
-            filled[k] = np.array([float((bits >> i) & 1)])
-        outcomes.add(float(eln.eln2022_risk(filled)[0]))
+    # every completion of the enumerated unknowns, one row each, in one call (rows are independent)
+    bits = np.arange(2 ** len(unknown_subset))
+    filled = {k: np.repeat(v, len(bits)) for k, v in flags.items()}
+    for i, k in enumerate(unknown_subset):
+        filled[k] = ((bits >> i) & 1).astype(np.float64)
+    outcomes = set(eln.eln2022_risk(filled).tolist())
     if not np.isnan(group):
         assert outcomes == {group}
     elif len(unknown) <= 6:

@@ -309,16 +309,17 @@ def _build_in_child(data_root: str) -> str:
     from harmonize.datasets import load_or_build_dataset
     from harmonize.guide import load_guide
 
-    return load_or_build_dataset(_sim_spec(1000, 5), load_guide("mds"), data_root)[1]["id"]
+    return load_or_build_dataset(_sim_spec(300, 5), load_guide("mds"), data_root)[1]["id"]
 
 
 def test_parallel_builds_agree(mds_guide, tmp_path):
+    """Two fresh processes started at once build the same dataset: one folder, the same id."""
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         ids = pool.map(_build_in_child, [str(tmp_path)] * 2)
     assert ids[0] == ids[1]
-    df, card = load_or_build_dataset(_sim_spec(1000, 5), mds_guide, tmp_path)
+    df, card = load_or_build_dataset(_sim_spec(300, 5), mds_guide, tmp_path)
     assert card["id"] == ids[0] == dataset_id(df, mds_guide)
-    assert sorted(p.name for p in (tmp_path / "datasets").iterdir()) == ["mds-sim-n1000-seed5"]
+    assert sorted(p.name for p in (tmp_path / "datasets").iterdir()) == ["mds-sim-n300-seed5"]
 
 
 def test_simulator_dispatch(mds_guide, tmp_path):
