@@ -16,6 +16,7 @@ import pytest
 from lifelines.utils import concordance_index
 from scipy.sparse.linalg import svds
 
+from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.scores import riss
 from fedjax_rhd.simulate import aml, mds_wsi, mm
 from fedjax_rhd.simulate.mds import simulate_mds
@@ -39,7 +40,7 @@ def mm_guide():
 
 @pytest.fixture(scope="module")
 def wsi_guide():
-    return load_guide("mds_wsi")
+    return cached_guide("mds_wsi")  # 1,536 features: parsed once, shared with the schema test
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def _c(df: pl.DataFrame, risk: np.ndarray) -> float:
     [("aml", 1547, "AML-SIM"), ("mm", 1005, "MM-SIM"), ("mds_wsi", 860, "MDS-SIM")],
 )
 def test_schema_determinism_and_registration(use_case, n, prefix):
-    guide = load_guide(use_case)
+    guide = cached_guide(use_case)
     require_fhir(guide)
     sim = SIMULATORS[use_case]
     a, b, c = sim(guide, n=120, seed=4), sim(guide, n=120, seed=4), sim(guide, n=120, seed=5)
