@@ -5,7 +5,7 @@ A new model (its file + a ``MODELS`` line + ``conf/model/<name>.yaml``), a new a
 here without writing a test: one jitted round on a two-node toy federation, then shapes,
 finiteness and the personalised axis. Every model runs under every algorithm; the FedAvg
 presets (other server optimisers, a proximal term) run with the linear Cox model, as each
-compiled round costs seconds, and only in the slow suite (``-m slow``).
+compiled round costs seconds; they and the ``centralized`` cases run in the slow suite (``-m slow``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,14 @@ PRESETS = sorted(p.stem for p in (Path(ROOT) / "conf" / "strategy").glob("*.yaml
 # in the slow suite: the default suite runs their algorithm's round here (the fedavg cases), checks
 # each preset's settings (tests/strategies/test_strategy_configs.py) and each server optimiser and the
 # proximal step by hand, jitted (tests/strategies/test_server_optimizers.py).
-CASES = [(m, a) for m in sorted(MODELS) for a in sorted(ALGORITHMS)] + [
-    pytest.param("coxph", p, marks=pytest.mark.slow) for p in PRESETS if p not in ALGORITHMS
-]
+# ``centralized`` is ``local`` on one pooled node (fedjax_rhd/strategies/local.py): its cases are slow too;
+# the default suite runs every model under ``local`` here and DeepSurv ``centralized`` end to end
+# (tests/report/test_report_end_to_end.py).
+CASES = [
+    pytest.param(m, a, marks=pytest.mark.slow) if a == "centralized" else (m, a)
+    for m in sorted(MODELS)
+    for a in sorted(ALGORITHMS)
+] + [pytest.param("coxph", p, marks=pytest.mark.slow) for p in PRESETS if p not in ALGORITHMS]
 
 
 @pytest.fixture(scope="module")

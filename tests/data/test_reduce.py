@@ -128,9 +128,9 @@ def test_reduce_groups_replaces_or_drops_a_group_and_ignores_other_tables():
 
 
 def test_build_federated_data_with_a_reduced_embedding():
-    from harmonize.guide import load_guide
+    from fedjax_rhd.guide_cache import cached_guide
 
-    guide = load_guide("mds_wsi")
+    guide = cached_guide("mds_wsi")  # parsed once per process (tests/simulate use it too)
     df = simulate_mds_wsi(guide, n=300, seed=0)
     split = SplitSpec(name="three", fractions=(0.6, 0.3, 0.1), test_fraction=0.1, val_fraction=0.2, seed=0)
     data = build_federated_data(df, guide, split, reduce=[("wsi", 8)])

@@ -1,5 +1,5 @@
-"""Tiny end-to-end runs: the real CLI (valid results, reproducible across processes, compiled once;
-two processes in all) and in-process runs through Hydra's compose API for the rest."""
+"""Tiny end-to-end runs: the real CLI (one multirun: valid results, reproducible across processes,
+compiled once) and in-process runs through Hydra's compose API for the rest."""
 
 from __future__ import annotations
 
@@ -40,28 +40,29 @@ def _metrics(res: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def multirun(tmp_path_factory, tiny_data_root) -> dict[tuple[str, int], dict]:
+def multirun(tmp_path_factory, tiny_data_root) -> dict[tuple[str, int], tuple[Path, dict]]:
     """One real multirun (fedavg and local, split seeds 0 and 1) in a fresh process with
-    PYTHONHASHSEED=12345; its results by (strategy, seed.split). (First in the suite to use the shared
-    data root, it builds TINY's cohort there.)"""
+    PYTHONHASHSEED=12345: (run directory, results) by (strategy, seed.split). (First in the suite to use
+    the shared data root, it builds TINY's cohort there.)"""
     tmp = tmp_path_factory.mktemp("multirun")
     sweep = ["-m", *TINY, "strategy=fedavg,local", "seed.split=0,1", f"hydra.sweep.dir={tmp / 'm'}"]
     _cli(sweep, tmp, tiny_data_root, hashseed="12345")
-    runs = _results(tmp / "m")
+    runs = [(p.parent, json.loads(p.read_text())) for p in sorted((tmp / "m").rglob("results.json"))]
     assert len(runs) == 4
-    return {(r["config"]["strategy"]["name"], r["config"]["seed"]["split"]): r for r in runs}
+    return {(r["config"]["strategy"]["name"], r["config"]["seed"]["split"]): (d, r) for d, r in runs}
 
 
 def test_cli_writes_valid_results_identical_across_processes(tmp_path, tiny_data_root, multirun):
-    """The real command line in a fresh process (PYTHONHASHSEED=1): a valid results.json, the checkpoint
-    beside it, and metrics bit-identical to the same run's job in the multirun (another process, another
-    hash seed, its round compiled by the job before it)."""
-    _cli([*TINY, "seed.split=1", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path, tiny_data_root, hashseed="1")
-    (a,) = _results(tmp_path / "a")
-    assert _metrics(a) == _metrics(multirun[("fedavg", 1)])  # bit-identical floats, not approximately equal
+    """The real command line (the multirun's FedAvg job, split seed 1) writes a valid results.json with
+    the checkpoint beside it, and its metrics are bit-identical to the same run in this process (another
+    process, another hash seed; the job's round was compiled by the job before it)."""
+    run_dir, a = multirun[("fedavg", 1)]
+    run_in_process([*TINY, "seed.split=1"], tmp_path / "here", tiny_data_root)
+    (here,) = _results(tmp_path / "here")
+    assert _metrics(a) == _metrics(here)  # bit-identical floats, not approximately equal
     validate_results(a)
     assert a["final"]["test_set"] == "benchmark_holdout" and "federated_evaluation" not in a["final"]
-    assert (tmp_path / "a" / a["checkpoint"]).is_file()
+    assert (run_dir / a["checkpoint"]).is_file()
     assert len(a["rounds"]) == 3
     assert [n["name"] for n in a["final"]["nodes"]] == ["node1", "node2", "node3"]
     assert a["final"]["global_model"] is not None
@@ -71,12 +72,13 @@ def test_cli_writes_valid_results_identical_across_processes(tmp_path, tiny_data
 
 
 def test_multirun_reuses_the_compiled_round(multirun):
+    timing = {key: res["timing"] for key, (_, res) in multirun.items()}
     # One compile per distinct (algorithm, shape); the second seed reuses it in-process.
-    assert multirun[("fedavg", 0)]["timing"]["round_compilations"] == 1
-    assert multirun[("fedavg", 1)]["timing"]["round_compilations"] == 0
-    assert multirun[("local", 0)]["timing"]["round_compilations"] == 1
-    assert multirun[("local", 1)]["timing"]["round_compilations"] == 0
-    assert multirun[("local", 0)]["final"]["global_model"] is None
+    assert timing[("fedavg", 0)]["round_compilations"] == 1
+    assert timing[("fedavg", 1)]["round_compilations"] == 0
+    assert timing[("local", 0)]["round_compilations"] == 1
+    assert timing[("local", 1)]["round_compilations"] == 0
+    assert multirun[("local", 0)][1]["final"]["global_model"] is None
 
 
 def test_worst_scenario_runs_and_records_what_it_removed(tmp_path, tiny_data_root):

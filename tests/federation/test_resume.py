@@ -149,6 +149,11 @@ def test_resume_refuses_another_config(straight, tmp_path, tiny_data_root):
     assert "strategy.client.learning_rate: 0.002 -> 0.01" in proc.stderr
 
 
+# The same real-process path as the SIGKILL test (kill the CLI, resume to the same parameters); the
+# default suite checks the cadence in tests/federation/test_loop.py::test_checkpoint_cadence and a
+# resume from a checkpoint older than the last round in
+# tests/federation/test_loop.py::test_refused_round_is_dropped_and_the_run_resumes.
+@pytest.mark.slow
 def test_checkpoint_every_k_rounds_resumes_to_the_same_run(straight, tmp_path, tiny_data_root, capsys):
     """checkpoint_every=3: the file is written at rounds 0, 3, 6, ... and at the end; a run killed
     part-way resumes from the last multiple of 3 to the same parameters and records as writing
