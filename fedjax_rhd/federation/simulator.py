@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd.data.buckets import NodeBuckets, bucket_nodes, plan_buckets
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulated_seconds
@@ -37,7 +38,7 @@ TRACE_COUNTS: collections.Counter[str] = collections.Counter()
 def federated_round(
     spec: AlgorithmSpec,
     state: ServerState,
-    train: NodeData,
+    train: NodeData | NodeBuckets,
     rng: jax.Array,
     participation: jax.Array | None = None,
 ) -> tuple[ServerState, ClientResult]:
@@ -46,19 +47,37 @@ def federated_round(
     Args:
         spec: static algorithm description (strategy, model, hyperparameters).
         state: server state; under a personalised strategy params carry a node axis.
-        train: stacked node data [K, n, ...].
+        train: the nodes' rows, either stacked [K, n, ...] (one bucket, every node
+            padded alike) or ``NodeBuckets`` (``fedjax_rhd.data.buckets``: one
+            vmapped update per bucket of similar sizes, so padding stays small).
+            A node's result does not depend on which other nodes share its bucket.
         rng: this round's key; node k uses ``fold_in(rng, k)``.
         participation: f32[K] 1 = the node's update is aggregated, 0 = it sat the
             round out (not sampled, failed, too slow); None = every node. A traced
             array, so sampling never recompiles. Every node still computes (vmap
             has one shape); the weight 0 keeps absent nodes out of the result.
+
+    Returns:
+        The new server state and every node's ``ClientResult`` stacked in node order.
     """
     TRACE_COUNTS["round"] += 1  # runs only while tracing: counts compilations
     algorithm = build_algorithm(spec)
-    num_nodes = train.x.shape[0]
-    keys = jax.vmap(lambda k: jax.random.fold_in(rng, k))(jnp.arange(num_nodes))
-    params_axis = 0 if algorithm.personalized else None
-    results = jax.vmap(algorithm.client_update, in_axes=(params_axis, 0, 0))(state.params, train, keys)
+    if isinstance(train, NodeData):
+        k = train.x.shape[0]
+        train = NodeBuckets((train,), (jnp.arange(k, dtype=jnp.int32),), jnp.arange(k, dtype=jnp.int32))
+    bucket_results = []
+    for part, nodes in zip(train.parts, train.nodes, strict=True):
+        keys = jax.vmap(lambda k: jax.random.fold_in(rng, k))(nodes)
+        if algorithm.personalized:
+            params = jax.tree.map(lambda leaf, nodes=nodes: leaf[nodes], state.params)
+            update = jax.vmap(algorithm.client_update, in_axes=(0, 0, 0))
+        else:
+            params, update = state.params, jax.vmap(algorithm.client_update, in_axes=(None, 0, 0))
+        bucket_results.append(update(params, part, keys))
+    if len(bucket_results) == 1:
+        results = jax.tree.map(lambda leaf: leaf[train.order], bucket_results[0])
+    else:
+        results = jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[train.order], *bucket_results)
     weights = results.num_examples if participation is None else results.num_examples * participation
     return algorithm.aggregate(state, results, weights), results
 
@@ -152,7 +171,9 @@ class SimulatorBackend(NodeDirectory):
         super().__init__(data.node_names, data.n_train, data.n_val, spec)
         self.config = config
         self.seed_failure = seed_failure
-        self._train = jax.tree.map(jnp.asarray, data.train)
+        # the round's layout: each node padded to its size class, not to the largest node
+        self.buckets = plan_buckets(data.n_train)
+        self._train_buckets = jax.tree.map(jnp.asarray, bucket_nodes(data.train, data.n_train, self.buckets))
         self._val = jax.tree.map(jnp.asarray, data.val)
         self._test_x = jnp.asarray(data.test.x)
         self._test_observed = data.test.observed
@@ -186,7 +207,7 @@ class SimulatorBackend(NodeDirectory):
         """One jitted round; weight 1 for the sampled nodes that neither failed nor timed out."""
         failed, timed_out, seconds = self.injected_faults(round_index, sampled)
         mask = jnp.asarray(sampled & ~failed & ~timed_out, dtype=jnp.float32)
-        new_state, results = federated_round(self.spec, state, self._train, rng, mask)
+        new_state, results = federated_round(self.spec, state, self._train_buckets, rng, mask)
         return RoundOutput(
             state=new_state,
             train_loss=np.asarray(results.metrics["train_loss"], dtype=np.float64),
@@ -206,7 +227,7 @@ class SimulatorBackend(NodeDirectory):
         if self._personalized:
             return state.params
         everyone = jnp.ones(len(self._names), jnp.float32)
-        _, results = federated_round(self.spec, state, self._train, rng, everyone)
+        _, results = federated_round(self.spec, state, self._train_buckets, rng, everyone)
         return results.params
 
     def test_risks(self, stacked_params: Params) -> np.ndarray:
@@ -215,7 +236,7 @@ class SimulatorBackend(NodeDirectory):
 
     def finetune(self, params: Params, rng: jax.Array, epochs: int) -> Params:
         """Stacked [K]: ``params`` after ``epochs`` local steps on each node (vmapped ``finetune_node``)."""
-        return finetune_nodes(self.spec, params, self._train, rng, epochs)
+        return finetune_nodes(self.spec, params, self._train_buckets, rng, epochs)
 
     def node_statistic(
         self,
@@ -232,7 +253,9 @@ class SimulatorBackend(NodeDirectory):
     def node_rows(self, k: int) -> NodeRows:
         """Node k's own rows (what a Flower node reads from its folder)."""
         test = None if self._node_test is None else self._node_test[k]
-        return NodeRows(_node_slice(self._train, k), _node_slice(self._val, k), test)
+        bucket = next(b for b, members in enumerate(self.buckets.nodes) if k in members)
+        train = _node_slice(self._train_buckets.parts[bucket], self.buckets.nodes[bucket].index(k))
+        return NodeRows(train, _node_slice(self._val, k), test)
 
     def compilations(self) -> int:
         """Traces of the jitted round in this process (shared by every simulator in it)."""
@@ -244,24 +267,27 @@ class SimulatorBackend(NodeDirectory):
 
 @functools.partial(jax.jit, static_argnames=("spec", "epochs"))
 def finetune_nodes(
-    spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array, epochs: int
+    spec: AlgorithmSpec, params: Params, train: NodeBuckets, rng: jax.Array, epochs: int
 ) -> Params:
     """Stacked [K] parameters: ``params`` after ``epochs`` local steps on each node.
 
     Args:
         spec: the run's algorithm (model and client optimiser are reused).
         params: the final global parameters (no node axis).
-        train: stacked node training data [K, n, ...].
+        train: the nodes' training rows in their size buckets.
         rng: fine-tuning key; node k uses ``fold_in(rng, k)``.
         epochs: full-batch local steps.
     """
-    keys = jax.vmap(lambda k: jax.random.fold_in(rng, k))(jnp.arange(train.x.shape[0]))
     one_node = finetune_node.__wrapped__  # the per-node function a Flower node jits on its own
 
     def tune(node: NodeData, key: jax.Array) -> Params:
         return one_node(spec, params, node, key, epochs)
 
-    return jax.vmap(tune)(train, keys)
+    tuned = [
+        jax.vmap(tune)(part, jax.vmap(lambda k: jax.random.fold_in(rng, k))(nodes))
+        for part, nodes in zip(train.parts, train.nodes, strict=True)
+    ]
+    return jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[train.order], *tuned)
 
 
 def _node_slice(stacked: NodeData, k: int) -> NodeData:

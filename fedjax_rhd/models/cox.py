@@ -47,12 +47,22 @@ def cox_partial_log_likelihood(risk: jax.Array, batch: NodeData) -> jax.Array:
         f32[] the log partial likelihood (0 when the node has no events).
     """
     log_mass = _masked_log_weighted_risk(risk, batch.weight)
-    # Running log-sum over the sorted rows: entry k is the log of the total mass
-    # of rows 0..k. A plain running sum would give each member of a tie group a
-    # different (order-dependent) risk set; gathering at the group's last row
-    # gives all of them the full Breslow risk set.
-    log_running = jax.lax.cumlogsumexp(log_mass, axis=0)
-    log_risk_set = jnp.take(log_running, batch.risk_set_end, axis=0)
+    # Running sum over the sorted rows: entry k is the total mass of rows 0..k.
+    # A plain running sum would give each member of a tie group a different
+    # (order-dependent) risk set; gathering at the group's last row gives all of
+    # them the full Breslow risk set. The masses are shifted by the node's
+    # largest (a constant without gradient: it cancels), so the largest is 1 and
+    # nothing overflows; ``cumsum`` of ``exp`` is several times cheaper than
+    # ``cumlogsumexp`` (a log-depth scan of ``logaddexp``) on a CPU.
+    shift = jax.lax.stop_gradient(jnp.max(log_mass))
+    shift = jnp.where(jnp.isfinite(shift), shift, 0.0)  # a node of padding only
+    running = jnp.cumsum(jnp.exp(log_mass - shift))
+    # A risk set whose every member lies more than ~87 nats (float32's range)
+    # below the node's largest would sum to 0: floor it at the smallest normal
+    # float, so the loss stays finite (such a set's rows then get no gradient
+    # from it; only a model with hazard ratios past e^87 meets this).
+    tiny = jnp.finfo(running.dtype).tiny
+    log_risk_set = shift + jnp.log(jnp.maximum(jnp.take(running, batch.risk_set_end, axis=0), tiny))
     event_weight = batch.weight * batch.event
     has_event = event_weight > 0
     # Mask rather than multiply: on an all-padding node the risk-set term is

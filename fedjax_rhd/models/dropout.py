@@ -1,14 +1,21 @@
-"""Inverted dropout with cheap masks: 16 random bits per element instead of a 32-bit uniform.
+"""Inverted dropout with cheap masks: a counter-based hash of a per-mask seed instead of threefry.
 
-``jax.random.bernoulli`` draws one 32-bit threefry word per element; on a CPU the
-masks of DeepSurv's two hidden layers took half of a five-node federated round
-(18 ms of 36 ms, ``experiments/bench/round.py``). Two 16-bit halves of each word
-give two masks' elements for the price of one; the keep probability is then
-``1 - rate`` rounded to a multiple of 2^-16 (within 7.7e-6 of it), and survivors
-are scaled by that exact probability so the layer's expectation is unchanged
-(Srivastava N, et al. Dropout. JMLR 2014). Threefry bits of a key do not depend
-on ``vmap``, so a node's masks are the same vmapped over nodes (the simulator)
-and alone (a Flower node).
+``jax.random.bernoulli`` draws one 32-bit threefry word per element (about 20
+rounds of mixing per pair of words); on a CPU the masks of DeepSurv's two
+hidden layers took half of a five-node federated round, and still a third
+after drawing 16 bits per element (``experiments/bench/round.py``). Here one
+threefry draw gives the mask its 64-bit seed, and element pairs take their bits
+from MurmurHash3's 32-bit finaliser (Appleby 2008; a bijection with full
+avalanche) applied twice to the element counter mixed with the seed: about ten
+integer operations per pair of elements, which XLA fuses into the layer. Each
+32-bit word gives two 16-bit halves, one per element; the keep probability is
+``1 - rate`` rounded to a multiple of 2^-16 (within 7.7e-6 of it), and
+survivors are scaled by that exact probability so the layer's expectation is
+unchanged (Srivastava N, et al. Dropout. JMLR 2014). The bits depend only on
+the key and the element's position, so a node's masks are the same vmapped over
+nodes (the simulator) and alone (a Flower node). ``tests/models/test_dropout.py``
+checks the keep rate, independence between neighbouring elements, layers and
+keys, and uniformity of the halves.
 """
 
 from __future__ import annotations
@@ -43,7 +50,29 @@ def dropout(x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
     if threshold == _LEVELS:
         return x
     size = math.prod(x.shape)
-    words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
-    halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(x.shape)
-    keep = halves.astype(jnp.int32) < threshold
+    halves = jax.lax.bitcast_convert_type(mask_bits(key, (size + 1) // 2), jnp.uint16)
+    keep = halves.reshape(-1)[:size].reshape(x.shape).astype(jnp.int32) < threshold
     return jnp.where(keep, x * (_LEVELS / threshold), jnp.zeros((), x.dtype)).astype(x.dtype)
+
+
+def _fmix32(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 in which every input bit flips every output bit
+    with probability ~1/2."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def mask_bits(key: jax.Array, n: int) -> jax.Array:
+    """u32[n] hash bits for one mask: word i = fmix32(fmix32(i·φ + s0) ^ s1), (s0, s1) drawn from ``key``.
+
+    φ = 0x9E3779B9 (the golden ratio's 32-bit fraction) spreads consecutive
+    counters over the whole word before the first finaliser; the second seed
+    word, mixed in between the finalisers, makes masks of different keys differ
+    in every word even when their first seed words collide.
+    """
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    counter = jax.lax.iota(jnp.uint32, n)
+    return _fmix32(_fmix32(counter * jnp.uint32(0x9E3779B9) + seed[0]) ^ seed[1])

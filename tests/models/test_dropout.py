@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_rhd.models.dropout import dropout, keep_threshold
+from fedjax_rhd.models.dropout import dropout, keep_threshold, mask_bits
 
 
 @pytest.mark.parametrize(("rate", "threshold"), [(0.0, 65536), (0.1, 58982), (0.5, 32768), (0.999999, 1)])
@@ -45,3 +45,31 @@ def test_a_node_gets_the_same_mask_alone_and_vmapped():
     batched = jax.jit(jax.vmap(lambda xi, k: dropout(xi, k, 0.1)))(x, keys)
     for i in range(5):
         np.testing.assert_array_equal(batched[i], jax.jit(lambda xi, k: dropout(xi, k, 0.1))(x[i], keys[i]))
+
+
+def test_hash_bits_are_uniform_and_independent_of_neighbours_and_keys():
+    # The masks come from a counter hash, not threefry: check what dropout relies on.
+    n = 1 << 16
+    keys = jax.random.split(jax.random.key(11), 8)
+    words = np.stack([np.asarray(mask_bits(k, n)) for k in keys])  # u32[8, n]
+    halves = words.view(np.uint16).astype(np.int64)  # the per-element 16-bit draws
+    # 1. uniform halves: chi-square over 256 equal bins of the top 8 bits (255 dof; the 1e-6 tail is ~370)
+    counts = np.bincount((halves >> 8).ravel(), minlength=256)
+    expected = halves.size / 256
+    assert ((counts - expected) ** 2 / expected).sum() < 370
+    # 2. every bit position is set half the time (binomial, 6 sd)
+    bits = (words[..., None] >> np.arange(32, dtype=np.uint32)) & 1
+    share = bits.reshape(-1, 32).mean(axis=0)
+    assert np.all(np.abs(share - 0.5) < 6 * np.sqrt(0.25 / (8 * n)))
+    # 3. no correlation between neighbouring elements, between the two halves of a word,
+    #    or between two keys' masks at the same positions (|r| < 6 / sqrt(n) each)
+    u = halves / 65536.0
+    limit = 6 / np.sqrt(u[0].size)
+    for a, b in ((u[0, :-1], u[0, 1:]), (u[1, 0::2], u[1, 1::2]), (u[2], u[3]), (u[4, :-64], u[4, 64:])):
+        assert abs(np.corrcoef(a, b)[0, 1]) < limit * np.sqrt(u[0].size / a.size)
+    # 4. keep decisions of neighbours are independent: P(both kept) = p^2 (binomial, 6 sd)
+    p = keep_threshold(0.1) / 65536
+    kept = halves[0] < keep_threshold(0.1)
+    both = (kept[:-1] & kept[1:]).sum()
+    m = kept.size - 1
+    assert abs(both - m * p * p) < 6 * np.sqrt(m * p * p * (1 - p * p))

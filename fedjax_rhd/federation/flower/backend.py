@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd.data.buckets import plan_buckets
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, column_ranges, fit_from_statistics
 from fedjax_rhd.data.reduce import GroupReduction, fit_group_from_statistics, merged_mean
@@ -249,7 +250,9 @@ def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Pr
             raise RuntimeError(
                 f"federated preprocessing: the nodes' {field} differs from the data layer's by {worst}"
             )
-    driver.call("prepare", prep.center, prep.scale, prep.fill, data.train.x.shape[1], data.val.x.shape[1])
+    plan = plan_buckets(data.n_train)  # each node packs its rows as its simulator bucket does
+    pads = [plan.pad_of(k) for k in range(len(data.n_train))]
+    driver.call("prepare", prep.center, prep.scale, prep.fill, pads, data.val.x.shape[1])
     return prep
 
 

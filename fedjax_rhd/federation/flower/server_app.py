@@ -333,12 +333,16 @@ class FlowerRounds:
         return self._ask_all(protocol.PREPARE_STATS, {"ranges": ranges}, "outputs")
 
     def prepare(
-        self, center: np.ndarray, scale: np.ndarray, fill: np.ndarray, pad_train: int, pad_val: int
+        self, center: np.ndarray, scale: np.ndarray, fill: np.ndarray, pad_train: list[int], pad_val: int
     ) -> None:
-        """Every node packs its rows with the fitted preprocessing and the federation's padding."""
+        """Every node packs its rows with the fitted preprocessing and its padding.
+
+        ``pad_train[k]``: node k's training rows after padding (its simulator size bucket,
+        ``fedjax_rhd.data.buckets``), so a node computes with the simulator's shapes.
+        """
         self._ask_all(
             protocol.PREPARE, {"center": center, "scale": scale, "fill": fill}, None,
-            pad_train=int(pad_train), pad_val=int(pad_val),
+            per_node=[{"pad_train": int(p)} for p in pad_train], pad_val=int(pad_val),
         )  # fmt: skip
 
     def reduction_sums(self, group: str) -> list[dict[str, np.ndarray]]:
@@ -354,11 +358,17 @@ class FlowerRounds:
         self._ask_all(protocol.REDUCE_APPLY, fits, None)
 
     def _ask_all(
-        self, message_type: str, inputs: dict[str, np.ndarray], reply_key: str | None, **config: Any
+        self,
+        message_type: str,
+        inputs: dict[str, np.ndarray],
+        reply_key: str | None,
+        per_node: list[dict[str, Any]] | None = None,
+        **config: Any,
     ) -> list:
         partitions = list(range(self.setup.num_nodes))
+        own = per_node or [{} for _ in partitions]
         contents = {
-            k: RecordDict({"inputs": arrays_record(inputs), "config": self._config(**config)})
+            k: RecordDict({"inputs": arrays_record(inputs), "config": self._config(**config, **own[k])})
             for k in partitions
         }
         exchange = self._exchange(message_type, contents, self._to_nodes(partitions), self.setup.time_limit)

@@ -55,9 +55,13 @@ class InProcessNodes:
     def preprocessing_statistics(self, ranges: np.ndarray) -> list:
         return self._ask_all(wire.PREPARE_STATS, {"ranges": ranges}, "outputs")
 
-    def prepare(self, center, scale, fill, pad_train: int, pad_val: int) -> None:
+    def prepare(self, center, scale, fill, pad_train: list[int], pad_val: int) -> None:
         inputs = {"center": center, "scale": scale, "fill": fill}
-        self._ask_all(wire.PREPARE, inputs, None, pad_train=int(pad_train), pad_val=int(pad_val))
+        for folder, pad in zip(self.folders, pad_train, strict=True):
+            config = {"pad_train": int(pad), "pad_val": int(pad_val)}
+            node_handlers.handle(
+                wire.PREPARE, folder, {"inputs": Part(ARRAYS, inputs), "config": Part(CONFIG, config)}
+            )
 
 
 @pytest.fixture(scope="module")
