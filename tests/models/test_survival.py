@@ -106,6 +106,35 @@ def test_padding_is_invisible_and_vmapped_nodes_match_statsmodels(seed):
     np.testing.assert_allclose(np.asarray(per_node(stacked)), [ref1, ref2], rtol=1e-4)
 
 
+@pytest.mark.parametrize("spread", [1.0, 30.0, 80.0])
+def test_wide_risk_ranges_match_the_float64_formula(spread):
+    # risk sets are sums of exp(risk - max): exact in float32 while masses stay above float32's range
+    x, time, event, _ = tied_cohort(11, n=200)
+    batch = node(x, time, event)
+    risk = np.linspace(-spread, spread, 200)[np.random.default_rng(1).permutation(200)].astype(np.float32)
+    ref = numpy_breslow_loglike(
+        risk.astype(np.float64), np.asarray(batch.time), np.asarray(batch.event), np.asarray(batch.weight)
+    )
+    ours = float(cox_partial_log_likelihood(jnp.asarray(risk), batch))
+    np.testing.assert_allclose(ours, ref, rtol=2e-5)
+
+
+def test_a_risk_set_past_float32s_range_stays_finite():
+    # the latest patient's risk set (itself alone) lies 200 nats below the node's largest risk:
+    # its mass underflows, is floored at float32's smallest normal, and loss and gradient stay finite
+    time = np.array([10.0, 5.0, 3.0, 1.0])
+    event = np.array([1.0, 1.0, 0.0, 1.0])
+    batch = make_node_data(np.zeros((4, 1)), np.ones((4, 1), bool), time, event)
+    risk = jnp.array([-200.0, 0.0, 0.5, 1.0])
+    value, grad = jax.value_and_grad(lambda r: cox_partial_log_likelihood(r, batch))(risk)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    # the other events' sets hold the large masses and are exact; the lone set's exact term is
+    # -200 - (-200) = 0, ours -200 - (1.0 + log(tiny)) with 1.0 the node's largest risk
+    exact = numpy_breslow_loglike(np.asarray(risk, np.float64), time, event, np.ones(4))
+    floored = -200.0 - (1.0 + np.log(np.finfo(np.float32).tiny))
+    np.testing.assert_allclose(float(value), exact + floored, rtol=1e-5)
+
+
 def test_invariant_to_order_inside_tie_groups():
     x, time, event, beta = tied_cohort(7)
     batch = node(x, time, event)
