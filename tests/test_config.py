@@ -138,3 +138,11 @@ def test_the_cli_refuses_a_bad_value_or_resume_dir_with_status_2_and_no_tracebac
         assert stop.value.code == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_minibatch_local_updates_from_the_command_line():
+    client = typed(["strategy.client.batch_size=64", "strategy.client.local_steps=20"]).strategy.client
+    assert (client.batch_size, client.local_steps, client.steps) == (64, 20, 20)
+    assert typed().strategy.client.batch_size is None  # full batch stays the default
+    with pytest.raises(Exception, match="local_steps counts minibatch steps"):
+        typed(["strategy.client.local_steps=20"])

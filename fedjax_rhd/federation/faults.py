@@ -130,7 +130,8 @@ def simulated_seconds(
 ) -> np.ndarray:
     """f64[K]: each node's simulated time for this round's local training.
 
-    Deterministic (rows × epochs × seconds per row × slowdown × log-normal
+    ``n_train``: rows per local step (a node's rows, or its minibatch), ``local_epochs``: steps.
+    Deterministic (rows × steps × seconds per row × slowdown × log-normal
     jitter drawn from ``seed``, i.e. ``seed.failure``): wall-clock time inside
     one process says nothing about a hospital's server, and using it would
     break reproducibility.

@@ -29,6 +29,7 @@ from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulated_seconds
 from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, NodeRows, finetune_node
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
+from fedjax_rhd.strategies.client import rows_per_step
 from fedjax_rhd.typing import ClientResult, NodeData, Params, ServerState
 
 TRACE_COUNTS: collections.Counter[str] = collections.Counter()
@@ -195,8 +196,8 @@ class SimulatorBackend(NodeDirectory):
                 self.seed_failure,
                 round_index,
                 self._names,
-                self._n_train,
-                self.spec.client.local_epochs,
+                rows_per_step(self.spec.client, self._n_train),
+                self.spec.client.steps,
             )
             timed_out = sampled & ~failed & (seconds > self.config.time_limit)
         return failed, timed_out, seconds

@@ -1,8 +1,23 @@
 """Local training on one node: the client half shared by every gradient strategy.
 
-A node runs ``local_epochs`` full-batch optimiser steps on its own rows. Cox
-risk sets need the node's whole (time-sorted) data, so a full batch is the
-natural unit; each step draws its dropout key from ``fold_in(rng, step)``.
+By default a node runs ``local_epochs`` full-batch optimiser steps on its own
+rows: Cox risk sets need the node's whole (time-sorted) data, so a full batch is
+the exact partial likelihood. With ``batch_size`` set it runs ``local_steps``
+minibatch steps instead (McMahan et al. 2017's local SGD), each on
+``batch_size`` of the node's rows drawn **without replacement** within the step
+(independently between steps): a batch never repeats a patient, so its Cox risk
+sets are genuine subsets of the node's, and a node smaller than the batch
+trains on all its rows plus masked padding (weight 0), so every node has the
+batch's shape and the round stays one compiled, vmapped program. The rows keep
+the node's time order, so a batch's Breslow risk set of row i is the batch rows
+with time >= t_i (the usual DeepSurv practice, Katzman et al. 2018). That
+minibatch partial likelihood is a *biased* estimate of the node's: the log of a
+subsampled risk-set sum is not the log of the full one scaled, so the bias
+(towards the risk sets' small-sample log-sum) shrinks as ``batch_size`` grows
+and vanishes at the node's size, where a step equals the full-batch step.
+Step ``s`` draws its dropout key as ``fold_in(rng, s)`` and its batch from
+``fold_in(fold_in(rng, s), BATCH_STREAM)``: pure functions of (seed, round,
+node, step), so every backend trains on the same batches.
 
 FedProx (Li et al., "Federated Optimization in Heterogeneous Networks", MLSys
 2020) only changes this objective: ``loss(w) + μ/2 ‖w − w_global‖²`` keeps
@@ -13,6 +28,7 @@ out (FedAvg); a number, even 0, puts it in (FedProx).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +45,10 @@ class ClientConfig:
 
     optimizer: str = "adam"  # Adam as in DeepSurv (Katzman et al. 2018)
     learning_rate: float = 1e-3  # small: nodes must not drift far within a round
-    local_epochs: int = 5  # full-batch steps per round; FedAvg's E
+    local_epochs: int = 5  # full-batch steps per round (batch_size None); FedAvg's E
     proximal_mu: float | None = None  # FedProx's μ; None = no proximal term (FedAvg)
+    batch_size: int | None = None  # rows per local step; None = the node's full batch (exact Cox likelihood)
+    local_steps: int | None = None  # minibatch steps per round (batch_size set); None = local_epochs
 
     def __post_init__(self) -> None:
         if self.optimizer not in CLIENT_OPTIMIZERS:
@@ -41,6 +59,59 @@ class ClientConfig:
             raise ValueError("client local_epochs must be >= 1 and learning_rate > 0")
         if self.proximal_mu is not None and self.proximal_mu < 0:
             raise ValueError(f"FedProx proximal_mu must be >= 0, got {self.proximal_mu}")
+        if self.batch_size is not None and self.batch_size < 2:
+            raise ValueError(f"strategy.client.batch_size must be >= 2 rows or null, got {self.batch_size}")
+        if self.local_steps is not None and self.local_steps < 1:
+            raise ValueError(f"strategy.client.local_steps must be >= 1 or null, got {self.local_steps}")
+        if self.local_steps is not None and self.batch_size is None:
+            raise ValueError(
+                "strategy.client.local_steps counts minibatch steps: set strategy.client.batch_size too "
+                "(full-batch training takes strategy.client.local_epochs)"
+            )
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps per round: ``local_steps`` with minibatches (default ``local_epochs``)."""
+        if self.batch_size is not None and self.local_steps is not None:
+            return self.local_steps
+        return self.local_epochs
+
+
+# Folded into a step's key for its batch ("ba"); the dropout key stays fold_in(rng, step).
+BATCH_STREAM = 0x6261
+
+
+def rows_per_step(config: ClientConfig, n_train: Sequence[int]) -> list[int]:
+    """Rows each node trains on per local step: its rows, or at most ``batch_size`` of them."""
+    if config.batch_size is None:
+        return [int(n) for n in n_train]
+    return [min(int(n), config.batch_size) for n in n_train]
+
+
+def minibatch(node: NodeData, key: PRNGKey, batch_size: int) -> NodeData:
+    """``batch_size`` of the node's real rows without replacement, in the node's time order.
+
+    Padding rows (weight 0) are drawn only when the node has fewer real rows than
+    ``batch_size``; they stay masked. Risk-set ends are re-indexed into the batch:
+    the last batch row whose node row is in the same tie group.
+
+    Args:
+        node: one node's rows, sorted by descending time, padding last.
+        key: the step's batch key.
+        batch_size: rows per batch (static); at least the node's padded size returns ``node``.
+    """
+    n = node.x.shape[0]
+    if batch_size >= n:
+        return node
+    # Random keys for real rows, +inf for padding: the smallest batch_size are a uniform
+    # draw without replacement of the real rows (all of them, then padding, for a small node).
+    scores = jnp.where(node.weight > 0, jax.random.uniform(key, (n,)), jnp.inf)
+    _, chosen = jax.lax.top_k(-scores, batch_size)
+    rows = jnp.sort(chosen)  # node order = descending time: the batch keeps the Cox layout
+    batch = jax.tree.map(lambda leaf: jnp.take(leaf, rows, axis=0), node)
+    group_end = jnp.take(node.risk_set_end, rows)
+    ends = jnp.searchsorted(rows, group_end, side="right").astype(jnp.int32) - 1
+    return batch._replace(risk_set_end=ends)
 
 
 def proximal_term(params: Params, anchor: Params) -> jax.Array:
@@ -57,6 +128,7 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
     """
     optimizer = CLIENT_OPTIMIZERS[config.optimizer](config.learning_rate)
     mu = config.proximal_mu
+    batch_size = config.batch_size
 
     def objective(p: Params, anchor: Params, node: NodeData, rng: PRNGKey) -> tuple[jax.Array, jax.Array]:
         loss, _ = model.loss(p, node, rng)
@@ -70,12 +142,16 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
     def client_update(params: Params, node: NodeData, rng: PRNGKey) -> ClientResult:
         def step(carry: tuple, step_index: jax.Array) -> tuple:
             p, opt_state = carry
-            (_, loss), grads = grad_fn(p, params, node, jax.random.fold_in(rng, step_index))
+            step_key = jax.random.fold_in(rng, step_index)
+            batch = node
+            if batch_size is not None:
+                batch = minibatch(node, jax.random.fold_in(step_key, BATCH_STREAM), batch_size)
+            (_, loss), grads = grad_fn(p, params, batch, step_key)
             updates, opt_state = optimizer.update(grads, opt_state, p)
             return (optax.apply_updates(p, updates), opt_state), loss
 
         (new_params, _), losses = jax.lax.scan(
-            step, (params, optimizer.init(params)), jnp.arange(config.local_epochs)
+            step, (params, optimizer.init(params)), jnp.arange(config.steps)
         )
         return ClientResult(
             params=new_params,
