@@ -94,7 +94,7 @@ class RunConfig:
         """The jit key of this run's round: algorithm, model (filled from ``guide`` if needed), settings."""
         model = self.model if guide is None else config_for_guide(self.model, guide)
         s = self.strategy
-        return AlgorithmSpec(s.algorithm, model.name, model, num_features, s.client, s.server)
+        return AlgorithmSpec(s.algorithm, model.name, model, num_features, s.client, s.server, s.dp)
 
 
 def _writable(node: Any) -> Any:

@@ -33,6 +33,7 @@ from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
 from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
 from fedjax_rhd.metrics.evaluation import federated_evaluation, survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
+from fedjax_rhd.strategies.dp import privacy_summary
 from fedjax_rhd.tracking import curve_round, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.identity import atomic_write_text
@@ -316,6 +317,8 @@ def write_run(
         )
     if tuned is not None:
         final["personalized"] = tuned["final"]
+    if spec.dp.enabled:  # every released global model is one Gaussian mechanism
+        final["dp"] = privacy_summary(spec.dp, len(fed.rounds), data.num_nodes)
     params = {"nodes": fed.node_params}
     if fed.global_params is not None:
         params = {"global": fed.global_params, **params}
@@ -396,6 +399,15 @@ def print_summary(results: dict[str, Any]) -> None:
             c = "n/a" if node["c_index"] is None else f"{node['c_index']:.3f}"
             rows.append((f"{node['name']} own test part ({node['n_test']} rows)", c))
         rows.append(("main model: Harrell C stratified by centre", f"{fe['c_index_test_stratified']:.3f}"))
+    if final.get("dp"):
+        dp = final["dp"]
+        rows.append(
+            (
+                f"client-level DP (σ={dp['noise_multiplier']}, clip={dp['clip']}, δ={dp['delta']:g})",
+                f"ε = {dp['epsilon_pld']:.2f} (PLD), {dp['epsilon_rdp']:.2f} (RDP), "
+                f"{dp['rounds_accounted']} rounds",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")

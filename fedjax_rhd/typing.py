@@ -87,7 +87,9 @@ class FederatedAlgorithm(NamedTuple):
 
     init: Any  # (params, num_nodes) -> ServerState
     client_update: Any  # (params, node: NodeData, rng) -> ClientResult
-    aggregate: Any  # (state, results: stacked ClientResult, weights f32[K]) -> ServerState
+    # (state, results: stacked ClientResult, weights f32[K], rng=None) -> ServerState; rng: the round's
+    # server key (DP-FedAvg's noise), which both backends pass
+    aggregate: Any
     personalized: bool = False
 
 

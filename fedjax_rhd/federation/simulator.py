@@ -30,6 +30,7 @@ from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulat
 from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, NodeRows, finetune_node
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import rows_per_step
+from fedjax_rhd.strategies.dp import NOISE_STREAM
 from fedjax_rhd.typing import ClientResult, NodeData, Params, ServerState
 
 TRACE_COUNTS: collections.Counter[str] = collections.Counter()
@@ -80,7 +81,8 @@ def federated_round(
     else:
         results = jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[train.order], *bucket_results)
     weights = results.num_examples if participation is None else results.num_examples * participation
-    return algorithm.aggregate(state, results, weights), results
+    noise_key = jax.random.fold_in(rng, NOISE_STREAM)  # DP-FedAvg's noise (strategies/dp.py); else unused
+    return algorithm.aggregate(state, results, weights, noise_key), results
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

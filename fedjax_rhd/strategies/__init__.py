@@ -8,15 +8,16 @@ from collections.abc import Callable
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies.client import ClientConfig
 from fedjax_rhd.strategies.config import StrategyConfig
+from fedjax_rhd.strategies.dp import DPConfig
 from fedjax_rhd.strategies.fedavg import ServerConfig, fedavg, weighted_mean
 from fedjax_rhd.strategies.local import centralized, local
 from fedjax_rhd.strategies.server_opt import reddi, scale_by_reddi, server_optimizer
 from fedjax_rhd.typing import FederatedAlgorithm, SurvivalModel
 
-ALGORITHMS: dict[str, Callable[[SurvivalModel, ClientConfig, ServerConfig], FederatedAlgorithm]] = {
-    "fedavg": fedavg,  # and every FedAvg preset: FedProx, FedAvgM, FedAdam, FedYogi, FedAdagrad
-    "centralized": lambda model, client, server: centralized(model, client),
-    "local": lambda model, client, server: local(model, client),
+ALGORITHMS: dict[str, Callable[..., FederatedAlgorithm]] = {
+    "fedavg": fedavg,  # and every FedAvg preset: FedProx, FedAvgM, FedAdam, FedYogi, FedAdagrad, DP-FedAvg
+    "centralized": lambda model, client, server, dp: centralized(model, client),
+    "local": lambda model, client, server, dp: local(model, client),
 }
 """Algorithm name -> factory. A new algorithm is its file plus one line here."""
 
@@ -35,6 +36,7 @@ class AlgorithmSpec:
     num_features: int
     client: ClientConfig = ClientConfig()
     server: ServerConfig = ServerConfig()
+    dp: DPConfig = DPConfig()
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -44,6 +46,11 @@ class AlgorithmSpec:
         if self.algorithm != "fedavg" and self.client.proximal_mu is not None:
             raise ValueError(
                 f"client.proximal_mu is FedProx's μ (algorithm fedavg), not for {self.algorithm}"
+            )
+        if self.algorithm != "fedavg" and self.dp.enabled:
+            raise ValueError(
+                f"strategy.dp is client-level DP-FedAvg (algorithm fedavg); {self.algorithm} shares no "
+                "aggregate to protect"
             )
 
     @property
@@ -56,7 +63,7 @@ def build_model(spec: AlgorithmSpec) -> SurvivalModel:
 
 
 def build_algorithm(spec: AlgorithmSpec) -> FederatedAlgorithm:
-    return ALGORITHMS[spec.algorithm](build_model(spec), spec.client, spec.server)
+    return ALGORITHMS[spec.algorithm](build_model(spec), spec.client, spec.server, spec.dp)
 
 
 __all__ = [
@@ -64,6 +71,7 @@ __all__ = [
     "StrategyConfig",
     "AlgorithmSpec",
     "ClientConfig",
+    "DPConfig",
     "ServerConfig",
     "build_algorithm",
     "build_model",

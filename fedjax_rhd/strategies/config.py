@@ -13,6 +13,7 @@ import dataclasses
 
 from fedjax_rhd.federation.participation import RoundPolicy, Sampling
 from fedjax_rhd.strategies.client import ClientConfig
+from fedjax_rhd.strategies.dp import DPConfig
 from fedjax_rhd.strategies.fedavg import ServerConfig
 
 
@@ -32,6 +33,7 @@ class StrategyConfig:
         min_nodes: fewest nodes that must return for a round to count.
         accept_failures: False stops (with a checkpoint) at the first failed or late node.
         finetune_epochs: > 0 fine-tunes the final global model on each node (personalised column).
+        dp: client-level DP-FedAvg (``dp.clip`` set) and its accounting's δ.
     """
 
     name: str = "fedavg"
@@ -45,6 +47,7 @@ class StrategyConfig:
     min_nodes: int = 1
     accept_failures: bool = True
     finetune_epochs: int = 0
+    dp: DPConfig = dataclasses.field(default_factory=DPConfig)
 
     def __post_init__(self) -> None:
         from fedjax_rhd.strategies import ALGORITHMS  # the registry imports this module
@@ -58,6 +61,11 @@ class StrategyConfig:
         _ = self.policy  # RoundPolicy checks min_nodes, naming strategy.min_nodes
         if self.finetune_epochs < 0:
             raise ValueError(f"strategy.finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if self.dp.enabled and self.algorithm != "fedavg":
+            raise ValueError(
+                f"strategy.dp.clip is set: client-level DP-FedAvg needs strategy.algorithm=fedavg, "
+                f"not {self.algorithm!r}"
+            )
 
     @property
     def display_name(self) -> str:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from fedjax_rhd.strategies.client import ClientConfig, make_client_update
+from fedjax_rhd.strategies.dp import DPConfig, private_mean_update
 from fedjax_rhd.strategies.server_opt import SERVER_OPTIMIZERS, server_optimizer
 from fedjax_rhd.typing import ClientResult, FederatedAlgorithm, Params, ServerState, SurvivalModel
 
@@ -55,17 +56,34 @@ def weighted_mean(stacked: Params, weights: jax.Array) -> Params:
     return jax.tree.map(lambda leaf: jnp.tensordot(w.astype(leaf.dtype), leaf, axes=1), stacked)
 
 
-def fedavg(model: SurvivalModel, client: ClientConfig, server: ServerConfig) -> FederatedAlgorithm:
-    """FedAvg: clients train locally, the manager averages weighted by patients."""
+def fedavg(
+    model: SurvivalModel, client: ClientConfig, server: ServerConfig, dp: DPConfig | None = None
+) -> FederatedAlgorithm:
+    """FedAvg: clients train locally, the manager averages weighted by patients.
+
+    With ``dp.enabled`` the average is DP-FedAvg's (``strategies/dp.py``): clipped
+    updates, equal node weights over a fixed denominator, Gaussian noise from the
+    round's key.
+    """
     server_opt = server.transform()
+    dp = dp or DPConfig()
 
     def init(params: Params, num_nodes: int) -> ServerState:
         del num_nodes  # one global model whatever the federation's size
         return ServerState(params=params, opt_state=server_opt.init(params), round=jnp.zeros((), jnp.int32))
 
-    def aggregate(state: ServerState, results: ClientResult, weights: jax.Array) -> ServerState:
-        average = weighted_mean(results.params, weights)
-        pseudo_gradient = jax.tree.map(lambda g, a: g - a, state.params, average)
+    def aggregate(
+        state: ServerState, results: ClientResult, weights: jax.Array, rng: jax.Array | None = None
+    ) -> ServerState:
+        if dp.enabled:
+            if rng is None:
+                raise ValueError("DP-FedAvg's aggregate needs the round's key for its noise")
+            took_part = (weights > 0).astype(jnp.float32)
+            mean_update = private_mean_update(state.params, results.params, took_part, dp, rng)
+            pseudo_gradient = jax.tree.map(jnp.negative, mean_update)
+        else:
+            average = weighted_mean(results.params, weights)
+            pseudo_gradient = jax.tree.map(lambda g, a: g - a, state.params, average)
         updates, opt_state = server_opt.update(pseudo_gradient, state.opt_state, state.params)
         return ServerState(optax.apply_updates(state.params, updates), opt_state, state.round + 1)
 

@@ -22,7 +22,11 @@ def local(model: SurvivalModel, client: ClientConfig) -> FederatedAlgorithm:
         stacked = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_nodes, *leaf.shape)), params)
         return ServerState(params=stacked, opt_state=(), round=jnp.zeros((), jnp.int32))
 
-    def aggregate(state: ServerState, results: ClientResult, weights: jax.Array) -> ServerState:
+    def aggregate(
+        state: ServerState, results: ClientResult, weights: jax.Array, rng: jax.Array | None = None
+    ) -> ServerState:
+        del rng  # nothing is drawn: no aggregation, no noise
+
         # Nothing is shared; a node that sat the round out (weight 0: not
         # sampled, failed, too slow) keeps the model it had.
         def keep_if_absent(new: jax.Array, old: jax.Array) -> jax.Array:

@@ -192,3 +192,18 @@ def test_aml_beat_natural_split_runs(tmp_path):
     assert [n["n_train"] for n in nodes] == sorted((n["n_train"] for n in nodes), reverse=True)
     assert res["final"]["clinical_score"]["name"] == "ELN 2022"
     assert 0 < res["final"]["clinical_score"]["n_scored"] <= res["final"]["n_test"]
+
+
+def test_dp_fedavg_run_records_its_epsilon(tmp_path, tiny_data_root):
+    """strategy.dp from the command line: results.json carries the mechanism and ε from dp-accounting."""
+    from fedjax_rhd.strategies.dp import epsilon
+
+    overrides = [*TINY, "strategy.dp.clip=0.1", "strategy.dp.noise_multiplier=2.0"]
+    res = run_in_process(overrides, tmp_path / "dp", tiny_data_root)
+    validate_results(res)
+    dp = res["final"]["dp"]
+    rounds = len(res["rounds"])
+    assert dp["rounds_accounted"] == rounds and dp["clip"] == 0.1 and dp["noise_multiplier"] == 2.0
+    assert dp["epsilon_rdp"] == epsilon(2.0, rounds, 1e-5, "rdp")
+    assert dp["epsilon_pld"] <= dp["epsilon_rdp"]  # PLD is the tighter accountant here
+    assert len(dp["epsilon_rdp_per_round"]) == rounds

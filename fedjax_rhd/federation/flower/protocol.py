@@ -79,7 +79,7 @@ from fedjax_rhd.federation.flower.wire import (  # noqa: F401  (the message name
 )
 from fedjax_rhd.federation.node_tasks import NodeRows
 from fedjax_rhd.models import MODELS
-from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, ServerConfig
+from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, DPConfig, ServerConfig
 from fedjax_rhd.typing import NodeData
 
 NODE_ARRAYS = "node.npz"  # packed by the node itself (query.prepare)
@@ -106,6 +106,7 @@ def spec_from_json(text: str) -> AlgorithmSpec:
         num_features=int(raw["num_features"]),
         client=ClientConfig(**raw["client"]),
         server=ServerConfig(**raw["server"]),
+        dp=DPConfig(**raw.get("dp", {})),
     )
 
 

@@ -35,6 +35,7 @@ from fedjax_rhd.federation.flower.records import (
 )
 from fedjax_rhd.federation.flower.wire import arrays_record, record_arrays
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
+from fedjax_rhd.strategies.dp import NOISE_STREAM
 from fedjax_rhd.typing import ClientResult, Params, ServerState
 
 BRIDGE_ADDRESS_KEY = "bridge-address"  # run-config keys of a deployment's ServerApp
@@ -44,11 +45,15 @@ AGGREGATE_TRACES = {"count": 0}
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def aggregate(
-    spec: AlgorithmSpec, state: ServerState, results: ClientResult, weights: jax.Array
+    spec: AlgorithmSpec, state: ServerState, results: ClientResult, weights: jax.Array, rng: jax.Array
 ) -> ServerState:
-    """The strategy's ``aggregate`` (stacked results in partition order; weight 0 = not aggregated)."""
+    """The strategy's ``aggregate`` (stacked results in partition order; weight 0 = not aggregated).
+
+    ``rng`` is the round's key; DP-FedAvg draws its noise from ``fold_in(rng, NOISE_STREAM)``,
+    exactly as the simulator's round does.
+    """
     AGGREGATE_TRACES["count"] += 1
-    return build_algorithm(spec).aggregate(state, results, weights)
+    return build_algorithm(spec).aggregate(state, results, weights, jax.random.fold_in(rng, NOISE_STREAM))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +250,7 @@ class FlowerRounds:
         stacked = self._stacked(state.params, results)
         answered = np.array([r is not None for r in results], dtype=np.float32)
         weights = jnp.asarray(stacked.num_examples * answered)
-        new_state = aggregate(self.spec, state, stacked, weights) if answered.any() else state
+        new_state = aggregate(self.spec, state, stacked, weights, rng) if answered.any() else state
         failed = np.zeros(self.setup.num_nodes, dtype=bool)
         failed[list(exchange.failed)] = True
         timed_out = np.zeros(self.setup.num_nodes, dtype=bool)

@@ -15,7 +15,7 @@ from fedjax_rhd.federation.flower.backend import FlowerBackend, FlowerConfig
 from fedjax_rhd.federation.loop import TrainSchedule, run_federation
 from fedjax_rhd.federation.participation import RoundPolicy, Sampling
 from fedjax_rhd.federation.simulator import SimulatorBackend, SimulatorConfig
-from fedjax_rhd.strategies import ServerConfig
+from fedjax_rhd.strategies import DPConfig, ServerConfig
 from tests.federation.conftest import spec_of
 
 
@@ -60,12 +60,15 @@ def test_flower_simulation_equals_the_simulator(data3):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["fedadam", "local"])
+@pytest.mark.parametrize("algorithm", ["fedadam", "local", "dp-fedavg"])
 def test_flower_simulation_equals_the_simulator_for_adaptive_and_personalised(data3, algorithm):
-    """FedAdam (server optimiser state on the manager) and local (one parameter set per node)."""
+    """FedAdam (server optimiser state on the manager), local (one parameter set per node) and
+    DP-FedAvg (clipping and seeded noise in the shared aggregate: the same noise in both)."""
     spec = spec_of(data3, "local" if algorithm == "local" else "fedavg")
     if algorithm == "fedadam":
         spec = dataclasses.replace(spec, server=ServerConfig(optimizer="adam", learning_rate=0.01))
+    if algorithm == "dp-fedavg":
+        spec = dataclasses.replace(spec, dp=DPConfig(clip=0.05, noise_multiplier=1.0))
     schedule = TrainSchedule(rounds=3, patience=None, seed_init=1, seed_train=2)
     sim = run_federation(SimulatorBackend(SimulatorConfig(), data3, spec), schedule, progress=False)
     with FlowerBackend(FlowerConfig(), data3, spec) as flower:
