@@ -83,14 +83,18 @@ class FederatedAlgorithm(NamedTuple):
 
     ``personalized`` marks algorithms whose server state keeps one parameter
     set per node (``local``); the backend then hands node k its own slice.
+    ``node_inputs`` (SCAFFOLD): ``(state) -> pytree stacked [K]``; the backend
+    hands node k its slice as ``client_update``'s fourth argument (under Flower,
+    a ``node_input`` record of the training message).
     """
 
     init: Any  # (params, num_nodes) -> ServerState
-    client_update: Any  # (params, node: NodeData, rng) -> ClientResult
+    client_update: Any  # (params, node: NodeData, rng[, node_input]) -> ClientResult
     # (state, results: stacked ClientResult, weights f32[K], rng=None) -> ServerState; rng: the round's
     # server key (DP-FedAvg's noise), which both backends pass
     aggregate: Any
     personalized: bool = False
+    node_inputs: Any = None  # (state) -> per-node inputs stacked [K], or None
 
 
 class Tracker(Protocol):

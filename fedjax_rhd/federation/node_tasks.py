@@ -43,9 +43,17 @@ class NodeRows(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def node_update(spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array) -> ClientResult:
-    """The strategy's ``client_update`` on one node (key: ``fold_in(round key, node index)``)."""
-    return build_algorithm(spec).client_update(params, train, rng)
+def node_update(
+    spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array, node_input: Params | None = None
+) -> ClientResult:
+    """The strategy's ``client_update`` on one node (key: ``fold_in(round key, node index)``).
+
+    ``node_input``: the node's slice of ``algorithm.node_inputs(state)`` (SCAFFOLD), else None.
+    """
+    algorithm = build_algorithm(spec)
+    if algorithm.node_inputs is None:
+        return algorithm.client_update(params, train, rng)
+    return algorithm.client_update(params, train, rng, node_input)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))

@@ -67,15 +67,21 @@ def federated_round(
     if isinstance(train, NodeData):
         k = train.x.shape[0]
         train = NodeBuckets((train,), (jnp.arange(k, dtype=jnp.int32),), jnp.arange(k, dtype=jnp.int32))
+    inputs = None if algorithm.node_inputs is None else algorithm.node_inputs(state)  # stacked [K]
     bucket_results = []
     for part, nodes in zip(train.parts, train.nodes, strict=True):
         keys = jax.vmap(lambda k: jax.random.fold_in(rng, k))(nodes)
+        params_axis = 0 if algorithm.personalized else None
+        params = state.params
         if algorithm.personalized:
             params = jax.tree.map(lambda leaf, nodes=nodes: leaf[nodes], state.params)
-            update = jax.vmap(algorithm.client_update, in_axes=(0, 0, 0))
+        if inputs is None:
+            update = jax.vmap(algorithm.client_update, in_axes=(params_axis, 0, 0))
+            bucket_results.append(update(params, part, keys))
         else:
-            params, update = state.params, jax.vmap(algorithm.client_update, in_axes=(None, 0, 0))
-        bucket_results.append(update(params, part, keys))
+            mine = jax.tree.map(lambda leaf, nodes=nodes: leaf[nodes], inputs)
+            update = jax.vmap(algorithm.client_update, in_axes=(params_axis, 0, 0, 0))
+            bucket_results.append(update(params, part, keys, mine))
     if len(bucket_results) == 1:
         results = jax.tree.map(lambda leaf: leaf[train.order], bucket_results[0])
     else:

@@ -11,6 +11,7 @@ from fedjax_rhd.strategies.config import StrategyConfig
 from fedjax_rhd.strategies.dp import DPConfig
 from fedjax_rhd.strategies.fedavg import ServerConfig, fedavg, weighted_mean
 from fedjax_rhd.strategies.local import centralized, local
+from fedjax_rhd.strategies.scaffold import ScaffoldControls, scaffold
 from fedjax_rhd.strategies.server_opt import reddi, scale_by_reddi, server_optimizer
 from fedjax_rhd.typing import FederatedAlgorithm, SurvivalModel
 
@@ -18,6 +19,7 @@ ALGORITHMS: dict[str, Callable[..., FederatedAlgorithm]] = {
     "fedavg": fedavg,  # and every FedAvg preset: FedProx, FedAvgM, FedAdam, FedYogi, FedAdagrad, DP-FedAvg
     "centralized": lambda model, client, server, dp: centralized(model, client),
     "local": lambda model, client, server, dp: local(model, client),
+    "scaffold": lambda model, client, server, dp: scaffold(model, client, server),
 }
 """Algorithm name -> factory. A new algorithm is its file plus one line here."""
 
@@ -79,6 +81,8 @@ __all__ = [
     "fedavg",
     "local",
     "reddi",
+    "scaffold",
+    "ScaffoldControls",
     "scale_by_reddi",
     "server_optimizer",
     "weighted_mean",

@@ -121,10 +121,12 @@ def proximal_term(params: Params, anchor: Params) -> jax.Array:
 
 
 def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN201 - returns a pure function
-    """Return ``client_update(params, node, rng) -> ClientResult``.
+    """Return ``client_update(params, node, rng, correction=None) -> ClientResult``.
 
     The optimiser state starts fresh every round (it is local to the node and
-    never aggregated), as in McMahan et al. 2017.
+    never aggregated), as in McMahan et al. 2017. ``correction`` (a pytree like
+    ``params``) is added to every step's gradient: SCAFFOLD's ``c − c_i``
+    (``strategies/scaffold.py``); None adds nothing.
     """
     optimizer = CLIENT_OPTIMIZERS[config.optimizer](config.learning_rate)
     mu = config.proximal_mu
@@ -139,7 +141,9 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
-    def client_update(params: Params, node: NodeData, rng: PRNGKey) -> ClientResult:
+    def client_update(
+        params: Params, node: NodeData, rng: PRNGKey, correction: Params | None = None
+    ) -> ClientResult:
         def step(carry: tuple, step_index: jax.Array) -> tuple:
             p, opt_state = carry
             step_key = jax.random.fold_in(rng, step_index)
@@ -147,6 +151,8 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
             if batch_size is not None:
                 batch = minibatch(node, jax.random.fold_in(step_key, BATCH_STREAM), batch_size)
             (_, loss), grads = grad_fn(p, params, batch, step_key)
+            if correction is not None:
+                grads = jax.tree.map(jnp.add, grads, correction)
             updates, opt_state = optimizer.update(grads, opt_state, p)
             return (optax.apply_updates(p, updates), opt_state), loss
 

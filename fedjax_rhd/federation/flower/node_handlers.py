@@ -125,7 +125,10 @@ def train(folder: Path, content: Content) -> Content:
     """One round of local training: the strategy's ``client_update`` on this node's rows."""
     config = _config(content)
     spec = _spec(str(config["spec"]))
-    result = node_update(spec, _params(content, spec), _node_rows(folder).train, _key(content))
+    node_input = None  # SCAFFOLD's correction c - c_i, when the strategy sends one
+    if "node_input" in content:
+        node_input = from_flat(_arrays(content, "node_input"), _params_template(spec))
+    result = node_update(spec, _params(content, spec), _node_rows(folder).train, _key(content), node_input)
     metrics = {"num_examples": float(result.num_examples), "train_loss": float(result.metrics["train_loss"])}
     time.sleep(float(config.get("delay", 0.0)))  # injected slowness (backend.delays)
     return {"params": Part(ARRAYS, to_flat(result.params)), "metrics": Part(METRICS, metrics)}

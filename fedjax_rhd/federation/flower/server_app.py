@@ -200,18 +200,21 @@ class FlowerRounds:
         return jax.tree.map(lambda p: p[k], params) if self.algorithm.personalized else params
 
     def _train_all(
-        self, params: Params, rng: jax.Array, partitions: list[int], timeout: float | None
+        self, state: ServerState, rng: jax.Array, partitions: list[int], timeout: float | None
     ) -> tuple[Exchange, list[ClientResult | None]]:
-        contents = {
-            k: RecordDict(
-                {
-                    "params": to_record(self._params_for(params, k)),
-                    "key": arrays_record({"key": key_data(jax.random.fold_in(rng, k))}),
-                    "config": self._config(delay=self.setup.delays[k] if self.setup.delays else 0.0),
-                }
-            )
-            for k in partitions
-        }
+        params = state.params
+        # SCAFFOLD: node k's correction c - c_i travels with the model (node_input)
+        inputs = None if self.algorithm.node_inputs is None else self.algorithm.node_inputs(state)
+        contents = {}
+        for k in partitions:
+            records = {
+                "params": to_record(self._params_for(params, k)),
+                "key": arrays_record({"key": key_data(jax.random.fold_in(rng, k))}),
+                "config": self._config(delay=self.setup.delays[k] if self.setup.delays else 0.0),
+            }
+            if inputs is not None:
+                records["node_input"] = to_record(jax.tree.map(lambda leaf, k=k: leaf[k], inputs))
+            contents[k] = RecordDict(records)
         exchange = self._exchange(protocol.TRAIN, contents, self._to_nodes(partitions), timeout)
         results: list[ClientResult | None] = [None] * self.setup.num_nodes
         for k, reply in exchange.replies.items():
@@ -246,7 +249,7 @@ class FlowerRounds:
         del round_index
         rng = jax.random.wrap_key_data(rng_data)
         partitions = [k for k in range(self.setup.num_nodes) if sampled[k]]
-        exchange, results = self._train_all(state.params, rng, partitions, self.setup.time_limit)
+        exchange, results = self._train_all(state, rng, partitions, self.setup.time_limit)
         stacked = self._stacked(state.params, results)
         answered = np.array([r is not None for r in results], dtype=np.float32)
         weights = jnp.asarray(stacked.num_examples * answered)
@@ -284,9 +287,7 @@ class FlowerRounds:
         if self.algorithm.personalized:
             return state.params
         rng = jax.random.wrap_key_data(rng_data)
-        _, results = self._train_all(
-            state.params, rng, list(range(self.setup.num_nodes)), self.setup.time_limit
-        )
+        _, results = self._train_all(state, rng, list(range(self.setup.num_nodes)), self.setup.time_limit)
         return self._stacked(state.params, results).params
 
     def finetune(self, params: Params, rng_data: np.ndarray, epochs: int) -> Params:

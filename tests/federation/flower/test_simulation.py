@@ -60,15 +60,19 @@ def test_flower_simulation_equals_the_simulator(data3):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["fedadam", "local", "dp-fedavg"])
+@pytest.mark.parametrize("algorithm", ["fedadam", "local", "dp-fedavg", "scaffold"])
 def test_flower_simulation_equals_the_simulator_for_adaptive_and_personalised(data3, algorithm):
-    """FedAdam (server optimiser state on the manager), local (one parameter set per node) and
-    DP-FedAvg (clipping and seeded noise in the shared aggregate: the same noise in both)."""
+    """FedAdam (server optimiser state on the manager), local (one parameter set per node),
+    DP-FedAvg (clipping and seeded noise in the shared aggregate: the same noise in both) and
+    SCAFFOLD (node inputs sent with the model)."""
     spec = spec_of(data3, "local" if algorithm == "local" else "fedavg")
     if algorithm == "fedadam":
         spec = dataclasses.replace(spec, server=ServerConfig(optimizer="adam", learning_rate=0.01))
     if algorithm == "dp-fedavg":
         spec = dataclasses.replace(spec, dp=DPConfig(clip=0.05, noise_multiplier=1.0))
+    if algorithm == "scaffold":  # per-node controls on the manager, each node's correction in its message
+        client = dataclasses.replace(spec.client, optimizer="sgd", learning_rate=0.05)
+        spec = dataclasses.replace(spec, algorithm="scaffold", client=client)
     schedule = TrainSchedule(rounds=3, patience=None, seed_init=1, seed_train=2)
     sim = run_federation(SimulatorBackend(SimulatorConfig(), data3, spec), schedule, progress=False)
     with FlowerBackend(FlowerConfig(), data3, spec) as flower:
