@@ -76,6 +76,11 @@ class RunConfig:
             raise ValueError(
                 f"split.seed={self.split.seed} differs from seed.split={self.seed.split}; set seed.split only"
             )
+        if self.split.val_fraction == 0 and self.strategy.selection != "last":
+            raise ValueError(
+                "split.val_fraction=0 leaves no validation rows to choose a round by: "
+                "set strategy.selection=last and strategy.patience=null (a fixed budget)"
+            )
         if self.use_case.treatment and self.use_case.source != "simulated":
             raise ValueError(
                 f"use_case.treatment=true needs use_case.source=simulated, not {self.use_case.source!r}"
@@ -88,7 +93,9 @@ class RunConfig:
     def schedule(self) -> TrainSchedule:
         """Rounds, patience and the initialisation and training seeds of the round loop."""
         s = self.strategy
-        return TrainSchedule(s.rounds, s.patience, self.seed.init, self.seed.train)
+        return TrainSchedule(
+            s.rounds, s.patience, self.seed.init, self.seed.train, s.selection, s.validation_weights
+        )
 
     def algorithm_spec(self, num_features: int, guide: Any = None) -> AlgorithmSpec:
         """The jit key of this run's round: algorithm, model (filled from ``guide`` if needed), settings."""

@@ -97,11 +97,14 @@ def round_metrics(record: dict[str, Any], node_names: list[str]) -> dict[str, fl
     A node that sat the round out (not sampled, failed, too late) has no training loss;
     it is left out of that round's metrics rather than logged as a number.
     """
-    out = {"loss/val_federated": float(record["val_loss_federated"])}
+    out = {}
+    if record["val_loss_federated"] is not None:  # None: no validation rows (split.val_fraction=0)
+        out["loss/val_federated"] = float(record["val_loss_federated"])
     for i, name in enumerate(node_names):
         if record["train_loss"][i] is not None:
             out[f"loss/train/{name}"] = float(record["train_loss"][i])
-        out[f"loss/val/{name}"] = float(record["val_loss"][i])
+        if record["val_loss"][i] is not None:
+            out[f"loss/val/{name}"] = float(record["val_loss"][i])
         if "c_index_test_nodes" in record:  # absent between curve rounds (curve_every)
             out[f"c_index_test/{name}"] = float(record["c_index_test_nodes"][i])
     if record.get("c_index_test_global") is not None:

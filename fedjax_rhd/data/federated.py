@@ -41,7 +41,7 @@ class SplitSpec:
     name: str = "three"
     fractions: tuple[float, ...] = (0.6, 0.3, 0.1)  # training share per node, largest first
     test_fraction: float = 0.1
-    val_fraction: float = 0.2  # per node, for early stopping and node metrics
+    val_fraction: float = 0.2  # per node, for early stopping and node metrics (0: all rows train)
     seed: int = 0
     natural: bool = False  # one node per value of the table's ``centre`` column; fractions unused
     # Optional case-mix shift, node rank ("1" largest, "-1" smallest) -> strength: see
@@ -59,8 +59,11 @@ class SplitSpec:
             raise ValueError(f"split {self.name!r}: fractions must be positive, got {self.fractions}")
         if not self.natural and abs(sum(self.fractions) - 1.0) > 1e-6:
             raise ValueError(f"split {self.name!r}: fractions sum to {sum(self.fractions)}, not 1")
-        if not 0 < self.test_fraction < 1 or not 0 < self.val_fraction < 1:
-            raise ValueError(f"split {self.name!r}: test_fraction and val_fraction must be in (0, 1)")
+        if not 0 < self.test_fraction < 1 or not 0 <= self.val_fraction < 1:
+            raise ValueError(
+                f"split {self.name!r}: test_fraction must be in (0, 1) and val_fraction in [0, 1) "
+                "(0: every node row trains; needs strategy.selection=last)"
+            )
 
     @property
     def shifts(self) -> tuple[tuple[int, float], ...]:
@@ -131,6 +134,12 @@ class FederatedData:
             for r in self.reductions
             if r.components
         }
+
+    @property
+    def n_val_events(self) -> tuple[int, ...]:
+        """Events in each node's validation part (what an events-weighted selection weighs by)."""
+        events = np.asarray(self.val.event) * np.asarray(self.val.weight)
+        return tuple(int(round(e)) for e in events.sum(axis=1))
 
     @property
     def num_features(self) -> int:

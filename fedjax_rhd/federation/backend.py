@@ -83,6 +83,11 @@ class Backend(Protocol):
         ...
 
     @property
+    def n_val_events(self) -> tuple[int, ...] | None:
+        """Events in each node's validation part (``strategy.validation_weights=events``), None if unknown."""
+        ...
+
+    @property
     def personalized(self) -> bool:
         """True when the server state keeps one parameter set per node (``local``, ``centralized``)."""
         ...
@@ -182,13 +187,19 @@ class NodeDirectory:
     """
 
     def __init__(
-        self, node_names: Sequence[str], n_train: Sequence[int], n_val: Sequence[int], spec: AlgorithmSpec
+        self,
+        node_names: Sequence[str],
+        n_train: Sequence[int],
+        n_val: Sequence[int],
+        spec: AlgorithmSpec,
+        n_val_events: Sequence[int] | None = None,
     ):
         from fedjax_rhd.strategies import build_algorithm
 
         self.spec = spec
         self._names = tuple(node_names)
         self._n_train, self._n_val = tuple(n_train), tuple(n_val)
+        self._n_val_events = None if n_val_events is None else tuple(n_val_events)
         self._personalized = build_algorithm(spec).personalized
 
     @property
@@ -202,6 +213,11 @@ class NodeDirectory:
     @property
     def n_val(self) -> tuple[int, ...]:
         return self._n_val
+
+    @property
+    def n_val_events(self) -> tuple[int, ...] | None:
+        """Events in each node's validation part (a count, like ``n_val``), if known."""
+        return self._n_val_events
 
     @property
     def personalized(self) -> bool:

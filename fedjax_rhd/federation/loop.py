@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import signal
 import threading
 import time
@@ -47,6 +48,8 @@ from fedjax_rhd.federation.run_state import (
 )
 from fedjax_rhd.typing import Params
 
+logger = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainSchedule:
@@ -56,6 +59,24 @@ class TrainSchedule:
     patience: int | None = 10  # stop after this many rounds without federated-validation gain
     seed_init: int = 0  # model initialisation
     seed_train: int = 0  # dropout keys: fold_in(seed, round, node, step)
+    selection: str = "validation"  # "validation": the best federated validation loss; "last": fixed budget
+    validation_weights: str = "patients"  # federated validation: nodes weighted by "patients" or "events"
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"strategy.selection={self.selection!r}: expected one of {SELECTIONS}")
+        if self.validation_weights not in VALIDATION_WEIGHTS:
+            raise ValueError(
+                f"strategy.validation_weights={self.validation_weights!r}: "
+                f"expected one of {VALIDATION_WEIGHTS}"
+            )
+        if self.selection == "last" and self.patience is not None:
+            raise ValueError("strategy.selection=last trains a fixed budget: set strategy.patience=null")
+
+
+SELECTIONS = ("validation", "last")
+VALIDATION_WEIGHTS = ("patients", "events")
+MIN_VALIDATION_EVENTS = 5  # fewer events in a node's validation part: a noisy vote, warned about
 
 
 @dataclasses.dataclass
@@ -116,6 +137,34 @@ def _stop_after_round() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _validation_weights(backend: Backend, schedule: TrainSchedule, names: tuple[str, ...]) -> np.ndarray:
+    """Each node's weight in the federated validation loss; warns about nodes with few validation events.
+
+    ``patients`` weighs a node's per-event loss by its validation patients (the study's rule);
+    ``events`` by its validation events, which makes the federated loss the pooled partial
+    likelihood per event (every node's log-likelihood terms summed, divided by all events), so a
+    node with 0-1 validation events cannot swing the choice of round.
+    """
+    events = backend.n_val_events
+    if schedule.selection == "validation" and events is not None:
+        few = [f"{n} ({e})" for n, e in zip(names, events, strict=True) if e < MIN_VALIDATION_EVENTS]
+        if few:
+            logger.warning(
+                "validation parts with fewer than %d events (node (events)): %s; their losses are noisy "
+                "votes in the choice of round (strategy.validation_weights=events weighs nodes by events, "
+                "strategy.selection=last trains a fixed budget)",
+                MIN_VALIDATION_EVENTS,
+                ", ".join(few),
+            )
+    if schedule.validation_weights == "events":
+        if events is None:
+            raise ValueError(
+                "strategy.validation_weights=events: this backend does not know its nodes' events"
+            )
+        return np.asarray(events, dtype=np.float64)
+    return np.asarray(backend.n_val, dtype=np.float64)
+
+
 def run_federation(
     backend: Backend,
     schedule: TrainSchedule,
@@ -166,7 +215,10 @@ def run_federation(
     names = tuple(backend.node_names)
     k = len(names)
     personalized = backend.personalized
-    val_weights = np.asarray(backend.n_val, dtype=np.float64)
+    val_weights = _validation_weights(backend, schedule, names)
+    validate = sum(backend.n_val) > 0  # split.val_fraction=0: nothing to validate on (selection=last)
+    if not validate and schedule.selection == "validation":
+        raise ValueError("no node has validation rows (split.val_fraction=0): set strategy.selection=last")
     initial = backend.init_state(jax.random.key(schedule.seed_init))
     train_key = jax.random.key(schedule.seed_train)
     if resume:
@@ -214,14 +266,17 @@ def run_federation(
                 where = f"; checkpoint after round {loop.round}: {checkpoint}" if checkpoint else ""
                 raise type(err)(f"{err}{where}") from None
             state = out.state
-            val_loss = np.asarray(backend.validation_losses(state.params), dtype=np.float64)
+            if validate:
+                val_loss = np.asarray(backend.validation_losses(state.params), dtype=np.float64)
+            else:
+                val_loss = np.full(k, np.nan)
             loop.seconds.append(time.perf_counter() - start)
             # A node that did not answer (a remote backend's NaN) is left out of the weighted mean.
             answered = np.isfinite(val_loss)
             weights = np.where(answered, val_weights, 0.0)
             fed_val = (
                 float(np.dot(weights, np.where(answered, val_loss, 0.0)) / weights.sum())
-                if answered.any()
+                if weights.sum() > 0
                 else np.inf
             )
             train_loss = np.asarray(out.train_loss).tolist()
@@ -229,12 +284,15 @@ def run_federation(
                 "round": r,
                 # a node that sat the round out trained nothing the server used
                 "train_loss": [t if a else None for t, a in zip(train_loss, plan.aggregated, strict=True)],
-                "val_loss": val_loss.tolist(),
-                "val_loss_federated": fed_val,
+                "val_loss": val_loss.tolist() if validate else [None] * k,
+                "val_loss_federated": fed_val if validate else None,
                 "participation": plan.record(names),
             }
             score = val_loss if personalized else np.array([fed_val])
             improved = score < loop.best_score
+            if schedule.selection == "last":  # a fixed budget: every round replaces the last
+                improved = np.ones_like(loop.best_score, dtype=bool)
+                score = np.zeros_like(loop.best_score)
             loop.state = state
             if improved.any():
                 loop.best_score = np.where(improved, score, loop.best_score)

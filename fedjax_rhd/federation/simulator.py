@@ -177,7 +177,7 @@ class SimulatorBackend(NodeDirectory):
             ValueError: the config names a node the federation lacks.
         """
         config.check_nodes(data.node_names)
-        super().__init__(data.node_names, data.n_train, data.n_val, spec)
+        super().__init__(data.node_names, data.n_train, data.n_val, spec, data.n_val_events)
         self.config = config
         self.seed_failure = seed_failure
         # the round's layout: each node padded to its size class, not to the largest node

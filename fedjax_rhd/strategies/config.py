@@ -34,6 +34,10 @@ class StrategyConfig:
         accept_failures: False stops (with a checkpoint) at the first failed or late node.
         finetune_epochs: > 0 fine-tunes the final global model on each node (personalised column).
         dp: client-level DP-FedAvg (``dp.clip`` set) and its accounting's δ.
+        selection: ``validation`` chooses the round by federated validation loss; ``last`` keeps
+            the final round (a fixed budget; needs ``patience`` null; allows ``split.val_fraction=0``).
+        validation_weights: how nodes weigh in the federated validation loss: ``patients`` (the
+            study's rule) or ``events`` (robust to nodes with 0-1 validation events).
     """
 
     name: str = "fedavg"
@@ -48,6 +52,8 @@ class StrategyConfig:
     accept_failures: bool = True
     finetune_epochs: int = 0
     dp: DPConfig = dataclasses.field(default_factory=DPConfig)
+    selection: str = "validation"  # validation | last (a fixed budget; with split.val_fraction=0)
+    validation_weights: str = "patients"  # patients | events (the pooled partial likelihood per event)
 
     def __post_init__(self) -> None:
         from fedjax_rhd.strategies import ALGORITHMS  # the registry imports this module
@@ -61,6 +67,14 @@ class StrategyConfig:
         _ = self.policy  # RoundPolicy checks min_nodes, naming strategy.min_nodes
         if self.finetune_epochs < 0:
             raise ValueError(f"strategy.finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if self.selection not in ("validation", "last"):
+            raise ValueError(f"strategy.selection={self.selection!r}: expected 'validation' or 'last'")
+        if self.validation_weights not in ("patients", "events"):
+            raise ValueError(
+                f"strategy.validation_weights={self.validation_weights!r}: expected 'patients' or 'events'"
+            )
+        if self.selection == "last" and self.patience is not None:
+            raise ValueError("strategy.selection=last trains a fixed budget: set strategy.patience=null")
         if self.dp.enabled and self.algorithm != "fedavg":
             raise ValueError(
                 f"strategy.dp.clip is set: client-level DP-FedAvg needs strategy.algorithm=fedavg, "

@@ -207,3 +207,13 @@ def test_dp_fedavg_run_records_its_epsilon(tmp_path, tiny_data_root):
     assert dp["epsilon_rdp"] == epsilon(2.0, rounds, 1e-5, "rdp")
     assert dp["epsilon_pld"] <= dp["epsilon_rdp"]  # PLD is the tighter accountant here
     assert len(dp["epsilon_rdp_per_round"]) == rounds
+
+
+def test_a_fixed_budget_trains_on_every_node_row(tmp_path, tiny_data_root):
+    """split.val_fraction=0 with strategy.selection=last: no validation part, the last round is kept."""
+    overrides = [*TINY, "split.val_fraction=0", "strategy.selection=last", "strategy.patience=null"]
+    res = run_in_process(overrides, tmp_path / "fixed", tiny_data_root)
+    validate_results(res)
+    assert all(node["n_val"] == 0 for node in res["nodes"])
+    assert res["final"]["best_round"] == len(res["rounds"]) == res["config"]["strategy"]["rounds"]
+    assert all(r["val_loss_federated"] is None for r in res["rounds"])

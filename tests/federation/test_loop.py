@@ -44,6 +44,7 @@ class FakeBackend:
     node_names = NAMES
     n_train = (10, 20, 30)
     n_val = (1, 2, 1)
+    n_val_events = (1, 1, 0)
 
     @property
     def personalized(self):
@@ -128,6 +129,37 @@ def test_federated_validation_is_weighted_by_validation_patients():
     (record,) = sim.rounds
     assert record["val_loss"] == [1.0, 2.0, 4.0]
     assert record["val_loss_federated"] == pytest.approx((1 * 1.0 + 2 * 2.0 + 1 * 4.0) / 4)
+
+
+def test_events_weighted_validation_is_the_pooled_loss_per_event_and_few_events_are_warned(caplog):
+    # validation events per node (1, 1, 0): the third node's loss cannot move the choice of round
+    table = np.array([[np.nan] * 3, [1.0, 2.0, 4.0]])
+    schedule = TrainSchedule(rounds=1, patience=None, validation_weights="events")
+    with caplog.at_level("WARNING"):
+        sim = run_federation(FakeBackend(table), schedule, progress=False)
+    assert sim.rounds[0]["val_loss_federated"] == pytest.approx((1 * 1.0 + 1 * 2.0 + 0 * 4.0) / 2)
+    assert "fewer than 5 events" in caplog.text and "a (1), b (1), c (0)" in caplog.text
+
+
+def test_fixed_budget_keeps_the_last_round_whatever_the_validation_loss():
+    backend = FakeBackend(_fed([1.0, 2.0, 3.0]))  # validation gets worse every round
+    sim = run_federation(backend, TrainSchedule(rounds=3, patience=None, selection="last"), progress=False)
+    assert sim.best_round == 3 and float(sim.global_params["w"]) == 3.0
+    with pytest.raises(ValueError, match="selection=last trains a fixed budget: set strategy.patience=null"):
+        TrainSchedule(rounds=3, patience=2, selection="last")
+    with pytest.raises(ValueError, match="strategy.selection='best'"):
+        TrainSchedule(selection="best")
+
+
+def test_without_validation_rows_a_run_needs_the_fixed_budget():
+    backend = FakeBackend(_fed([1.0, 2.0]))
+    backend.n_val = (0, 0, 0)
+    with pytest.raises(ValueError, match="split.val_fraction=0.*set strategy.selection=last"):
+        run_federation(backend, TrainSchedule(rounds=2, patience=None), progress=False)
+    sim = run_federation(backend, TrainSchedule(rounds=2, patience=None, selection="last"), progress=False)
+    assert sim.best_round == 2
+    assert [r["val_loss"] for r in sim.rounds] == [[None] * 3] * 2
+    assert all(r["val_loss_federated"] is None for r in sim.rounds)
 
 
 def test_personalized_selection_keeps_each_nodes_best_round():

@@ -269,7 +269,7 @@ class FlowerBackend(NodeDirectory):
             bridge.ServerAppFailed: Flower did not start, the nodes did not answer, or they hold other rows.
         """
         config.check_nodes(data.node_names)
-        super().__init__(data.node_names, data.n_train, data.n_val, spec)
+        super().__init__(data.node_names, data.n_train, data.n_val, spec, data.n_val_events)
         self.config, self.seed_failure = config, seed_failure
         self._test_x, self._test_observed = jnp.asarray(data.test.x), data.test.observed
         self._own_workdir = config.workdir is None
