@@ -68,7 +68,10 @@ def _app(cfg: DictConfig) -> float:
         sys.exit(
             f"fedjax-rhd: backend=flower: {err}\n  a run that had started resumes with resume={output_dir}"
         )
-    return float(results["final"]["c_index_test"]["estimate"])
+    # The selected model's federated validation loss: what a sweeper (e.g. Optuna) minimises.
+    # Never a test metric: tuning on the test rows would make every reported number optimistic.
+    objective = results["final"]["validation_objective"]
+    return float("nan") if objective is None else float(objective)
 
 
 def main() -> None:

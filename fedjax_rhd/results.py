@@ -317,6 +317,8 @@ def write_run(
         )
     if tuned is not None:
         final["personalized"] = tuned["final"]
+    objective = fed.validation_objective  # what a search minimises (never a test metric)
+    final["validation_objective"] = None if np.isnan(objective) else float(objective)
     if spec.dp.enabled:  # every released global model is one Gaussian mechanism
         final["dp"] = privacy_summary(spec.dp, len(fed.rounds), data.num_nodes)
     params = {"nodes": fed.node_params}

@@ -89,6 +89,10 @@ class FederationResult:
         node_params: stacked [K]: the model node k holds at the end.
         rounds: the per-round ``results.json`` records (without parameters).
         round_seconds: wall seconds of every round after the first (the first alone when one ran).
+        validation_objective: the federated validation loss of the selected model(s): the selected
+            round's, or under a personalised strategy the weighted mean of each node's own best (the
+            same weights); NaN when nothing was validated (``strategy.selection=last`` without
+            validation rows). What a hyperparameter search minimises: it never sees a test row.
         first_round_seconds: wall seconds of the first round (compilation included).
         round_compilations: round compilations during this run (0: an executable was reused).
     """
@@ -100,6 +104,7 @@ class FederationResult:
     round_seconds: list[float]
     first_round_seconds: float
     round_compilations: int = 0
+    validation_objective: float = float("nan")
 
 
 def _select(mask: np.ndarray, new: Params, old: Params) -> Params:
@@ -341,4 +346,21 @@ def run_federation(
         round_seconds=seconds[1:] if len(seconds) > 1 else seconds,
         first_round_seconds=seconds[0],
         round_compilations=backend.compilations() - compilations_before,
+        validation_objective=_objective(loop, val_weights, schedule),
     )
+
+
+def _objective(loop: LoopState, val_weights: np.ndarray, schedule: TrainSchedule) -> float:
+    """The selected model's federated validation loss (see ``FederationResult.validation_objective``)."""
+    if schedule.selection == "last":  # the kept round's validation loss, if there was any
+        last = loop.rounds[-1]["val_loss_federated"] if loop.rounds else None
+        if last is None:
+            return float("nan")
+        if len(loop.best_score) == 1:
+            return float(last)
+        losses = np.asarray(loop.rounds[-1]["val_loss"], dtype=np.float64)
+        return float(np.dot(val_weights, losses) / val_weights.sum())
+    best = np.asarray(loop.best_score, dtype=np.float64)
+    if len(best) == 1:
+        return float(best[0])
+    return float(np.dot(val_weights, best) / val_weights.sum())

@@ -3,6 +3,7 @@ compiled once) and in-process runs through Hydra's compose API for the rest."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -217,3 +218,34 @@ def test_a_fixed_budget_trains_on_every_node_row(tmp_path, tiny_data_root):
     assert all(node["n_val"] == 0 for node in res["nodes"])
     assert res["final"]["best_round"] == len(res["rounds"]) == res["config"]["strategy"]["rounds"]
     assert all(r["val_loss_federated"] is None for r in res["rounds"])
+
+
+def test_the_objective_a_search_minimises_never_sees_a_test_row(tmp_path, tiny_data_root, monkeypatch):
+    """The task function's value is the selected round's federated validation loss; scrambling every
+    test row's outcome changes the test C-index and leaves the objective bit-identical."""
+    import numpy as np
+
+    import fedjax_rhd.experiment as experiment
+
+    overrides = [*TINY, "strategy.patience=2"]
+    plain = run_in_process(overrides, tmp_path / "plain", tiny_data_root)
+    final = plain["final"]
+    assert final["validation_objective"] == plain["rounds"][final["best_round"] - 1]["val_loss_federated"]
+
+    real_build = experiment.build_federated_data
+
+    def scrambled(*args, **kwargs):
+        data = real_build(*args, **kwargs)
+        rng = np.random.default_rng(0)
+        test = data.test._replace(event=rng.permutation(np.asarray(data.test.event)))
+        return dataclasses.replace(data, test=test)
+
+    monkeypatch.setattr(experiment, "build_federated_data", scrambled)
+    other = run_in_process(overrides, tmp_path / "scrambled", tiny_data_root)
+    assert other["final"]["validation_objective"] == final["validation_objective"]
+
+    def training(res):  # the per-round test curves (c_index_test_*) do see the scrambled rows
+        return [{k: r[k] for k in ("train_loss", "val_loss", "val_loss_federated")} for r in res["rounds"]]
+
+    assert training(other) == training(plain)
+    assert other["final"]["c_index_test"]["estimate"] != final["c_index_test"]["estimate"]

@@ -293,3 +293,16 @@ def test_the_loop_imports_no_backend():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_validation_objective_is_the_selected_models_validation_loss():
+    sim = run_federation(FakeBackend(_fed([5.0, 4.0, 3.0, 3.5])), TrainSchedule(4, None), progress=False)
+    assert sim.best_round == 3 and sim.validation_objective == 3.0
+    fixed = run_federation(
+        FakeBackend(_fed([5.0, 4.0, 3.0, 3.5])), TrainSchedule(4, None, selection="last"), progress=False
+    )
+    assert fixed.validation_objective == 3.5  # the kept (last) round's
+    table = [[np.nan] * 3, [3.0, 3.0, 1.0], [1.0, 2.5, 2.0]]
+    own = run_federation(FakeBackend(table, personalized=True), TrainSchedule(2, None), progress=False)
+    # each node's own best (1.0, 2.5, 1.0), weighted by validation patients (1, 2, 1)
+    assert own.validation_objective == pytest.approx((1.0 + 2 * 2.5 + 1.0) / 4)
