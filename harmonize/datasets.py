@@ -258,8 +258,9 @@ def load_or_build_dataset(
     if "generator" in wanted and {**built, "generator": None} == {**wanted, "generator": None}:
         if built.get("generator") != wanted["generator"]:
             raise DatasetCacheError(
-                f"stale dataset {folder}: the simulator changed since it was built (code and "
-                f"parameters fingerprint {built.get('generator')} -> {wanted['generator']}); "
+                f"stale dataset {folder}: the source's code changed since it was built (a simulator's "
+                f"code and parameters, or a cohort adapter's code: fingerprint {built.get('generator')} -> "
+                f"{wanted['generator']}); "
                 f"delete {folder} to rebuild it"
             )
     if built != wanted or card.get("use_case") != guide.use_case:

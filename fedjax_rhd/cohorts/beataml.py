@@ -56,7 +56,9 @@ CYTO_PATTERNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "inv16": (r"inv\(16\)|t\(16;16\)", ("CBFB-MYH11",)),
     "t_9_11": (r"t\(9;11\)", ("MLLT3-KMT2A",)),
     "t_6_9": (r"t\(6;9\)", ("DEK-NUP214",)),
-    "kmt2a_r": (r"t\((?:\d+|X);11\)\([^)]*;q23|t\(11;\d+\)\(q23", ("KMT2A_re",)),
+    # KMT2A rearranged *other than* t(9;11)(p21.3;q23.3)/MLLT3::KMT2A, which ELN 2022 (Döhner 2022,
+    # Table 6) classes as intermediate while the other KMT2A rearrangements are adverse.
+    "kmt2a_r": (r"t\((?!9;11\))(?:\d+|X);11\)\([^)]*;q23|t\(11;\d+\)\(q23", ("KMT2A_re",)),
     "t_9_22": (r"t\(9;22\)", ("BCR-ABL1",)),
     "t_8_16": (r"t\(8;16\)", ()),
     "inv3_mecom": (r"inv\(3\)\(q21|t\(3;3\)\(q21", ("GATA2-MECOM",)),

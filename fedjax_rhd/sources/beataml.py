@@ -11,6 +11,7 @@ patient, the disease stage of the specimen chosen, its exome in the sample mappi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import polars as pl
 from fedjax_rhd.cohorts import beataml as reader
 from fedjax_rhd.cohorts import require, resolve_real_data_root
 from fedjax_rhd.cohorts.common import canonical_table, source_table
+from fedjax_rhd.sources.code_fingerprint import code_fingerprint
 from harmonize.guide import Guide
 from harmonize.registry import register_source, table_source
 
@@ -108,4 +110,9 @@ def beataml_table(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFram
     return source_table(cohort, table, _unusable(chosen), reference, _notes(root, chosen, clinical))
 
 
-register_source(SOURCE, table_source(beataml_table), run_options=("root",))
+register_source(
+    SOURCE,
+    table_source(beataml_table),
+    run_options=("root",),
+    fingerprint=code_fingerprint(reader, sys.modules[__name__]),  # a parsing fix makes caches stale
+)

@@ -11,6 +11,7 @@ a per-centre note cross-checking the gene matrix against the variant list.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import polars as pl
 from fedjax_rhd.cohorts import Cohort, require, resolve_real_data_root
 from fedjax_rhd.cohorts import iwgpm as reader
 from fedjax_rhd.cohorts.common import canonical_table, source_table
+from fedjax_rhd.sources.code_fingerprint import code_fingerprint
 from harmonize.guide import Guide
 from harmonize.registry import register_source, table_source
 
@@ -105,4 +107,9 @@ def iwgpm_table(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame,
     return source_table(cohort, table, _unusable(guide, root), cohort.scores, notes)
 
 
-register_source(SOURCE, table_source(iwgpm_table), run_options=("root",))
+register_source(
+    SOURCE,
+    table_source(iwgpm_table),
+    run_options=("root",),
+    fingerprint=code_fingerprint(reader, sys.modules[__name__]),  # a parsing fix makes caches stale
+)

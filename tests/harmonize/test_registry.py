@@ -228,5 +228,5 @@ def test_recalibrated_simulator_makes_the_cache_stale(tmp_path, monkeypatch):
     load_or_build_dataset(spec, guide, tmp_path)
     recalibrated = dataclasses.replace(registry.SOURCES["simulated"], fingerprint=lambda g, o: "recalibrated")
     monkeypatch.setitem(registry.SOURCES, "simulated", recalibrated)
-    with pytest.raises(DatasetCacheError, match="the simulator changed since it was built"):
+    with pytest.raises(DatasetCacheError, match="the source.s code changed since it was built"):
         load_or_build_dataset(spec, guide, tmp_path)

@@ -171,7 +171,18 @@ def test_karyotype_flags_hand_cases():
     # Missing karyotype: unknown, unless a fusion call fixes a flag.
     f = karyotype_flags(None, "CBFB-MYH11")
     assert f["inv16"] == 1 and np.isnan(f["t_8_21"])
-    assert karyotype_flags("46,XX,t(9;11)(p22;q23)[20]", "MLLT3-KMT2A")["kmt2a_r"] == 1
+    # ELN 2022 (Döhner H, et al. Blood 2022;140:1345-77, Table 6): t(9;11)(p21.3;q23.3)/MLLT3::KMT2A is
+    # intermediate, every other KMT2A rearrangement adverse, so t(9;11) must not raise the KMT2A flag
+    f = karyotype_flags("46,XX,t(9;11)(p22;q23)[20]", "MLLT3-KMT2A")
+    assert (f["t_9_11"], f["kmt2a_r"]) == (1, 0)
+    for other in (
+        "46,XY,t(11;19)(q23;p13.1)[20]",
+        "46,XY,t(6;11)(q27;q23)[20]",
+        "46,XX,t(10;11)(p12;q23)[20]",
+    ):
+        f = karyotype_flags(other, None)
+        assert (f["t_9_11"], f["kmt2a_r"]) == (0, 1), other
+    assert karyotype_flags("46,XY[20]", "KMT2A_re")["kmt2a_r"] == 1
 
 
 def _centred_table(n=400, seed=0):
@@ -244,3 +255,23 @@ def test_file_digests_detect_a_changed_file(tmp_path):
     real = hashlib.sha256(b"x\n").hexdigest()
     (tmp_path / "SHA256SUMS").write_text(f"{real}  cohort/a.tsv\n")
     assert file_digests({"a": folder / "a.tsv"})["a"]["sha256"] == real
+
+
+def test_real_cohort_caches_record_their_adapters_code(tmp_path):
+    """A dataset built by an older adapter is refused as stale (harmonize.datasets), like a simulator's."""
+    import importlib.util
+
+    from fedjax_rhd.sources.code_fingerprint import code_fingerprint
+    from harmonize.registry import SOURCES
+
+    for name in ("beataml", "iwgpm"):
+        assert SOURCES[name].fingerprint is not None, name
+    path = tmp_path / "adapter.py"
+    path.write_text("X = 1\n")
+    spec = importlib.util.spec_from_file_location("adapter_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = code_fingerprint(module)(None, {})
+    assert before == code_fingerprint(module)(None, {}) and len(before) == 12
+    path.write_text("X = 2  # a parsing fix\n")
+    assert code_fingerprint(module)(None, {}) != before
