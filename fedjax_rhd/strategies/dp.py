@@ -39,6 +39,10 @@ import jax.numpy as jnp
 from fedjax_rhd.typing import Params
 
 NOISE_STREAM = 0x7FFF_0D50  # folded into the round key for the DP noise (node keys use 0..K-1)
+# PLD's privacy-loss discretisation. dp-accounting's PLD is pessimistic (an upper bound on ε) at any
+# interval; 0.01 instead of its default 1e-4 gives ε within 1e-5 relative on our configurations
+# (σ 0.1-3, 30-50 rounds) and takes under a second instead of up to minutes at small σ.
+PLD_DISCRETISATION = 1e-2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +136,9 @@ def epsilon(noise_multiplier: float, rounds: int, delta: float, accountant: str 
     if accountant == "rdp":
         acc: Any = rdp.RdpAccountant(neighboring_relation=relation)
     elif accountant == "pld":
-        acc = pld.PLDAccountant(neighboring_relation=relation)
+        acc = pld.PLDAccountant(
+            neighboring_relation=relation, value_discretization_interval=PLD_DISCRETISATION
+        )
     else:
         raise ValueError(f"accountant must be 'rdp' or 'pld', got {accountant!r}")
     acc.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), rounds))

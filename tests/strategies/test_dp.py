@@ -79,9 +79,17 @@ def test_epsilon_equals_dp_accounting_for_the_known_configuration():
     from dp_accounting import pld, rdp
 
     event = dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(1.0), 50)
-    for name, accountant in (("rdp", rdp.RdpAccountant()), ("pld", pld.PLDAccountant())):
+    relation = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    ours = {
+        "rdp": rdp.RdpAccountant(),
+        "pld": pld.PLDAccountant(relation, value_discretization_interval=1e-2),
+    }
+    for name, accountant in ours.items():
         accountant.compose(event)
         assert epsilon(1.0, 50, 1e-5, name) == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)
+    fine = pld.PLDAccountant(relation)  # the library's default discretisation, 1e-4
+    fine.compose(event)
+    assert fine.get_epsilon(1e-5) <= epsilon(1.0, 50, 1e-5, "pld") < fine.get_epsilon(1e-5) * (1 + 1e-4)
     assert epsilon(1.0, 50, 1e-5, "rdp") == pytest.approx(57.3, abs=0.05)
     assert epsilon(1.0, 50, 1e-5, "pld") == pytest.approx(54.4, abs=0.05)
     assert epsilon(1.0, 0, 1e-5) == 0.0 and epsilon(0.0, 3, 1e-5) == float("inf")
