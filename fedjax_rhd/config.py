@@ -41,6 +41,7 @@ class Seeds:
     train: int = 0  # dropout keys during training
     sample: int = 0  # which nodes are sampled each round
     failure: int = 0  # injected node failures and simulated timing jitter
+    synthetic: int = 0  # generative models: the mixture's initial means and the synthetic draws
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,11 @@ class RunConfig:
         if self.split.seed != self.seed.split:
             raise ValueError(
                 f"split.seed={self.split.seed} differs from seed.split={self.seed.split}; set seed.split only"
+            )
+        if MODELS[self.model.name].generative and self.use_case.reductions:
+            raise ValueError(
+                f"model={self.model.name} samples the harmonised schema, but use_case.reduce replaces "
+                "feature groups by components; set use_case.reduce={} for a generative model"
             )
         if self.use_case.treatment and self.use_case.source != "simulated":
             raise ValueError(

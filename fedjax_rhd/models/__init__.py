@@ -14,21 +14,29 @@ from typing import Any, NamedTuple
 from fedjax_rhd.models.coxph import CoxPHConfig, coxph
 from fedjax_rhd.models.deepsurv import DeepSurvConfig, deepsurv
 from fedjax_rhd.models.savae import SAVAEConfig, savae
-from fedjax_rhd.typing import SurvivalModel
+from fedjax_rhd.models.vae_bgm import VAEBGMConfig, vae_bgm
+from fedjax_rhd.typing import GenerativeModel, SurvivalModel
 
 
 class ModelEntry(NamedTuple):
-    """A registered model: ``factory(config, num_features) -> SurvivalModel`` and its config class."""
+    """A registered model: ``factory(config, num_features) -> SurvivalModel | GenerativeModel``, config."""
 
-    factory: Callable[[Any, int], SurvivalModel]
+    factory: Callable[[Any, int], SurvivalModel | GenerativeModel]
     config: type
+    generative: bool = False  # a GenerativeModel: its runs sample a synthetic table (fedjax_rhd.generative)
 
 
 MODELS: dict[str, ModelEntry] = {
     "deepsurv": ModelEntry(deepsurv, DeepSurvConfig),
     "coxph": ModelEntry(coxph, CoxPHConfig),
     "savae": ModelEntry(savae, SAVAEConfig),
+    "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True),
 }
+
+
+def is_generative(name: str) -> bool:
+    """Whether model ``name`` is a generative model (its runs sample a synthetic table)."""
+    return MODELS[name].generative
 
 
 def config_for_guide(config: Any, guide: Any) -> Any:
@@ -42,8 +50,11 @@ __all__ = [
     "DeepSurvConfig",
     "ModelEntry",
     "SAVAEConfig",
+    "VAEBGMConfig",
     "config_for_guide",
     "coxph",
     "deepsurv",
+    "is_generative",
     "savae",
+    "vae_bgm",
 ]
