@@ -101,7 +101,9 @@ def decode_table(
         mask = ~present[:, j]
         if c.kind == "continuous":
             v = values[:, c.start]
-            v = np.expm1(v) if c.log else v
+            if c.log:
+                with np.errstate(over="ignore"):  # a wild draw overflows to inf; the clip below bounds it
+                    v = np.expm1(v)
             v = np.clip(np.nan_to_num(v, nan=c.low if np.isfinite(c.low) else 0.0), c.low, c.high)
             columns[c.name] = pl.Series(c.name, v, pl.Float64).scatter(np.flatnonzero(mask), None)
         elif c.kind == "binary":
