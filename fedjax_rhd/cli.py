@@ -68,7 +68,15 @@ def _app(cfg: DictConfig) -> float:
         sys.exit(
             f"fedjax-rhd: backend=flower: {err}\n  a run that had started resumes with resume={output_dir}"
         )
-    return float(results["final"]["c_index_test"]["estimate"])
+    return objective(results["final"])
+
+
+def objective(final: dict) -> float:
+    """What the run returns to a sweeper: the test C-index, or a generative run's CSF (NaN: not validated)."""
+    if final.get("kind") == "generative":
+        validation = final["generative"]["validation"] or {}
+        return float("nan") if validation.get("csf") is None else float(validation["csf"])
+    return float(final["c_index_test"]["estimate"])
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 The strategy and backend train a ``GenerativeModel`` exactly as a survival model (init, loss,
 rounds, federated validation). Then, in the driver (``fedjax_rhd.experiment``):
 
-1. the main model (the global one; under ``local`` and ``centralized`` node 1's own, which for
-   ``centralized`` is the pooled node) gets its latent prior by federated variational EM: every
+1. each model to sample (the global one; under ``local`` every node's own, node 1 first; under
+   ``centralized`` the pooled node's) gets its latent prior by federated variational EM: every
    round is one ``backend.node_statistic("latent_mixture", ...)`` call over the nodes whose rows
    trained it, and only per-component sums come back (``fedjax_rhd.models.bgm``);
 2. the generator (network, mixture, the federated preprocessing's centre and scale, the largest
@@ -47,11 +47,19 @@ REPORT_FILE = "validation_report.json"
 _SAMPLE_PURPOSE = 2  # fold_in tag of the synthetic draws (1: the mixture's initial means, in bgm)
 
 
-def main_generator_params(fed: FederationResult) -> tuple[Any, list[int] | None, str]:
-    """The parameters to sample from, the nodes whose rows trained them (None: all) and a label."""
+def generators_to_sample(
+    fed: FederationResult, node_names: tuple[str, ...]
+) -> list[tuple[Any, list[int] | None, str]]:
+    """``(params, nodes whose rows trained them (None: all), label)`` of every model to sample.
+
+    The global model when there is one; under a personalised strategy every node's own model
+    (``local``: each node alone, the study's Figure 3; ``centralized``: the one pooled node), node 1 first.
+    """
     if fed.global_params is not None:
-        return fed.global_params, None, "global"
-    return jax.tree.map(lambda p: p[0], fed.node_params), [0], "node1"
+        return [(fed.global_params, None, "global")]
+    return [
+        (jax.tree.map(lambda p, k=k: p[k], fed.node_params), [k], name) for k, name in enumerate(node_names)
+    ]
 
 
 def fit_latent_mixture(
@@ -141,19 +149,64 @@ def generate_and_validate(
     seed: int,
     benchmark_holdout: bool,
 ) -> dict[str, Any]:
-    """Fit the mixture, sample, write ``synthetic.parquet`` (and the report); ``final.generative``."""
+    """Fit each model's mixture, sample, write the tables (and reports); ``final.generative``.
+
+    The main block is the global model's (else node 1's); under a personalised strategy with more
+    than one node, ``nodes`` holds every other node's own generator, sampled and validated alike
+    (files ``synthetic_<node>.parquet``, ``validation_report_<node>.json``).
+    """
+    reference = holdout = None
+    if benchmark_holdout:  # the rows the manager legitimately holds (simulated cohorts)
+        reference, holdout = training_table(data, None), holdout_table(table, data)
+    blocks = []
+    for i, (params, nodes, label) in enumerate(generators_to_sample(fed, data.node_names)):
+        suffix = "" if i == 0 else f"_{label}"
+        blocks.append(
+            _generate_one(
+                output_dir,
+                suffix,
+                spec=spec,
+                backend=backend,
+                data=data,
+                params=params,
+                nodes=nodes,
+                label=label,
+                seed=seed,
+                reference=reference,
+                holdout=holdout,
+            )  # fmt: skip
+        )
+    main = {"model": spec.model_name, **blocks[0]}
+    if len(blocks) > 1:
+        main["nodes"] = blocks[1:]
+    return main
+
+
+def _generate_one(
+    output_dir: Path,
+    suffix: str,
+    *,
+    spec: AlgorithmSpec,
+    backend: Backend,
+    data: FederatedData,
+    params: Any,
+    nodes: list[int] | None,
+    label: str,
+    seed: int,
+    reference: pl.DataFrame | None,
+    holdout: pl.DataFrame | None,
+) -> dict[str, Any]:
     config = spec.model_config
-    params, nodes, trained_on = main_generator_params(fed)
     fit = fit_latent_mixture(backend, spec, params, nodes, seed)
     max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
     n = config.n_synthetic or int(sum(data.n_train[k] for k in (nodes or range(data.num_nodes))))
     key = jax.random.fold_in(jax.random.key(seed), _SAMPLE_PURPOSE)
     synthetic = build_model(spec).sample(generator(params, fit, data, max_time), key, n)
-    synthetic.write_parquet(output_dir / SYNTHETIC_FILE)
+    path = f"{Path(SYNTHETIC_FILE).stem}{suffix}.parquet"
+    synthetic.write_parquet(output_dir / path)
     block: dict[str, Any] = {
-        "model": spec.model_name,
-        "trained_on": trained_on,
-        "synthetic": {"path": SYNTHETIC_FILE, "n": n, "seed": seed},
+        "trained_on": label,
+        "synthetic": {"path": path, "n": n, "seed": seed},
         "mixture": {
             "components": len(fit.weights),
             "dropped": fit.dropped,
@@ -166,28 +219,27 @@ def generate_and_validate(
         },
         "validation": None,
     }
-    if not benchmark_holdout:
+    if reference is None or holdout is None:
         block["validation_skipped"] = (
             "test_set=federated: each centre keeps its rows; validating needs real rows at the manager"
         )
         return block
-    federation_rows = training_table(data, None)
-    holdout = holdout_table(table, data)
-    report = validation_report(federation_rows, synthetic, holdout, data.guide)
-    if nodes is not None and data.num_nodes > 1:  # privacy against the rows this generator saw
-        members = training_table(data, nodes)
-        privacy = privacy_metrics(members, synthetic, holdout, data.guide, seed=0)
+    report = validation_report(reference, synthetic, holdout, data.guide)
+    own_rows = nodes is not None and data.num_nodes > 1
+    if own_rows:  # privacy against the rows this generator saw
+        privacy = privacy_metrics(training_table(data, nodes), synthetic, holdout, data.guide, seed=0)
         report = finite_or_none({**report, "privacy": privacy})
-    atomic_write_text(output_dir / REPORT_FILE, json.dumps(report, indent=1, allow_nan=False))
+    report_path = f"{Path(REPORT_FILE).stem}{suffix}.json"
+    atomic_write_text(output_dir / report_path, json.dumps(report, indent=1, allow_nan=False))
     block["validation"] = {
         "reference": "federation_training_rows",
-        "privacy_members": "federation_training_rows" if nodes is None or data.num_nodes == 1 else trained_on,
-        "n_real_train": federation_rows.height,
+        "privacy_members": label if own_rows else "federation_training_rows",
+        "n_real_train": reference.height,
         "n_holdout": holdout.height,
-        "report": REPORT_FILE,
+        "report": report_path,
         **headline(report),
     }
-    logging.getLogger(__name__).info("synthetic table: %s", block["validation"])
+    logging.getLogger(__name__).info("synthetic table (%s): %s", label, block["validation"])
     return block
 
 
@@ -232,17 +284,18 @@ def print_summary(results: dict[str, Any]) -> None:
         f"  {gen['synthetic']['n']} synthetic rows -> {gen['synthetic']['path']}; "
         f"mixture {mix['components']} components ({mix['dropped']} dropped), {mix['iterations']} EM rounds"
     )
-    val = gen["validation"]
-    if val is None:
-        print(f"  not validated: {gen.get('validation_skipped')}")
-    else:
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
 
-        def f(v: Any) -> str:
-            return "n/a" if v is None else f"{v:.3f}"
-
+    for block in [gen, *gen.get("nodes", [])]:
+        val = block["validation"]
+        if val is None:
+            print(f"  {block['trained_on']}: not validated: {block.get('validation_skipped')}")
+            continue
         print(
-            f"  CSF {f(val['csf'])}  GSF {f(val['gsf'])}  detection AUC {f(val['detection_auc'])}  "
-            f"MIA AUC {f(val['mia_auc'])}  impossible values {val['validity_total']}  "
+            f"  {block['trained_on']}: CSF {f(val['csf'])}  GSF {f(val['gsf'])}  "
+            f"detection AUC {f(val['detection_auc'])}  MIA AUC {f(val['mia_auc'])}  "
+            f"impossible values {val['validity_total']}  "
             f"privacy gate {'passed' if val['privacy_gate']['passed'] else 'failed'}"
         )
     print(f"  best round {final['best_round']} of {final['rounds_run']}\n")

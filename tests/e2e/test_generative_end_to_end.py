@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from fedjax_rhd.cli import objective
 from fedjax_rhd.generative import REPORT_FILE, SYNTHETIC_FILE
 from fedjax_rhd.metrics.synthetic import impossible_values
 from fedjax_rhd.results import validate_results
@@ -36,6 +37,19 @@ def test_vae_bgm_run_writes_a_valid_synthetic_table(tmp_path, tiny_data_root, md
     ] - sum(n["n_val"] for n in res["nodes"])
     assert 0 <= val["csf"] <= 1 and 0 <= val["gsf"] <= 1 and (run_dir / REPORT_FILE).exists()
     assert (run_dir / res["checkpoint"]).exists()
+    assert objective(final) == val["csf"]  # what the CLI hands a sweeper
+
+
+@pytest.mark.slow
+def test_local_samples_every_nodes_own_generator(tmp_path, tiny_data_root):
+    res = run_in_process([*GENERATIVE, "strategy=local"], tmp_path / "r", tiny_data_root)
+    validate_results(res)
+    gen = res["final"]["generative"]
+    assert [gen["trained_on"], *(b["trained_on"] for b in gen["nodes"])] == ["node1", "node2", "node3"]
+    for block in [gen, *gen["nodes"]]:
+        assert (tmp_path / "r" / block["synthetic"]["path"]).exists()
+        assert block["validation"]["privacy_members"] == block["trained_on"]
+        assert block["validation"]["validity_total"] == 0
 
 
 @pytest.mark.slow
