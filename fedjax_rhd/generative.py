@@ -284,6 +284,7 @@ def print_summary(results: dict[str, Any]) -> None:
         f"  {gen['synthetic']['n']} synthetic rows -> {gen['synthetic']['path']}; "
         f"mixture {mix['components']} components ({mix['dropped']} dropped), {mix['iterations']} EM rounds"
     )
+
     def f(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
