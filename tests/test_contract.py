@@ -34,12 +34,10 @@ PRESETS = sorted(p.stem for p in (Path(ROOT) / "conf" / "strategy").glob("*.yaml
 # ``centralized`` is ``local`` on one pooled node (fedjax_rhd/strategies/local.py): its cases are slow too;
 # the default suite runs every model under ``local`` here and DeepSurv ``centralized`` end to end
 # (tests/report/test_report_end_to_end.py).
-# A generative model's FedAvg round compiles for ~20 s: its default-suite FedAvg case is the end-to-end
-# run (tests/e2e/test_generative_end_to_end.py); here it runs under ``local`` and, slow, the rest.
+# A generative model's round compiles for ~20 s: its default-suite case is the end-to-end FedAvg run
+# (tests/e2e/test_generative_end_to_end.py, which samples and validates too); here it runs in the slow suite.
 CASES = [
-    pytest.param(m, a, marks=pytest.mark.slow)
-    if a == "centralized" or (MODELS[m].generative and a != "local")
-    else (m, a)
+    pytest.param(m, a, marks=pytest.mark.slow) if a == "centralized" or MODELS[m].generative else (m, a)
     for m in sorted(MODELS)
     for a in sorted(ALGORITHMS)
 ] + [pytest.param("coxph", p, marks=pytest.mark.slow) for p in PRESETS if p not in ALGORITHMS]

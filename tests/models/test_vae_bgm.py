@@ -3,8 +3,6 @@ the loss on padded nodes and config errors that name the key."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,7 +40,7 @@ def _wild_generator(params, d, spread: float, seed: int) -> dict:
     }
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n=st.sampled_from([1, 64]), spread=st.sampled_from([1.0, 30.0]))
 def test_samples_are_always_in_the_guides_schema(model_and_params, mds_guide, seed, n, spread):
     model, params, d = model_and_params
@@ -61,17 +59,18 @@ def test_samples_are_always_in_the_guides_schema(model_and_params, mds_guide, se
 def test_sampling_is_reproducible_and_draws_missingness(model_and_params, mds_guide):
     model, params, d = model_and_params
     gen = _wild_generator(params, d, 1.0, 0)
-    a = model.sample(gen, jax.random.key(5), 200)
-    assert a.equals(model.sample(gen, jax.random.key(5), 200))
-    assert not a.equals(model.sample(gen, jax.random.key(6), 200))
+    a = model.sample(gen, jax.random.key(5), 64)  # n = 64: the executable the property test compiled
+    assert a.equals(model.sample(gen, jax.random.key(5), 64))
+    assert not a.equals(model.sample(gen, jax.random.key(6), 64))
     assert a.select(pl.col(mds_guide.feature_names).null_count()).sum_horizontal().item() > 0
-    config = dataclasses.replace(model_and_params_config(mds_guide), reproduce_missingness=False)
-    full = vae_bgm(config, d).sample(gen, jax.random.key(5), 200)
+
+
+@pytest.mark.slow
+def test_without_missingness_every_value_is_present(model_and_params, mds_guide):
+    _, params, d = model_and_params
+    config = VAEBGMConfig(latent_dim=3, hidden=(16,), reproduce_missingness=False).for_guide(mds_guide)
+    full = vae_bgm(config, d).sample(_wild_generator(params, d, 1.0, 0), jax.random.key(5), 64)
     assert full.select(pl.col(mds_guide.feature_names).null_count()).sum_horizontal().item() == 0
-
-
-def model_and_params_config(guide) -> VAEBGMConfig:
-    return VAEBGMConfig(latent_dim=3, hidden=(16,)).for_guide(guide)
 
 
 def test_decode_table_inverts_encode(small_cohort, mds_guide):
