@@ -9,6 +9,7 @@ import pytest
 from fedjax_rhd.cli import objective
 from fedjax_rhd.generative import REPORT_FILE, SYNTHETIC_FILE
 from fedjax_rhd.metrics.synthetic import impossible_values
+from fedjax_rhd.report.runs import ReportInputError, find_runs
 from fedjax_rhd.results import validate_results
 from tests.conftest import TINY, run_in_process
 
@@ -38,6 +39,8 @@ def test_vae_bgm_run_writes_a_valid_synthetic_table(tmp_path, tiny_data_root, md
     assert 0 <= val["csf"] <= 1 and 0 <= val["gsf"] <= 1 and (run_dir / REPORT_FILE).exists()
     assert (run_dir / res["checkpoint"]).exists()
     assert objective(final) == val["csf"]  # what the CLI hands a sweeper
+    with pytest.raises(ReportInputError, match="generative"):  # no synthetic section in the report yet
+        find_runs([run_dir])
 
 
 @pytest.mark.slow
