@@ -69,6 +69,18 @@ def test_a_generative_run_is_reproducible_bit_for_bit(tmp_path, tiny_data_root):
     )
 
 
+@pytest.mark.slow
+def test_real_centres_keep_their_rows_so_nothing_is_validated(tmp_path, tiny_data_root, mds_guide):
+    res = run_in_process([*GENERATIVE, "split=natural", "scenario=worst"], tmp_path / "r", tiny_data_root)
+    validate_results(res)
+    gen = res["final"]["generative"]
+    assert res["final"]["test_set"] == "federated" and gen["validation"] is None
+    assert "test_set=federated" in gen["validation_skipped"]
+    synthetic = pl.read_parquet(tmp_path / "r" / SYNTHETIC_FILE)
+    assert impossible_values(synthetic, mds_guide)["total"] == 0
+    assert not (tmp_path / "r" / REPORT_FILE).exists()
+
+
 def test_a_generative_model_refuses_a_reduced_use_case():
     from fedjax_rhd.config import run_config
     from tests.conftest import compose
