@@ -5,7 +5,9 @@ class is also the Hydra schema of ``conf/model/<name>.yaml`` (registered as
 ``<name>_schema`` by :func:`fedjax_rhd.config.register_configs`), so a new survival
 model is its file, one line here and one YAML. A config class that needs the use
 case's feature schema (SAVAE's per-column likelihoods) has a ``for_guide(guide)``
-method; :func:`config_for_guide` applies it.
+method; :func:`config_for_guide` applies it. A generative model (``ModelEntry.generative``,
+:func:`is_generative`; VAE-BGM) returns a ``GenerativeModel`` and its runs sample a synthetic
+table instead of scoring risks (``fedjax_rhd.generative``).
 """
 
 from collections.abc import Callable
