@@ -68,10 +68,19 @@ def _app(cfg: DictConfig) -> float:
         sys.exit(
             f"fedjax-rhd: backend=flower: {err}\n  a run that had started resumes with resume={output_dir}"
         )
-    # The selected model's federated validation loss: what a sweeper (e.g. Optuna) minimises.
-    # Never a test metric: tuning on the test rows would make every reported number optimistic.
-    objective = results["final"]["validation_objective"]
-    return float("nan") if objective is None else float(objective)
+    return objective(results["final"])
+
+
+def objective(final: dict) -> float:
+    """What the run returns to a sweeper (e.g. Optuna, which minimises it).
+
+    The selected model's federated validation loss (``final.validation_objective``), for survival
+    and generative runs alike; NaN when nothing was validated. Never a test metric or a synthetic
+    table's fidelity against the holdout: tuning on those rows would make every reported number
+    optimistic.
+    """
+    value = final.get("validation_objective")
+    return float("nan") if value is None else float(value)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ class Seeds:
     train: int = 0  # dropout keys during training
     sample: int = 0  # which nodes are sampled each round
     failure: int = 0  # injected node failures and simulated timing jitter
+    synthetic: int = 0  # generative models: the mixture's initial means and the synthetic draws
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +81,11 @@ class RunConfig:
             raise ValueError(
                 "split.val_fraction=0 leaves no validation rows to choose a round by: "
                 "set strategy.selection=last and strategy.patience=null (a fixed budget)"
+            )
+        if MODELS[self.model.name].generative and self.use_case.reductions:
+            raise ValueError(
+                f"model={self.model.name} samples the harmonised schema, but use_case.reduce replaces "
+                "feature groups by components; set use_case.reduce={} for a generative model"
             )
         if self.use_case.treatment and self.use_case.source != "simulated":
             raise ValueError(

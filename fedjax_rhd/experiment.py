@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fedjax_rhd import generative as gen
 from fedjax_rhd import results as res
 from fedjax_rhd.config import RunConfig
 from fedjax_rhd.data import build_federated_data
@@ -17,6 +18,7 @@ from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, run_identity
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.jax_setup import enable_compilation_cache
+from fedjax_rhd.models import is_generative
 from fedjax_rhd.sources import load_use_case
 from fedjax_rhd.tracking import final_metrics, make_tracker
 from fedjax_rhd.typing import Tracker
@@ -58,6 +60,7 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
         reduce=uc.reductions,
     )  # fmt: skip
     spec = config.algorithm_spec(data.num_features, data.guide)
+    generative = is_generative(spec.model_name)
     tracker.log_config(resolved)
     # Flower's processes and threads end with the run, also on an error or Ctrl-C.
     with contextlib.closing(
@@ -65,10 +68,26 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     ) as backend:
         fed = run_federation(
             backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
-            on_round=res.round_callback(backend, data, config.curve_every, tracker), desc=f"{s.name} rounds",
+            on_round=res.round_callback(backend, data, config.curve_every, tracker, curves=not generative),
+            desc=f"{s.name} rounds",
             checkpoint=output_dir / CHECKPOINT_NAME, identity=run_identity(resolved, card["id"]),
             resume=config.resume is not None, checkpoint_every=config.checkpoint_every,
         )  # fmt: skip
+        if generative:  # no risks, C-index, Breslow or clinical score: fit the prior, sample, validate
+            block = gen.generate_and_validate(
+                output_dir, spec=spec, backend=backend, data=data, fed=fed, table=table,
+                seed=config.seed.synthetic, benchmark_holdout=res.test_set_kind(data) == "benchmark_holdout",
+            )  # fmt: skip
+            results = res.write_generative_run(
+                output_dir, resolved=resolved, card=card, layers=guide.layers, data=data, fed=fed,
+                final=gen.generative_final(data, fed, block, res.test_set_kind(data)),
+                checkpoint=gen.save_checkpoint(output_dir, fed), scenario=config.scenario.name,
+                fractions=None if config.split.natural or spec.pooled else config.split.fractions,
+                started=started,
+            )  # fmt: skip
+            tracker.log_final(gen.final_metrics(results["final"]), res.output_files(output_dir, results))
+            gen.print_summary(results)
+            return results
         node_risks, main_risk = res.model_test_risks(backend, fed)
         boot = dict(n_boot=config.bootstrap, seed=config.seed.split)
         tuned = finetuned_results(

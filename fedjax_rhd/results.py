@@ -93,12 +93,15 @@ def add_round_curves(
 
 
 def round_callback(
-    backend: Backend, data: FederatedData, curve_every: int, tracker: Tracker
+    backend: Backend, data: FederatedData, curve_every: int, tracker: Tracker, *, curves: bool = True
 ) -> Callable[[dict[str, Any]], None]:
-    """The loop's per-round callback: test curves every ``curve_every``-th round, then the tracker."""
+    """The loop's per-round callback: test curves every ``curve_every``-th round, then the tracker.
+
+    ``curves=False`` (generative models: no risk to score) logs the losses only.
+    """
 
     def on_round(record: dict[str, Any]) -> None:
-        if curve_round(record["round"], curve_every):
+        if curves and curve_round(record["round"], curve_every):
             server = record["server_params"]
             glob = None if server is None else backend.test_risks(jax.tree.map(lambda p: p[None], server))[0]
             add_round_curves(record, backend.test_risks(record["client_params"]), glob, data)
@@ -327,7 +330,6 @@ def write_run(
     checkpoint = save_params(output_dir / PARAMS_FILE, params)
     frame = predictions(data, main_risk, node_risks, tuned and tuned["columns"], test_scores)
     frame.write_parquet(output_dir / PREDICTIONS_FILE)
-    steady = float(np.median(fed.round_seconds)) if fed.round_seconds else 0.0
     results: dict[str, Any] = {
         "config": resolved,
         "dataset": dataset_block(card, layers),
@@ -336,17 +338,58 @@ def write_run(
         "preprocessing": data.preprocessor.to_json(),
         "rounds": fed.rounds,
         "final": final,
-        "timing": {
-            "total_seconds": time.perf_counter() - started,
-            "compile_seconds": max(fed.first_round_seconds - steady, 0.0),
-            "round_seconds": [fed.first_round_seconds, *fed.round_seconds],
-            "round_compilations": fed.round_compilations,
-        },
+        "timing": timing_block(fed, started),
         "env": environment(),
         "checkpoint": checkpoint.name,
     }
     write_results(results, output_dir)
     return results
+
+
+def write_generative_run(
+    output_dir: Path,
+    *,
+    resolved: dict[str, Any],
+    card: dict[str, Any],
+    layers: tuple[str, ...],
+    data: FederatedData,
+    fed: FederationResult,
+    final: dict[str, Any],
+    checkpoint: Path,
+    scenario: str,
+    fractions: tuple[float, ...] | None,
+    started: float,
+) -> dict[str, Any]:
+    """``results.json`` of a generative run: the same blocks as a survival run, its own ``final``.
+
+    ``final`` is ``fedjax_rhd.generative.generative_final`` (``kind: generative``; the schema's
+    generative branch); the parameters are already in ``checkpoint``.
+    """
+    results: dict[str, Any] = {
+        "config": resolved,
+        "dataset": dataset_block(card, layers),
+        "nodes": nodes_block(data, fractions),
+        "scenario": {"name": scenario, "nodes": list(data.scenario)},
+        "preprocessing": data.preprocessor.to_json(),
+        "rounds": fed.rounds,
+        "final": final,
+        "timing": timing_block(fed, started),
+        "env": environment(),
+        "checkpoint": checkpoint.name,
+    }
+    write_results(results, output_dir)
+    return results
+
+
+def timing_block(fed: FederationResult, started: float) -> dict[str, Any]:
+    """``results.json`` ``timing``: total, compilation (first round minus a steady one) and per round."""
+    steady = float(np.median(fed.round_seconds)) if fed.round_seconds else 0.0
+    return {
+        "total_seconds": time.perf_counter() - started,
+        "compile_seconds": max(fed.first_round_seconds - steady, 0.0),
+        "round_seconds": [fed.first_round_seconds, *fed.round_seconds],
+        "round_compilations": fed.round_compilations,
+    }
 
 
 def output_files(output_dir: Path, results: dict[str, Any]) -> dict[str, Path]:

@@ -78,6 +78,25 @@ class SurvivalModel(NamedTuple):
     survival: Any = None  # (params, x, observed, times f32[t]) -> f32[n, t] P(T > t), or None
 
 
+class GenerativeModel(NamedTuple):
+    """A generative model of the patient table as pure functions (docs/architecture.md §6).
+
+    ``init`` and ``loss`` are what strategies and backends use, exactly as for a
+    ``SurvivalModel``, so FedAvg, ``centralized`` and ``local`` train it unchanged. ``sample``
+    turns a *generator* into synthetic patients: a polars table in the guide's schema (one column
+    per guide feature with its kind, levels, unit and valid range, plus ``time`` > 0 and ``event``
+    in {0, 1}; missing = null). The generator is the trained parameters completed by whatever the
+    model fits after training (VAE-BGM: ``{"network", "prior", "scaling"}``, the federated mixture
+    and the federated preprocessing's centre and scale); ``latent`` (optional) gives the encoder's
+    latent means a node computes for such a fit; they never leave the node.
+    """
+
+    init: Any  # (rng) -> Params
+    loss: Any  # (params, batch: NodeData, rng | None) -> (f32[], aux dict); None = evaluation
+    sample: Any  # (generator, rng, n: int) -> polars.DataFrame in the guide's schema
+    latent: Any = None  # (params, batch: NodeData) -> f32[n, latent_dim], or None
+
+
 class FederatedAlgorithm(NamedTuple):
     """A strategy: pure functions, no state on any object (ARCHITECTURE §3).
 

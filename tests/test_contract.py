@@ -19,8 +19,10 @@ import pytest
 
 from fedjax_rhd.config import run_config
 from fedjax_rhd.data import SplitSpec, build_federated_data
+from fedjax_rhd.metrics.synthetic import impossible_values
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies import ALGORITHMS, build_algorithm, build_model
+from fedjax_rhd.typing import GenerativeModel
 from tests.conftest import ROOT, compose
 
 PRESETS = sorted(p.stem for p in (Path(ROOT) / "conf" / "strategy").glob("*.yaml"))
@@ -32,8 +34,10 @@ PRESETS = sorted(p.stem for p in (Path(ROOT) / "conf" / "strategy").glob("*.yaml
 # ``centralized`` is ``local`` on one pooled node (fedjax_rhd/strategies/local.py): its cases are slow too;
 # the default suite runs every model under ``local`` here and DeepSurv ``centralized`` end to end
 # (tests/report/test_report_end_to_end.py).
+# A generative model's round compiles for ~20 s: its default-suite case is the end-to-end FedAvg run
+# (tests/e2e/test_generative_end_to_end.py, which samples and validates too); here it runs in the slow suite.
 CASES = [
-    pytest.param(m, a, marks=pytest.mark.slow) if a == "centralized" else (m, a)
+    pytest.param(m, a, marks=pytest.mark.slow) if a == "centralized" or MODELS[m].generative else (m, a)
     for m in sorted(MODELS)
     for a in sorted(ALGORITHMS)
 ] + [pytest.param("coxph", p, marks=pytest.mark.slow) for p in PRESETS if p not in ALGORITHMS]
@@ -118,13 +122,18 @@ def test_one_jitted_round_keeps_the_contract(toy, model_name, strategy):
         not np.array_equal(np.asarray(a), np.asarray(b))
         for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(new_state.params), strict=True)
     )
-    # The model's functions on the trained parameters: risk per row, finite evaluation loss.
+    # The model's functions on the trained parameters: a finite evaluation loss; then a survival
+    # model's risk per row, or a generative model's samples in the guide's schema (§6).
     params = jax.tree.map(lambda p: p[0], new_state.params) if personalized else new_state.params
-    risk = model.risk(params, jnp.asarray(data.test.x), jnp.asarray(data.test.observed))
-    assert risk.shape == (data.test.x.shape[0],) and bool(jnp.all(jnp.isfinite(risk)))
     node = jax.tree.map(lambda a: jnp.asarray(a)[0], data.val)
     loss, _ = model.loss(params, node, None)
     assert loss.shape == () and bool(jnp.isfinite(loss))
+    if isinstance(model, GenerativeModel):
+        table = model.sample({"network": params}, jax.random.key(2), 16)  # the VAE's own N(0, I) prior
+        assert table.height == 16 and impossible_values(table, data.guide)["total"] == 0
+        return
+    risk = model.risk(params, jnp.asarray(data.test.x), jnp.asarray(data.test.observed))
+    assert risk.shape == (data.test.x.shape[0],) and bool(jnp.all(jnp.isfinite(risk)))
     if model.survival is not None:
         times = jnp.array([0.5, 1.0, 2.0], jnp.float32)
         surv = model.survival(params, jnp.asarray(data.test.x), jnp.asarray(data.test.observed), times)

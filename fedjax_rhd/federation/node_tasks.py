@@ -24,6 +24,7 @@ import numpy as np
 
 from fedjax_rhd.metrics import ipcw
 from fedjax_rhd.metrics.federated import NodeTestSummary, node_test_summary
+from fedjax_rhd.models import bgm
 from fedjax_rhd.models.cox import breslow_baseline_counts, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import make_client_update
@@ -206,6 +207,34 @@ def own_test_summary(
     return summary.to_arrays()
 
 
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _latent_means(spec: AlgorithmSpec, params: Params, node: NodeData) -> jax.Array:
+    return build_model(spec).latent(params, node)
+
+
+def latent_mixture(
+    spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """A generative model's mixture E-step on the node's training rows: per-component sums.
+
+    The node encodes its own training rows to latent means with ``params`` (they stay here),
+    computes responsibilities under the broadcast ``means`` f64[K, z], ``precisions_cholesky``
+    f64[K, z, z] and ``log_offsets`` f64[K], and sends per component the responsibility sum,
+    first and second moments (``models.bgm.node_sufficient_statistics``); a component it holds
+    fewer than ``min_count`` patients of is sent as zeros.
+    """
+    if params is None:
+        raise ValueError("latent_mixture needs the generative model's parameters")
+    z = np.asarray(_latent_means(spec, params, rows.train), np.float64)
+    e_step = bgm.EStepInputs(
+        *(np.asarray(inputs[k], np.float64) for k in ("means", "precisions_cholesky", "log_offsets"))
+    )
+    stats = bgm.node_sufficient_statistics(
+        z, np.asarray(rows.train.weight), e_step, float(inputs["min_count"])
+    )
+    return stats._asdict()
+
+
 NodeStatistic = Callable[[AlgorithmSpec, Any, NodeRows, Mapping[str, Any]], dict[str, np.ndarray]]
 
 NODE_STATISTICS: dict[str, NodeStatistic] = {
@@ -214,5 +243,6 @@ NODE_STATISTICS: dict[str, NodeStatistic] = {
     "breslow_counts": breslow_counts,
     "test_follow_up": own_test_range,
     "test_summary": own_test_summary,
+    "latent_mixture": latent_mixture,
 }
 """Statistic name -> node function. A new statistic is a function here and a line in docs/privacy.md."""

@@ -5,7 +5,9 @@ class is also the Hydra schema of ``conf/model/<name>.yaml`` (registered as
 ``<name>_schema`` by :func:`fedjax_rhd.config.register_configs`), so a new survival
 model is its file, one line here and one YAML. A config class that needs the use
 case's feature schema (SAVAE's per-column likelihoods) has a ``for_guide(guide)``
-method; :func:`config_for_guide` applies it.
+method; :func:`config_for_guide` applies it. A generative model (``ModelEntry.generative``,
+:func:`is_generative`; VAE-BGM) returns a ``GenerativeModel`` and its runs sample a synthetic
+table instead of scoring risks (``fedjax_rhd.generative``).
 """
 
 from collections.abc import Callable
@@ -14,21 +16,29 @@ from typing import Any, NamedTuple
 from fedjax_rhd.models.coxph import CoxPHConfig, coxph
 from fedjax_rhd.models.deepsurv import DeepSurvConfig, deepsurv
 from fedjax_rhd.models.savae import SAVAEConfig, savae
-from fedjax_rhd.typing import SurvivalModel
+from fedjax_rhd.models.vae_bgm import VAEBGMConfig, vae_bgm
+from fedjax_rhd.typing import GenerativeModel, SurvivalModel
 
 
 class ModelEntry(NamedTuple):
-    """A registered model: ``factory(config, num_features) -> SurvivalModel`` and its config class."""
+    """A registered model: ``factory(config, num_features) -> SurvivalModel | GenerativeModel``, config."""
 
-    factory: Callable[[Any, int], SurvivalModel]
+    factory: Callable[[Any, int], SurvivalModel | GenerativeModel]
     config: type
+    generative: bool = False  # a GenerativeModel: its runs sample a synthetic table (fedjax_rhd.generative)
 
 
 MODELS: dict[str, ModelEntry] = {
     "deepsurv": ModelEntry(deepsurv, DeepSurvConfig),
     "coxph": ModelEntry(coxph, CoxPHConfig),
     "savae": ModelEntry(savae, SAVAEConfig),
+    "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True),
 }
+
+
+def is_generative(name: str) -> bool:
+    """Whether model ``name`` is a generative model (its runs sample a synthetic table)."""
+    return MODELS[name].generative
 
 
 def config_for_guide(config: Any, guide: Any) -> Any:
@@ -42,8 +52,11 @@ __all__ = [
     "DeepSurvConfig",
     "ModelEntry",
     "SAVAEConfig",
+    "VAEBGMConfig",
     "config_for_guide",
     "coxph",
     "deepsurv",
+    "is_generative",
     "savae",
+    "vae_bgm",
 ]

@@ -88,6 +88,11 @@ def _load(path: Path, schema: dict[str, Any]) -> Run:
     except jsonschema.ValidationError as err:
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ReportInputError(f"{path}: field {where}: {err.message}") from err
+    if results["final"].get("kind") == "generative":  # no risks to pair (synthetic section: issue 17 item 5)
+        raise ReportInputError(
+            f"{path}: a generative model's run (model={results['final']['generative']['model']}); the report "
+            "reads survival runs only for now"
+        )
     return Run(path=path, results=results)
 
 

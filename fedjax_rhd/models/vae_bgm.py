@@ -1,0 +1,263 @@
+"""VAE-BGM: a VAE over the mixed-type patient table whose prior is a Bayesian Gaussian mixture.
+
+After Apellániz et al., arXiv:2404.08434 (VAE-BGM, the study's synthetic-data generator). A VAE
+learns the table; a Bayesian Gaussian mixture fitted to the training patients' latent means
+replaces its N(0, I) prior, so draws land where patients are; the decoder maps them back to rows.
+
+Here every column has a likelihood of its kind (Gaussian for continuous, Bernoulli for binary,
+categorical for a one-hot block), survival is two more columns (log time: Gaussian; event:
+Bernoulli), and missingness is explicit: a Bernoulli head per feature models its ``observed``
+flag, so synthetic rows reproduce the missingness pattern (whole blocks included, through z) when
+``reproduce_missingness`` is on. Covariate terms cover observed entries only (an imputed value is
+not data). The VAE trains under any strategy (FedAvg across nodes); the mixture is fitted
+afterwards by federated variational EM (``fedjax_rhd.models.bgm``; ``fedjax_rhd.generative``)
+from per-node sums, never from pooled latent means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+from flax import nnx
+
+from fedjax_rhd.models.bgm import WEIGHT_PRIORS
+from fedjax_rhd.models.savae import _ACTIVATIONS, _MLP, MAX_LOG_SD
+from fedjax_rhd.models.tabular import ColumnSpec, check_schema, decode_table, table_schema
+from fedjax_rhd.typing import GenerativeModel, NodeData, Params, PRNGKey
+from harmonize.guide import Guide
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEBGMConfig:
+    """VAE-BGM hyperparameters (hashable: part of the jit key); ``conf/model/vae_bgm.yaml``."""
+
+    name: str = "vae_bgm"  # the registry key (fedjax_rhd.models.MODELS)
+    # A small latent space and one hidden layer: nodes hold tens to thousands of patients.
+    latent_dim: int = 8
+    hidden: tuple[int, ...] = (64,)
+    dropout: float = 0.0
+    activation: str = "relu"
+    beta: float = 1.0  # KL weight; 1 = the ELBO
+    reproduce_missingness: bool = True  # sample each feature's observed flag from its head
+    time_floor: float = 1e-3  # follow-up below it is modelled as it (log time needs t > 0)
+    # The federated mixture over latent means (fedjax_rhd.models.bgm); sklearn's defaults.
+    bgm_components: int = 10
+    bgm_weight_prior: str = "dirichlet_process"
+    bgm_max_iter: int = 100
+    bgm_tol: float = 1e-4
+    bgm_reg_covar: float = 1e-6
+    # Components below this many patients (summed N_k) are dropped and EM resumes (their patients
+    # move to the others); a node sends zeros for a component it holds fewer than
+    # ``bgm_node_min_count`` patients of. Either way no mean of one patient's latent code leaves.
+    bgm_min_count: float = 10.0
+    bgm_node_min_count: float = 10.0
+    n_synthetic: int = 0  # rows to sample; 0 = as many as the federation's training patients
+    # per guide feature: ColumnSpec tuples, filled by ``for_guide`` at the entry point, never in YAML
+    schema: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(
+            self, "schema", tuple(ColumnSpec(*c[:4], tuple(c[4]), *c[5:]) for c in self.schema)
+        )
+        if self.name != "vae_bgm":
+            raise ValueError(f"VAEBGMConfig is model 'vae_bgm', not {self.name!r}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"model.activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
+            )
+        checks = {
+            "latent_dim": self.latent_dim >= 1,
+            "dropout": 0.0 <= self.dropout < 1.0,
+            "beta": self.beta >= 0,
+            "time_floor": self.time_floor > 0,
+            "bgm_components": self.bgm_components >= 1,
+            "bgm_max_iter": self.bgm_max_iter >= 1,
+            "bgm_tol": self.bgm_tol > 0,
+            "bgm_reg_covar": self.bgm_reg_covar >= 0,
+            "bgm_min_count": self.bgm_min_count >= 0,
+            "bgm_node_min_count": self.bgm_node_min_count >= 0,
+            "n_synthetic": self.n_synthetic >= 0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"model.{key}={getattr(self, key)!r} is out of range")
+        if self.bgm_weight_prior not in WEIGHT_PRIORS:
+            raise ValueError(
+                f"model.bgm_weight_prior must be one of {WEIGHT_PRIORS}, got {self.bgm_weight_prior!r}"
+            )
+
+    def for_guide(self, guide: Guide) -> VAEBGMConfig:
+        """This config with ``guide``'s schema (column kinds, levels, valid ranges)."""
+        return dataclasses.replace(self, schema=table_schema(guide))
+
+
+class VAEBGMNet(nnx.Module):
+    """Encoder q(z | x, observed, log t, event) and one decoder for every head."""
+
+    def __init__(self, in_features: int, out_features: int, config: VAEBGMConfig, *, rngs: nnx.Rngs):
+        args = (config.activation, config.dropout)
+        self.encoder = _MLP((in_features, *config.hidden), 2 * config.latent_dim, *args, rngs=rngs)
+        self.decoder = _MLP((config.latent_dim, *config.hidden), out_features, *args, rngs=rngs)
+
+
+def _schema(config: VAEBGMConfig, num_features: int) -> tuple[ColumnSpec, ...]:
+    schema = config.schema or tuple(ColumnSpec(f"x{j}", "continuous", j, 1) for j in range(num_features))
+    check_schema(schema, num_features)
+    return schema
+
+
+@functools.cache
+def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
+    """Build VAE-BGM as pure functions over a plain-dict parameter pytree.
+
+    Returns:
+        ``GenerativeModel(init, loss, sample, latent)``:
+
+        * ``loss(params, batch, rng)``: the negative ELBO per patient (covariates on observed
+          entries, observed flags, log time, event, ``beta`` · KL), averaged over real rows;
+          ``rng=None``: z = the encoder mean, no dropout;
+        * ``latent(params, batch) -> f32[n, latent_dim]``: encoder means (never leave the node);
+        * ``sample(generator, rng, n) -> polars table`` in the guide's schema, where
+          ``generator = {"network": params, "prior": {"weights", "means", "cholesky"} (optional;
+          default N(0, I)), "scaling": {"center", "scale", "max_time"} (optional; default identity)}``.
+    """
+    schema = _schema(config, num_features)
+    gauss = np.array([c.start for c in schema if c.kind == "continuous"], np.int32)
+    bern = np.array([c.start for c in schema if c.kind == "binary"], np.int32)
+    cats = [(c.start, c.width) for c in schema if c.kind == "categorical"]
+    first = np.array([c.start for c in schema], np.int32)  # a feature's observed flag
+    g, b, f = len(gauss), len(bern), len(schema)
+    ncat = sum(w for _, w in cats)
+    # decoder outputs, in order: Gaussian means and log sds | Bernoulli logits | categorical logits |
+    # observed-flag logits | log-time mean and log sd | event logit
+    off_cat, off_obs = 2 * g + b, 2 * g + b + ncat
+    off_time = off_obs + f
+    out_features = off_time + 3
+    in_features = 2 * num_features + 2
+
+    def build(rng: PRNGKey) -> VAEBGMNet:
+        return VAEBGMNet(in_features, out_features, config, rngs=nnx.Rngs(params=rng))
+
+    graphdef, abstract_state = nnx.split(nnx.eval_shape(lambda: build(jax.random.key(0))), nnx.Param)
+
+    def to_module(params: Params) -> VAEBGMNet:
+        state = jax.tree.map(lambda v: v, abstract_state)  # never fill the shared template
+        nnx.replace_by_pure_dict(state, params)
+        return nnx.merge(graphdef, state)
+
+    def init(rng: PRNGKey) -> Params:
+        return nnx.to_pure_dict(nnx.split(build(rng), nnx.Param)[1])
+
+    def log_time(batch: NodeData) -> jax.Array:
+        # Padding rows have time 0: the floor keeps the log finite (their weight is 0 anyway).
+        return jnp.log(jnp.maximum(jnp.asarray(batch.time, jnp.float32), config.time_floor))
+
+    def encode(net: VAEBGMNet, batch: NodeData, key: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        inp = jnp.concatenate(
+            [
+                jnp.asarray(batch.x, jnp.float32),
+                jnp.asarray(batch.observed, jnp.float32),
+                log_time(batch)[:, None],
+                jnp.asarray(batch.event, jnp.float32)[:, None],
+            ],
+            axis=-1,
+        )
+        out = net.encoder(inp, key)
+        return out[..., : config.latent_dim], out[..., config.latent_dim :]
+
+    def bounded(log_sd: jax.Array) -> jax.Array:
+        return MAX_LOG_SD * jnp.tanh(log_sd / MAX_LOG_SD)  # sds in (e^-3, e^3): no degenerate step
+
+    def nll(out: jax.Array, batch: NodeData) -> dict[str, jax.Array]:
+        """Per-row negative log-likelihoods of covariates, observed flags, log time and event."""
+        x = jnp.asarray(batch.x, jnp.float32)
+        obs = jnp.asarray(batch.observed, jnp.float32)
+        mean, log_sd = out[:, :g], bounded(out[:, g : 2 * g])
+        z_score = (x[:, gauss] - mean) * jnp.exp(-log_sd)
+        cov = jnp.sum(obs[:, gauss] * (0.5 * _LOG_2PI + log_sd + 0.5 * z_score**2), axis=1)
+        logits = out[:, 2 * g : 2 * g + b]
+        cov += jnp.sum(obs[:, bern] * (jax.nn.softplus(logits) - x[:, bern] * logits), axis=1)
+        offset = off_cat
+        for start, width in cats:
+            log_p = jax.nn.log_softmax(out[:, offset : offset + width], axis=1)
+            cov -= obs[:, start] * jnp.sum(x[:, start : start + width] * log_p, axis=1)
+            offset += width
+        flags = out[:, off_obs:off_time]
+        missing = jnp.sum(jax.nn.softplus(flags) - obs[:, first] * flags, axis=1)
+        t_mean, t_log_sd = out[:, off_time], bounded(out[:, off_time + 1])
+        t_z = (log_time(batch) - t_mean) * jnp.exp(-t_log_sd)
+        time = 0.5 * _LOG_2PI + t_log_sd + 0.5 * t_z**2
+        e_logit = out[:, off_time + 2]
+        event = jax.nn.softplus(e_logit) - jnp.asarray(batch.event, jnp.float32) * e_logit
+        return {"reconstruction": cov, "missingness": missing, "time": time, "event": event}
+
+    def loss(params: Params, batch: NodeData, rng: PRNGKey | None) -> tuple[jax.Array, dict[str, Any]]:
+        net = to_module(params)
+        keys = [None] * 3 if rng is None else [jax.random.fold_in(rng, i) for i in range(3)]
+        mu, log_var = encode(net, batch, keys[0])
+        if rng is None:
+            z = mu
+        else:  # reparameterisation: z = mu + sigma * eps keeps the draw differentiable
+            z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(keys[1], mu.shape)
+        terms = nll(net.decoder(z, keys[2]), batch)
+        terms["kl"] = 0.5 * jnp.sum(mu**2 + jnp.exp(log_var) - 1.0 - log_var, axis=1)
+        real = batch.weight > 0
+        n = jnp.maximum(jnp.sum(batch.weight), 1.0)
+        means = {k: jnp.sum(jnp.where(real, batch.weight * v, 0.0)) / n for k, v in terms.items()}
+        total = sum(v for k, v in means.items() if k != "kl") + config.beta * means["kl"]
+        return total, means
+
+    def latent(params: Params, batch: NodeData) -> jax.Array:
+        return encode(to_module(params), batch, None)[0]
+
+    @functools.partial(jax.jit, static_argnames=("n",))
+    def draw(generator: dict[str, Any], rng: PRNGKey, n: int) -> dict[str, jax.Array]:
+        """Latent draws through the decoder: encoded values, flags, time and event per row."""
+        keys = jax.random.split(rng, 7)
+        prior = generator.get("prior")
+        eps = jax.random.normal(keys[0], (n, config.latent_dim))
+        if prior is None:
+            z = eps
+        else:
+            comp = jax.random.categorical(keys[1], jnp.log(prior["weights"]), shape=(n,))
+            z = prior["means"][comp] + jnp.einsum("nde,ne->nd", prior["cholesky"][comp], eps)
+        out = to_module(generator["network"]).decoder(z.astype(jnp.float32), None)
+        x = jnp.zeros((n, num_features), jnp.float32)
+        noise = jax.random.normal(keys[2], (n, g))
+        x = x.at[:, gauss].set(out[:, :g] + jnp.exp(bounded(out[:, g : 2 * g])) * noise)
+        x = x.at[:, bern].set(jax.random.bernoulli(keys[3], jax.nn.sigmoid(out[:, 2 * g : 2 * g + b])))
+        offset = off_cat
+        for i, (start, width) in enumerate(cats):
+            level = jax.random.categorical(jax.random.fold_in(keys[4], i), out[:, offset : offset + width])
+            x = x.at[:, start : start + width].set(jax.nn.one_hot(level, width))
+            offset += width
+        present = jax.random.bernoulli(keys[5], jax.nn.sigmoid(out[:, off_obs:off_time]))
+        if not config.reproduce_missingness:
+            present = jnp.ones_like(present)
+        t_keys = jax.random.split(keys[6])
+        log_t = out[:, off_time] + jnp.exp(bounded(out[:, off_time + 1])) * jax.random.normal(t_keys[0], (n,))
+        event = jax.random.bernoulli(t_keys[1], jax.nn.sigmoid(out[:, off_time + 2]))
+        return {"x": x, "present": present, "log_time": log_t, "event": event}
+
+    def sample(generator: dict[str, Any], rng: PRNGKey, n: int) -> pl.DataFrame:
+        drawn = jax.tree.map(np.asarray, draw(generator, rng, n))
+        scaling = generator.get("scaling") or {}
+        center = np.asarray(scaling.get("center", np.zeros(num_features)), np.float64)
+        scale = np.asarray(scaling.get("scale", np.ones(num_features)), np.float64)
+        values = drawn["x"].astype(np.float64) * scale + center  # back from the standardised space
+        max_time = float(scaling.get("max_time", np.inf))
+        return decode_table(
+            values, drawn["present"], np.exp(drawn["log_time"].astype(np.float64)), drawn["event"], schema,
+            time_bounds=(config.time_floor, max_time), id_prefix="synthetic",
+        )  # fmt: skip
+
+    return GenerativeModel(init=init, loss=loss, sample=sample, latent=latent)

@@ -1,0 +1,94 @@
+"""VAE-BGM end to end (in process, as the CLI composes it): FedAvg training, the federated mixture,
+a synthetic table in the guide's schema and a results.json whose generative ``final`` validates."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from fedjax_rhd.cli import objective
+from fedjax_rhd.generative import REPORT_FILE, SYNTHETIC_FILE
+from fedjax_rhd.metrics.synthetic import impossible_values
+from fedjax_rhd.report.runs import ReportInputError, find_runs
+from fedjax_rhd.results import validate_results
+from tests.conftest import TINY, run_in_process
+
+pytestmark = pytest.mark.e2e
+
+GENERATIVE = ["model=vae_bgm", *TINY, "strategy.rounds=2", "model.bgm_max_iter=25", "model.n_synthetic=150"]
+
+
+def test_vae_bgm_run_writes_a_valid_synthetic_table(tmp_path, tiny_data_root, mds_guide):
+    run_dir = tmp_path / "r"
+    res = run_in_process(GENERATIVE, run_dir, tiny_data_root)
+    validate_results(res)
+    final = res["final"]
+    assert final["kind"] == "generative" and "c_index_test" not in final and "clinical_score" not in final
+    gen = final["generative"]
+    assert gen["trained_on"] == "global" and gen["synthetic"]["n"] == 150
+    mixture = gen["mixture"]
+    assert len(mixture["weights"]) == mixture["components"] == 10 - mixture["dropped"]
+    assert min(mixture["counts"]) >= mixture["min_count"]
+    synthetic = pl.read_parquet(run_dir / gen["synthetic"]["path"])
+    assert (run_dir / SYNTHETIC_FILE).exists() and synthetic.height == 150
+    assert impossible_values(synthetic, mds_guide)["total"] == 0
+    val = gen["validation"]  # simulated cohort: the manager keeps the benchmark holdout
+    assert val["validity_total"] == 0 and val["n_holdout"] == res["dataset"]["n_rows"] - val[
+        "n_real_train"
+    ] - sum(n["n_val"] for n in res["nodes"])
+    assert 0 <= val["csf"] <= 1 and 0 <= val["gsf"] <= 1 and (run_dir / REPORT_FILE).exists()
+    assert (run_dir / res["checkpoint"]).exists()
+    # what the CLI hands a sweeper: the federated validation loss, never the holdout-based CSF
+    assert (
+        objective(final)
+        == final["validation_objective"]
+        == res["rounds"][final["best_round"] - 1]["val_loss_federated"]
+    )
+    with pytest.raises(ReportInputError, match="generative"):  # no synthetic section in the report yet
+        find_runs([run_dir])
+
+
+@pytest.mark.slow
+def test_local_samples_every_nodes_own_generator(tmp_path, tiny_data_root):
+    res = run_in_process([*GENERATIVE, "strategy=local"], tmp_path / "r", tiny_data_root)
+    validate_results(res)
+    gen = res["final"]["generative"]
+    assert [gen["trained_on"], *(b["trained_on"] for b in gen["nodes"])] == ["node1", "node2", "node3"]
+    for block in [gen, *gen["nodes"]]:
+        assert (tmp_path / "r" / block["synthetic"]["path"]).exists()
+        assert block["validation"]["privacy_members"] == block["trained_on"]
+        assert block["validation"]["validity_total"] == 0
+
+
+@pytest.mark.slow
+def test_a_generative_run_is_reproducible_bit_for_bit(tmp_path, tiny_data_root):
+    a = run_in_process(GENERATIVE, tmp_path / "a", tiny_data_root)
+    b = run_in_process(GENERATIVE, tmp_path / "b", tiny_data_root)
+    assert pl.read_parquet(tmp_path / "a" / SYNTHETIC_FILE).equals(
+        pl.read_parquet(tmp_path / "b" / SYNTHETIC_FILE)
+    )
+    assert a["final"]["generative"] == b["final"]["generative"]
+    run_in_process([*GENERATIVE, "seed.synthetic=1"], tmp_path / "c", tiny_data_root)
+    assert not pl.read_parquet(tmp_path / "c" / SYNTHETIC_FILE).equals(
+        pl.read_parquet(tmp_path / "a" / SYNTHETIC_FILE)
+    )
+
+
+@pytest.mark.slow
+def test_real_centres_keep_their_rows_so_nothing_is_validated(tmp_path, tiny_data_root, mds_guide):
+    res = run_in_process([*GENERATIVE, "split=natural", "scenario=worst"], tmp_path / "r", tiny_data_root)
+    validate_results(res)
+    gen = res["final"]["generative"]
+    assert res["final"]["test_set"] == "federated" and gen["validation"] is None
+    assert "test_set=federated" in gen["validation_skipped"]
+    synthetic = pl.read_parquet(tmp_path / "r" / SYNTHETIC_FILE)
+    assert impossible_values(synthetic, mds_guide)["total"] == 0
+    assert not (tmp_path / "r" / REPORT_FILE).exists()
+
+
+def test_a_generative_model_refuses_a_reduced_use_case():
+    from fedjax_rhd.config import run_config
+    from tests.conftest import compose
+
+    with pytest.raises(ValueError, match="use_case.reduce"):
+        run_config(compose(["model=vae_bgm", "use_case=mm"]))

@@ -1,0 +1,126 @@
+"""VAE-BGM (fedjax_rhd.models.vae_bgm): samples always in the guide's schema, the decoding map,
+the loss on padded nodes and config errors that name the key."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedjax_rhd.data.federated import encode_rows
+from fedjax_rhd.metrics.synthetic import impossible_values
+from fedjax_rhd.models import VAEBGMConfig, vae_bgm
+from fedjax_rhd.models.tabular import decode_table, table_schema
+from fedjax_rhd.typing import NodeData
+
+
+@pytest.fixture(scope="module")
+def model_and_params(mds_guide):
+    config = VAEBGMConfig(latent_dim=3, hidden=(16,)).for_guide(mds_guide)
+    d = sum(f.width for f in mds_guide.features)
+    model = vae_bgm(config, d)
+    return model, model.init(jax.random.key(0)), d
+
+
+def _wild_generator(params, d, spread: float, seed: int) -> dict:
+    """A mixture far from anything trained and a scaling that throws values out of range."""
+    rng = np.random.default_rng(seed)
+    return {
+        "network": params,
+        "prior": {
+            "weights": np.array([0.5, 0.3, 0.2], np.float32),
+            "means": rng.normal(0, spread, (3, 3)).astype(np.float32),
+            "cholesky": np.broadcast_to(np.eye(3, dtype=np.float32) * spread, (3, 3, 3)).copy(),
+        },
+        "scaling": {"center": rng.normal(0, 50, d), "scale": np.full(d, 100.0), "max_time": np.asarray(12.0)},
+    }
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.sampled_from([1, 64]), spread=st.sampled_from([1.0, 30.0]))
+def test_samples_are_always_in_the_guides_schema(model_and_params, mds_guide, seed, n, spread):
+    model, params, d = model_and_params
+    table = model.sample(_wild_generator(params, d, spread, seed), jax.random.key(seed), n)
+    assert table.height == n
+    assert table.columns == ["patient_id", *mds_guide.feature_names, "time", "event"]
+    report = impossible_values(table, mds_guide)
+    assert report["total"] == 0, report
+    assert (table["time"] > 0).all() and (table["time"] <= 12.0).all()
+    for f in mds_guide.features:
+        col = table[f.name]
+        expected = {"continuous": pl.Float64, "binary": pl.Int8, "categorical": pl.String}[f.kind]
+        assert col.dtype == expected, f.name
+
+
+def test_sampling_is_reproducible_and_draws_missingness(model_and_params, mds_guide):
+    model, params, d = model_and_params
+    gen = _wild_generator(params, d, 1.0, 0)
+    a = model.sample(gen, jax.random.key(5), 64)  # n = 64: the executable the property test compiled
+    assert a.equals(model.sample(gen, jax.random.key(5), 64))
+    assert not a.equals(model.sample(gen, jax.random.key(6), 64))
+    assert a.select(pl.col(mds_guide.feature_names).null_count()).sum_horizontal().item() > 0
+
+
+@pytest.mark.slow
+def test_without_missingness_every_value_is_present(model_and_params, mds_guide):
+    _, params, d = model_and_params
+    config = VAEBGMConfig(latent_dim=3, hidden=(16,), reproduce_missingness=False).for_guide(mds_guide)
+    full = vae_bgm(config, d).sample(_wild_generator(params, d, 1.0, 0), jax.random.key(5), 64)
+    assert full.select(pl.col(mds_guide.feature_names).null_count()).sum_horizontal().item() == 0
+
+
+def test_decode_table_inverts_encode(small_cohort, mds_guide):
+    df, _ = small_cohort
+    df = df.head(200).sort("patient_id")
+    rows = encode_rows(df, mds_guide)
+    back = decode_table(rows.values, rows.observed, rows.time, rows.event, table_schema(mds_guide))
+    for f in mds_guide.features:
+        a, b = df[f.name], back[f.name]
+        assert a.null_count() == b.null_count() and (a.is_null() == b.is_null()).all(), f.name
+        if f.kind == "continuous":
+            np.testing.assert_allclose(a.drop_nulls().to_numpy(), b.drop_nulls().to_numpy(), rtol=1e-12)
+        else:
+            assert a.cast(pl.String).to_list() == b.cast(pl.String).to_list(), f.name
+    np.testing.assert_array_equal(back["time"].to_numpy(), df["time"].to_numpy())
+    np.testing.assert_array_equal(back["event"].to_numpy(), df["event"].to_numpy())
+
+
+def test_loss_is_finite_and_padding_rows_change_nothing(model_and_params):
+    model, params, d = model_and_params
+    rng = np.random.default_rng(0)
+    n = 24
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    observed = rng.random((n, d)) > 0.2
+    time = np.sort(rng.exponential(2.0, n))[::-1].astype(np.float32)
+    event = (rng.random(n) > 0.5).astype(np.float32)
+    batch = NodeData(x, observed, time, event, np.ones(n, np.float32), np.arange(n, dtype=np.int32))
+    pad = 8
+    padded = NodeData(
+        np.concatenate([x, np.zeros((pad, d), np.float32)]),
+        np.concatenate([observed, np.zeros((pad, d), bool)]),
+        np.concatenate([time, np.zeros(pad, np.float32)]),
+        np.concatenate([event, np.zeros(pad, np.float32)]),
+        np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]),
+        np.arange(n + pad, dtype=np.int32),
+    )
+    evaluate = jax.jit(lambda p, b: model.loss(p, b, None))  # eager dispatch op by op is slow
+    loss, terms = evaluate(params, batch)
+    assert np.isfinite(float(loss)) and set(terms) == {"reconstruction", "missingness", "time", "event", "kl"}
+    np.testing.assert_allclose(float(evaluate(params, padded)[0]), float(loss), rtol=1e-6)
+    grads = jax.jit(jax.grad(lambda p: model.loss(p, padded, jax.random.key(1))[0]))(params)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert model.latent(params, batch).shape == (n, 3)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [({"latent_dim": 0}, "latent_dim"), ({"bgm_min_count": -1}, "bgm_min_count"),
+     ({"bgm_weight_prior": "stick"}, "bgm_weight_prior"), ({"time_floor": 0.0}, "time_floor")],
+)  # fmt: skip
+def test_bad_config_names_the_key(override, key):
+    with pytest.raises(ValueError, match=f"model.{key}"):
+        VAEBGMConfig(**override)
