@@ -320,6 +320,9 @@ def write_run(
         )
     if tuned is not None:
         final["personalized"] = tuned["final"]
+    if fed.node_best_rounds is not None:  # personalised: each node's own selected round
+        for node, best in zip(final["nodes"], fed.node_best_rounds, strict=True):
+            node["best_round"] = best
     objective = fed.validation_objective  # what a search minimises (never a test metric)
     final["validation_objective"] = None if np.isnan(objective) else float(objective)
     if spec.dp.enabled:  # every released global model is one Gaussian mechanism

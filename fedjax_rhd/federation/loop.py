@@ -105,6 +105,7 @@ class FederationResult:
     first_round_seconds: float
     round_compilations: int = 0
     validation_objective: float = float("nan")
+    node_best_rounds: list[int] | None = None  # personalised: each node's own selected round
 
 
 def _select(mask: np.ndarray, new: Params, old: Params) -> Params:
@@ -239,6 +240,8 @@ def run_federation(
         print(f"resuming from {checkpoint} after round {loop.round}", flush=True)
     else:
         loop = LoopState(initial, initial, np.full(k if personalized else 1, np.inf))
+    if personalized and loop.node_since_best is None:  # each node stops on its own validation loss
+        loop.node_best_round, loop.node_since_best = [0] * k, [0] * k
 
     def save() -> None:
         if checkpoint is not None:
@@ -249,10 +252,12 @@ def run_federation(
     bar = tqdm(total=schedule.rounds, initial=loop.round, desc=desc, disable=not progress, leave=False)
     with _stop_after_round() as stop:
         for r in range(loop.round + 1, schedule.rounds + 1):
-            if schedule.patience is not None and loop.since_best >= schedule.patience:
+            stopped = _stopped(loop, schedule, personalized, k)
+            if stopped.all():
                 break
             sampling = policy.sampling
-            sampled = sample_nodes(seed_sample, r, k, sampling.fraction, sampling.min_nodes)
+            # a node that stopped early keeps its model: it is not asked to train again
+            sampled = sample_nodes(seed_sample, r, k, sampling.fraction, sampling.min_nodes) & ~stopped
             start = time.perf_counter()
             out = backend.run_round(loop.state, r, jax.random.fold_in(train_key, r), sampled)
             plan = RoundPlan(
@@ -293,8 +298,12 @@ def run_federation(
                 "val_loss_federated": fed_val if validate else None,
                 "participation": plan.record(names),
             }
+            if personalized and stopped.any():
+                record["stopped"] = [n for n, s in zip(names, stopped, strict=True) if s]
             score = val_loss if personalized else np.array([fed_val])
             improved = score < loop.best_score
+            if personalized:
+                improved &= ~stopped
             if schedule.selection == "last":  # a fixed budget: every round replaces the last
                 improved = np.ones_like(loop.best_score, dtype=bool)
                 score = np.zeros_like(loop.best_score)
@@ -309,6 +318,12 @@ def run_federation(
                 loop.best_round, loop.since_best = r, 0
             else:
                 loop.since_best += 1
+            if personalized:
+                for i in range(k):
+                    if improved[i]:
+                        loop.node_best_round[i], loop.node_since_best[i] = r, 0
+                    elif not stopped[i]:
+                        loop.node_since_best[i] += 1
             # Parameters go to the callback (per-round test curves) but not into JSON.
             record["client_params"] = out.client_params
             record["server_params"] = None if personalized else state.params
@@ -347,7 +362,17 @@ def run_federation(
         first_round_seconds=seconds[0],
         round_compilations=backend.compilations() - compilations_before,
         validation_objective=_objective(loop, val_weights, schedule),
+        node_best_rounds=None if loop.node_best_round is None else list(loop.node_best_round),
     )
+
+
+def _stopped(loop: LoopState, schedule: TrainSchedule, personalized: bool, k: int) -> np.ndarray:
+    """bool[K]: nodes whose patience ran out (all of them at once for a shared model)."""
+    if schedule.patience is None:
+        return np.zeros(k, dtype=bool)
+    if personalized:
+        return np.asarray(loop.node_since_best) >= schedule.patience
+    return np.full(k, loop.since_best >= schedule.patience)
 
 
 def _objective(loop: LoopState, val_weights: np.ndarray, schedule: TrainSchedule) -> float:

@@ -44,6 +44,9 @@ class LoopState:
     best_score: np.ndarray  # f64[K or 1] best validation loss so far
     best_round: int = 0
     since_best: int = 0
+    # personalised strategies: each node's own early stopping (node k alone means alone)
+    node_best_round: list[int] | None = None
+    node_since_best: list[int] | None = None
     rounds: list[dict] = dataclasses.field(default_factory=list)  # results.json records so far
     seconds: list[float] = dataclasses.field(default_factory=list)  # wall seconds per round
 
@@ -64,6 +67,8 @@ def save_loop_state(
         "round": loop.round,
         "best_round": loop.best_round,
         "since_best": loop.since_best,
+        "node_best_round": loop.node_best_round,
+        "node_since_best": loop.node_since_best,
         "rounds": loop.rounds,
         "seconds": loop.seconds,
         "num_leaves": len(leaves),
@@ -119,6 +124,8 @@ def load_loop_state(path: str | Path, template: ServerState, train_key: jax.Arra
         best_score=best_score,
         best_round=int(meta["best_round"]),
         since_best=int(meta["since_best"]),
+        node_best_round=meta.get("node_best_round"),
+        node_since_best=meta.get("node_since_best"),
         rounds=meta["rounds"],
         seconds=[float(s) for s in meta["seconds"]],
     )

@@ -306,3 +306,26 @@ def test_validation_objective_is_the_selected_models_validation_loss():
     own = run_federation(FakeBackend(table, personalized=True), TrainSchedule(2, None), progress=False)
     # each node's own best (1.0, 2.5, 1.0), weighted by validation patients (1, 2, 1)
     assert own.validation_objective == pytest.approx((1.0 + 2 * 2.5 + 1.0) / 4)
+
+
+def test_each_node_alone_stops_on_its_own_patience_and_records_its_round():
+    # node a improves every round; node b stops improving after round 1; node c after round 2
+    table = [
+        [np.nan] * 3,
+        [5.0, 1.0, 3.0],
+        [4.0, 2.0, 2.0],
+        [3.0, 2.5, 2.1],
+        [2.0, 2.6, 2.2],
+        [1.0, 2.7, 2.3],
+        [0.5, 2.8, 2.4],
+    ]
+    backend = FakeBackend(table, personalized=True)
+    sim = run_federation(backend, TrainSchedule(rounds=6, patience=2), progress=False)
+    assert sim.node_best_rounds == [6, 1, 2]
+    # node b (patience 2 after round 1) trains in rounds 1-3 only, node c in rounds 1-4
+    sampled = [c[3] for c in backend.calls if c[0] == "round"]
+    assert [s[1] for s in sampled] == [True, True, True, False, False, False]
+    assert [s[2] for s in sampled] == [True, True, True, True, False, False]
+    assert sim.rounds[3]["stopped"] == ["b"] and sim.rounds[5]["stopped"] == ["b", "c"]
+    # each node keeps its own best model: a after 6 rounds, b after 1, c after 2
+    np.testing.assert_array_equal(sim.node_params["w"], [6.0, 1.0, 2.0])
