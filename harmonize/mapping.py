@@ -381,7 +381,9 @@ def parse_mapping(
         raise ctx.fail(("header_row",), f"expected a positive integer, got {header_row!r}")
     encoding = ctx.optional_text(raw, ("encoding",)) or "utf-8"
     try:
-        b"".decode(encoding)  # LookupError for unknown names and for codecs that are not text (rot13)
+        "x".encode(encoding)  # LookupError for unknown names and for codecs that are not text (rot13)
+    except UnicodeError:
+        pass  # a real text encoding that cannot write "x" (none common); reading will tell
     except LookupError:
         raise ctx.fail(
             ("encoding",), f"{encoding!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)"

@@ -114,14 +114,18 @@ def _walk(root: Node, fail: Callable[[Node, str], Exception]) -> tuple[dict[Path
     """Key lines and boolean scalars; refuses recursive aliases and expansion beyond MAX_NODES."""
     lines: dict[Path_, int] = {}
     bools: dict[Path_, int] = {}
+    keys: dict[Path_, Node] = {}  # top-level key nodes
     count = 0
     active: set[int] = set()
 
     def visit(node: Node, path: Path_) -> None:
         nonlocal count
         count += 1
-        if count > MAX_NODES:
-            raise fail(node, f"expands to more than {MAX_NODES} nodes (aliases?); not a mapping file")
+        if count > MAX_NODES:  # name the top-level key whose value blew up, not a leaf deep inside
+            raise fail(
+                node if path[:1] not in keys else keys[path[:1]],
+                f"expands to more than {MAX_NODES} nodes (aliases?); not a mapping file",
+            )
         if id(node) in active:
             raise fail(node, "an alias refers to the node that contains it (a cycle)")
         if isinstance(node, ScalarNode):
@@ -141,6 +145,8 @@ def _walk(root: Node, fail: Callable[[Node, str], Exception]) -> tuple[dict[Path
                         continue
                     key = (*path, str(getattr(key_node, "value", "?")))
                     lines.setdefault(key, key_node.start_mark.line + 1)
+                    if not path:
+                        keys.setdefault(key, key_node)
                     if isinstance(key_node, ScalarNode) and key_node.tag == _BOOL and key_node.style is None:
                         bools[key] = key_node.start_mark.line + 1
                     visit(value_node, key)
