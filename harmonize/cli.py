@@ -126,12 +126,24 @@ def _cmd_extract(args: argparse.Namespace) -> None:
     guide = _guide(args.use_case)
     fhir_dir = Path(args.fhir)
     manifest_path = fhir_dir / SOURCE_MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    from harmonize.errors import InputError
+
+    manifest: Any = {}
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as err:  # JSON or UTF-8 errors are ValueErrors
+            raise InputError(manifest_path, 0, "(file)", f"not a JSON manifest: {err}") from None
+        if not isinstance(manifest, dict):
+            raise InputError(manifest_path, 0, "(file)", "not a JSON object; rerun `harmonize ingest`")
     truth = None
     if args.truth:
         import polars as pl
 
-        truth = pl.read_parquet(args.truth)
+        try:
+            truth = pl.read_parquet(args.truth)
+        except Exception as err:  # polars' own errors and OSError
+            raise InputError(args.truth, 0, "(file)", f"not a readable parquet file: {err}") from None
     card = extract_dataset(
         fhir_dir,
         args.out,

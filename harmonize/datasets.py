@@ -52,12 +52,25 @@ from harmonize.sources import REFERENCE_FILE, TRUTH_FILE
 DATASET_FORMAT = "fedjax_rhd/harmonised-dataset/v1"
 
 
+def _read_parquet(path: Path) -> pl.DataFrame:
+    """A dataset's parquet, or a DatasetCacheError naming the file (edited, truncated, foreign)."""
+    try:
+        return pl.read_parquet(path)
+    except BaseException as err:  # polars errors, OSError, and Rust panics (BaseException)
+        if isinstance(err, KeyboardInterrupt | SystemExit | MemoryError):
+            raise
+        raise DatasetCacheError(
+            f"corrupted dataset file {path}: not a readable parquet file ({type(err).__name__}: {err}); "
+            f"delete {path.parent.parent} to rebuild it"
+        ) from None
+
+
 def _combine(folder: Path, centres: list[str], guide: Guide) -> pl.DataFrame:
-    tables = [pl.read_parquet(folder / "tables" / f"{c}.parquet") for c in centres]
+    tables = [_read_parquet(folder / "tables" / f"{c}.parquet") for c in centres]
     df = pl.concat(tables) if tables else pl.DataFrame()
     truth_path = folder / TRUTH_FILE
     if truth_path.is_file():
-        df = df.join(pl.read_parquet(truth_path), on="patient_id", how="left")
+        df = df.join(_read_parquet(truth_path), on="patient_id", how="left")
     return df.sort("patient_id")
 
 
@@ -258,9 +271,10 @@ def load_dataset(folder: str | Path, guide: Guide) -> tuple[pl.DataFrame, dict[s
         actual = dataset_id(df, guide)
     except (OSError, KeyError, ValueError, TypeError, pl.exceptions.PolarsError) as err:
         raise DatasetCacheError(f"corrupted dataset {folder}: {err}; {hint}") from err
-    if actual != card["id"]:
+    if actual != card.get("id"):
         raise DatasetCacheError(
-            f"corrupted dataset {folder}: content id {actual} differs from {card['id']} in its card; {hint}"
+            f"corrupted dataset {folder}: content id {actual} differs from {card.get('id')} in its card "
+            f"{folder / CARD_FILE} (a table under {folder / 'tables'} or the card was edited); {hint}"
         )
     return df, card
 
