@@ -189,16 +189,20 @@ def load_yaml(path: str | Path, error: ErrorFactory) -> LoadedYaml:
         raise error(
             path, f"{line} (line)", "(file encoding)", "not UTF-8 text; save the mapping as UTF-8"
         ) from None
-    loader = _Loader(text, path, error)
+    loader = None
     try:
+        loader = _Loader(text, path, error)  # its reader refuses control characters already here
         node = loader.get_single_node()
         if node is None:
             return LoadedYaml(None, {}, {})
-        lines, bools = _walk(node, lambda n, msg: loader._fail(n, "(yaml)", msg))
+        fail = loader._fail
+        lines, bools = _walk(node, lambda n, msg: fail(n, "(yaml)", msg))
         doc = loader.construct_document(node)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = "?" if mark is None else mark.line + 1
+        if isinstance(err, yaml.reader.ReaderError):  # a control character: it knows the offset only
+            line = text[: err.position].count("\n") + 1
         msg = " ".join(str(err).replace('in "<unicode string>", ', "").split())
         raise error(path, f"{line} (line)", "(yaml)", f"not valid YAML: {msg}") from None
     except (ValueError, TypeError, OverflowError) as err:  # a scalar the constructor cannot build
@@ -206,5 +210,6 @@ def load_yaml(path: str | Path, error: ErrorFactory) -> LoadedYaml:
             raise
         raise error(path, "? (line)", "(yaml)", f"not valid YAML: {err}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return LoadedYaml(doc, lines, bools)

@@ -477,6 +477,12 @@ def _more_cases(add: Any, good: str, err: dict, quarantine: dict, finding: dict)
         {**err, "file": mp, "row": "38", "field": "header_row"},
         mapping={**MAPPING, "header_row": "three"},
     )
+    # Found by the fuzz test (a flipped byte): a control character escaped as a traceback.
+    add(
+        "mapping_control_character",
+        {**err, "file": mp, "row": "2", "field": "(yaml)", "says": ["special characters are not allowed"]},
+        mapping=text.replace("centre: corpus", "centre: cor\x01pus"),
+    )
     add(
         "mapping_top_level_list",
         {**err, "file": mp, "row": "1", "field": "(yaml)", "says": ["expected a YAML mapping"]},
