@@ -134,7 +134,9 @@ def _read_delimited(path: Path, delimiter: str, encoding: str, header_row: int) 
             )
             raise SourceError(
                 path,
-                f"at line {end + 1} (record {len(records) + 1})",
+                f"at line {end + 1} (data row {k})"
+                if (k := len(records) + 1 - header_row) > 0
+                else "(header)",
                 "(record)",
                 f"cannot be split into fields: {hint} (fields hold at most {MAX_FIELD_CHARS} characters)",
             ) from None
