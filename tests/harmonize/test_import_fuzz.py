@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from harmonize.cli import main
@@ -196,6 +196,7 @@ def check_invariant(folder: Path, data_name: str) -> tuple[int, str]:
     text = err + out
     assert "Traceback" not in text and "internal error" not in text, text
     assert code in (0, 1, 3, 4), (code, text)
+    event(f"exit {code}")  # the statistics show how often each outcome was reached
     if code in (1, 4):
         # One message naming the file (the table or the mapping), the row and the field.
         assert re.search(r"error: .*(mapping\.yaml|" + re.escape(data_name) + r")", err), err
@@ -381,6 +382,7 @@ def test_hand_edited_mapping_parses_or_fails_naming_file_line_and_key(ops, mds_g
             try:
                 load_mapping(folder / "mapping.yaml", mds_guide)
             except MappingError as err:
+                event("MappingError")
                 assert re.match(r"mapping .*mapping\.yaml: row \S+( \(line\))?, field '", str(err)), err
     finally:
         shutil.rmtree(folder, ignore_errors=True)
