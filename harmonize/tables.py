@@ -22,6 +22,7 @@ from harmonize.errors import InputError
 FORMATS = ("csv", "tsv", "xlsx", "parquet")
 MAX_FILE_BYTES = 512 * 1024**2  # a table (XLSX: its unpacked XML) larger than this is refused, not read
 MAX_FIELD_CHARS = 131_072  # one CSV field; longer is almost always a quote left open
+MAX_CELLS = 20_000_000  # one sheet's used range (e.g. 100,000 rows x 200 columns)
 ROW_NAMES = "(row names)"  # the unnamed first column R's write.csv/write.table adds
 MAX_LISTED = 20  # anomalies listed one by one in the notes (all are counted)
 
@@ -243,9 +244,25 @@ def _read_xlsx(path: Path, sheet: str | None, header_row: int) -> RawTable:
     try:
         ws = book[sheet] if sheet is not None else book.worksheets[0]
         wf = formulas[ws.title]
-        grid = [list(r) for r in ws.iter_rows(values_only=True)]
-        written = [[c.value for c in r] for r in wf.iter_rows()]
+        # The sheet's own dimension counts formatted empty cells (one stray cell at XFD1048576
+        # makes it 17e9 cells): size the grid by the cells that hold something, and bound it.
+        used = [key for key, cell in {**ws._cells, **wf._cells}.items() if cell.value is not None]
+        n_rows = max((r for r, _ in used), default=0)
+        n_cols = max((c for _, c in used), default=0)
+        if n_rows * n_cols > MAX_CELLS:
+            raise SourceError(
+                path,
+                0,
+                "(file)",
+                f"the sheet's used range A1:{_a1(n_cols, n_rows)} spans {n_rows * n_cols} cells, over the "
+                f"{MAX_CELLS}-cell limit; delete stray cells far from the table or export it as CSV",
+            )
+        bounds = {"min_row": 1, "max_row": max(n_rows, 1), "min_col": 1, "max_col": max(n_cols, 1)}
+        grid = [list(r) for r in ws.iter_rows(**bounds, values_only=True)] if used else []
+        written = [list(r) for r in wf.iter_rows(**bounds, values_only=True)] if used else []
         merged = [tuple(r.bounds) for r in ws.merged_cells.ranges]  # (min_col, min_row, max_col, max_row)
+    except SourceError:
+        raise
     except Exception as err:  # a damaged sheet part: say so rather than crash
         raise SourceError(path, 0, "(file)", f"sheet cannot be read: {type(err).__name__}: {err}") from None
     if len(grid) < header_row:
@@ -258,7 +275,7 @@ def _read_xlsx(path: Path, sheet: str | None, header_row: int) -> RawTable:
             continue  # title and header merges hold no data
         anchor = grid[r0 - 1][c0 - 1] if r0 - 1 < len(grid) and c0 - 1 < len(grid[r0 - 1]) else None
         for r in range(max(r0, header_row + 1), min(r1, len(grid)) + 1):
-            for c in range(c0, c1 + 1):
+            for c in range(c0, min(c1, len(grid[r - 1])) + 1):  # cells beyond the data hold nothing
                 if (r, c) == (r0, c0) or c - 1 >= len(grid[r - 1]):
                     continue
                 if c0 == c1:  # merged down one column: the anchor's value is meant for every row

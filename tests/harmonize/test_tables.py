@@ -99,3 +99,20 @@ def test_an_internal_error_says_so_and_shows_the_traceback_only_with_debug(monke
         assert exc.value.code == 70
         assert "internal error (a bug, not your input's fault): RuntimeError: boom" in err
         assert ("Traceback" in err) == traceback, err
+
+
+def test_a_stray_cell_far_from_the_table_does_not_make_a_huge_grid(tmp_path):
+    """One value at XFD1048576 would make the sheet's dimension 17e9 cells: refused, not read."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["id", "x"])
+    book.active.append(["a", 1])
+    book.active["XFD1048576"] = "stray"
+    book.save(tmp_path / "x.xlsx")
+    with pytest.raises(SourceError, match=r"used range A1:XFD1048576 spans \d+ cells, over the"):
+        read_table(tmp_path / "x.xlsx")
+    del book.active["XFD1048576"]  # an empty but formatted far cell is not counted
+    book.active["Z90000"].number_format = "0.00"
+    book.save(tmp_path / "y.xlsx")
+    assert read_table(tmp_path / "y.xlsx").rows == (("a", "1"),)
