@@ -336,8 +336,15 @@ def parse_mapping(
             raise ctx.fail(("time", "unit"), f"no conversion from {unit!r} to {guide.time_unit!r}")
     elif "start" in t and "end" in t:
         fmt = ctx.optional_text(t, ("time", "format")) or "%Y-%m-%d"
-        if "%" not in fmt:
-            raise ctx.fail(("time", "format"), f"{fmt!r} has no strptime directive (e.g. %d.%m.%Y)")
+        try:  # a format that cannot read back a date it wrote would reject every record
+            probe = dt.datetime(2001, 2, 3)
+            ok = "%" in fmt and dt.datetime.strptime(probe.strftime(fmt), fmt).date() == probe.date()
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ctx.fail(
+                ("time", "format"), f"{fmt!r} is not a date format strptime can read (e.g. %d.%m.%Y)"
+            )
         dates = (ctx.text(("time", "start"), t["start"]), ctx.text(("time", "end"), t["end"]), fmt)
     else:
         raise ctx.fail(("time",), "give `column` (+ `unit`) or `start` and `end` date columns")

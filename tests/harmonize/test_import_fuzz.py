@@ -291,7 +291,14 @@ CELLS = st.one_of(
 
 @FUZZ
 @given(
-    edits=st.lists(st.tuples(st.integers(1, 7), st.integers(1, 11), CELLS), max_size=6),
+    edits=st.lists(
+        st.tuples(
+            st.integers(1, 7) | st.sampled_from([40, 3000]),  # in the table, or a stray cell far below
+            st.integers(1, 11) | st.just(300),
+            CELLS,
+        ),
+        max_size=6,
+    ),
     merges=st.lists(
         st.tuples(st.integers(1, 7), st.integers(1, 11), st.integers(0, 2), st.integers(0, 2)), max_size=2
     ),

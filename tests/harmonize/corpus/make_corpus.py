@@ -484,6 +484,11 @@ def _more_cases(add: Any, good: str, err: dict, quarantine: dict, finding: dict)
         mapping=text.replace("centre: corpus", "centre: cor\x01pus"),
     )
     add(
+        "mapping_date_format_unreadable",
+        {**err, "file": mp, "row": "8", "field": "time.format", "says": ["not a date format"]},
+        mapping={**MAPPING, "time": {"start": "Diagnosis", "end": "LastContact", "format": "%d.%Q.%Y"}},
+    )
+    add(
         "mapping_top_level_list",
         {**err, "file": mp, "row": "1", "field": "(yaml)", "says": ["expected a YAML mapping"]},
         mapping="- file: data.csv\n- centre: corpus\n",
