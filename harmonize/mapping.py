@@ -337,9 +337,8 @@ def parse_mapping(
     elif "start" in t and "end" in t:
         fmt = ctx.optional_text(t, ("time", "format")) or "%Y-%m-%d"
         try:  # a format that cannot read back a date it wrote would reject every record
-            probe = dt.datetime(2001, 2, 3)
-            ok = "%" in fmt and dt.datetime.strptime(probe.strftime(fmt), fmt).date() == probe.date()
-        except ValueError:
+            ok = "%" in fmt and bool(dt.datetime.strptime(dt.date(2001, 2, 3).strftime(fmt), fmt))
+        except ValueError:  # a bad directive (%Q), or one strptime cannot read back
             ok = False
         if not ok:
             raise ctx.fail(
