@@ -317,10 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--centre", default=None, help="one centre's quality report (default: all)")
     s.add_argument("--json", action="store_true", help="quality report as JSON")
     s.add_argument("--data-root", default="data", help="cache root (default: data)")
+    s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     s.set_defaults(func=_cmd_show)
 
     g = sub.add_parser("guide", help="check a guide and list where each feature lives in FHIR")
     g.add_argument("guide", help="guide name or path")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     g.set_defaults(func=_cmd_guide)
     return parser
 

@@ -92,7 +92,12 @@ def test_an_internal_error_says_so_and_shows_the_traceback_only_with_debug(monke
 
     monkeypatch.setattr(harmonize.cli, "_cmd_guide", broken)
     monkeypatch.setattr("harmonize.registry.load_source_plugins", lambda: None)  # no JAX import here
-    for argv, traceback in ((["guide", "mds"], False), (["--debug", "guide", "mds"], True)):
+    runs = [
+        (["guide", "mds"], False),
+        (["--debug", "guide", "mds"], True),
+        (["guide", "mds", "--debug"], True),
+    ]
+    for argv, traceback in runs:
         with pytest.raises(SystemExit) as exc:
             main(argv)
         err = capsys.readouterr().err
