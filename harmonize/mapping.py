@@ -155,6 +155,7 @@ class _Ctx:
     loaded: LoadedYaml | None
 
     def fail(self, key: Key, msg: str) -> MappingError:
+        key = tuple(str(k) for k in key)  # a dict built in code may have non-text keys
         line = self.loaded.line(key) if self.loaded is not None else None
         return MappingError(self.path, f"{'?' if line is None else line} (line)", ".".join(key), msg)
 
@@ -384,7 +385,7 @@ def parse_mapping(
         raise ctx.fail(("decimal",), f"expected '.' or ',', got {decimal!r}")
     header_row = raw.get("header_row", 1)
     if isinstance(header_row, bool) or not isinstance(header_row, int) or not 1 <= header_row <= 10_000:
-        raise ctx.fail(("header_row",), f"expected a positive integer, got {header_row!r}")
+        raise ctx.fail(("header_row",), f"expected a whole number from 1 to 10000, got {header_row!r}")
     encoding = ctx.optional_text(raw, ("encoding",)) or "utf-8"
     try:
         "x".encode(encoding)  # LookupError for unknown names and for codecs that are not text (rot13)
