@@ -293,6 +293,19 @@ def test_damaged_delimited_text_is_read_or_refused_cleanly(
         check_invariant(folder)
 
 
+LONG = VALID.parent / "long_variant_list_valid"
+
+
+@settings(FUZZ, max_examples=_examples(4))
+@given(ops=_ops(TOKENS))
+def test_damaged_variant_list_is_read_or_refused_cleanly(ops):
+    """The long variant list (one row per variant) a mapping names beside the table."""
+    files = {"data.csv": (LONG / "data.csv").read_bytes()}
+    files["variants.tsv"] = _damage((LONG / "variants.tsv").read_bytes(), ops)
+    with _case(files, (LONG / "mapping.yaml").read_bytes()) as folder:
+        check_invariant(folder)
+
+
 # ---- spreadsheets -------------------------------------------------------------------------------
 
 CELLS = st.one_of(
