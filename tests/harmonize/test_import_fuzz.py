@@ -51,7 +51,7 @@ def _examples(default: int) -> int:
 
 
 FUZZ = settings(
-    max_examples=_examples(6),
+    max_examples=_examples(4),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -296,7 +296,7 @@ def test_damaged_delimited_text_is_read_or_refused_cleanly(
 LONG = VALID.parent / "long_variant_list_valid"
 
 
-@settings(FUZZ, max_examples=_examples(4))
+@settings(FUZZ, max_examples=_examples(3))
 @given(ops=_ops(TOKENS))
 def test_damaged_variant_list_is_read_or_refused_cleanly(ops):
     """The long variant list (one row per variant) a mapping names beside the table."""
@@ -407,7 +407,7 @@ def test_damaged_parquet_is_read_or_refused_cleanly(kinds, ops):
 # ---- the mapping YAML ---------------------------------------------------------------------------
 
 
-@settings(max_examples=_examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=_examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=_ops(YAML_TOKENS))
 def test_hand_edited_mapping_parses_or_fails_naming_file_line_and_key(ops, mds_guide):
     """The parser alone (cheap, so more examples): a MappingError naming file, line and key, or a mapping."""
