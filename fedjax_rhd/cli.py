@@ -45,6 +45,7 @@ def _app(cfg: DictConfig) -> float:
     from fedjax_rhd.experiment import run  # JAX imports after Hydra has parsed the command line
     from fedjax_rhd.federation.flower.bridge import ServerAppFailed
     from fedjax_rhd.federation.participation import RunInterrupted, RunStopped
+    from harmonize.errors import InputError
     from harmonize.identity import DatasetCacheError
 
     config = typed_config(cfg)
@@ -52,7 +53,7 @@ def _app(cfg: DictConfig) -> float:
     output_dir = config.resume or HydraConfig.get().runtime.output_dir
     try:
         results = run(config, output_dir, resolved(cfg))
-    except (DatasetCacheError, RealDataMissing) as err:  # the message names the folder and what to do
+    except (DatasetCacheError, RealDataMissing, InputError) as err:  # names the file/folder and what to do
         sys.exit(f"fedjax-rhd: {err}")
     except ResumeRefused as err:  # names every key that differs from the checkpoint's
         print(f"fedjax-rhd: {err}", file=sys.stderr)

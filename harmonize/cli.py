@@ -126,12 +126,24 @@ def _cmd_extract(args: argparse.Namespace) -> None:
     guide = _guide(args.use_case)
     fhir_dir = Path(args.fhir)
     manifest_path = fhir_dir / SOURCE_MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    from harmonize.errors import InputError
+
+    manifest: Any = {}
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as err:  # JSON or UTF-8 errors are ValueErrors
+            raise InputError(manifest_path, 0, "(file)", f"not a JSON manifest: {err}") from None
+        if not isinstance(manifest, dict):
+            raise InputError(manifest_path, 0, "(file)", "not a JSON object; rerun `harmonize ingest`")
     truth = None
     if args.truth:
         import polars as pl
 
-        truth = pl.read_parquet(args.truth)
+        try:
+            truth = pl.read_parquet(args.truth)
+        except Exception as err:  # polars' own errors and OSError
+            raise InputError(args.truth, 0, "(file)", f"not a readable parquet file: {err}") from None
     card = extract_dataset(
         fhir_dir,
         args.out,
@@ -158,13 +170,22 @@ def _cmd_map(args: argparse.Namespace) -> None:
         source="csv",
         options=(("mapping", list(args.mapping)),),
     )
-    card = build_dataset(spec, guide, out, progress=not args.quiet)
+    card = build_dataset(spec, guide, out, progress=not args.quiet, allow_empty=args.allow_empty)
     problems = 0
     for c in card["centres"]:
         report = json.loads((out / "quality" / f"{c['name']}.json").read_text(encoding="utf-8"))
         findings = report["findings"]["count"]
         problems += c["quarantined"] + findings
         unmapped = report["source"].get("unmapped_columns", [])
+        for warning in report["source"].get("mapping_warnings", []):
+            print(f"  warning: mapping {report['source'].get('mapping')}: {warning}", file=sys.stderr)
+        table_notes = report["source"].get("table", {})
+        folded = table_notes.get("records", {}).get("records_folded_into_a_field", {}).get("count", 0)
+        for what in ("byte_order_mark", "row_names"):
+            if what in table_notes:
+                print(f"  note: {report['source'].get('file')}: {table_notes[what]}")
+        if folded:
+            print(f"  warning: {report['source'].get('file')}: {folded} line(s) folded into quoted fields")
         print(
             f"{c['name']}: {c['n_records']} records -> {c['n_rows']} rows, {c['quarantined']} quarantined, "
             f"{findings} row-level findings; unmapped columns: {', '.join(unmapped) or 'none'}"
@@ -222,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an internal error (a bug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, use_case: bool = True) -> None:
@@ -230,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "--use-case", required=True, help="guide name (harmonize/guides/NAME.yaml) or path"
             )
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        # Also after the command (`harmonize map ... --debug`); SUPPRESS keeps the top-level value.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     b = sub.add_parser("build", help="build (or reuse) a registered dataset: every step, cached")
     b.add_argument(
@@ -278,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--strict", action="store_true", help="exit 3 when any record is quarantined or value rejected"
     )
+    m.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write the dataset even when a centre has no usable row (default: exit 4 naming the reasons)",
+    )
     m.set_defaults(func=_cmd_map)
 
     s = sub.add_parser("show", help="print a dataset's card or its quality report(s)")
@@ -286,16 +317,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--centre", default=None, help="one centre's quality report (default: all)")
     s.add_argument("--json", action="store_true", help="quality report as JSON")
     s.add_argument("--data-root", default="data", help="cache root (default: data)")
+    s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     s.set_defaults(func=_cmd_show)
 
     g = sub.add_parser("guide", help="check a guide and list where each feature lives in FHIR")
     g.add_argument("guide", help="guide name or path")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     g.set_defaults(func=_cmd_guide)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: one guarded boundary around every command.
+
+    Bad input (a file that cannot be read as mapped, a broken mapping or guide, a stale
+    dataset) exits 1 with one message naming file, row and field; no usable row exits 4;
+    anything else is a bug: exit 70 saying where to report it, the traceback only with
+    ``--debug``. Exit codes: :mod:`harmonize.errors`.
+    """
+    from harmonize.errors import EXIT_BAD_INPUT, EXIT_NO_ROWS, NoUsableRows
     from harmonize.guide import GuideError
     from harmonize.identity import DatasetCacheError
     from harmonize.registry import load_source_plugins
@@ -304,9 +344,37 @@ def main(argv: list[str] | None = None) -> None:
     try:
         load_source_plugins()  # after parsing: `--help` needs no plugin
         args.func(args)
-    except (GuideError, DatasetCacheError, ImportError, OSError, ValueError, KeyError) as err:
+    except NoUsableRows as err:
         print(f"harmonize {args.command}: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(EXIT_NO_ROWS)
+    except (GuideError, DatasetCacheError, ImportError, OSError, ValueError, KeyError) as err:
+        # InputError (SourceError, MappingError) is a ValueError: the message names file, row, field.
+        print(f"harmonize {args.command}: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print(f"harmonize {args.command}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        sys.exit(_internal_error(args, err))
+
+
+def _internal_error(args: argparse.Namespace, err: Exception) -> int:
+    """Report a bug: what failed and where, how to report it; the traceback only under --debug."""
+    import traceback
+
+    from harmonize.errors import EXIT_INTERNAL, REPORT_BUGS
+
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+    print(
+        f"harmonize {args.command}: internal error (a bug, not your input's fault): "
+        f"{type(err).__name__}: {err} (at {where}). Please report it to {REPORT_BUGS}"
+        + ("" if args.debug else "; rerun with --debug for the traceback"),
+        file=sys.stderr,
+    )
+    if args.debug:
+        traceback.print_exception(err, file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ from typing import Any
 
 import polars as pl
 
+from harmonize.errors import NoUsableRows
 from harmonize.extract import extract_centre
-from harmonize.fhir import INGEST_REPORT, ingest_source
+from harmonize.fhir import INGEST_REPORT, IngestStats, ingest_source
 from harmonize.guide import Guide, require_fhir
 from harmonize.identity import (
     CARD_FILE,
@@ -51,24 +52,85 @@ from harmonize.sources import REFERENCE_FILE, TRUTH_FILE
 DATASET_FORMAT = "fedjax_rhd/harmonised-dataset/v1"
 
 
+def _read_parquet(path: Path) -> pl.DataFrame:
+    """A dataset's parquet, or a DatasetCacheError naming the file (edited, truncated, foreign)."""
+    try:
+        return pl.read_parquet(path)
+    except BaseException as err:  # polars errors, OSError, and Rust panics (BaseException)
+        if isinstance(err, KeyboardInterrupt | SystemExit | MemoryError):
+            raise
+        raise DatasetCacheError(
+            f"corrupted dataset file {path}: not a readable parquet file ({type(err).__name__}: {err}); "
+            f"delete {path.parent.parent} to rebuild it"
+        ) from None
+
+
 def _combine(folder: Path, centres: list[str], guide: Guide) -> pl.DataFrame:
-    tables = [pl.read_parquet(folder / "tables" / f"{c}.parquet") for c in centres]
+    tables = [_read_parquet(folder / "tables" / f"{c}.parquet") for c in centres]
     df = pl.concat(tables) if tables else pl.DataFrame()
     truth_path = folder / TRUTH_FILE
     if truth_path.is_file():
-        df = df.join(pl.read_parquet(truth_path), on="patient_id", how="left")
+        df = df.join(_read_parquet(truth_path), on="patient_id", how="left")
     return df.sort("patient_id")
 
 
+def check_usable(stats: dict[str, IngestStats]) -> None:
+    """Refuse a source that gave no usable row, naming the quarantine reasons with counts.
+
+    A centre whose every record was quarantined is refused even when other centres have
+    rows (that is a broken export or mapping, never data); a source with no record at all
+    (a header-only file) is refused with that said.
+
+    Raises:
+        NoUsableRows: naming the centre's file, the reasons and their counts, and the first
+            quarantined rows.
+    """
+    total = sum(st.n_patients for st in stats.values())
+    for centre, st in stats.items():
+        if st.n_patients or (total and not st.n_records):
+            continue
+        file = st.notes.get("file", f"centre {centre}")
+        if not st.n_records:
+            raise NoUsableRows(
+                file,
+                "1 (header)",
+                "(records)",
+                "the file has a header but no data rows; nothing to harmonise",
+            )
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in st.quarantined.most_common())
+        first = "; ".join(
+            f"{r['source']} row {r['row']}, field {r['field']!r}" for r in st.quarantined_rows[:3]
+        )
+        raise NoUsableRows(
+            file,
+            f"1-{st.n_records}",
+            "(records)",
+            f"no usable rows: all {st.n_records} records of centre {centre!r} were quarantined: {reasons}; "
+            f"first: {first}. Fix the export or the mapping (a wrong column or code maps every record "
+            "alike), or pass --allow-empty to write the empty dataset anyway",
+        )
+
+
 def build_dataset(
-    spec: DatasetSpec, guide: Guide, folder: str | Path, *, progress: bool = False
+    spec: DatasetSpec,
+    guide: Guide,
+    folder: str | Path,
+    *,
+    progress: bool = False,
+    allow_empty: bool = False,
 ) -> dict[str, Any]:
-    """Build a dataset into ``folder`` (export, FHIR, tables, quality, card); return the card."""
+    """Build a dataset into ``folder`` (export, FHIR, tables, quality, card); return the card.
+
+    Raises:
+        NoUsableRows: a centre gave no usable row (unless ``allow_empty``); see :func:`check_usable`.
+    """
     require_fhir(guide)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = source_registration(spec.source).factory(guide, spec.options_dict(), folder / "export")
-    ingest_source(source, guide, folder / "fhir", progress=progress)
+    stats = ingest_source(source, guide, folder / "fhir", progress=progress)
+    if not allow_empty:
+        check_usable(stats)
     card = extract_dataset(
         folder / "fhir",
         folder,
@@ -209,9 +271,10 @@ def load_dataset(folder: str | Path, guide: Guide) -> tuple[pl.DataFrame, dict[s
         actual = dataset_id(df, guide)
     except (OSError, KeyError, ValueError, TypeError, pl.exceptions.PolarsError) as err:
         raise DatasetCacheError(f"corrupted dataset {folder}: {err}; {hint}") from err
-    if actual != card["id"]:
+    if actual != card.get("id"):
         raise DatasetCacheError(
-            f"corrupted dataset {folder}: content id {actual} differs from {card['id']} in its card; {hint}"
+            f"corrupted dataset {folder}: content id {actual} differs from {card.get('id')} in its card "
+            f"{folder / CARD_FILE} (a table under {folder / 'tables'} or the card was edited); {hint}"
         )
     return df, card
 

@@ -225,8 +225,11 @@ def read_card(folder: str | Path) -> dict[str, Any]:
     """
     path = Path(folder) / CARD_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
         raise DatasetCacheError(
             f"dataset card {path} is unreadable ({err}); delete {folder} to rebuild it"
         ) from err
+    if not isinstance(card, dict) or not isinstance(card.get("centres"), list):
+        raise DatasetCacheError(f"dataset card {path} is not a card (edited?); delete {folder} to rebuild it")
+    return card

@@ -34,12 +34,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harmonize import terminology as term
+from harmonize.errors import InputError
 from harmonize.guide import Guide
 from harmonize.sources import Issue, PatientRecord, check_centre_name
-from harmonize.tables import RawTable, SourceError, read_table
+from harmonize.tables import ROW_NAMES, RawTable, SourceError, read_table, table_format
+from harmonize.yamlsafe import LoadedYaml, load_yaml
 
 ROW_ID = "@row"  # patient_id for tables without one: "<centre>-<data row>"
 NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", ".", "-", "?", "missing"})
@@ -79,8 +79,12 @@ _VARIANT_KEYS = (
 )
 
 
-class MappingError(ValueError):
-    """A mapping file is malformed; the message names the file and the key."""
+class MappingError(InputError):
+    """A mapping file is malformed; the message names the file, the line and the key."""
+
+    def __init__(self, path: str | Path, row: str | int, field: str, message: str) -> None:
+        super().__init__(f"mapping {path}", row, field, message)
+        self.path = str(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,72 +135,119 @@ class SourceMapping:
     variants: VariantList | None
     ignore: tuple[str, ...]
     provenance: tuple[tuple[str, Any], ...]
+    warnings: tuple[str, ...] = ()  # parse-time warnings (unquoted YAML booleans among codes)
 
 
-def _line_of(path: Path, key: str) -> str:
-    """The mapping line of a dotted key, following its parts block by block.
-
-    A part that is absent (a missing ``unit``) points at its parent's line;
-    ``?`` when not even the first part is in the file.
-    """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return "?"
-    found, start, indent = None, 0, -1
-    for part in key.split("."):
-        heads = (f"{part}:", f'"{part}":', f"'{part}':", f"- {part}:")
-        for n in range(start, len(lines)):
-            text = lines[n].strip()
-            level = len(lines[n]) - len(lines[n].lstrip())
-            if text and level <= indent:
-                break  # left the parent's block
-            if text.startswith(heads) or f"{{{part}:" in text or f", {part}:" in text:
-                found, start, indent = n + 1, n + 1, level
-                break
-        else:
-            break
-        if found != start:
-            break
-    return "?" if found is None else str(found)
+Key = tuple[str, ...]
 
 
-def _fail(path: Path, key: str, msg: str) -> MappingError:
-    return MappingError(f"mapping {path}: row {_line_of(path, key)} (line), field {key!r}: {msg}")
+def _kind(value: Any) -> str:
+    return {dict: "mapping", list: "list", bool: "boolean", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
 
 
-def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], path: Path, where: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class _Ctx:
+    """Where a mapping came from, to name the line of any key in an error."""
+
+    path: Path
+    loaded: LoadedYaml | None
+
+    def fail(self, key: Key, msg: str) -> MappingError:
+        key = tuple(str(k) for k in key)  # a dict built in code may have non-text keys
+        line = self.loaded.line(key) if self.loaded is not None else None
+        return MappingError(self.path, f"{'?' if line is None else line} (line)", ".".join(key), msg)
+
+    def text(self, key: Key, value: Any) -> str:
+        """A column name, unit or other word: text, or an integer written bare (``column: 2019``)."""
+        if isinstance(value, bool):
+            raise self.fail(
+                key, f"{value} is YAML's reading of an unquoted yes/no/true/false/on/off; quote it"
+            )
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, int):
+            return str(value)
+        if value is None or isinstance(value, str):
+            raise self.fail(key, "is empty")
+        raise self.fail(
+            key, f"expected text, got a {_kind(value)} ({str(value)[:40]}); quote it if it is text"
+        )
+
+    def optional_text(self, raw: Mapping[str, Any], key: Key) -> str | None:
+        return None if raw.get(key[-1]) is None else self.text(key, raw[key[-1]])
+
+    def mapping(self, key: Key, value: Any, what: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected {what}, got a {_kind(value)}")
+        return value
+
+    def codes(self, key: Key, value: Any) -> tuple[tuple[str, Any], ...] | None:
+        if value is None:
+            return None
+        raw = self.mapping(key, value, "a mapping source code -> guide value")
+        for code, target in raw.items():
+            if isinstance(target, dict | list):
+                raise self.fail((*key, code), f"expected one guide value, got a {_kind(target)}")
+        # Keys are the text as written (the bounded loader keeps `yes:` as "yes"); a boolean
+        # value (`M: yes`) is the 1/0 it stands for, and _bool_warnings says so.
+        return tuple((str(k), int(v) if isinstance(v, bool) else v) for k, v in raw.items())
+
+
+def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], ctx: _Ctx, where: Key) -> None:
     for key in raw:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {list(allowed)}"
-            raise _fail(path, f"{where}{key}", f"unknown key{hint}")
+            raise ctx.fail((*where, key), f"unknown key{hint}")
 
 
-def _column_map(raw: Any, path: Path, where: str, allowed: tuple[str, ...] = _FEATURE_KEYS) -> ColumnMap:
-    if isinstance(raw, str):
-        return ColumnMap(column=raw)
+def _column_map(raw: Any, ctx: _Ctx, where: Key, allowed: tuple[str, ...] = _FEATURE_KEYS) -> ColumnMap:
+    if isinstance(raw, str | int) and not isinstance(raw, bool):
+        return ColumnMap(column=ctx.text(where, raw))
     if not isinstance(raw, dict) or "column" not in raw:
-        raise _fail(path, where, "expected a column name or {column: ..., unit: ..., codes: {...}}")
-    _check_keys(raw, allowed, path, f"{where}.")
-    codes = raw.get("codes")
-    if codes is not None and not isinstance(codes, dict):
-        raise _fail(path, f"{where}.codes", "expected a mapping source code -> guide value")
+        raise ctx.fail(where, "expected a column name or {column: ..., unit: ..., codes: {...}}")
+    _check_keys(raw, allowed, ctx, where)
     return ColumnMap(
-        column=str(raw["column"]),
-        unit=None if raw.get("unit") is None else str(raw["unit"]),
-        codes=None if codes is None else tuple((str(k), v) for k, v in codes.items()),
+        column=ctx.text((*where, "column"), raw["column"]),
+        unit=ctx.optional_text(raw, (*where, "unit")),
+        codes=ctx.codes((*where, "codes"), raw.get("codes")),
     )
 
 
-def _check_codes(cm: ColumnMap, allowed: tuple[Any, ...], path: Path, where: str) -> None:
+def _check_codes(cm: ColumnMap, allowed: tuple[Any, ...], ctx: _Ctx, where: Key) -> None:
     for src, value in cm.codes or ():
         if value is not None and value not in allowed:
-            raise _fail(path, f"{where}.codes.{src}", f"value {value!r} is not one of {list(allowed)}")
+            raise ctx.fail((*where, "codes", src), f"value {value!r} is not one of {list(allowed)}")
+
+
+def _bool_warnings(loaded: LoadedYaml) -> tuple[str, ...]:
+    """Unquoted YAML 1.1 booleans among codes: the text is kept as a code, the reader is told."""
+    out = []
+    for key, line in sorted(loaded.bool_scalars.items(), key=lambda kv: kv[1]):
+        if "codes" not in key[:-1]:
+            continue
+        side = (
+            f"the code {key[-1]!r} is matched as that text"
+            if key in loaded.lines
+            else "the value is read as the boolean true/false (1/0)"
+        )
+        out.append(
+            f"line {line}, field {'.'.join(key)!r}: unquoted yes/no/on/off/true/false is a boolean in "
+            f"YAML 1.1; {side}; quote it to say which you mean"
+        )
+    return tuple(out)
 
 
 def load_mapping(path: str | Path, guide: Guide, *, file: str | Path | None = None) -> SourceMapping:
     """Parse and check a mapping YAML against a guide.
+
+    The YAML is read by :func:`harmonize.yamlsafe.load_yaml` (bounded size, nesting and
+    alias expansion; a key given twice is refused naming both lines), so every error
+    below names the line of the key at fault.
 
     Args:
         path: the mapping file.
@@ -205,140 +256,202 @@ def load_mapping(path: str | Path, guide: Guide, *, file: str | Path | None = No
             mapping are relative to the mapping's folder).
 
     Raises:
-        MappingError: naming the file and the key (unknown keys, feature names not in
-            the guide, units without a conversion, codes outside the guide's levels).
+        MappingError: naming the file, the line and the key (not YAML, over a limit, a
+            duplicate key, unknown keys, wrong types, feature names not in the guide,
+            units without a conversion, codes outside the guide's levels).
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = "?" if mark is None else mark.line + 1
-        msg = " ".join(str(err).split())
+    loaded = load_yaml(path, MappingError)
+    if not isinstance(loaded.data, dict):
         raise MappingError(
-            f"mapping {path}: row {line} (line), field '(yaml)': not valid YAML: {msg}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise MappingError(f"mapping {path}: row 0, field '(file)': cannot read it: {err}") from None
-    if not isinstance(raw, dict):
-        raise MappingError(f"mapping {path}: expected a YAML mapping at the top level")
-    return parse_mapping(raw, guide, path, file=file)
+            path,
+            "1 (line)",
+            "(yaml)",
+            f"expected a YAML mapping (key: value lines), got a {_kind(loaded.data)}",
+        )
+    return parse_mapping(loaded.data, guide, path, file=file, loaded=loaded)
 
 
 def parse_mapping(
-    raw: Mapping[str, Any], guide: Guide, path: Path, *, file: str | Path | None = None
+    raw: Mapping[str, Any],
+    guide: Guide,
+    path: Path,
+    *,
+    file: str | Path | None = None,
+    loaded: LoadedYaml | None = None,
 ) -> SourceMapping:
-    """:func:`load_mapping` on an already-parsed dict (``path`` names it in messages)."""
-    _check_keys(raw, _TOP_KEYS, path, "")
+    """:func:`load_mapping` on an already-parsed dict (``path`` names it in messages).
+
+    Args:
+        raw: the parsed YAML.
+        guide: the guide its features refer to.
+        path: the mapping file, for messages and relative paths.
+        file: the table (overrides ``raw["file"]``).
+        loaded: the parse with key lines (from :func:`harmonize.yamlsafe.load_yaml`); without
+            it errors give the line as ``?``.
+
+    Raises:
+        MappingError: see :func:`load_mapping`.
+    """
+    ctx = _Ctx(Path(path), loaded)
+    _check_keys(raw, _TOP_KEYS, ctx, ())
     for key in ("patient_id", "time", "event"):
         if key not in raw:
-            raise _fail(path, key, "required key is missing")  # row "?": there is no line to point at
-    table = Path(file) if file is not None else raw.get("file")
-    if table is None:
-        raise _fail(path, "file", "no table named (give `file:` or pass the table)")
-    table = Path(table) if Path(table).is_absolute() else path.parent / table
+            raise ctx.fail((key,), "required key is missing")  # row "?": there is no line to point at
+    if file is not None:
+        table = Path(file)
+    elif raw.get("file") is None:
+        raise ctx.fail(("file",), "no table named (give `file:` or pass the table)")
+    else:
+        table = Path(ctx.text(("file",), raw["file"]))
+    table = table if table.is_absolute() else ctx.path.parent / table
     features: list[tuple[str, ColumnMap]] = []
-    for name, spec in (raw.get("features") or {}).items():
+    for name, spec in ctx.mapping(("features",), raw.get("features"), "feature: column lines").items():
         if name not in guide.feature_names:
             close = difflib.get_close_matches(str(name), guide.feature_names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise _fail(path, f"features.{name}", f"not a feature of guide {guide.use_case!r}{hint}")
+            raise ctx.fail(("features", name), f"not a feature of guide {guide.use_case!r}{hint}")
         f = guide.feature(name)
-        cm = _column_map(spec, path, f"features.{name}")
+        where = ("features", name)
+        cm = _column_map(spec, ctx, where)
         if f.kind == "continuous":
             if cm.unit is None:
-                raise _fail(
-                    path, f"features.{name}.unit", f"continuous feature needs its unit (guide: {f.unit})"
-                )
-            if (
-                term.conversion(
-                    cm.unit, str(f.unit), f.fhir.coding.code if f.fhir and f.fhir.coding else None
-                )
-                is None
-            ):
-                raise _fail(path, f"features.{name}.unit", f"no conversion from {cm.unit!r} to {f.unit!r}")
+                raise ctx.fail((*where, "unit"), f"continuous feature needs its unit (guide: {f.unit})")
+            code = f.fhir.coding.code if f.fhir and f.fhir.coding else None
+            if term.conversion(cm.unit, str(f.unit), code) is None:
+                raise ctx.fail((*where, "unit"), f"no conversion from {cm.unit!r} to {f.unit!r}")
         elif f.kind == "binary":
-            _check_codes(cm, (0, 1), path, f"features.{name}")
+            _check_codes(cm, (0, 1), ctx, where)
         else:
-            _check_codes(cm, f.levels, path, f"features.{name}")
+            _check_codes(cm, f.levels, ctx, where)
         features.append((name, cm))
     t = raw["time"]
     if not isinstance(t, dict):
-        raise _fail(path, "time", "expected {column, unit} or {start, end, format}")
-    _check_keys(t, _TIME_KEYS, path, "time.")
+        raise ctx.fail(("time",), "expected {column, unit} or {start, end, format}")
+    _check_keys(t, _TIME_KEYS, ctx, ("time",))
     time_map, dates = None, None
     if "column" in t:
-        time_map = ColumnMap(column=str(t["column"]), unit=str(t.get("unit", guide.time_unit)))
-        if term.conversion(time_map.unit, guide.time_unit) is None:
-            raise _fail(path, "time.unit", f"no conversion from {time_map.unit!r} to {guide.time_unit!r}")
+        unit = ctx.optional_text(t, ("time", "unit")) or guide.time_unit
+        time_map = ColumnMap(column=ctx.text(("time", "column"), t["column"]), unit=unit)
+        if term.conversion(unit, guide.time_unit) is None:
+            raise ctx.fail(("time", "unit"), f"no conversion from {unit!r} to {guide.time_unit!r}")
     elif "start" in t and "end" in t:
-        dates = (str(t["start"]), str(t["end"]), str(t.get("format", "%Y-%m-%d")))
+        fmt = ctx.optional_text(t, ("time", "format")) or "%Y-%m-%d"
+        try:  # a format that cannot read back a date it wrote would reject every record
+            ok = "%" in fmt and bool(dt.datetime.strptime(dt.date(2001, 2, 3).strftime(fmt), fmt))
+        except ValueError:  # a bad directive (%Q), or one strptime cannot read back
+            ok = False
+        if not ok:
+            raise ctx.fail(
+                ("time", "format"), f"{fmt!r} is not a date format strptime can read (e.g. %d.%m.%Y)"
+            )
+        dates = (ctx.text(("time", "start"), t["start"]), ctx.text(("time", "end"), t["end"]), fmt)
     else:
-        raise _fail(path, "time", "give `column` (+ `unit`) or `start` and `end` date columns")
-    event = _column_map(raw["event"], path, "event", _EVENT_KEYS)
-    _check_codes(event, (0, 1), path, "event")
-    genes = raw.get("genes") or {}
-    if genes:
-        if not isinstance(genes, dict):
-            raise _fail(path, "genes", "expected {prefix: ..., codes: {...}}")
-        _check_keys(genes, _GENES_KEYS, path, "genes.")
+        raise ctx.fail(("time",), "give `column` (+ `unit`) or `start` and `end` date columns")
+    event = _column_map(raw["event"], ctx, ("event",), _EVENT_KEYS)
+    _check_codes(event, (0, 1), ctx, ("event",))
+    genes = ctx.mapping(("genes",), raw.get("genes") or None, "{prefix: ..., codes: {...}}")
+    _check_keys(genes, _GENES_KEYS, ctx, ("genes",))
     variants = None
     if raw.get("variants"):
-        v = raw["variants"]
-        if not isinstance(v, dict):
-            raise _fail(path, "variants", "expected {file, patient_id, gene, vaf, hgvs}")
-        _check_keys(v, _VARIANT_KEYS, path, "variants.")
+        v = ctx.mapping(("variants",), raw["variants"], "{file, patient_id, gene, vaf, hgvs}")
+        _check_keys(v, _VARIANT_KEYS, ctx, ("variants",))
         for key in ("file", "patient_id", "gene"):
             if key not in v:
-                raise _fail(path, f"variants.{key}", "required key is missing")
-        vfile = Path(v["file"]) if Path(v["file"]).is_absolute() else table.parent / v["file"]
+                raise ctx.fail(("variants", key), "required key is missing")
+        vname = Path(ctx.text(("variants", "file"), v["file"]))
+        min_vaf = v.get("min_vaf", 0.0)
+        if isinstance(min_vaf, bool) or not isinstance(min_vaf, int | float) or not 0 <= min_vaf <= 1:
+            raise ctx.fail(("variants", "min_vaf"), f"expected a number in [0, 1], got {min_vaf!r}")
         variants = VariantList(
-            vfile,
-            v.get("format"),
-            v.get("delimiter"),
-            v.get("sheet"),
-            str(v["patient_id"]),
-            str(v["gene"]),
-            v.get("vaf"),
-            v.get("hgvs"),
-            float(v.get("min_vaf", 0.0)),
-            None if v.get("not_tested") is None else str(v["not_tested"]),
+            vname if vname.is_absolute() else table.parent / vname,
+            _format(ctx, v, ("variants", "format")),
+            _delimiter(ctx, v, ("variants", "delimiter")),
+            ctx.optional_text(v, ("variants", "sheet")),
+            ctx.text(("variants", "patient_id"), v["patient_id"]),
+            ctx.text(("variants", "gene"), v["gene"]),
+            ctx.optional_text(v, ("variants", "vaf")),
+            ctx.optional_text(v, ("variants", "hgvs")),
+            float(min_vaf),
+            ctx.optional_text(v, ("variants", "not_tested")),
         )
-    centre = str(raw.get("centre") or table.stem)
+    centre = ctx.optional_text(raw, ("centre",)) or table.stem
     try:
         check_centre_name(centre)
     except ValueError as err:
-        raise _fail(path, "centre", str(err)) from None
-    decimal = str(raw.get("decimal", "."))
+        raise ctx.fail(("centre",), str(err)) from None
+    decimal = raw.get("decimal", ".")
     if decimal not in (".", ","):
-        raise _fail(path, "decimal", f"expected '.' or ',', got {decimal!r}")
+        raise ctx.fail(("decimal",), f"expected '.' or ',', got {decimal!r}")
     header_row = raw.get("header_row", 1)
-    if not isinstance(header_row, int) or header_row < 1:
-        raise _fail(path, "header_row", f"expected a positive integer, got {header_row!r}")
+    if isinstance(header_row, bool) or not isinstance(header_row, int) or not 1 <= header_row <= 10_000:
+        raise ctx.fail(("header_row",), f"expected a whole number from 1 to 10000, got {header_row!r}")
+    encoding = ctx.optional_text(raw, ("encoding",)) or "utf-8"
+    try:
+        "x".encode(encoding)  # LookupError for unknown names and for codecs that are not text (rot13)
+    except UnicodeError:
+        pass  # a real text encoding that cannot write "x" (none common); reading will tell
+    except LookupError:
+        raise ctx.fail(
+            ("encoding",), f"{encoding!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)"
+        ) from None
     pid = raw["patient_id"]
+    pid_key: Key = ("patient_id", "column") if isinstance(pid, dict) else ("patient_id",)
+    if isinstance(pid, dict):
+        _check_keys(pid, ("column",), ctx, ("patient_id",))
+        pid = pid.get("column")
+    ignore = raw.get("ignore") or []
+    ignore = [ignore] if isinstance(ignore, str) else ignore
+    if not isinstance(ignore, list):
+        raise ctx.fail(("ignore",), f"expected a list of column names, got a {_kind(ignore)}")
+    provenance = ctx.mapping(
+        ("provenance",), raw.get("provenance"), "{source: ..., licence: ..., citation: ...}"
+    )
+    for key, value in provenance.items():
+        if isinstance(value, dict | list):
+            raise ctx.fail(("provenance", key), f"expected text, got a {_kind(value)}")
     return SourceMapping(
-        path=path,
+        path=ctx.path,
         file=table,
-        fmt=raw.get("format"),
-        delimiter=raw.get("delimiter"),
-        encoding=str(raw.get("encoding", "utf-8")),
+        fmt=_format(ctx, raw, ("format",)),
+        delimiter=_delimiter(ctx, raw, ("delimiter",)),
+        encoding=encoding,
         decimal=decimal,
-        sheet=raw.get("sheet"),
+        sheet=ctx.optional_text(raw, ("sheet",)),
         header_row=header_row,
         centre=centre,
-        patient_id=str(pid["column"] if isinstance(pid, dict) else pid),
+        patient_id=ctx.text(pid_key, pid),
         time=time_map,
         dates=dates,
         event=event,
         features=tuple(features),
-        gene_prefix=genes.get("prefix"),
-        gene_codes=None
-        if genes.get("codes") is None
-        else tuple((str(k), c) for k, c in genes["codes"].items()),
+        gene_prefix=ctx.optional_text(genes, ("genes", "prefix")),
+        gene_codes=ctx.codes(("genes", "codes"), genes.get("codes")),
         variants=variants,
-        ignore=tuple(str(c) for c in raw.get("ignore") or ()),
-        provenance=tuple((raw.get("provenance") or {}).items()),
+        ignore=tuple(ctx.text(("ignore", str(i)), c) for i, c in enumerate(ignore)),
+        provenance=tuple(provenance.items()),
+        warnings=_bool_warnings(loaded) if loaded is not None else (),
     )
+
+
+def _format(ctx: _Ctx, raw: Mapping[str, Any], key: Key) -> str | None:
+    fmt = ctx.optional_text(raw, key)
+    if fmt is not None:
+        try:
+            table_format(Path("x"), fmt)
+        except SourceError as err:
+            raise ctx.fail(key, str(err).split(": ", 2)[-1]) from None
+    return fmt
+
+
+def _delimiter(ctx: _Ctx, raw: Mapping[str, Any], key: Key) -> str | None:
+    d = raw.get(key[-1])
+    if d is None:
+        return None
+    d = {"tab": "\t", "\\t": "\t", "space": " "}.get(d, d) if isinstance(d, str) else d
+    if not isinstance(d, str) or len(d) != 1 or d in '\r\n"':
+        raise ctx.fail(key, f"expected one character (or `tab`), got {d!r}")
+    return d
 
 
 def _is_na(text: str | None) -> bool:
@@ -439,7 +552,10 @@ class MappedSource:
         for m in mappings:
             if m.centre in self.by_centre:
                 raise MappingError(
-                    f"mapping {m.path}: centre {m.centre!r} is also mapped by {self.by_centre[m.centre].path}"
+                    m.path,
+                    "?",
+                    "centre",
+                    f"centre {m.centre!r} is also mapped by {self.by_centre[m.centre].path}",
                 )
             self.by_centre[m.centre] = m
         self._provenance = dict(provenance or {})
@@ -482,7 +598,7 @@ class MappedSource:
 
     def _used(self, m: SourceMapping, table: RawTable) -> tuple[dict[str, str], list[str]]:
         """``feature -> column`` of the wide gene matrix, and the unmapped columns."""
-        used = {m.patient_id, m.event.column, *(cm.column for _, cm in m.features), *m.ignore}
+        used = {m.patient_id, m.event.column, *(cm.column for _, cm in m.features), *m.ignore, ROW_NAMES}
         used |= {m.time.column} if m.time is not None else {m.dates[0], m.dates[1]}
         genes: dict[str, str] = {}
         if m.gene_prefix is not None:
@@ -516,7 +632,22 @@ class MappedSource:
         genes, unmapped = self._used(m, table)
         self._unmapped[centre] = unmapped
         gene_features = _gene_features(self.guide)
-        notes: dict[str, Any] = {}
+        notes: dict[str, Any] = {"table": table.notes} if table.notes else {}
+        if m.warnings:
+            notes["mapping_warnings"] = list(m.warnings)
+        # Cells that hold no stored value (formulas without a result, Excel errors, merges over
+        # several columns) are findings of the feature that reads them, or quarantine the record.
+        targets: dict[str, str] = {column: name for name, column in genes.items()}
+        targets |= {cm.column: name for name, cm in m.features}
+        targets |= {m.patient_id: "patient_id", m.event.column: "event"}
+        targets |= {m.time.column: "time"} if m.time is not None else {m.dates[0]: "time", m.dates[1]: "time"}
+        cell_issues: dict[int, list[Issue]] = {}
+        for k, j, reason in table.cell_issues:
+            column = table.header[j] if j < len(table.header) else f"column {j + 1}"
+            target = "record" if reason.startswith("quoting anomaly") else targets.get(column)
+            if target is None:
+                target = "(unmapped column)"  # counted and listed, though no feature reads it
+            cell_issues.setdefault(k, []).append(Issue(target, column, reason))
         if m.gene_prefix is not None:
             notes["guide_genes_without_a_column"] = [g for g in gene_features if g not in genes]
         variants = self._variants(m) if m.variants is not None else None
@@ -541,7 +672,7 @@ class MappedSource:
         from_columns = {name for name, _ in m.features}
         for k in range(len(table.rows)):
             row = _Row(table, index, k)
-            issues: list[Issue] = []
+            issues: list[Issue] = list(cell_issues.get(k, ()))
             if len(row.cells) < len(table.header):
                 missing = table.header[len(row.cells)]
                 issues.append(

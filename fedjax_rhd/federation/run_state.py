@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,36 @@ def save_loop_state(
     return save_npz(path, arrays)
 
 
+def _read_archive(path: Path, *, leaves: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checkpoint's meta and arrays; a truncated or edited file is refused naming it.
+
+    Raises:
+        ResumeRefused: the file is not a checkpoint this code wrote (no zip, no meta, a leaf missing).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["meta"]))
+            if not isinstance(meta, dict) or not isinstance(meta.get("identity"), dict):
+                raise KeyError("meta.identity")
+            arrays = {}
+            if leaves:
+                names = [f"leaf_{i:05d}" for i in range(int(meta["num_leaves"]))]
+                arrays = {k: archive[k] for k in [*names, "best_score", "train_key"]}
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        raise ResumeRefused(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err}); it was truncated or edited. "
+            "Start the run afresh (without resume=) or restore the file"
+        ) from None
+    return meta, arrays
+
+
 def read_identity(path: str | Path) -> dict[str, Any]:
-    """The identity a checkpoint was written with (to compare configs before loading)."""
-    with np.load(path, allow_pickle=False) as archive:
-        return json.loads(str(archive["meta"]))["identity"]
+    """The identity a checkpoint was written with (to compare configs before loading).
+
+    Raises:
+        ResumeRefused: the file is not a readable checkpoint.
+    """
+    return _read_archive(Path(path), leaves=False)[0]["identity"]
 
 
 def load_loop_state(path: str | Path, template: ServerState, train_key: jax.Array) -> LoopState:
@@ -94,13 +121,12 @@ def load_loop_state(path: str | Path, template: ServerState, train_key: jax.Arra
             strategy) or was trained with another key.
     """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as archive:
-        meta = json.loads(str(archive["meta"]))
-        if meta["format"] != FORMAT_VERSION:
-            raise ValueError(f"{path}: checkpoint format {meta['format']}, expected {FORMAT_VERSION}")
-        leaves = [archive[f"leaf_{i:05d}"] for i in range(meta["num_leaves"])]
-        best_score = archive["best_score"]
-        key_data = archive["train_key"]
+    meta, arrays = _read_archive(path, leaves=True)
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {meta.get('format')}, expected {FORMAT_VERSION}")
+    leaves = [arrays[f"leaf_{i:05d}"] for i in range(int(meta["num_leaves"]))]
+    best_score = arrays["best_score"]
+    key_data = arrays["train_key"]
     if not np.array_equal(key_data, np.asarray(jax.random.key_data(train_key))):
         raise ValueError(f"{path}: the checkpoint was trained with another seed.train")
     template_leaves, treedef = jax.tree.flatten((template, template))

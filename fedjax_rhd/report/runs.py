@@ -75,7 +75,12 @@ class Run:
         path = self.path.parent / PREDICTIONS
         if not path.is_file():
             raise ReportInputError(f"{path}: missing; every run writes it next to {self.path.name}")
-        return pl.read_parquet(path)
+        try:
+            return pl.read_parquet(path)
+        except Exception as err:  # polars' own errors and OSError: a damaged or foreign file
+            raise ReportInputError(
+                f"{path}: not a readable parquet file ({type(err).__name__}: {err})"
+            ) from err
 
 
 def _load(path: Path, schema: dict[str, Any]) -> Run:
@@ -83,6 +88,10 @@ def _load(path: Path, schema: dict[str, Any]) -> Run:
         results = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ReportInputError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno})") from err
+    except (OSError, UnicodeDecodeError) as err:  # unreadable, or not UTF-8 text
+        raise ReportInputError(f"{path}: cannot be read as UTF-8 JSON ({err})") from err
+    except RecursionError as err:  # nested beyond Python's stack: not a results.json
+        raise ReportInputError(f"{path}: nested too deeply to be a results.json") from err
     try:
         jsonschema.validate(results, schema)
     except jsonschema.ValidationError as err:

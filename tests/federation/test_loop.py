@@ -21,7 +21,7 @@ from fedjax_rhd.federation.participation import (
     TooFewNodes,
     sample_nodes,
 )
-from fedjax_rhd.federation.run_state import load_loop_state
+from fedjax_rhd.federation.run_state import ResumeRefused, load_loop_state, read_identity
 from fedjax_rhd.typing import ServerState
 
 NAMES = ("a", "b", "c")
@@ -243,6 +243,28 @@ def test_refused_round_is_dropped_and_the_run_resumes(tmp_path, monkeypatch):
     straight = run_federation(FakeBackend(losses, failing=failing), schedule, progress=False)
     assert resumed.rounds == straight.rounds
     assert resumed.best_round == straight.best_round == 5
+
+
+@pytest.mark.parametrize("damage", ["truncate", "not_a_zip", "no_meta"])
+def test_a_tampered_checkpoint_is_refused_naming_the_file(tmp_path, damage):
+    """A resume= directory whose checkpoint was truncated or edited: ResumeRefused, never a traceback."""
+    path = tmp_path / "c.npz"
+    losses = _fed([3.0, 2.0])
+    run_federation(
+        FakeBackend(losses), TrainSchedule(rounds=2, patience=None), progress=False, checkpoint=path
+    )
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "not_a_zip":
+        path.write_bytes(b"edited by hand")
+    else:
+        np.savez(path, leaf_00000=np.zeros(1))
+    template = FakeBackend(losses).init_state(jax.random.key(0))
+    with pytest.raises(ResumeRefused, match=rf"{path}: not a readable checkpoint"):
+        read_identity(path)
+    with pytest.raises(ResumeRefused, match=rf"{path}: not a readable checkpoint"):
+        load_loop_state(path, template, jax.random.key(0))
 
 
 def test_ctrl_c_stops_after_the_round_with_a_checkpoint(tmp_path):

@@ -106,6 +106,15 @@ def test_corrupted_or_mismatched_cache_fails_clearly(tmp_path, mds_guide):
     df.with_columns(pl.col("time") * 2).write_parquet(table)
     with pytest.raises(DatasetCacheError, match=f"differs from {card['id']}"):
         load_or_build_dataset(_spec(), mds_guide, tmp_path)
+    # Truncated by hand: refused naming the file, never read half-way.
+    table.write_bytes(table.read_bytes()[:100])
+    with pytest.raises(DatasetCacheError, match=f"corrupted dataset file {table}: not a readable parquet"):
+        load_or_build_dataset(_spec(), mds_guide, tmp_path)
+    # A card edited into something that is not a card.
+    card_path = dataset_folder(tmp_path, "mds-test") / "dataset.json"
+    card_path.write_text("[]")
+    with pytest.raises(DatasetCacheError, match=f"dataset card {card_path} is not a card"):
+        load_or_build_dataset(_spec(), mds_guide, tmp_path)
 
 
 def test_spec_for_run_names_simulated_datasets():

@@ -34,7 +34,9 @@ def test_corpus_case(name, tmp_path, capsys):
         raise SystemExit(0)
     captured = capsys.readouterr()
     assert exc.value.code == expect["status"], captured.err + captured.out
-    assert "Traceback" not in captured.err
+    assert "Traceback" not in captured.err and "internal error" not in captured.err
+    for words in expect.get("says", []):  # what the message, a note or a warning must also say
+        assert words in captured.err + captured.out, captured.err + captured.out
     if expect["where"] == "message":
         msg = captured.err
         assert f"{expect['file']}" in msg and f"row {expect['row']}" in msg, msg
@@ -69,6 +71,8 @@ def test_corpus_case(name, tmp_path, capsys):
         if expect["file"] in e["source"] and e["row"] == expect["row"] and expect["field"] in e["field"]
     ]
     assert hits, entries
+    if "line" in expect:  # the physical line (or sheet row), right even after quoted line breaks
+        assert any(e["source"].endswith(f"({expect['line']})") for e in hits), hits
     assert f"row {expect['row']}, field {expect['field']!r}" in captured.out or any(
         f"row {expect['row']}, field {e['field']!r}" in captured.out for e in hits
     ), captured.out

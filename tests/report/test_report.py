@@ -219,6 +219,28 @@ def test_two_runs_for_one_cell_are_an_error(tmp_path):
     assert str(a / "results.json") in str(err.value) and str(b / "results.json") in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'{"config": "\xe9"}', "cannot be read as UTF-8 JSON"),
+        (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+    ],
+)
+def test_results_json_not_text_or_too_deep_names_the_file(tmp_path, content, says):
+    run = write_run(tmp_path, "fedavg", 0, {"node1": PERFECT})
+    (run / "results.json").write_bytes(content)
+    with pytest.raises(ReportInputError, match=rf"{run / 'results.json'}: {says}"):
+        find_runs([tmp_path])
+
+
+def test_damaged_predictions_name_the_file(tmp_path):
+    run = write_run(tmp_path, "fedavg", 0, {"node1": PERFECT})
+    data = (run / "test_predictions.parquet").read_bytes()
+    (run / "test_predictions.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReportInputError, match="test_predictions.parquet: not a readable parquet file"):
+        build_rows(find_runs([tmp_path]), n_boot=10)
+
+
 def test_missing_predictions_and_empty_dirs_are_errors(tmp_path):
     run = write_run(tmp_path, "fedavg", 0, {"node1": PERFECT})
     (run / "test_predictions.parquet").unlink()

@@ -126,7 +126,11 @@ def cases() -> dict[str, dict[str, Any]]:
         missing,
     )
     add("empty_file", {**err, "file": "data.csv", "row": "0", "field": "(header)"}, "")
-    add("header_only", {"status": 0, "where": "none", "rows": 0}, _csv(HEADER, []))
+    add(
+        "header_only",
+        {**err, "status": 4, "file": "data.csv", "row": "1 (header)", "field": "(records)"},
+        _csv(HEADER, []),
+    )
     add(
         "non_utf8_bytes",
         {**err, "file": "data.csv", "row": "at line 3", "field": "(file encoding)"},
@@ -377,10 +381,183 @@ def cases() -> dict[str, dict[str, Any]]:
         {"data.csv": _long_data(), "variants.tsv": _csv(VARIANTS[0], VARIANTS[1:], "\t")},
         _long_mapping(),
     )
+    _more_cases(add, good, err, quarantine, finding)
     return c
 
 
-def _xlsx(path: Path, title_rows: int) -> None:
+def _more_cases(add: Any, good: str, err: dict, quarantine: dict, finding: dict) -> None:
+    """Issue 21's classes: readers, the bounded mapping parser, no usable rows."""
+    mp = "mapping.yaml"
+    add(
+        "all_records_quarantined",
+        {
+            **err,
+            "status": 4,
+            "file": "data.csv",
+            "row": "1-5",
+            "field": "(records)",
+            "says": ["event '2' is not 0/1 (nor a mapped code) (5)"],
+        },
+        _csv(HEADER, [[*r[:-1], "2"] for r in ROWS]),
+    )
+    add(
+        "utf8_byte_order_mark",
+        {"status": 0, "where": "none", "rows": 5, "says": ["byte-order mark"]},
+        "\ufeff" + good,
+    )
+    add(
+        "r_write_csv_row_names",
+        {"status": 0, "where": "none", "rows": 5, "says": ["R row names"]},
+        _csv(['""', *HEADER], [[f'"{i}"', *r] for i, r in enumerate(ROWS, 1)]),
+    )
+    add(
+        "r_write_table_row_names",
+        {"status": 0, "where": "none", "rows": 5, "says": ["R row names"]},
+        _csv(HEADER, [[str(i), *r] for i, r in enumerate(ROWS, 1)], "\t"),
+        {**MAPPING, "format": "tsv"},
+    )
+    # A legitimate quoted line break (a comment over two lines) moves every later record one
+    # physical line down: the finding on record 3 must point at line 5, not 4.
+    rows = [[*r, "ok"] for r in _set(ROWS, "P3", "Hemoglobin", "8.8.1")]
+    rows[0][-1] = '"first line\nsecond line"'
+    add(
+        "quoted_line_break_moves_lines",
+        {**finding, "row": 3, "field": "Hemoglobin", "line": "line 5"},
+        _csv([*HEADER, "Comment"], rows),
+        {**MAPPING, "ignore": ["Comment"]},
+    )
+    # A quote opened and never closed folds every later record into one field.
+    folded = _csv(HEADER, ROWS).replace(",Intermediate,", ',"Intermediate,')
+    add(
+        "unbalanced_quote_folds_records",
+        {
+            **quarantine,
+            "rows": 1,
+            "row": 2,
+            "field": "Cyto",
+            "line": "lines 3-6",
+            "says": ["3 line(s) folded", "quoting anomaly"],
+        },
+        folded,
+    )
+    text = yaml.safe_dump(MAPPING, sort_keys=False)
+    add(
+        "mapping_duplicate_key",
+        {**err, "file": mp, "row": "25", "field": "hb", "says": ["key given twice (lines 22 and 25)"]},
+        mapping=text.replace("  hb:\n", "  hb:\n    column: Hemoglobin\n    unit: g/L\n  hb:\n", 1),
+    )
+    laughs = "".join(f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 9)}]\n" for k in range(1, 9))
+    add(
+        "mapping_alias_bomb",
+        {**err, "file": mp, "row": "43", "field": "(yaml)", "says": ["expands to more than"]},
+        mapping=text + 'l0: &l0 "lol"\n' + laughs,
+    )
+    add(
+        "mapping_nested_too_deep",
+        {**err, "file": mp, "row": "38", "field": "(yaml)", "says": ["nested deeper than"]},
+        mapping=text + "provenance: " + "[" * 40 + "]" * 40 + "\n",
+    )
+    add(
+        "mapping_features_is_a_list",
+        {**err, "file": mp, "row": "13", "field": "features", "says": ["got a list"]},
+        mapping={**MAPPING, "features": ["hb", "age"]},
+    )
+    add(
+        "mapping_unknown_encoding",
+        {**err, "file": mp, "row": "38", "field": "encoding", "says": ["not a text encoding"]},
+        mapping={**MAPPING, "encoding": "utf-9"},
+    )
+    add(
+        "mapping_delimiter_two_characters",
+        {**err, "file": mp, "row": "38", "field": "delimiter", "says": ["one character"]},
+        mapping={**MAPPING, "delimiter": ";;"},
+    )
+    add(
+        "mapping_header_row_not_a_number",
+        {**err, "file": mp, "row": "38", "field": "header_row"},
+        mapping={**MAPPING, "header_row": "three"},
+    )
+    # Found by the fuzz test (a flipped byte): a control character escaped as a traceback.
+    add(
+        "mapping_control_character",
+        {**err, "file": mp, "row": "2", "field": "(yaml)", "says": ["special characters are not allowed"]},
+        mapping=text.replace("centre: corpus", "centre: cor\x01pus"),
+    )
+    add(
+        "mapping_date_format_unreadable",
+        {**err, "file": mp, "row": "8", "field": "time.format", "says": ["not a date format"]},
+        mapping={**MAPPING, "time": {"start": "Diagnosis", "end": "LastContact", "format": "%d.%Q.%Y"}},
+    )
+    add(
+        "mapping_top_level_list",
+        {**err, "file": mp, "row": "1", "field": "(yaml)", "says": ["expected a YAML mapping"]},
+        mapping="- file: data.csv\n- centre: corpus\n",
+    )
+    # Unquoted yes/no are booleans in YAML 1.1: as codes they are kept as the text written.
+    yes_no = [[*r[:-1], "yes" if r[-1] == "DEAD" else "no"] for r in ROWS]
+    add(
+        "mapping_unquoted_yes_no_codes",
+        {"status": 0, "where": "none", "rows": 5, "says": ["is a boolean in YAML 1.1"]},
+        _csv(HEADER, yes_no),
+        mapping=text.replace("DEAD: 1", "yes: 1").replace("ALIVE: 0", "no: 0"),
+    )
+    add(
+        "xlsx_merged_down_one_column",
+        {"status": 0, "where": "none", "rows": 5, "says": []},
+        {"data.xlsx": ("xlsx", 0, "merge_down")},
+        {**MAPPING, "file": "data.xlsx"},
+    )
+    add(
+        "xlsx_merged_across_columns",
+        {**finding, "file": "data.xlsx", "row": 3, "field": "Sex", "line": "sheet row 4"},
+        {"data.xlsx": ("xlsx", 0, "merge_across")},
+        {**MAPPING, "file": "data.xlsx"},
+    )
+    add(
+        "xlsx_formula_without_cached_value",
+        {**finding, "file": "data.xlsx", "row": 4, "field": "Hemoglobin", "says": ["has no stored result"]},
+        {"data.xlsx": ("xlsx", 0, "formula")},
+        {**MAPPING, "file": "data.xlsx"},
+    )
+    add(
+        "xlsx_error_cell",
+        {**finding, "file": "data.xlsx", "row": 2, "field": "Platelets", "says": ["#DIV/0!"]},
+        {"data.xlsx": ("xlsx", 0, "error")},
+        {**MAPPING, "file": "data.xlsx"},
+    )
+    add(
+        "parquet_valid",
+        {"status": 0, "where": "none", "rows": 5},
+        {"data.parquet": ("parquet", None)},
+        {**MAPPING, "file": "data.parquet"},
+    )
+    add(
+        "parquet_nested_column",
+        {**err, "file": "data.parquet", "row": "1 (header)", "field": "Platelets", "says": ["flatten it"]},
+        {"data.parquet": ("parquet", "nested")},
+        {**MAPPING, "file": "data.parquet"},
+    )
+    add(
+        "utf16_declared",
+        {"status": 0, "where": "none", "rows": 5},
+        good.encode("utf-16"),
+        {**MAPPING, "encoding": "utf-16"},
+    )
+
+
+def _xlsx_edit(ws: Any, edit: str | None) -> None:
+    """Spreadsheet damage of the kinds hand-kept sheets carry (data rows start at sheet row 2)."""
+    if edit == "merge_down":  # Cyto of P4 and P5 as one merged cell: both rows take the anchor's value
+        ws.merge_cells("F5:F6")
+    elif edit == "merge_across":  # Age and Sex of P3 merged into one cell
+        ws.merge_cells("B4:C4")
+    elif edit == "formula":  # written without a cached result, as scripts do
+        ws["D5"] = "=100+31"
+    elif edit == "error":
+        ws["E3"] = "#DIV/0!"
+
+
+def _xlsx(path: Path, title_rows: int, edit: str | None = None) -> None:
     import openpyxl
 
     book = openpyxl.Workbook()
@@ -392,7 +569,19 @@ def _xlsx(path: Path, title_rows: int) -> None:
         ws.append(
             [float(v) if v.replace(".", "").isdigit() and j not in (0,) else v for j, v in enumerate(r)]
         )
+    _xlsx_edit(ws, edit)
     book.save(path)
+
+
+def _parquet(path: Path, kind: str | None) -> None:
+    import polars as pl
+
+    df = pl.DataFrame({h: [r[j] for r in ROWS] for j, h in enumerate(HEADER)})
+    if kind == "nested":  # a list column, as pandas/arrow exports of repeated measurements give
+        df = df.with_columns(
+            pl.col("Platelets").map_elements(lambda v: [v, v], return_dtype=pl.List(pl.String))
+        )
+    df.write_parquet(path)
 
 
 def main() -> None:
@@ -402,8 +591,10 @@ def main() -> None:
         folder = HERE / name
         folder.mkdir(parents=True)
         for fname, content in case["files"].items():
-            if isinstance(content, tuple):
-                _xlsx(folder / fname, content[1])
+            if isinstance(content, tuple) and content[0] == "parquet":
+                _parquet(folder / fname, content[1])
+            elif isinstance(content, tuple):
+                _xlsx(folder / fname, *content[1:])
             elif isinstance(content, bytes):
                 (folder / fname).write_bytes(content)
             else:
