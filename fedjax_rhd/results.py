@@ -8,6 +8,7 @@ schema ``schemas/results.schema.json`` before it is written.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,8 +30,9 @@ from fedjax_rhd.federation.backend import Backend
 from fedjax_rhd.federation.loop import FederationResult
 from fedjax_rhd.federation.participation import participation_summary
 from fedjax_rhd.io import save_params
-from fedjax_rhd.metrics import bootstrap_cindex, concordance_index
+from fedjax_rhd.metrics import concordance_index
 from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
+from fedjax_rhd.metrics.concordance import bootstrap_cindices
 from fedjax_rhd.metrics.evaluation import federated_evaluation, survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.strategies.dp import privacy_summary
@@ -182,7 +184,10 @@ def final_metrics(
     """
     t = data.test
     time_np, event_np = np.asarray(t.time), np.asarray(t.event)
-    main = bootstrap_cindex(time_np, event_np, main_risk, n_boot=n_boot, seed=seed)
+    # every model on the same resamples in one pass (equal to one bootstrap_cindex call each)
+    risks = [main_risk, *node_risks] + ([] if data.test_oracle_risk is None else [data.test_oracle_risk])
+    cis = bootstrap_cindices(time_np, event_np, risks, n_boot=n_boot, seed=seed)
+    main, node_cis = cis[0], cis[1 : 1 + len(node_risks)]
     return {
         "c_index_test": main,
         "best_round": best_round,
@@ -195,15 +200,13 @@ def final_metrics(
                 "n_train": n_tr,
                 "n_val": n_va,
                 "share": share,
-                "c_index_test": bootstrap_cindex(time_np, event_np, risk, n_boot=n_boot, seed=seed),
+                "c_index_test": ci,
             }
-            for name, n_tr, n_va, share, risk in zip(
-                data.node_names, data.n_train, data.n_val, data.shares(), node_risks, strict=True
+            for name, n_tr, n_va, share, ci in zip(
+                data.node_names, data.n_train, data.n_val, data.shares(), node_cis, strict=True
             )
         ],
-        "oracle_c_index_test": None
-        if data.test_oracle_risk is None
-        else bootstrap_cindex(time_np, event_np, data.test_oracle_risk, n_boot=n_boot, seed=seed),
+        "oracle_c_index_test": None if data.test_oracle_risk is None else cis[-1],
         "clinical_score": None,
         "ibs_test": None,
         "n_test": int(len(time_np)),
@@ -402,7 +405,16 @@ def output_files(output_dir: Path, results: dict[str, Any]) -> dict[str, Path]:
 
 def validate_results(results: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` if ``results`` breaks the committed schema."""
-    jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
+    _results_validator().validate(results)
+
+
+@functools.lru_cache(maxsize=1)
+def _results_validator() -> Any:
+    """The schema's validator, built (and the schema itself checked) once per process, not per run."""
+    schema = json.loads(SCHEMA_PATH.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 def write_results(results: dict[str, Any], output_dir: Path) -> Path:
