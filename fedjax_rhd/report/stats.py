@@ -6,8 +6,10 @@ with replacement (the seed's own resample indices, shared by every model scored 
 those rows) and the per-seed C-indices of a resample are averaged. Because every model
 of a seed sees the same resamples, differences between two cells are paired bootstraps
 on the same test rows (the design of ``experiments/foundation``, ARCHITECTURE §5). The
-interval reflects test-set sampling given the trained models; the spread of models
-across split seeds is reported beside it (``sd_seeds``), never folded in silently.
+interval reflects test-set sampling given the trained models (``Interval.covers`` says
+so); the spread of models across split seeds is reported beside it (``sd_seeds``). For a
+claim about methods use :mod:`fedjax_rhd.report.cluster`, which also resamples split
+seeds and training seeds, and links patients shared between the seeds' test sets.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import dataclasses
 import numpy as np
 
 from fedjax_rhd.metrics.concordance import _bootstrap_cindices, concordance_index
+
+TEST_ROWS = (
+    "test rows only: each split seed's test rows resampled independently, given the trained models "
+    "(not split seeds, not training seeds, shared patients not linked)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +35,9 @@ class Interval:
     ci_high: float
     seeds: tuple[int, ...]
     n_boot: int  # resamples used (those with comparable pairs in every seed)
+    # What the interval resampled, in words (the report prints it): the default is this module's
+    # test-row interval; fedjax_rhd.report.cluster's intervals name split seeds and training seeds too.
+    covers: str = TEST_ROWS
 
 
 class SeedRows:
