@@ -45,6 +45,11 @@ class Decision:
     def shown(self) -> bool:
         return self.outcome is Outcome.SHOWN
 
+    @property
+    def short(self) -> str:
+        """The fragment without its interval, for a table cell: e.g. ``"not shown: above 0"``."""
+        return self.text.split(" (", 1)[0]
+
 
 def _ci(low: float, high: float) -> str:
     return f"95% CI {low:+.3f} to {high:+.3f}"
@@ -97,11 +102,12 @@ def decide(interval: Interval | tuple[float, float], claim: Claim, threshold: fl
         raise ValueError(f"unknown claim {claim!r}; expected 'within', 'below' or 'above'")
     sign = -1.0 if claim == "below" else 1.0
     edge = sign * d if d else 0.0  # the threshold on the difference's axis (never -0.0)
-    what = f"more than {d:g} {claim}" if d > 0 else claim
+    at = f"{edge:+g}" if d else "0"
+    other = "above" if claim == "below" else "below"
+    what = f"more than {d:g} {claim}" if d > 0 else f"{claim} 0"
     if (claim == "below" and high < edge) or (claim == "above" and low > edge):
-        return Decision(Outcome.SHOWN, f"shown: {what} ({ci}, wholly {claim} {edge:+g})")
+        return Decision(Outcome.SHOWN, f"shown: {what} ({ci}, wholly {claim} {at})")
     if (claim == "below" and low > edge) or (claim == "above" and high < edge):
-        other = "above" if claim == "below" else "below"
-        neg = f"not {what}" if d > 0 else other
-        return Decision(Outcome.SHOWN_OTHERWISE, f"shown otherwise: {neg} ({ci}, wholly {other} {edge:+g})")
-    return Decision(Outcome.NOT_SHOWN, f"not shown: {what} ({ci} contains {edge:+g})")
+        neg = f"not {what}" if d > 0 else f"{other} 0"
+        return Decision(Outcome.SHOWN_OTHERWISE, f"shown otherwise: {neg} ({ci}, wholly {other} {at})")
+    return Decision(Outcome.NOT_SHOWN, f"not shown: {what} ({ci} contains {at})")

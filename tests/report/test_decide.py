@@ -28,10 +28,10 @@ SHOWN, NOT_SHOWN, OTHERWISE = Outcome.SHOWN, Outcome.NOT_SHOWN, Outcome.SHOWN_OT
         ((0.010, 0.040), "above", 0.03, NOT_SHOWN, "contains +0.03"),
         ((-0.010, 0.029), "above", 0.03, OTHERWISE, "not more than 0.03 above"),
         # gained (above 0) / lost (below 0)
-        ((0.001, 0.020), "above", 0.0, SHOWN, "shown: above"),
-        ((-0.004, 0.020), "above", 0.0, NOT_SHOWN, "contains +0"),
-        ((-0.030, -0.001), "above", 0.0, OTHERWISE, "shown otherwise: below"),
-        ((-0.030, -0.001), "below", 0.0, SHOWN, "shown: below"),
+        ((0.001, 0.020), "above", 0.0, SHOWN, "shown: above 0"),
+        ((-0.004, 0.020), "above", 0.0, NOT_SHOWN, "contains 0)"),
+        ((-0.030, -0.001), "above", 0.0, OTHERWISE, "shown otherwise: below 0"),
+        ((-0.030, -0.001), "below", 0.0, SHOWN, "shown: below 0"),
     ],
 )
 def test_each_claim_at_each_outcome(interval, claim, d, outcome, words):
@@ -65,3 +65,8 @@ def test_an_interval_ending_on_the_threshold_is_not_shown_either_way():
 def test_bad_arguments_are_refused(args, match):
     with pytest.raises(ValueError, match=match):
         decide(*args)
+
+
+def test_short_form_drops_the_interval():
+    assert decide((-0.03, -0.01), "above").short == "shown otherwise: below 0"
+    assert decide((-0.03, 0.01), "above").short == "not shown: above 0"
