@@ -124,3 +124,21 @@ def test_savae_mds_compare_names_the_cohort_it_read(tmp_path, use_case):
     assert f"### {use_case} (40 patients, split=three), 2 split seeds" in text
     assert "Simulated MDS" not in text and "4,427" not in text
     assert "Paired differences, SAVAE − DeepSurv" in text and "The Δ Harrell C intervals resample" in text
+
+
+def test_simulation_study_decides_every_claim_on_its_interval(tmp_path):
+    nodes = ("node1", "node2", "node3")
+    for use_case in ("mds", "cmml"):
+        for scenario in ("best", "worst"):
+            three_strategies(
+                tmp_path / f"{use_case}_{scenario}", use_case=use_case, scenario=scenario, nodes=nodes
+            )
+    out = tmp_path / "study.md"
+    script("simulation/study.py").main([str(tmp_path), "--out", str(out), "--n-boot", "50"])
+    text = out.read_text()
+    assert "| mds | worst | 2 |" in text and "| cmml | best | 2 |" in text
+    for claim in ("within ±0.02", "more than 0.03 below", "above 0", "below 0"):
+        assert claim in text, claim
+    # Three outcome words only, never a verdict from the point estimate.
+    assert "NOT" not in text and "(within 0.02)" not in text
+    assert "Every interval on this page resamples: patients" in text
