@@ -142,3 +142,36 @@ def test_simulation_study_decides_every_claim_on_its_interval(tmp_path):
     # Three outcome words only, never a verdict from the point estimate.
     assert "NOT" not in text and "(within 0.02)" not in text
     assert "Every interval on this page resamples: patients" in text
+
+
+def test_simulation_compare_layers(tmp_path, capsys):
+    for arm, salt in (("with", "best"), ("without", "best")):
+        for s in (0, 1):
+            write_fake_run(tmp_path / arm / f"fedavg_s{s}", strategy="fedavg", seed=s, scenario=salt,
+                           model="deepsurv" if arm == "with" else "savae")  # fmt: skip
+    script("simulation/compare_layers.py").main(
+        [str(tmp_path / "with"), str(tmp_path / "without"), "--n-boot", "50"]
+    )
+    out = capsys.readouterr().out
+    assert "| fedavg | 0,1 |" in out and "Intervals resample: patients" in out
+
+
+@pytest.mark.parametrize("use_case", ["mds", "cmml"])
+def test_simulation_calibrate(use_case, capsys):
+    script("simulation/calibrate.py").main([use_case, "--n", "400"])
+    out = capsys.readouterr().out
+    assert "ETA_CENTRE = " in out and "WEIBULL_SHAPE = " in out
+
+
+def test_simulation_calibrate_aml_mm_wsi(tmp_path):
+    mod = script("simulation/calibrate_aml_mm_wsi.py")
+    mod.main(["--out", str(tmp_path), "--large", "300"])
+    for name in ("aml", "mm", "mds_wsi"):
+        text = (tmp_path / f"calibration_{name}.md").read_text()
+        assert "300" in text and "20000" not in text, name
+
+
+def test_simulation_treatment_check(capsys):
+    script("simulation/treatment_check.py").main(["--n", "1500"])
+    out = capsys.readouterr().out
+    assert "## MDS (n = 1500" in out and "## CMML (n = 1500" in out
