@@ -175,3 +175,26 @@ def test_simulation_treatment_check(capsys):
     script("simulation/treatment_check.py").main(["--n", "1500"])
     out = capsys.readouterr().out
     assert "## MDS (n = 1500" in out and "## CMML (n = 1500" in out
+
+
+def test_savae_benchmark_two_tiny_folds(tmp_path):
+    # One model keeps it to seconds: the script's path (folds, training, metrics, summary) is what
+    # rots; every model's training is covered by tests/test_contract.py.
+    tiny = ["strategy.rounds=2", "strategy.patience=null", "strategy.client.local_epochs=1"]
+    script("savae_benchmark/run.py").main(
+        [
+            "--out",
+            str(tmp_path),
+            "--datasets",
+            "gbsg2",
+            "--models",
+            "coxph",
+            "--folds",
+            "2",
+            "--override",
+            *tiny,
+        ]
+    )
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("Produced at commit") and "| gbsg2 | coxph |" in summary
+    assert len((tmp_path / "folds.csv").read_text().splitlines()) == 1 + 2
