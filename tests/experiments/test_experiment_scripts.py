@@ -15,6 +15,7 @@ from types import ModuleType
 
 import pytest
 
+from fedjax_rhd.cohorts import resolve_real_data_root
 from tests.experiments.fake_sweep import write_fake_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,3 +199,136 @@ def test_savae_benchmark_two_tiny_folds(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert summary.startswith("Produced at commit") and "| gbsg2 | coxph |" in summary
     assert len((tmp_path / "folds.csv").read_text().splitlines()) == 1 + 2
+
+
+def test_survival_table_run_on_a_tiny_params_file(tmp_path, monkeypatch):
+    """The whole script with its sweeps run in process (one tiny use case, one seed, one baseline)."""
+    import json
+
+    import yaml
+
+    from fedjax_rhd import pipeline
+    from tests.conftest import run_in_process
+    from tests.test_pipeline import TINY_PARAMS
+
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["use_cases"] = {"a": params["use_cases"]["a"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def sweeps_in_process(study, entry, out, data_root=None):
+        default = pipeline.compose("config", [f"strategy={study.strategy['name']}"])["strategy"]
+        for command in pipeline.sweep_commands(study, entry, out, default, data_root):
+            overrides = [a for a in command[4:] if not a.startswith(("hydra", "data_root="))]
+            sweep_dir = Path(next(a for a in command if a.startswith("hydra.sweep.dir=")).split("=", 1)[1])
+            assert not any("," in a for a in overrides), "the tiny params have one value per key"
+            run_in_process(overrides, sweep_dir / "0", data_root)
+
+    monkeypatch.setattr(pipeline, "run_sweeps", sweeps_in_process)
+    script("survival_table/run.py").main(
+        ["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "st")]
+    )
+    report = tmp_path / "st" / "report"
+    assert (report / "table.md").is_file() and (report / "report.html").is_file()
+    info = json.loads((report / "timing.json").read_text())
+    assert info["runs"] == 2 and info["produced_by"].startswith("Produced at commit")
+
+
+def test_restructure_snapshot_runs_compose_and_compare_finds_differences(tmp_path, capsys):
+    import json
+
+    from fedjax_rhd.config import run_config
+    from tests.conftest import compose
+
+    mod = script("restructure/compare.py")
+    # Every snapshot run is a valid command line today (each is composed and typed, not run:
+    # running them is the snapshot itself, minutes per checkout).
+    for name, overrides in mod.RUNS.items():
+        extra = [f"use_case.mapping=[{mod._gbsg2_mapping(tmp_path)}]"] if name == "use_case_gbsg2_csv" else []
+        run_config(compose([*overrides, *extra]))
+    mod.main(["snapshot", str(tmp_path / "none"), "--only", "no_such_run"])
+    assert json.loads((tmp_path / "none" / "snapshot.json").read_text()) == []
+    # compare: two snapshots of one fake run, identical and then with one metric changed.
+    for side in ("before", "after"):
+        write_fake_run(tmp_path / side / "default", strategy="fedavg", seed=0)
+    with pytest.raises(SystemExit) as same:
+        mod.main(["compare", str(tmp_path / "before"), str(tmp_path / "after")])
+    assert same.value.code == 0
+    path = tmp_path / "after" / "default" / "results.json"
+    res = json.loads(path.read_text())
+    res["final"]["best_round"] = 3
+    path.write_text(json.dumps(res))
+    with pytest.raises(SystemExit) as changed:
+        mod.main(["compare", str(tmp_path / "before"), str(tmp_path / "after")])
+    assert changed.value.code == 1 and "default.final.best_round: 2 -> 3" in capsys.readouterr().out
+
+
+def test_foundation_compare_writes_the_report(tmp_path, capsys):
+    from tests.report.report_fixtures import swapped, write_run
+
+    for seed in (0, 1):
+        write_run(tmp_path / "sweep", "centralized", seed, {"pooled": swapped(seed)})
+        write_run(tmp_path / "sweep", "fedavg", seed, {n: swapped(k) for k, n in enumerate(("node1", "node2", "node3"))},
+                  main=swapped(1), shares=(0.6, 0.3, 0.1))  # fmt: skip
+    script("foundation/compare.py").main([str(tmp_path / "sweep"), "--n-boot", "50"])
+    assert (tmp_path / "sweep" / "report" / "table.md").is_file()
+    assert "4 runs, 1 table rows" in capsys.readouterr().out
+
+
+SHARED = resolve_real_data_root()  # $FEDJAX_RHD_SHARED_DATA, else ../shared/data
+needs_real = pytest.mark.skipif(
+    not (SHARED / "mds_iwgpm").is_dir(), reason="the real-data read needs ../shared/data (absent here)"
+)
+
+
+def test_simulation_fit_pieces_on_synthetic_data():
+    """fit.py's estimators on data with a known answer (the real-data read is the part skipped in CI)."""
+    import numpy as np
+
+    fit = script("simulation/fit.py")
+    rng = np.random.default_rng(0)
+    z = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], size=20_000)
+    a, b = (z[:, 0] > 0.3).astype(float), (z[:, 1] > -0.2).astype(float)
+    assert fit.tetrachoric(a, b) == pytest.approx(0.6, abs=0.03)
+    r = np.array([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]])  # not positive definite
+    near = fit.nearest_correlation(r)
+    assert np.linalg.eigvalsh(near).min() > 0 and np.allclose(np.diag(near), 1.0)
+
+
+@pytest.mark.slow  # about 100 s: latent correlations over every IWG-PM variable
+@needs_real
+def test_simulation_fit_on_the_real_cohort(tmp_path):
+    fit = script("simulation/fit.py")
+    fit.main(["--real-data", str(SHARED), "--out", str(tmp_path)])
+    assert {p.name for p in tmp_path.iterdir()} == {"params_mds.json", "params_cmml.json"}
+
+
+@pytest.mark.skipif(
+    not (SHARED / "aml_beat2").is_dir(), reason="needs ../shared/data/aml_beat2 (absent here)"
+)
+def test_simulation_fit_aml_on_the_real_cohort(tmp_path):
+    script("simulation/fit_aml.py").main(
+        ["--real-data-root", str(SHARED), "--out", str(tmp_path / "aml.json")]
+    )
+    assert (tmp_path / "aml.json").stat().st_size > 1000
+
+
+@needs_real
+def test_simulation_report_on_the_real_cohort(tmp_path):
+    script("simulation/report.py").main(
+        ["--real-data", str(SHARED), "--out", str(tmp_path), "--large-n", "2000"]
+    )
+    assert (tmp_path / "README.md").read_text().startswith("# Simulator calibration")
+    assert (tmp_path / "figures" / "mds_genes.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "sh", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "experiments").glob("[!b]*/*.sh"))
+)
+def test_shell_scripts_parse_and_name_existing_scripts(sh):
+    import re
+    import subprocess
+
+    text = (ROOT / sh).read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / sh)], capture_output=True).returncode == 0
+    for rel in re.findall(r"python (experiments/\S+\.py)", text):
+        assert (ROOT / rel).is_file(), f"{sh} runs {rel}, which does not exist"
