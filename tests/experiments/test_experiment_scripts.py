@@ -267,8 +267,8 @@ def test_foundation_compare_writes_the_report(tmp_path, capsys):
 
     for seed in (0, 1):
         write_run(tmp_path / "sweep", "centralized", seed, {"pooled": swapped(seed)})
-        write_run(tmp_path / "sweep", "fedavg", seed, {n: swapped(k) for k, n in enumerate(("node1", "node2", "node3"))},
-                  main=swapped(1), shares=(0.6, 0.3, 0.1))  # fmt: skip
+        nodes = {n: swapped(k) for k, n in enumerate(("node1", "node2", "node3"))}
+        write_run(tmp_path / "sweep", "fedavg", seed, nodes, main=swapped(1), shares=(0.6, 0.3, 0.1))
     script("foundation/compare.py").main([str(tmp_path / "sweep"), "--n-boot", "50"])
     assert (tmp_path / "sweep" / "report" / "table.md").is_file()
     assert "4 runs, 1 table rows" in capsys.readouterr().out
