@@ -9,6 +9,7 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
+from fedjax_rhd.report.decide import Outcome, decide
 from fedjax_rhd.report.stats import Interval
 from fedjax_rhd.report.table import Cell, Row
 
@@ -43,18 +44,30 @@ def fmt_cell(cell: Cell | None) -> str:
 
 
 def _verdict(d: Interval, margin: float) -> str:
+    """FL vs centralised, decided on the interval's bounds (``decide``): the margin claim, then the sign."""
     ci = f"difference {d.estimate:+.3f}, 95% CI {d.ci_low:+.3f} to {d.ci_high:+.3f}"
-    if -margin <= d.ci_low and d.ci_high <= margin:
-        return f"matched centralised training ({ci}, inside the ±{margin:g} margin)"
-    if d.ci_high < 0:
-        return f"fell short of centralised training ({ci})"
-    if d.ci_low > 0:
-        return f"did better than centralised training ({ci})"
-    return f"could not be shown to match centralised training ({ci}, wider than the ±{margin:g} margin)"
+    match, sign = decide(d, "within", margin), decide(d, "above")
+    if match.outcome is Outcome.SHOWN:
+        text = f"matched centralised training within ±{margin:g} (shown: {ci}, inside the margin)"
+    elif match.outcome is Outcome.SHOWN_OTHERWISE:
+        side = "fell short of" if d.ci_high < 0 else "did better than"
+        return (
+            f"{side} centralised training by more than {margin:g} (shown: {ci}, wholly outside ±{margin:g})"
+        )
+    else:
+        text = f"could not be shown to match centralised training within ±{margin:g} "
+        text += f"(not shown: {ci} reaches past it)"
+    # Inside or across the margin, the sign may still be decided: say so rather than hide it.
+    if sign.outcome is Outcome.SHOWN:
+        text += "; it did better than centralised training (interval wholly above 0)"
+    elif sign.outcome is Outcome.SHOWN_OTHERWISE:
+        text += "; it fell short of centralised training (interval wholly below 0)"
+    return text
 
 
 def _gain(label: str, d: Interval) -> str:
-    word = "gained" if d.ci_low > 0 else "lost" if d.ci_high < 0 else "showed no clear change"
+    outcome = decide(d, "above").outcome
+    word = {Outcome.SHOWN: "gained", Outcome.SHOWN_OTHERWISE: "lost"}.get(outcome, "showed no clear change")
     return f"{label} {word} {d.estimate:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
 
 

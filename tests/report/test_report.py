@@ -146,10 +146,18 @@ def test_verdicts_follow_the_interval_and_margin():
     def iv(lo, hi):
         return Interval((lo + hi) / 2, lo, hi, (0, 1), 100)
 
-    assert _verdict(iv(-0.01, 0.015), 0.02).startswith("matched centralised")
-    assert _verdict(iv(-0.05, -0.03), 0.02).startswith("fell short")
-    assert _verdict(iv(0.01, 0.03), 0.02).startswith("did better")
-    assert _verdict(iv(-0.03, 0.01), 0.02).startswith("could not be shown to match")
+    inside = _verdict(iv(-0.01, 0.015), 0.02)
+    assert inside.startswith("matched centralised training within ±0.02 (shown:") and ";" not in inside
+    assert _verdict(iv(-0.05, -0.03), 0.02).startswith("fell short of centralised training by more than 0.02")
+    assert _verdict(iv(0.03, 0.05), 0.02).startswith("did better than centralised training by more than 0.02")
+    across = _verdict(iv(0.01, 0.03), 0.02)  # not shown to match, but shown above 0
+    assert across.startswith("could not be shown to match centralised training within ±0.02 (not shown:")
+    assert across.endswith("; it did better than centralised training (interval wholly above 0)")
+    assert ";" not in _verdict(iv(-0.03, 0.01), 0.02)
+    # The case: -0.006 [-0.011, -0.002] matches within 0.02 AND is shown below 0; both are said.
+    both = _verdict(Interval(-0.006, -0.011, -0.002, (0, 1), 100), 0.02)
+    assert both.startswith("matched centralised") and both.endswith("it fell short of centralised training "
+                                                                    "(interval wholly below 0)")  # fmt: skip
 
 
 def test_sentence_names_every_node_gain(tmp_path):
