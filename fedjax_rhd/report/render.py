@@ -16,14 +16,21 @@ from fedjax_rhd.report.table import Cell, Row
 CSV_FIELDS = (
     "use_case", "scenario", "split", "model", "fl_strategy", "column", "label", "node", "share", "estimate",
     "ci_low", "ci_high", "n_seeds", "seeds", "sd_seeds", "n_boot", "approximate", "reason",
+    "n_replicates", "covers", "rows_ci_low", "rows_ci_high",
 )  # fmt: skip
 METHOD = (
-    "Each cell: Harrell's C-index on the global test set, mean over split seeds, with a 95% interval from a "
-    "bootstrap that resamples every seed's test rows (the same resamples for every model of a seed, so "
-    "differences are paired); the percentage is the node's share of the training rows. *Node k with FL* is "
-    "the model node k holds at the end of federation (the selected global model after node k's last local "
-    "update); *isolated* is that node's own `local` model. Rounds were chosen on federated validation "
-    "loss, never on the test set. sd over seeds is in the CSV."
+    "Each cell: Harrell's C-index on the global test set, mean over split seeds (and over the training "
+    "replicates of a split seed, runs that differ only in seed.init / seed.train), with a 95% interval "
+    "from a cluster bootstrap (Davison & Hinkley 1997, §3.8): split seeds drawn with replacement, every "
+    "test patient drawn once per replicate across the seeds' overlapping test sets, training replicates "
+    "drawn inside each split seed; every model is scored on the same draws, so differences are paired. "
+    "The line under each table says which of these an interval covered. The CSV also keeps each cell's "
+    "test-row interval (rows_ci_low, rows_ci_high: test rows only, given the trained models). The "
+    "percentage is the node's share of the training rows. *Node k with FL* is the model node k holds at "
+    "the end of federation (the selected global model after node k's last local update); *isolated* is "
+    "that node's own `local` model. Rounds were chosen on federated validation loss, never on the test "
+    "set. Every claim is decided on the interval's bounds (shown / not shown / shown otherwise). sd over "
+    "seeds is in the CSV."
 )
 
 
@@ -113,6 +120,12 @@ def _cells(row: Row, columns: list[tuple[str, str]]) -> list[Cell | None]:
     return [by_column.get(col) for col, _ in columns]
 
 
+def _covers(group: list[Row]) -> list[str]:
+    """What the table's cluster intervals resampled (one line per distinct design)."""
+    found = {c.value.covers for r in group for c in r.cells if c.value is not None and not c.approximate}
+    return sorted(found)
+
+
 def _tables(rows: list[Row]) -> dict[tuple[str, str], list[int]]:
     """Row indices per table: one table per (split, model), since the node columns differ."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -134,6 +147,7 @@ def markdown(rows: list[Row], figures: list[Path | None], out_dir: Path, margin:
             cells += [fmt_cell(c) for c in _cells(row, columns)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += [f"Intervals resample: {c}." for c in _covers(group)] + [""]
         for row in group:
             lines.append(f"- {sentence(row, margin)}")
             for note in row.notes:
@@ -185,6 +199,10 @@ def csv_text(rows: list[Row]) -> str:
                     "sd_seeds": "" if c.sd_seeds is None else repr(c.sd_seeds),
                     "approximate": c.approximate,
                     "reason": c.reason or "",
+                    "n_replicates": c.n_replicates if c.value is not None else "",
+                    "covers": c.value.covers if c.value is not None else "",
+                    "rows_ci_low": "" if c.rows_value is None else repr(c.rows_value.ci_low),
+                    "rows_ci_high": "" if c.rows_value is None else repr(c.rows_value.ci_high),
                 }
             )
     return buf.getvalue()
@@ -226,7 +244,9 @@ def html_page(rows: list[Row], figures: list[Path | None], margin: float) -> str
                 for c in _cells(row, columns)
             ]
             parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</tbody></table></div><ul>")
+        parts.append("</tbody></table></div>")
+        parts += [f'<p class="method">Intervals resample: {e(c)}.</p>' for c in _covers(group)]
+        parts.append("<ul>")
         for row in group:
             parts.append(
                 f"<li>{e(sentence(row, margin))}" + "".join(f"<br><em>note: {e(n)}</em>" for n in row.notes)

@@ -12,7 +12,14 @@ import pytest
 from fedjax_rhd.metrics.concordance import concordance_index
 from fedjax_rhd.report import ReportInputError, build_rows, find_runs, write_report
 from fedjax_rhd.report.render import _verdict, sentence
-from fedjax_rhd.report.stats import Interval, SeedRows, combine_reported, mean_over_seeds, paired_difference
+from fedjax_rhd.report.stats import (
+    TEST_ROWS,
+    Interval,
+    SeedRows,
+    combine_reported,
+    mean_over_seeds,
+    paired_difference,
+)
 from tests.report.report_fixtures import EVENT, PERFECT, REVERSED, TIME, swapped, write_run
 
 
@@ -279,3 +286,55 @@ def test_seed_rows_leave_unscored_rows_out_of_point_and_resamples():
     for b in (0, 17, 39):  # each replicate: the seed's own resample, unscored rows dropped
         r = rows.idx[b][kept[rows.idx[b]]]
         assert boots[b] == concordance_index(time[r], event[r], score[r])
+
+
+def test_training_replicates_are_averaged_and_resampled(tmp_path):
+    # Two split seeds x two training replicates (seed.init 0 and 1): FedAvg's global model is
+    # swapped(1) then swapped(3) (27/28 and 25/28), centralised swapped(0) then swapped(2).
+    for init, (k_fed, k_cen) in enumerate(((1, 0), (3, 2))):
+        seeds = {"seed": {"data": 0, "split": None, "init": init, "train": init}}
+        for s in (0, 1):
+            cfg = {"seed": {**seeds["seed"], "split": s}}
+            nodes = {"node1": swapped(k_fed), "node2": swapped(1), "node3": swapped(2)}
+            write_run(tmp_path / f"i{init}", "fedavg", s, nodes, main=swapped(k_fed), extra_config=cfg)
+            write_run(
+                tmp_path / f"i{init}",
+                "centralized",
+                s,
+                {"pooled": swapped(k_cen)},
+                shares=(1.0,),
+                extra_config=cfg,
+            )
+    (row,) = build_rows(find_runs([tmp_path]), n_boot=200)
+    c = cells(row)
+    assert c["global"].value.estimate == pytest.approx(26 / 28, abs=1e-12)
+    assert c["full"].value.estimate == pytest.approx(27 / 28, abs=1e-12)
+    assert c["global"].n_replicates == 2 and len(c["global"].per_seed) == 4
+    assert "training seeds (2-2 per split seed, drawn with replacement)" in c["global"].value.covers
+    # The test-row interval is kept beside it, labelled as what it is.
+    assert c["global"].rows_value.covers == TEST_ROWS
+    fl = row.comparisons["fl_minus_centralised"]
+    assert (
+        fl.value.estimate == pytest.approx(-1 / 28, abs=1e-12) and fl.rows_value.estimate == fl.value.estimate
+    )
+    assert not any("seed.init" in n for n in row.notes)  # replicates are one experiment
+
+
+def test_model_minus_score_is_paired_on_the_rows_the_score_covers(tmp_path):
+    import polars as pl
+
+    study(tmp_path, clinical=PERFECT)
+    for pred in tmp_path.rglob("test_predictions.parquet"):
+        frame = pl.read_parquet(pred)
+        score = [None, None, *frame["clinical_score"].to_list()[2:]]  # rows 0 and 1 unscored
+        frame.with_columns(pl.Series("clinical_score", score, pl.Float64)).write_parquet(pred)
+    (row,) = build_rows(find_runs([tmp_path]), n_boot=100)
+    d = row.comparisons["fl_minus_score"].value
+    # FedAvg's global model is swapped(1): it swaps rows 0 and 1 only, so on rows 2-7 it is perfect
+    # like the score: the paired difference on the score's rows is exactly 0 (on all rows it would be -1/28).
+    assert (d.estimate, d.ci_low, d.ci_high) == (0.0, 0.0, 0.0)
+    assert "on the score's rows" in row.comparisons["fl_minus_score"].label
+    cen = row.comparisons[
+        "centralised_minus_score"
+    ].value  # swapped(0) and swapped(2): 1 and 14/15 on rows 2-7
+    assert cen.estimate == pytest.approx((0 + (14 / 15 - 1)) / 2, abs=1e-12)
