@@ -96,6 +96,9 @@ def sentence(row: Row, margin: float = 0.02) -> str:
         gains.append(_gain(tag, g.value) if g.value is not None else f"{tag}: {g.reason}")
     if gains:
         text += "; against itself alone, " + ", ".join(gains)
+    score = row.comparisons.get("fl_minus_score")
+    if score is not None and score.value is not None:
+        text += "; " + _gain("against the clinical score on the rows it scores, it", score.value)
     text += "."
     if len(seeds) < 2:
         text += " One split seed is not evidence: run several."

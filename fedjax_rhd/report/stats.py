@@ -20,6 +20,7 @@ import numpy as np
 
 from fedjax_rhd.metrics.concordance import _bootstrap_cindices, concordance_index
 
+ROWS_STREAM = 0x524F5753  # "ROWS": the test-row bootstrap's stream tag (no seed takes this value)
 TEST_ROWS = (
     "test rows only: each split seed's test rows resampled independently, given the trained models "
     "(not split seeds, not training seeds, shared patients not linked)"
@@ -49,8 +50,10 @@ class SeedRows:
         self.time = np.asarray(time, dtype=np.float64)
         self.event = np.asarray(event).astype(bool)
         # One generator per (report seed, split seed): adding a seed or a model to a report
-        # leaves every other seed's resamples unchanged.
-        rng = np.random.default_rng([boot_seed, seed])
+        # leaves every other seed's resamples unchanged. The first word tags the stream: the data
+        # layer draws from SeedSequence([seed.split, k]) with small k, and an untagged [boot_seed, seed]
+        # equalled one of those (boot_seed 0, split seed 0: the test-split stream of split seed 0).
+        rng = np.random.default_rng(np.random.SeedSequence([ROWS_STREAM, boot_seed, seed]))
         self.idx = rng.integers(0, len(self.time), size=(n_boot, len(self.time)), dtype=np.int64)
 
     def cindex(self, risk: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from fedjax_rhd.metrics.concordance import concordance_index
 from fedjax_rhd.report import ReportInputError, build_rows, find_runs, write_report
 from fedjax_rhd.report.render import _verdict, sentence
 from fedjax_rhd.report.stats import (
+    ROWS_STREAM,
     TEST_ROWS,
     Interval,
     SeedRows,
@@ -87,7 +88,7 @@ def test_seed_rows_bootstrap_equals_a_brute_force_loop():
     rng = np.random.default_rng(5)
     time, event, risk = rng.exponential(size=40), rng.integers(0, 2, 40), rng.normal(size=40)
     rows = SeedRows(time, event, seed=3, n_boot=60, boot_seed=7)
-    idx = np.random.default_rng([7, 3]).integers(0, 40, size=(60, 40))
+    idx = np.random.default_rng(np.random.SeedSequence([ROWS_STREAM, 7, 3])).integers(0, 40, size=(60, 40))
     np.testing.assert_array_equal(rows.idx, idx)
     brute = [concordance_index(time[i], event[i], risk[i]) for i in idx]
     np.testing.assert_allclose(rows.boot(risk), brute, rtol=0, atol=1e-12)
@@ -338,3 +339,21 @@ def test_model_minus_score_is_paired_on_the_rows_the_score_covers(tmp_path):
         "centralised_minus_score"
     ].value  # swapped(0) and swapped(2): 1 and 14/15 on rows 2-7
     assert cen.estimate == pytest.approx((0 + (14 / 15 - 1)) / 2, abs=1e-12)
+
+
+def test_report_streams_never_equal_the_data_layers_streams():
+    """Issue 24 item 6: an untagged default_rng([0, s]) was the test-split stream SeedSequence([0, 0])."""
+    from fedjax_rhd.report.cluster import STREAM, ClusterDesign, SeedTestRows
+
+    def first(entropy) -> np.ndarray:
+        return np.random.default_rng(np.random.SeedSequence(entropy)).integers(0, 2**62, size=4)
+
+    data_streams = [first([s, k]) for s in range(6) for k in range(6)] + [first(s) for s in range(6)]
+    rows = SeedRows(TIME, EVENT, seed=0, n_boot=4, boot_seed=0)
+    assert not any(np.array_equal(first([ROWS_STREAM, 0, 0]), d) for d in data_streams)
+    tagged = np.random.default_rng(np.random.SeedSequence([ROWS_STREAM, 0, 0]))
+    np.testing.assert_array_equal(rows.idx, tagged.integers(0, 8, size=(4, 8)))
+    design = ClusterDesign({0: SeedTestRows(np.arange(8), TIME, EVENT)}, n_boot=3)
+    assert not any(np.array_equal(first([STREAM, 0, 0]), d) for d in data_streams)
+    expected = np.random.default_rng(np.random.SeedSequence([STREAM, 0, 0])).poisson(1.0, size=(3, 8))
+    np.testing.assert_array_equal(design.weights, expected)
