@@ -19,6 +19,7 @@ import polars as pl
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
+from fedjax_rhd.report.sweep import provenance
 from fedjax_rhd.scores import riss
 from fedjax_rhd.simulate import aml, mds_wsi, mm
 from fedjax_rhd.simulate.mds import simulate_mds
@@ -248,7 +249,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and name not in args.only:
             continue
         path = out / f"calibration_{name}.md"
-        path.write_text(report(), encoding="utf-8")
+        text = report()
+        title, rest = text.split("\n", 1)  # the provenance line goes under the page's title
+        line = provenance("experiments/simulation/calibrate_aml_mm_wsi.py", argv)
+        path.write_text(f"{title}\n\n{line}\n{rest}", encoding="utf-8")
         print(f"wrote {path}")
 
 

@@ -27,6 +27,7 @@ from statsmodels.stats.multitest import multipletests  # noqa: E402
 from fedjax_rhd.cohorts.iwgpm import cpss_cyto_risk, read_raw  # noqa: E402
 from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 from fedjax_rhd.metrics.ipcw import kaplan_meier  # noqa: E402
+from fedjax_rhd.report.sweep import provenance  # noqa: E402
 from fedjax_rhd.scores import ipss  # noqa: E402
 from fedjax_rhd.simulate import cmml, copula, mds  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
@@ -367,7 +368,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     FIG, LARGE_N = args.out / "figures", args.large_n
     tables = real_tables(Path(args.real_data))
-    lines = [HEADER]
+    title, rest = HEADER.split("\n", 1)
+    lines = [title, "", provenance("experiments/simulation/report.py", argv), rest]
     for use_case in ("mds", "cmml"):
         part, checks = section(use_case, tables[use_case], args.seed)
         lines += part
