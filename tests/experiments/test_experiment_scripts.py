@@ -332,3 +332,13 @@ def test_shell_scripts_parse_and_name_existing_scripts(sh):
     assert subprocess.run(["bash", "-n", str(ROOT / sh)], capture_output=True).returncode == 0
     for rel in re.findall(r"python (experiments/\S+\.py)", text):
         assert (ROOT / rel).is_file(), f"{sh} runs {rel}, which does not exist"
+
+
+def test_every_experiment_script_has_a_smoke_test_here():
+    """A new script under experiments/ (bench/ has its own tests) must be run by a test in this file."""
+    import re
+
+    scripts = {p.relative_to(ROOT / "experiments").as_posix() for p in (ROOT / "experiments").glob("*/*.py")}
+    scripts = {s for s in scripts if not s.startswith("bench/")}
+    tested = set(re.findall(r'script\("([^"]+)"\)', Path(__file__).read_text()))
+    assert scripts - tested == set(), f"scripts without a smoke test: {sorted(scripts - tested)}"
