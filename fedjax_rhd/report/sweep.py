@@ -188,4 +188,5 @@ def git_commit(root: Path | None = None) -> str:
 def provenance(script: str, argv: Sequence[str] | None = None) -> str:
     """The results page's first line: the commit and the exact command that produced it."""
     args = list(sys.argv[1:] if argv is None else argv)
-    return f"Produced at commit `{git_commit()}` by `python {script} {' '.join(args)}`.".replace("  ", " ")
+    command = " ".join(["python", script, *args])
+    return f"Produced at commit `{git_commit()}` by `{command}`."
