@@ -170,15 +170,30 @@ def fmt(iv: Interval | None, signed: bool = False, digits: int = 3) -> str:
     return f"{f.format(iv.estimate)} [{f.format(iv.ci_low)}, {f.format(iv.ci_high)}]"
 
 
+# What produces numbers: a change here (uncommitted) makes a page's commit not the whole story. Results pages
+# themselves (Markdown, figures) are left out, or regenerating one page would mark the next one dirty.
+_CODE = (
+    "fedjax_rhd",
+    "harmonize",
+    "conf",
+    "hydra_plugins",
+    ":(glob)experiments/**/*.py",
+    ":(glob)experiments/**/*.sh",
+)
+
+
 def git_commit(root: Path | None = None) -> str:
-    """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    """The checkout's commit (``+dirty`` when its code has uncommitted changes), or ``unknown``."""
     cwd = root or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *_CODE],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
