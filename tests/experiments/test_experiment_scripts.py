@@ -342,3 +342,15 @@ def test_every_experiment_script_has_a_smoke_test_here():
     scripts = {s for s in scripts if not s.startswith("bench/")}
     tested = set(re.findall(r'script\("([^"]+)"\)', Path(__file__).read_text()))
     assert scripts - tested == set(), f"scripts without a smoke test: {sorted(scripts - tested)}"
+
+
+def test_provenance_names_the_commit_and_the_command():
+    import re
+
+    from fedjax_rhd.report.sweep import provenance
+
+    line = provenance("experiments/x.py", ["a", "--b", "1"])
+    assert re.fullmatch(
+        r"Produced at commit `([0-9a-f]{12}(\+dirty)?|unknown)` by `python experiments/x\.py a --b 1`\.", line
+    )
+    assert provenance("experiments/x.py", []).endswith("by `python experiments/x.py`.")
