@@ -39,6 +39,7 @@ computed as quadratic forms of the weights with the pair matrices of the origina
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -144,6 +145,7 @@ class ClusterDesign:
         rng = self._rng(_WEIGHTS)
         # One weight per patient id per replicate, shared by every seed whose test set holds it.
         self.weights = rng.poisson(1.0, size=(self.n_boot, len(pool))).astype(np.float64)
+        self._cache: dict[bytes, tuple[float, np.ndarray]] = {}
         self.pool = pool  # the distinct patient ids; column j of weights belongs to pool[j]
         self.n_patients = len(pool)
 
@@ -171,9 +173,14 @@ class ClusterDesign:
                 if risk.shape != t.time.shape:
                     raise ValueError(f"split seed {s}: {risk.shape[0]} risks for {len(t.time)} test rows")
                 keep = ~np.isnan(risk) if rows is None else ~np.isnan(risk) & np.asarray(rows[s], bool)
-                ones = keep[None, :].astype(np.float64)
-                p.append(weighted_cindices(t.time, t.event, np.where(keep, risk, 0.0), ones)[0])
-                bt.append(weighted_cindices(t.time, t.event, np.where(keep, risk, 0.0), w_all * keep))
+                # A report scores one model in several cells and comparisons: compute each once.
+                key = hashlib.sha1(np.concatenate([[s], np.where(keep, risk, np.inf)]).tobytes()).digest()
+                if key not in self._cache:
+                    clean = np.where(keep, risk, 0.0)
+                    point = weighted_cindices(t.time, t.event, clean, keep[None, :].astype(np.float64))[0]
+                    self._cache[key] = (point, weighted_cindices(t.time, t.event, clean, w_all * keep))
+                p.append(self._cache[key][0])
+                bt.append(self._cache[key][1])
             points[int(s)], boots[int(s)] = np.asarray(p), np.asarray(bt)
         return Scores(points, boots)
 
