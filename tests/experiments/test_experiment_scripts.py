@@ -312,6 +312,17 @@ def test_simulation_fit_aml_on_the_real_cohort(tmp_path):
     assert (tmp_path / "aml.json").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("use_case", ["mds", "cmml"])
+def test_simulation_report_simulated_side_without_real_data(use_case, monkeypatch):
+    """report.py's simulated measurements (C-indices, layer shares) run without ../shared/data."""
+    rep = script("simulation/report.py")
+    monkeypatch.setattr(rep, "LARGE_N", 400)
+    c, sim = rep.c_indices(use_case, 0)
+    assert sim.height == 400 and 0.6 < c["oracle"] < 0.95 and len(c) >= 2
+    shares = rep.layer_shares(use_case, 0)
+    assert all(0.0 < v < 1.0 for v in shares.values())
+
+
 @needs_real
 def test_simulation_report_on_the_real_cohort(tmp_path):
     script("simulation/report.py").main(
