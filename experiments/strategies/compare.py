@@ -93,7 +93,7 @@ def personalised_section(strategies: dict[str, dict], seeds: list[int], n_boot: 
                 n_boot=n_boot,
             )
             out.append(f"| {n} | {fl:.4f} | {ft:.4f} | {_cell(d)} |")
-        out.append("")
+        out += ["", f"Intervals resample: {d.covers}.", ""]
     return out
 
 

@@ -94,6 +94,7 @@ def test_strategies_compare_with_training_replicates(tmp_path):
     script("strategies/compare.py").main([str(tmp_path), "--n-boot", "50"])
     text = (tmp_path / "strategies.md").read_text()
     assert "| FedProx |" in text and "Personalised FedAvg" in text
+    assert text.count("Intervals resample:") >= 3  # the comparison table's and each personalised table's
     assert "training seeds (2-2 per split seed, drawn with replacement)" in text
 
 
