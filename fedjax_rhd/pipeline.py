@@ -87,6 +87,9 @@ class StudySpec:
     n_boot: int
     strategy: Mapping[str, Any]  # the composed federated strategy node (name + hyperparameters)
     n_jobs: int = 1
+    # Training replicates per split seed: seed.init = seed.train = k for each k (the report averages
+    # them and its cluster bootstrap resamples them; one replicate leaves training variance uncovered).
+    replicates: tuple[int, ...] = (0,)
 
 
 def _field(mapping: Mapping[str, Any], name: str, where: str, kind: type) -> Any:
@@ -119,9 +122,10 @@ def parse_params(
         n_boot=_field(study, "n_boot", where, int),
         strategy=strategy,
         n_jobs=int(launcher.get("n_jobs", 1)),
+        replicates=tuple(int(k) for k in (study["replicates"] if "replicates" in study else [0])),
     )
-    if not spec.seeds or not spec.scenarios:
-        raise ParamsError(f"{where}: seeds and scenarios must not be empty")
+    if not spec.seeds or not spec.scenarios or not spec.replicates:
+        raise ParamsError(f"{where}: seeds, scenarios and replicates must not be empty")
     use_cases = _field(params, "use_cases", source, dict)
     if not use_cases:
         raise ParamsError(f"{source}: use_cases is empty")
@@ -221,6 +225,12 @@ def sweep_commands(
         *entry.overrides,
         "scenario=" + ",".join(study.scenarios),
         "seed.split=" + ",".join(str(s) for s in study.seeds),
+        # seed.train follows seed.init, so k replicates are k runs per split seed, not k x k.
+        *(
+            ["seed.init=" + ",".join(str(k) for k in study.replicates), "seed.train=${seed.init}"]
+            if study.replicates != (0,)
+            else []
+        ),
         f"bootstrap={study.bootstrap}",
         "progress=false",
         "hydra/launcher=joblib",

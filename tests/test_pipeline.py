@@ -179,6 +179,25 @@ def test_sweep_commands_carry_edits_presets_and_the_grid():
     assert not any(a.startswith("strategy.") for a in fl) and "strategy=centralized" in base
 
 
+def test_training_replicates_sweep_seed_init_with_seed_train_following_it():
+    import dataclasses
+
+    from fedjax_rhd.config import run_config
+    from tests.conftest import compose
+
+    entry = UseCaseEntry("a", "mds", 300, 0, "deepsurv", "three", ())
+    default = {"name": "fedavg", "rounds": 40, "server": {"momentum": 0.0}}
+    one = pipeline.sweep_commands(_study(), entry, Path("r"), default)
+    assert not any(a.startswith(("seed.init", "seed.train")) for c in one for a in c)  # [0]: as before
+    three = dataclasses.replace(_study(), replicates=(0, 1, 2))
+    for command in pipeline.sweep_commands(three, entry, Path("r"), default):
+        assert "seed.init=0,1,2" in command and "seed.train=${seed.init}" in command
+    # The interpolation makes k replicates k runs (not k x k), each with seed.train = seed.init.
+    assert run_config(compose(["seed.init=2", "seed.train=${seed.init}"])).seed.train == 2
+    study, _ = pipeline.parse_params({**TINY_PARAMS, "study": {**TINY_PARAMS["study"], "replicates": [0, 1]}})
+    assert study.replicates == (0, 1) and pipeline.parse_params(TINY_PARAMS)[0].replicates == (0,)
+
+
 def test_round_curves_average_the_runs_that_reached_each_round():
     run1 = {"rounds": [
         {"round": 1, "c_index_test_nodes": [0.5, 0.6], "c_index_test_global": 0.55},

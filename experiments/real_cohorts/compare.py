@@ -12,7 +12,11 @@ writes ``comparison.md`` next to them:
 * ``aml_beat`` (natural split): centralised, FedAvg, each centre with FL and alone,
   and ELN on the rows it scores.
 
-Differences are paired bootstraps on the same test rows, averaged over seeds.
+Per-seed cells are means over training replicates (``seed.init``/``seed.train``) when a
+sweep has several. Differences are means over split seeds of paired differences on the
+same test rows, with the cluster bootstrap of ``fedjax_rhd.report.cluster`` (split seeds,
+patients shared between seeds' test sets drawn once, training replicates); each line says
+what its interval covers.
 
 Usage:  python experiments/real_cohorts/compare.py multirun/real_cohorts [--n-boot 1000]
 """
@@ -29,8 +33,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from experiments.foundation.compare import load_runs, paired_mean_difference  # noqa: E402
-from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
+from fedjax_rhd.report.decide import decide  # noqa: E402
+from fedjax_rhd.report.sweep import by_split_seed, cluster_interval, load_sweep, provenance  # noqa: E402
+from fedjax_rhd.report.sweep import c_index as cidx  # noqa: E402
 
 # ../shared/data/README.md: centralised libraries on IWG-PM, 5 random 90/10 splits,
 # Harrell's C on test rows with a stored IPSS-M.
@@ -44,8 +49,9 @@ PEER_LIBRARIES = {
 }
 
 
-def cidx(pred: pl.DataFrame, column: str) -> float:
-    return concordance_index(pred["time"].to_numpy(), pred["event"].to_numpy(), pred[column].to_numpy())
+def _c(reps: list[pl.DataFrame], column: str) -> float:
+    """Mean over training replicates of one split seed."""
+    return float(np.mean([cidx(p, column) for p in reps]))
 
 
 def _table(header: list[str], rows: list[list], lines: list[str]) -> None:
@@ -63,35 +69,45 @@ def _table(header: list[str], rows: list[list], lines: list[str]) -> None:
     )
 
 
-def _diffs(comparisons: dict[str, list], n_boot: int, lines: list[str]) -> None:
-    lines.append("\nPaired bootstrap on the same test rows (mean over seeds, 95% CI):\n")
-    for label, pairs in comparisons.items():
-        d = paired_mean_difference(pairs, n_boot)
-        lines.append(f"- {label}: {d['difference']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+def _diffs(comparisons: dict[str, dict[int, tuple[list, list]]], n_boot: int, lines: list[str]) -> None:
+    lines.append(
+        "\nPaired differences on the same test rows (mean over split seeds, 95% cluster bootstrap):\n"
+    )
+    covers = set()
+    for label, by_seed in comparisons.items():
+        d = cluster_interval({s: a for s, (a, _) in by_seed.items()}, {s: b for s, (_, b) in by_seed.items()},
+                             n_boot=n_boot)  # fmt: skip
+        covers.add(d.covers)
+        lines.append(f"- {label}: {d.estimate:+.4f}; {decide(d, 'above').text}")
+    lines += ["", *(f"Intervals resample: {c}." for c in sorted(covers))]
 
 
 def mds_section(runs: dict, n_boot: int, lines: list[str]) -> None:
     seeds = sorted(set.intersection(*(set(r) for r in runs.values())))
-    fed0 = runs["fedavg"][seeds[0]][0]
+    fed0 = runs["fedavg"][seeds[0]][0].results
     nodes = [n["name"] for n in fed0["final"]["nodes"]]
     shares = [n["share"] for n in fed0["final"]["nodes"]]
     header = ["seed.split", "n rows", "centralised", "FedAvg global"]
     header += [f"{n} alone ({s:.0%})" for n, s in zip(nodes, shares, strict=True)]
     header += ["IPSS-M (recomputed)", "IPSS-R"]
-    rows, pairs = [], defaultdict(list)
+    rows, pairs = [], defaultdict(dict)
     for seed in seeds:
-        keep = runs["fedavg"][seed][1]["score_ipssm_stored"].is_not_null()
-        fed, cen, loc = (runs[s][seed][1].filter(keep) for s in ("fedavg", "centralized", "local"))
-        ipssr_rows = fed.filter(pl.col("score_ipssr").is_not_null())
-        rows.append(
-            [seed, fed.height, cidx(cen, "risk"), cidx(fed, "risk")]
-            + [cidx(loc, f"risk_{n}") for n in nodes]
-            + [cidx(fed, "clinical_score"), cidx(ipssr_rows, "score_ipssr")]
+        keep = runs["fedavg"][seed][0].predictions["score_ipssm_stored"].is_not_null()
+        fed, cen, loc = (
+            [r.predictions.filter(keep) for r in runs[s][seed]] for s in ("fedavg", "centralized", "local")
         )
-        pairs["FedAvg global − centralised"].append((fed, "risk", cen, "risk"))
-        pairs["FedAvg global − IPSS-M"].append((fed, "risk", fed, "clinical_score"))
-        pairs["centralised − IPSS-M"].append((cen, "risk", cen, "clinical_score"))
-        pairs[f"{nodes[-1]} alone − FedAvg global"].append((loc, f"risk_{nodes[-1]}", fed, "risk"))
+        rows.append(
+            [seed, fed[0].height, _c(cen, "risk"), _c(fed, "risk")]
+            + [_c(loc, f"risk_{n}") for n in nodes]
+            + [_c(fed, "clinical_score"), _c(fed, "score_ipssr")]
+        )
+        pairs["FedAvg global − centralised"][seed] = ([(f, "risk") for f in fed], [(f, "risk") for f in cen])
+        pairs["FedAvg global − IPSS-M"][seed] = ([(f, "risk") for f in fed], [(fed[0], "clinical_score")])
+        pairs["centralised − IPSS-M"][seed] = ([(f, "risk") for f in cen], [(cen[0], "clinical_score")])
+        pairs[f"{nodes[-1]} alone − FedAvg global"][seed] = (
+            [(f, f"risk_{nodes[-1]}") for f in loc],
+            [(f, "risk") for f in fed],
+        )
     lines.append(f"### mds_iwgpm, split=five, {len(seeds)} split seeds, test rows with a stored IPSS-M\n")
     table_rows = [[r[0], *r[2:]] for r in rows]
     _table([header[0], *header[2:]], table_rows, lines)
@@ -108,26 +124,35 @@ def mds_section(runs: dict, n_boot: int, lines: list[str]) -> None:
 def aml_section(runs: dict, n_boot: int, lines: list[str]) -> None:
     seeds = sorted(set.intersection(*(set(r) for r in runs.values())))
     # Centres largest first, as the data layer orders nodes (names are stable across seeds).
-    nodes = [n["name"] for n in runs["fedavg"][seeds[0]][0]["final"]["nodes"]]
+    nodes = [n["name"] for n in runs["fedavg"][seeds[0]][0].results["final"]["nodes"]]
     header = ["seed.split", "centralised", "FedAvg global"]
     header += [f"{n} with FL" for n in nodes] + [f"{n} alone" for n in nodes]
     header += ["ELN (scored rows)", "FedAvg (same rows)"]
-    rows, pairs = [], defaultdict(list)
+    rows, pairs = [], defaultdict(dict)
     for seed in seeds:
-        fed, cen, loc = (runs[s][seed][1] for s in ("fedavg", "centralized", "local"))
-        scored = fed.filter(pl.col("clinical_score").is_not_null())
+        fed, cen, loc = ([r.predictions for r in runs[s][seed]] for s in ("fedavg", "centralized", "local"))
+        scored = [f.filter(pl.col("clinical_score").is_not_null()) for f in fed]
         rows.append(
-            [seed, cidx(cen, "risk"), cidx(fed, "risk")]
-            + [cidx(fed, f"risk_{n}") for n in nodes]
-            + [cidx(loc, f"risk_{n}") for n in nodes]
-            + [cidx(scored, "clinical_score"), cidx(scored, "risk")]
+            [seed, _c(cen, "risk"), _c(fed, "risk")]
+            + [_c(fed, f"risk_{n}") for n in nodes]
+            + [_c(loc, f"risk_{n}") for n in nodes]
+            + [_c(scored, "clinical_score"), _c(scored, "risk")]
         )
-        pairs["FedAvg global − centralised"].append((fed, "risk", cen, "risk"))
-        pairs["FedAvg global − ELN (scored rows)"].append((scored, "risk", scored, "clinical_score"))
+        pairs["FedAvg global − centralised"][seed] = ([(f, "risk") for f in fed], [(f, "risk") for f in cen])
+        pairs["FedAvg global − ELN (scored rows)"][seed] = (
+            [(f, "risk") for f in scored],
+            [(scored[0], "clinical_score")],
+        )
         for n in nodes[-2:]:
-            pairs[f"{n} with FL − {n} alone"].append((fed, f"risk_{n}", loc, f"risk_{n}"))
-        pairs[f"{nodes[0]} alone − FedAvg global"].append((loc, f"risk_{nodes[0]}", fed, "risk"))
-    res0 = runs["fedavg"][seeds[0]][0]
+            pairs[f"{n} with FL − {n} alone"][seed] = (
+                [(f, f"risk_{n}") for f in fed],
+                [(f, f"risk_{n}") for f in loc],
+            )
+        pairs[f"{nodes[0]} alone − FedAvg global"][seed] = (
+            [(f, f"risk_{nodes[0]}") for f in loc],
+            [(f, "risk") for f in fed],
+        )
+    res0 = runs["fedavg"][seeds[0]][0].results
     sizes = ", ".join(f"{n['name']} {n['n_train']}+{n['n_val']}" for n in res0["final"]["nodes"])
     lines.append(f"### aml_beat, split=natural, {len(seeds)} split seeds, all test rows\n")
     lines.append(f"Training + validation patients per centre (seed {seeds[0]}): {sizes}.\n")
@@ -141,15 +166,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args(argv)
-    lines: list[str] = []
+    lines: list[str] = [provenance("experiments/real_cohorts/compare.py", argv), ""]
     for use_case, section in (("mds_iwgpm", mds_section), ("aml_beat", aml_section)):
         folder = args.root / use_case
         if not folder.is_dir():
             print(f"{folder}: no sweep; skipping {use_case}")
             continue
-        by_strategy: dict[str, dict] = defaultdict(dict)
-        for (_, strategy, seed), run in load_runs([folder]).items():
-            by_strategy[strategy][seed] = run
+        by_strategy = {k[0]: v for k, v in by_split_seed(load_sweep([folder]), "strategy.name").items()}
         section(by_strategy, args.n_boot, lines)
     text = "\n".join(lines)
     print(text)

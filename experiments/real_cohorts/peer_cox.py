@@ -7,7 +7,9 @@ validation rows of each ``seed.split`` of the ``mds_iwgpm`` sweep (the data laye
 pooled split, the same preprocessing), chooses the penalty on the validation rows
 (C-index; never the test rows), refits on training + validation, and scores the
 test rows that have a stored IPSS-M. It pairs the result with the sweep's FedAvg
-predictions on the same rows (paired bootstrap, mean over seeds).
+predictions on the same rows (mean over split seeds of the paired difference, with the
+cluster bootstrap of ``fedjax_rhd.report.cluster``; FedAvg's training replicates, if the
+sweep has several per split seed, are averaged and resampled).
 
 Usage:  python experiments/real_cohorts/peer_cox.py multirun/real_cohorts [--n-boot 1000]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +29,11 @@ from lifelines import CoxPHFitter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from experiments.foundation.compare import load_runs, paired_mean_difference  # noqa: E402
 from fedjax_rhd.cohorts import iwgpm, require, resolve_real_data_root  # noqa: E402
 from fedjax_rhd.data.federated import SplitSpec, build_federated_data  # noqa: E402
 from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
+from fedjax_rhd.report import sweep  # noqa: E402
+from fedjax_rhd.report.decide import decide  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
 
 PENALIZERS = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -67,6 +71,44 @@ def cox_test_risk(table: pl.DataFrame, guide, seed: int) -> tuple[np.ndarray, tu
     return model.predict_log_partial_hazard(test).to_numpy(), fed.test_patient_ids, best
 
 
+def compare(
+    fedavg: dict[int, list[sweep.SweepRun]],
+    cox: Callable[[int], tuple[np.ndarray, tuple, float]],
+    n_boot: int,
+) -> str:
+    """The table and the paired difference, given FedAvg's runs per split seed and a Cox fit per seed."""
+    lines = [
+        "| seed.split | penaliser (by validation C) | penalised Cox | FedAvg DeepSurv | n rows |",
+        "|---|---|---|---|---|",
+    ]
+    fed_side, cox_side, cox_c, fed_c = {}, {}, [], []
+    for seed in sorted(fedavg):
+        risk, ids, penalizer = cox(seed)
+        preds = []
+        for run in fedavg[seed]:
+            if tuple(run.predictions["patient_id"].to_list()) != tuple(ids):
+                raise ValueError(f"seed {seed}: the sweep's test rows differ from the data layer's")
+            preds.append(
+                run.predictions.with_columns(pl.Series("risk_cox", risk)).filter(
+                    pl.col("score_ipssm_stored").is_not_null()
+                )
+            )
+        fed_side[seed], cox_side[seed] = [(p, "risk") for p in preds], [(preds[0], "risk_cox")]
+        cox_c.append(sweep.c_index(preds[0], "risk_cox"))
+        fed_c.append(float(np.mean([sweep.c_index(p, "risk") for p in preds])))
+        lines.append(f"| {seed} | {penalizer} | {cox_c[-1]:.3f} | {fed_c[-1]:.3f} | {preds[0].height} |")
+    sd = (lambda v: np.std(v, ddof=1)) if len(cox_c) > 1 else (lambda v: 0.0)
+    lines.append(
+        f"| mean ± sd | | {np.mean(cox_c):.3f} ± {sd(cox_c):.3f} | {np.mean(fed_c):.3f} ± {sd(fed_c):.3f} | |"
+    )
+    d = sweep.cluster_interval(fed_side, cox_side, n_boot=n_boot)
+    lines.append(
+        f"\nFedAvg DeepSurv − penalised Cox (same rows, mean over split seeds): {sweep.fmt(d, True, 4)}; "
+        f"{decide(d, 'above').text}. The interval resamples {d.covers}."
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path)
@@ -75,39 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     guide = load_guide("mds_iwgpm")
     # The reader's parsed table: value for value the registered dataset the runs trained on.
     table = iwgpm.load_mds(guide, require(resolve_real_data_root())).table
-    runs = {
-        seed: run
-        for (_, strategy, seed), run in load_runs([args.root / "mds_iwgpm"]).items()
-        if strategy == "fedavg"
-    }
-    lines = [
-        "| seed.split | penaliser (by validation C) | penalised Cox | FedAvg DeepSurv | n rows |",
-        "|---|---|---|---|---|",
-    ]
-    pairs, cox_c, fed_c = [], [], []
-    for seed in sorted(runs):
-        risk, ids, penalizer = cox_test_risk(table, guide, seed)
-        pred = runs[seed][1]
-        if tuple(pred["patient_id"].to_list()) != ids:
-            raise ValueError(f"seed {seed}: the sweep's test rows differ from the data layer's")
-        pred = pred.with_columns(pl.Series("risk_cox", risk)).filter(
-            pl.col("score_ipssm_stored").is_not_null()
-        )
-        t, e = pred["time"].to_numpy(), pred["event"].to_numpy()
-        cox_c.append(concordance_index(t, e, pred["risk_cox"].to_numpy()))
-        fed_c.append(concordance_index(t, e, pred["risk"].to_numpy()))
-        pairs.append((pred, "risk", pred, "risk_cox"))
-        lines.append(f"| {seed} | {penalizer} | {cox_c[-1]:.3f} | {fed_c[-1]:.3f} | {pred.height} |")
-    lines.append(
-        f"| mean ± sd | | {np.mean(cox_c):.3f} ± {np.std(cox_c, ddof=1):.3f} "
-        f"| {np.mean(fed_c):.3f} ± {np.std(fed_c, ddof=1):.3f} | |"
-    )
-    d = paired_mean_difference(pairs, args.n_boot)
-    lines.append(
-        f"\nFedAvg DeepSurv − penalised Cox (same rows, paired bootstrap, mean over seeds): "
-        f"{d['difference']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
-    )
-    text = "\n".join(lines)
+    grouped = sweep.by_split_seed(sweep.load_sweep([args.root / "mds_iwgpm"]), "strategy.name")
+    body = compare(grouped[("fedavg",)], lambda seed: cox_test_risk(table, guide, seed), args.n_boot)
+    text = sweep.provenance("experiments/real_cohorts/peer_cox.py", argv) + "\n\n" + body
     print(text)
     (args.root / "peer_cox.md").write_text(text + "\n")
 

@@ -200,7 +200,7 @@ def compare(before: Path, after: Path, tables: list[Path] | None) -> int:
     return 1 if problems else 0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     snap = sub.add_parser("snapshot")
@@ -211,7 +211,7 @@ def main() -> None:
     comp.add_argument("before", type=Path)
     comp.add_argument("after", type=Path)
     comp.add_argument("--tables", nargs=2, type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "snapshot":
         snapshot(args.out, args.checkout.resolve() if args.checkout else None, args.only)
     else:

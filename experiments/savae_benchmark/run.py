@@ -36,6 +36,7 @@ from fedjax_rhd.federation.registry import make_backend  # noqa: E402
 from fedjax_rhd.jax_setup import enable_compilation_cache  # noqa: E402
 from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 from fedjax_rhd.metrics.evaluation import survival_metrics  # noqa: E402
+from fedjax_rhd.report import sweep  # noqa: E402
 from fedjax_rhd.strategies import build_model  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
 
@@ -96,16 +97,20 @@ def compose(overrides: list[str]):  # noqa: ANN201 - a DictConfig
         return hydra_compose(config_name="config", overrides=overrides)
 
 
-def run_fold(dataset: str, df: pl.DataFrame, model_name: str, fold: int, num_folds: int, seed: int) -> dict:
+def run_fold(
+    dataset: str, df: pl.DataFrame, model_name: str, fold: int, num_folds: int, seed: int, extra: tuple = ()
+) -> dict:
     guide = load_guide(dataset)
     data = fold_data(df, guide, fold=fold, num_folds=num_folds, seed=seed)
-    config = run_config(compose(["strategy=centralized", *OVERRIDES[model_name]]))
+    config = run_config(compose(["strategy=centralized", *OVERRIDES[model_name], *extra]))
     spec = config.algorithm_spec(data.num_features, guide)
     start = time.perf_counter()
-    sim = run_federation(make_backend(config.backend, data, spec), config.schedule(), progress=False)
+    backend = make_backend(config.backend, data, spec)
+    sim = run_federation(backend, config.schedule(), progress=False)
     params = jax.tree.map(lambda p: p[0], sim.node_params)
     risk = np.asarray(build_model(spec).risk(params, data.test.x, data.test.observed), np.float64)
-    extra = survival_metrics(spec, data, params, baseline_nodes=[0])
+    # The backend answers the nodes' counts (the censoring grid) as in a run (fedjax_rhd/results.py).
+    extra = survival_metrics(spec, backend, data.test, params, baseline_nodes=[0])
     return {
         "dataset": dataset,
         "model": model_name,
@@ -152,6 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["savae", "deepsurv", "coxph"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0, help="fold assignment and validation parts")
+    parser.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="extra Hydra overrides for every fold (smoke tests: a tiny budget)",
+    )
     args = parser.parse_args(argv)
     enable_compilation_cache()
     rows = []
@@ -159,13 +170,13 @@ def main(argv: list[str] | None = None) -> None:
         df = load_table(dataset)
         for model_name in args.models:
             for fold in range(args.folds):
-                row = run_fold(dataset, df, model_name, fold, args.folds, args.seed)
+                row = run_fold(dataset, df, model_name, fold, args.folds, args.seed, tuple(args.override))
                 print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
                 rows.append(row)
     folds = pl.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     folds.write_csv(args.out / "folds.csv")
-    summary = summarise(folds)
+    summary = sweep.provenance("experiments/savae_benchmark/run.py", argv) + "\n\n" + summarise(folds)
     (args.out / "summary.md").write_text(summary)
     print(summary)
 

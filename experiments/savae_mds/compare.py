@@ -9,9 +9,12 @@ Reads the run directories of the two sweeps
 
 and writes a Markdown table (per seed, then mean ± sd over seeds) of the main
 model's Harrell C, Uno's C, mean time-dependent AUC and integrated Brier score,
-plus paired differences SAVAE − DeepSurv per strategy: Harrell's C with a
-bootstrap over the same test rows (each seed resampled, the per-seed
-differences averaged), IBS as mean ± sd of per-seed differences.
+plus paired differences SAVAE − DeepSurv per strategy: Harrell's C with the
+cluster bootstrap of ``fedjax_rhd.report.cluster`` (split seeds, patients shared
+between the seeds' test sets drawn once, training replicates when the sweeps have
+several per split seed), decided on its interval; IBS as mean ± sd of per-seed
+differences. The title names the cohort the runs were trained on (``results.json``
+``dataset``), so the same script labels a simulated and a real (IWG-PM) page correctly.
 
 Usage:  python experiments/savae_mds/compare.py multirun/savae_mds [--out experiments/savae_mds/results.md]
 """
@@ -28,30 +31,23 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from fedjax_rhd.report.stats import SeedRows, paired_difference  # noqa: E402
+from fedjax_rhd.report import sweep  # noqa: E402
+from fedjax_rhd.report.decide import decide  # noqa: E402
 
 METRICS = ("harrell_c", "uno_c", "td_auc", "ibs")
 
 
-def paired_mean_difference(pairs: list[tuple], n_boot: int, boot_seed: int = 0) -> dict[str, float]:
-    """Mean over seeds of C(a) − C(b) on the same rows, with the report's stratified paired bootstrap."""
-    a: tuple[dict, dict] = ({}, {})
-    b: tuple[dict, dict] = ({}, {})
-    for k, (pa, ca, pb, cb) in enumerate(pairs):
-        if pa["patient_id"].to_list() != pb["patient_id"].to_list():
-            raise ValueError("paired runs do not share the same test rows")
-        rows = SeedRows(
-            pa["time"].to_numpy(), pa["event"].to_numpy(), seed=k, n_boot=n_boot, boot_seed=boot_seed
-        )
-        for side, pred, col in ((a, pa, ca), (b, pb, cb)):
-            risk = pred[col].to_numpy()
-            side[0][k], side[1][k] = rows.cindex(risk), rows.boot(risk)
-    iv = paired_difference(a, b)
-    return {"difference": iv.estimate, "ci_low": iv.ci_low, "ci_high": iv.ci_high}
+def cohort_title(results: list[dict]) -> str:
+    """The cohort the runs trained on, from their results.json (never a fixed label)."""
+    names = sorted({f"{r['config']['use_case']['name']}" for r in results})
+    sizes = sorted({int(r["dataset"]["n_rows"]) for r in results})
+    splits = sorted({r["config"]["split"]["name"] for r in results})
+    size = " / ".join(f"{n:,}" for n in sizes)
+    return f"{', '.join(names)} ({size} patients, split={', '.join(splits)})"
 
 
 def load(root: Path) -> dict[tuple[str, str, int], tuple[dict, pl.DataFrame]]:
-    """(model, strategy, split seed) -> (metrics, test predictions)."""
+    """(model, strategy, split seed) -> (metrics, test predictions); metrics["results"]: results.json."""
     runs = {}
     for path in sorted(root.rglob("results.json")):
         res = json.loads(path.read_text())
@@ -64,6 +60,7 @@ def load(root: Path) -> dict[tuple[str, str, int], tuple[dict, pl.DataFrame]]:
             "ibs": final.get("ibs_test"),
             "best_round": final["best_round"],
             "oracle_c": (final.get("oracle_c_index_test") or {}).get("estimate", float("nan")),
+            "results": res,
         }
         runs[key] = (metrics, pl.read_parquet(path.parent / "test_predictions.parquet"))
     return runs
@@ -79,9 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     models = sorted({m for m, _, _ in runs}, reverse=True)  # savae first
     strategies = sorted({s for _, s, _ in runs})
     seeds = sorted({s for _, _, s in runs})
+    title = cohort_title([m["results"] for m, _ in runs.values()])
     lines = [
-        f"### Simulated MDS (4,427 patients, split=three), {len(seeds)} split seeds: "
-        "main model on the test set\n"
+        sweep.provenance("experiments/savae_mds/compare.py", argv),
+        "",
+        f"### {title}, {len(seeds)} split seeds: main model on the test set\n",
     ]
     header = ["model", "strategy", "seed.split", "Harrell C", "Uno C", "mean td-AUC", "IBS", "best round"]
     header.append("oracle Harrell C")
@@ -96,38 +95,43 @@ def main(argv: list[str] | None = None) -> None:
                 tail = f" | {r['best_round']} | {r['oracle_c']:.3f} |"
                 lines.append(f"| {model} | {strategy} | {seed} | " + " | ".join(cells) + tail)
             values = np.array([[r[m] for m in METRICS] for r in rows], dtype=float)
-            mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1)
+            ddof = 1 if len(rows) > 1 else 0
+            mean, sd = values.mean(axis=0), values.std(axis=0, ddof=ddof)
             cells = [f"**{m:.3f} ± {s:.3f}**" for m, s in zip(mean, sd, strict=True)]
             oracle = np.array([r["oracle_c"] for r in rows])
-            tail = f" | | {oracle.mean():.3f} ± {oracle.std(ddof=1):.3f} |"
+            tail = f" | | {oracle.mean():.3f} ± {oracle.std(ddof=ddof):.3f} |"
             summary.append(f"| {model} | {strategy} | mean ± sd ({len(rows)}) | " + " | ".join(cells) + tail)
     lines += summary
     if {"savae", "deepsurv"} <= set(models):
         lines.append("\n### Paired differences, SAVAE − DeepSurv (same split seeds, same test rows)\n")
         lines.append(
-            "| strategy | Δ Harrell C [95% bootstrap CI] | Δ IBS mean ± sd over seeds "
-            "| seeds SAVAE IBS lower |"
+            "| strategy | Δ Harrell C [95% cluster-bootstrap CI] | Δ Harrell C above 0? "
+            "| Δ IBS mean ± sd over seeds | seeds SAVAE IBS lower |"
         )
-        lines.append("|---|---|---|---|")
+        lines.append("|---|---|---|---|---|")
+        covers = set()
         for strategy in strategies:
             common = [
                 s for s in seeds if ("savae", strategy, s) in runs and ("deepsurv", strategy, s) in runs
             ]
-            pairs = [
-                (runs[("savae", strategy, s)][1], "risk", runs[("deepsurv", strategy, s)][1], "risk")
-                for s in common
-            ]
-            d = paired_mean_difference(pairs, args.n_boot)
+            d = sweep.cluster_interval(
+                {s: [(runs[("savae", strategy, s)][1], "risk")] for s in common},
+                {s: [(runs[("deepsurv", strategy, s)][1], "risk")] for s in common},
+                n_boot=args.n_boot,
+            )
+            covers.add(d.covers)
             d_ibs = np.array(
                 [
                     runs[("savae", strategy, s)][0]["ibs"] - runs[("deepsurv", strategy, s)][0]["ibs"]
                     for s in common
                 ]
             )
+            sd = d_ibs.std(ddof=1) if len(common) > 1 else 0.0
             lines.append(
-                f"| {strategy} | {d['difference']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | "
-                f"{d_ibs.mean():+.4f} ± {d_ibs.std(ddof=1):.4f} | {int((d_ibs < 0).sum())}/{len(common)} |"
+                f"| {strategy} | {sweep.fmt(d, True)} | {decide(d, 'above').short} | "
+                f"{d_ibs.mean():+.4f} ± {sd:.4f} | {int((d_ibs < 0).sum())}/{len(common)} |"
             )
+        lines += ["", *(f"The Δ Harrell C intervals resample: {c}." for c in sorted(covers))]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out is not None:

@@ -25,13 +25,16 @@ from fedjax_rhd.metrics.ipcw import kaplan_meier
 from fedjax_rhd.simulate import copula
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("use_case", choices=["mds", "cmml"])
-    args = parser.parse_args()
+    parser.add_argument(
+        "--n", type=int, default=20_000, help="simulated patients (the smoke test uses a few)"
+    )
+    args = parser.parse_args(argv)
     module = importlib.import_module(f"fedjax_rhd.simulate.{args.use_case}")
     rng = np.random.default_rng(5)
-    cov = module.draw_covariates(rng, 20_000)
+    cov = module.draw_covariates(rng, args.n)
     eta = module.oracle_log_hazard(cov) + module.ETA_CENTRE
     centre = float(eta.mean())
     eta = eta - centre

@@ -19,6 +19,7 @@ import polars as pl
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
 
+from fedjax_rhd.report.sweep import provenance
 from fedjax_rhd.scores import riss
 from fedjax_rhd.simulate import aml, mds_wsi, mm
 from fedjax_rhd.simulate.mds import simulate_mds
@@ -67,7 +68,7 @@ def aml_report() -> str:
         "",
         "## Karyotype lesions and genes (share mutated / present among those tested)",
         "",
-        "| feature | Beat AML | sim n=1547 | sim n=20000 |",
+        f"| feature | Beat AML | sim n=1547 | sim n={LARGE} |",
         "|---|---|---|---|",
     ]
     for f, beat in t["freq"].items():
@@ -76,18 +77,18 @@ def aml_report() -> str:
         out.append(_row(f, beat, float(small[f].mean()), float(large[f].mean())))
     for f in ("CEBPA_bZIP", "ZRSR2"):
         out.append(_row(f + " (published, see module)", "-", float(small[f].mean()), float(large[f].mean())))
-    out += ["", "## Associations: P(A | B) and P(A | not B)", "", "| A given B | Beat AML | sim n=20000 |"]
+    out += ["", "## Associations: P(A | B) and P(A | not B)", "", f"| A given B | Beat AML | sim n={LARGE} |"]
     out.append("|---|---|---|")
     for key, (given, not_given) in t["associations"].items():
         a, b = key.split("|")
         sg = float(large.filter(pl.col(b) == 1)[a].mean())
         sn = float(large.filter(pl.col(b) == 0)[a].mean())
         out.append(_row(f"{a} given {b}", f"{given:.3f} / {not_given:.3f}", f"{sg:.3f} / {sn:.3f}"))
-    out += ["", "## Age and labs: quartiles", "", "| feature | Beat AML | sim n=20000 |", "|---|---|---|"]
+    out += ["", "## Age and labs: quartiles", "", f"| feature | Beat AML | sim n={LARGE} |", "|---|---|---|"]
     for lab, q in t["lab_quartiles"].items():
         sq = np.nanquantile(large[lab].cast(pl.Float64).fill_null(np.nan).to_numpy(), [0.25, 0.5, 0.75])
         out.append(_row(lab, " / ".join(f"{v:.1f}" for v in q), " / ".join(f"{v:.1f}" for v in sq)))
-    out += ["", "## Missingness", "", "| feature | Beat AML | sim n=20000 |", "|---|---|---|"]
+    out += ["", "## Missingness", "", f"| feature | Beat AML | sim n={LARGE} |", "|---|---|---|"]
     miss = aml.params()["missing"]
     out.append(_row("karyotype (block)", miss["cytogenetic_block"], float(large["t_8_21"].is_null().mean())))
     out.append(_row("gene panel (block)", miss["gene_block"], float(large["TP53"].is_null().mean())))
@@ -109,7 +110,7 @@ def aml_report() -> str:
 
 
 def _truth_section(small, large, use_case, score, targets, note) -> list[str]:
-    out = ["", "## Survival and ground truth", "", "| quantity | target | sim n=study | sim n=20000 |"]
+    out = ["", "## Survival and ground truth", "", f"| quantity | target | sim n=study | sim n={LARGE} |"]
     out.append("|---|---|---|---|")
     s_small, s_large = _survival(small), _survival(large)
     for k in s_small:
@@ -154,7 +155,7 @@ def mm_report() -> str:
         "No real myeloma cohort is at hand: targets are the published figures cited in",
         "`fedjax_rhd/simulate/mm.py` (approximate where marked). Shares among patients with the value.",
         "",
-        "| feature | target | source | sim n=1005 | sim n=20000 |",
+        f"| feature | target | source | sim n=1005 | sim n={LARGE} |",
         "|---|---|---|---|---|",
     ]
     for label, col, how, target, src in rows:
@@ -227,17 +228,31 @@ def wsi_report() -> str:
         f"IPSS-R C {_c(small, _score(small, 'mds_wsi')):.3f}.",
     ]
     s = _survival(large)
-    out.append("- Survival (n = 20,000): " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()) + ".")
+    out.append(f"- Survival (n = {LARGE:,}): " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()) + ".")
     return "\n".join(out) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    global LARGE  # the report functions read the module-level size; --large sets it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent))
-    out = Path(parser.parse_args().out)
+    parser.add_argument(
+        "--large", type=int, default=LARGE, help="the large draw's size (smoke tests: a few hundred)"
+    )
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="reports to write (aml, mm, mds_wsi; default all)"
+    )
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    LARGE = args.large
     for name, report in (("aml", aml_report), ("mm", mm_report), ("mds_wsi", wsi_report)):
+        if args.only and name not in args.only:
+            continue
         path = out / f"calibration_{name}.md"
-        path.write_text(report(), encoding="utf-8")
+        text = report()
+        title, rest = text.split("\n", 1)  # the provenance line goes under the page's title
+        line = provenance("experiments/simulation/calibrate_aml_mm_wsi.py", argv)
+        path.write_text(f"{title}\n\n{line}\n{rest}", encoding="utf-8")
         print(f"wrote {path}")
 
 

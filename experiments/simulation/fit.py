@@ -340,10 +340,11 @@ def exclusive_group(raw: pl.DataFrame, params: dict, use_case: str) -> dict:
     return group
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real-data", default="../shared/data")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=OUT, help="folder for params_{mds,cmml}.json")
+    args = parser.parse_args(argv)
     from harmonize.terminology import hgnc_table
 
     mds_raw, cmml_raw = _cohorts(Path(args.real_data))
@@ -356,7 +357,7 @@ def main() -> None:
     for name, params in (("mds", mds), ("cmml", cmml)):
         params["source"] = source
         params["genes"] = genes
-        path = OUT / f"params_{name}.json"
+        path = args.out / f"params_{name}.json"
         path.write_text(json.dumps(params, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {path} ({params['n']} patients, {len(params['variables'])} variables)")
 

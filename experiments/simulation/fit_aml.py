@@ -71,11 +71,12 @@ def assign_class(df: pl.DataFrame) -> np.ndarray:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_root = Path(__file__).resolve().parents[3] / "shared" / "data"
     parser.add_argument("--real-data-root", default=str(default_root))
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=OUT, help="the params file to write")
+    args = parser.parse_args(argv)
     guide = load_guide("aml_beat")
     cohort = beataml.load_aml(guide, require(Path(args.real_data_root)))  # the reader's parsed table
     df = cohort[0].sort("patient_id")
@@ -180,9 +181,9 @@ def main() -> None:
             "max_time_years": float(df["time"].max()),
         },
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(params, indent=1) + "\n")
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(params, indent=1) + "\n")
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

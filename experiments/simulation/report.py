@@ -27,6 +27,7 @@ from statsmodels.stats.multitest import multipletests  # noqa: E402
 from fedjax_rhd.cohorts.iwgpm import cpss_cyto_risk, read_raw  # noqa: E402
 from fedjax_rhd.metrics.concordance import concordance_index  # noqa: E402
 from fedjax_rhd.metrics.ipcw import kaplan_meier  # noqa: E402
+from fedjax_rhd.report.sweep import provenance  # noqa: E402
 from fedjax_rhd.scores import ipss  # noqa: E402
 from fedjax_rhd.simulate import cmml, copula, mds  # noqa: E402
 from harmonize.guide import load_guide  # noqa: E402
@@ -149,7 +150,7 @@ def layer_shares(use_case: str, seed: int) -> dict[str, float]:
 def figures(
     use_case: str, real: dict, sim: dict, genes: list[str], pairs: pl.DataFrame, labs: list[str]
 ) -> None:
-    FIG.mkdir(exist_ok=True)
+    FIG.mkdir(parents=True, exist_ok=True)
     freq_r = [np.nanmean(real[g]) * 100 for g in genes]
     freq_s = [np.nanmean(sim[g]) * 100 for g in genes]
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -357,18 +358,23 @@ node without that layer cannot learn from its own rows.
 """
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    global FIG, LARGE_N  # the section and figure functions read these module-level settings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real-data", default="../shared/data")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for README.md and figures/")
+    parser.add_argument("--large-n", type=int, default=LARGE_N, help="the large draw (smoke tests: small)")
+    args = parser.parse_args(argv)
+    FIG, LARGE_N = args.out / "figures", args.large_n
     tables = real_tables(Path(args.real_data))
-    lines = [HEADER]
+    title, rest = HEADER.split("\n", 1)
+    lines = [title, "", provenance("experiments/simulation/report.py", argv), rest]
     for use_case in ("mds", "cmml"):
         part, checks = section(use_case, tables[use_case], args.seed)
         lines += part
         print(use_case, checks)
-    (HERE / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (args.out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,17 @@
 
 For each use case and scenario, over the split seeds: centralised DeepSurv, the FedAvg
 global model, the smallest node's own ``local`` model and the clinical score, each the
-mean C-index over seeds with a paired bootstrap (every model of a seed scored on the
-same resampled test rows, ``fedjax_rhd.report.stats``); then the paired differences
-the study claims (centralised − score, FedAvg − centralised, smallest alone − FedAvg,
-worst − best for FedAvg and centralised, and per column: each node with FL (the selected
-global model after the node's last local update) and each node alone; a scenario changes
-node rows only, so the test rows of a seed are the same in both). Writes ``<out>/study.md``.
+mean C-index over split seeds (and over training replicates, ``seed.init``/``seed.train``,
+when the sweep has several per split seed); then the paired differences the study claims
+(centralised − score, FedAvg − centralised, smallest alone − FedAvg, worst − best for
+FedAvg and centralised, and per column: each node with FL and each node alone; a scenario
+changes node rows only, so the test rows of a seed are the same in both).
+
+Intervals are the cluster bootstrap of ``fedjax_rhd.report.cluster``: split seeds drawn
+with replacement, every test patient drawn once per replicate across the seeds' overlapping
+test sets, training replicates drawn inside each split seed; the page says what they cover.
+Every claim is decided on its interval's bounds (``fedjax_rhd.report.decide``): shown, not
+shown, or shown otherwise. Writes ``<out>/study.md``.
 
 Run from the repository root: ``python experiments/simulation/study.py multirun/simulation_study``.
 """
@@ -15,60 +20,86 @@ Run from the repository root: ``python experiments/simulation/study.py multirun/
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-import numpy as np
-import polars as pl
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from fedjax_rhd.report.stats import Interval, SeedRows, mean_over_seeds, paired_difference
+from fedjax_rhd.report import sweep  # noqa: E402
+from fedjax_rhd.report.decide import decide  # noqa: E402
+from fedjax_rhd.report.stats import Interval  # noqa: E402
 
 N_BOOT = 1000
+# The study's thresholds (issue 5): FedAvg within MARGIN of centralised, the smallest node alone
+# at least GAP below FedAvg.
+MARGIN, GAP = 0.02, 0.03
+
+Side = dict[int, list[sweep.Scored]]  # split seed -> one (predictions, column) per training replicate
 
 
-def collect(root: Path) -> dict[tuple[str, str, str, int], pl.DataFrame]:
-    """(use case, scenario, strategy, split seed) -> test predictions."""
-    out = {}
-    for res in sorted(root.glob("*/*/results.json")):
-        cfg = json.loads(res.read_text())["config"]
-        key = (
-            cfg["use_case"]["name"],
-            cfg["scenario"]["name"],
-            cfg["strategy"]["name"],
-            cfg["seed"]["split"],
-        )
-        out[key] = pl.read_parquet(res.parent / "test_predictions.parquet")
+def _node_columns(frame_columns: list[str]) -> list[str]:
+    return sorted((c for c in frame_columns if c.startswith("risk_node")), key=lambda c: int(c[9:]))
+
+
+def models(runs: dict[str, dict[int, list[sweep.SweepRun]]], seeds: list[int]) -> dict[str, Side]:
+    """Every compared model's risks on every split seed, keyed like the table's columns."""
+    out: dict[str, Side] = {}
+    for s in seeds:
+        fed, cen, loc = (runs[x][s] for x in ("fedavg", "centralized", "local"))
+        ref = fed[0].predictions["patient_id"]
+        for run in [*fed, *cen, *loc]:
+            if not run.predictions["patient_id"].equals(ref):
+                raise ValueError(f"seed {s}: test rows differ between {fed[0].path} and {run.path}")
+        nodes = _node_columns(loc[0].predictions.columns)
+        sides = {
+            "centralised": [(r.predictions, "risk") for r in cen],
+            "fedavg": [(r.predictions, "risk") for r in fed],
+            "smallest": [(r.predictions, nodes[-1]) for r in loc],
+            "score": [(fed[0].predictions, "clinical_score")],
+            "oracle": [(fed[0].predictions, "oracle_risk")],
+        }
+        # every node's column: the node's model in the federation, and the node alone
+        for c in nodes:
+            if c in fed[0].predictions.columns:
+                sides[f"fedavg {c[5:]}"] = [(r.predictions, c) for r in fed]
+            sides[f"alone {c[5:]}"] = [(r.predictions, c) for r in loc]
+        for name, side in sides.items():
+            out.setdefault(name, {})[s] = side
     return out
 
 
-def fmt(iv: Interval | None, signed: bool = False) -> str:
-    if iv is None:
-        return "n/a"
-    s = "+" if signed else ""
-    return f"{iv.estimate:{s}.3f} [{iv.ci_low:{s}.3f}, {iv.ci_high:{s}.3f}]"
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root")
     parser.add_argument("--out", default=None, help="Markdown file (default <root>/study.md)")
-    args = parser.parse_args()
+    parser.add_argument("--n-boot", type=int, default=N_BOOT)
+    args = parser.parse_args(argv)
     root = Path(args.root)
-    runs = collect(root)
+    grouped = sweep.by_split_seed(sweep.load_sweep([root]), "use_case.name", "scenario.name", "strategy.name")
+    covers: set[str] = set()
+
+    def iv(a: Side, b: Side | None = None) -> Interval | None:
+        out = sweep.cluster_interval(a, b, n_boot=args.n_boot)
+        if out is not None:
+            covers.add(out.covers)
+        return out
+
     lines = [
         "# Study pattern on the calibrated simulators",
         "",
+        sweep.provenance("experiments/simulation/study.py", argv),
+        "",
         "DeepSurv, centralised vs FedAvg vs the smallest node alone vs the clinical score (IPSS-M on",
         "simulated MDS over five nodes 45/20/15/10/10, CPSS-mol on simulated CMML over three nodes",
-        "60/30/10), best and worst scenarios, split seeds 0-4. Each cell: mean Harrell C over seeds on",
-        "the global test set (about 443 MDS / 174 CMML patients per seed) with a 95% bootstrap interval;",
-        "every model of a seed is scored on the same resampled rows, so differences are paired.",
+        "60/30/10), best and worst scenarios. Each cell: mean Harrell C over split seeds (and training",
+        "replicates) on the global test set, with a 95% cluster-bootstrap interval (what it resamples is",
+        "listed below the table); every model of a replicate is scored on the same drawn patients, so",
+        "differences are paired. Each claim is decided on its interval's bounds: *shown*, *not shown*, or",
+        "*shown otherwise* (the interval lies wholly on the claim's other side).",
         "Regenerate: `bash experiments/simulation/run_study.sh multirun/simulation_study` then",
         "`python experiments/simulation/study.py multirun/simulation_study "
         "--out experiments/simulation/STUDY.md`.",
         "",
-    ]
-    lines += [
         "| use case | scenario | seeds | centralised | FedAvg global | smallest node alone | clinical score |"
         " oracle |",
         "|---|---|---|---|---|---|---|---|",
@@ -76,87 +107,63 @@ def main() -> None:
     diffs: list[str] = []
     columns: list[str] = []
     per_node: list[str] = []
-    for use_case in sorted({k[0] for k in runs}):
-        cells: dict[str, dict[str, tuple[dict[int, float], dict[int, np.ndarray]]]] = {}
+    for use_case in sorted({k[0] for k in grouped}):
+        cells: dict[str, dict[str, Side]] = {}
         for scenario in ("best", "worst"):
-            seeds = sorted(
-                s
-                for (u, sc, st, s) in runs
-                if (u, sc, st) == (use_case, scenario, "fedavg")
-                and all((use_case, scenario, x, s) in runs for x in ("centralized", "local"))
-            )
+            runs = {k[2]: v for k, v in grouped.items() if k[:2] == (use_case, scenario)}
+            if not {"fedavg", "centralized", "local"} <= set(runs):
+                continue
+            seeds = sorted(set(runs["fedavg"]) & set(runs["centralized"]) & set(runs["local"]))
             if not seeds:
                 continue
-            models: dict[str, tuple[dict[int, float], dict[int, np.ndarray]]] = {
-                m: ({}, {}) for m in ("centralised", "fedavg", "smallest", "score", "oracle")
-            }
-            for s in seeds:
-                fed = runs[(use_case, scenario, "fedavg", s)]
-                cen = runs[(use_case, scenario, "centralized", s)]
-                loc = runs[(use_case, scenario, "local", s)]
-                for other in (cen, loc):
-                    if not other["patient_id"].equals(fed["patient_id"]):
-                        raise ValueError(f"{use_case} {scenario} seed {s}: test rows differ between runs")
-                rows = SeedRows(
-                    fed["time"].to_numpy(), fed["event"].to_numpy(), seed=s, n_boot=N_BOOT, boot_seed=0
-                )
-                node_cols = sorted(
-                    (c for c in loc.columns if c.startswith("risk_node")), key=lambda c: int(c[9:])
-                )
-                risks = {
-                    "centralised": cen["risk"],
-                    "fedavg": fed["risk"],
-                    "smallest": loc[node_cols[-1]],
-                    "score": fed["clinical_score"],
-                    "oracle": fed["oracle_risk"],
-                }
-                # every node's column: the node's model in the federation, and the node alone
-                risks.update({f"fedavg {c[5:]}": fed[c] for c in node_cols if c in fed.columns})
-                risks.update({f"alone {c[5:]}": loc[c] for c in node_cols})
-                for m, r in risks.items():
-                    r = r.cast(pl.Float64).fill_null(np.nan).to_numpy()
-                    models.setdefault(m, ({}, {}))
-                    models[m][0][s], models[m][1][s] = rows.cindex(r), rows.boot(r)
-            cells[scenario] = models
-            iv = {m: mean_over_seeds(*models[m]) for m in models}
+            m = cells[scenario] = models(runs, seeds)
+            means = {k: iv(m[k]) for k in ("centralised", "fedavg", "smallest", "score", "oracle")}
             lines.append(
-                f"| {use_case} | {scenario} | {len(seeds)} | {fmt(iv['centralised'])} | "
-                f"{fmt(iv['fedavg'])} | {fmt(iv['smallest'])} | {fmt(iv['score'])} | {fmt(iv['oracle'])} |"
+                f"| {use_case} | {scenario} | {len(seeds)} | "
+                + " | ".join(
+                    sweep.fmt(means[k]) for k in ("centralised", "fedavg", "smallest", "score", "oracle")
+                )
+                + " |"
             )
-            m = models
-            d1 = paired_difference(m["centralised"], m["score"])
-            d2 = paired_difference(m["fedavg"], m["centralised"])
-            d3 = paired_difference(m["smallest"], m["fedavg"])
+            d1, d2, d3 = (
+                iv(m["centralised"], m["score"]),
+                iv(m["fedavg"], m["centralised"]),
+                iv(m["smallest"], m["fedavg"]),
+            )
             diffs += [
-                f"- {use_case} {scenario}: centralised − clinical score {fmt(d1, True)} "
-                f"({'above' if d1.ci_low > 0 else 'NOT clearly above'}); "
-                f"FedAvg − centralised {fmt(d2, True)} "
-                f"({'within' if abs(d2.estimate) <= 0.02 else 'NOT within'} 0.02); "
-                f"smallest node alone − FedAvg {fmt(d3, True)} "
-                f"({'at least 0.03 below' if d3.estimate <= -0.03 else 'NOT 0.03 below'})."
+                f"- {use_case} {scenario}: centralised − clinical score (on the rows the score covers) "
+                f"{sweep.fmt(d1, True)}: {decide(d1, 'above').short}; "
+                f"FedAvg − centralised {sweep.fmt(d2, True)}: {decide(d2, 'within', MARGIN).short}; "
+                f"smallest node alone − FedAvg {sweep.fmt(d3, True)}: {decide(d3, 'below', GAP).short}."
             ]
         if "best" in cells and "worst" in cells:
-            for m, label in (("fedavg", "FedAvg"), ("centralised", "centralised")):
-                d = paired_difference(cells["worst"][m], cells["best"][m])
-                verdict = "below" if d is not None and d.ci_high < 0 else "NOT clearly below"
-                diffs.append(f"- {use_case}: worst − best, {label}: {fmt(d, True)} ({verdict}).")
+            for key, label in (("fedavg", "FedAvg"), ("centralised", "centralised")):
+                d = iv(cells["worst"][key], cells["best"][key])
+                verdict = decide(d, "below").short if d is not None else "n/a (no common seed)"
+                diffs.append(f"- {use_case}: worst − best, {label}: {sweep.fmt(d, True)}: {verdict}.")
             columns.append(
                 f"| {use_case} | "
                 + " | ".join(
-                    fmt(paired_difference(cells["worst"][m], cells["best"][m]), True)
-                    for m in ("centralised", "fedavg")
-                    if m in cells["best"]
+                    sweep.fmt(iv(cells["worst"][k], cells["best"][k]), True)
+                    for k in ("centralised", "fedavg")
                 )
+                + " |"
             )
-            nodes = [m for m in cells["best"] if m.startswith(("fedavg node", "alone node"))]
+            nodes = [k for k in cells["best"] if k.startswith(("fedavg node", "alone node"))]
             for label, prefix in (("each node with FL", "fedavg"), ("each node alone", "alone")):
                 gaps = (
-                    fmt(paired_difference(cells["worst"][m], cells["best"][m]), True)
-                    for m in nodes
-                    if m.startswith(prefix)
+                    sweep.fmt(iv(cells["worst"][k], cells["best"][k]), True)
+                    for k in nodes
+                    if k.startswith(prefix) and k in cells["worst"]
                 )
                 per_node.append(f"| {use_case} | {label} | " + " | ".join(gaps) + " |")
-    lines += ["", "Paired differences (mean over seeds, 95% paired-bootstrap interval):", "", *diffs, ""]
+    lines += ["", *(f"Every interval on this page resamples: {c}." for c in sorted(covers))]
+    lines += [
+        "",
+        "Paired differences (mean over seeds, 95% cluster-bootstrap interval), each claim decided:",
+        "",
+    ]
+    lines += [*diffs, ""]
     lines += [
         "Worst − best per column (same test rows in both scenarios, so paired; nodes largest first;",
         "the worst scenario removes the gene panel from node 2 and cytogenetics from the smallest node,",
@@ -164,7 +171,7 @@ def main() -> None:
         "",
         "| use case | centralised | FedAvg global |",
         "|---|---|---|",
-        *[c + " |" for c in columns],
+        *columns,
         "",
         "| use case | column | node 1 | node 2 | node 3 | node 4 | node 5 |",
         "|---|---|---|---|---|---|---|",

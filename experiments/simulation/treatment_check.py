@@ -137,11 +137,11 @@ def measure(use_case: str, n: int, seed: int) -> None:
         print(f"| {name} | {concordance_index(time[~train], event[~train], risk[~train]):.3f} |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30_000)
     parser.add_argument("--seed", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for use_case in ("mds", "cmml"):
         measure(use_case, args.n, args.seed)
 

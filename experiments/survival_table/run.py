@@ -24,15 +24,16 @@ from pathlib import Path
 
 from fedjax_rhd import pipeline
 from fedjax_rhd.report import sentence, write_report
+from fedjax_rhd.report.sweep import git_commit, provenance
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path(pipeline.PARAMS_FILE))
     parser.add_argument("--out", type=Path, default=Path("multirun/survival_table"))
     parser.add_argument("--jobs", type=int, default=None, help="parallel runs (default: launcher.n_jobs)")
     parser.add_argument("--only", nargs="*", default=None, help="use_cases entries to run (default: all)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     study, entries = pipeline.load_params(args.params)
     if args.jobs is not None:
@@ -61,6 +62,8 @@ def main() -> None:
     for row in report.rows:
         print(f"- {sentence(row, 0.02)}")
     info = {
+        "produced_by": provenance("experiments/survival_table/run.py", argv),
+        "commit": git_commit(),
         "timing": timing,
         "n_jobs": study.n_jobs,
         "cpus": os.cpu_count(),

@@ -2,7 +2,9 @@
 
 Reads run and multirun directories (their ``results.json`` and ``test_predictions.parquet``),
 and writes into ``--out``: ``table.md``, ``table.csv``, ``comparisons.csv``, a
-self-contained ``report.html`` and ``figures/*.png`` (ARCHITECTURE §5).
+self-contained ``report.html`` and ``figures/*.png`` (ARCHITECTURE §5). Runs of one cell
+that differ only in ``seed.init`` / ``seed.train`` are training replicates: the cell
+averages them and its interval resamples them (``fedjax_rhd.report.cluster``).
 
 Usage::
 
@@ -37,7 +39,8 @@ class Report:
 
 def _comparisons_csv(rows: list[Row], path: Path) -> None:
     fields = ["use_case", "scenario", "split", "model", "fl_strategy", "comparison", "label", "difference",
-              "ci_low", "ci_high", "n_seeds", "seeds", "n_boot", "reason"]  # fmt: skip
+              "ci_low", "ci_high", "n_seeds", "seeds", "n_boot", "reason", "covers", "rows_ci_low",
+              "rows_ci_high"]  # fmt: skip
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
@@ -51,6 +54,9 @@ def _comparisons_csv(rows: list[Row], path: Path) -> None:
                         "label": label,
                         **interval_fields(comp.value, "difference"),
                         "reason": comp.reason or "",
+                        "covers": comp.value.covers if comp.value is not None else "",
+                        "rows_ci_low": "" if comp.rows_value is None else repr(comp.rows_value.ci_low),
+                        "rows_ci_high": "" if comp.rows_value is None else repr(comp.rows_value.ci_high),
                     }
                 )
 

@@ -82,10 +82,10 @@ def plot_row(row: Row, runs: list[Run], out_dir: Path) -> Path | None:
             min(lasts) + 0.5, color="0.6", lw=0.8, ls=":", label="first early stop (fewer seeds to the right)"
         )
     seeds = sorted({r.seed for r in mine})
+    reps = len({(r.seed, r.training_seeds) for r in mine}) // max(len(seeds), 1)
     k = row.key
-    ax.set_title(
-        f"{k.use_case} · {k.scenario} · split {k.split} · {k.model} — mean over {len(seeds)} split seed(s)"
-    )
+    over = f"{len(seeds)} split seed(s)" + (f" × {reps} training replicates" if reps > 1 else "")
+    ax.set_title(f"{k.use_case} · {k.scenario} · split {k.split} · {k.model} — mean over {over}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("C-index on the test set")

@@ -9,20 +9,28 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
+from fedjax_rhd.report.decide import Outcome, decide
 from fedjax_rhd.report.stats import Interval
 from fedjax_rhd.report.table import Cell, Row
 
 CSV_FIELDS = (
     "use_case", "scenario", "split", "model", "fl_strategy", "column", "label", "node", "share", "estimate",
     "ci_low", "ci_high", "n_seeds", "seeds", "sd_seeds", "n_boot", "approximate", "reason",
+    "n_replicates", "covers", "rows_ci_low", "rows_ci_high",
 )  # fmt: skip
 METHOD = (
-    "Each cell: Harrell's C-index on the global test set, mean over split seeds, with a 95% interval from a "
-    "bootstrap that resamples every seed's test rows (the same resamples for every model of a seed, so "
-    "differences are paired); the percentage is the node's share of the training rows. *Node k with FL* is "
-    "the model node k holds at the end of federation (the selected global model after node k's last local "
-    "update); *isolated* is that node's own `local` model. Rounds were chosen on federated validation "
-    "loss, never on the test set. sd over seeds is in the CSV."
+    "Each cell: Harrell's C-index on the global test set, mean over split seeds (and over the training "
+    "replicates of a split seed, runs that differ only in seed.init / seed.train), with a 95% interval "
+    "from a cluster bootstrap (Davison & Hinkley 1997, §3.8): split seeds drawn with replacement, every "
+    "test patient drawn once per replicate across the seeds' overlapping test sets, training replicates "
+    "drawn inside each split seed; every model is scored on the same draws, so differences are paired. "
+    "The line under each table says which of these an interval covered. The CSV also keeps each cell's "
+    "test-row interval (rows_ci_low, rows_ci_high: test rows only, given the trained models). The "
+    "percentage is the node's share of the training rows. *Node k with FL* is the model node k holds at "
+    "the end of federation (the selected global model after node k's last local update); *isolated* is "
+    "that node's own `local` model. Rounds were chosen on federated validation loss, never on the test "
+    "set. Every claim is decided on the interval's bounds (shown / not shown / shown otherwise). sd over "
+    "seeds is in the CSV."
 )
 
 
@@ -43,18 +51,30 @@ def fmt_cell(cell: Cell | None) -> str:
 
 
 def _verdict(d: Interval, margin: float) -> str:
+    """FL vs centralised, decided on the interval's bounds (``decide``): the margin claim, then the sign."""
     ci = f"difference {d.estimate:+.3f}, 95% CI {d.ci_low:+.3f} to {d.ci_high:+.3f}"
-    if -margin <= d.ci_low and d.ci_high <= margin:
-        return f"matched centralised training ({ci}, inside the ±{margin:g} margin)"
-    if d.ci_high < 0:
-        return f"fell short of centralised training ({ci})"
-    if d.ci_low > 0:
-        return f"did better than centralised training ({ci})"
-    return f"could not be shown to match centralised training ({ci}, wider than the ±{margin:g} margin)"
+    match, sign = decide(d, "within", margin), decide(d, "above")
+    if match.outcome is Outcome.SHOWN:
+        text = f"matched centralised training within ±{margin:g} (shown: {ci}, inside the margin)"
+    elif match.outcome is Outcome.SHOWN_OTHERWISE:
+        side = "fell short of" if d.ci_high < 0 else "did better than"
+        return (
+            f"{side} centralised training by more than {margin:g} (shown: {ci}, wholly outside ±{margin:g})"
+        )
+    else:
+        text = f"could not be shown to match centralised training within ±{margin:g} "
+        text += f"(not shown: {ci} reaches past it)"
+    # Inside or across the margin, the sign may still be decided: say so rather than hide it.
+    if sign.outcome is Outcome.SHOWN:
+        text += "; it did better than centralised training (interval wholly above 0)"
+    elif sign.outcome is Outcome.SHOWN_OTHERWISE:
+        text += "; it fell short of centralised training (interval wholly below 0)"
+    return text
 
 
 def _gain(label: str, d: Interval) -> str:
-    word = "gained" if d.ci_low > 0 else "lost" if d.ci_high < 0 else "showed no clear change"
+    outcome = decide(d, "above").outcome
+    word = {Outcome.SHOWN: "gained", Outcome.SHOWN_OTHERWISE: "lost"}.get(outcome, "showed no clear change")
     return f"{label} {word} {d.estimate:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
 
 
@@ -76,6 +96,9 @@ def sentence(row: Row, margin: float = 0.02) -> str:
         gains.append(_gain(tag, g.value) if g.value is not None else f"{tag}: {g.reason}")
     if gains:
         text += "; against itself alone, " + ", ".join(gains)
+    score = row.comparisons.get("fl_minus_score")
+    if score is not None and score.value is not None:
+        text += "; " + _gain("against the clinical score on the rows it scores, it", score.value)
     text += "."
     if len(seeds) < 2:
         text += " One split seed is not evidence: run several."
@@ -100,6 +123,12 @@ def _cells(row: Row, columns: list[tuple[str, str]]) -> list[Cell | None]:
     return [by_column.get(col) for col, _ in columns]
 
 
+def _covers(group: list[Row]) -> list[str]:
+    """What the table's cluster intervals resampled (one line per distinct design)."""
+    found = {c.value.covers for r in group for c in r.cells if c.value is not None and not c.approximate}
+    return sorted(found)
+
+
 def _tables(rows: list[Row]) -> dict[tuple[str, str], list[int]]:
     """Row indices per table: one table per (split, model), since the node columns differ."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -121,6 +150,7 @@ def markdown(rows: list[Row], figures: list[Path | None], out_dir: Path, margin:
             cells += [fmt_cell(c) for c in _cells(row, columns)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += [f"Intervals resample: {c}." for c in _covers(group)] + [""]
         for row in group:
             lines.append(f"- {sentence(row, margin)}")
             for note in row.notes:
@@ -172,6 +202,10 @@ def csv_text(rows: list[Row]) -> str:
                     "sd_seeds": "" if c.sd_seeds is None else repr(c.sd_seeds),
                     "approximate": c.approximate,
                     "reason": c.reason or "",
+                    "n_replicates": c.n_replicates if c.value is not None else "",
+                    "covers": c.value.covers if c.value is not None else "",
+                    "rows_ci_low": "" if c.rows_value is None else repr(c.rows_value.ci_low),
+                    "rows_ci_high": "" if c.rows_value is None else repr(c.rows_value.ci_high),
                 }
             )
     return buf.getvalue()
@@ -213,7 +247,9 @@ def html_page(rows: list[Row], figures: list[Path | None], margin: float) -> str
                 for c in _cells(row, columns)
             ]
             parts.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append("</tbody></table></div><ul>")
+        parts.append("</tbody></table></div>")
+        parts += [f'<p class="method">Intervals resample: {e(c)}.</p>' for c in _covers(group)]
+        parts.append("<ul>")
         for row in group:
             parts.append(
                 f"<li>{e(sentence(row, margin))}" + "".join(f"<br><em>note: {e(n)}</em>" for n in row.notes)

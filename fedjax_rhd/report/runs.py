@@ -24,7 +24,12 @@ CENTRALIZED, LOCAL = "centralized", "local"
 # Config keys that may differ between the runs of one table row without changing what
 # the row compares (per-column strategy settings, the seed that indexes the cells, and
 # settings that do not touch the numbers).
-_IGNORED_CONFIG = ("strategy.", "seed.split", "tracker.", "progress", "bootstrap", "data_root")
+# seed.init / seed.train are the training replicates a cell averages over (report.cluster); split.seed
+# follows seed.split (RunConfig checks they are equal), so it differs across a row's seeds by design.
+_IGNORED_CONFIG = (
+    "strategy.", "seed.split", "split.seed", "seed.init", "seed.train", "tracker.", "progress", "bootstrap",
+    "data_root",
+)  # fmt: skip
 
 
 class ReportInputError(ValueError):
@@ -62,6 +67,12 @@ class Run:
     @property
     def seed(self) -> int:
         return int(self.results["config"]["seed"]["split"])
+
+    @property
+    def training_seeds(self) -> tuple[int, int]:
+        """(``seed.init``, ``seed.train``): runs of one cell that differ only here are training replicates."""
+        seed = self.results["config"]["seed"]
+        return int(seed.get("init", 0)), int(seed.get("train", 0))
 
     @property
     def node_names(self) -> list[str]:
@@ -128,12 +139,15 @@ def find_runs(roots: Iterable[str | Path]) -> list[Run]:
     runs = [_load(p, schema) for p in dict.fromkeys(p.resolve() for p in paths)]
     seen: dict[tuple, Path] = {}
     for run in runs:
-        key = (run.row, run.strategy, run.seed)
+        # Runs that differ only in seed.init / seed.train are replicates of one cell; the same
+        # training seeds twice would count one replicate twice.
+        key = (run.row, run.strategy, run.seed, run.training_seeds)
         if key in seen:
+            init, train = run.training_seeds
             raise ReportInputError(
                 f"two runs for the same cell ({run.row.use_case}, {run.row.scenario}, split={run.row.split}, "
-                f"model={run.row.model}, strategy={run.strategy}, seed.split={run.seed}): {seen[key]} and "
-                f"{run.path}; pass only one of them"
+                f"model={run.row.model}, strategy={run.strategy}, seed.split={run.seed}, seed.init={init}, "
+                f"seed.train={train}): {seen[key]} and {run.path}; pass only one of them"
             )
         seen[key] = run.path
     return runs

@@ -6,8 +6,10 @@ with replacement (the seed's own resample indices, shared by every model scored 
 those rows) and the per-seed C-indices of a resample are averaged. Because every model
 of a seed sees the same resamples, differences between two cells are paired bootstraps
 on the same test rows (the design of ``experiments/foundation``, ARCHITECTURE §5). The
-interval reflects test-set sampling given the trained models; the spread of models
-across split seeds is reported beside it (``sd_seeds``), never folded in silently.
+interval reflects test-set sampling given the trained models (``Interval.covers`` says
+so); the spread of models across split seeds is reported beside it (``sd_seeds``). For a
+claim about methods use :mod:`fedjax_rhd.report.cluster`, which also resamples split
+seeds and training seeds, and links patients shared between the seeds' test sets.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ import dataclasses
 import numpy as np
 
 from fedjax_rhd.metrics.concordance import _bootstrap_cindices, concordance_index
+
+ROWS_STREAM = 0x524F5753  # "ROWS": the test-row bootstrap's stream tag (no seed takes this value)
+TEST_ROWS = (
+    "test rows only: each split seed's test rows resampled independently, given the trained models "
+    "(not split seeds, not training seeds, shared patients not linked)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +36,9 @@ class Interval:
     ci_high: float
     seeds: tuple[int, ...]
     n_boot: int  # resamples used (those with comparable pairs in every seed)
+    # What the interval resampled, in words (the report prints it): the default is this module's
+    # test-row interval; fedjax_rhd.report.cluster's intervals name split seeds and training seeds too.
+    covers: str = TEST_ROWS
 
 
 class SeedRows:
@@ -39,8 +50,10 @@ class SeedRows:
         self.time = np.asarray(time, dtype=np.float64)
         self.event = np.asarray(event).astype(bool)
         # One generator per (report seed, split seed): adding a seed or a model to a report
-        # leaves every other seed's resamples unchanged.
-        rng = np.random.default_rng([boot_seed, seed])
+        # leaves every other seed's resamples unchanged. The first word tags the stream: the data
+        # layer draws from SeedSequence([seed.split, k]) with small k, and an untagged [boot_seed, seed]
+        # equalled one of those (boot_seed 0, split seed 0: the test-split stream of split seed 0).
+        rng = np.random.default_rng(np.random.SeedSequence([ROWS_STREAM, boot_seed, seed]))
         self.idx = rng.integers(0, len(self.time), size=(n_boot, len(self.time)), dtype=np.int64)
 
     def cindex(self, risk: np.ndarray) -> float:

@@ -12,7 +12,15 @@ import pytest
 from fedjax_rhd.metrics.concordance import concordance_index
 from fedjax_rhd.report import ReportInputError, build_rows, find_runs, write_report
 from fedjax_rhd.report.render import _verdict, sentence
-from fedjax_rhd.report.stats import Interval, SeedRows, combine_reported, mean_over_seeds, paired_difference
+from fedjax_rhd.report.stats import (
+    ROWS_STREAM,
+    TEST_ROWS,
+    Interval,
+    SeedRows,
+    combine_reported,
+    mean_over_seeds,
+    paired_difference,
+)
 from tests.report.report_fixtures import EVENT, PERFECT, REVERSED, TIME, swapped, write_run
 
 
@@ -80,7 +88,7 @@ def test_seed_rows_bootstrap_equals_a_brute_force_loop():
     rng = np.random.default_rng(5)
     time, event, risk = rng.exponential(size=40), rng.integers(0, 2, 40), rng.normal(size=40)
     rows = SeedRows(time, event, seed=3, n_boot=60, boot_seed=7)
-    idx = np.random.default_rng([7, 3]).integers(0, 40, size=(60, 40))
+    idx = np.random.default_rng(np.random.SeedSequence([ROWS_STREAM, 7, 3])).integers(0, 40, size=(60, 40))
     np.testing.assert_array_equal(rows.idx, idx)
     brute = [concordance_index(time[i], event[i], risk[i]) for i in idx]
     np.testing.assert_allclose(rows.boot(risk), brute, rtol=0, atol=1e-12)
@@ -146,10 +154,18 @@ def test_verdicts_follow_the_interval_and_margin():
     def iv(lo, hi):
         return Interval((lo + hi) / 2, lo, hi, (0, 1), 100)
 
-    assert _verdict(iv(-0.01, 0.015), 0.02).startswith("matched centralised")
-    assert _verdict(iv(-0.05, -0.03), 0.02).startswith("fell short")
-    assert _verdict(iv(0.01, 0.03), 0.02).startswith("did better")
-    assert _verdict(iv(-0.03, 0.01), 0.02).startswith("could not be shown to match")
+    inside = _verdict(iv(-0.01, 0.015), 0.02)
+    assert inside.startswith("matched centralised training within ±0.02 (shown:") and ";" not in inside
+    assert _verdict(iv(-0.05, -0.03), 0.02).startswith("fell short of centralised training by more than 0.02")
+    assert _verdict(iv(0.03, 0.05), 0.02).startswith("did better than centralised training by more than 0.02")
+    across = _verdict(iv(0.01, 0.03), 0.02)  # not shown to match, but shown above 0
+    assert across.startswith("could not be shown to match centralised training within ±0.02 (not shown:")
+    assert across.endswith("; it did better than centralised training (interval wholly above 0)")
+    assert ";" not in _verdict(iv(-0.03, 0.01), 0.02)
+    # The issue's case: -0.006 [-0.011, -0.002] matches within 0.02 AND is shown below 0; both are said.
+    both = _verdict(Interval(-0.006, -0.011, -0.002, (0, 1), 100), 0.02)
+    assert both.startswith("matched centralised") and both.endswith("it fell short of centralised training "
+                                                                    "(interval wholly below 0)")  # fmt: skip
 
 
 def test_sentence_names_every_node_gain(tmp_path):
@@ -293,3 +309,73 @@ def test_seed_rows_leave_unscored_rows_out_of_point_and_resamples():
     for b in (0, 17, 39):  # each replicate: the seed's own resample, unscored rows dropped
         r = rows.idx[b][kept[rows.idx[b]]]
         assert boots[b] == concordance_index(time[r], event[r], score[r])
+
+
+def test_training_replicates_are_averaged_and_resampled(tmp_path):
+    # Two split seeds x two training replicates (seed.init 0 and 1): FedAvg's global model is
+    # swapped(1) then swapped(3) (27/28 and 25/28), centralised swapped(0) then swapped(2).
+    for init, (k_fed, k_cen) in enumerate(((1, 0), (3, 2))):
+        seeds = {"seed": {"data": 0, "split": None, "init": init, "train": init}}
+        for s in (0, 1):
+            cfg = {"seed": {**seeds["seed"], "split": s}, "split": {"name": "three", "seed": s}}
+            nodes = {"node1": swapped(k_fed), "node2": swapped(1), "node3": swapped(2)}
+            write_run(tmp_path / f"i{init}", "fedavg", s, nodes, main=swapped(k_fed), extra_config=cfg)
+            write_run(
+                tmp_path / f"i{init}",
+                "centralized",
+                s,
+                {"pooled": swapped(k_cen)},
+                shares=(1.0,),
+                extra_config=cfg,
+            )
+    (row,) = build_rows(find_runs([tmp_path]), n_boot=200)
+    c = cells(row)
+    assert c["global"].value.estimate == pytest.approx(26 / 28, abs=1e-12)
+    assert c["full"].value.estimate == pytest.approx(27 / 28, abs=1e-12)
+    assert c["global"].n_replicates == 2 and len(c["global"].per_seed) == 4
+    assert "training seeds (2-2 per split seed, drawn with replacement)" in c["global"].value.covers
+    # The test-row interval is kept beside it, labelled as what it is.
+    assert c["global"].rows_value.covers == TEST_ROWS
+    fl = row.comparisons["fl_minus_centralised"]
+    assert (
+        fl.value.estimate == pytest.approx(-1 / 28, abs=1e-12) and fl.rows_value.estimate == fl.value.estimate
+    )
+    assert not row.notes  # replicates (and split.seed, which follows seed.split) are one experiment
+
+
+def test_model_minus_score_is_paired_on_the_rows_the_score_covers(tmp_path):
+    import polars as pl
+
+    study(tmp_path, clinical=PERFECT)
+    for pred in tmp_path.rglob("test_predictions.parquet"):
+        frame = pl.read_parquet(pred)
+        score = [None, None, *frame["clinical_score"].to_list()[2:]]  # rows 0 and 1 unscored
+        frame.with_columns(pl.Series("clinical_score", score, pl.Float64)).write_parquet(pred)
+    (row,) = build_rows(find_runs([tmp_path]), n_boot=100)
+    d = row.comparisons["fl_minus_score"].value
+    # FedAvg's global model is swapped(1): it swaps rows 0 and 1 only, so on rows 2-7 it is perfect
+    # like the score: the paired difference on the score's rows is exactly 0 (on all rows it would be -1/28).
+    assert (d.estimate, d.ci_low, d.ci_high) == (0.0, 0.0, 0.0)
+    assert "on the score's rows" in row.comparisons["fl_minus_score"].label
+    cen = row.comparisons[
+        "centralised_minus_score"
+    ].value  # swapped(0) and swapped(2): 1 and 14/15 on rows 2-7
+    assert cen.estimate == pytest.approx((0 + (14 / 15 - 1)) / 2, abs=1e-12)
+
+
+def test_report_streams_never_equal_the_data_layers_streams():
+    """Issue 24 item 6: an untagged default_rng([0, s]) was the test-split stream SeedSequence([0, 0])."""
+    from fedjax_rhd.report.cluster import STREAM, ClusterDesign, SeedTestRows
+
+    def first(entropy) -> np.ndarray:
+        return np.random.default_rng(np.random.SeedSequence(entropy)).integers(0, 2**62, size=4)
+
+    data_streams = [first([s, k]) for s in range(6) for k in range(6)] + [first(s) for s in range(6)]
+    rows = SeedRows(TIME, EVENT, seed=0, n_boot=4, boot_seed=0)
+    assert not any(np.array_equal(first([ROWS_STREAM, 0, 0]), d) for d in data_streams)
+    tagged = np.random.default_rng(np.random.SeedSequence([ROWS_STREAM, 0, 0]))
+    np.testing.assert_array_equal(rows.idx, tagged.integers(0, 8, size=(4, 8)))
+    design = ClusterDesign({0: SeedTestRows(np.arange(8), TIME, EVENT)}, n_boot=3)
+    assert not any(np.array_equal(first([STREAM, 0, 0]), d) for d in data_streams)
+    expected = np.random.default_rng(np.random.SeedSequence([STREAM, 0, 0])).poisson(1.0, size=(3, 8))
+    np.testing.assert_array_equal(design.weights, expected)

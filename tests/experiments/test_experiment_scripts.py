@@ -1,0 +1,368 @@
+"""Every script under ``experiments/`` (bench/ has its own tests) runs on tiny inputs, in process.
+
+Each test calls the script's ``main(argv)`` on a fake sweep (:mod:`tests.experiments.fake_sweep`)
+or on tiny sizes, so an import or interface change fails here, not on a results page. Scripts
+that read the real cohorts in ``../shared/data`` are run on simulated inputs for their logic;
+only the real-data read is skipped where that folder is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from fedjax_rhd.cohorts import resolve_real_data_root
+from tests.experiments.fake_sweep import write_fake_run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script(rel: str) -> ModuleType:
+    """Import ``experiments/<rel>`` as a module (scripts are not a package)."""
+    path = ROOT / "experiments" / rel
+    name = "exp_" + rel.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def three_strategies(root: Path, seeds=(0, 1), **kw) -> Path:
+    for strategy in ("fedavg", "centralized", "local"):
+        for s in seeds:
+            write_fake_run(root / f"{strategy}_s{s}", strategy=strategy, seed=s, **kw)
+    return root
+
+
+def test_real_cohorts_compare(tmp_path, capsys):
+    three_strategies(
+        tmp_path / "mds_iwgpm", use_case="mds_iwgpm", extra_columns=("score_ipssm_stored", "score_ipssr")
+    )
+    three_strategies(tmp_path / "aml_beat", use_case="aml_beat", nodes=("c1", "c2", "c3", "c4"))
+    script("real_cohorts/compare.py").main([str(tmp_path), "--n-boot", "50"])
+    text = (tmp_path / "comparison.md").read_text()
+    assert text.startswith("Produced at commit")
+    assert "### mds_iwgpm" in text and "### aml_beat" in text
+    assert "FedAvg global − ELN (scored rows)" in text and "Intervals resample: patients" in text
+
+
+def test_real_cohorts_peer_cox_on_the_simulated_cohort(small_cohort, mds_guide):
+    # The real-data read (IWG-PM) is the only part not run here; the Cox fit runs on the
+    # simulated MDS cohort through the same data layer, and the pairing on FedAvg's rows.
+    import numpy as np
+    import polars as pl
+
+    from fedjax_rhd.report.sweep import SweepRun
+
+    peer = script("real_cohorts/peer_cox.py")
+    table = small_cohort[0]
+    fits = {s: peer.cox_test_risk(table, mds_guide, s) for s in (0, 1)}
+    by_id = table.select("patient_id", "time", "event")
+    fedavg = {}
+    for s, (risk, ids, penalizer) in fits.items():
+        assert penalizer in peer.PENALIZERS and len(risk) == len(ids)
+        rows = pl.DataFrame({"patient_id": list(ids)}).join(
+            by_id, on="patient_id", how="left", maintain_order="left"
+        )
+        noise = np.random.default_rng(s).normal(scale=0.5, size=len(ids))
+        stored = [None if i % 4 == 0 else 1.0 for i in range(len(ids))]
+        pred = rows.with_columns(
+            pl.Series("risk", risk + noise), pl.Series("score_ipssm_stored", stored, pl.Float64)
+        )
+        fedavg[s] = [SweepRun(Path(f"s{s}/results.json"), {"config": {"seed": {"split": s}}}, pred)]
+    text = peer.compare(fedavg, fits.__getitem__, n_boot=50)
+    assert "| mean ± sd |" in text and "FedAvg DeepSurv − penalised Cox" in text
+    assert "patients (" in text
+
+
+def test_strategies_compare_with_training_replicates(tmp_path):
+    for strategy in ("centralized", "fedavg", "fedprox"):
+        for s in (0, 1):
+            for init in (0, 1):  # two training replicates per split seed
+                write_fake_run(
+                    tmp_path / f"{strategy}_s{s}_i{init}",
+                    strategy=strategy,
+                    seed=s,
+                    init=init,
+                    personalized=True,
+                )
+    script("strategies/compare.py").main([str(tmp_path), "--n-boot", "50"])
+    text = (tmp_path / "strategies.md").read_text()
+    assert "| FedProx |" in text and "Personalised FedAvg" in text
+    assert text.count("Intervals resample:") >= 3  # the comparison table's and each personalised table's
+    assert "training seeds (2-2 per split seed, drawn with replacement)" in text
+
+
+def test_strategies_tune(tmp_path, capsys):
+    for mu in (0.01, 0.1):
+        for s in (0, 1):
+            write_fake_run(
+                tmp_path / f"mu{mu}_s{s}",
+                strategy="fedprox",
+                seed=s,
+                strategy_extra={"client": {"proximal_mu": mu}},
+            )
+    script("strategies/tune.py").main([str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| fedprox | client.proximal_mu | 0.01 |" in out and "fedprox: client.proximal_mu = " in out
+
+
+@pytest.mark.parametrize("use_case", ["mds", "mds_iwgpm"])
+def test_savae_mds_compare_names_the_cohort_it_read(tmp_path, use_case):
+    for model in ("savae", "deepsurv"):
+        for strategy in ("centralized", "fedavg"):
+            for s in (0, 1):
+                write_fake_run(tmp_path / model / f"{strategy}_s{s}", strategy=strategy, seed=s, model=model,
+                               use_case=use_case)  # fmt: skip
+    out = tmp_path / "results.md"
+    script("savae_mds/compare.py").main([str(tmp_path), "--out", str(out), "--n-boot", "50"])
+    text = out.read_text()
+    # The page's title comes from the runs: the real IWG-PM page is no longer "Simulated MDS (4,427 ...)".
+    assert f"### {use_case} (40 patients, split=three), 2 split seeds" in text
+    assert "Simulated MDS" not in text and "4,427" not in text
+    assert "Paired differences, SAVAE − DeepSurv" in text and "The Δ Harrell C intervals resample" in text
+
+
+def test_simulation_study_decides_every_claim_on_its_interval(tmp_path):
+    nodes = ("node1", "node2", "node3")
+    for use_case in ("mds", "cmml"):
+        for scenario in ("best", "worst"):
+            three_strategies(
+                tmp_path / f"{use_case}_{scenario}", use_case=use_case, scenario=scenario, nodes=nodes
+            )
+    out = tmp_path / "study.md"
+    script("simulation/study.py").main([str(tmp_path), "--out", str(out), "--n-boot", "50"])
+    text = out.read_text()
+    assert "| mds | worst | 2 |" in text and "| cmml | best | 2 |" in text
+    for claim in ("within ±0.02", "more than 0.03 below", "above 0", "below 0"):
+        assert claim in text, claim
+    # Three outcome words only, never a verdict from the point estimate.
+    assert "NOT" not in text and "(within 0.02)" not in text
+    assert "Every interval on this page resamples: patients" in text
+
+
+def test_simulation_compare_layers(tmp_path, capsys):
+    for arm, salt in (("with", "best"), ("without", "best")):
+        for s in (0, 1):
+            write_fake_run(tmp_path / arm / f"fedavg_s{s}", strategy="fedavg", seed=s, scenario=salt,
+                           model="deepsurv" if arm == "with" else "savae")  # fmt: skip
+    script("simulation/compare_layers.py").main(
+        [str(tmp_path / "with"), str(tmp_path / "without"), "--n-boot", "50"]
+    )
+    out = capsys.readouterr().out
+    assert "| fedavg | 0,1 |" in out and "Intervals resample: patients" in out
+
+
+@pytest.mark.parametrize("use_case", ["mds", "cmml"])
+def test_simulation_calibrate(use_case, capsys):
+    script("simulation/calibrate.py").main([use_case, "--n", "400"])
+    out = capsys.readouterr().out
+    assert "ETA_CENTRE = " in out and "WEIBULL_SHAPE = " in out
+
+
+def test_simulation_calibrate_aml_mm_wsi(tmp_path):
+    mod = script("simulation/calibrate_aml_mm_wsi.py")
+    mod.main(["--out", str(tmp_path), "--large", "300"])
+    for name in ("aml", "mm", "mds_wsi"):
+        text = (tmp_path / f"calibration_{name}.md").read_text()
+        assert "300" in text and "20000" not in text, name
+
+
+def test_simulation_treatment_check(capsys):
+    script("simulation/treatment_check.py").main(["--n", "1500"])
+    out = capsys.readouterr().out
+    assert "## MDS (n = 1500" in out and "## CMML (n = 1500" in out
+
+
+def test_savae_benchmark_two_tiny_folds(tmp_path):
+    # One model keeps it to seconds: the script's path (folds, training, metrics, summary) is what
+    # rots; every model's training is covered by tests/test_contract.py.
+    tiny = ["strategy.rounds=2", "strategy.patience=null", "strategy.client.local_epochs=1"]
+    script("savae_benchmark/run.py").main(
+        [
+            "--out",
+            str(tmp_path),
+            "--datasets",
+            "gbsg2",
+            "--models",
+            "coxph",
+            "--folds",
+            "2",
+            "--override",
+            *tiny,
+        ]
+    )
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("Produced at commit") and "| gbsg2 | coxph |" in summary
+    assert len((tmp_path / "folds.csv").read_text().splitlines()) == 1 + 2
+
+
+def test_survival_table_run_on_a_tiny_params_file(tmp_path, monkeypatch):
+    """The whole script with its sweeps run in process (one tiny use case, one seed, one baseline)."""
+    import json
+
+    import yaml
+
+    from fedjax_rhd import pipeline
+    from tests.conftest import run_in_process
+    from tests.test_pipeline import TINY_PARAMS
+
+    params = json.loads(json.dumps(TINY_PARAMS))
+    params["use_cases"] = {"a": params["use_cases"]["a"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def sweeps_in_process(study, entry, out, data_root=None):
+        default = pipeline.compose("config", [f"strategy={study.strategy['name']}"])["strategy"]
+        for command in pipeline.sweep_commands(study, entry, out, default, data_root):
+            overrides = [a for a in command[4:] if not a.startswith(("hydra", "data_root="))]
+            sweep_dir = Path(next(a for a in command if a.startswith("hydra.sweep.dir=")).split("=", 1)[1])
+            assert not any("," in a for a in overrides), "the tiny params have one value per key"
+            run_in_process(overrides, sweep_dir / "0", data_root)
+
+    monkeypatch.setattr(pipeline, "run_sweeps", sweeps_in_process)
+    script("survival_table/run.py").main(
+        ["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "st")]
+    )
+    report = tmp_path / "st" / "report"
+    assert (report / "table.md").is_file() and (report / "report.html").is_file()
+    info = json.loads((report / "timing.json").read_text())
+    assert info["runs"] == 2 and info["produced_by"].startswith("Produced at commit")
+
+
+def test_restructure_snapshot_runs_compose_and_compare_finds_differences(tmp_path, capsys):
+    import json
+
+    from fedjax_rhd.config import run_config
+    from tests.conftest import compose
+
+    mod = script("restructure/compare.py")
+    # Every snapshot run is a valid command line today (each is composed and typed, not run:
+    # running them is the snapshot itself, minutes per checkout).
+    for name, overrides in mod.RUNS.items():
+        extra = [f"use_case.mapping=[{mod._gbsg2_mapping(tmp_path)}]"] if name == "use_case_gbsg2_csv" else []
+        run_config(compose([*overrides, *extra]))
+    mod.main(["snapshot", str(tmp_path / "none"), "--only", "no_such_run"])
+    assert json.loads((tmp_path / "none" / "snapshot.json").read_text()) == []
+    # compare: two snapshots of one fake run, identical and then with one metric changed.
+    for side in ("before", "after"):
+        write_fake_run(tmp_path / side / "default", strategy="fedavg", seed=0)
+    with pytest.raises(SystemExit) as same:
+        mod.main(["compare", str(tmp_path / "before"), str(tmp_path / "after")])
+    assert same.value.code == 0
+    path = tmp_path / "after" / "default" / "results.json"
+    res = json.loads(path.read_text())
+    res["final"]["best_round"] = 3
+    path.write_text(json.dumps(res))
+    with pytest.raises(SystemExit) as changed:
+        mod.main(["compare", str(tmp_path / "before"), str(tmp_path / "after")])
+    assert changed.value.code == 1 and "default.final.best_round: 2 -> 3" in capsys.readouterr().out
+
+
+def test_foundation_compare_writes_the_report(tmp_path, capsys):
+    from tests.report.report_fixtures import swapped, write_run
+
+    for seed in (0, 1):
+        write_run(tmp_path / "sweep", "centralized", seed, {"pooled": swapped(seed)})
+        nodes = {n: swapped(k) for k, n in enumerate(("node1", "node2", "node3"))}
+        write_run(tmp_path / "sweep", "fedavg", seed, nodes, main=swapped(1), shares=(0.6, 0.3, 0.1))
+    script("foundation/compare.py").main([str(tmp_path / "sweep"), "--n-boot", "50"])
+    assert (tmp_path / "sweep" / "report" / "table.md").is_file()
+    assert "4 runs, 1 table rows" in capsys.readouterr().out
+
+
+SHARED = resolve_real_data_root()  # $FEDJAX_RHD_SHARED_DATA, else ../shared/data
+needs_real = pytest.mark.skipif(
+    not (SHARED / "mds_iwgpm").is_dir(), reason="the real-data read needs ../shared/data (absent here)"
+)
+
+
+def test_simulation_fit_pieces_on_synthetic_data():
+    """fit.py's estimators on data with a known answer (the real-data read is the part skipped in CI)."""
+    import numpy as np
+
+    fit = script("simulation/fit.py")
+    rng = np.random.default_rng(0)
+    z = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], size=20_000)
+    a, b = (z[:, 0] > 0.3).astype(float), (z[:, 1] > -0.2).astype(float)
+    assert fit.tetrachoric(a, b) == pytest.approx(0.6, abs=0.03)
+    r = np.array([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]])  # not positive definite
+    near = fit.nearest_correlation(r)
+    assert np.linalg.eigvalsh(near).min() > 0 and np.allclose(np.diag(near), 1.0)
+
+
+@pytest.mark.slow  # about 100 s: latent correlations over every IWG-PM variable
+@needs_real
+def test_simulation_fit_on_the_real_cohort(tmp_path):
+    fit = script("simulation/fit.py")
+    fit.main(["--real-data", str(SHARED), "--out", str(tmp_path)])
+    assert {p.name for p in tmp_path.iterdir()} == {"params_mds.json", "params_cmml.json"}
+
+
+@pytest.mark.skipif(
+    not (SHARED / "aml_beat2").is_dir(), reason="needs ../shared/data/aml_beat2 (absent here)"
+)
+def test_simulation_fit_aml_on_the_real_cohort(tmp_path):
+    script("simulation/fit_aml.py").main(
+        ["--real-data-root", str(SHARED), "--out", str(tmp_path / "aml.json")]
+    )
+    assert (tmp_path / "aml.json").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("use_case", ["mds", "cmml"])
+def test_simulation_report_simulated_side_without_real_data(use_case, monkeypatch):
+    """report.py's simulated measurements (C-indices, layer shares) run without ../shared/data."""
+    rep = script("simulation/report.py")
+    monkeypatch.setattr(rep, "LARGE_N", 400)
+    c, sim = rep.c_indices(use_case, 0)
+    assert sim.height == 400 and 0.6 < c["oracle"] < 0.95 and len(c) >= 2
+    shares = rep.layer_shares(use_case, 0)
+    assert all(0.0 < v < 1.0 for v in shares.values())
+
+
+@needs_real
+def test_simulation_report_on_the_real_cohort(tmp_path):
+    script("simulation/report.py").main(
+        ["--real-data", str(SHARED), "--out", str(tmp_path), "--large-n", "2000"]
+    )
+    assert (tmp_path / "README.md").read_text().startswith("# Simulator calibration")
+    assert (tmp_path / "figures" / "mds_genes.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "sh", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "experiments").glob("[!b]*/*.sh"))
+)
+def test_shell_scripts_parse_and_name_existing_scripts(sh):
+    import re
+    import subprocess
+
+    text = (ROOT / sh).read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / sh)], capture_output=True).returncode == 0
+    for rel in re.findall(r"python (experiments/\S+\.py)", text):
+        assert (ROOT / rel).is_file(), f"{sh} runs {rel}, which does not exist"
+
+
+def test_every_experiment_script_has_a_smoke_test_here():
+    """A new script under experiments/ (bench/ has its own tests) must be run by a test in this file."""
+    import re
+
+    scripts = {p.relative_to(ROOT / "experiments").as_posix() for p in (ROOT / "experiments").glob("*/*.py")}
+    scripts = {s for s in scripts if not s.startswith("bench/")}
+    tested = set(re.findall(r'script\("([^"]+)"\)', Path(__file__).read_text()))
+    assert scripts - tested == set(), f"scripts without a smoke test: {sorted(scripts - tested)}"
+
+
+def test_provenance_names_the_commit_and_the_command():
+    import re
+
+    from fedjax_rhd.report.sweep import provenance
+
+    line = provenance("experiments/x.py", ["a", "--b", "1"])
+    assert re.fullmatch(
+        r"Produced at commit `([0-9a-f]{12}(\+dirty)?|unknown)` by `python experiments/x\.py a --b 1`\.", line
+    )
+    assert provenance("experiments/x.py", []).endswith("by `python experiments/x.py`.")
