@@ -60,7 +60,7 @@ def test_flower_simulation_equals_the_simulator(data3):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["fedadam", "local", "dp-fedavg", "scaffold"])
+@pytest.mark.parametrize("algorithm", ["fedadam", "local", "dp-fedavg", "scaffold", "minibatch"])
 def test_flower_simulation_equals_the_simulator_for_adaptive_and_personalised(data3, algorithm):
     """FedAdam (server optimiser state on the manager), local (one parameter set per node),
     DP-FedAvg (clipping and seeded noise in the shared aggregate: the same noise in both) and
@@ -70,6 +70,10 @@ def test_flower_simulation_equals_the_simulator_for_adaptive_and_personalised(da
         spec = dataclasses.replace(spec, server=ServerConfig(optimizer="adam", learning_rate=0.01))
     if algorithm == "dp-fedavg":
         spec = dataclasses.replace(spec, dp=DPConfig(clip=0.05, noise_multiplier=1.0))
+    if algorithm == "minibatch":  # batches drawn from the node's key: the same batches on a Flower node
+        spec = dataclasses.replace(
+            spec, client=dataclasses.replace(spec.client, batch_size=32, local_steps=3)
+        )
     if algorithm == "scaffold":  # per-node controls on the manager, each node's correction in its message
         client = dataclasses.replace(spec.client, optimizer="sgd", learning_rate=0.05)
         spec = dataclasses.replace(spec, algorithm="scaffold", client=client)
