@@ -336,7 +336,27 @@ def write_run(
     checkpoint = save_params(output_dir / PARAMS_FILE, params)
     frame = predictions(data, main_risk, node_risks, tuned and tuned["columns"], test_scores)
     frame.write_parquet(output_dir / PREDICTIONS_FILE)
-    results: dict[str, Any] = {
+    results = results_document(
+        resolved, card, layers, data, fed, final, checkpoint, scenario, fractions, started
+    )
+    write_results(results, output_dir)
+    return results
+
+
+def results_document(
+    resolved: dict[str, Any],
+    card: dict[str, Any],
+    layers: tuple[str, ...],
+    data: FederatedData,
+    fed: FederationResult,
+    final: dict[str, Any],
+    checkpoint: Path,
+    scenario: str,
+    fractions: tuple[float, ...] | None,
+    started: float,
+) -> dict[str, Any]:
+    """``results.json`` around a run's ``final`` block (survival and generative runs alike)."""
+    return {
         "config": resolved,
         "dataset": dataset_block(card, layers),
         "nodes": nodes_block(data, fractions),
@@ -348,8 +368,6 @@ def write_run(
         "env": environment(),
         "checkpoint": checkpoint.name,
     }
-    write_results(results, output_dir)
-    return results
 
 
 def write_generative_run(
@@ -371,18 +389,9 @@ def write_generative_run(
     ``final`` is ``fedjax_rhd.generative.generative_final`` (``kind: generative``; the schema's
     generative branch); the parameters are already in ``checkpoint``.
     """
-    results: dict[str, Any] = {
-        "config": resolved,
-        "dataset": dataset_block(card, layers),
-        "nodes": nodes_block(data, fractions),
-        "scenario": {"name": scenario, "nodes": list(data.scenario)},
-        "preprocessing": data.preprocessor.to_json(),
-        "rounds": fed.rounds,
-        "final": final,
-        "timing": timing_block(fed, started),
-        "env": environment(),
-        "checkpoint": checkpoint.name,
-    }
+    results = results_document(
+        resolved, card, layers, data, fed, final, checkpoint, scenario, fractions, started
+    )
     write_results(results, output_dir)
     return results
 

@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
+
+from fedjax_rhd.report.decide import decide as decide_claim  # noqa: E402
+from fedjax_rhd.report.sweep import seed_t_interval  # noqa: E402
 
 
 def load_runs(root: Path) -> list[dict[str, Any]]:
@@ -59,22 +63,21 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of a t-interval over the seeds (n - 1 degrees of freedom)."""
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
+def t_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) of a 95% t-interval over the seeds (``report.sweep.seed_t_interval``)."""
+    return seed_t_interval(values)
+
+
+OUTCOMES = {
+    "shown": "beats every node alone",
+    "shown otherwise": "does not beat the best node alone",
+    "not shown": "not shown either way",
+}
 
 
 def decide(low: float, high: float) -> str:
-    """Decision on the interval's bounds (three outcomes)."""
-    if low > 0:
-        return "beats every node alone"
-    if high < 0:
-        return "does not beat the best node alone"
-    return "not shown either way"
+    """The report's three-outcome rule (``report.decide``, "above 0") in this table's words."""
+    return OUTCOMES[decide_claim((low, high), "above").outcome.value]
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

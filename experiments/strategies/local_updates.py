@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
+
+from fedjax_rhd.report.decide import decide as decide_claim  # noqa: E402
+from fedjax_rhd.report.sweep import seed_t_interval  # noqa: E402
 
 BASELINE = "FedAvg (full batch)"
 
@@ -73,19 +77,20 @@ def load(root: Path) -> list[dict[str, Any]]:
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float, float]:
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
+    """(mean, low, high) of a 95% t-interval over the seeds (``report.sweep.seed_t_interval``)."""
+    return seed_t_interval(values)
+
+
+OUTCOMES = {
+    "shown": "better than full-batch FedAvg",
+    "shown otherwise": "worse than full-batch FedAvg",
+    "not shown": "not shown either way",
+}
 
 
 def decide(low: float, high: float) -> str:
-    if low > 0:
-        return "better than full-batch FedAvg"
-    if high < 0:
-        return "worse than full-batch FedAvg"
-    return "not shown either way"
+    """The report's three-outcome rule (``report.decide``, "above 0") in this table's words."""
+    return OUTCOMES[decide_claim((low, high), "above").outcome.value]
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

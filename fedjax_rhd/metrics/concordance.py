@@ -339,22 +339,7 @@ def bootstrap_cindex(
         ValueError: On invalid inputs (see :func:`concordance_index`), no comparable pairs in
             the data, or no valid resample.
     """
-    _check_boot_args(n_boot, alpha)
-    t, e, (rk,) = _validate(time, event, risk)
-    estimate = concordance_index(t, e, rk)
-    idx = _bootstrap_indices(np.random.default_rng(seed), len(t), int(n_boot))
-    c, valid = _bootstrap_cindices(t, e, [rk], idx)
-    if not valid.any():
-        raise ValueError("no bootstrap resample has comparable pairs")
-    low, high = np.quantile(c[valid, 0], [alpha / 2, 1 - alpha / 2])
-    return {
-        "estimate": float(estimate),
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "n_boot": int(n_boot),
-        "n": len(t),
-        "n_skipped": int((~valid).sum()),
-    }
+    return bootstrap_cindices(time, event, [risk], n_boot=n_boot, seed=seed, alpha=alpha)[0]
 
 
 def bootstrap_cindices(

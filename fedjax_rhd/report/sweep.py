@@ -162,6 +162,22 @@ def cluster_interval(
     return design.difference(design.score(ra, rows), design.score(rb, rows), alpha)
 
 
+def seed_t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): a t-interval over one value per split seed (n - 1 degrees of freedom).
+
+    What a study script reports when each seed gives one number (a run's C-index, or a paired
+    difference on the seed's own test rows); NaN bounds for fewer than two seeds.
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(np.mean(x))
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * np.std(x, ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
 def fmt(iv: Interval | None, signed: bool = False, digits: int = 3) -> str:
     """``estimate [low, high]`` (``n/a`` for None)."""
     if iv is None:

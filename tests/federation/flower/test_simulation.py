@@ -63,8 +63,8 @@ def test_flower_simulation_equals_the_simulator(data3):
 @pytest.mark.parametrize("algorithm", ["fedadam", "local", "dp-fedavg", "scaffold", "minibatch"])
 def test_flower_simulation_equals_the_simulator_for_adaptive_and_personalised(data3, algorithm):
     """FedAdam (server optimiser state on the manager), local (one parameter set per node),
-    DP-FedAvg (clipping and seeded noise in the shared aggregate: the same noise in both) and
-    SCAFFOLD (node inputs sent with the model)."""
+    DP-FedAvg (clipping and seeded noise in the shared aggregate: the same noise in both),
+    SCAFFOLD (node inputs sent with the model) and minibatch local updates."""
     spec = spec_of(data3, "local" if algorithm == "local" else "fedavg")
     if algorithm == "fedadam":
         spec = dataclasses.replace(spec, server=ServerConfig(optimizer="adam", learning_rate=0.01))
@@ -81,6 +81,14 @@ def test_flower_simulation_equals_the_simulator_for_adaptive_and_personalised(da
     sim = run_federation(SimulatorBackend(SimulatorConfig(), data3, spec), schedule, progress=False)
     with FlowerBackend(FlowerConfig(), data3, spec) as flower:
         fl = run_federation(flower, schedule, progress=False)
+    if algorithm == "minibatch":
+        # The same batches (drawn from the node's key), but a gathered batch's matmul is laid out
+        # differently vmapped than alone, so the backends agree to float32 rounding, like SAVAE's.
+        np.testing.assert_allclose(
+            [r["val_loss"] for r in fl.rounds], [r["val_loss"] for r in sim.rounds], rtol=1e-5
+        )
+        assert max_difference(fl.node_params, sim.node_params) < 1e-4
+        return
     assert [r["val_loss"] for r in fl.rounds] == [r["val_loss"] for r in sim.rounds]
     assert max_difference(fl.node_params, sim.node_params) == 0.0
 
