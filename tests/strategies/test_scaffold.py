@@ -147,3 +147,35 @@ def test_scaffold_refuses_adam_and_a_proximal_term():
         build_algorithm(_spec(3, client=ClientConfig()))
     with pytest.raises(ValueError, match="proximal_mu is FedProx's μ .algorithm fedavg., not for scaffold"):
         _spec(3, client=dataclasses.replace(SGD, proximal_mu=0.1))
+
+
+def test_control_variates_by_hand_on_a_quadratic():
+    """Two nodes with losses 0.5 * (w - a_k)^2, local SGD (2 steps of 0.1) from w = 0 and zero controls:
+    node k moves to y_k = 0.19 a_k, and option II sets c_k to its mean gradient over the steps,
+    (g(0) + g(0.1 a_k)) / 2 = -0.95 a_k; the server control is their mean over N = 2 nodes."""
+    from fedjax_rhd.strategies.scaffold import scaffold
+    from fedjax_rhd.typing import SurvivalModel
+
+    def loss(params, batch, rng):
+        del rng
+        target = jnp.sum(batch.x[:, 0] * batch.weight) / jnp.sum(batch.weight)  # a_k: the node's mean x
+        return 0.5 * jnp.sum((params["w"] - target) ** 2), {}
+
+    toy = SurvivalModel(init=lambda rng: {"w": jnp.zeros(())}, loss=loss, risk=None)
+    algo = scaffold(toy, ClientConfig(optimizer="sgd", learning_rate=0.1, local_epochs=2), ServerConfig())
+    a = np.array([1.0, 3.0])
+    nodes = [
+        make_node_data(np.full((4, 1), ak), np.ones((4, 1), bool), np.arange(1.0, 5.0), np.ones(4))
+        for ak in a
+    ]
+    state = algo.init({"w": jnp.zeros(())}, 2)
+    results = [algo.client_update(state.params, n, jax.random.key(0), {"w": jnp.zeros(())}) for n in nodes]
+    y = np.array([float(r.params["w"]) for r in results])
+    np.testing.assert_allclose(y, 0.19 * a, rtol=1e-6)
+    stacked = ClientResult({"w": jnp.asarray(y)}, jnp.array([4.0, 4.0]), {})
+    new = algo.aggregate(state, stacked, stacked.num_examples)
+    np.testing.assert_allclose(new.opt_state.nodes["w"], -0.95 * a, rtol=1e-5)
+    np.testing.assert_allclose(new.opt_state.server["w"], -0.95 * a.mean(), rtol=1e-5)
+    np.testing.assert_allclose(new.params["w"], 0.19 * a.mean(), rtol=1e-6)  # equal node sizes
+    # next round, node k's correction c - c_k pulls its steps towards the other node's drift
+    np.testing.assert_allclose(algo.node_inputs(new)["w"], -0.95 * a.mean() + 0.95 * a, rtol=1e-5)
