@@ -36,8 +36,20 @@ PRESETS = sorted(p.stem for p in (Path(ROOT) / "conf" / "strategy").glob("*.yaml
 # (tests/report/test_report_end_to_end.py).
 # A generative model's round compiles for ~20 s: its default-suite case is the end-to-end FedAvg run
 # (tests/e2e/test_generative_end_to_end.py, which samples and validates too); here it runs in the slow suite.
+# SAVAE's round compiles for ~10-20 s per algorithm: the default suite runs it under FedAvg (and its
+# Flower/simulator equality and end-to-end cases elsewhere); its other algorithms run in the slow suite,
+# as every algorithm runs here with DeepSurv and the linear Cox model.
+_SLOW_MODEL_ALGORITHMS = {("savae", "local"), ("savae", "scaffold")}
+
+
+def _slow(model: str, algorithm: str) -> bool:
+    return (
+        algorithm == "centralized" or MODELS[model].generative or (model, algorithm) in _SLOW_MODEL_ALGORITHMS
+    )
+
+
 CASES = [
-    pytest.param(m, a, marks=pytest.mark.slow) if a == "centralized" or MODELS[m].generative else (m, a)
+    pytest.param(m, a, marks=pytest.mark.slow) if _slow(m, a) else (m, a)
     for m in sorted(MODELS)
     for a in sorted(ALGORITHMS)
 ] + [pytest.param("coxph", p, marks=pytest.mark.slow) for p in PRESETS if p not in ALGORITHMS]

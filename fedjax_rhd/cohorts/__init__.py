@@ -14,6 +14,7 @@ The data folder is the config's ``real_data_root`` when set, else
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -65,3 +66,20 @@ def require(path: Path) -> Path:
             f"cohorts from ../shared/data (see its README); set {ENV_VAR} or real_data_root to their folder."
         )
     return path
+
+
+@functools.lru_cache(maxsize=4)
+def _read_workbook(path: str, size: int, mtime_ns: int) -> pl.DataFrame:
+    del size, mtime_ns  # part of the cache key only: an edited file is read again
+    return pl.read_excel(path, engine="openpyxl", infer_schema_length=None)
+
+
+def read_workbook(path: Path) -> pl.DataFrame:
+    """A cohort's ``.xlsx`` sheet, parsed once per process while the file is unchanged.
+
+    openpyxl takes seconds on Beat AML's workbooks and one dataset build reads the clinical
+    workbook twice (the reader and the record-selection notes); polars frames are immutable,
+    so sharing one is safe. The key holds the file's size and modification time.
+    """
+    stat = path.stat()
+    return _read_workbook(str(path.resolve()), stat.st_size, stat.st_mtime_ns)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.cohorts import Cohort, require
+from fedjax_rhd.cohorts import Cohort, read_workbook, require
 from fedjax_rhd.cohorts.common import build_card, check_ranges
 from fedjax_rhd.scores import eln
 from harmonize.guide import Guide
@@ -156,7 +156,7 @@ def load_aml(guide: Guide, root: Path) -> Cohort:
     """``aml_beat``: one diagnosis record per patient, ELN 2022 (else ELN2017) as the score."""
     folder = require(root / FOLDER)
     paths = {"clinical": require(folder / CLINICAL_FILE), "wes": require(folder / WES_FILE)}
-    clinical = pl.read_excel(paths["clinical"], engine="openpyxl", infer_schema_length=None)
+    clinical = read_workbook(paths["clinical"])
     wes = pl.read_csv(paths["wes"], separator="\t", infer_schema_length=None)
     n_specimens = clinical.height
     chosen = choose_specimens(clinical)

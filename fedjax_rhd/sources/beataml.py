@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from fedjax_rhd.cohorts import beataml as reader
-from fedjax_rhd.cohorts import require, resolve_real_data_root
+from fedjax_rhd.cohorts import read_workbook, require, resolve_real_data_root
 from fedjax_rhd.cohorts.common import canonical_table, source_table
 from fedjax_rhd.sources.code_fingerprint import code_fingerprint
 from harmonize.guide import Guide
@@ -32,9 +32,7 @@ SAMPLE_MAPPING_FILE = "beataml_waves1to4_sample_mapping.xlsx"
 
 def _selection(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(chosen specimen per patient, all specimens) of the clinical workbook."""
-    clinical = pl.read_excel(
-        require(root / reader.FOLDER / reader.CLINICAL_FILE), engine="openpyxl", infer_schema_length=None
-    )
+    clinical = read_workbook(require(root / reader.FOLDER / reader.CLINICAL_FILE))
     return reader.choose_specimens(clinical), clinical
 
 
@@ -57,7 +55,7 @@ def _unusable(chosen: pl.DataFrame) -> pl.DataFrame:
 
 def _notes(root: Path, chosen: pl.DataFrame, clinical: pl.DataFrame) -> dict[str, dict[str, Any]]:
     """Per centre: the record-selection rule, specimens and patients, stages and exomes chosen."""
-    mapping = pl.read_excel(require(root / reader.FOLDER / SAMPLE_MAPPING_FILE), engine="openpyxl")
+    mapping = read_workbook(require(root / reader.FOLDER / SAMPLE_MAPPING_FILE))
     known = set(mapping["dbgap_dnaseq_sample"].drop_nulls().to_list())
     notes: dict[str, dict[str, Any]] = {}
     for centre in sorted(chosen["centerID"].cast(pl.String).unique().to_list()):
