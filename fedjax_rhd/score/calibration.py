@@ -68,29 +68,40 @@ def default_horizons(evaluation_times: Sequence[float]) -> list[float]:
     return sorted(float(t) for t in picks)
 
 
-def plot_calibration(tables: Sequence[dict[str, Any]], title: str, time_unit: str, path: Path) -> Path:
-    """One panel per horizon: each group's mean predicted against observed survival, the diagonal."""
+def plot_calibration(models: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: str, time_unit: str,
+                     path: Path) -> Path:  # fmt: skip
+    """One row of panels per model, one panel per horizon: groups' mean predicted against observed survival.
+
+    Args:
+        models: ``(model name, its calibration tables)`` (horizons past the follow-up left out).
+        title: the figure's title.
+        time_unit: the guide's time unit, for the panel titles.
+        path: the PNG to write.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tables), figsize=(3.6 * len(tables), 3.6), squeeze=False)
-    for ax, table in zip(axes[0], tables, strict=True):
-        pred = [g["predicted"] for g in table["groups"]]
-        obs = [g["observed"] for g in table["groups"]]
-        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfect")
-        ax.plot(pred, obs, "o-", label="groups")
-        ax.plot([table["predicted"]], [table["observed"]], "s", color="black", label="all rows")
-        ax.set(
-            xlim=(0, 1), ylim=(0, 1), xlabel="predicted survival", title=f"{table['horizon']:.3g} {time_unit}"
-        )
-        ax.set_aspect("equal")
-    axes[0][0].set_ylabel("observed survival (Kaplan-Meier)")
-    axes[0][0].legend(loc="upper left", fontsize="small")
+    cols = max(len(tables) for _, tables in models)
+    fig, axes = plt.subplots(len(models), cols, figsize=(3.2 * cols, 3.2 * len(models)), squeeze=False)
+    for row, (name, tables) in zip(axes, models, strict=True):
+        for ax in row[len(tables) :]:
+            ax.set_visible(False)
+        for ax, table in zip(row, tables, strict=False):
+            ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfect")
+            ax.plot([g["predicted"] for g in table["groups"]], [g["observed"] for g in table["groups"]], "o-",
+                    label="groups by predicted survival")  # fmt: skip
+            ax.plot([table["predicted"]], [table["observed"]], "s", color="black", label="all rows")
+            ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{name} · {table['horizon']:.3g} {time_unit}")
+            ax.set_aspect("equal")
+        row[0].set_ylabel("observed (Kaplan-Meier)")
+    for ax in axes[-1]:
+        ax.set_xlabel("predicted survival")
+    axes[0][0].legend(loc="upper left", fontsize="x-small")
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

@@ -1,7 +1,7 @@
 """``fedjax-rhd-score RUN_DIR DATASET``: a finished run's models scored on a registered dataset.
 
 Writes ``score.json``, ``predictions.parquet`` (``patient_id``, ``model``, ``risk``, ``time``,
-``event``, ``clinical_score``) and ``calibration_<model>.png`` into ``--out`` (default
+``event``, ``clinical_score``) and ``calibration.png`` (a row of panels per model) into ``--out`` (default
 ``RUN_DIR/scores/<dataset>``). Exit codes: 0 done; 1 refused (another guide, version or
 feature schema, a run's file missing, a stale dataset), with one message; 2 bad arguments.
 
@@ -31,6 +31,7 @@ from harmonize.identity import atomic_write_text
 
 SCORE_FILE = "score.json"
 PREDICTIONS_FILE = "predictions.parquet"
+CALIBRATION_FIGURE = "calibration.png"
 FORMAT = "fedjax_rhd/score/v1"
 
 
@@ -98,6 +99,7 @@ def score(
         for m in run.models
     ]  # fmt: skip
     t, e = np.asarray(scored.rows.time), np.asarray(scored.rows.event)
+    cfg = run.results["config"]
     out = (
         Path(out)
         if out
@@ -105,18 +107,13 @@ def score(
     )
     out.mkdir(parents=True, exist_ok=True)
     _predictions(scored, risks, per_row).write_parquet(out / PREDICTIONS_FILE)
-    figures = {}
-    for m in models if plots else []:
-        tables = [c for c in m["calibration"] if "error" not in c]
-        if tables:
-            path = plot_calibration(
-                tables,
-                f"{m['name']} on {card['name']}",
-                guide.time_unit,
-                out / f"calibration_{m['name']}.png",
-            )
-            figures[m["name"]] = path.name
-    cfg, oracle = run.results["config"], scored.oracle_risk
+    panels = [(m["name"], [c for c in m["calibration"] if "error" not in c]) for m in models]
+    panels = [p for p in panels if p[1]]
+    figure = None
+    if plots and panels:
+        title = f"{cfg['use_case']['name']} {cfg['strategy']['name']} on {card['name']} ({rows} rows)"
+        figure = plot_calibration(panels, title, guide.time_unit, out / CALIBRATION_FIGURE).name
+    oracle = scored.oracle_risk
     document = {
         "format": FORMAT,
         "run": {
@@ -135,7 +132,7 @@ def score(
         "clinical_score": block,
         "oracle_c_index": None if oracle is None else bootstrap_cindex(t, e, oracle, **boot),
         "models": models,
-        "files": {"predictions": PREDICTIONS_FILE, "calibration": figures},
+        "files": {"predictions": PREDICTIONS_FILE, "calibration": figure},
         "warnings": (["the run's training and validation rows are among the scored rows: optimistic"]
                      if same and rows == "all" else []),
     }  # fmt: skip
