@@ -13,8 +13,9 @@ counts. The run writes all of it once, at its end, next to ``params.npz``:
   rows build its baseline.
 * ``scoring.npz``: the arrays: preprocessing (``prep/center``, ``prep/scale``, ``prep/fill``),
   each reduction (``reduce/<i>/mean``, ``basis``, ``eigenvalues``) and what evaluation asked of
-  the nodes (``nodes/max_time``, ``nodes/grid_counts/<field>``, ``breslow/<model>/events``,
-  ``at_risk``, one row per node).
+  the nodes (``nodes/max_time``, ``nodes/grid_counts/<field>``, one row per node; for Cox-type
+  models ``breslow/<model>/events`` and ``at_risk``, one row per node of its baseline, listed in
+  ``breslow/<model>/nodes``).
 
 Nothing here is a patient row: the node statistics are the ones the manager already receives
 during evaluation (``docs/privacy.md``). They are recorded by wrapping the backend
@@ -148,9 +149,13 @@ class RecordedNodes:
             return [{f: a[f"nodes/grid_counts/{f}"][k] for f in ipcw.GridCounts._fields} for k in chosen]
         if name == "breslow_counts":
             key = f"breslow/{self._model}"
-            if f"{key}/events" not in a:
-                raise ValueError(f"the run recorded no Breslow counts for model {self._model!r}")
-            return [{"events": a[f"{key}/events"][k], "at_risk": a[f"{key}/at_risk"][k]} for k in chosen]
+            recorded = [int(k) for k in a.get(f"{key}/nodes", [])]
+            if any(k not in recorded for k in chosen):
+                raise ValueError(
+                    f"the run recorded {self._model!r}'s Breslow counts on nodes {recorded} only"
+                )
+            at = [recorded.index(k) for k in chosen]
+            return [{"events": a[f"{key}/events"][i], "at_risk": a[f"{key}/at_risk"][i]} for i in at]
         raise ValueError(f"a scorer has no node statistic {name!r}: only what the run recorded")
 
     def grid(self) -> np.ndarray:
@@ -181,9 +186,10 @@ def evaluation_arrays(
     arrays.update(
         {f"nodes/grid_counts/{f}": _stack(rec.answers["grid_counts"], f) for f in ipcw.GridCounts._fields}
     )
-    if build_model(spec).survival is None:  # Cox-type: every model's baseline counts on every node
+    if build_model(spec).survival is None:  # Cox-type: each model's baseline counts from its baseline nodes
         for m in models:
-            baseline_hazard(rec, model_params(params, m.params), grid, range(len(backend.node_names)))
+            baseline_hazard(rec, model_params(params, m.params), grid, m.baseline_nodes)
+            arrays[f"breslow/{m.name}/nodes"] = np.asarray(m.baseline_nodes, dtype=np.int64)
             arrays[f"breslow/{m.name}/events"] = _stack(rec.answers["breslow_counts"], "events")
             arrays[f"breslow/{m.name}/at_risk"] = _stack(rec.answers["breslow_counts"], "at_risk")
     return arrays
