@@ -26,7 +26,7 @@ from fedjax_rhd.metrics.concordance import bootstrap_cindex
 from fedjax_rhd.score.apply import clinical_comparison, encode_for_run, model_risks, score_model
 from fedjax_rhd.score.calibration import plot_calibration
 from fedjax_rhd.score.compat import dataset_location, load_scored_dataset, trained_guide
-from fedjax_rhd.score.load_run import ScoreError, load_run
+from fedjax_rhd.score.load_run import ScoreError, TrainedRun, load_run
 from harmonize.identity import atomic_write_text
 
 SCORE_FILE = "score.json"
@@ -73,17 +73,7 @@ def score(
     guide = trained_guide(run)
     folder = dataset_location(dataset, run.config.data_root if data_root is None else data_root)
     table, card, score_name, scores = load_scored_dataset(run, folder, guide)
-    same = card["id"] == run.dataset_id
-    if rows == "run-test":
-        if not same:
-            raise ScoreError(
-                f"--rows run-test needs the run's own dataset {run.dataset_id}, not {card['id']}"
-            )
-        table = table.filter(pl.col("patient_id").is_in(run.test_patient_ids()))
-    elif rows != "all":
-        raise ScoreError(f"--rows must be all or run-test, not {rows!r}")
-    if table.height == 0:
-        raise ScoreError(f"dataset {card['name']!r}: no rows to score")
+    table = _select_rows(table, card, run, rows)
     own_censoring = {"auto": rows != "run-test", "cohort": True, "run": False}[censoring]
     boot = {"n_boot": run.config.bootstrap if n_boot is None else n_boot,
             "seed": run.config.seed.split if seed is None else seed}  # fmt: skip
@@ -98,23 +88,50 @@ def score(
          "versus_clinical_score": versus.get(m.name)}
         for m in run.models
     ]  # fmt: skip
-    t, e = np.asarray(scored.rows.time), np.asarray(scored.rows.event)
-    cfg = run.results["config"]
-    out = (
-        Path(out)
-        if out
-        else run.path / "scores" / (card["name"] + ("-run-test" if rows == "run-test" else ""))
-    )
+    suffix = "-run-test" if rows == "run-test" else ""
+    out = Path(out) if out else run.path / "scores" / (card["name"] + suffix)
     out.mkdir(parents=True, exist_ok=True)
     _predictions(scored, risks, per_row).write_parquet(out / PREDICTIONS_FILE)
     panels = [(m["name"], [c for c in m["calibration"] if "error" not in c]) for m in models]
     panels = [p for p in panels if p[1]]
     figure = None
     if plots and panels:
+        cfg = run.results["config"]
         title = f"{cfg['use_case']['name']} {cfg['strategy']['name']} on {card['name']} ({rows} rows)"
         figure = plot_calibration(panels, title, guide.time_unit, out / CALIBRATION_FIGURE).name
-    oracle = scored.oracle_risk
+    t, e = np.asarray(scored.rows.time), np.asarray(scored.rows.event)
+    oracle = None if scored.oracle_risk is None else bootstrap_cindex(t, e, scored.oracle_risk, **boot)
     document = {
+        **_header(run, card, folder, rows, own_censoring, t, e),
+        "bootstrap": boot, "calibration_groups": groups, "time_unit": guide.time_unit,
+        "clinical_score": block, "oracle_c_index": oracle, "models": models,
+        "files": {"predictions": PREDICTIONS_FILE, "calibration": figure},
+    }  # fmt: skip
+    atomic_write_text(out / SCORE_FILE, json.dumps(document, indent=1))
+    return document
+
+
+def _select_rows(table: pl.DataFrame, card: dict[str, Any], run: TrainedRun, rows: str) -> pl.DataFrame:
+    """``all`` rows, or the run's own test patients (``run-test``, its own dataset only)."""
+    if rows == "run-test":
+        if card["id"] != run.dataset_id:
+            raise ScoreError(
+                f"--rows run-test needs the run's own dataset {run.dataset_id}, not {card['id']}"
+            )
+        table = table.filter(pl.col("patient_id").is_in(run.test_patient_ids()))
+    elif rows != "all":
+        raise ScoreError(f"--rows must be all or run-test, not {rows!r}")
+    if table.height == 0:
+        raise ScoreError(f"dataset {card['name']!r}: no rows to score")
+    return table
+
+
+def _header(
+    run: TrainedRun, card: dict[str, Any], folder: Path, rows: str, own: bool, t: np.ndarray, e: np.ndarray
+) -> dict[str, Any]:
+    """``score.json``'s format, run, dataset, rows, censoring and warnings."""
+    cfg, same = run.results["config"], card["id"] == run.dataset_id
+    return {
         "format": FORMAT,
         "run": {
             "dir": str(run.path), "use_case": cfg["use_case"]["name"], "strategy": cfg["strategy"]["name"],
@@ -125,19 +142,10 @@ def score(
         "dataset": {"name": card["name"], "id": card["id"], "folder": str(folder), "n_rows": card["n_rows"],
                     "n_events": card["n_events"], "same_as_run": same},
         "rows": {"selection": rows, "n": int(len(t)), "n_events": int(e.sum())},
-        "censoring": "cohort" if own_censoring else "run",
-        "bootstrap": boot,
-        "calibration_groups": groups,
-        "time_unit": guide.time_unit,
-        "clinical_score": block,
-        "oracle_c_index": None if oracle is None else bootstrap_cindex(t, e, oracle, **boot),
-        "models": models,
-        "files": {"predictions": PREDICTIONS_FILE, "calibration": figure},
+        "censoring": "cohort" if own else "run",
         "warnings": (["the run's training and validation rows are among the scored rows: optimistic"]
                      if same and rows == "all" else []),
     }  # fmt: skip
-    atomic_write_text(out / SCORE_FILE, json.dumps(document, indent=1))
-    return document
 
 
 def _predictions(scored: Any, risks: dict[str, np.ndarray], score: np.ndarray | None) -> pl.DataFrame:
