@@ -66,7 +66,7 @@ def external_rows(paths: Iterable[Path]) -> list[dict[str, Any]]:
                     "seed_split": run["seed_split"], "scored_model": m["name"], "main": m["main"],
                     "dataset": doc["dataset"]["name"], "rows": scored["selection"], "n": scored["n"],
                     "n_events": scored["n_events"], "censoring": doc["censoring"],
-                    "c_index": c["estimate"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
+                    "c_index": c.get("estimate"), "ci_low": c.get("ci_low"), "ci_high": c.get("ci_high"),
                     "uno_c": m.get("uno_c_test"), "td_auc_mean": (m.get("td_auc_test") or {}).get("mean"),
                     "ibs": m.get("ibs_test"), "clinical_score": cs.get("name"),
                     "clinical_c_index": (cs.get("c_index_test") or {}).get("estimate"),

@@ -120,7 +120,7 @@ def score_model(
     ev = run.manifest["evaluation"]
     out: dict[str, Any] = {
         "name": model.name, "description": model.description, "main": model.main,
-        "c_index": bootstrap_cindex(t, e, risk, **boot),
+        "c_index": _harrell(t, e, risk, boot),
     }  # fmt: skip
     try:
         out.update(
@@ -145,6 +145,13 @@ def score_model(
         horizons = default_horizons(times) if times else None
     out["calibration"] = calibration(spec, nodes, rows, params, model, horizons or [], groups)
     return out
+
+
+def _harrell(t: np.ndarray, e: np.ndarray, risk: np.ndarray, boot: dict[str, int]) -> dict[str, Any]:
+    try:
+        return bootstrap_cindex(t, e, risk, **boot)
+    except ValueError as err:  # no comparable pair (e.g. every death at the last time): say so
+        return {"error": str(err)}
 
 
 def calibration(
@@ -191,14 +198,19 @@ def clinical_comparison(
     per_row = scores_on_test(scores, scored.patient_ids)
     score = per_row["clinical_score"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     has = ~np.isnan(score)
-    if not has.any():
-        return {"name": score_name, "n_scored": 0, "c_index_test": None}, {}, score
-    block = clinical_score_result(score_name, score, t, e, risks[main], **boot)
-    versus = {
-        name: {
-            "model_c_index_scored_rows": bootstrap_cindex(t[has], e[has], r[has], **boot),
-            "difference": paired_bootstrap_difference(t[has], e[has], r[has], score[has], **boot),
+    try:
+        block = clinical_score_result(score_name, score, t, e, risks[main], **boot)
+        versus = {
+            name: {
+                "model_c_index_scored_rows": bootstrap_cindex(t[has], e[has], r[has], **boot),
+                "difference": paired_bootstrap_difference(t[has], e[has], r[has], score[has], **boot),
+            }
+            for name, r in risks.items()
         }
-        for name, r in risks.items()
-    }
+    except ValueError as err:  # no scored row, or no comparable pair among them: say so, keep the rest
+        return (
+            {"name": score_name, "n_scored": int(has.sum()), "c_index_test": None, "error": str(err)},
+            {},
+            score,
+        )
     return block, versus, score

@@ -121,8 +121,11 @@ def _select_rows(table: pl.DataFrame, card: dict[str, Any], run: TrainedRun, row
         table = table.filter(pl.col("patient_id").is_in(run.test_patient_ids()))
     elif rows != "all":
         raise ScoreError(f"--rows must be all or run-test, not {rows!r}")
-    if table.height == 0:
-        raise ScoreError(f"dataset {card['name']!r}: no rows to score")
+    if table.height == 0 or not table["event"].cast(pl.Float64).sum():
+        raise ScoreError(
+            f"dataset {card['name']!r}: {table.height} row(s) to score, none with an event: "
+            "nothing to discriminate or calibrate against"
+        )
     return table
 
 
@@ -173,7 +176,7 @@ def _summary(doc: dict[str, Any]) -> str:
     ]
     for m in doc["models"]:
         c = m["c_index"]
-        text = f"  {m['name']:<24} Harrell C {_ci(c)}"
+        text = f"  {m['name']:<24} Harrell C {_ci(c) if 'estimate' in c else c['error']}"
         if m.get("uno_c_test") is not None:
             text += f"  Uno C {m['uno_c_test']:.3f}  IBS {m['ibs_test']:.3f}"
         if m.get("versus_clinical_score"):
