@@ -173,6 +173,27 @@ def run_config(cfg: DictConfig) -> RunConfig:
     return typed
 
 
+def run_config_from_json(recorded: dict[str, Any]) -> RunConfig:
+    """A run's recorded config (``results.json`` ``config``) as typed library objects again.
+
+    What ``fedjax-rhd-score`` rebuilds a finished run's algorithm spec from: each group merged
+    onto its schema, as :func:`run_config` types a composed config.
+
+    Raises:
+        ValueError: a recorded value the library now refuses, naming its key.
+        KeyError: a recorded model or backend the registries no longer know.
+    """
+    groups = {
+        "use_case": UseCase, "split": SplitSpec, "scenario": ScenarioSpec, "strategy": StrategyConfig,
+        "tracker": TrackerSettings, "model": MODELS[recorded["model"]["name"]].config,
+        "backend": BACKENDS[recorded["backend"]["name"]].config,
+    }  # fmt: skip
+    cfg = OmegaConf.merge(schema(RunConfig), {k: v for k, v in recorded.items() if k not in groups})
+    for key, cls in groups.items():
+        cfg[key] = OmegaConf.merge(schema(cls), recorded[key])
+    return run_config(cfg)
+
+
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The composed config as plain JSON-able containers (``results.json`` ``config``)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

@@ -19,6 +19,7 @@ from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, run_identity
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.models import is_generative
+from fedjax_rhd.score.state import write_scoring_state
 from fedjax_rhd.sources import load_use_case
 from fedjax_rhd.tracking import final_metrics, make_tracker
 from fedjax_rhd.typing import Tracker
@@ -99,6 +100,11 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
             clinical=(score_name, score_table), tuned=tuned, **boot,
             fractions=None if config.split.natural or spec.pooled else config.split.fractions,
             scenario=config.scenario.name, started=started,
+        )  # fmt: skip
+        # what fedjax-rhd-score needs to apply these models to other patients (fedjax_rhd/score/)
+        write_scoring_state(
+            output_dir, guide_name=uc.guide_name, guide=guide, card=card, data=data, spec=spec,
+            backend=backend, params=res.run_params(fed, tuned), score_name=score_name,
         )  # fmt: skip
     tracker.log_final(final_metrics(results["final"]), res.output_files(output_dir, results))
     res.print_summary(results)

@@ -330,10 +330,7 @@ def write_run(
     final["validation_objective"] = None if np.isnan(objective) else float(objective)
     if spec.dp.enabled:  # every released global model is one Gaussian mechanism
         final["dp"] = privacy_summary(spec.dp, len(fed.rounds), data.num_nodes)
-    params = {"nodes": fed.node_params}
-    if fed.global_params is not None:
-        params = {"global": fed.global_params, **params}
-    checkpoint = save_params(output_dir / PARAMS_FILE, params)
+    checkpoint = save_params(output_dir / PARAMS_FILE, run_params(fed, tuned))
     frame = predictions(data, main_risk, node_risks, tuned and tuned["columns"], test_scores)
     frame.write_parquet(output_dir / PREDICTIONS_FILE)
     results = results_document(
@@ -341,6 +338,16 @@ def write_run(
     )
     write_results(results, output_dir)
     return results
+
+
+def run_params(fed: FederationResult, tuned: dict[str, Any] | None) -> dict[str, Any]:
+    """``params.npz``'s tree: ``global`` (if any), ``nodes`` and ``finetuned`` (if any), stacked on nodes."""
+    params = {"nodes": fed.node_params}
+    if fed.global_params is not None:
+        params = {"global": fed.global_params, **params}
+    if tuned is not None:
+        params["finetuned"] = tuned["params"]
+    return params
 
 
 def results_document(

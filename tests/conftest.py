@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -62,6 +63,19 @@ def tiny_data_root(tmp_path_factory) -> Path:
     subject is the build itself (or a fresh process building it) keep their own data root.
     """
     return tmp_path_factory.mktemp("tiny_data")
+
+
+@pytest.fixture(scope="session")
+def tiny_multirun(tmp_path_factory, tiny_data_root) -> Path:
+    """The foundation's strategies and splits over 2 split seeds: 12 tiny runs, in process, one folder each
+    as a multirun lays them out (the report reads any folder tree of runs). Shared by the report's and the
+    score command's tests (read only: write nothing below it)."""
+    root = tmp_path_factory.mktemp("multirun")
+    jobs = itertools.product(("fedavg", "centralized", "local"), ("three", "five"), (0, 1))
+    for i, (strategy, split, seed) in enumerate(jobs):
+        overrides = [*TINY, f"strategy={strategy}", f"split={split}", f"seed.split={seed}"]
+        run_in_process(overrides, root / "m" / f"{i}_{strategy}_{split}_s{seed}", tiny_data_root)
+    return root / "m"
 
 
 def compose(overrides: list[str] | None = None):

@@ -37,7 +37,9 @@ def finetuned_results(
     test: NodeData,
     boot: dict[str, Any],
 ) -> dict[str, Any] | None:
-    """Fine-tune on every node and score on the global test set: ``final.personalized`` and columns.
+    """Fine-tune on every node and score on the global test set: ``final.personalized``, columns, params.
+
+    ``params`` is the fine-tuned models stacked over nodes (kept in ``params.npz`` as ``finetuned``).
 
     Returns None when ``epochs`` is 0. Raises ``ValueError`` for strategies
     without a global model (``local`` and ``centralized`` are already per node).
@@ -55,4 +57,4 @@ def finetuned_results(
         for name, risk in zip(names, risks, strict=True)
     ]
     columns = {f"risk_{name}_finetuned": risk for name, risk in zip(names, risks, strict=True)}
-    return {"final": {"epochs": epochs, "nodes": nodes}, "columns": columns}
+    return {"final": {"epochs": epochs, "nodes": nodes}, "columns": columns, "params": tuned}

@@ -135,6 +135,7 @@ def survival_metrics(
     baseline_nodes: Sequence[int] | None = None,
     grid_points: int = GRID_POINTS,
     num_times: int = NUM_TIMES,
+    censoring: sm.Censoring | None = None,
 ) -> dict[str, Any]:
     """Uno's C, time-dependent AUC and integrated Brier score on the test set.
 
@@ -146,13 +147,17 @@ def survival_metrics(
         baseline_nodes: nodes whose rows build the Breslow baseline (default all).
         grid_points: resolution of the shared time grid.
         num_times: evaluation times for the AUC and Brier curves.
+        censoring: the ``G`` to weight by; default the nodes' (:func:`shared_censoring`). An
+            external cohort is weighted by its own censoring (``fedjax_rhd.score``); the grid,
+            evaluation times and baseline still come from the nodes.
 
     Returns:
         ``{"uno_c_test", "td_auc_test": {"mean", "times", "auc"}, "ibs_test",
         "survival_eval": {"tau", "grid_points", "times"}}``; Uno's C is
         truncated at ``tau``, the last evaluation time.
     """
-    grid, counts, censoring = shared_censoring(nodes, grid_points)
+    grid, counts, shared = shared_censoring(nodes, grid_points)
+    censoring = shared if censoring is None else censoring
     test_time = np.asarray(test.time, np.float64)
     test_event = np.asarray(test.event).astype(bool)
     times = sm.evaluation_times(counts, grid, test_time, num=num_times)

@@ -2,7 +2,9 @@
 
 Reads run and multirun directories (their ``results.json`` and ``test_predictions.parquet``),
 and writes into ``--out``: ``table.md``, ``table.csv``, ``comparisons.csv``, a
-self-contained ``report.html`` and ``figures/*.png`` (ARCHITECTURE §5). Runs of one cell
+self-contained ``report.html`` and ``figures/*.png`` (ARCHITECTURE §5); with ``score.json``
+files of ``fedjax-rhd-score`` below the dirs, also ``external_validation.{md,csv}``
+(``fedjax_rhd.report.external``; a dir of score outputs alone gives only those). Runs of one cell
 that differ only in ``seed.init`` / ``seed.train`` are training replicates: the cell
 averages them and its interval resamples them (``fedjax_rhd.report.cluster``).
 
@@ -20,6 +22,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from fedjax_rhd.report.external import find_scores, write_external
 from fedjax_rhd.report.figures import plot_row
 from fedjax_rhd.report.render import csv_text, html_page, interval_fields, markdown, row_fields, sentence
 from fedjax_rhd.report.runs import ReportInputError, Run, find_runs
@@ -34,7 +37,9 @@ class Report:
 
     runs: list[Run]
     rows: list[Row]
-    files: dict[str, Path]  # "markdown", "csv", "comparisons", "html", and "figure:<name>"
+    # "markdown", "csv", "comparisons", "html", "figure:<name>", and with score.json files below the
+    # roots "external_markdown", "external_csv" (report.external)
+    files: dict[str, Path]
 
 
 def _comparisons_csv(rows: list[Row], path: Path) -> None:
@@ -74,7 +79,14 @@ def write_report(
         margin: |FL − centralised| below which, with its whole interval, FL "matched" centralised.
     """
     out = Path(out)
-    runs = find_runs(roots)
+    scores = find_scores(roots)
+    # a folder of score outputs alone (no results.json below it) feeds only the external table
+    run_roots = [
+        r for r in roots if not (Path(r).is_dir() and scores and not any(Path(r).rglob("results.json")))
+    ]
+    if not run_roots and scores:
+        return Report([], [], write_external(scores, out))
+    runs = find_runs(run_roots)
     rows = build_rows(runs, n_boot=n_boot, boot_seed=boot_seed)
     out.mkdir(parents=True, exist_ok=True)
     figures = [plot_row(row, runs, out / "figures") for row in rows]
@@ -89,6 +101,7 @@ def write_report(
     _comparisons_csv(rows, files["comparisons"])
     files["html"].write_text(html_page(rows, figures, margin))
     files.update({f"figure:{p.name}": p for p in figures if p is not None})
+    files.update(write_external(scores, out))
     return Report(runs, rows, files)
 
 
@@ -107,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ReportInputError as err:
         sys.exit(f"fedjax-rhd-report: {err}")
-    print(f"{len(report.runs)} runs, {len(report.rows)} table rows")
+    print(f"{len(report.runs)} runs, {len(report.rows)} table rows")  # (0, 0): score outputs only
     for row in report.rows:
         print(f"- {sentence(row, args.margin)}")
     for name, path in report.files.items():

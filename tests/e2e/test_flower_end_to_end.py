@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import psutil
 import pytest
 
@@ -38,6 +39,11 @@ def test_flower_simulation_run_equals_the_simulator(tmp_path):
     assert comparable(flower) == comparable(sim)
     assert flower["config"]["backend"]["name"] == "flower"
     assert flower["final"]["personalized"]["epochs"] == 2
+    # what fedjax-rhd-score replays (the nodes' evaluation statistics) is the same under both backends
+    with np.load(tmp_path / "sim" / "scoring.npz") as a, np.load(tmp_path / "flower" / "scoring.npz") as b:
+        assert a.files == b.files and "breslow/node2_finetuned/events" in a.files
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 def test_flower_deployment_run_equals_the_simulator_and_leaves_no_process(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import os
 import re
@@ -26,15 +25,9 @@ HEADER_RGB = (0x1F, 0x4E, 0x79)  # table.survival th background in render._CSS
 
 
 @pytest.fixture(scope="module")
-def multirun(tmp_path_factory, tiny_data_root) -> Path:
-    """The foundation's strategies and splits over 2 split seeds: 12 tiny runs, in process, one folder each
-    as a multirun lays them out (the report reads any folder tree of runs)."""
-    root = tmp_path_factory.mktemp("multirun")
-    jobs = itertools.product(("fedavg", "centralized", "local"), ("three", "five"), (0, 1))
-    for i, (strategy, split, seed) in enumerate(jobs):
-        overrides = [*TINY, f"strategy={strategy}", f"split={split}", f"seed.split={seed}"]
-        run_in_process(overrides, root / "m" / f"{i}_{strategy}_{split}_s{seed}", tiny_data_root)
-    return root / "m"
+def multirun(tiny_multirun) -> Path:
+    """The foundation's 12 tiny runs (``tests/conftest.py``; the score tests read them too)."""
+    return tiny_multirun
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,3 @@
+from fedjax_rhd.score import main
+
+main()
