@@ -137,6 +137,11 @@ def test_search_objective_resume_best_config_and_blindness_to_test_rows(
     assert best["seed"]["init"] == result.best.params["seed.init"]
     assert best["defaults"] == [{"override /model": "deepsurv"}] and "data_root" not in best
     assert (tmp_path / "a" / "search.png").stat().st_size > 10_000
+    # best.yaml is a working +experiment file from a user's own config folder.
+    (tmp_path / "extra" / "experiment").mkdir(parents=True)
+    (tmp_path / "extra" / "experiment" / "tuned.yaml").write_text((tmp_path / "a" / "best.yaml").read_text())
+    tuned = compose([f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "+experiment=tuned"])
+    assert tuned.seed.init == result.best.params["seed.init"] and tuned.model.name == "deepsurv"
 
     # Resume: the same sweep folder with one more trial runs only that one.
     more = run_search(SEARCH, base, tmp_path / "a", counted, n_trials=4, progress=False)
