@@ -30,6 +30,7 @@ import dataclasses
 import datetime as dt
 import difflib
 import math
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,17 @@ from typing import Any
 from harmonize import terminology as term
 from harmonize.errors import InputError
 from harmonize.guide import Guide
-from harmonize.sources import Issue, PatientRecord, check_centre_name
+from harmonize.mapping_rules import (
+    RULES,
+    DerivedFlag,
+    Sentinel,
+    binary_word,
+    combine,
+    match_values,
+    sentinel_hit,
+)
+from harmonize.mapping_rules import label as sentinel_label
+from harmonize.sources import REFERENCE_PREFIXES, Issue, PatientRecord, check_centre_name
 from harmonize.tables import ROW_NAMES, RawTable, SourceError, read_table, table_format
 from harmonize.yamlsafe import LoadedYaml, load_yaml
 
@@ -60,10 +71,14 @@ _TOP_KEYS = (
     "variants",
     "ignore",
     "provenance",
+    "missing",
+    "reference",
 )
-_FEATURE_KEYS = ("column", "unit", "codes")
-_TIME_KEYS = ("column", "unit", "start", "end", "format")
-_EVENT_KEYS = ("column", "codes")
+_FEATURE_KEYS = ("column", "unit", "codes", "missing")
+_DERIVED_KEYS = (*RULES, "column", "separator", "codes", "missing")
+_TIME_KEYS = ("column", "unit", "start", "end", "format", "missing")
+_EVENT_KEYS = ("column", "codes", "missing")
+_CENTRE_KEYS = ("column", "codes")
 _GENES_KEYS = ("prefix", "codes")
 _VARIANT_KEYS = (
     "file",
@@ -94,6 +109,7 @@ class ColumnMap:
     column: str
     unit: str | None = None
     codes: tuple[tuple[str, Any], ...] | None = None  # source text -> guide value
+    missing: tuple[Sentinel, ...] = ()  # this column's "not recorded" values (beside the global ones)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +152,10 @@ class SourceMapping:
     ignore: tuple[str, ...]
     provenance: tuple[tuple[str, Any], ...]
     warnings: tuple[str, ...] = ()  # parse-time warnings (unquoted YAML booleans among codes)
+    missing: tuple[Sentinel, ...] = ()  # "not recorded" values of every mapped column
+    derived: tuple[tuple[str, DerivedFlag], ...] = ()  # binary features computed by a rule
+    centre_column: ColumnMap | None = None  # one table, several centres: the centre from a column
+    reference: tuple[tuple[str, ColumnMap], ...] = ()  # values kept outside FHIR (score inputs)
 
 
 Key = tuple[str, ...]
@@ -196,6 +216,21 @@ class _Ctx:
         # value (`M: yes`) is the 1/0 it stands for, and _bool_warnings says so.
         return tuple((str(k), int(v) if isinstance(v, bool) else v) for k, v in raw.items())
 
+    def sentinels(self, key: Key, value: Any) -> tuple[Sentinel, ...]:
+        """``missing:``: one value or a list of texts and numbers that mean "not recorded"."""
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        out: list[Sentinel] = []
+        for i, v in enumerate(items):
+            if isinstance(v, bool) or v is None or isinstance(v, dict | list):
+                raise self.fail(
+                    (*key, str(i)),
+                    f"expected a text or a number marking a missing value, got a {_kind(v)}; quote it",
+                )
+            out.append(v if isinstance(v, str) else float(v))
+        return tuple(out)
+
 
 def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], ctx: _Ctx, where: Key) -> None:
     for key in raw:
@@ -211,11 +246,54 @@ def _column_map(raw: Any, ctx: _Ctx, where: Key, allowed: tuple[str, ...] = _FEA
     if not isinstance(raw, dict) or "column" not in raw:
         raise ctx.fail(where, "expected a column name or {column: ..., unit: ..., codes: {...}}")
     _check_keys(raw, allowed, ctx, where)
-    return ColumnMap(
+    cm = ColumnMap(
         column=ctx.text((*where, "column"), raw["column"]),
         unit=ctx.optional_text(raw, (*where, "unit")),
         codes=ctx.codes((*where, "codes"), raw.get("codes")),
+        missing=ctx.sentinels((*where, "missing"), raw.get("missing")),
     )
+    _check_sentinels_vs_codes(cm.missing, cm.codes, ctx, where)
+    return cm
+
+
+def _check_sentinels_vs_codes(
+    missing: tuple[Sentinel, ...], codes: tuple[tuple[str, Any], ...] | None, ctx: _Ctx, where: Key
+) -> None:
+    """A cell cannot both mean "not recorded" and a value: refuse the ambiguity."""
+    for src, value in codes or ():
+        if value is not None and sentinel_hit(src, missing) is not None:
+            raise ctx.fail(
+                (*where, "codes", src),
+                f"{src!r} is also a missing-value sentinel; drop one (a code may map to null instead)",
+            )
+
+
+def _derived(raw: dict[str, Any], ctx: _Ctx, where: Key) -> DerivedFlag:
+    """``{any_of|none_of|all_of: [0/1 columns]}`` or ``{column: X, any_of: [values], separator: ","}``."""
+    _check_keys(raw, _DERIVED_KEYS, ctx, where)
+    rules = [r for r in RULES if r in raw]
+    if len(rules) != 1:
+        raise ctx.fail(where, f"give exactly one of {list(RULES)}, got {rules}")
+    rule = rules[0]
+    listed = raw[rule]
+    if not isinstance(listed, list) or not listed:
+        raise ctx.fail((*where, rule), f"expected a non-empty list, got a {_kind(listed)}")
+    items = tuple(ctx.text((*where, rule, str(i)), v) for i, v in enumerate(listed))
+    separator = ctx.optional_text(raw, (*where, "separator"))
+    codes = ctx.codes((*where, "codes"), raw.get("codes"))
+    missing = ctx.sentinels((*where, "missing"), raw.get("missing"))
+    if "column" in raw:  # the values form: one column, the listed values of it
+        if codes is not None:
+            raise ctx.fail((*where, "codes"), "the values form matches the column's text; drop codes")
+        return DerivedFlag(
+            rule, (ctx.text((*where, "column"), raw["column"]),), items, separator, None, missing
+        )
+    if separator is not None:
+        raise ctx.fail((*where, "separator"), "applies to the values form ({column: ..., any_of: [values]})")
+    if codes is not None:
+        _check_codes(ColumnMap("", codes=codes), (0, 1), ctx, where)
+    _check_sentinels_vs_codes(missing, codes, ctx, where)
+    return DerivedFlag(rule, items, (), None, codes, missing)
 
 
 def _check_codes(cm: ColumnMap, allowed: tuple[Any, ...], ctx: _Ctx, where: Key) -> None:
@@ -306,6 +384,7 @@ def parse_mapping(
         table = Path(ctx.text(("file",), raw["file"]))
     table = table if table.is_absolute() else ctx.path.parent / table
     features: list[tuple[str, ColumnMap]] = []
+    derived: list[tuple[str, DerivedFlag]] = []
     for name, spec in ctx.mapping(("features",), raw.get("features"), "feature: column lines").items():
         if name not in guide.feature_names:
             close = difflib.get_close_matches(str(name), guide.feature_names, n=1)
@@ -313,6 +392,11 @@ def parse_mapping(
             raise ctx.fail(("features", name), f"not a feature of guide {guide.use_case!r}{hint}")
         f = guide.feature(name)
         where = ("features", name)
+        if isinstance(spec, dict) and any(r in spec for r in RULES):
+            if f.kind != "binary":
+                raise ctx.fail(where, f"any_of/none_of/all_of make a 0/1 flag; {name!r} is {f.kind}")
+            derived.append((name, _derived(spec, ctx, where)))
+            continue
         cm = _column_map(spec, ctx, where)
         if f.kind == "continuous":
             if cm.unit is None:
@@ -332,10 +416,16 @@ def parse_mapping(
     time_map, dates = None, None
     if "column" in t:
         unit = ctx.optional_text(t, ("time", "unit")) or guide.time_unit
-        time_map = ColumnMap(column=ctx.text(("time", "column"), t["column"]), unit=unit)
+        time_map = ColumnMap(
+            column=ctx.text(("time", "column"), t["column"]),
+            unit=unit,
+            missing=ctx.sentinels(("time", "missing"), t.get("missing")),
+        )
         if term.conversion(unit, guide.time_unit) is None:
             raise ctx.fail(("time", "unit"), f"no conversion from {unit!r} to {guide.time_unit!r}")
     elif "start" in t and "end" in t:
+        if "missing" in t:
+            raise ctx.fail(("time", "missing"), "applies to a time column; for dates use the global missing:")
         fmt = ctx.optional_text(t, ("time", "format")) or "%Y-%m-%d"
         try:  # a format that cannot read back a date it wrote would reject every record
             ok = "%" in fmt and bool(dt.datetime.strptime(dt.date(2001, 2, 3).strftime(fmt), fmt))
@@ -375,11 +465,37 @@ def parse_mapping(
             float(min_vaf),
             ctx.optional_text(v, ("variants", "not_tested")),
         )
-    centre = ctx.optional_text(raw, ("centre",)) or table.stem
-    try:
-        check_centre_name(centre)
-    except ValueError as err:
-        raise ctx.fail(("centre",), str(err)) from None
+    centre_column = None
+    if isinstance(raw.get("centre"), dict):  # one table, several centres
+        centre_column = _column_map(raw["centre"], ctx, ("centre",), _CENTRE_KEYS)
+        centre = table.stem  # stands for the mapping in messages; the centres come from the column
+        for src, value in centre_column.codes or ():
+            try:
+                check_centre_name(str(value))
+            except ValueError as err:
+                raise ctx.fail(("centre", "codes", src), str(err)) from None
+    else:
+        centre = ctx.optional_text(raw, ("centre",)) or table.stem
+        try:
+            check_centre_name(centre)
+        except ValueError as err:
+            raise ctx.fail(("centre",), str(err)) from None
+    reference: list[tuple[str, ColumnMap]] = []
+    for name, spec in ctx.mapping(("reference",), raw.get("reference"), "name: column lines").items():
+        if not str(name).startswith(REFERENCE_PREFIXES):
+            raise ctx.fail(
+                ("reference", name),
+                f"reference columns are named {' / '.join(p + '...' for p in REFERENCE_PREFIXES)} "
+                "(kept outside FHIR, e.g. score_tp53_vaf, source_eln2022, clinical_score)",
+            )
+        reference.append(
+            (str(name), _column_map(spec, ctx, ("reference", name), ("column", "codes", "missing")))
+        )
+    global_missing = ctx.sentinels(("missing",), raw.get("missing"))
+    coded: list[tuple[Key, ColumnMap]] = [(("features", n), cm) for n, cm in features]
+    coded += [(("event",), event)] + [(("reference", n), cm) for n, cm in reference]
+    for where, cm in coded:
+        _check_sentinels_vs_codes(global_missing, cm.codes, ctx, where)
     decimal = raw.get("decimal", ".")
     if decimal not in (".", ","):
         raise ctx.fail(("decimal",), f"expected '.' or ',', got {decimal!r}")
@@ -431,6 +547,10 @@ def parse_mapping(
         ignore=tuple(ctx.text(("ignore", str(i)), c) for i, c in enumerate(ignore)),
         provenance=tuple(provenance.items()),
         warnings=_bool_warnings(loaded) if loaded is not None else (),
+        missing=global_missing,
+        derived=tuple(derived),
+        centre_column=centre_column,
+        reference=tuple(reference),
     )
 
 
@@ -504,6 +624,17 @@ def _read_mapped(m: SourceMapping) -> RawTable:
     )
 
 
+def _row_centre(m: SourceMapping, row: _Row) -> str | None:
+    """The centre a row belongs to, read from the mapping's centre column (``None`` if empty)."""
+    text = row.get(m.centre_column.column)
+    if _is_na(text):
+        return None
+    ok, coded = _coded(text.strip(), m.centre_column.codes)
+    if not ok:
+        return text.strip()  # `codes:` rename some centres; the others keep the name they have
+    return None if coded is None else str(coded).strip()
+
+
 def _symbol(f: Any) -> str:
     return f.fhir.gene if f.fhir is not None and f.fhir.gene is not None else f.name
 
@@ -549,18 +680,62 @@ class MappedSource:
         self._truth = truth
         self.guide = guide
         self.by_centre: dict[str, SourceMapping] = {}
+        self._tables: dict[Path, RawTable] = {}  # a table with a centre column is read once
         for m in mappings:
-            if m.centre in self.by_centre:
-                raise MappingError(
-                    m.path,
-                    "?",
-                    "centre",
-                    f"centre {m.centre!r} is also mapped by {self.by_centre[m.centre].path}",
-                )
-            self.by_centre[m.centre] = m
+            for centre in self._centres_of(m):
+                if centre in self.by_centre:
+                    raise MappingError(
+                        m.path,
+                        "?",
+                        "centre",
+                        f"centre {centre!r} is also mapped by {self.by_centre[centre].path}",
+                    )
+                self.by_centre[centre] = m
         self._provenance = dict(provenance or {})
         self._unmapped: dict[str, list[str]] = {}
         self._notes: dict[str, dict[str, Any]] = {}
+        self._reference: dict[str, list[dict[str, Any]]] = {}
+
+    def _table(self, m: SourceMapping) -> RawTable:
+        if m.centre_column is None:
+            return _read_mapped(m)
+        if m.path not in self._tables:
+            self._tables[m.path] = _read_mapped(m)
+        return self._tables[m.path]
+
+    def _centres_of(self, m: SourceMapping) -> list[str]:
+        """The centres one mapping yields: its own, or every value of its centre column (sorted)."""
+        if m.centre_column is None:
+            return [m.centre]
+        table = self._table(m)
+        cm = m.centre_column
+        if cm.column not in table.header:
+            raise SourceError(
+                m.file,
+                f"{m.header_row} (header)",
+                cm.column,
+                f"column for 'centre' (mapping {m.path}) not found",
+            )
+        index = {c: j for j, c in enumerate(table.header)}
+        found: set[str] = set()
+        for k in range(len(table.rows)):
+            row = _Row(table, index, k)
+            centre = _row_centre(m, row)
+            if centre is None:
+                # A row that belongs to no centre cannot be placed: refuse rather than drop it.
+                raise SourceError(
+                    m.file,
+                    f"{row.row} ({row.where})",
+                    cm.column,
+                    f"no centre: the mapping takes each row's centre from this column; "
+                    f"got {row.get(cm.column)!r}",
+                )
+            try:
+                check_centre_name(centre)
+            except ValueError as err:
+                raise SourceError(m.file, f"{row.row} ({row.where})", cm.column, str(err)) from None
+            found.add(centre)
+        return sorted(found)
 
     def centres(self) -> tuple[str, ...]:
         return tuple(self.by_centre)
@@ -582,24 +757,45 @@ class MappedSource:
     def notes(self, centre: str) -> dict[str, Any]:
         """What the quality report should say about the source beyond its records."""
         m = self.by_centre[centre]
-        out = {
+        out: dict[str, Any] = {
             "file": str(m.file),
             "mapping": str(m.path),
             "unmapped_columns": self._unmapped.get(centre, []),
         }
+        if m.centre_column is not None:
+            out["centre_from_column"] = m.centre_column.column
         out.update(self._notes.get(centre, {}))
         return out
+
+    def reference(self) -> Any:
+        """The mapping's ``reference:`` columns per patient (``reference.parquet``), or ``None``."""
+        rows = [r for c in self.by_centre for r in self._reference.get(c, [])]
+        if not rows:
+            return None
+        import polars as pl
+
+        names = [n for n, _ in next(iter(self.by_centre.values())).reference]
+        cols: dict[str, Any] = {"patient_id": pl.Series([r["patient_id"] for r in rows], dtype=pl.String)}
+        for n in {n for r in rows for n in r} - {"patient_id"} - set(names):
+            names.append(n)  # another centre's mapping named more columns
+        for n in names:
+            values = [r.get(n) for r in rows]
+            numeric = all(v is None or isinstance(v, float) for v in values)
+            cols[n] = pl.Series(values, dtype=pl.Float64 if numeric else pl.String)
+        return pl.DataFrame(cols)
 
     def unmapped_columns(self, centre: str) -> list[str]:
         """Columns of a centre's table that the mapping neither uses nor lists under ``ignore``."""
         m = self.by_centre[centre]
-        table = _read_mapped(m)
+        table = self._table(m)
         return self._used(m, table)[1]
 
     def _used(self, m: SourceMapping, table: RawTable) -> tuple[dict[str, str], list[str]]:
         """``feature -> column`` of the wide gene matrix, and the unmapped columns."""
         used = {m.patient_id, m.event.column, *(cm.column for _, cm in m.features), *m.ignore, ROW_NAMES}
         used |= {m.time.column} if m.time is not None else {m.dates[0], m.dates[1]}
+        used |= {c for _, d in m.derived for c in d.columns} | {cm.column for _, cm in m.reference}
+        used |= {m.centre_column.column} if m.centre_column is not None else set()
         genes: dict[str, str] = {}
         if m.gene_prefix is not None:
             for name in _gene_features(self.guide):
@@ -610,7 +806,7 @@ class MappedSource:
 
     def records(self, centre: str) -> Iterator[PatientRecord]:
         m = self.by_centre[centre]
-        table = _read_mapped(m)
+        table = self._table(m)
         index = {c: j for j, c in enumerate(table.header)}
         required = [("patient_id", m.patient_id)] if m.patient_id != ROW_ID else []
         required += [("event", m.event.column)]
@@ -618,6 +814,8 @@ class MappedSource:
             [("time", m.time.column)] if m.time is not None else [("time", m.dates[0]), ("time", m.dates[1])]
         )
         required += [(name, cm.column) for name, cm in m.features]
+        required += [(name, c) for name, d in m.derived for c in d.columns]
+        required += [(name, cm.column) for name, cm in m.reference]
         for target, column in required:
             if column not in index:
                 close = difflib.get_close_matches(column, table.header, n=1)
@@ -638,6 +836,7 @@ class MappedSource:
         # Cells that hold no stored value (formulas without a result, Excel errors, merges over
         # several columns) are findings of the feature that reads them, or quarantine the record.
         targets: dict[str, str] = {column: name for name, column in genes.items()}
+        targets |= {c: name for name, d in m.derived for c in d.columns}
         targets |= {cm.column: name for name, cm in m.features}
         targets |= {m.patient_id: "patient_id", m.event.column: "event"}
         targets |= {m.time.column: "time"} if m.time is not None else {m.dates[0]: "time", m.dates[1]: "time"}
@@ -648,8 +847,15 @@ class MappedSource:
             if target is None:
                 target = "(unmapped column)"  # counted and listed, though no feature reads it
             cell_issues.setdefault(k, []).append(Issue(target, column, reason))
+        from_columns = {name for name, _ in m.features} | {name for name, _ in m.derived}
         if m.gene_prefix is not None:
-            notes["guide_genes_without_a_column"] = [g for g in gene_features if g not in genes]
+            # A gene flag mapped under `features:` (FLT3_ITD from a clinical call) has its column.
+            notes["guide_genes_without_a_column"] = [
+                g for g in gene_features if g not in genes and g not in from_columns
+            ]
+        mapped = from_columns | set(genes) | (set(gene_features) if m.variants is not None else set())
+        # Guide features this mapping leaves out are missing for every patient of the centre.
+        notes["guide_features_not_mapped"] = [f for f in self.guide.feature_names if f not in mapped]
         variants = self._variants(m) if m.variants is not None else None
         if variants is not None:
             ids = {row[index[m.patient_id]] for row in table.rows if index[m.patient_id] < len(row)}
@@ -669,9 +875,13 @@ class MappedSource:
             }
         self._notes[centre] = notes
         units = {name: cm.unit for name, cm in m.features if cm.unit is not None}
-        from_columns = {name for name, _ in m.features}
+        self._hits: Counter[tuple[str, str, str]] = Counter()  # (target, column, sentinel) -> cells
+        derived_counts = {name: Counter() for name, _ in m.derived}
+        self._reference[centre] = []
         for k in range(len(table.rows)):
             row = _Row(table, index, k)
+            if m.centre_column is not None and _row_centre(m, row) != centre:
+                continue  # another centre's row of the same table
             issues: list[Issue] = list(cell_issues.get(k, ()))
             if len(row.cells) < len(table.header):
                 missing = table.header[len(row.cells)]
@@ -691,9 +901,16 @@ class MappedSource:
             pid = f"{centre}-{row.row:06d}" if m.patient_id == ROW_ID else row.get(m.patient_id)
             values: dict[str, Any] = {}
             for name, cm in m.features:
-                values[name] = self._value(name, cm, row, issues, m.decimal)
+                values[name] = self._value(m, name, cm, row, issues)
             for name, column in genes.items():
-                values[name] = self._value(name, ColumnMap(column, codes=m.gene_codes), row, issues)
+                values[name] = self._value(m, name, ColumnMap(column, codes=m.gene_codes), row, issues)
+            for name, d in m.derived:
+                values[name] = self._derived(m, name, d, row, issues)
+                derived_counts[name][values[name]] += 1
+            if m.reference and pid is not None:
+                self._reference[centre].append(
+                    {"patient_id": pid} | {n: self._reference_value(m, n, cm, row) for n, cm in m.reference}
+                )
             if variants is not None and pid is not None:
                 found, bad = variants.get(pid, ({}, {}))
                 for name in gene_features:
@@ -716,11 +933,75 @@ class MappedSource:
                 event=event,
                 issues=tuple(issues),
             )
+        self._count_rules(centre, m, derived_counts)  # runs once the reader has taken every record
 
-    def _value(self, name: str, cm: ColumnMap, row: _Row, issues: list[Issue], decimal: str = ".") -> Any:
-        text = row.get(cm.column)
+    def _count_rules(self, centre: str, m: SourceMapping, derived_counts: dict[str, Counter]) -> None:
+        """Keep the centre's notes on sentinels and derived flags current (read after the records)."""
+        notes = self._notes[centre]
+        if m.missing or self._hits:
+            sentinels: dict[str, dict[str, Any]] = {}
+            for (target, column, hit), n in sorted(self._hits.items()):
+                entry = sentinels.setdefault(target, {"column": column, "cells": {}})
+                entry["cells"][hit] = n
+            notes["missing_sentinels"] = {
+                "global": [sentinel_label(v) for v in m.missing],
+                "set_missing": sentinels,
+            }
+        if m.derived:
+            notes["derived_features"] = {
+                name: {
+                    "rule": d.describe(),
+                    "positive": derived_counts[name][1],
+                    "negative": derived_counts[name][0],
+                    "undetermined": derived_counts[name][None],
+                }
+                for name, d in m.derived
+            }
+
+    def _cell(
+        self, m: SourceMapping, row: _Row, column: str, extra: tuple[Sentinel, ...], target: str
+    ) -> Any:
+        """A cell's text, ``None`` where empty, NA or a declared sentinel (counted)."""
+        text = row.get(column)
         if _is_na(text):
             return None
+        sentinels = (*extra, *m.missing)
+        hit = sentinel_hit(text, sentinels, m.decimal) if sentinels else None
+        if hit is not None:
+            self._hits[(target, column, hit)] += 1
+            return None
+        return text
+
+    def _derived(
+        self, m: SourceMapping, name: str, d: DerivedFlag, row: _Row, issues: list[Issue]
+    ) -> int | None:
+        if d.values:  # the values form: one column's text against the listed values
+            text = self._cell(m, row, d.columns[0], d.missing, name)
+            return None if text is None else match_values(d.rule, text, d.values, d.separator)
+        flags = []
+        for column in d.columns:
+            cm = ColumnMap(column, codes=d.codes, missing=d.missing)
+            flags.append(self._value(m, name, cm, row, issues))
+        return combine(d.rule, flags)
+
+    def _reference_value(self, m: SourceMapping, name: str, cm: ColumnMap, row: _Row) -> Any:
+        """A reference cell: its code's value, else its number, else its text (``None`` if missing)."""
+        text = self._cell(m, row, cm.column, cm.missing, name)
+        if text is None:
+            return None
+        ok, coded = _coded(text, cm.codes)
+        if not ok or coded is None:
+            return None
+        try:
+            return _number(str(coded), m.decimal)
+        except ValueError:
+            return str(coded)
+
+    def _value(self, m: SourceMapping, name: str, cm: ColumnMap, row: _Row, issues: list[Issue]) -> Any:
+        text = self._cell(m, row, cm.column, cm.missing, name)
+        if text is None:
+            return None
+        decimal = m.decimal
         f = self.guide.feature(name)
         ok, coded = _coded(text, cm.codes)
         if not ok:
@@ -739,14 +1020,10 @@ class MappedSource:
         if f.kind == "binary":
             if isinstance(coded, int) and coded in (0, 1):
                 return coded
-            try:
-                v = _number(str(coded))
-            except ValueError:
-                v = math.nan
-            if v not in (0.0, 1.0):
+            v = binary_word(str(coded))  # 0/1, 0.0/1.0, TRUE/FALSE
+            if v is None:
                 issues.append(Issue(name, cm.column, f"{text!r} is not 0/1"))
-                return None
-            return int(v)
+            return v
         if str(coded) not in f.levels:
             issues.append(Issue(name, cm.column, f"{text!r} is not one of the levels {list(f.levels)}"))
             return None
@@ -755,8 +1032,8 @@ class MappedSource:
     def _endpoint(self, m: SourceMapping, row: _Row, issues: list[Issue]) -> tuple[float | None, int | None]:
         time: float | None = None
         if m.time is not None:
-            text = row.get(m.time.column)
-            if _is_na(text):
+            text = self._cell(m, row, m.time.column, m.time.missing, "time")
+            if text is None:
                 issues.append(Issue("time", m.time.column, "survival time is missing"))
             else:
                 try:
@@ -785,14 +1062,16 @@ class MappedSource:
                     )
                 time = days / 365.25
         event: int | None = None
-        text = row.get(m.event.column)
+        text = self._cell(m, row, m.event.column, m.event.missing, "event")
         ok, coded = _coded(text or "", m.event.codes)
-        if _is_na(text):
+        # R and pandas write a 0/1 column as 0.0/1.0 or TRUE/FALSE; both are events, not errors.
+        flag = None if not ok or coded is None else binary_word(str(coded))
+        if text is None:
             issues.append(Issue("event", m.event.column, "event is missing"))
-        elif not ok or str(coded) not in ("0", "1"):
+        elif flag is None:
             issues.append(Issue("event", m.event.column, f"event {text!r} is not 0/1 (nor a mapped code)"))
         else:
-            event = int(coded)
+            event = flag
         return time, event
 
     def _variants(self, m: SourceMapping) -> dict[str, tuple[dict[str, str], dict[str, list[Issue]]]]:
