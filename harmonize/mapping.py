@@ -939,13 +939,12 @@ class MappedSource:
         """Keep the centre's notes on sentinels and derived flags current (read after the records)."""
         notes = self._notes[centre]
         if m.missing or self._hits:
-            sentinels: dict[str, dict[str, Any]] = {}
-            for (target, column, hit), n in sorted(self._hits.items()):
-                entry = sentinels.setdefault(target, {"column": column, "cells": {}})
-                entry["cells"][hit] = n
             notes["missing_sentinels"] = {
                 "global": [sentinel_label(v) for v in m.missing],
-                "set_missing": sentinels,
+                "set_missing": [
+                    {"feature": target, "column": column, "sentinel": hit, "cells": n}
+                    for (target, column, hit), n in sorted(self._hits.items())
+                ],
             }
         if m.derived:
             notes["derived_features"] = {
