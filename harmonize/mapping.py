@@ -962,14 +962,14 @@ class MappedSource:
     ) -> Any:
         """A cell's text, ``None`` where empty, NA or a declared sentinel (counted)."""
         text = row.get(column)
-        if _is_na(text):
+        if text is None:
             return None
         sentinels = (*extra, *m.missing)
         hit = sentinel_hit(text, sentinels, m.decimal) if sentinels else None
-        if hit is not None:
+        if hit is not None:  # before the built-in NA words: a declared sentinel is always counted
             self._hits[(target, column, hit)] += 1
             return None
-        return text
+        return None if _is_na(text) else text
 
     def _derived(
         self, m: SourceMapping, name: str, d: DerivedFlag, row: _Row, issues: list[Issue]
