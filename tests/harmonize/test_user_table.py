@@ -344,3 +344,34 @@ def test_a_named_guide_is_found_on_the_users_search_path(tmp_path, monkeypatch):
     from fedjax_rhd.guide_cache import cached_guide
 
     assert cached_guide("toy").use_case == "toy"
+
+
+def test_eln_2022_on_an_external_cohort_takes_inputs_the_guide_lacks_from_reference_columns():
+    # ELN 2022 (Döhner H, et al. Blood 2022;140:1345-77, Table 6), by hand per row.
+    from fedjax_rhd.scores import eln
+    from fedjax_rhd.sources.scores import clinical_scores
+
+    guide = load_guide("aml_beat")  # no CEBPA_bZIP, no ZRSR2, no TP53 VAF among its features
+    ids = ["a", "b", "c", "d", "e", "f", "g", "h"]
+    zeros = {k: [0] * 8 for k in eln.ELN2022_INPUTS if k in guide.feature_names}
+    zeros["t_8_21"][0] = 1  # a: t(8;21): favourable
+    zeros["NPM1"][1] = 1  # b: NPM1 without FLT3-ITD: favourable
+    zeros["TP53"][2] = zeros["TP53"][3] = 1  # c: VAF 5%: not counted, intermediate; d: VAF 30%: adverse
+    zeros["kmt2a_r"][5] = 1  # f: KMT2A rearranged (not t(9;11)): adverse
+    zeros["ASXL1"][7] = None  # h: a myelodysplasia-related gene unknown: adverse or intermediate
+    table = pl.DataFrame({"patient_id": ids, **zeros})
+    reference = pl.DataFrame(
+        {
+            "patient_id": list(reversed(ids)),  # joined by id, not by order
+            "score_TP53_vaf": list(reversed([0.0, 0.0, 0.05, 0.3, 0.0, 0.0, 0.0, 0.0])),
+            "score_CEBPA_bZIP": list(reversed([0, 0, 0, 0, 1, 0, 0, 0])),  # e: bZIP in frame: favourable
+            "score_ZRSR2": list(reversed([0, 0, 0, 0, 0, 0, 1, 0])),  # g: ZRSR2: adverse
+        }
+    )
+    name, scores = clinical_scores(table, guide, reference=reference)
+    assert name == "ELN 2022" and scores["patient_id"].to_list() == ids
+    assert scores["clinical_score"].to_list() == [0.0, 0.0, 1.0, 2.0, 0.0, 2.0, 2.0, None]
+    assert clinical_scores(table, guide, reference=reference.drop("score_ZRSR2")) == (
+        "",
+        None,
+    )  # input missing
