@@ -186,6 +186,16 @@ def _cmd_map(args: argparse.Namespace) -> None:
                 print(f"  note: {report['source'].get('file')}: {table_notes[what]}")
         if folded:
             print(f"  warning: {report['source'].get('file')}: {folded} line(s) folded into quoted fields")
+        hits = report["source"].get("missing_sentinels", {}).get("set_missing", [])
+        if hits:
+            n = sum(h["cells"] for h in hits)
+            cells = ", ".join(f"{h['column']} {h['sentinel']!r} x{h['cells']}" for h in hits)
+            print(f"  note: missing-value sentinels set {n} cell(s) missing: {cells}")
+        for name, d in report["source"].get("derived_features", {}).items():
+            print(
+                f"  note: {name} = {d['rule']}: {d['positive']} positive, {d['negative']} negative, "
+                f"{d['undetermined']} undetermined"
+            )
         print(
             f"{c['name']}: {c['n_records']} records -> {c['n_rows']} rows, {c['quarantined']} quarantined, "
             f"{findings} row-level findings; unmapped columns: {', '.join(unmapped) or 'none'}"
