@@ -624,6 +624,10 @@ def _read_mapped(m: SourceMapping) -> RawTable:
     )
 
 
+def _shown(text: str | None) -> str:
+    return "empty" if text is None else repr(text)
+
+
 def _row_centre(m: SourceMapping, row: _Row) -> str | None:
     """The centre a row belongs to, read from the mapping's centre column (``None`` if empty)."""
     text = row.get(m.centre_column.column)
@@ -727,8 +731,12 @@ class MappedSource:
                     m.file,
                     f"{row.row} ({row.where})",
                     cm.column,
-                    f"no centre: the mapping takes each row's centre from this column; "
-                    f"got {row.get(cm.column)!r}",
+                    "no centre: the mapping takes each row's centre from this column and this row's "
+                    + (
+                        f"cell is {_shown(row.get(cm.column))}; fill it"
+                        if row.present(cm.column)
+                        else f"has {len(row.cells)} of {len(table.header)} fields (truncated?)"
+                    ),
                 )
             try:
                 check_centre_name(centre)
@@ -780,8 +788,12 @@ class MappedSource:
             names.append(n)  # another centre's mapping named more columns
         for n in names:
             values = [r.get(n) for r in rows]
-            numeric = all(v is None or isinstance(v, float) for v in values)
-            cols[n] = pl.Series(values, dtype=pl.Float64 if numeric else pl.String)
+            if all(v is None or isinstance(v, float) for v in values):
+                cols[n] = pl.Series(values, dtype=pl.Float64)
+            else:  # one text cell makes the column text (numbers as the source wrote them, roughly)
+                cols[n] = pl.Series(
+                    [None if v is None else f"{v:g}" if isinstance(v, float) else v for v in values]
+                )
         return pl.DataFrame(cols)
 
     def unmapped_columns(self, centre: str) -> list[str]:

@@ -28,6 +28,7 @@ from harmonize import terminology as term
 from harmonize.errors import InputError
 from harmonize.mapping import NA_TOKENS
 from harmonize.mapping_rules import binary_word
+from harmonize.sources import check_centre_name
 from harmonize.tables import ROW_NAMES, read_table, table_format
 
 MAX_LEVELS = 20  # more distinct texts than this: free text or an identifier, not a category
@@ -77,6 +78,7 @@ class Starter:
     delimiter: str | None
     patient_id: str | None
     centre: str | None
+    centre_values: tuple[str, ...]
     time: Column | None
     time_unit: str
     time_unit_guessed: bool
@@ -286,6 +288,7 @@ def infer(path: str | Path, *, use_case: str | None = None, delimiter: str | Non
         delimiter=None if delimiter in (None, ",", "\t") and fmt in ("csv", "tsv") else delimiter,
         patient_id=None if pid is None else pid.name,
         centre=None if centre is None else centre.name,
+        centre_values=() if centre is None else tuple(centre.distinct),
         time=time,
         time_unit=unit,
         time_unit_guessed=guessed,
@@ -307,6 +310,14 @@ def sniff_delimiter(path: Path, default: str) -> str:
     counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 0 else default
+
+
+def _centre_ok(name: str) -> bool:
+    try:
+        check_centre_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _q(value: Any) -> str:
@@ -376,7 +387,10 @@ def mapping_yaml(s: Starter, mapping_dir: Path) -> str:
     if s.delimiter is not None:
         lines.append(f"delimiter: {_q(s.delimiter)}")
     if s.centre is not None:
-        lines.append(f"centre: {_flow({'column': s.centre})}  # one centre per value of this column")
+        # Centres name files: values that cannot are renamed by codes (the report keeps the column).
+        renames = {v: feature_name(v, set()) for v in s.centre_values if not _centre_ok(v)}
+        centre = {"column": s.centre} | ({"codes": renames} if renames else {})
+        lines.append(f"centre: {_flow(centre)}  # one centre per value of this column")
     else:
         lines.append(f"centre: {_q(s.use_case)}  # or {{column: SITE}}: one centre per value of a column")
     if s.patient_id is not None:
@@ -439,6 +453,15 @@ def write_starter(
         if p.exists() and not force:
             raise InputError(p, 0, "(file)", "exists; pass --force to overwrite it or choose another -o")
     s = infer(table, use_case=use_case, delimiter=delimiter)
+    if not s.features:
+        keys = [c for c in (s.patient_id, s.centre, s.time and s.time.name, s.event and s.event.name) if c]
+        raise InputError(
+            table,
+            "1 (header)",
+            "(columns)",
+            f"no column is left for a feature (id, centre, time and event: {keys}; left out: "
+            f"{[c for c, _ in s.left_out]}); a guide needs at least one feature",
+        )
     guide_path.parent.mkdir(parents=True, exist_ok=True)
     mapping_path.parent.mkdir(parents=True, exist_ok=True)
     guide_path.write_text(guide_yaml(s), encoding="utf-8")

@@ -14,6 +14,7 @@ import pytest
 
 from harmonize.cli import main as harmonize_main
 from harmonize.datasets import build_dataset
+from harmonize.errors import InputError
 from harmonize.guide import GUIDE_PATH_ENV, GuideError, load_guide
 from harmonize.mapping import MappingError, mapped_source
 from harmonize.registry import DatasetSpec
@@ -375,3 +376,19 @@ def test_eln_2022_on_an_external_cohort_takes_inputs_the_guide_lacks_from_refere
         "",
         None,
     )  # input missing
+
+
+def test_starter_renames_centres_whose_names_cannot_name_files(tmp_path):
+    from harmonize.starter import write_starter
+
+    (tmp_path / "c.csv").write_text("id,site,time,event\na,St. Mary's,1,1\nb,Q2,2,0\nc,St. Mary's,3,0\n")
+    with pytest.raises(InputError, match=r"c.csv: row 1 \(header\), field '\(columns\)': no column is left"):
+        write_starter(tmp_path / "c.csv")
+    (tmp_path / "c.csv").write_text(
+        "id,site,time,event,x\na,St. Mary's,1,1,0\nb,Q2,2,0,1\nc,St. Mary's,3,0,1\n"
+    )
+    guide_path, mapping_path, _ = write_starter(tmp_path / "c.csv")
+    assert '{column: "site", codes: {"St. Mary\'s": "St_Mary_s"}}' in mapping_path.read_text()
+    src = mapped_source(load_guide(guide_path), mapping_path)
+    assert src.centres() == ("Q2", "St_Mary_s")
+    assert [r.patient_id for r in src.records("St_Mary_s")] == ["a", "c"]
