@@ -10,7 +10,7 @@ fusion calls. A mapping says so declaratively::
       normal_karyotype: {none_of: [t_8_21, inv16, minus7]}     # several 0/1 columns
       kmt2a_r: {column: Fusions, any_of: ["KMT2A::AFF1", "KMT2A::MLLT10"], separator: ","}
 
-The rules here are pure functions over the cell text; :class:`harmonize.mapping.MappedSource`
+The rules here are pure functions over the cell text; :class:`harmonize.mapped_source.MappedSource`
 applies them per row and counts what they did (sentinels hit per column, derived flags
 positive / negative / undetermined) for the quality report.
 """

@@ -16,7 +16,8 @@ from harmonize.cli import main as harmonize_main
 from harmonize.datasets import build_dataset
 from harmonize.errors import InputError
 from harmonize.guide import GUIDE_PATH_ENV, GuideError, load_guide
-from harmonize.mapping import MappingError, mapped_source
+from harmonize.mapped_source import mapped_source
+from harmonize.mapping import MappingError
 from harmonize.registry import DatasetSpec
 from harmonize.tables import SourceError
 from tests.conftest import ROOT
