@@ -323,11 +323,13 @@ def test_guide_definitions_are_text_and_shown(tmp_path, capsys):
     assert out.strip().endswith("4 of 7 features have no definition: hb, t_8_21, normal_karyotype, kmt2a_r")
 
 
-@pytest.mark.parametrize("use_case", ["aml", "aml_beat"])
-def test_shipped_aml_guides_define_every_genomic_and_cytogenetic_feature(use_case):
+@pytest.mark.parametrize("use_case", ["aml", "aml_beat", "mds_iwgpm", "cmml_iwgpm"])
+def test_shipped_real_and_aml_guides_define_every_genomic_and_cytogenetic_feature(use_case):
     guide = load_guide(use_case)
     undefined = [f.name for f in guide.features if f.group in ("genomic", "cytogenetic") and not f.definition]
     assert undefined == []
+    if not use_case.startswith("aml"):
+        return
     # ELN 2022 (Döhner 2022, Table 6): t(9;11) is intermediate, other KMT2A rearrangements adverse.
     assert "other than t(9;11)" in guide.feature("kmt2a_r").definition
     assert (
