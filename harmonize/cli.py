@@ -36,6 +36,7 @@ examples:
   harmonize build mds-sim-n4427-seed0 --use-case mds --n 4427 --seed 0
   harmonize show quality mds-sim-n4427-seed0
   harmonize ingest --use-case mds --export exports/mds --out fhir/mds
+  harmonize guide new --from my_cohort.csv     # a starter guide + mapping for your own table
 """
 
 

@@ -285,7 +285,7 @@ def infer(path: str | Path, *, use_case: str | None = None, delimiter: str | Non
     return Starter(
         table=path,
         use_case=name,
-        delimiter=None if delimiter in (None, ",", "\t") and fmt in ("csv", "tsv") else delimiter,
+        delimiter=None if delimiter == {"csv": ",", "tsv": "\t"}.get(fmt) else delimiter,
         patient_id=None if pid is None else pid.name,
         centre=None if centre is None else centre.name,
         centre_values=() if centre is None else tuple(centre.distinct),

@@ -129,6 +129,8 @@ def test_starter_guesses_endpoint_codes_units_and_refuses_to_overwrite(tmp_path)
     (tmp_path / "y.csv").write_text("a;b;c\n1;2;x\n2;3;y\n")
     s = infer(tmp_path / "y.csv")
     assert s.delimiter == ";" and s.patient_id is None and s.event is None and s.time is None
+    (tmp_path / "z.csv").write_text("a\tb\n1\t2\n")  # a "CSV" written with tabs keeps its delimiter
+    assert infer(tmp_path / "z.csv").delimiter == "\t" and infer(tmp_path / "x.tsv").delimiter is None
 
 
 @pytest.mark.parametrize(
