@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harmonize import terminology as term
+from harmonize.errors import NoUsableRows
 from harmonize.guide import Guide
 from harmonize.mapping import (
     ROW_ID,
@@ -93,10 +94,13 @@ class _Row:
 
 
 class MappedSource:
-    """Source adapter for one or more mapped tables (one mapping = one centre).
+    """Source adapter for one or more mapped tables.
+
+    One mapping is one centre, or, with ``centre: {column: X}``, one centre per value of
+    ``X`` (the table is then read once and split by that column).
 
     Args:
-        mappings: parsed mappings; centre names must be unique.
+        mappings: parsed mappings; centre names must be unique over all of them.
         guide: the guide they map to.
         provenance: ``source``, ``licence``, ``citation`` (merged over each mapping's own).
         name: the adapter's name (``csv``, ``simulated_dialects``...).
@@ -151,6 +155,13 @@ class MappedSource:
                 f"{m.header_row} (header)",
                 cm.column,
                 f"column for 'centre' (mapping {m.path}) not found",
+            )
+        if not table.rows:  # no row, no centre: there is nothing to write even with --allow-empty
+            raise NoUsableRows(
+                m.file,
+                f"{m.header_row} (header)",
+                "(records)",
+                f"the file has a header but no data rows, so its centre column {cm.column!r} names no centre",
             )
         index = {c: j for j, c in enumerate(table.header)}
         found: set[str] = set()

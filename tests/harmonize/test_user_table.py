@@ -14,7 +14,7 @@ import pytest
 
 from harmonize.cli import main as harmonize_main
 from harmonize.datasets import build_dataset
-from harmonize.errors import InputError
+from harmonize.errors import InputError, NoUsableRows
 from harmonize.guide import GUIDE_PATH_ENV, GuideError, load_guide
 from harmonize.mapped_source import mapped_source
 from harmonize.mapping import MappingError
@@ -242,6 +242,11 @@ def test_one_table_yields_a_centre_per_value_of_its_centre_column(tmp_path):
     assert src.notes("B")["centre_from_column"] == "site" and src.notes("B")["unmapped_columns"] == []
     (tmp_path / "t.csv").write_text("id,site,t,ev\na,B,1,1\nb,,2,0\n")
     with pytest.raises(SourceError, match=r"t.csv: row 2 \(line 3\), field 'site': no centre"):
+        mapped_source(guide, m)
+    (tmp_path / "t.csv").write_text("id,site,t,ev\n")
+    with pytest.raises(
+        NoUsableRows, match=r"row 1 \(header\), field '\(records\)': .* column 'site' names no"
+    ):
         mapped_source(guide, m)
 
 
