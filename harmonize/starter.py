@@ -411,6 +411,8 @@ def mapping_yaml(s: Starter, mapping_dir: Path) -> str:
         todo = ""
         if s.event_codes is not None and None in s.event_codes.values():
             todo = "  # TODO: which value is the event (1) and which is censored (0)"
+            if set(s.event_codes) == {"1", "2"}:
+                todo += "; R's survival package writes 1 = censored, 2 = event"
         elif "cens" in s.event.key:
             todo = "  # TODO: check that 1 is the event, not censoring"
         lines.append(f"event: {_flow(ev)}{todo}")
