@@ -11,12 +11,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from harmonize.guide import GUIDES_DIR, Guide, load_guide
-
-
-def _guide_file(use_case_or_path: str | Path) -> Path:
-    path = Path(use_case_or_path)
-    return path if path.suffix in (".yaml", ".yml") else GUIDES_DIR / f"{use_case_or_path}.yaml"
+from harmonize.guide import Guide, guide_file, load_guide
 
 
 @functools.lru_cache(maxsize=32)
@@ -31,7 +26,7 @@ def cached_guide(use_case_or_path: str | Path) -> Guide:
     Errors are never cached: a missing or malformed guide raises on every call, as
     ``load_guide`` does.
     """
-    path = _guide_file(use_case_or_path)
+    path = guide_file(use_case_or_path)
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:

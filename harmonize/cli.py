@@ -36,6 +36,7 @@ examples:
   harmonize build mds-sim-n4427-seed0 --use-case mds --n 4427 --seed 0
   harmonize show quality mds-sim-n4427-seed0
   harmonize ingest --use-case mds --export exports/mds --out fhir/mds
+  harmonize guide new --from my_cohort.csv     # a starter guide + mapping for your own table
 """
 
 
@@ -186,6 +187,16 @@ def _cmd_map(args: argparse.Namespace) -> None:
                 print(f"  note: {report['source'].get('file')}: {table_notes[what]}")
         if folded:
             print(f"  warning: {report['source'].get('file')}: {folded} line(s) folded into quoted fields")
+        hits = report["source"].get("missing_sentinels", {}).get("set_missing", [])
+        if hits:
+            n = sum(h["cells"] for h in hits)
+            cells = ", ".join(f"{h['column']} {h['sentinel']!r} x{h['cells']}" for h in hits)
+            print(f"  note: missing-value sentinels set {n} cell(s) missing: {cells}")
+        for name, d in report["source"].get("derived_features", {}).items():
+            print(
+                f"  note: {name} = {d['rule']}: {d['positive']} positive, {d['negative']} negative, "
+                f"{d['undetermined']} undetermined"
+            )
         print(
             f"{c['name']}: {c['n_records']} records -> {c['n_rows']} rows, {c['quarantined']} quarantined, "
             f"{findings} row-level findings; unmapped columns: {', '.join(unmapped) or 'none'}"
@@ -221,11 +232,17 @@ def _cmd_show(args: argparse.Namespace) -> None:
 
 
 def _cmd_guide(args: argparse.Namespace) -> None:
+    if args.guide == "new":
+        _cmd_guide_new(args)
+        return
+    if args.table is not None:
+        raise SystemExit("harmonize guide: --from goes with `harmonize guide new --from TABLE`")
     guide = _guide(args.guide)
     print(
         f"{guide.use_case} guide v{guide.version} ({guide.path}): diagnosis "
         f"{guide.condition.system}|{guide.condition.code}"
     )
+    undefined = []
     for f in guide.features:
         m = f.fhir
         where = f"{m.resource}.{m.element}" if m.element else m.resource
@@ -233,6 +250,33 @@ def _cmd_guide(args: argparse.Namespace) -> None:
         gene = f" gene {m.gene} ({m.hgnc})" if m.gene else ""
         unit = f" [{f.unit}]" if f.unit else ""
         print(f"  {f.name:<14} {f.kind:<11} {f.group:<11} {where}{code}{gene}{unit}")
+        if f.definition:
+            print(f"  {'':<14} = {f.definition}")
+        else:
+            undefined.append(f.name)
+    if undefined:
+        print(
+            f"{len(undefined)} of {len(guide.features)} features have no definition: {', '.join(undefined)}"
+        )
+
+
+def _cmd_guide_new(args: argparse.Namespace) -> None:
+    from harmonize.starter import write_starter
+
+    if args.table is None:
+        raise SystemExit("harmonize guide new: give the table: harmonize guide new --from TABLE [-o GUIDE]")
+    guide_path, mapping_path, summary = write_starter(
+        args.table,
+        guide_out=args.out,
+        mapping_out=args.mapping_out,
+        use_case=args.use_case_name,
+        delimiter=args.delimiter,
+        force=args.force,
+    )
+    for line in summary:
+        print(line)
+    print(f"wrote {guide_path} and {mapping_path}; check the TODO lines, then:")
+    print(f"  harmonize map --use-case {guide_path} --mapping {mapping_path} --out DATASET_FOLDER")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,8 +364,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     s.set_defaults(func=_cmd_show)
 
-    g = sub.add_parser("guide", help="check a guide and list where each feature lives in FHIR")
-    g.add_argument("guide", help="guide name or path")
+    g = sub.add_parser(
+        "guide",
+        help="check a guide and list its features (`guide new --from TABLE`: a starter guide)",
+        description="`harmonize guide NAME_OR_PATH` checks a guide and lists each feature, where it lives "
+        "in FHIR and its definition. `harmonize guide new --from TABLE [-o GUIDE]` writes a starter guide "
+        "and a mapping for the table (kinds, levels and ranges from its columns) for you to edit.",
+    )
+    g.add_argument("guide", help="guide name or path; `new` writes a starter guide from --from TABLE")
+    g.add_argument(
+        "--from", dest="table", default=None, help="guide new: the table (csv, tsv, xlsx, parquet)"
+    )
+    g.add_argument("-o", "--out", default=None, help="guide new: guide file (default: TABLE_STEM.guide.yaml)")
+    g.add_argument(
+        "--mapping-out", default=None, help="guide new: mapping file (default: TABLE_STEM.mapping.yaml)"
+    )
+    g.add_argument("--name", dest="use_case_name", default=None, help="guide new: use case name (TABLE_STEM)")
+    g.add_argument(
+        "--delimiter", default=None, help="guide new: delimiter of a text table (default: guessed)"
+    )
+    g.add_argument("--force", action="store_true", help="guide new: overwrite existing files")
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     g.set_defaults(func=_cmd_guide)
     return parser

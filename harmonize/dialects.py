@@ -5,7 +5,7 @@ writer needs to produce a matching file (date origin, title rows above an
 Excel header). The writer splits a canonical table over ``n_centres`` centres
 (seeded), writes each centre's export in the dialect ``DIALECTS[k % 3]`` and
 the mapping YAML beside it; reading the exports back goes through the same
-:class:`~harmonize.mapping.MappedSource` a user's CSV does. The dialects differ
+:class:`~harmonize.mapped_source.MappedSource` a user's CSV does. The dialects differ
 in everything the issue names:
 
 ========  ==========================  ==========================  =========================

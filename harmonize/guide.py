@@ -9,6 +9,7 @@ which validates the file and fails naming the file, the feature and the field.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,9 @@ GUIDES_DIR = Path(__file__).resolve().parent / "guides"
 # Optional layers (``harmonize/guides/layers/<layer>.yaml``), added on request by
 # ``load_guide("<use_case>+<layer>")``; the base guide and its default datasets never change.
 LAYERS_DIR = GUIDES_DIR / "layers"
+# Folders of the user's own guides, searched (in order) before the shipped ones when a guide
+# is named rather than given by path: `HARMONIZE_GUIDES=/my/guides:/shared/guides`.
+GUIDE_PATH_ENV = "HARMONIZE_GUIDES"
 
 FeatureKind = Literal["continuous", "binary", "categorical"]
 KINDS: tuple[str, ...] = ("continuous", "binary", "categorical")
@@ -92,6 +96,9 @@ class Feature:
         levels: ordered category labels (categorical features only).
         log: model the feature on a log1p scale (skewed labs such as platelets).
         fhir: where the feature lives in FHIR (needed to harmonise through FHIR).
+        definition: what the feature means in words: what counts as positive, which
+            source call it is (e.g. FLT3 = non-ITD calls); ``""`` where the guide gives none
+            (the quality report then says so).
     """
 
     name: str
@@ -102,6 +109,7 @@ class Feature:
     levels: tuple[str, ...] = ()
     log: bool = False
     fhir: FhirMapping | None = None
+    definition: str = ""
 
     @property
     def width(self) -> int:
@@ -159,7 +167,7 @@ def _parse_feature(raw: Any, index: int, path: Path) -> Feature:
     if not isinstance(name, str) or not name:
         raise _fail(path, where, "field 'name' is missing or empty")
     where = f"feature {name!r}"
-    allowed = {"name", "kind", "group", "unit", "range", "levels", "log", "fhir"}
+    allowed = {"name", "kind", "group", "unit", "range", "levels", "log", "fhir", "definition"}
     unknown = set(raw) - allowed
     if unknown:
         raise _fail(path, where, f"unknown field(s) {sorted(unknown)}; allowed {sorted(allowed)}")
@@ -192,6 +200,9 @@ def _parse_feature(raw: Any, index: int, path: Path) -> Feature:
             raise _fail(path, where, f"field {field!r} only applies to continuous features")
         if kind != "categorical" and field == "levels" and field in raw:
             raise _fail(path, where, "field 'levels' only applies to categorical features")
+    definition = raw.get("definition", "")
+    if not isinstance(definition, str):
+        raise _fail(path, where, f"field 'definition' must be text, got {definition!r}")
     fhir = None
     if "fhir" in raw:
         fhir = _parse_fhir(raw["fhir"], name, kind, group, raw.get("unit"), path)
@@ -204,6 +215,7 @@ def _parse_feature(raw: Any, index: int, path: Path) -> Feature:
         levels=levels,
         log=bool(raw.get("log", False)),
         fhir=fhir,
+        definition=" ".join(definition.split()),
     )
 
 
@@ -373,11 +385,34 @@ def with_layer(guide: Guide, layer: str) -> Guide:
     )
 
 
+def guide_search_path() -> tuple[Path, ...]:
+    """Where a named guide is looked for: ``$HARMONIZE_GUIDES`` folders, then the shipped ones."""
+    extra = [Path(p) for p in os.environ.get(GUIDE_PATH_ENV, "").split(os.pathsep) if p]
+    return (*extra, GUIDES_DIR)
+
+
+def guide_file(use_case_or_path: str | Path) -> Path:
+    """The file of a guide given by path (``*.yaml``/``*.yml``) or by name (the search path).
+
+    A name not found anywhere resolves to the shipped folder (where the error then points).
+    """
+    path = Path(use_case_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    for folder in guide_search_path():
+        candidate = folder / f"{use_case_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    return GUIDES_DIR / f"{use_case_or_path}.yaml"
+
+
 def load_guide(use_case_or_path: str | Path) -> Guide:
     """Load and validate a guide by use-case name (shipped guides) or file path.
 
     A name ``"<use_case>+<layer>[+<layer>...]"`` adds optional layers
-    (:func:`with_layer`), e.g. ``load_guide("mds+treatment")``.
+    (:func:`with_layer`), e.g. ``load_guide("mds+treatment")``. A name is looked up on
+    :func:`guide_search_path` (the user's ``$HARMONIZE_GUIDES`` folders first); a path
+    ending in ``.yaml`` is read as given (relative to the working directory).
 
     Raises:
         GuideError: naming the file, the feature and the field at fault.
@@ -393,12 +428,13 @@ def load_guide(use_case_or_path: str | Path) -> Guide:
         for layer in layers:
             guide = with_layer(guide, layer)
         return guide
-    path = Path(use_case_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = GUIDES_DIR / f"{use_case_or_path}.yaml"
+    path = guide_file(use_case_or_path)
     if not path.is_file():
         shipped = sorted(p.stem for p in GUIDES_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no guide at {path}; shipped guides: {shipped}")
+        raise FileNotFoundError(
+            f"no guide at {path}; shipped guides: {shipped}; give your own guide by path "
+            f"(my_guide.yaml) or put its folder on ${GUIDE_PATH_ENV}"
+        )
     raw = yaml.safe_load(path.read_text())
     if not isinstance(raw, dict):
         raise _fail(path, "top level", "must be a mapping")

@@ -6,7 +6,7 @@ survival endpoint comes from (a time column with its unit, or two dates) and
 where mutations are (a wide 0/1 matrix via a column prefix, or a long variant
 list with gene, HGVS and VAF). Hospital dialects of the simulator
 (:mod:`harmonize.dialects`) and user tables (source ``csv``) are both just
-mappings; :class:`MappedSource` is the one adapter behind them. Example
+mappings; :class:`harmonize.mapped_source.MappedSource` is the one adapter behind them. Example
 (``docs/user_csv.md`` has the full walk-through)::
 
     file: gbsg2.csv
@@ -30,15 +30,21 @@ import dataclasses
 import datetime as dt
 import difflib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from harmonize import terminology as term
 from harmonize.errors import InputError
 from harmonize.guide import Guide
-from harmonize.sources import Issue, PatientRecord, check_centre_name
-from harmonize.tables import ROW_NAMES, RawTable, SourceError, read_table, table_format
+from harmonize.mapping_rules import (
+    RULES,
+    DerivedFlag,
+    Sentinel,
+    sentinel_hit,
+)
+from harmonize.sources import REFERENCE_PREFIXES, check_centre_name
+from harmonize.tables import SourceError, table_format
 from harmonize.yamlsafe import LoadedYaml, load_yaml
 
 ROW_ID = "@row"  # patient_id for tables without one: "<centre>-<data row>"
@@ -60,10 +66,14 @@ _TOP_KEYS = (
     "variants",
     "ignore",
     "provenance",
+    "missing",
+    "reference",
 )
-_FEATURE_KEYS = ("column", "unit", "codes")
-_TIME_KEYS = ("column", "unit", "start", "end", "format")
-_EVENT_KEYS = ("column", "codes")
+_FEATURE_KEYS = ("column", "unit", "codes", "missing")
+_DERIVED_KEYS = (*RULES, "column", "separator", "codes", "missing")
+_TIME_KEYS = ("column", "unit", "start", "end", "format", "missing")
+_EVENT_KEYS = ("column", "codes", "missing")
+_CENTRE_KEYS = ("column", "codes")
 _GENES_KEYS = ("prefix", "codes")
 _VARIANT_KEYS = (
     "file",
@@ -94,6 +104,7 @@ class ColumnMap:
     column: str
     unit: str | None = None
     codes: tuple[tuple[str, Any], ...] | None = None  # source text -> guide value
+    missing: tuple[Sentinel, ...] = ()  # this column's "not recorded" values (beside the global ones)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +147,10 @@ class SourceMapping:
     ignore: tuple[str, ...]
     provenance: tuple[tuple[str, Any], ...]
     warnings: tuple[str, ...] = ()  # parse-time warnings (unquoted YAML booleans among codes)
+    missing: tuple[Sentinel, ...] = ()  # "not recorded" values of every mapped column
+    derived: tuple[tuple[str, DerivedFlag], ...] = ()  # binary features computed by a rule
+    centre_column: ColumnMap | None = None  # one table, several centres: the centre from a column
+    reference: tuple[tuple[str, ColumnMap], ...] = ()  # values kept outside FHIR (score inputs)
 
 
 Key = tuple[str, ...]
@@ -196,6 +211,21 @@ class _Ctx:
         # value (`M: yes`) is the 1/0 it stands for, and _bool_warnings says so.
         return tuple((str(k), int(v) if isinstance(v, bool) else v) for k, v in raw.items())
 
+    def sentinels(self, key: Key, value: Any) -> tuple[Sentinel, ...]:
+        """``missing:``: one value or a list of texts and numbers that mean "not recorded"."""
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        out: list[Sentinel] = []
+        for i, v in enumerate(items):
+            if isinstance(v, bool) or v is None or isinstance(v, dict | list):
+                raise self.fail(
+                    (*key, str(i)),
+                    f"expected a text or a number marking a missing value, got a {_kind(v)}; quote it",
+                )
+            out.append(v if isinstance(v, str) else float(v))
+        return tuple(out)
+
 
 def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], ctx: _Ctx, where: Key) -> None:
     for key in raw:
@@ -211,11 +241,54 @@ def _column_map(raw: Any, ctx: _Ctx, where: Key, allowed: tuple[str, ...] = _FEA
     if not isinstance(raw, dict) or "column" not in raw:
         raise ctx.fail(where, "expected a column name or {column: ..., unit: ..., codes: {...}}")
     _check_keys(raw, allowed, ctx, where)
-    return ColumnMap(
+    cm = ColumnMap(
         column=ctx.text((*where, "column"), raw["column"]),
         unit=ctx.optional_text(raw, (*where, "unit")),
         codes=ctx.codes((*where, "codes"), raw.get("codes")),
+        missing=ctx.sentinels((*where, "missing"), raw.get("missing")),
     )
+    _check_sentinels_vs_codes(cm.missing, cm.codes, ctx, where)
+    return cm
+
+
+def _check_sentinels_vs_codes(
+    missing: tuple[Sentinel, ...], codes: tuple[tuple[str, Any], ...] | None, ctx: _Ctx, where: Key
+) -> None:
+    """A cell cannot both mean "not recorded" and a value: refuse the ambiguity."""
+    for src, value in codes or ():
+        if value is not None and sentinel_hit(src, missing) is not None:
+            raise ctx.fail(
+                (*where, "codes", src),
+                f"{src!r} is also a missing-value sentinel; drop one (a code may map to null instead)",
+            )
+
+
+def _derived(raw: dict[str, Any], ctx: _Ctx, where: Key) -> DerivedFlag:
+    """``{any_of|none_of|all_of: [0/1 columns]}`` or ``{column: X, any_of: [values], separator: ","}``."""
+    _check_keys(raw, _DERIVED_KEYS, ctx, where)
+    rules = [r for r in RULES if r in raw]
+    if len(rules) != 1:
+        raise ctx.fail(where, f"give exactly one of {list(RULES)}, got {rules}")
+    rule = rules[0]
+    listed = raw[rule]
+    if not isinstance(listed, list) or not listed:
+        raise ctx.fail((*where, rule), f"expected a non-empty list, got a {_kind(listed)}")
+    items = tuple(ctx.text((*where, rule, str(i)), v) for i, v in enumerate(listed))
+    separator = ctx.optional_text(raw, (*where, "separator"))
+    codes = ctx.codes((*where, "codes"), raw.get("codes"))
+    missing = ctx.sentinels((*where, "missing"), raw.get("missing"))
+    if "column" in raw:  # the values form: one column, the listed values of it
+        if codes is not None:
+            raise ctx.fail((*where, "codes"), "the values form matches the column's text; drop codes")
+        return DerivedFlag(
+            rule, (ctx.text((*where, "column"), raw["column"]),), items, separator, None, missing
+        )
+    if separator is not None:
+        raise ctx.fail((*where, "separator"), "applies to the values form ({column: ..., any_of: [values]})")
+    if codes is not None:
+        _check_codes(ColumnMap("", codes=codes), (0, 1), ctx, where)
+    _check_sentinels_vs_codes(missing, codes, ctx, where)
+    return DerivedFlag(rule, items, (), None, codes, missing)
 
 
 def _check_codes(cm: ColumnMap, allowed: tuple[Any, ...], ctx: _Ctx, where: Key) -> None:
@@ -306,6 +379,7 @@ def parse_mapping(
         table = Path(ctx.text(("file",), raw["file"]))
     table = table if table.is_absolute() else ctx.path.parent / table
     features: list[tuple[str, ColumnMap]] = []
+    derived: list[tuple[str, DerivedFlag]] = []
     for name, spec in ctx.mapping(("features",), raw.get("features"), "feature: column lines").items():
         if name not in guide.feature_names:
             close = difflib.get_close_matches(str(name), guide.feature_names, n=1)
@@ -313,6 +387,11 @@ def parse_mapping(
             raise ctx.fail(("features", name), f"not a feature of guide {guide.use_case!r}{hint}")
         f = guide.feature(name)
         where = ("features", name)
+        if isinstance(spec, dict) and any(r in spec for r in RULES):
+            if f.kind != "binary":
+                raise ctx.fail(where, f"any_of/none_of/all_of make a 0/1 flag; {name!r} is {f.kind}")
+            derived.append((name, _derived(spec, ctx, where)))
+            continue
         cm = _column_map(spec, ctx, where)
         if f.kind == "continuous":
             if cm.unit is None:
@@ -332,10 +411,16 @@ def parse_mapping(
     time_map, dates = None, None
     if "column" in t:
         unit = ctx.optional_text(t, ("time", "unit")) or guide.time_unit
-        time_map = ColumnMap(column=ctx.text(("time", "column"), t["column"]), unit=unit)
+        time_map = ColumnMap(
+            column=ctx.text(("time", "column"), t["column"]),
+            unit=unit,
+            missing=ctx.sentinels(("time", "missing"), t.get("missing")),
+        )
         if term.conversion(unit, guide.time_unit) is None:
             raise ctx.fail(("time", "unit"), f"no conversion from {unit!r} to {guide.time_unit!r}")
     elif "start" in t and "end" in t:
+        if "missing" in t:
+            raise ctx.fail(("time", "missing"), "applies to a time column; for dates use the global missing:")
         fmt = ctx.optional_text(t, ("time", "format")) or "%Y-%m-%d"
         try:  # a format that cannot read back a date it wrote would reject every record
             ok = "%" in fmt and bool(dt.datetime.strptime(dt.date(2001, 2, 3).strftime(fmt), fmt))
@@ -375,11 +460,37 @@ def parse_mapping(
             float(min_vaf),
             ctx.optional_text(v, ("variants", "not_tested")),
         )
-    centre = ctx.optional_text(raw, ("centre",)) or table.stem
-    try:
-        check_centre_name(centre)
-    except ValueError as err:
-        raise ctx.fail(("centre",), str(err)) from None
+    centre_column = None
+    if isinstance(raw.get("centre"), dict):  # one table, several centres
+        centre_column = _column_map(raw["centre"], ctx, ("centre",), _CENTRE_KEYS)
+        centre = table.stem  # stands for the mapping in messages; the centres come from the column
+        for src, value in centre_column.codes or ():
+            try:
+                check_centre_name(str(value))
+            except ValueError as err:
+                raise ctx.fail(("centre", "codes", src), str(err)) from None
+    else:
+        centre = ctx.optional_text(raw, ("centre",)) or table.stem
+        try:
+            check_centre_name(centre)
+        except ValueError as err:
+            raise ctx.fail(("centre",), str(err)) from None
+    reference: list[tuple[str, ColumnMap]] = []
+    for name, spec in ctx.mapping(("reference",), raw.get("reference"), "name: column lines").items():
+        if not str(name).startswith(REFERENCE_PREFIXES):
+            raise ctx.fail(
+                ("reference", name),
+                f"reference columns are named {' / '.join(p + '...' for p in REFERENCE_PREFIXES)} "
+                "(kept outside FHIR, e.g. score_tp53_vaf, source_eln2022, clinical_score)",
+            )
+        reference.append(
+            (str(name), _column_map(spec, ctx, ("reference", name), ("column", "codes", "missing")))
+        )
+    global_missing = ctx.sentinels(("missing",), raw.get("missing"))
+    coded: list[tuple[Key, ColumnMap]] = [(("features", n), cm) for n, cm in features]
+    coded += [(("event",), event)] + [(("reference", n), cm) for n, cm in reference]
+    for where, cm in coded:
+        _check_sentinels_vs_codes(global_missing, cm.codes, ctx, where)
     decimal = raw.get("decimal", ".")
     if decimal not in (".", ","):
         raise ctx.fail(("decimal",), f"expected '.' or ',', got {decimal!r}")
@@ -431,6 +542,10 @@ def parse_mapping(
         ignore=tuple(ctx.text(("ignore", str(i)), c) for i, c in enumerate(ignore)),
         provenance=tuple(provenance.items()),
         warnings=_bool_warnings(loaded) if loaded is not None else (),
+        missing=global_missing,
+        derived=tuple(derived),
+        centre_column=centre_column,
+        reference=tuple(reference),
     )
 
 
@@ -481,379 +596,3 @@ def _coded(text: str, codes: tuple[tuple[str, Any], ...] | None) -> tuple[bool, 
         if text == src or text.lower() == src.lower():
             return True, value
     return False, None
-
-
-def _gene_features(guide: Guide) -> list[str]:
-    """Guide features that are gene mutation flags (Genomics variants or binary genomic features)."""
-    return [
-        f.name
-        for f in guide.features
-        if (f.fhir is not None and f.fhir.gene is not None) or (f.group == "genomic" and f.kind == "binary")
-    ]
-
-
-def _read_mapped(m: SourceMapping) -> RawTable:
-    """The table a mapping names, read with the mapping's format options."""
-    return read_table(
-        m.file,
-        fmt=m.fmt,
-        delimiter=m.delimiter,
-        encoding=m.encoding,
-        sheet=m.sheet,
-        header_row=m.header_row,
-    )
-
-
-def _symbol(f: Any) -> str:
-    return f.fhir.gene if f.fhir is not None and f.fhir.gene is not None else f.name
-
-
-class _Row:
-    """Cell access by column name for one data row, reporting where each value came from."""
-
-    def __init__(self, table: RawTable, index: dict[str, int], k: int) -> None:
-        self.cells = table.rows[k]
-        self.index = index
-        self.row = k + 1
-        self.where = table.lines[k]
-
-    def get(self, column: str) -> str | None:
-        j = self.index[column]
-        return self.cells[j] if j < len(self.cells) else None
-
-    def present(self, column: str) -> bool:
-        return self.index[column] < len(self.cells)
-
-
-class MappedSource:
-    """Source adapter for one or more mapped tables (one mapping = one centre).
-
-    Args:
-        mappings: parsed mappings; centre names must be unique.
-        guide: the guide they map to.
-        provenance: ``source``, ``licence``, ``citation`` (merged over each mapping's own).
-        name: the adapter's name (``csv``, ``simulated_dialects``...).
-        truth: simulation ground truth keyed by ``patient_id`` (never FHIR), or ``None``.
-    """
-
-    def __init__(
-        self,
-        mappings: list[SourceMapping],
-        guide: Guide,
-        *,
-        provenance: Mapping[str, Any] | None = None,
-        name: str = "csv",
-        truth: Any = None,
-    ) -> None:
-        self.name = name
-        self._truth = truth
-        self.guide = guide
-        self.by_centre: dict[str, SourceMapping] = {}
-        for m in mappings:
-            if m.centre in self.by_centre:
-                raise MappingError(
-                    m.path,
-                    "?",
-                    "centre",
-                    f"centre {m.centre!r} is also mapped by {self.by_centre[m.centre].path}",
-                )
-            self.by_centre[m.centre] = m
-        self._provenance = dict(provenance or {})
-        self._unmapped: dict[str, list[str]] = {}
-        self._notes: dict[str, dict[str, Any]] = {}
-
-    def centres(self) -> tuple[str, ...]:
-        return tuple(self.by_centre)
-
-    def provenance(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for m in self.by_centre.values():
-            out.update(dict(m.provenance))
-        out.update(self._provenance)
-        out["mappings"] = {c: str(m.path) for c, m in self.by_centre.items()}
-        if self._unmapped:
-            out["unmapped_columns"] = dict(self._unmapped)
-        return out
-
-    def truth(self) -> Any:
-        """Ground truth of a simulated source (``patient_id`` + columns), else ``None``."""
-        return self._truth
-
-    def notes(self, centre: str) -> dict[str, Any]:
-        """What the quality report should say about the source beyond its records."""
-        m = self.by_centre[centre]
-        out = {
-            "file": str(m.file),
-            "mapping": str(m.path),
-            "unmapped_columns": self._unmapped.get(centre, []),
-        }
-        out.update(self._notes.get(centre, {}))
-        return out
-
-    def unmapped_columns(self, centre: str) -> list[str]:
-        """Columns of a centre's table that the mapping neither uses nor lists under ``ignore``."""
-        m = self.by_centre[centre]
-        table = _read_mapped(m)
-        return self._used(m, table)[1]
-
-    def _used(self, m: SourceMapping, table: RawTable) -> tuple[dict[str, str], list[str]]:
-        """``feature -> column`` of the wide gene matrix, and the unmapped columns."""
-        used = {m.patient_id, m.event.column, *(cm.column for _, cm in m.features), *m.ignore, ROW_NAMES}
-        used |= {m.time.column} if m.time is not None else {m.dates[0], m.dates[1]}
-        genes: dict[str, str] = {}
-        if m.gene_prefix is not None:
-            for name in _gene_features(self.guide):
-                if m.gene_prefix + name in table.header:
-                    genes[name] = m.gene_prefix + name
-            used |= set(genes.values())  # prefixed columns of genes outside the guide stay unmapped
-        return genes, [c for c in table.header if c not in used]
-
-    def records(self, centre: str) -> Iterator[PatientRecord]:
-        m = self.by_centre[centre]
-        table = _read_mapped(m)
-        index = {c: j for j, c in enumerate(table.header)}
-        required = [("patient_id", m.patient_id)] if m.patient_id != ROW_ID else []
-        required += [("event", m.event.column)]
-        required += (
-            [("time", m.time.column)] if m.time is not None else [("time", m.dates[0]), ("time", m.dates[1])]
-        )
-        required += [(name, cm.column) for name, cm in m.features]
-        for target, column in required:
-            if column not in index:
-                close = difflib.get_close_matches(column, table.header, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise SourceError(
-                    m.file,
-                    f"{m.header_row} (header)",
-                    column,
-                    f"column for {target!r} (mapping {m.path}) not found{hint}; "
-                    f"columns: {list(table.header)}",
-                )
-        genes, unmapped = self._used(m, table)
-        self._unmapped[centre] = unmapped
-        gene_features = _gene_features(self.guide)
-        notes: dict[str, Any] = {"table": table.notes} if table.notes else {}
-        if m.warnings:
-            notes["mapping_warnings"] = list(m.warnings)
-        # Cells that hold no stored value (formulas without a result, Excel errors, merges over
-        # several columns) are findings of the feature that reads them, or quarantine the record.
-        targets: dict[str, str] = {column: name for name, column in genes.items()}
-        targets |= {cm.column: name for name, cm in m.features}
-        targets |= {m.patient_id: "patient_id", m.event.column: "event"}
-        targets |= {m.time.column: "time"} if m.time is not None else {m.dates[0]: "time", m.dates[1]: "time"}
-        cell_issues: dict[int, list[Issue]] = {}
-        for k, j, reason in table.cell_issues:
-            column = table.header[j] if j < len(table.header) else f"column {j + 1}"
-            target = "record" if reason.startswith("quoting anomaly") else targets.get(column)
-            if target is None:
-                target = "(unmapped column)"  # counted and listed, though no feature reads it
-            cell_issues.setdefault(k, []).append(Issue(target, column, reason))
-        if m.gene_prefix is not None:
-            notes["guide_genes_without_a_column"] = [g for g in gene_features if g not in genes]
-        variants = self._variants(m) if m.variants is not None else None
-        if variants is not None:
-            ids = {row[index[m.patient_id]] for row in table.rows if index[m.patient_id] < len(row)}
-            orphans = sorted(set(variants) - ids)
-            # Variant rows whose patient is not in the table cannot reach any record: say so.
-            notes["variant_patients_not_in_table"] = {
-                "count": len(orphans),
-                "first": [
-                    {
-                        "source": str(m.variants.file),
-                        "row": self._variant_rows[p],
-                        "field": m.variants.patient_id,
-                        "patient_id": p,
-                    }
-                    for p in orphans[:20]
-                ],
-            }
-        self._notes[centre] = notes
-        units = {name: cm.unit for name, cm in m.features if cm.unit is not None}
-        from_columns = {name for name, _ in m.features}
-        for k in range(len(table.rows)):
-            row = _Row(table, index, k)
-            issues: list[Issue] = list(cell_issues.get(k, ()))
-            if len(row.cells) < len(table.header):
-                missing = table.header[len(row.cells)]
-                issues.append(
-                    Issue(
-                        "record",
-                        missing,
-                        f"row has {len(row.cells)} of {len(table.header)} fields (truncated?)",
-                    )
-                )
-            elif len(row.cells) > len(table.header):
-                issues.append(
-                    Issue(
-                        "record", "(row)", f"row has {len(row.cells)} fields, header has {len(table.header)}"
-                    )
-                )
-            pid = f"{centre}-{row.row:06d}" if m.patient_id == ROW_ID else row.get(m.patient_id)
-            values: dict[str, Any] = {}
-            for name, cm in m.features:
-                values[name] = self._value(name, cm, row, issues, m.decimal)
-            for name, column in genes.items():
-                values[name] = self._value(name, ColumnMap(column, codes=m.gene_codes), row, issues)
-            if variants is not None and pid is not None:
-                found, bad = variants.get(pid, ({}, {}))
-                for name in gene_features:
-                    if name in from_columns:
-                        continue  # a column of the table speaks for it: its missing value stays missing
-                    if name in bad:
-                        values[name] = None
-                        issues.extend(i for i in bad[name] if i not in issues)
-                    elif name not in values or values[name] is None:
-                        values[name] = int(name in found)
-            time, event = self._endpoint(m, row, issues)
-            yield PatientRecord(
-                patient_id=pid,
-                centre=centre,
-                source=f"{m.file} ({row.where})",
-                row=row.row,
-                values=values,
-                units=units,
-                time=time,
-                event=event,
-                issues=tuple(issues),
-            )
-
-    def _value(self, name: str, cm: ColumnMap, row: _Row, issues: list[Issue], decimal: str = ".") -> Any:
-        text = row.get(cm.column)
-        if _is_na(text):
-            return None
-        f = self.guide.feature(name)
-        ok, coded = _coded(text, cm.codes)
-        if not ok:
-            issues.append(
-                Issue(name, cm.column, f"code {text!r} not in the mapping's codes {[c for c, _ in cm.codes]}")
-            )
-            return None
-        if coded is None:
-            return None
-        if f.kind == "continuous":
-            try:
-                return _number(str(coded), decimal)
-            except ValueError:
-                issues.append(Issue(name, cm.column, f"{text!r} is not a number"))
-                return None
-        if f.kind == "binary":
-            if isinstance(coded, int) and coded in (0, 1):
-                return coded
-            try:
-                v = _number(str(coded))
-            except ValueError:
-                v = math.nan
-            if v not in (0.0, 1.0):
-                issues.append(Issue(name, cm.column, f"{text!r} is not 0/1"))
-                return None
-            return int(v)
-        if str(coded) not in f.levels:
-            issues.append(Issue(name, cm.column, f"{text!r} is not one of the levels {list(f.levels)}"))
-            return None
-        return str(coded)
-
-    def _endpoint(self, m: SourceMapping, row: _Row, issues: list[Issue]) -> tuple[float | None, int | None]:
-        time: float | None = None
-        if m.time is not None:
-            text = row.get(m.time.column)
-            if _is_na(text):
-                issues.append(Issue("time", m.time.column, "survival time is missing"))
-            else:
-                try:
-                    mul, div = term.conversion(str(m.time.unit), self.guide.time_unit)
-                    time = _number(text, m.decimal) * mul / div
-                except ValueError:
-                    issues.append(Issue("time", m.time.column, f"survival time {text!r} is not a number"))
-                else:
-                    if time < 0 or (time == 0 and not self.guide.time_zero_allowed):
-                        issues.append(Issue("time", m.time.column, f"survival time {text!r} is not positive"))
-        else:
-            start_col, end_col, fmt = m.dates
-            parsed = []
-            for column in (start_col, end_col):
-                text = row.get(column)
-                try:
-                    parsed.append(dt.datetime.strptime(str(text), fmt).date())
-                except ValueError:
-                    what = "missing" if _is_na(text) else f"{text!r} does not match the format {fmt!r}"
-                    issues.append(Issue("time", column, f"date {what}"))
-            if len(parsed) == 2:
-                days = (parsed[1] - parsed[0]).days
-                if days < 0 or (days == 0 and not self.guide.time_zero_allowed):
-                    issues.append(
-                        Issue("time", end_col, f"{end_col} {parsed[1]} is not after {start_col} {parsed[0]}")
-                    )
-                time = days / 365.25
-        event: int | None = None
-        text = row.get(m.event.column)
-        ok, coded = _coded(text or "", m.event.codes)
-        if _is_na(text):
-            issues.append(Issue("event", m.event.column, "event is missing"))
-        elif not ok or str(coded) not in ("0", "1"):
-            issues.append(Issue("event", m.event.column, f"event {text!r} is not 0/1 (nor a mapped code)"))
-        else:
-            event = int(coded)
-        return time, event
-
-    def _variants(self, m: SourceMapping) -> dict[str, tuple[dict[str, str], dict[str, list[Issue]]]]:
-        """patient id -> (found gene features -> HGVS, gene features with a bad variant row -> issues)."""
-        v = m.variants
-        table = read_table(v.file, fmt=v.fmt, delimiter=v.delimiter, sheet=v.sheet)
-        index = {c: j for j, c in enumerate(table.header)}
-        for column in (v.patient_id, v.gene, v.vaf, v.hgvs):
-            if column is not None and column not in index:
-                raise SourceError(
-                    v.file, "1 (header)", column, f"variant list column (mapping {m.path}) not found"
-                )
-        genes = {_symbol(self.guide.feature(name)): name for name in _gene_features(self.guide)}
-        hgnc = term.hgnc_table()
-        out: dict[str, tuple[dict[str, str], dict[str, list[Issue]]]] = {}
-        self._variant_rows: dict[str, int] = {}
-        for k in range(len(table.rows)):
-            row = _Row(table, index, k)
-            where = f"{v.file} ({row.where})"
-            at = {"source": where, "row": row.row}
-            pid, gene = row.get(v.patient_id), row.get(v.gene)
-            if pid is not None:
-                self._variant_rows.setdefault(pid, row.row)
-            if pid is None:
-                raise SourceError(
-                    v.file, f"{row.row} ({row.where})", v.patient_id, "variant without a patient id"
-                )
-            found, bad = out.setdefault(pid, ({}, {}))
-            if gene is None or gene not in hgnc:
-                # Not an approved symbol: we cannot tell which gene it is, so every
-                # guide gene of this patient is unknown rather than wild type.
-                issue = Issue("variants", v.gene, f"gene symbol {gene!r} is not in the HGNC table", **at)
-                for name in genes.values():
-                    bad.setdefault(name, []).append(issue)
-                continue
-            if gene not in genes:
-                continue  # an approved gene outside the guide's panel
-            name = genes[gene]
-            if v.not_tested is not None and v.hgvs is not None and row.get(v.hgvs) == v.not_tested:
-                bad.setdefault(name, [])  # untested: unknown, not wild type (and not an error)
-                continue
-            if v.vaf is not None:
-                text = row.get(v.vaf)
-                try:
-                    vaf = _number(str(text))
-                    if not 0.0 <= vaf <= 1.0:
-                        raise ValueError(text)
-                except ValueError:
-                    bad.setdefault(name, []).append(
-                        Issue(name, v.vaf, f"VAF {text!r} is not in [0, 1]", **at)
-                    )
-                    continue
-                if vaf < v.min_vaf:
-                    continue
-            found[name] = row.get(v.hgvs) if v.hgvs is not None else ""
-        return out
-
-
-def mapped_source(
-    guide: Guide, mappings: str | Path | list[str | Path], *, provenance: Mapping[str, Any] | None = None
-) -> MappedSource:
-    """The ``csv`` source: one mapping YAML per centre (each naming its table)."""
-    paths = [mappings] if isinstance(mappings, str | Path) else list(mappings)
-    return MappedSource([load_mapping(p, guide) for p in paths], guide, provenance=provenance)

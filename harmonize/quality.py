@@ -20,7 +20,7 @@ MAX_LISTED = 50  # quarantined rows listed individually in a report (all are cou
 
 
 def completeness(table: pl.DataFrame, guide: Guide) -> list[dict[str, Any]]:
-    """Observed count and share per feature (in guide order)."""
+    """Observed count and share per feature (in guide order), with the guide's definition."""
     n = table.height
     out = []
     for f in guide.features:
@@ -32,6 +32,7 @@ def completeness(table: pl.DataFrame, guide: Guide) -> list[dict[str, Any]]:
                 "observed": observed,
                 "missing": n - observed,
                 "completeness": observed / n if n else 0.0,
+                "definition": f.definition,
             }
         )
     return out
@@ -70,6 +71,7 @@ def quality_report(
             "resources_read": extract.get("n_resources", 0),
         },
         "completeness": completeness(table, guide),
+        "features_without_definition": [f.name for f in guide.features if not f.definition],
         "conversions": extract.get("conversions", {}),
         "out_of_range": extract.get("out_of_range", {}),
         "rejected_values": rejected,
@@ -112,12 +114,26 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     lines += _table(
-        ["feature", "group", "observed", "missing", "completeness"],
+        ["feature", "group", "observed", "missing", "completeness", "definition (guide)"],
         [
-            [r["feature"], r["group"], r["observed"], r["missing"], f"{r['completeness']:.1%}"]
+            [
+                r["feature"],
+                r["group"],
+                r["observed"],
+                r["missing"],
+                f"{r['completeness']:.1%}",
+                _cell(r.get("definition") or "(none in the guide)"),
+            ]
             for r in report["completeness"]
         ],
     )
+    undefined = report.get("features_without_definition", [])
+    if undefined:
+        lines += [
+            "",
+            f"{len(undefined)} feature(s) have no definition in the guide (what counts as positive, "
+            f"which source call): {', '.join(undefined)}.",
+        ]
     sections = [
         (
             "Unit conversions applied",
@@ -192,5 +208,42 @@ def report_markdown(report: dict[str, Any]) -> str:
             unmapped = notes.pop("unmapped_columns", [])
             lines += [f"File {notes.pop('file', '?')} read with mapping {notes.pop('mapping')}.", ""]
             lines += [f"Unmapped columns ({len(unmapped)}): " + (", ".join(unmapped) or "none") + ".", ""]
+        if "guide_features_not_mapped" in notes:
+            left = notes.pop("guide_features_not_mapped")
+            lines += [
+                f"Guide features the mapping leaves out (missing for every patient) ({len(left)}): "
+                + (", ".join(left) or "none")
+                + ".",
+                "",
+            ]
+        lines += _mapping_rules(notes.pop("missing_sentinels", None), notes.pop("derived_features", None))
         lines += [f"- {k}: {v}" for k, v in notes.items()]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _mapping_rules(sentinels: dict[str, Any] | None, derived: dict[str, Any] | None) -> list[str]:
+    """The mapping's missing-value sentinels hit and derived flags, as tables."""
+    lines: list[str] = []
+    if sentinels is not None:
+        glob = ", ".join(repr(s) for s in sentinels.get("global", [])) or "none"
+        lines += [f"### Missing-value sentinels (set missing; global: {glob})", ""]
+        rows = [
+            [e["feature"], e["column"], e["sentinel"], e["cells"]] for e in sentinels.get("set_missing", [])
+        ]
+        lines += (_table(["feature", "column", "sentinel", "cells"], rows) if rows else ["None hit."]) + [""]
+    if derived:
+        lines += ["### Derived features", ""]
+        lines += _table(
+            ["feature", "rule", "positive", "negative", "undetermined"],
+            [
+                [name, _cell(d["rule"]), d["positive"], d["negative"], d["undetermined"]]
+                for name, d in derived.items()
+            ],
+        )
+        lines += [""]
+    return lines

@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from harmonize.guide import Guide
-from harmonize.mapping import mapped_source
+from harmonize.mapped_source import mapped_source
 from harmonize.sources import (
     CanonicalExportSource,
     SourceAdapter,

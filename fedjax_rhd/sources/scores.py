@@ -3,6 +3,9 @@
 - A dataset whose source kept per-patient reference values outside FHIR (the real
   cohorts: ``reference.parquet``) reports the score its source computed from the raw
   files; the card's provenance names it (``provenance.clinical_score``).
+- A mapped external AML cohort whose mapping kept ELN 2022 inputs that are not model
+  features as reference columns (``score_CEBPA_bZIP``, ``score_TP53_vaf``, ``score_ZRSR2``:
+  ``reference:`` in docs/user_csv.md) reports ELN 2022 computed from its features plus those.
 - Otherwise the score comes from the table's own (observed) features: simulated AML
   reports ELN 2022 genetic risk (Döhner H, et al. Blood 2022;140:1345-77; TP53 at
   VAF >= 10%), simulated myeloma R-ISS (Palumbo A, et al. J Clin Oncol 2015;33:2863-9;
@@ -20,8 +23,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.scores import cpss, ipss
-from fedjax_rhd.simulate.aml import eln_score
+from fedjax_rhd.scores import cpss, eln, ipss
+from fedjax_rhd.simulate.aml import eln_flags, eln_score
 from fedjax_rhd.simulate.mm import riss_score
 from harmonize.guide import Guide
 
@@ -84,6 +87,32 @@ def _from_features(table: pl.DataFrame, guide: Guide) -> tuple[str, pl.DataFrame
     return _framed(table, "IPSS-R", ipssr)
 
 
+def _eln_with_reference(table: pl.DataFrame, reference: pl.DataFrame) -> tuple[str, pl.DataFrame] | None:
+    """ELN 2022 from the table's features, each input overridden by a ``score_<input>`` reference column.
+
+    ``score_TP53_vaf`` (or a ``TP53_vaf`` feature) applies ELN 2022's TP53 criterion (VAF >= 10%;
+    Döhner 2022); without it the TP53 flag counts as given. ``None`` unless some reference column
+    is an ELN input and every input is found.
+    """
+    names = {f"score_{k}" for k in (*eln.ELN2022_INPUTS, "TP53_vaf")}
+    if not names & set(reference.columns):
+        return None
+    ref = table.select("patient_id").join(reference, on="patient_id", how="left")
+
+    def column(name: str) -> np.ndarray | None:
+        source = ref if f"score_{name}" in ref.columns else table
+        col = f"score_{name}" if source is ref else name
+        if col not in source.columns:
+            return None
+        return source[col].cast(pl.Float64, strict=False).fill_null(np.nan).to_numpy()
+
+    cov = {k: column(k) for k in (*eln.ELN2022_INPUTS, "TP53_vaf")}
+    if any(cov[k] is None for k in eln.ELN2022_INPUTS):
+        return None
+    flags = eln_flags(cov) if cov["TP53_vaf"] is not None else cov
+    return _framed(table, "ELN 2022", eln.eln2022_risk(flags))
+
+
 def clinical_scores(
     table: pl.DataFrame,
     guide: Guide,
@@ -107,5 +136,8 @@ def clinical_scores(
     if reference is not None and "clinical_score" in reference.columns:
         scores = table.select("patient_id").join(reference, on="patient_id", how="left")
         return str((card or {}).get("provenance", {}).get("clinical_score", "")), scores
+    scored = _eln_with_reference(table, reference) if reference is not None else None
+    if scored is not None:
+        return scored
     scored = _from_features(table, guide)
     return scored if scored is not None else ("", None)

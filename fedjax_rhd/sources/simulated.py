@@ -28,7 +28,8 @@ from fedjax_rhd.simulate import mds_wsi as _mds_wsi
 from fedjax_rhd.simulate import mm as _mm
 from harmonize.dialects import write_dialect_exports
 from harmonize.guide import Guide
-from harmonize.mapping import MappedSource, load_mapping
+from harmonize.mapped_source import MappedSource
+from harmonize.mapping import load_mapping
 from harmonize.registry import register_source, table_source
 from harmonize.sources import SourceAdapter
 

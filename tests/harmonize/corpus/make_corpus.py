@@ -543,6 +543,30 @@ def _more_cases(add: Any, good: str, err: dict, quarantine: dict, finding: dict)
         good.encode("utf-16"),
         {**MAPPING, "encoding": "utf-16"},
     )
+    # Issue 20: real exports. Events written 0.0/1.0 (R, pandas) are events, not quarantines.
+    add(
+        "event_written_as_floats",
+        {"status": 0, "where": "none", "rows": 5},
+        _csv(HEADER, [[*r[:-1], {"DEAD": "1.0", "ALIVE": "0.0"}[r[-1]]] for r in ROWS]),
+        {**MAPPING, "event": {"column": "Status"}},
+    )
+    add(
+        "missing_sentinel_counted",
+        {
+            "status": 0,
+            "where": "none",
+            "rows": 5,
+            "says": ["sentinels set 2 cell(s) missing: Platelets '999' x2"],
+        },
+        _csv(HEADER, _set(_set(ROWS, "P2", "Platelets", "999"), "P4", "Platelets", "999.0")),
+        {**MAPPING, "missing": [999]},
+    )
+    add(
+        "centre_column_empty_cell",
+        {**err, "file": "data.csv", "row": "3 (line 4)", "field": "Site", "says": ["no centre"]},
+        _csv([*HEADER, "Site"], [[*r, "" if i == 2 else "corpus"] for i, r in enumerate(ROWS)]),
+        {**MAPPING, "centre": {"column": "Site"}},
+    )
 
 
 def _xlsx_edit(ws: Any, edit: str | None) -> None:
