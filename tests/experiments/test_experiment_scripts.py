@@ -480,3 +480,38 @@ def test_synthetic_table_prints_one_row_per_generator(tmp_path, capsys):
     script("synthetic/table.py").main(str(tmp_path))
     out = capsys.readouterr().out
     assert "| fedavg | 1 | 100 |" in out and "| local node1 | 1 | 50 |" in out
+
+
+def test_tuning_run_searches_each_seed_then_compares_on_its_test_rows(tmp_path, capsys):
+    """The protocol's bookkeeping on fake runs: one search per split seed, the best trial against the
+    default run on the same test rows, a paired interval and a decision (runs: tests/test_tune.py)."""
+    mod = script("tuning/run.py")
+    made = []
+
+    def fake_run(overrides, run_dir):
+        seed = int(next(o for o in overrides if o.startswith("seed.split=")).split("=")[1])
+        l2 = next((float(o.split("=")[1]) for o in overrides if o.startswith("model.l2=")), None)
+        write_fake_run(run_dir, strategy="fedavg", seed=seed, model="coxph", init=len(made))
+        results = json.loads((run_dir / "results.json").read_text())
+        # a validation loss with its minimum at l2 = 0.01, as a real search would find one
+        results["final"]["validation_objective"] = 1.0 if l2 is None else 1.0 + (np.log10(l2) + 2) ** 2 / 10
+        (run_dir / "results.json").write_text(json.dumps(results))
+        made.append(run_dir)
+        return results
+
+    mod.compose_run = fake_run
+    out = tmp_path / "tuning"
+    summary = mod.main(
+        ["--preset", "coxph", "--seeds", "0", "1", "--trials", "3", "--out", str(out), "--n-boot", "50"]
+    )
+    assert len(made) == 2 * (3 + 1)  # three trials and one default run per seed
+    assert [row["seed"] for row in summary["seeds"]] == [0, 1]
+    for row in summary["seeds"]:
+        assert row["difference"] == row["c_tuned"] - row["c_default"]
+        assert row["objective_default"] == 1.0
+    text = (out / "tuning.md").read_text()
+    assert "| split seed | best trial |" in text and "Tuning helps (difference above 0):" in text
+    # rerunning resumes: nothing is run again
+    mod.main(["--preset", "coxph", "--seeds", "0", "1", "--trials", "3", "--out", str(out), "--n-boot", "50"])
+    assert len(made) == 8
+    capsys.readouterr()
