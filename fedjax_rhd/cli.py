@@ -42,6 +42,7 @@ def typed_config(cfg: DictConfig) -> RunConfig:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig) -> float:
     from fedjax_rhd.cohorts import RealDataMissing
+    from fedjax_rhd.data.checks import UnusableData
     from fedjax_rhd.experiment import run  # JAX imports after Hydra has parsed the command line
     from fedjax_rhd.federation.flower.bridge import ServerAppFailed
     from fedjax_rhd.federation.participation import RunInterrupted, RunStopped
@@ -53,7 +54,8 @@ def _app(cfg: DictConfig) -> float:
     output_dir = config.resume or HydraConfig.get().runtime.output_dir
     try:
         results = run(config, output_dir, resolved(cfg))
-    except (DatasetCacheError, RealDataMissing, InputError) as err:  # names the file/folder and what to do
+    # each names the file, folder, dataset or node and what to do
+    except (DatasetCacheError, RealDataMissing, InputError, UnusableData) as err:
         sys.exit(f"fedjax-rhd: {err}")
     except ResumeRefused as err:  # names every key that differs from the checkpoint's
         print(f"fedjax-rhd: {err}", file=sys.stderr)
