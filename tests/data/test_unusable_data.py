@@ -83,3 +83,21 @@ def test_a_node_with_no_training_rows_is_named(mds_guide, cohort):
         check_nodes("d", "three", ("node1", "node2", "node3"), [cohort, cohort, empty], [empty] * 3)
     with pytest.raises(UnusableData, match="leaves no training node"):
         check_nodes("d", "natural", (), [], [])
+
+
+def test_the_cli_turns_unusable_data_into_exit_1_with_the_message(
+    tmp_path, tiny_data_root, monkeypatch, capsys
+):
+    """`fedjax-rhd split=given split.column=role` on a dataset without that column: one message, exit 1."""
+    from fedjax_rhd import cli
+    from tests.conftest import TINY
+
+    argv = ["split=given", "split.column=role", f"data_root={tiny_data_root}", f"hydra.run.dir={tmp_path}"]
+    monkeypatch.setattr("sys.argv", ["fedjax-rhd", *TINY, *argv])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert str(stop.value.code).startswith(
+        "fedjax-rhd: split=given: dataset 'mds-sim-n600-seed0' has no column 'role' (split.column): "
+        "not in its table (patient_id, centre,"
+    )
+    assert "Traceback" not in capsys.readouterr().err
