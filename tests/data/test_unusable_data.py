@@ -101,3 +101,23 @@ def test_the_cli_turns_unusable_data_into_exit_1_with_the_message(
         "not in its table (patient_id, centre,"
     )
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_registered_dataset_whose_every_record_was_quarantined(tmp_path):
+    """`harmonize map --allow-empty` writes a 0-row dataset; using it is refused, naming it."""
+    from fedjax_rhd.sources import load_registered_dataset
+    from harmonize.datasets import build_dataset
+    from harmonize.guide import load_guide
+    from harmonize.registry import DatasetSpec, dataset_folder
+
+    (tmp_path / "t.csv").write_text("id,age,days,dead\np1,50,100,yes\np2,60,200,no\n")  # codes 1/0 expected
+    (tmp_path / "m.yaml").write_text(
+        "file: t.csv\ncentre: one\npatient_id: {column: id}\ntime: {column: days, unit: d}\n"
+        'event: {column: dead, codes: {"1": 1, "0": 0}}\nfeatures:\n  age: {column: age, unit: a}\n'
+    )
+    guide = load_guide("gbsg2")
+    spec = DatasetSpec("empty", "gbsg2", "csv", (("mapping", [str(tmp_path / "m.yaml")]),))
+    card = build_dataset(spec, guide, dataset_folder(tmp_path, "empty"), allow_empty=True)
+    assert card["n_rows"] == 0 and card["centres"][0]["quarantined"] == 2
+    with pytest.raises(UnusableData, match=r"dataset 'empty' has no rows; .*quarantined"):
+        load_registered_dataset("empty", guide, data_root=tmp_path)
