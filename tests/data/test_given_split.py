@@ -84,8 +84,9 @@ def test_config_split_given():
     config = run_config(compose(["split=given", "split.column=role", "seed.split=3"]))
     assert (config.split.column, config.split.natural, config.split.test_fraction) == ("role", True, 0.0)
     assert config.split.seed == 3
+    assert run_config(compose(["split=given"])).split.column == "role"  # the default role column
     with pytest.raises(ValueError, match="split.column=<column>"):
-        run_config(compose(["split=given"]))  # no column: no test rows
+        run_config(compose(["split=given", "split.column=null"]))  # no column: no test rows
     with pytest.raises(ValueError, match="needs natural: true"):
         SplitSpec(name="three", column="role", test_fraction=0.0)
     with pytest.raises(ValueError, match="test_fraction: 0"):

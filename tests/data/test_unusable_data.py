@@ -85,17 +85,15 @@ def test_a_node_with_no_training_rows_is_named(mds_guide, cohort):
         check_nodes("d", "natural", (), [], [])
 
 
-def test_the_cli_turns_unusable_data_into_exit_1_with_the_message(
-    tmp_path, tiny_data_root, monkeypatch, capsys
-):
+def test_the_cli_turns_unusable_data_into_exit_1_with_the_message(tmp_path, tiny_data_root, capsys):
     """`fedjax-rhd split=given split.column=role` on a dataset without that column: one message, exit 1."""
-    from fedjax_rhd import cli
-    from tests.conftest import TINY
+    from fedjax_rhd.cli import run_or_exit, typed_config
+    from fedjax_rhd.config import resolved
+    from tests.conftest import TINY, compose
 
-    argv = ["split=given", "split.column=role", f"data_root={tiny_data_root}", f"hydra.run.dir={tmp_path}"]
-    monkeypatch.setattr("sys.argv", ["fedjax-rhd", *TINY, *argv])
-    with pytest.raises(SystemExit) as stop:
-        cli.main()
+    cfg = compose([*TINY, "split=given", "split.column=role", f"data_root={tiny_data_root}"])
+    with pytest.raises(SystemExit) as stop:  # what the command's _app does with the composed config
+        run_or_exit(typed_config(cfg), tmp_path, resolved(cfg))
     assert str(stop.value.code).startswith(
         "fedjax-rhd: split=given: dataset 'mds-sim-n600-seed0' has no column 'role' (split.column): "
         "not in its table (patient_id, centre,"
