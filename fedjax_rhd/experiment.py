@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from fedjax_rhd import generative as gen
 from fedjax_rhd import results as res
 from fedjax_rhd.config import RunConfig
-from fedjax_rhd.data import UnusableData, build_federated_data
+from fedjax_rhd.data import FederatedData, UnusableData, build_federated_data
 from fedjax_rhd.data.given import with_role_column
 from fedjax_rhd.federation.finetune import finetuned_results
 from fedjax_rhd.federation.loop import run_federation
@@ -24,6 +26,7 @@ from fedjax_rhd.sources import load_registered_dataset, load_use_case
 from fedjax_rhd.tracking import final_metrics, make_tracker
 from fedjax_rhd.typing import Tracker
 from harmonize.datasets import load_reference
+from harmonize.guide import Guide
 
 
 def run(
@@ -47,12 +50,23 @@ def run(
     return results
 
 
-def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker: Tracker) -> dict[str, Any]:
-    started = time.perf_counter()
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
-    enable_compilation_cache()
-    uc, s = config.use_case, config.strategy
-    guide = cached_guide(uc.guide_name)  # parsed once per multirun worker
+def run_data(
+    config: RunConfig, guide: Guide
+) -> tuple[FederatedData, pl.DataFrame, dict[str, Any], tuple[str, pl.DataFrame | None]]:
+    """The run's federated data, as every path that needs it builds it (a run, Flower's node export).
+
+    The use case's dataset; under ``split=given`` its role column (from the table or the dataset's
+    ``reference.parquet``); under ``test.dataset`` the other registered dataset's rows as the test set.
+
+    Returns:
+        ``(data, table, card, (score name, scores))``: the card carries ``test_dataset`` (the other
+        dataset's card) under ``test.dataset``; the clinical score is then the test dataset's.
+
+    Raises:
+        UnusableData: see :func:`fedjax_rhd.data.build_federated_data`, plus a ``test.dataset``
+            holding the run's own rows.
+    """
+    uc = config.use_case
     table, card, score_name, score_table = load_use_case(
         uc, seed_data=config.seed.data, data_root=config.data_root, real_data_root=config.real_data_root,
         progress=config.progress,
@@ -72,9 +86,19 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
             )
         card = {**card, "test_dataset": test_card}
     data = build_federated_data(
-        table, guide, config.split, pooled=s.algorithm == "centralized", scenario=config.scenario,
-        reduce=uc.reductions, dataset=card["name"], test_table=test_rows,
+        table, guide, config.split, pooled=config.strategy.algorithm == "centralized",
+        scenario=config.scenario, reduce=uc.reductions, dataset=card["name"], test_table=test_rows,
     )  # fmt: skip
+    return data, table, card, (score_name, score_table)
+
+
+def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker: Tracker) -> dict[str, Any]:
+    started = time.perf_counter()
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
+    enable_compilation_cache()
+    uc, s = config.use_case, config.strategy
+    guide = cached_guide(uc.guide_name)  # parsed once per multirun worker
+    data, table, card, (score_name, score_table) = run_data(config, guide)
     spec = config.algorithm_spec(data.num_features, data.guide)
     generative = is_generative(spec.model_name)
     tracker.log_config(resolved)
