@@ -86,7 +86,10 @@ def test_a_node_with_no_training_rows_is_named(mds_guide, cohort):
 
 
 def test_the_cli_turns_unusable_data_into_exit_1_with_the_message(tmp_path, tiny_data_root, capsys):
-    """`fedjax-rhd split=given split.column=role` on a dataset without that column: one message, exit 1."""
+    """`fedjax-rhd split=given split.column=role` on a dataset without that column: one message, exit 1.
+
+    Run alone it builds TINY's cohort in the shared ``tiny_data_root`` (~10 s), which the e2e runs reuse.
+    """
     from fedjax_rhd.cli import run_or_exit, typed_config
     from fedjax_rhd.config import resolved
     from tests.conftest import TINY, compose
