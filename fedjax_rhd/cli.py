@@ -41,19 +41,30 @@ def typed_config(cfg: DictConfig) -> RunConfig:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig) -> float:
+    config = typed_config(cfg)
+    # A resumed run continues in its own directory (checkpoint, results.json).
+    output_dir = config.resume or HydraConfig.get().runtime.output_dir
+    return objective(run_or_exit(config, output_dir, resolved(cfg))["final"])
+
+
+def run_or_exit(config: RunConfig, output_dir: str | Path, resolved_config: dict) -> dict:
+    """``experiment.run``, or exit with one message and the status the error calls for (no traceback).
+
+    Returns:
+        The run's results.
+    """
     from fedjax_rhd.cohorts import RealDataMissing
+    from fedjax_rhd.data.checks import UnusableData
     from fedjax_rhd.experiment import run  # JAX imports after Hydra has parsed the command line
     from fedjax_rhd.federation.flower.bridge import ServerAppFailed
     from fedjax_rhd.federation.participation import RunInterrupted, RunStopped
     from harmonize.errors import InputError
     from harmonize.identity import DatasetCacheError
 
-    config = typed_config(cfg)
-    # A resumed run continues in its own directory (checkpoint, results.json).
-    output_dir = config.resume or HydraConfig.get().runtime.output_dir
     try:
-        results = run(config, output_dir, resolved(cfg))
-    except (DatasetCacheError, RealDataMissing, InputError) as err:  # names the file/folder and what to do
+        return run(config, output_dir, resolved_config)
+    # each names the file, folder, dataset or node and what to do
+    except (DatasetCacheError, RealDataMissing, InputError, UnusableData) as err:
         sys.exit(f"fedjax-rhd: {err}")
     except ResumeRefused as err:  # names every key that differs from the checkpoint's
         print(f"fedjax-rhd: {err}", file=sys.stderr)
@@ -69,7 +80,6 @@ def _app(cfg: DictConfig) -> float:
         sys.exit(
             f"fedjax-rhd: backend=flower: {err}\n  a run that had started resumes with resume={output_dir}"
         )
-    return objective(results["final"])
 
 
 def objective(final: dict) -> float:

@@ -45,6 +45,20 @@ class Seeds:
 
 
 @dataclasses.dataclass(frozen=True)
+class TestSpec:
+    """Where the test rows come from (``test.*``).
+
+    ``dataset``: another registered dataset (``<data_root>/datasets/<name>``, built by a run or
+    ``harmonize build``/``map``) in the same feature schema: every row of the run's own dataset
+    then goes to the nodes (training and validation; ``split.test_fraction`` is not used) and the
+    model is tested on that dataset's rows (external validation). ``None``: the split's test part.
+    """
+
+    __test__ = False  # not a pytest test class
+    dataset: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one run is told: the root schema ``config_schema`` of ``conf/config.yaml``."""
 
@@ -59,6 +73,7 @@ class RunConfig:
     backend: Any = MISSING  # the chosen backend's config class (its registry)
     tracker: Any = MISSING  # TrackerSettings
     seed: Seeds = dataclasses.field(default_factory=Seeds)
+    test: TestSpec = dataclasses.field(default_factory=TestSpec)
     data_root: str = "data"  # registered datasets are built and cached here
     real_data_root: str | None = None  # real cohorts; None: $FEDJAX_RHD_SHARED_DATA or ../shared/data
     bootstrap: int = 1000  # resamples for the C-index confidence intervals
@@ -77,6 +92,18 @@ class RunConfig:
             raise ValueError(
                 f"split.seed={self.split.seed} differs from seed.split={self.seed.split}; set seed.split only"
             )
+        if self.test.dataset is not None and self.split.column is not None:
+            raise ValueError(
+                f"test.dataset={self.test.dataset} and split.column={self.split.column} both name the test "
+                "rows; set one"
+            )
+        if self.split.test_fraction == 0 and self.test.dataset is None and self.split.column is None:
+            raise ValueError(
+                "split.test_fraction=0 leaves no test rows: set test.dataset=<registered dataset> (external "
+                "validation) or split=given split.column=<column> (a fixed assignment)"
+            )
+        if self.test.dataset is not None and MODELS[self.model.name].generative:
+            raise ValueError(f"test.dataset applies to survival models, not model={self.model.name}")
         if self.split.val_fraction == 0 and self.strategy.selection != "last":
             raise ValueError(
                 "split.val_fraction=0 leaves no validation rows to choose a round by: "

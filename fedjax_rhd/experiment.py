@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from fedjax_rhd import generative as gen
 from fedjax_rhd import results as res
 from fedjax_rhd.config import RunConfig
-from fedjax_rhd.data import build_federated_data
+from fedjax_rhd.data import FederatedData, UnusableData, build_federated_data
+from fedjax_rhd.data.given import with_role_column
 from fedjax_rhd.federation.finetune import finetuned_results
 from fedjax_rhd.federation.loop import run_federation
 from fedjax_rhd.federation.registry import make_backend
@@ -20,9 +23,11 @@ from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.jax_setup import enable_compilation_cache
 from fedjax_rhd.models import is_generative
 from fedjax_rhd.score.state import write_scoring_state
-from fedjax_rhd.sources import load_use_case
+from fedjax_rhd.sources import load_registered_dataset, load_use_case
 from fedjax_rhd.tracking import final_metrics, make_tracker
 from fedjax_rhd.typing import Tracker
+from harmonize.datasets import load_reference
+from harmonize.guide import Guide
 
 
 def run(
@@ -46,20 +51,55 @@ def run(
     return results
 
 
+def run_data(
+    config: RunConfig, guide: Guide
+) -> tuple[FederatedData, pl.DataFrame, dict[str, Any], tuple[str, pl.DataFrame | None]]:
+    """The run's federated data, as every path that needs it builds it (a run, Flower's node export).
+
+    The use case's dataset; under ``split=given`` its role column (from the table or the dataset's
+    ``reference.parquet``); under ``test.dataset`` the other registered dataset's rows as the test set.
+
+    Returns:
+        ``(data, table, card, (score name, scores))``: the card carries ``test_dataset`` (the other
+        dataset's card) under ``test.dataset``; the clinical score is then the test dataset's.
+
+    Raises:
+        UnusableData: see :func:`fedjax_rhd.data.build_federated_data`, plus a ``test.dataset``
+            holding the run's own rows.
+    """
+    uc = config.use_case
+    table, card, score_name, score_table = load_use_case(
+        uc, seed_data=config.seed.data, data_root=config.data_root, real_data_root=config.real_data_root,
+        progress=config.progress,
+    )  # fmt: skip
+    test_rows = None
+    if config.split.column is not None:  # split=given: the role column, from the table or its reference
+        reference = load_reference(config.data_root, card["name"])
+        table = with_role_column(table, reference, config.split.column, card["name"])
+    if config.test.dataset is not None:  # external validation: another dataset's rows are the test set
+        test_rows, test_card, score_name, score_table = load_registered_dataset(
+            config.test.dataset, guide, data_root=config.data_root
+        )
+        if test_card["id"] == card["id"]:
+            raise UnusableData(
+                f"test.dataset={config.test.dataset} holds the same rows as the training dataset "
+                f"{card['name']!r} (content id {card['id']}): every test row would also train"
+            )
+        card = {**card, "test_dataset": test_card}
+    data = build_federated_data(
+        table, guide, config.split, pooled=config.strategy.algorithm == "centralized",
+        scenario=config.scenario, reduce=uc.reductions, dataset=card["name"], test_table=test_rows,
+    )  # fmt: skip
+    return data, table, card, (score_name, score_table)
+
+
 def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker: Tracker) -> dict[str, Any]:
     started = time.perf_counter()
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
     uc, s = config.use_case, config.strategy
     guide = cached_guide(uc.guide_name)  # parsed once per multirun worker
-    table, card, score_name, score_table = load_use_case(
-        uc, seed_data=config.seed.data, data_root=config.data_root, real_data_root=config.real_data_root,
-        progress=config.progress,
-    )  # fmt: skip
-    data = build_federated_data(
-        table, guide, config.split, pooled=s.algorithm == "centralized", scenario=config.scenario,
-        reduce=uc.reductions,
-    )  # fmt: skip
+    data, table, card, (score_name, score_table) = run_data(config, guide)
     spec = config.algorithm_spec(data.num_features, data.guide)
     generative = is_generative(spec.model_name)
     tracker.log_config(resolved)
@@ -71,7 +111,7 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
             backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
             on_round=res.round_callback(backend, data, config.curve_every, tracker, curves=not generative),
             desc=f"{s.name} rounds",
-            checkpoint=output_dir / CHECKPOINT_NAME, identity=run_identity(resolved, card["id"]),
+            checkpoint=output_dir / CHECKPOINT_NAME, identity=run_identity(resolved, _data_identity(card)),
             resume=config.resume is not None, checkpoint_every=config.checkpoint_every,
         )  # fmt: skip
         if generative:  # no risks, C-index, Breslow or clinical score: fit the prior, sample, validate
@@ -109,3 +149,9 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     tracker.log_final(final_metrics(results["final"]), res.output_files(output_dir, results))
     res.print_summary(results)
     return results
+
+
+def _data_identity(card: dict[str, Any]) -> str:
+    """The content ids a checkpoint is bound to: the dataset's, and ``test.dataset``'s when set."""
+    test = card.get("test_dataset")
+    return card["id"] if test is None else f"{card['id']}+test:{test['id']}"

@@ -261,7 +261,8 @@ def predictions(
 
 
 def dataset_block(card: dict[str, Any], layers: tuple[str, ...]) -> dict[str, Any]:
-    return {
+    """``dataset``; ``dataset.test`` names the dataset the test rows came from (``test.dataset``)."""
+    block = {
         "id": card["id"],
         "name": card["name"],
         "n_rows": card["n_rows"],
@@ -269,6 +270,10 @@ def dataset_block(card: dict[str, Any], layers: tuple[str, ...]) -> dict[str, An
         "guide_version": card["guide_version"],
         "layers": list(layers),  # optional guide layers, e.g. ["treatment"]
     }
+    test = card.get("test_dataset")
+    if test is not None:
+        block["test"] = {k: test[k] for k in ("id", "name", "n_rows", "n_events", "guide_version")}
+    return block
 
 
 def nodes_block(data: FederatedData, fractions: tuple[float, ...] | None) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from harmonize.identity import (
     read_card,
     write_card,
 )
+from harmonize.inputs import changed_inputs
 from harmonize.quality import quality_report, report_markdown
 from harmonize.registry import DatasetSpec, dataset_folder, source_card, source_registration
 from harmonize.sources import REFERENCE_FILE, TRUTH_FILE
@@ -279,6 +280,41 @@ def load_dataset(folder: str | Path, guide: Guide) -> tuple[pl.DataFrame, dict[s
     return df, card
 
 
+def stale_reasons(built: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Why a cache of the same source and options is stale: its generator or its inputs changed.
+
+    Args:
+        built: the card's ``source`` record.
+        wanted: :func:`harmonize.registry.source_card` now.
+
+    Returns:
+        One line per reason (none when current, or when the source or options differ: that is
+        another dataset, not a stale one).
+    """
+    volatile = ("generator", "inputs")
+    if {k: v for k, v in built.items() if k not in volatile} != {
+        k: v for k, v in wanted.items() if k not in volatile
+    }:
+        return []
+    out = []
+    if built.get("generator") != wanted.get("generator"):
+        out.append(
+            "the source's code changed since it was built (a simulator's code and parameters, or a cohort "
+            f"adapter's code: fingerprint {built.get('generator')} -> {wanted.get('generator')})"
+        )
+    if "inputs" not in built:
+        out.append(
+            "it was built before datasets recorded the digests of their guide, mapping and source files, "
+            "so an edit since cannot be ruled out"
+        )
+    elif built["inputs"] != wanted.get("inputs"):
+        out.append(
+            "its inputs changed since it was built: "
+            + ", ".join(changed_inputs(built["inputs"], wanted["inputs"]))
+        )
+    return out
+
+
 def load_or_build_dataset(
     spec: DatasetSpec, guide: Guide, data_root: str | Path, *, progress: bool = False
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -318,14 +354,9 @@ def load_or_build_dataset(
     df, card = load_dataset(folder, guide)
     wanted = source_card(spec, guide)
     built = card.get("source") or {}
-    if "generator" in wanted and {**built, "generator": None} == {**wanted, "generator": None}:
-        if built.get("generator") != wanted["generator"]:
-            raise DatasetCacheError(
-                f"stale dataset {folder}: the source's code changed since it was built (a simulator's "
-                f"code and parameters, or a cohort adapter's code: fingerprint {built.get('generator')} -> "
-                f"{wanted['generator']}); "
-                f"delete {folder} to rebuild it"
-            )
+    stale = stale_reasons(built, wanted)
+    if stale:
+        raise DatasetCacheError(f"stale dataset {folder}: {'; '.join(stale)}; delete {folder} to rebuild it")
     if built != wanted or card.get("use_case") != guide.use_case:
         raise DatasetCacheError(
             f"dataset {spec.name!r} in {folder} was built from source {card.get('source')} for use case "

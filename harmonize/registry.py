@@ -30,6 +30,7 @@ from typing import Any
 import polars as pl
 
 from harmonize.guide import Guide
+from harmonize.inputs import Inputs, folder_inputs, input_digests, mapping_inputs
 from harmonize.mapped_source import mapped_source
 from harmonize.sources import (
     CanonicalExportSource,
@@ -94,6 +95,9 @@ class RegisteredSource:
         dataset_name: the default dataset name as a ``str.format`` template over
             ``use_case`` and the options (e.g. ``"{use_case}-sim-n{n}-seed{seed}"``);
             ``None``: the use case's name.
+        inputs: the files the source reads for given options (:data:`harmonize.inputs.Inputs`);
+            their digests, with the guide's, go into the card, so an edited file makes the
+            cache stale. ``None``: no files (generated data; its ``fingerprint`` covers it).
     """
 
     name: str
@@ -102,6 +106,7 @@ class RegisteredSource:
     run_options: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     dataset_name: str | None = None
+    inputs: Inputs | None = None
 
 
 SOURCES: dict[str, RegisteredSource] = {}
@@ -116,6 +121,7 @@ def register_source(
     run_options: tuple[str, ...] = (),
     required: tuple[str, ...] = (),
     dataset_name: str | None = None,
+    inputs: Inputs | None = None,
     replace: bool = False,
 ) -> RegisteredSource:
     """Register a source under ``name`` (see :class:`RegisteredSource` for the arguments).
@@ -127,6 +133,7 @@ def register_source(
         run_options: options it takes from a run (keys of :data:`RUN_OPTIONS`).
         required: options a run must set.
         dataset_name: default dataset-name template.
+        inputs: the files it reads (their digests make a cache stale when they change).
         replace: replace an existing registration of ``name`` (tests, local overrides).
 
     Returns:
@@ -142,7 +149,9 @@ def register_source(
             f"source {name!r}: run_options {run_options} / required {required} must be keys of "
             f"{sorted(RUN_OPTIONS)}, required a subset of run_options"
         )
-    entry = RegisteredSource(name, factory, fingerprint, tuple(run_options), tuple(required), dataset_name)
+    entry = RegisteredSource(
+        name, factory, fingerprint, tuple(run_options), tuple(required), dataset_name, inputs
+    )
     existing = SOURCES.get(name)
     if existing is not None and existing != entry and not replace:
         raise ValueError(
@@ -224,12 +233,17 @@ def table_source(produce: TableSource, *, centre: str | None = None) -> SourceFa
 
 # The generic sources: files that are already an export (``export``: option ``path``) or a user
 # table with a mapping YAML per centre (``csv``: option ``mapping``, see harmonize.mapping).
-register_source("export", lambda guide, options, folder: CanonicalExportSource(options["path"], guide))
+register_source(
+    "export",
+    lambda guide, options, folder: CanonicalExportSource(options["path"], guide),
+    inputs=lambda guide, options: folder_inputs(Path(options["path"])),
+)
 register_source(
     "csv",
     lambda guide, options, folder: mapped_source(guide, options["mapping"]),
     run_options=("mapping",),
     required=("mapping",),
+    inputs=mapping_inputs,
 )
 
 
@@ -329,10 +343,17 @@ def dataset_folder(data_root: str | Path, name: str) -> Path:
 
 
 def source_card(spec: DatasetSpec, guide: Guide) -> dict[str, Any]:
-    """The card's ``source`` record: source name, options and, for generators, their fingerprint."""
+    """The card's ``source`` record: name, options, a generator's fingerprint, the inputs' digests.
+
+    ``inputs`` (:func:`harmonize.inputs.input_digests`): the sha256 of the guide's files and of
+    every file the source reads, so a mapping, guide or source file edited in place makes the
+    cache stale instead of being answered with the old tables.
+    """
     card: dict[str, Any] = {"name": spec.source, "options": {k: v for k, v in spec.options}}
     reg = SOURCES.get(spec.source)
     if reg is not None and reg.fingerprint is not None:
         # The generator's code and parameters: a recalibrated simulator makes the cache stale.
         card["generator"] = reg.fingerprint(guide, spec.options_dict())
+    files = reg.inputs(guide, spec.options_dict()) if reg is not None and reg.inputs is not None else {}
+    card["inputs"] = input_digests(guide, files)
     return card

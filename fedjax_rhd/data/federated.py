@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 
 from fedjax_rhd.data.case_mix import case_mix_partition
+from fedjax_rhd.data.checks import UnusableData, check_nodes, require_rows
+from fedjax_rhd.data.given import given_test_rows
 from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, encode, fit_federated
 from fedjax_rhd.data.reduce import GroupReduction, component_names, group_values, reduce_groups
@@ -44,6 +46,9 @@ class SplitSpec:
     val_fraction: float = 0.2  # per node, for early stopping and node metrics (0: all rows train)
     seed: int = 0
     natural: bool = False  # one node per value of the table's ``centre`` column; fractions unused
+    # split=given: the column holding each patient's role (train/test; fedjax_rhd/data/given.py).
+    # Needs natural (nodes from ``centre``) and test_fraction 0: the column, not a draw, picks the test rows.
+    column: str | None = None
     # Optional case-mix shift, node rank ("1" largest, "-1" smallest) -> strength: see
     # fedjax_rhd/data/case_mix.py. Off by default. Pairs ((rank, strength), ...) are accepted too.
     case_mix: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -59,10 +64,17 @@ class SplitSpec:
             raise ValueError(f"split {self.name!r}: fractions must be positive, got {self.fractions}")
         if not self.natural and abs(sum(self.fractions) - 1.0) > 1e-6:
             raise ValueError(f"split {self.name!r}: fractions sum to {sum(self.fractions)}, not 1")
-        if not 0 < self.test_fraction < 1 or not 0 <= self.val_fraction < 1:
+        if self.column is not None and (not self.natural or self.test_fraction != 0):
             raise ValueError(
-                f"split {self.name!r}: test_fraction must be in (0, 1) and val_fraction in [0, 1) "
-                "(0: every node row trains; needs strategy.selection=last)"
+                f"split {self.name!r}: split.column={self.column!r} reads each row's role from the data; "
+                "it needs natural: true (nodes from the centre column) and test_fraction: 0 "
+                "(use split=given)"
+            )
+        # test_fraction 0: no test part of the run's own rows (only with test.dataset or split.column)
+        if not 0 <= self.test_fraction < 1 or not 0 <= self.val_fraction < 1:
+            raise ValueError(
+                f"split {self.name!r}: test_fraction and val_fraction must be in [0, 1) "
+                "(val_fraction 0: every node row trains; needs strategy.selection=last)"
             )
 
     @property
@@ -250,15 +262,17 @@ def natural_partition(train_df: pl.DataFrame) -> tuple[np.ndarray, tuple[str, ..
     Node names are ``centre<value>``; ties in size are broken by the centre's name.
 
     Raises:
-        KeyError: the table has no ``centre`` column.
-        ValueError: a row has no centre.
+        UnusableData: the table has no ``centre`` column, or a row has no centre.
     """
     if "centre" not in train_df.columns:
-        raise KeyError("split=natural needs a 'centre' column in the table")
+        raise UnusableData("split=natural needs a 'centre' column in the table")
     centre = train_df["centre"].cast(pl.String)
     if centre.null_count():
         row = int(centre.is_null().arg_true()[0])
-        raise ValueError(f"split=natural: patient {train_df['patient_id'][row]!r} has no centre")
+        raise UnusableData(
+            f"split=natural: patient {train_df['patient_id'][row]!r} has no centre "
+            f"({centre.null_count()} rows without one)"
+        )
     counts = centre.value_counts()
     ordered = sorted(counts.iter_rows(), key=lambda r: (-r[1], r[0]))
     index = {c: k for k, (c, _) in enumerate(ordered)}
@@ -275,6 +289,8 @@ def build_federated_data(
     pooled: bool = False,
     scenario: ScenarioSpec = BEST,
     reduce: Sequence[tuple[str, int]] = (),
+    dataset: str = "table",
+    test_table: pl.DataFrame | None = None,
 ) -> FederatedData:
     """Split a table into test, nodes and node validation parts; fit preprocessing.
 
@@ -290,23 +306,39 @@ def build_federated_data(
             PET radiomics) by ``k`` principal components fitted federatedly on the
             nodes' training parts (:mod:`fedjax_rhd.data.reduce`); ``k = 0`` drops it.
             ``FederatedData.guide`` is then the reduced guide.
+        dataset: the table's name, for messages.
+        test_table: another dataset's rows in the same schema (``test.dataset``): the test set,
+            kept by the manager; every row of ``df`` then goes to the nodes (no test draw).
 
     Returns:
         FederatedData with stacked, padded node arrays.
+
+    Raises:
+        UnusableData: no rows or no events in the table or its test part, a node left without
+            training rows or events, or a bad ``split.column`` (:mod:`fedjax_rhd.data.checks`).
     """
     for col in ("patient_id", "time", "event"):
         if col not in df.columns:
             raise KeyError(f"table lacks required column {col!r}")
+    require_rows(dataset, df)
     df = df.sort("patient_id")
     event = df["event"].to_numpy().astype(np.int64)
-    is_test = (
-        stratified_partition(
-            event, (1 - split.test_fraction, split.test_fraction), _rng(split.seed, _STREAM_TEST)
+    if test_table is not None:
+        is_test = np.zeros(len(df), dtype=bool)
+    elif split.column is not None:
+        is_test = given_test_rows(df, split.column, dataset)
+    else:
+        is_test = (
+            stratified_partition(
+                event, (1 - split.test_fraction, split.test_fraction), _rng(split.seed, _STREAM_TEST)
+            )
+            == 1
         )
-        == 1
-    )
-    test_df = df.filter(pl.Series(is_test))
+    test_df = df.filter(pl.Series(is_test)) if test_table is None else test_table.sort("patient_id")
     train_df = df.filter(pl.Series(~is_test))
+    if test_table is None:  # another dataset's test rows are checked where it is loaded, by name
+        require_rows(dataset, test_df, what="test part")
+    require_rows(dataset, train_df, what="training part (every node's rows)")
 
     if split.natural:
         node_of, names = natural_partition(train_df)
@@ -349,6 +381,7 @@ def build_federated_data(
         )
         node_train.append(part.filter(pl.Series(~in_val)))
         node_val.append(part.filter(pl.Series(in_val)))
+    check_nodes(dataset, split.name, names, node_train, node_val)
 
     # each part's rows before the reduction: a Flower node holds these and reduces them itself
     raw_train, raw_val, raw_test = node_train, node_val, test_df
@@ -374,7 +407,9 @@ def build_federated_data(
     val = _stack([pack_rows(v, prep, val_pad) for _, v in encoded])
     test, test_sorted = _node_arrays(test_df, guide, prep, None)
     oracle = test_sorted["oracle_risk"].to_numpy() if "oracle_risk" in test_sorted.columns else None
-    test_node = None if pooled or not split.natural else _test_nodes(test_sorted, names)
+    # another dataset's test rows live at no node: the manager keeps them (a benchmark holdout)
+    kept = pooled or not split.natural or test_table is not None
+    test_node = None if kept else _test_nodes(test_sorted, names)
     raw_parts = [{"train": t, "val": v} for t, v in zip(raw_train, raw_val, strict=True)]
     if test_node is not None:  # a real centre's own test part (the row's centre, as _test_nodes maps it)
         raw_test_node = _test_nodes(raw_test, names)

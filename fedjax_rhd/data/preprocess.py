@@ -122,6 +122,13 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
 
 def merge_all_moments(parts: Sequence[Moments]) -> Moments:
+    """Every node's moments merged in node order.
+
+    Raises:
+        ValueError: no node (the data layer refuses a split without one first, naming the dataset).
+    """
+    if not parts:
+        raise ValueError("merge_all_moments: no node sent moments")
     merged = parts[0]
     for part in parts[1:]:
         merged = merge_moments(merged, part)

@@ -21,7 +21,7 @@ import polars as pl
 from fedjax_rhd.cohorts import Cohort, require, resolve_real_data_root
 from fedjax_rhd.cohorts import iwgpm as reader
 from fedjax_rhd.cohorts.common import canonical_table, source_table
-from fedjax_rhd.sources.code_fingerprint import code_fingerprint
+from fedjax_rhd.sources.code_fingerprint import code_fingerprint, cohort_inputs
 from harmonize.guide import Guide
 from harmonize.registry import register_source, table_source
 
@@ -112,4 +112,5 @@ register_source(
     table_source(iwgpm_table),
     run_options=("root",),
     fingerprint=code_fingerprint(reader, sys.modules[__name__]),  # a parsing fix makes caches stale
+    inputs=cohort_inputs(reader.FOLDER),  # so does a changed public file
 )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -64,6 +66,8 @@ def test_built_dataset_equals_the_simulated_table(built, mds_guide):
         "name": "simulated",
         "options": {"n": N, "seed": SEED},
         "generator": generator_fingerprint("mds"),
+        # the guide file's sha256 (a simulator reads no file; its generator fingerprint covers it)
+        "inputs": {"guide mds": hashlib.sha256(Path(mds_guide.path).read_bytes()).hexdigest()},
     }
     assert card["truth_columns"] == ["oracle_risk"]
     assert {f["name"]: f["fhir"].get("code") for f in card["features"]}["hb"] == "718-7"
@@ -148,7 +152,7 @@ def test_spec_for_run_takes_each_source_its_own_options():
 
 def test_register_source_refuses_a_second_meaning():
     entry = registry.SOURCES["export"]
-    assert registry.register_source("export", entry.factory) == entry  # the same registration again
+    assert registry.register_source("export", entry.factory, inputs=entry.inputs) == entry  # the same again
     with pytest.raises(ValueError, match="registered already"):
         registry.register_source("export", lambda guide, options, folder: None)
     with pytest.raises(ValueError, match="run_options"):

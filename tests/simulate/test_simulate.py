@@ -22,6 +22,7 @@ from fedjax_rhd.sources.simulated import SIMULATORS, generator_fingerprint, simu
 from harmonize.datasets import load_or_build_dataset
 from harmonize.guide import Feature, load_guide
 from harmonize.identity import DatasetCacheError, dataset_id
+from harmonize.inputs import file_digest
 from harmonize.registry import DatasetSpec, dataset_folder
 
 
@@ -276,6 +277,7 @@ def test_cache_round_trip_and_tamper_detection(mds_guide, tmp_path):
         "name": "simulated",
         "options": {"n": 300, "seed": 4},
         "generator": generator_fingerprint("mds"),
+        "inputs": {"guide mds": file_digest(mds_guide.path)},
     }
     assert GENERATOR_VERSION in card["provenance"]["source"] and "seed=4" in card["provenance"]["source"]
     assert [(c["name"], c["n_rows"], c["n_events"]) for c in card["centres"]] == [

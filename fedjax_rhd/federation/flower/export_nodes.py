@@ -43,10 +43,9 @@ def export(overrides: Sequence[str], out: Path) -> tuple[FederatedData, list[Pat
 
     from fedjax_rhd.cli import CONF_DIR
     from fedjax_rhd.config import register_configs, run_config
-    from fedjax_rhd.data import build_federated_data
+    from fedjax_rhd.experiment import run_data
     from fedjax_rhd.federation.flower.backend import write_node_folders
     from fedjax_rhd.guide_cache import cached_guide
-    from fedjax_rhd.sources import load_use_case
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -62,16 +61,8 @@ def export(overrides: Sequence[str], out: Path) -> tuple[FederatedData, list[Pat
     if out.is_dir() and any(not p.name.isdecimal() for p in out.iterdir()):  # checked before the slow part
         others = sorted(p.name for p in out.iterdir() if not p.name.isdecimal())
         raise ValueError(f"--out {out} holds other files {others}; export into an empty folder")
-    uc = config.use_case
-    # As fedjax_rhd.experiment does, so that these folders hold the rows a run's simulator would use.
-    cohort = load_use_case(
-        uc, seed_data=config.seed.data, data_root=config.data_root, real_data_root=config.real_data_root,
-        progress=config.progress,
-    )  # fmt: skip
-    data = build_federated_data(
-        cohort.table, cached_guide(uc.guide_name), config.split, pooled=False, scenario=config.scenario,
-        reduce=uc.reductions,
-    )  # fmt: skip
+    # fedjax_rhd.experiment's own function, so that these folders hold the rows a run's simulator would use
+    data = run_data(config, cached_guide(config.use_case.guide_name))[0]
     ours = {str(k) for k in range(len(data.node_names))}
     others = sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else []
     if others:
@@ -98,16 +89,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hydra.errors import HydraException
 
     from fedjax_rhd.cohorts import RealDataMissing
+    from fedjax_rhd.data.checks import UnusableData
+    from harmonize.errors import InputError
     from harmonize.identity import DatasetCacheError
 
     try:
         data, folders = export(args.overrides, args.out)
+    # the message names the folder, file, dataset or node and what to do (checked before ValueError)
+    except (DatasetCacheError, RealDataMissing, UnusableData, InputError) as err:
+        print(f"export_nodes: {err}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, HydraException) as err:  # the message names the key or folder
         print(f"export_nodes: {err}", file=sys.stderr)
         return 2
-    except (DatasetCacheError, RealDataMissing) as err:  # the message names the folder and what to do
-        print(f"export_nodes: {err}", file=sys.stderr)
-        return 1
     n = len(folders)
     print(f"wrote {n} node folders under {args.out.resolve()}; copy each to its own site only:")
     for k, (folder, name) in enumerate(zip(folders, data.node_names, strict=True)):
