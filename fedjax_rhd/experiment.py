@@ -68,7 +68,9 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
         make_backend(config.backend, data, spec, seed_failure=config.seed.failure)
     ) as backend:
         if MODELS[spec.model_name].from_counts:  # a Bayesian network: node statistics, no gradient rounds
-            return _run_network(config, resolved, output_dir, tracker, spec, backend, data, table, card, started)
+            return _run_network(
+                config, resolved, output_dir, tracker, spec, backend, data, table, card, started
+            )
         fed = run_federation(
             backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
             on_round=res.round_callback(backend, data, config.curve_every, tracker, curves=not generative),

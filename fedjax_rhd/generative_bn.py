@@ -153,7 +153,11 @@ def run_network(
         generator = {
             "network": {"adjacency": fit.dag, "cpds": cpds, "states": fit.states},
             "bins": fit.bins,
-            "scaling": {"center": data.preprocessor.center, "scale": data.preprocessor.scale, "max_time": max_time},
+            "scaling": {
+                "center": data.preprocessor.center,
+                "scale": data.preprocessor.scale,
+                "max_time": max_time,
+            },
         }
         key = jax.random.fold_in(jax.random.key(seed), _SAMPLE_PURPOSE)
         synthetic = build_model(spec).sample(generator, key, n)
@@ -175,7 +179,9 @@ def run_network(
                 "test_set=federated: each centre keeps its rows; validating needs real rows at the manager"
             )
         else:
-            block["validation"] = _validate(synthetic, data, nodes, label, reference, holdout, output_dir, suffix)
+            block["validation"] = _validate(
+                synthetic, data, nodes, label, reference, holdout, output_dir, suffix
+            )
         logging.getLogger(__name__).info("Bayesian network (%s): %s", label, block["validation"])
         blocks.append(block)
     main = {"model": spec.model_name, **blocks[0]}
@@ -194,7 +200,11 @@ def protocol_rounds(node_names: tuple[str, ...]) -> list[dict[str, Any]]:
     names, blank = list(node_names), [None] * len(node_names)
     return [
         {
-            "round": r, "step": step, "train_loss": blank, "val_loss": blank, "val_loss_federated": None,
+            "round": r,
+            "step": step,
+            "train_loss": blank,
+            "val_loss": blank,
+            "val_loss_federated": None,
             "participation": {"sampled": names, "failed": [], "timed_out": [], "aggregated": names},
         }  # fmt: skip
         for r, step in ((1, "structure"), (2, "counts"))
@@ -213,7 +223,8 @@ def print_summary(results: dict[str, Any]) -> None:
         shds = [s["shd_to_consensus"] for s in net["node_structures"]]
         print(
             f"  {block['trained_on']}: {net['n_edges']} edges over {net['variables']} variables "
-            f"(node structures' SHD to it: {shds}); {block['synthetic']['n']} rows -> {block['synthetic']['path']}"
+            f"(node structures' SHD to it: {shds}); "
+            f"{block['synthetic']['n']} rows -> {block['synthetic']['path']}"
         )
         if val is not None:
             print(

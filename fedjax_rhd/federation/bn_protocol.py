@@ -83,7 +83,9 @@ def fit_network(
     dag, support = st.consensus_dag(node_dags, weights, config.max_indegree)
     t_structure = time.perf_counter()
     replies = backend.node_statistic("bn_family_counts", {**broadcast, "adjacency": dag}, nodes=chosen)
-    node_counts = [[np.asarray(r[f"family_{j:04d}"], np.float64) for j in range(len(var.names))] for r in replies]
+    node_counts = [
+        [np.asarray(r[f"family_{j:04d}"], np.float64) for j in range(len(var.names))] for r in replies
+    ]
     counts = sum_counts(node_counts)
     done = time.perf_counter()
     return NetworkFit(

@@ -116,8 +116,8 @@ def learn_structure(
         {n: pd.Categorical(codes[:, j], categories=list(range(int(states[j])))) for j, n in enumerate(names)}
     )
     search = HillClimbSearch(
-        scoring_method="bic-d", max_indegree=max_indegree, expert_knowledge=ExpertKnowledge(search_space=edges),
-        return_type="dag", max_iter=max_iter, show_progress=False,
+        scoring_method="bic-d", max_indegree=max_indegree, return_type="dag", max_iter=max_iter,
+        expert_knowledge=ExpertKnowledge(search_space=edges), show_progress=False,
     ).fit(frame)  # fmt: skip
     index = {n: j for j, n in enumerate(names)}
     for parent, child in search.causal_graph_.edges():

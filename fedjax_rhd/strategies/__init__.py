@@ -58,10 +58,13 @@ class AlgorithmSpec:
         if from_counts and self.algorithm not in COUNT_ALGORITHMS:
             raise ValueError(
                 f"model={self.model_name} is fitted from node counts, not gradients: use strategy "
-                f"bn_two_step, centralized or local (algorithm one of {COUNT_ALGORITHMS}), not {self.algorithm!r}"
+                f"bn_two_step, centralized or local (algorithm one of {COUNT_ALGORITHMS}), "
+                f"not {self.algorithm!r}"
             )
         if self.algorithm == "bn_two_step" and not from_counts:
-            raise ValueError(f"strategy bn_two_step fits a Bayesian network: use model=bn, not {self.model_name!r}")
+            raise ValueError(
+                f"strategy bn_two_step fits a Bayesian network: use model=bn, not {self.model_name!r}"
+            )
         if self.algorithm != "fedavg" and self.dp.enabled:
             raise ValueError(
                 f"strategy.dp is client-level DP-FedAvg (algorithm fedavg); {self.algorithm} shares no "

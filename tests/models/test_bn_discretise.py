@@ -38,7 +38,13 @@ def test_federated_histograms_give_the_pooled_quantile_bins():
     nodes = [_node(v, o, t) for v, o, t in zip(parts, observed, times, strict=True)]
     margins = [disc.node_margins(nd, var, low, high, 1600) for nd in nodes]
     fed = disc.agree_bins(
-        sum(m["histogram"] for m in margins), sum(m["missing"] for m in margins), var, low, high, bins=5, tail_count=5
+        sum(m["histogram"] for m in margins),
+        sum(m["missing"] for m in margins),
+        var,
+        low,
+        high,
+        bins=5,
+        tail_count=5,
     )
     pooled_node = _node(np.concatenate(parts), np.concatenate(observed), np.concatenate(times))
     pooled = disc.node_margins(pooled_node, var, low, high, 1600)
