@@ -103,26 +103,50 @@ def learn_structure(
     """i8[V, V] adjacency (``[i, j]``: i -> j) of pgmpy's BIC hill climbing on one node's states.
 
     Columns are ``pd.Categorical`` with every agreed state (pgmpy otherwise treats integers as
-    numeric and picks a Gaussian score), so all nodes score the same state spaces.
+    numeric and picks a Gaussian score), so all nodes score the same state spaces. Their names
+    hash by variable index (:class:`_Name`): pgmpy iterates its candidate operations over a Python
+    ``set`` and keeps the first of equally scored ones (BIC scores a -> b and b -> a alike), and a
+    set of plain strings is ordered by the process's hash seed, so the DAG would differ between
+    processes (a Flower node, a rerun). Integer names would hash alike too, but pandas reads a list
+    of integers as level numbers when pgmpy unstacks several parents.
     """
     from pgmpy.causal_discovery import ExpertKnowledge, HillClimbSearch
 
     n_vars = len(names)
     adjacency = np.zeros((n_vars, n_vars), np.int8)
-    edges = [(names[i], names[j]) for i, j in zip(*np.nonzero(allowed), strict=True)]
+    edges = [(int(i), int(j)) for i, j in zip(*np.nonzero(allowed), strict=True)]
     if not edges or codes.shape[0] == 0:  # an empty search space would mean "no restriction" to pgmpy
         return adjacency
+    labels = [_Name(f"v{j}", j) for j in range(n_vars)]
+    edges = [(labels[i], labels[j]) for i, j in edges]
     frame = pd.DataFrame(
-        {n: pd.Categorical(codes[:, j], categories=list(range(int(states[j])))) for j, n in enumerate(names)}
+        {labels[j]: pd.Categorical(codes[:, j], categories=list(range(int(states[j])))) for j in range(n_vars)}
     )
     search = HillClimbSearch(
         scoring_method="bic-d", max_indegree=max_indegree, return_type="dag", max_iter=max_iter,
         expert_knowledge=ExpertKnowledge(search_space=edges), show_progress=False,
     ).fit(frame)  # fmt: skip
-    index = {n: j for j, n in enumerate(names)}
+    index = {label: j for j, label in enumerate(labels)}
     for parent, child in search.causal_graph_.edges():
         adjacency[index[parent], index[child]] = 1
     return adjacency
+
+
+class _Name(str):
+    """A variable's column name whose hash is its index, the same in every process."""
+
+    index: int
+
+    def __new__(cls, text: str, index: int) -> _Name:
+        name = super().__new__(cls, text)
+        name.index = index
+        return name
+
+    def __hash__(self) -> int:
+        return self.index
+
+    def __eq__(self, other: object) -> bool:
+        return str.__eq__(self, other)
 
 
 def consensus_dag(
