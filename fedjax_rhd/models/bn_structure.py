@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import networkx as nx
@@ -117,6 +118,7 @@ def learn_structure(
     edges = [(int(i), int(j)) for i, j in zip(*np.nonzero(allowed), strict=True)]
     if not edges or codes.shape[0] == 0:  # an empty search space would mean "no restriction" to pgmpy
         return adjacency
+    logging.getLogger("pgmpy").setLevel(logging.WARNING)  # not a line per fit on the inferred dtypes
     labels = [_Name(f"v{j}", j) for j in range(n_vars)]
     edges = [(labels[i], labels[j]) for i, j in edges]
     frame = pd.DataFrame(
@@ -200,6 +202,20 @@ def shd(a: np.ndarray, b: np.ndarray) -> int:
         for j in range(i + 1, n_vars):
             count += (a[i, j], a[j, i]) != (b[i, j], b[j, i])
     return count
+
+
+def shd_of_edges(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> int:
+    """:func:`shd` of two ``[[parent, child], ...]`` lists (e.g. two runs' ``results.json`` edges)."""
+    names = sorted({v for edge in [*a, *b] for v in edge})
+    index = {n: i for i, n in enumerate(names)}
+
+    def matrix(edges: Sequence[Sequence[str]]) -> np.ndarray:
+        m = np.zeros((len(names), len(names)), bool)
+        for parent, child in edges:
+            m[index[parent], index[child]] = True
+        return m
+
+    return shd(matrix(a), matrix(b))
 
 
 def edge_list(adjacency: np.ndarray, names: Sequence[str]) -> list[list[str]]:

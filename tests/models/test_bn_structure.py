@@ -65,6 +65,7 @@ def test_shd_matches_pgmpy():
         return g
 
     assert SHD(edge_reverse_penalty=1).evaluate(graph(a), graph(b)) == 3
+    assert st.shd_of_edges(st.edge_list(a, names), st.edge_list(b, names)) == 3
 
 
 def test_clinical_rules():
