@@ -122,7 +122,7 @@ def learn_structure(
     labels = [_Name(f"v{j}", j) for j in range(n_vars)]
     edges = [(labels[i], labels[j]) for i, j in edges]
     frame = pd.DataFrame(
-        {labels[j]: pd.Categorical(codes[:, j], categories=list(range(int(states[j])))) for j in range(n_vars)}
+        {label: pd.Categorical(codes[:, j], categories=list(range(int(states[j])))) for j, label in enumerate(labels)}
     )
     search = HillClimbSearch(
         scoring_method="bic-d", max_indegree=max_indegree, return_type="dag", max_iter=max_iter,
