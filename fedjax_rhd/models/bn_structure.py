@@ -121,9 +121,8 @@ def learn_structure(
     logging.getLogger("pgmpy").setLevel(logging.WARNING)  # not a line per fit on the inferred dtypes
     labels = [_Name(f"v{j}", j) for j in range(n_vars)]
     edges = [(labels[i], labels[j]) for i, j in edges]
-    frame = pd.DataFrame(
-        {label: pd.Categorical(codes[:, j], categories=list(range(int(states[j])))) for j, label in enumerate(labels)}
-    )
+    columns = [pd.Categorical(codes[:, j], categories=list(range(int(states[j])))) for j in range(n_vars)]
+    frame = pd.DataFrame(dict(zip(labels, columns, strict=True)))
     search = HillClimbSearch(
         scoring_method="bic-d", max_indegree=max_indegree, return_type="dag", max_iter=max_iter,
         expert_knowledge=ExpertKnowledge(search_space=edges), show_progress=False,
