@@ -93,7 +93,12 @@ def network_block(fit: NetworkFit, spec: AlgorithmSpec, node_labels: list[str], 
         # bin edges on the grid scale (standardised encoded features, log1p time)
         "bin_edges": {var.names[j]: disc.bin_edges(fit.bins, j).tolist() for j in binned},
         "node_structures": [
-            {"node": label, "n_edges": int(d.sum()), "shd_to_consensus": shd(d, fit.dag)}
+            {
+                "node": label,
+                "n_edges": int(d.sum()),
+                "shd_to_consensus": shd(d, fit.dag),
+                "edges": edge_list(d, var.names),  # what the node sent in round 1
+            }  # fmt: skip
             for label, d in zip(node_labels, fit.node_dags, strict=True)
         ],
         "ess": spec.model_config.ess,
