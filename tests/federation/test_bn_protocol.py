@@ -1,19 +1,20 @@
 """``bn_two_step`` through the simulator backend: the agreed bins are the pooled ones, the summed
-family counts of the consensus DAG are the pooled counts (checked against pgmpy's own counting),
-and the sampled table is in the guide's schema with every value inside its bin's outer edges."""
+family counts of a shared DAG are the pooled counts (checked against pgmpy's own counting), and
+the sampled table is in the guide's schema with every value inside its bin's outer edges."""
 
 from __future__ import annotations
 
 import jax
 import numpy as np
 import pandas as pd
+import pytest
 
 from fedjax_rhd.federation.bn_protocol import fit_network
 from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.metrics.synthetic import impossible_values
 from fedjax_rhd.models import BNConfig
 from fedjax_rhd.models import bn_discretise as disc
-from fedjax_rhd.models.bn_params import concentration, draw_cpds, parents_of
+from fedjax_rhd.models.bn_params import concentration, draw_cpds, parents_of, sum_counts
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from fedjax_rhd.typing import NodeData
 
@@ -23,19 +24,19 @@ def _pooled_train(data) -> NodeData:
     return NodeData(*(np.concatenate(leaves) for leaves in zip(*parts, strict=True)))
 
 
-def test_two_step_counts_are_the_pooled_counts_and_samples_stay_in_bins(data3, mds_guide):
-    config = BNConfig(candidates=2, max_iter=5, hierarchy=()).for_guide(data3.guide)
-    spec = AlgorithmSpec("bn_two_step", "bn", config, data3.num_features)
-    backend = make_backend("simulator", data3, spec)
+def _setup(data, **settings):
+    config = BNConfig(hierarchy=(), **settings).for_guide(data.guide)
+    spec = AlgorithmSpec("bn_two_step", "bn", config, data.num_features)
+    backend = make_backend("simulator", data, spec)
     max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}))
-    fit = fit_network(backend, config, None, max_time)
-    backend.close()
+    return config, spec, backend, max_time
+
+
+def _pooled_bins(data, config, max_time) -> disc.Bins:
     var = config.variables()
-    pooled = _pooled_train(data3)
-    # the bins agreed from the nodes' histograms are those of the pooled histogram
     low, high = disc.grid_range(var, config.grid_sd, max_time)
-    margins = disc.node_margins(pooled, var, low, high, config.grid_cells)
-    ref = disc.agree_bins(
+    margins = disc.node_margins(_pooled_train(data), var, low, high, config.grid_cells)
+    return disc.agree_bins(
         margins["histogram"],
         margins["missing"],
         var,
@@ -44,34 +45,60 @@ def test_two_step_counts_are_the_pooled_counts_and_samples_stay_in_bins(data3, m
         bins=config.bins,
         tail_count=config.tail_count,
     )
-    for a, b in zip(fit.bins.to_arrays().values(), ref.to_arrays().values(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert fit.node_dags.shape == (3, len(var.names), len(var.names)) and fit.dag.sum() > 0
-    # round 2: the summed counts are pgmpy's state counts of the pooled rows, family by family
+
+
+def _assert_pooled_counts(data, config, bins, dag, counts):
+    """The summed counts are pgmpy's state counts of the pooled rows, family by family."""
     from pgmpy.utils.tabular import get_state_counts
 
-    codes = disc.codes(pooled, var, fit.bins)
+    var = config.variables()
+    states = disc.n_states(var, bins)
+    codes = disc.codes(_pooled_train(data), var, bins)
     frame = pd.DataFrame(
-        {n: pd.Categorical(codes[:, j], categories=range(fit.states[j])) for j, n in enumerate(var.names)}
+        {n: pd.Categorical(codes[:, j], categories=range(states[j])) for j, n in enumerate(var.names)}
     )
-    state_names = {n: list(range(fit.states[j])) for j, n in enumerate(var.names)}
+    state_names = {n: list(range(states[j])) for j, n in enumerate(var.names)}
     for j, name in enumerate(var.names):
-        parents = [var.names[i] for i in parents_of(fit.dag, j)]  # increasing index: the counts' order
+        parents = [var.names[i] for i in parents_of(dag, j)]  # increasing index: the counts' order
         want = get_state_counts(frame, state_names, name, parents).to_numpy()
-        np.testing.assert_array_equal(fit.counts[j], want, err_msg=name)
+        np.testing.assert_array_equal(counts[j], want, err_msg=name)
+
+
+def test_federated_bins_and_counts_are_the_pooled_ones_and_samples_stay_in_bins(data3, mds_guide):
+    config, spec, backend, max_time = _setup(data3)
+    var = config.variables()
+    low, high = disc.grid_range(var, config.grid_sd, max_time)
+    grid = {"grid_low": low, "grid_high": high, "grid_cells": np.asarray(config.grid_cells)}
+    margins = backend.node_statistic("bn_margins", grid)
+    bins = disc.agree_bins(
+        sum(m["histogram"] for m in margins), sum(m["missing"] for m in margins), var, low, high,
+        bins=config.bins, tail_count=config.tail_count,
+    )  # fmt: skip
+    for a, b in zip(
+        bins.to_arrays().values(), _pooled_bins(data3, config, max_time).to_arrays().values(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    # a shared DAG with families of 0 to 3 parents, the outcome last
+    index = {n: j for j, n in enumerate(var.names)}
+    dag = np.zeros((len(var.names),) * 2, np.int8)
+    edges = [
+        ("age", "hb"), ("sex_male", "hb"), ("TP53", "TP53multi"), ("complex_karyotype", "ipssr_cyto"),
+        ("TP53multi", "time"), ("age", "time"), ("bm_blasts", "time"), ("time", "event"), ("TP53", "event"),
+    ]  # fmt: skip
+    for parent, child in edges:
+        dag[index[parent], index[child]] = 1
+    replies = backend.node_statistic("bn_family_counts", {**bins.to_arrays(), "adjacency": dag})
+    backend.close()
+    counts = sum_counts([[r[f"family_{j:04d}"] for j in range(len(var.names))] for r in replies])
+    _assert_pooled_counts(data3, config, bins, dag, counts)
     # samples: the guide's schema, no impossible value, continuous values inside the outer bin edges
+    states = disc.n_states(var, bins)
+    cpds = draw_cpds(concentration(counts, config.ess), np.random.default_rng(0))
+    scaling = {"center": data3.preprocessor.center, "scale": data3.preprocessor.scale, "max_time": max_time}
     generator = {
-        "network": {
-            "adjacency": fit.dag,
-            "cpds": draw_cpds(concentration(fit.counts, config.ess), np.random.default_rng(0)),
-            "states": fit.states,
-        },
-        "bins": fit.bins,
-        "scaling": {
-            "center": data3.preprocessor.center,
-            "scale": data3.preprocessor.scale,
-            "max_time": max_time,
-        },
+        "network": {"adjacency": dag, "cpds": cpds, "states": states},
+        "bins": bins,
+        "scaling": scaling,
     }
     synthetic = build_model(spec).sample(generator, jax.random.key(0), 500)
     assert synthetic.columns == ["patient_id", *mds_guide.feature_names, "time", "event"]
@@ -79,12 +106,25 @@ def test_two_step_counts_are_the_pooled_counts_and_samples_stay_in_bins(data3, m
     for j, c in enumerate(config.schema):
         if c.kind != "continuous":
             continue
-        lower, upper = disc.bin_bounds(fit.bins, j)
-        encoded = synthetic[c.name].drop_nulls().to_numpy()
-        encoded = (np.log1p(encoded) if c.log else encoded) - data3.preprocessor.center[c.start]
-        z = encoded / data3.preprocessor.scale[c.start]
+        lower, upper = disc.bin_bounds(bins, j)
+        values = synthetic[c.name].drop_nulls().to_numpy()
+        z = (
+            (np.log1p(values) if c.log else values) - data3.preprocessor.center[c.start]
+        ) / data3.preprocessor.scale[c.start]
         inside = (z >= lower[0] - 1e-9) & (z <= upper[-1] + 1e-9)
-        clipped = (synthetic[c.name].drop_nulls().to_numpy() == c.low) | (
-            synthetic[c.name].drop_nulls().to_numpy() == c.high
-        )
-        assert np.all(inside | clipped), c.name
+        assert np.all(inside | (values == c.low) | (values == c.high)), (
+            c.name
+        )  # or clipped into the valid range
+
+
+@pytest.mark.slow
+def test_the_whole_protocol_gives_the_pooled_counts_of_its_consensus_dag(data3):
+    config, _, backend, max_time = _setup(data3, candidates=2, max_iter=5)
+    fit = fit_network(backend, config, None, max_time)
+    backend.close()
+    assert fit.node_dags.shape[0] == 3 and fit.dag.sum() > 0
+    for a, b in zip(
+        fit.bins.to_arrays().values(), _pooled_bins(data3, config, max_time).to_arrays().values(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    _assert_pooled_counts(data3, config, fit.bins, fit.dag, fit.counts)
