@@ -66,9 +66,7 @@ def hierarchy_block(fit: NetworkFit, spec: AlgorithmSpec, seed: int) -> list[dic
     if len(fit.node_counts) < 2 or not config.hierarchy:
         return None
     out = []
-    for name in config.hierarchy:
-        if name not in names:
-            raise ValueError(f"model.hierarchy names {name!r}, which is not a variable of the network")
+    for name in config.hierarchy:  # names checked by BNConfig.for_guide
         j = names.index(name)
         parents = [names[i] for i in np.flatnonzero(fit.dag[:, j])]
         stats = node_concentration(

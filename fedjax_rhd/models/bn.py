@@ -85,8 +85,19 @@ class BNConfig:
                 raise ValueError(f"model.{key}={getattr(self, key)!r} is out of range")
 
     def for_guide(self, guide: Guide) -> BNConfig:
-        """This config with ``guide``'s schema (column kinds, levels, valid ranges)."""
-        return dataclasses.replace(self, schema=table_schema(guide))
+        """This config with ``guide``'s schema (column kinds, levels, valid ranges).
+
+        Raises:
+            ValueError: ``hierarchy`` names a variable the network lacks.
+        """
+        filled = dataclasses.replace(self, schema=table_schema(guide))
+        unknown = [n for n in self.hierarchy if n not in filled.variables().names]
+        if unknown:
+            raise ValueError(
+                f"model.hierarchy names {unknown}, not variables of the network (guide {guide.path} "
+                "features, time, event)"
+            )
+        return filled
 
     def variables(self) -> disc.Variables:
         """The network's variables: the schema's features, time and event."""

@@ -68,3 +68,13 @@ def test_federated_histograms_give_the_pooled_quantile_bins():
     lower, upper = disc.bin_bounds(fed, 0)
     kept = ~np.isnan(values[:, 0])
     assert np.all(values[kept, 0] >= lower[0]) and np.all(values[kept, 0] <= upper[-1])
+
+
+def test_the_hierarchy_must_name_network_variables(mds_guide):
+    import pytest
+
+    from fedjax_rhd.models import BNConfig
+
+    assert len(BNConfig().for_guide(mds_guide).variables().names) == len(mds_guide.features) + 2
+    with pytest.raises(ValueError, match="model.hierarchy names \\['tp53'\\]"):
+        BNConfig(hierarchy=("time", "tp53")).for_guide(mds_guide)  # the gene is TP53
