@@ -12,7 +12,9 @@ hands it here instead of to ``run_federation``:
   hierarchical node diagnostic) where VAE-BGM has its ``mixture``.
 
 ``results.json`` ``rounds`` holds the protocol's two rounds (structure, counts) with every
-node's participation; they have no losses (null).
+node's participation; no training losses (null); the counts round carries each node's validation
+negative log likelihood per patient under the finished network (``bn_log_likelihood``, a sum per
+node) and their patients-weighted mean, which is also ``final.validation_objective``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from fedjax_rhd.metrics.synthetic import privacy_metrics, validation_report
 from fedjax_rhd.metrics.synthetic._columns import finite_or_none
 from fedjax_rhd.models import bn_discretise as disc
 from fedjax_rhd.models.bn_hierarchy import node_concentration
-from fedjax_rhd.models.bn_params import concentration, draw_cpds
+from fedjax_rhd.models.bn_params import concentration, draw_cpds, posterior_mean
 from fedjax_rhd.models.bn_structure import edge_list, shd
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from harmonize.identity import atomic_write_text
@@ -57,6 +59,28 @@ def posterior_draw(fit: NetworkFit, ess: float, seed: int) -> list[np.ndarray]:
     """One Dirichlet posterior draw of every CPD (the network a synthetic set is sampled from)."""
     rng = np.random.default_rng([seed, _CPD_PURPOSE])
     return draw_cpds(concentration(fit.counts, ess), rng)
+
+
+def validation_nll(
+    backend: Backend, fit: NetworkFit, ess: float, nodes: list[int], names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Each node's validation rows under the posterior-mean network: negative log likelihood per patient.
+
+    The federated value weighs nodes by their scored validation patients (the project's rule):
+    Σ −log L / Σ n. None where no row was scored.
+    """
+    inputs = {**fit.bins.to_arrays(), "adjacency": fit.dag}
+    for j, cpd in enumerate(posterior_mean(concentration(fit.counts, ess))):
+        inputs[f"cpd_{j:04d}"] = cpd
+    replies = backend.node_statistic("bn_log_likelihood", inputs, nodes=nodes)
+    per_node = []
+    for k, r in zip(nodes, replies, strict=True):
+        n = int(r["n_scored"])
+        nll = -float(r["log_likelihood"]) / n if n else None
+        per_node.append({"node": names[k], "nll": nll, "n_scored": n, "n_unscored": int(r["n_unscored"])})
+    total = sum(p["n_scored"] for p in per_node)
+    federated = -sum(float(r["log_likelihood"]) for r in replies) / total if total else None
+    return {"nll_per_patient": federated, "nodes": per_node}
 
 
 def hierarchy_block(fit: NetworkFit, spec: AlgorithmSpec, seed: int) -> list[dict[str, Any]] | None:
@@ -173,6 +197,9 @@ def run_network(
             "network": network_block(fit, spec, [data.node_names[k] for k in chosen], seed),
             "validation": None,
         }
+        block["network"]["validation_nll"] = validation_nll(
+            backend, fit, spec.model_config.ess, chosen, data.node_names
+        )
         saved[label] = {
             "adjacency": fit.dag, "states": fit.states, **fit.bins.to_arrays(),
             "counts": {f"family_{j:04d}": c for j, c in enumerate(fit.counts)},
@@ -191,26 +218,46 @@ def run_network(
     if len(blocks) > 1:
         main["nodes"] = blocks[1:]
     elapsed = time.perf_counter() - started
+    val_loss, federated = validation_losses(blocks, data.node_names)
     fed = FederationResult(
-        best_round=2, global_params=None, node_params={}, rounds=protocol_rounds(data.node_names),
-        round_seconds=[], first_round_seconds=elapsed,
+        best_round=2, global_params=None, node_params={},
+        rounds=protocol_rounds(data.node_names, val_loss, federated), round_seconds=[],
+        first_round_seconds=elapsed, validation_objective=float("nan") if federated is None else federated,
     )  # fmt: skip
     return fed, main, save_params(output_dir / NETWORK_FILE, saved)
 
 
-def protocol_rounds(node_names: tuple[str, ...]) -> list[dict[str, Any]]:
-    """``results.json`` ``rounds``: structure, then counts; every node takes part; no losses."""
+def validation_losses(
+    blocks: list[dict[str, Any]], node_names: tuple[str, ...]
+) -> tuple[list[float | None], float | None]:
+    """Per node: the validation NLL of the network it holds (the global one, or its own under ``local``),
+    and their patients-weighted mean (what a sweeper minimises; None when nothing was scored)."""
+    by_node = {p["node"]: p for b in blocks for p in b["network"]["validation_nll"]["nodes"]}
+    losses = [by_node[n]["nll"] if n in by_node else None for n in node_names]
+    scored = [by_node[n] for n in node_names if n in by_node and by_node[n]["n_scored"]]
+    total = sum(p["n_scored"] for p in scored)
+    return losses, (sum(p["nll"] * p["n_scored"] for p in scored) / total if total else None)
+
+
+def protocol_rounds(
+    node_names: tuple[str, ...], val_loss: list[float | None], federated: float | None
+) -> list[dict[str, Any]]:
+    """``results.json`` ``rounds``: structure, then counts; every node takes part; no training losses.
+
+    The counts round carries each node's validation NLL of the finished network and their weighted mean.
+    """
     names, blank = list(node_names), [None] * len(node_names)
+    steps = ((1, "structure", blank, None), (2, "counts", val_loss, federated))
     return [
         {
             "round": r,
             "step": step,
             "train_loss": blank,
-            "val_loss": blank,
-            "val_loss_federated": None,
+            "val_loss": loss,
+            "val_loss_federated": fed_loss,
             "participation": {"sampled": names, "failed": [], "timed_out": [], "aggregated": names},
-        }  # fmt: skip
-        for r, step in ((1, "structure"), (2, "counts"))
+        }
+        for r, step, loss, fed_loss in steps
     ]
 
 

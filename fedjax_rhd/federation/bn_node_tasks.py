@@ -2,7 +2,8 @@
 
 Registered in ``node_tasks.NODE_STATISTICS`` (so both backends run them through
 ``Backend.node_statistic``); the manager half is ``federation.bn_protocol``. What leaves the node:
-histogram and state counts, a DAG's edges, and family counts, never rows (``docs/privacy.md``).
+histogram and state counts, a DAG's edges, family counts and a validation log likelihood (one sum),
+never rows (``docs/privacy.md``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedjax_rhd.models import bn_discretise as disc
-from fedjax_rhd.models.bn_params import family_counts
+from fedjax_rhd.models.bn_params import family_counts, log_likelihood
 from fedjax_rhd.models.bn_structure import learn_structure, pair_counts
 
 if TYPE_CHECKING:
@@ -77,9 +78,30 @@ def bn_family_counts(
     return {f"family_{j:04d}": c for j, c in enumerate(counts)}
 
 
+def bn_log_likelihood(
+    spec: AlgorithmSpec, params: Any, rows: NodeRows, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """The node's validation rows under the broadcast network (``adjacency``, ``cpd_<j>``): summed log
+    likelihood and the rows scored; a row with a missing value of a variable that has no ``NA``
+    state (none was missing in training) is not scored and is counted in ``n_unscored``."""
+    del params
+    var = _variables(spec)
+    bins = disc.Bins.from_arrays(dict(inputs))
+    codes, unstated = disc.codes_and_unstated(rows.val, var, bins)
+    scored = ~unstated.any(axis=1)
+    cpds = [np.asarray(inputs[f"cpd_{j:04d}"], np.float64) for j in range(len(var.names))]
+    ll = log_likelihood(codes[scored], np.asarray(inputs["adjacency"]), cpds, disc.n_states(var, bins))
+    return {
+        "log_likelihood": np.asarray(ll.sum(), np.float64),
+        "n_scored": np.asarray(int(scored.sum()), np.int64),
+        "n_unscored": np.asarray(int((~scored).sum()), np.int64),
+    }
+
+
 STATISTICS = {
     "bn_margins": bn_margins,
     "bn_pairs": bn_pairs,
     "bn_structure": bn_structure,
     "bn_family_counts": bn_family_counts,
+    "bn_log_likelihood": bn_log_likelihood,
 }

@@ -230,7 +230,25 @@ def n_states(var: Variables, bins: Bins) -> np.ndarray:
 
 
 def codes(node: NodeData, var: Variables, bins: Bins) -> np.ndarray:
-    """i64[n, V] each real row's state per variable (``NA``: the last state)."""
+    """i64[n, V] each real row's state per variable (``NA``: the last state).
+
+    Raises:
+        ValueError: a missing value of a variable without a ``NA`` state (the agreed states come from
+            these rows' own missing counts, so it means the bins belong to other rows).
+    """
+    out, unstated = codes_and_unstated(node, var, bins)
+    if unstated.any():
+        j = int(np.flatnonzero(unstated.any(axis=0))[0])
+        raise ValueError(f"variable {var.names[j]!r} has missing values but no NA state was agreed")
+    return out
+
+
+def codes_and_unstated(node: NodeData, var: Variables, bins: Bins) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`codes`, and bool[n, V] where a value is missing but its variable has no ``NA`` state.
+
+    Rows that were not part of the agreement (validation rows) may hold such values; their code is
+    meaningless and the caller leaves the row out, counting it.
+    """
     values, present = raw_columns(node, var)
     out = np.zeros(values.shape, np.int64)
     states = n_states(var, bins)
@@ -243,9 +261,7 @@ def codes(node: NodeData, var: Variables, bins: Bins) -> np.ndarray:
             out[:, j] = values[:, j].astype(np.int64)
         if bins.has_na[j]:
             out[~present[:, j], j] = states[j] - 1
-        elif not present[:, j].all():
-            raise ValueError(f"variable {var.names[j]!r} has missing values but no NA state was agreed")
-    return out
+    return np.clip(out, 0, states - 1), ~present & ~bins.has_na[None, :]
 
 
 def bin_bounds(bins: Bins, j: int) -> tuple[np.ndarray, np.ndarray]:

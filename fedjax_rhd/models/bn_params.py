@@ -74,6 +74,17 @@ def draw_cpds(conc: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.n
     return out
 
 
+def log_likelihood(
+    codes: np.ndarray, adjacency: np.ndarray, cpds: Sequence[np.ndarray], states: np.ndarray
+) -> np.ndarray:
+    """f64[n] each row's log probability under the network: the sum of its families' log CPD entries."""
+    out = np.zeros(codes.shape[0])
+    for j, cpd in enumerate(cpds):
+        cfg = parent_config(codes, parents_of(adjacency, j), states)
+        out += np.log(np.asarray(cpd, np.float64)[codes[:, j], cfg])
+    return out
+
+
 def topological_order(adjacency: np.ndarray) -> list[int]:
     """Variables parents-first (ties: lower index first), as ancestral sampling visits them."""
     graph = nx.DiGraph()

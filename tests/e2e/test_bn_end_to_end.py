@@ -7,6 +7,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from fedjax_rhd.cli import objective
 from fedjax_rhd.generative import SYNTHETIC_FILE
 from fedjax_rhd.metrics.synthetic import impossible_values
 from fedjax_rhd.results import validate_results
@@ -45,6 +46,13 @@ def test_bn_two_step_run_writes_a_valid_synthetic_table(tmp_path, tiny_data_root
     final = res["final"]
     assert final["kind"] == "generative" and final["rounds_run"] == 2
     assert [r["step"] for r in res["rounds"]] == ["structure", "counts"]
+    # what a sweeper gets: the federated validation NLL of the finished network (never the holdout)
+    nll = res["final"]["generative"]["network"]["validation_nll"]
+    assert objective(final) == final["validation_objective"] == res["rounds"][1]["val_loss_federated"]
+    assert (
+        final["validation_objective"] == pytest.approx(nll["nll_per_patient"]) and nll["nll_per_patient"] > 0
+    )
+    assert [p["n_scored"] + p["n_unscored"] for p in nll["nodes"]] == [n["n_val"] for n in res["nodes"]]
     gen = final["generative"]
     assert gen["model"] == "bn" and gen["trained_on"] == "global" and gen["synthetic"]["n"] == 300
     net = gen["network"]
@@ -69,6 +77,8 @@ def test_local_fits_every_nodes_own_network(tmp_path, tiny_data_root):
         assert block["network"]["hierarchy"] is None  # one node: nothing to compare
         assert block["network"]["node_structures"][0]["shd_to_consensus"] == 0
         assert block["validation"]["privacy_members"] == block["trained_on"]
+        assert [p["node"] for p in block["network"]["validation_nll"]["nodes"]] == [block["trained_on"]]
+    assert all(v is not None for v in res["rounds"][1]["val_loss"])  # each node's own network
 
 
 @pytest.mark.slow

@@ -14,13 +14,14 @@ from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.metrics.synthetic import impossible_values
 from fedjax_rhd.models import BNConfig
 from fedjax_rhd.models import bn_discretise as disc
-from fedjax_rhd.models.bn_params import concentration, draw_cpds, parents_of, sum_counts
+from fedjax_rhd.models.bn_params import concentration, draw_cpds, family_counts, parents_of, sum_counts
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from fedjax_rhd.typing import NodeData
 
 
-def _pooled_train(data) -> NodeData:
-    parts = [jax.tree.map(lambda a, k=k: np.asarray(a)[k], data.train) for k in range(data.num_nodes)]
+def _pooled_train(data, part: str = "train") -> NodeData:
+    stacked = getattr(data, part)
+    parts = [jax.tree.map(lambda a, k=k: np.asarray(a)[k], stacked) for k in range(data.num_nodes)]
     return NodeData(*(np.concatenate(leaves) for leaves in zip(*parts, strict=True)))
 
 
@@ -88,11 +89,35 @@ def test_federated_bins_and_counts_are_the_pooled_ones_and_samples_stay_in_bins(
     for parent, child in edges:
         dag[index[parent], index[child]] = 1
     replies = backend.node_statistic("bn_family_counts", {**bins.to_arrays(), "adjacency": dag})
-    backend.close()
     counts = sum_counts([[r[f"family_{j:04d}"] for j in range(len(var.names))] for r in replies])
     _assert_pooled_counts(data3, config, bins, dag, counts)
-    # samples: the guide's schema, no impossible value, continuous values inside the outer bin edges
+    # the nodes' validation log likelihoods add up to pgmpy's log-likelihood score of the pooled
+    # validation rows, for the CPDs that maximise it (their own relative frequencies)
+    from pgmpy.models import DiscreteBayesianNetwork
+    from pgmpy.structure_score import LogLikelihood
+
     states = disc.n_states(var, bins)
+    val_codes = disc.codes(_pooled_train(data3, "val"), var, bins)
+    inputs = {**bins.to_arrays(), "adjacency": dag}
+    for j, c in enumerate(family_counts(val_codes, states, dag)):
+        inputs[f"cpd_{j:04d}"] = np.where(c.sum(0) > 0, c / np.maximum(c.sum(0), 1), 1.0 / c.shape[0])
+    replies = backend.node_statistic("bn_log_likelihood", inputs)
+    backend.close()
+    assert [int(r["n_scored"]) for r in replies] == list(data3.n_val) and all(
+        int(r["n_unscored"]) == 0 for r in replies
+    )
+    frame = pd.DataFrame(
+        {n: pd.Categorical(val_codes[:, j], categories=range(states[j])) for j, n in enumerate(var.names)}
+    )
+    model = DiscreteBayesianNetwork(
+        [(var.names[i], var.names[j]) for i, j in zip(*np.nonzero(dag), strict=True)]
+    )
+    model.add_nodes_from(var.names)
+    want = LogLikelihood(
+        frame, state_names={n: list(range(states[j])) for j, n in enumerate(var.names)}
+    ).score(model)
+    assert sum(float(r["log_likelihood"]) for r in replies) == pytest.approx(want, rel=1e-12)
+    # samples: the guide's schema, no impossible value, continuous values inside the outer bin edges
     cpds = draw_cpds(concentration(counts, config.ess), np.random.default_rng(0))
     scaling = {"center": data3.preprocessor.center, "scale": data3.preprocessor.scale, "max_time": max_time}
     generator = {
