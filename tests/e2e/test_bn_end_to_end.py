@@ -85,7 +85,7 @@ def test_local_fits_every_nodes_own_network(tmp_path, tiny_data_root):
 def test_flower_simulation_fits_the_simulators_network(tmp_path, tiny_data_root):
     a = run_in_process(BN, tmp_path / "sim", tiny_data_root)
     b = run_in_process([*BN, "backend=flower"], tmp_path / "flower", tiny_data_root)
-    for key in ("edges", "states", "bin_edges", "node_structures"):
+    for key in ("edges", "states", "bin_edges", "node_structures", "validation_nll"):
         assert a["final"]["generative"]["network"][key] == b["final"]["generative"]["network"][key]
     assert pl.read_parquet(tmp_path / "sim" / SYNTHETIC_FILE).equals(
         pl.read_parquet(tmp_path / "flower" / SYNTHETIC_FILE)
