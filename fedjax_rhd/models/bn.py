@@ -20,6 +20,7 @@ import dataclasses
 import functools
 from typing import Any
 
+import jax
 import numpy as np
 import polars as pl
 
@@ -142,8 +143,6 @@ def bn(config: BNConfig, num_features: int) -> GenerativeModel:
         return {}
 
     def sample(generator: dict[str, Any], rng: PRNGKey, n: int) -> pl.DataFrame:
-        import jax
-
         seed = np.asarray(jax.random.key_data(rng)).astype(np.uint32).tolist()
         draws = np.random.default_rng(seed)
         net = generator["network"]
