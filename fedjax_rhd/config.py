@@ -114,6 +114,16 @@ class RunConfig:
                 f"model={self.model.name} samples the harmonised schema, but use_case.reduce replaces "
                 "feature groups by components; set use_case.reduce={} for a generative model"
             )
+        from_counts = MODELS[self.model.name].from_counts
+        if from_counts != (self.strategy.algorithm == "bn_two_step") and self.strategy.algorithm not in (
+            "centralized",
+            "local",
+        ):
+            raise ValueError(
+                f"model={self.model.name} with strategy={self.strategy.name}: a model fitted from node "
+                "counts (model=bn) takes strategy=bn_two_step, centralized or local, "
+                "and bn_two_step takes model=bn"
+            )
         if self.use_case.treatment and self.use_case.source != "simulated":
             raise ValueError(
                 f"use_case.treatment=true needs use_case.source=simulated, not {self.use_case.source!r}"

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from fedjax_rhd import generative as gen
+from fedjax_rhd import generative_bn
 from fedjax_rhd import results as res
 from fedjax_rhd.config import RunConfig
 from fedjax_rhd.data import FederatedData, UnusableData, build_federated_data
@@ -21,7 +22,7 @@ from fedjax_rhd.federation.registry import make_backend
 from fedjax_rhd.federation.run_state import CHECKPOINT_NAME, run_identity
 from fedjax_rhd.guide_cache import cached_guide
 from fedjax_rhd.jax_setup import enable_compilation_cache
-from fedjax_rhd.models import is_generative
+from fedjax_rhd.models import MODELS, is_generative
 from fedjax_rhd.score.state import write_scoring_state
 from fedjax_rhd.sources import load_registered_dataset, load_use_case
 from fedjax_rhd.tracking import final_metrics, make_tracker
@@ -107,6 +108,10 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     with contextlib.closing(
         make_backend(config.backend, data, spec, seed_failure=config.seed.failure)
     ) as backend:
+        if MODELS[spec.model_name].from_counts:  # a Bayesian network: node statistics, no gradient rounds
+            return _run_network(
+                config, resolved, output_dir, tracker, spec, backend, data, table, card, started
+            )
         fed = run_federation(
             backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
             on_round=res.round_callback(backend, data, config.curve_every, tracker, curves=not generative),
@@ -155,3 +160,23 @@ def _data_identity(card: dict[str, Any]) -> str:
     """The content ids a checkpoint is bound to: the dataset's, and ``test.dataset``'s when set."""
     test = card.get("test_dataset")
     return card["id"] if test is None else f"{card['id']}+test:{test['id']}"
+
+
+def _run_network(
+    config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker: Tracker, spec: Any,
+    backend: Any, data: Any, table: Any, card: dict[str, Any], started: float,
+) -> dict[str, Any]:  # fmt: skip
+    """``model=bn``: the protocol (``fedjax_rhd.generative_bn``), sampled, validated, written."""
+    fed, block, network = generative_bn.run_network(
+        output_dir, spec=spec, backend=backend, data=data, table=table, seed=config.seed.synthetic,
+        benchmark_holdout=res.test_set_kind(data) == "benchmark_holdout",
+    )  # fmt: skip
+    results = res.write_generative_run(
+        output_dir, resolved=resolved, card=card, layers=data.guide.layers, data=data, fed=fed,
+        final=gen.generative_final(data, fed, block, res.test_set_kind(data)), checkpoint=network,
+        scenario=config.scenario.name,
+        fractions=None if config.split.natural or spec.pooled else config.split.fractions, started=started,
+    )  # fmt: skip
+    tracker.log_final(gen.final_metrics(results["final"]), res.output_files(output_dir, results))
+    generative_bn.print_summary(results)
+    return results

@@ -92,7 +92,9 @@ class GenerativeModel(NamedTuple):
     """
 
     init: Any  # (rng) -> Params
-    loss: Any  # (params, batch: NodeData, rng | None) -> (f32[], aux dict); None = evaluation
+    # (params, batch: NodeData, rng | None) -> (f32[], aux dict); rng None = evaluation. The attribute is
+    # None for a model fitted from node statistics, not gradients (``ModelEntry.from_counts``: bn)
+    loss: Any
     sample: Any  # (generator, rng, n: int) -> polars.DataFrame in the guide's schema
     latent: Any = None  # (params, batch: NodeData) -> f32[n, latent_dim], or None
 

@@ -36,6 +36,9 @@ PRESETS = sorted(p.stem for p in (Path(ROOT) / "conf" / "strategy").glob("*.yaml
 # (tests/report/test_report_end_to_end.py).
 # A generative model's round compiles for ~20 s: its default-suite case is the end-to-end FedAvg run
 # (tests/e2e/test_generative_end_to_end.py, which samples and validates too); here it runs in the slow suite.
+# A model fitted from node counts (the Bayesian network) has no gradient round, and ``bn_two_step``
+# is its protocol, not a round: their contract is tests/federation/test_bn_protocol.py and
+# tests/e2e/test_bn_end_to_end.py.
 # SAVAE's round compiles for ~10-20 s per algorithm: the default suite runs it under FedAvg (and its
 # Flower/simulator equality and end-to-end cases elsewhere); its other algorithms run in the slow suite,
 # as every algorithm runs here with DeepSurv and the linear Cox model.
@@ -51,7 +54,9 @@ def _slow(model: str, algorithm: str) -> bool:
 CASES = [
     pytest.param(m, a, marks=pytest.mark.slow) if _slow(m, a) else (m, a)
     for m in sorted(MODELS)
+    if not MODELS[m].from_counts
     for a in sorted(ALGORITHMS)
+    if a != "bn_two_step"
 ] + [pytest.param("coxph", p, marks=pytest.mark.slow) for p in PRESETS if p not in ALGORITHMS]
 
 

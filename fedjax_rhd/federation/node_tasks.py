@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd.federation.bn_node_tasks import STATISTICS as BN_STATISTICS
 from fedjax_rhd.metrics import ipcw
 from fedjax_rhd.metrics.federated import NodeTestSummary, node_test_summary
 from fedjax_rhd.models import bgm
@@ -244,5 +245,6 @@ NODE_STATISTICS: dict[str, NodeStatistic] = {
     "test_follow_up": own_test_range,
     "test_summary": own_test_summary,
     "latent_mixture": latent_mixture,
+    **BN_STATISTICS,  # the Bayesian network's protocol (federation/bn_node_tasks.py)
 }
 """Statistic name -> node function. A new statistic is a function here and a line in docs/privacy.md."""

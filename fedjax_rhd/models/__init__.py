@@ -7,12 +7,15 @@ model is its file, one line here and one YAML. A config class that needs the use
 case's feature schema (SAVAE's per-column likelihoods) has a ``for_guide(guide)``
 method; :func:`config_for_guide` applies it. A generative model (``ModelEntry.generative``,
 :func:`is_generative`; VAE-BGM) returns a ``GenerativeModel`` and its runs sample a synthetic
-table instead of scoring risks (``fedjax_rhd.generative``).
+table instead of scoring risks (``fedjax_rhd.generative``); one fitted from node counts instead of
+gradients (``ModelEntry.from_counts``; the Bayesian network) runs its own protocol
+(``fedjax_rhd.generative_bn``).
 """
 
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from fedjax_rhd.models.bn import BNConfig, bn
 from fedjax_rhd.models.coxph import CoxPHConfig, coxph
 from fedjax_rhd.models.deepsurv import DeepSurvConfig, deepsurv
 from fedjax_rhd.models.savae import SAVAEConfig, savae
@@ -26,6 +29,8 @@ class ModelEntry(NamedTuple):
     factory: Callable[[Any, int], SurvivalModel | GenerativeModel]
     config: type
     generative: bool = False  # a GenerativeModel: its runs sample a synthetic table (fedjax_rhd.generative)
+    # fitted from node statistics, not gradients (BN): run by fedjax_rhd.generative_bn, not the round loop
+    from_counts: bool = False
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -33,6 +38,7 @@ MODELS: dict[str, ModelEntry] = {
     "coxph": ModelEntry(coxph, CoxPHConfig),
     "savae": ModelEntry(savae, SAVAEConfig),
     "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True),
+    "bn": ModelEntry(bn, BNConfig, generative=True, from_counts=True),
 }
 
 
@@ -48,11 +54,13 @@ def config_for_guide(config: Any, guide: Any) -> Any:
 
 __all__ = [
     "MODELS",
+    "BNConfig",
     "CoxPHConfig",
     "DeepSurvConfig",
     "ModelEntry",
     "SAVAEConfig",
     "VAEBGMConfig",
+    "bn",
     "config_for_guide",
     "coxph",
     "deepsurv",

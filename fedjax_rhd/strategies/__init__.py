@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from fedjax_rhd.models import MODELS
+from fedjax_rhd.strategies.bn_two_step import bn_two_step
 from fedjax_rhd.strategies.client import ClientConfig
 from fedjax_rhd.strategies.config import StrategyConfig
 from fedjax_rhd.strategies.dp import DPConfig
@@ -20,8 +21,12 @@ ALGORITHMS: dict[str, Callable[..., FederatedAlgorithm]] = {
     "centralized": lambda model, client, server, dp: centralized(model, client),
     "local": lambda model, client, server, dp: local(model, client),
     "scaffold": lambda model, client, server, dp: scaffold(model, client, server),
+    "bn_two_step": lambda model, client, server, dp: bn_two_step(),  # node statistics, no gradients
 }
 """Algorithm name -> factory. A new algorithm is its file plus one line here."""
+
+COUNT_ALGORITHMS = ("bn_two_step", "centralized", "local")
+"""What a model fitted from node counts (``ModelEntry.from_counts``) runs under."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +53,17 @@ class AlgorithmSpec:
         if self.algorithm != "fedavg" and self.client.proximal_mu is not None:
             raise ValueError(
                 f"client.proximal_mu is FedProx's μ (algorithm fedavg), not for {self.algorithm}"
+            )
+        from_counts = MODELS[self.model_name].from_counts
+        if from_counts and self.algorithm not in COUNT_ALGORITHMS:
+            raise ValueError(
+                f"model={self.model_name} is fitted from node counts, not gradients: use strategy "
+                f"bn_two_step, centralized or local (algorithm one of {COUNT_ALGORITHMS}), "
+                f"not {self.algorithm!r}"
+            )
+        if self.algorithm == "bn_two_step" and not from_counts:
+            raise ValueError(
+                f"strategy bn_two_step fits a Bayesian network: use model=bn, not {self.model_name!r}"
             )
         if self.algorithm != "fedavg" and self.dp.enabled:
             raise ValueError(

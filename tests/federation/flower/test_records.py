@@ -78,6 +78,8 @@ def test_model_params_and_server_state_round_trip() -> None:
     # values in their real structure (eval_shape: nothing is compiled)
     rng = np.random.default_rng(0)
     for name, entry in MODELS.items():
+        if entry.from_counts:  # the Bayesian network has no parameters to send: its nodes send counts
+            continue
         spec = AlgorithmSpec("fedavg", name, entry.config(), 6, server=ServerConfig(optimizer="adam"))
         params = jax.eval_shape(build_model(spec).init, jax.random.key(3))
         state = jax.eval_shape(lambda p, spec=spec: build_algorithm(spec).init(p, 3), params)
