@@ -101,3 +101,26 @@ def run_in_process(overrides: list[str], run_dir: Path, data_root: Path) -> dict
 
     cfg = compose([*overrides, f"data_root={data_root}"])
     return run(run_config(cfg), run_dir, resolved(cfg))
+
+
+def scramble_test_outcomes(monkeypatch, seed: int = 0) -> None:
+    """Runs started after this call see their test rows' events permuted (nothing else changes).
+
+    What a check that selection never reads a test row needs: the test C-index moves, anything chosen
+    on validation rows must not.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    import fedjax_rhd.experiment as experiment
+
+    real_build = experiment.build_federated_data
+
+    def scrambled(*args, **kwargs):
+        data = real_build(*args, **kwargs)
+        rng = np.random.default_rng(seed)
+        test = data.test._replace(event=rng.permutation(np.asarray(data.test.event)))
+        return dataclasses.replace(data, test=test)
+
+    monkeypatch.setattr(experiment, "build_federated_data", scrambled)

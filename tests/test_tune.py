@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 import yaml
@@ -24,7 +22,7 @@ from fedjax_rhd.tune.space import (
     load_preset,
     suggest,
 )
-from tests.conftest import TINY, compose
+from tests.conftest import TINY, compose, scramble_test_outcomes
 
 PRESETS = sorted(p.stem for p in SEARCH_DIR.glob("*.yaml"))
 
@@ -149,17 +147,7 @@ def test_search_objective_resume_best_config_and_blindness_to_test_rows(
     assert [r.params for r in more.trials[:3]] == [r.params for r in result.trials]
 
     # Scrambling every test row's outcome leaves the search's trials and choice bit-identical.
-    import fedjax_rhd.experiment as experiment
-
-    real_build = experiment.build_federated_data
-
-    def scrambled(*args, **kwargs):
-        data = real_build(*args, **kwargs)
-        rng = np.random.default_rng(1)
-        test = data.test._replace(event=rng.permutation(np.asarray(data.test.event)))
-        return dataclasses.replace(data, test=test)
-
-    monkeypatch.setattr(experiment, "build_federated_data", scrambled)
+    scramble_test_outcomes(monkeypatch, seed=1)
     blind = run_search(SEARCH, base, tmp_path / "b", compose_run, progress=False)
     assert [(r.params, r.value) for r in blind.trials] == [(r.params, r.value) for r in result.trials]
     assert blind.best.number == result.best.number

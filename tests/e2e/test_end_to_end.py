@@ -3,7 +3,6 @@ compiled once) and in-process runs through Hydra's compose API for the rest."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fedjax_rhd.results import validate_results
-from tests.conftest import TINY, run_in_process
+from tests.conftest import TINY, run_in_process, scramble_test_outcomes
 
 pytestmark = pytest.mark.e2e
 
@@ -223,24 +222,12 @@ def test_a_fixed_budget_trains_on_every_node_row(tmp_path, tiny_data_root):
 def test_the_objective_a_search_minimises_never_sees_a_test_row(tmp_path, tiny_data_root, monkeypatch):
     """The task function's value is the selected round's federated validation loss; scrambling every
     test row's outcome changes the test C-index and leaves the objective bit-identical."""
-    import numpy as np
-
-    import fedjax_rhd.experiment as experiment
-
     overrides = [*TINY, "strategy.patience=2"]
     plain = run_in_process(overrides, tmp_path / "plain", tiny_data_root)
     final = plain["final"]
     assert final["validation_objective"] == plain["rounds"][final["best_round"] - 1]["val_loss_federated"]
 
-    real_build = experiment.build_federated_data
-
-    def scrambled(*args, **kwargs):
-        data = real_build(*args, **kwargs)
-        rng = np.random.default_rng(0)
-        test = data.test._replace(event=rng.permutation(np.asarray(data.test.event)))
-        return dataclasses.replace(data, test=test)
-
-    monkeypatch.setattr(experiment, "build_federated_data", scrambled)
+    scramble_test_outcomes(monkeypatch, seed=0)
     other = run_in_process(overrides, tmp_path / "scrambled", tiny_data_root)
     assert other["final"]["validation_objective"] == final["validation_objective"]
 
