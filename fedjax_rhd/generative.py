@@ -40,6 +40,7 @@ from fedjax_rhd.metrics.synthetic._columns import finite_or_none
 from fedjax_rhd.models import bgm
 from fedjax_rhd.models.tabular import decode_table, table_schema
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
+from fedjax_rhd.synthetic_export import table_id
 from harmonize.identity import atomic_write_text
 
 SYNTHETIC_FILE = "synthetic.parquet"
@@ -225,7 +226,8 @@ def _generate_one(
     synthetic.write_parquet(output_dir / path)
     block: dict[str, Any] = {
         "trained_on": label,
-        "synthetic": {"path": path, "n": n, "seed": seed},
+        # the content id the export checks: a table changed after validation is refused
+        "synthetic": {"path": path, "n": n, "seed": seed, "id": table_id(synthetic, data.guide)},
         "mixture": {
             "components": len(fit.weights),
             "dropped": fit.dropped,

@@ -11,16 +11,14 @@ from fedjax_rhd.generative import REPORT_FILE, SYNTHETIC_FILE
 from fedjax_rhd.metrics.synthetic import impossible_values
 from fedjax_rhd.report.runs import ReportInputError, find_runs
 from fedjax_rhd.results import validate_results
-from tests.conftest import TINY, run_in_process
+from tests.conftest import run_in_process
+from tests.e2e.conftest import GENERATIVE
 
 pytestmark = pytest.mark.e2e
 
-GENERATIVE = ["model=vae_bgm", *TINY, "strategy.rounds=2", "model.bgm_max_iter=25", "model.n_synthetic=150"]
 
-
-def test_vae_bgm_run_writes_a_valid_synthetic_table(tmp_path, tiny_data_root, mds_guide):
-    run_dir = tmp_path / "r"
-    res = run_in_process(GENERATIVE, run_dir, tiny_data_root)
+def test_vae_bgm_run_writes_a_valid_synthetic_table(fedavg_run, mds_guide):
+    run_dir, res = fedavg_run
     validate_results(res)
     final = res["final"]
     assert final["kind"] == "generative" and "c_index_test" not in final and "clinical_score" not in final
