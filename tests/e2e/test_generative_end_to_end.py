@@ -9,7 +9,7 @@ import pytest
 from fedjax_rhd.cli import objective
 from fedjax_rhd.generative import REPORT_FILE, SYNTHETIC_FILE
 from fedjax_rhd.metrics.synthetic import impossible_values
-from fedjax_rhd.report.runs import ReportInputError, find_runs
+from fedjax_rhd.report import write_report
 from fedjax_rhd.results import validate_results
 from tests.conftest import run_in_process
 from tests.e2e.conftest import GENERATIVE
@@ -17,7 +17,7 @@ from tests.e2e.conftest import GENERATIVE
 pytestmark = pytest.mark.e2e
 
 
-def test_vae_bgm_run_writes_a_valid_synthetic_table(fedavg_run, mds_guide):
+def test_vae_bgm_run_writes_a_valid_synthetic_table(fedavg_run, mds_guide, tmp_path):
     run_dir, res = fedavg_run
     validate_results(res)
     final = res["final"]
@@ -42,8 +42,11 @@ def test_vae_bgm_run_writes_a_valid_synthetic_table(fedavg_run, mds_guide):
         == final["validation_objective"]
         == res["rounds"][final["best_round"] - 1]["val_loss_federated"]
     )
-    with pytest.raises(ReportInputError, match="generative"):  # no synthetic section in the report yet
-        find_runs([run_dir])
+    # the report's synthetic section reads it: its validation row and Figure 3 from its rounds
+    report = write_report([run_dir], tmp_path / "report", n_boot=10)
+    assert report.rows == [] and [r.generator for r in report.synthetic] == ["fedavg (global)"]
+    assert report.synthetic[0].values["csf"].mean == gen["validation"]["csf"]
+    assert report.files["figure:fidelity_mds_best_three_vae_bgm.png"].exists()
 
 
 @pytest.mark.slow
