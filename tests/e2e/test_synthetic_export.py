@@ -35,7 +35,7 @@ def test_every_round_records_the_global_generators_fidelity_against_the_holdout(
         assert 0 < scores["csf"] <= 1 and 0 < scores["gsf"] <= 1 and scores["components"] >= 1
 
 
-def test_a_passing_table_is_exported_with_its_card_and_registers_as_a_dataset(fedavg_run, tmp_path):
+def test_a_passing_table_is_exported_with_its_card(fedavg_run, tmp_path):
     run_dir, res = fedavg_run
     gen = res["final"]["generative"]
     card = export_run(run_dir, tmp_path / "export")
@@ -50,6 +50,13 @@ def test_a_passing_table_is_exported_with_its_card_and_registers_as_a_dataset(fe
     assert card["metrics"]["csf"] == gen["validation"]["csf"]
     table = pl.read_parquet(tmp_path / "export" / TABLE)
     assert table.equals(pl.read_parquet(run_dir / gen["synthetic"]["path"]))
+
+
+@pytest.mark.slow  # the FHIR round trip of the export: ~5-10 s on the shared 2 cores
+def test_an_export_registers_as_a_dataset_through_fhir(fedavg_run, tmp_path):
+    run_dir, _ = fedavg_run
+    card = export_run(run_dir, tmp_path / "export")
+    table = pl.read_parquet(tmp_path / "export" / TABLE)
     # The export as a dataset: source -> FHIR R5 -> table, like any registered dataset.
     cohort = load_use_case(
         UseCase(name="mds", source="synthetic"), seed_data=0, data_root=tmp_path / "data",
@@ -58,6 +65,8 @@ def test_a_passing_table_is_exported_with_its_card_and_registers_as_a_dataset(fe
     assert cohort.card["name"] == "mds-synthetic" and cohort.card["source"]["generator"] == card["id"]
     assert cohort.table["patient_id"].to_list() == table["patient_id"].to_list()
     assert cohort.table["event"].to_list() == table["event"].to_list()
+    # Through FHIR and back, the registered dataset holds exactly the exported table: same content id.
+    assert cohort.card["id"] == card["id"]
 
 
 def test_the_gate_refuses_with_the_failing_metric_and_writes_nothing(fedavg_run, tmp_path, capsys):
