@@ -51,9 +51,13 @@ def test_vae_bgm_run_writes_a_valid_synthetic_table(fedavg_run, mds_guide, tmp_p
 
 @pytest.mark.slow
 def test_local_samples_every_nodes_own_generator(tmp_path, tiny_data_root):
-    res = run_in_process([*GENERATIVE, "strategy=local"], tmp_path / "r", tiny_data_root)
+    res = run_in_process([*GENERATIVE, "strategy=local", "fidelity_every=2"], tmp_path / "r", tiny_data_root)
     validate_results(res)
     gen = res["final"]["generative"]
+    # per round (1 and 2): each node's own generator, every one drawing the same 150 rows
+    for record in res["rounds"]:
+        fid = record["synthetic_fidelity"]
+        assert list(fid["generators"]) == ["node1", "node2", "node3"] and fid["n_synthetic"] == 150
     assert [gen["trained_on"], *(b["trained_on"] for b in gen["nodes"])] == ["node1", "node2", "node3"]
     for block in [gen, *gen["nodes"]]:
         assert (tmp_path / "r" / block["synthetic"]["path"]).exists()
@@ -77,8 +81,10 @@ def test_a_generative_run_is_reproducible_bit_for_bit(tmp_path, tiny_data_root):
 
 @pytest.mark.slow
 def test_real_centres_keep_their_rows_so_nothing_is_validated(tmp_path, tiny_data_root, mds_guide):
-    res = run_in_process([*GENERATIVE, "split=natural", "scenario=worst"], tmp_path / "r", tiny_data_root)
+    overrides = [*GENERATIVE, "split=natural", "scenario=worst", "fidelity_every=1"]
+    res = run_in_process(overrides, tmp_path / "r", tiny_data_root)
     validate_results(res)
+    assert not any("synthetic_fidelity" in r for r in res["rounds"])  # no real rows at the manager
     gen = res["final"]["generative"]
     assert res["final"]["test_set"] == "federated" and gen["validation"] is None
     assert "test_set=federated" in gen["validation_skipped"]
