@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from fedjax_rhd.report.decide import decide
-from fedjax_rhd.report.runs import CENTRALIZED, LOCAL, Run, find_runs
+from fedjax_rhd.report.runs import CENTRALIZED, LOCAL, ReportInputError, Run, find_runs
 from fedjax_rhd.report.sweep import provenance, seed_t_interval
 from fedjax_rhd.report.synthetic import markdown_section, plot_fidelity, synthetic_rows
 
@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--margin", type=float, default=0.02, help="FedAvg vs centralised equivalence margin")
     args = parser.parse_args(argv)
-    runs = [r for r in find_runs(args.dirs) if r.generative]
+    try:
+        runs = [r for r in find_runs(args.dirs) if r.generative]
+    except ReportInputError as err:
+        raise SystemExit(f"figure3.py: {err}") from None
     if not runs:
         raise SystemExit(f"no generative runs under {', '.join(map(str, args.dirs))}")
     rows = synthetic_rows(runs)

@@ -144,6 +144,11 @@ def curve(runs: list[Run], generator: str, metric: str) -> tuple[np.ndarray, lis
     return rounds, [_value(by_round[r]) for r in rounds]
 
 
+def shares_of(runs: list[Run]) -> dict[str, float]:
+    """Node name -> share of the first run (the nodes' order)."""
+    return _shares(runs[0])
+
+
 def fidelity_file(key: RowKey) -> str:
     return f"fidelity_{key.use_case}_{key.scenario}_{key.split}_{key.model}.png"
 
@@ -171,8 +176,11 @@ def plot_fidelity(key: RowKey, runs: list[Run], out_dir: Path) -> Path | None:
             series.append((_label(strategy, "global", None), group, "global", {"color": "black", "lw": 2.2}))
     if not any(len(curve(g, gen, "csf")[0]) for _, g, gen, _ in series):
         return None
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(11, 4.2), dpi=120, sharex=True)
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(11, 5.0), dpi=120, sharex=True)
+    first_stop = min(len(r.results["rounds"]) for r in mine)
     for ax, (metric, title) in zip(axes, CURVES, strict=True):
+        later: list[float] = []  # means after round 1, which set the y range (round 1 is untrained)
+        first: list[str] = []
         for label, group, gen, style in series:
             x, values = curve(group, gen, metric)
             if not len(x):
@@ -183,20 +191,37 @@ def plot_fidelity(key: RowKey, runs: list[Run], out_dir: Path) -> Path | None:
             if band.any():
                 low = np.array([v.low for v in values])
                 high = np.array([v.high for v in values])
-                ax.fill_between(x[band], low[band], high[band], color=style["color"], alpha=0.12, lw=0)
+                if gen in ("global", "pooled"):  # shaded for FL and centralised
+                    ax.fill_between(x[band], low[band], high[band], color=style["color"], alpha=0.15, lw=0)
+                else:  # error bars for the nodes alone, so the bands stay readable
+                    err = np.vstack([mean[band] - low[band], high[band] - mean[band]])
+                    dx = 0.6 * (list(shares_of(group)).index(gen) - 1)  # side by side, not on top
+                    ax.errorbar(x[band] + dx, mean[band], yerr=err, fmt="none", ecolor=style["color"], lw=0.8,
+                                alpha=0.6, capsize=2)  # fmt: skip
+            later += mean[x > 1].tolist()
+            if x[0] == 1:
+                first.append(f"{mean[0]:.2f}")
+        if later:  # zoom on the trained rounds; round 1's values are written, not plotted in range
+            ax.set_ylim(max(min(later) - 0.03, 0.0), min(max(later) + 0.02, 1.005))
+            ax.text(
+                0.02, 0.03, f"round 1 (untrained): {', '.join(first)}", transform=ax.transAxes, fontsize=7
+            )
+        if first_stop < max(len(r.results["rounds"]) for r in mine):
+            ax.axvline(first_stop + 0.5, color="0.6", lw=0.8, ls=":")
         ax.set_title(f"{title} against the benchmark holdout")
         ax.set_xlabel("round")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("score (1 = same as the real holdout)")
-    axes[-1].legend(fontsize=7, loc="lower right")
+    axes[0].plot([], [], color="0.6", lw=0.8, ls=":", label="first early stop (fewer seeds to the right)")
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=3, frameon=False)
     seeds = sorted({r.seed for r in mine})
     fig.suptitle(
         f"{key.use_case} · {key.scenario} · split {key.split} · {key.model}: fidelity per round, "
-        f"mean over {len(seeds)} split seed(s), 95% t-interval shaded",
+        f"mean over {len(seeds)} split seed(s), 95% t-interval over the seeds (shaded / bars)",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / fidelity_file(key)
     fig.savefig(path)
