@@ -81,11 +81,16 @@ class RunConfig:
     resume: str | None = None  # a run directory to continue from its checkpoint
     curve_every: int = 1  # per-round test C-index (Figure 2) at round 1 and every k-th round
     checkpoint_every: int = 1  # write the resumable checkpoint every k-th round (and at the end)
+    # generative models: CSF / GSF of the current generator(s) against the benchmark holdout at
+    # round 1 and every k-th round (the study's Figure 3; fedjax_rhd/synthetic_rounds.py); 0 = off
+    fidelity_every: int = 0
 
     def __post_init__(self) -> None:
         for key in ("curve_every", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1 (1: every round), got {getattr(self, key)}")
+        if self.fidelity_every < 0:
+            raise ValueError(f"fidelity_every must be >= 0 (0: off), got {self.fidelity_every}")
         if self.bootstrap < 1:
             raise ValueError(f"bootstrap must be >= 1 resample, got {self.bootstrap}")
         if self.split.seed != self.seed.split:

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from fedjax_rhd import generative as gen
-from fedjax_rhd import generative_bn
+from fedjax_rhd import generative_bn, synthetic_rounds
 from fedjax_rhd import results as res
 from fedjax_rhd.config import RunConfig
 from fedjax_rhd.data import FederatedData, UnusableData, build_federated_data
@@ -112,9 +112,15 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
             return _run_network(
                 config, resolved, output_dir, tracker, spec, backend, data, table, card, started
             )
+        on_round = res.round_callback(backend, data, config.curve_every, tracker, curves=not generative)
+        if generative:  # CSF / GSF per round against the benchmark holdout (the study's Figure 3)
+            on_round = synthetic_rounds.with_fidelity(
+                on_round, config.fidelity_every, backend=backend, spec=spec, data=data, table=table,
+                seed=config.seed.synthetic,
+            )  # fmt: skip
         fed = run_federation(
             backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
-            on_round=res.round_callback(backend, data, config.curve_every, tracker, curves=not generative),
+            on_round=on_round,
             desc=f"{s.name} rounds",
             checkpoint=output_dir / CHECKPOINT_NAME, identity=run_identity(resolved, _data_identity(card)),
             resume=config.resume is not None, checkpoint_every=config.checkpoint_every,

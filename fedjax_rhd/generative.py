@@ -40,6 +40,7 @@ from fedjax_rhd.metrics.synthetic._columns import finite_or_none
 from fedjax_rhd.models import bgm
 from fedjax_rhd.models.tabular import decode_table, table_schema
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
+from fedjax_rhd.synthetic_export import table_id
 from harmonize.identity import atomic_write_text
 
 SYNTHETIC_FILE = "synthetic.parquet"
@@ -110,6 +111,27 @@ def training_table(data: FederatedData, nodes: list[int] | None) -> pl.DataFrame
         np.concatenate([p.values for p in parts]), np.concatenate([p.observed for p in parts]),
         np.concatenate([p.time for p in parts]), np.concatenate([p.event for p in parts]), schema,
     )  # fmt: skip
+
+
+def draw_synthetic(
+    backend: Backend,
+    spec: AlgorithmSpec,
+    data: FederatedData,
+    params: Any,
+    nodes: list[int] | None,
+    *,
+    seed: int,
+    n: int,
+    key: jax.Array,
+) -> tuple[pl.DataFrame, bgm.MixtureFit]:
+    """Fit ``params``' latent mixture over ``nodes`` (federated EM) and draw ``n`` rows with ``key``.
+
+    Every real row stays on its node: the mixture comes from per-component sums and the time
+    bound from the ``max_time`` statistic.
+    """
+    fit = fit_latent_mixture(backend, spec, params, nodes, seed)
+    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
+    return build_model(spec).sample(generator(params, fit, data, max_time), key, n), fit
 
 
 def holdout_table(table: pl.DataFrame, data: FederatedData) -> pl.DataFrame:
@@ -197,16 +219,15 @@ def _generate_one(
     holdout: pl.DataFrame | None,
 ) -> dict[str, Any]:
     config = spec.model_config
-    fit = fit_latent_mixture(backend, spec, params, nodes, seed)
-    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
     n = config.n_synthetic or int(sum(data.n_train[k] for k in (nodes or range(data.num_nodes))))
     key = jax.random.fold_in(jax.random.key(seed), _SAMPLE_PURPOSE)
-    synthetic = build_model(spec).sample(generator(params, fit, data, max_time), key, n)
+    synthetic, fit = draw_synthetic(backend, spec, data, params, nodes, seed=seed, n=n, key=key)
     path = f"{Path(SYNTHETIC_FILE).stem}{suffix}.parquet"
     synthetic.write_parquet(output_dir / path)
     block: dict[str, Any] = {
         "trained_on": label,
-        "synthetic": {"path": path, "n": n, "seed": seed},
+        # the content id the export checks: a table changed after validation is refused
+        "synthetic": {"path": path, "n": n, "seed": seed, "id": table_id(synthetic, data.guide)},
         "mixture": {
             "components": len(fit.weights),
             "dropped": fit.dropped,

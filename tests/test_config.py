@@ -121,6 +121,9 @@ def test_savae_preset_sets_the_chosen_budget_and_cadences():
     assert (plain.curve_every, plain.checkpoint_every) == (1, 1)  # every round unless asked
     with pytest.raises(Exception, match="checkpoint_every must be >= 1"):
         typed(["checkpoint_every=0"])
+    assert plain.fidelity_every == 0 and typed(["fidelity_every=10"]).fidelity_every == 10  # off by default
+    with pytest.raises(Exception, match="fidelity_every must be >= 0"):
+        typed(["fidelity_every=-1"])
 
 
 def test_resume_key():

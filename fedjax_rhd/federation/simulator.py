@@ -190,6 +190,8 @@ class SimulatorBackend(NodeDirectory):
         self._node_test = (
             None if data.test_node is None else tuple(data.node_test(k) for k in range(len(self._names)))
         )
+        # node k's rows, sliced once: a federated EM fit asks every node hundreds of times
+        self._rows: dict[int, NodeRows] = {}
 
     def injected_faults(
         self, round_index: int, sampled: np.ndarray
@@ -261,10 +263,12 @@ class SimulatorBackend(NodeDirectory):
 
     def node_rows(self, k: int) -> NodeRows:
         """Node k's own rows (what a Flower node reads from its folder)."""
-        test = None if self._node_test is None else self._node_test[k]
-        bucket = next(b for b, members in enumerate(self.buckets.nodes) if k in members)
-        train = _node_slice(self._train_buckets.parts[bucket], self.buckets.nodes[bucket].index(k))
-        return NodeRows(train, _node_slice(self._val, k), test)
+        if k not in self._rows:
+            test = None if self._node_test is None else self._node_test[k]
+            bucket = next(b for b, members in enumerate(self.buckets.nodes) if k in members)
+            train = _node_slice(self._train_buckets.parts[bucket], self.buckets.nodes[bucket].index(k))
+            self._rows[k] = NodeRows(train, _node_slice(self._val, k), test)
+        return self._rows[k]
 
     def compilations(self) -> int:
         """Traces of the jitted round in this process (shared by every simulator in it)."""

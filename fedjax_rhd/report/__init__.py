@@ -2,9 +2,12 @@
 
 Reads run and multirun directories (their ``results.json`` and ``test_predictions.parquet``),
 and writes into ``--out``: ``table.md``, ``table.csv``, ``comparisons.csv``, a
-self-contained ``report.html`` and ``figures/*.png`` (ARCHITECTURE §5); with ``score.json``
-files of ``fedjax-rhd-score`` below the dirs, also ``external_validation.{md,csv}``
-(``fedjax_rhd.report.external``; a dir of score outputs alone gives only those). Runs of one cell
+self-contained ``report.html`` and ``figures/*.png`` (ARCHITECTURE §5). Generative runs
+(synthetic patients) get their own section (``fedjax_rhd.report.synthetic``):
+``synthetic.md``, ``synthetic.csv``, ``figures/fidelity_*.png`` (the study's Figure 3) and
+the same section in ``report.html``. With ``score.json`` files of ``fedjax-rhd-score`` below
+the dirs, also ``external_validation.{md,csv}`` (``fedjax_rhd.report.external``; a dir of score
+outputs alone gives only those). Runs of one cell
 that differ only in ``seed.init`` / ``seed.train`` are training replicates: the cell
 averages them and its interval resamples them (``fedjax_rhd.report.cluster``).
 
@@ -22,10 +25,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from fedjax_rhd.report import synthetic as syn
 from fedjax_rhd.report.external import find_scores, write_external
 from fedjax_rhd.report.figures import plot_row
 from fedjax_rhd.report.render import csv_text, html_page, interval_fields, markdown, row_fields, sentence
 from fedjax_rhd.report.runs import ReportInputError, Run, find_runs
+from fedjax_rhd.report.synthetic import SyntheticRow
 from fedjax_rhd.report.table import Row, build_rows
 
 __all__ = ["Report", "ReportInputError", "build_rows", "find_runs", "main", "sentence", "write_report"]
@@ -37,9 +42,10 @@ class Report:
 
     runs: list[Run]
     rows: list[Row]
-    # "markdown", "csv", "comparisons", "html", "figure:<name>", and with score.json files below the
-    # roots "external_markdown", "external_csv" (report.external)
+    # "markdown", "csv", "comparisons", "html", "synthetic_*", "figure:<name>", and with score.json files
+    # below the roots "external_markdown", "external_csv" (report.external)
     files: dict[str, Path]
+    synthetic: list[SyntheticRow] = dataclasses.field(default_factory=list)  # generative runs' rows
 
 
 def _comparisons_csv(rows: list[Row], path: Path) -> None:
@@ -87,22 +93,36 @@ def write_report(
     if not run_roots and scores:
         return Report([], [], write_external(scores, out))
     runs = find_runs(run_roots)
-    rows = build_rows(runs, n_boot=n_boot, boot_seed=boot_seed)
+    survival = [r for r in runs if not r.generative]
+    generative = [r for r in runs if r.generative]
+    rows = build_rows(survival, n_boot=n_boot, boot_seed=boot_seed)
     out.mkdir(parents=True, exist_ok=True)
-    figures = [plot_row(row, runs, out / "figures") for row in rows]
+    figures = [plot_row(row, survival, out / "figures") for row in rows]
     files = {
         "markdown": out / "table.md",
         "csv": out / "table.csv",
         "comparisons": out / "comparisons.csv",
         "html": out / "report.html",
     }
+    page = html_page(rows, figures, margin)
     files["markdown"].write_text(markdown(rows, figures, out, margin))
     files["csv"].write_text(csv_text(rows))
     _comparisons_csv(rows, files["comparisons"])
-    files["html"].write_text(html_page(rows, figures, margin))
     files.update({f"figure:{p.name}": p for p in figures if p is not None})
+    synthetic_rows: list[SyntheticRow] = []
+    if generative:  # the synthetic section: validation table and fidelity per round (Figure 3)
+        synthetic_rows = syn.synthetic_rows(generative)
+        keys = dict.fromkeys(r.key for r in synthetic_rows)
+        fig3 = {k: syn.plot_fidelity(k, generative, out / "figures") for k in keys}
+        files["synthetic_markdown"] = out / "synthetic.md"
+        files["synthetic_csv"] = out / "synthetic.csv"
+        files["synthetic_markdown"].write_text(syn.markdown_section(synthetic_rows, fig3, out))
+        files["synthetic_csv"].write_text(syn.csv_text(synthetic_rows))
+        files.update({f"figure:{p.name}": p for p in fig3.values() if p is not None})
+        page = page.replace("</body></html>", syn.html_section(synthetic_rows, fig3) + "</body></html>")
+    files["html"].write_text(page)
     files.update(write_external(scores, out))
-    return Report(runs, rows, files)
+    return Report(runs, rows, files, synthetic_rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,5 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(report.runs)} runs, {len(report.rows)} table rows")  # (0, 0): score outputs only
     for row in report.rows:
         print(f"- {sentence(row, args.margin)}")
+    for row in report.synthetic:
+        k = row.key
+        print(
+            f"- synthetic {k.use_case}/{k.scenario}/{k.split}, {row.generator}: "
+            f"CSF {syn.fmt_value(row.values['csf'])}, GSF {syn.fmt_value(row.values['gsf'])}"
+        )
     for name, path in report.files.items():
         print(f"{name}: {path}")

@@ -75,6 +75,11 @@ class Run:
         return int(seed.get("init", 0)), int(seed.get("train", 0))
 
     @property
+    def generative(self) -> bool:
+        """A generative model's run (the report's synthetic section; no risks to pair)."""
+        return self.results["final"].get("kind") == "generative"
+
+    @property
     def node_names(self) -> list[str]:
         return [n["name"] for n in self.results["final"]["nodes"]]
 
@@ -108,11 +113,6 @@ def _load(path: Path, schema: dict[str, Any]) -> Run:
     except jsonschema.ValidationError as err:
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ReportInputError(f"{path}: field {where}: {err.message}") from err
-    if results["final"].get("kind") == "generative":  # no risks to pair (synthetic section: issue 17 item 5)
-        raise ReportInputError(
-            f"{path}: a generative model's run (model={results['final']['generative']['model']}); the report "
-            "reads survival runs only for now"
-        )
     return Run(path=path, results=results)
 
 

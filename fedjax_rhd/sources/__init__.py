@@ -10,7 +10,7 @@ The ``harmonize`` command finds these sources through the entry point
 """
 
 from fedjax_rhd.cohorts import Cohort
-from fedjax_rhd.sources import beataml, iwgpm, simulated  # noqa: F401  (registers the sources)
+from fedjax_rhd.sources import beataml, iwgpm, simulated, synthetic  # noqa: F401  (registers the sources)
 from fedjax_rhd.sources.load import dataset_spec, load_registered_dataset, load_use_case
 from fedjax_rhd.sources.scores import clinical_scores
 from fedjax_rhd.sources.use_case import UseCase

@@ -9,18 +9,16 @@ import pytest
 from fedjax_rhd.cli import objective
 from fedjax_rhd.generative import REPORT_FILE, SYNTHETIC_FILE
 from fedjax_rhd.metrics.synthetic import impossible_values
-from fedjax_rhd.report.runs import ReportInputError, find_runs
+from fedjax_rhd.report import write_report
 from fedjax_rhd.results import validate_results
-from tests.conftest import TINY, run_in_process
+from tests.conftest import run_in_process
+from tests.e2e.conftest import GENERATIVE
 
 pytestmark = pytest.mark.e2e
 
-GENERATIVE = ["model=vae_bgm", *TINY, "strategy.rounds=2", "model.bgm_max_iter=25", "model.n_synthetic=150"]
 
-
-def test_vae_bgm_run_writes_a_valid_synthetic_table(tmp_path, tiny_data_root, mds_guide):
-    run_dir = tmp_path / "r"
-    res = run_in_process(GENERATIVE, run_dir, tiny_data_root)
+def test_vae_bgm_run_writes_a_valid_synthetic_table(fedavg_run, mds_guide, tmp_path):
+    run_dir, res = fedavg_run
     validate_results(res)
     final = res["final"]
     assert final["kind"] == "generative" and "c_index_test" not in final and "clinical_score" not in final
@@ -44,15 +42,22 @@ def test_vae_bgm_run_writes_a_valid_synthetic_table(tmp_path, tiny_data_root, md
         == final["validation_objective"]
         == res["rounds"][final["best_round"] - 1]["val_loss_federated"]
     )
-    with pytest.raises(ReportInputError, match="generative"):  # no synthetic section in the report yet
-        find_runs([run_dir])
+    # the report's synthetic section reads it: its validation row and Figure 3 from its rounds
+    report = write_report([run_dir], tmp_path / "report", n_boot=10)
+    assert report.rows == [] and [r.generator for r in report.synthetic] == ["fedavg (global)"]
+    assert report.synthetic[0].values["csf"].mean == gen["validation"]["csf"]
+    assert report.files["figure:fidelity_mds_best_three_vae_bgm.png"].exists()
 
 
 @pytest.mark.slow
 def test_local_samples_every_nodes_own_generator(tmp_path, tiny_data_root):
-    res = run_in_process([*GENERATIVE, "strategy=local"], tmp_path / "r", tiny_data_root)
+    res = run_in_process([*GENERATIVE, "strategy=local", "fidelity_every=2"], tmp_path / "r", tiny_data_root)
     validate_results(res)
     gen = res["final"]["generative"]
+    # per round (1 and 2): each node's own generator, every one drawing the same 150 rows
+    for record in res["rounds"]:
+        fid = record["synthetic_fidelity"]
+        assert list(fid["generators"]) == ["node1", "node2", "node3"] and fid["n_synthetic"] == 150
     assert [gen["trained_on"], *(b["trained_on"] for b in gen["nodes"])] == ["node1", "node2", "node3"]
     for block in [gen, *gen["nodes"]]:
         assert (tmp_path / "r" / block["synthetic"]["path"]).exists()
@@ -76,8 +81,10 @@ def test_a_generative_run_is_reproducible_bit_for_bit(tmp_path, tiny_data_root):
 
 @pytest.mark.slow
 def test_real_centres_keep_their_rows_so_nothing_is_validated(tmp_path, tiny_data_root, mds_guide):
-    res = run_in_process([*GENERATIVE, "split=natural", "scenario=worst"], tmp_path / "r", tiny_data_root)
+    overrides = [*GENERATIVE, "split=natural", "scenario=worst", "fidelity_every=1"]
+    res = run_in_process(overrides, tmp_path / "r", tiny_data_root)
     validate_results(res)
+    assert not any("synthetic_fidelity" in r for r in res["rounds"])  # no real rows at the manager
     gen = res["final"]["generative"]
     assert res["final"]["test_set"] == "federated" and gen["validation"] is None
     assert "test_set=federated" in gen["validation_skipped"]

@@ -515,3 +515,25 @@ def test_tuning_run_searches_each_seed_then_compares_on_its_test_rows(tmp_path, 
     mod.main(["--preset", "coxph", "--seeds", "0", "1", "--trials", "3", "--out", str(out), "--n-boot", "50"])
     assert len(made) == 8
     capsys.readouterr()
+
+
+def test_synthetic_figure3_pairs_fedavg_with_centralised_and_each_node_by_seed(tmp_path, capsys):
+    """experiments/synthetic/figure3.py on hand-made generative runs: paired differences by hand."""
+    from tests.report.report_fixtures import write_generative_run
+
+    runs = tmp_path / "runs"
+    for seed, d in ((0, 0.0), (1, 0.01), (2, 0.02)):
+        write_generative_run(runs, "fedavg", seed, {"global": (0.90 + d, 0.8)}, {"global": [0.5, 0.9]})
+        write_generative_run(runs, "centralized", seed, {"pooled": (0.90, 0.8)}, {"pooled": [0.6, 0.9]})
+        final = {"node1": (0.85, 0.8), "node2": (0.95, 0.8), "node3": (0.80 + d, 0.8)}
+        write_generative_run(runs, "local", seed, final, {"node1": [0.4, 0.8]})
+    script("synthetic/figure3.py").main([str(runs), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "figure3.md").read_text()
+    assert text.startswith("Produced at commit") and "| fedavg (global) | 3 |" in text
+    half = 4.302652729911275 * 0.01 / np.sqrt(3)  # t(0.975, 2 dof) x sd 0.01 / sqrt 3
+    assert "CSF FedAvg − centralised: +0.010 over 3 seeds (per seed +0.000, +0.010, +0.020); " in text
+    assert f"95% CI {0.01 - half:+.3f} to {0.01 + half:+.3f}" in text
+    assert "CSF FedAvg − node1 alone: +0.060 over 3 seeds" in text and "shown: above 0" in text
+    assert "CSF FedAvg − node2 alone: -0.040" in text and "shown otherwise: below 0" in text
+    assert "CSF FedAvg − node3 alone: +0.100" in text  # constant difference: a zero-width interval
+    assert (tmp_path / "out" / "figures" / "fidelity_mds_best_three_vae_bgm.png").stat().st_size > 10_000

@@ -122,3 +122,87 @@ def write_run(
         columns["clinical_score"] = clinical
     pl.DataFrame(columns).write_parquet(out / "test_predictions.parquet")
     return out
+
+
+def _validation(csf: float, gsf: float) -> dict:
+    return {
+        "reference": "federation_training_rows", "privacy_members": "federation_training_rows",
+        "n_real_train": 30, "n_holdout": 10, "report": "validation_report.json", "csf": csf, "gsf": gsf,
+        "quality_sdmetrics_style": 0.9, "detection_auc": 0.6, "detection_score": 0.8,
+        "tstr_difference": -0.01, "exact_copy_share": 0.0, "dcr_closer_to_train_share": 0.5,
+        "nndr_p05": 0.3, "mia_auc": 0.5, "validity_total": 0,
+        "privacy_gate": {"passed": True, "failing": []},
+    }  # fmt: skip
+
+
+def _block(trained_on: str, csf: float, gsf: float) -> dict:
+    mixture = {"components": 2, "dropped": 0, "iterations": 5, "converged": True, "weights": [0.5, 0.5],
+               "counts": [15.0, 15.0], "min_count": 10, "node_min_count": 10}  # fmt: skip
+    return {
+        "trained_on": trained_on,
+        "synthetic": {"path": "synthetic.parquet", "n": 30, "seed": 0},
+        "mixture": mixture,
+        "validation": _validation(csf, gsf),
+    }
+
+
+def write_generative_run(
+    root: Path,
+    strategy: str,
+    seed: int,
+    final: dict[str, tuple[float, float]],
+    curves: dict[str, list[float]],
+) -> Path:
+    """A generative run (model vae_bgm) with hand-set numbers.
+
+    ``final`` maps each generator (global, pooled or node names) to its final (CSF, GSF);
+    ``curves`` maps it to its CSF at rounds 1, 2, ... (GSF = CSF - 0.1), one
+    ``synthetic_fidelity`` record per round.
+    """
+    out = root / f"gen_{strategy}_s{seed}"
+    out.mkdir(parents=True)
+    names = ["pooled"] if strategy == "centralized" else ["node1", "node2", "node3"]
+    shares = (1.0,) if strategy == "centralized" else (0.6, 0.3, 0.1)
+    blocks = [_block(g, *v) for g, v in final.items()]
+    n_rounds = max(len(c) for c in curves.values())
+    rounds = []
+    for r in range(1, n_rounds + 1):
+        gens = {g: {"csf": c[r - 1], "gsf": c[r - 1] - 0.1} for g, c in curves.items() if len(c) >= r}
+        fid = {"reference": "benchmark_holdout", "n_reference": 10, "n_synthetic": 30, "generators": gens}
+        rounds.append({"round": r, "train_loss": [1.0] * len(names), "val_loss": [1.0] * len(names),
+                       "val_loss_federated": 1.0, "synthetic_fidelity": fid})  # fmt: skip
+    config = {
+        "use_case": {"name": "mds"}, "split": {"name": "three"}, "scenario": {"name": "best"},
+        "model": {"name": "vae_bgm"}, "strategy": {"name": strategy, "label": "", "rounds": n_rounds},
+        "backend": {"name": "simulator"}, "tracker": {"name": "none"},
+        "seed": {"data": 0, "split": seed, "init": 0, "train": 0, "synthetic": 0},
+    }  # fmt: skip
+    nodes = [{"name": n, "n_train": 10, "n_val": 2, "share": s} for n, s in zip(names, shares, strict=True)]
+    results = {
+        "config": config,
+        "dataset": {"id": "ds-0123456789abcdef", "name": "sim", "n_rows": 100, "n_events": 50},
+        "nodes": [{"name": n["name"], "n_train": 10, "n_val": 2, "fraction": n["share"]} for n in nodes],
+        "rounds": rounds,
+        "final": {
+            "kind": "generative",
+            "best_round": n_rounds,
+            "rounds_run": n_rounds,
+            "nodes": nodes,
+            "test_set": "benchmark_holdout",
+            "generative": {
+                "model": "vae_bgm",
+                **blocks[0],
+                **({"nodes": blocks[1:]} if len(blocks) > 1 else {}),
+            },
+        },  # fmt: skip
+        "timing": {
+            "total_seconds": 1.0,
+            "compile_seconds": 0.5,
+            "round_seconds": [0.1],
+            "round_compilations": 1,
+        },
+        "env": {"git_sha": None, "jax_backend": "cpu", "packages": {}},
+        "checkpoint": "params.npz",
+    }
+    (out / "results.json").write_text(json.dumps(results))
+    return out
