@@ -4,6 +4,8 @@ Flower's simulation engine the same network as under the simulator."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 import pytest
 
@@ -65,6 +67,13 @@ def test_bn_two_step_run_writes_a_valid_synthetic_table(tmp_path, tiny_data_root
     assert synthetic.height == 300 and impossible_values(synthetic, mds_guide)["total"] == 0
     assert gen["validation"]["validity_total"] == 0 and 0 <= gen["validation"]["csf"] <= 1
     assert (run_dir / res["checkpoint"]).exists()
+    # the export records the network where VAE-BGM records its mixture (gate opened: tiny data)
+    from fedjax_rhd.metrics.synthetic import PrivacyThresholds
+    from fedjax_rhd.synthetic_export import export_run
+
+    loose = PrivacyThresholds(**{f.name: None for f in dataclasses.fields(PrivacyThresholds)})
+    card = export_run(run_dir, tmp_path / "export", thresholds=loose)
+    assert card["generator"]["network"]["edges"] == net["edges"] and "mixture" not in card["generator"]
 
 
 @pytest.mark.slow
