@@ -154,6 +154,27 @@ def features_card(guide: Guide) -> list[dict[str, Any]]:
     ]
 
 
+def feature_differences(
+    ours: list[dict[str, Any]], theirs: list[dict[str, Any]], fields: tuple[str, ...]
+) -> tuple[list[str], list[str], list[tuple[str, str, Any, Any]]]:
+    """How two feature schemas (``features_card`` entries) differ.
+
+    Returns:
+        ``(only in ours, only in theirs, [(feature, field, our value, their value)])``, names in
+        ``ours``'s order, then ``theirs``'s; callers word them for their reader.
+    """
+    a = {f["name"]: f for f in ours}
+    b = {f["name"]: f for f in theirs}
+    changed = [
+        (name, field, a[name].get(field), b[name].get(field))
+        for name in a
+        if name in b
+        for field in fields
+        if a[name].get(field) != b[name].get(field)
+    ]
+    return [n for n in a if n not in b], [n for n in b if n not in a], changed
+
+
 def fhir_features_card(guide: Guide) -> list[dict[str, Any]]:
     """The registry card's feature schema: :func:`features_card` plus each feature's FHIR mapping.
 

@@ -19,7 +19,7 @@ from fedjax_rhd.score.load_run import ScoreError, TrainedRun
 from fedjax_rhd.sources.scores import clinical_scores
 from harmonize.datasets import load_dataset
 from harmonize.guide import Guide, GuideError
-from harmonize.identity import CARD_FILE, DatasetCacheError, features_card, read_card
+from harmonize.identity import CARD_FILE, DatasetCacheError, feature_differences, features_card, read_card
 from harmonize.registry import dataset_folder
 from harmonize.sources import REFERENCE_FILE
 
@@ -28,21 +28,15 @@ _FIELDS = ("kind", "levels", "unit", "range", "group")
 
 def schema_differences(trained: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]]) -> list[str]:
     """Every way ``other``'s features (``features_card`` entries) differ from ``trained``'s, in words."""
-    a = {f["name"]: f for f in trained}
-    b = {f["name"]: f for f in other}
+    missing, extra, changed = feature_differences(list(trained), list(other), _FIELDS)
     out = []
-    missing = [n for n in a if n not in b]
-    extra = [n for n in b if n not in a]
     if missing:
         out.append(f"missing feature(s) {missing}")
     if extra:
         out.append(f"feature(s) the model was not trained on {extra}")
-    for name in a.keys() & b.keys():
-        for field in _FIELDS:
-            if a[name].get(field) != b[name].get(field):
-                out.append(
-                    f"feature {name!r}: {field} {b[name].get(field)!r}, trained on {a[name].get(field)!r}"
-                )
+    out += [
+        f"feature {name!r}: {field} {theirs!r}, trained on {ours!r}" for name, field, ours, theirs in changed
+    ]
     if not out and [f["name"] for f in trained] != [f["name"] for f in other]:
         out.append("the features are in another order")
     return sorted(out)

@@ -12,7 +12,7 @@ from fedjax_rhd.sources.scores import clinical_scores
 from fedjax_rhd.sources.use_case import UseCase
 from harmonize.datasets import load_dataset, load_or_build_dataset, load_reference, stale_reasons
 from harmonize.guide import Guide
-from harmonize.identity import CARD_FILE, DatasetCacheError, features_card, read_card
+from harmonize.identity import CARD_FILE, DatasetCacheError, feature_differences, features_card, read_card
 from harmonize.registry import SOURCES, DatasetSpec, dataset_folder, source_card, spec_for_run
 
 
@@ -98,14 +98,12 @@ def schema_differences(guide: Guide, card: dict[str, Any]) -> list[str]:
         ``"<feature>: <what>"`` for each feature missing on either side or differing in kind,
         levels or unit (empty: compatible).
     """
-    ours = {f["name"]: f for f in features_card(guide)}
-    theirs = {f["name"]: f for f in card.get("features", [])}
-    out = [f"{n}: not in dataset {card.get('name')!r}" for n in ours if n not in theirs]
-    out += [f"{n}: not in guide {guide.use_case!r}" for n in theirs if n not in ours]
-    for name in (n for n in ours if n in theirs):
-        for key in _SCHEMA_KEYS:
-            if ours[name].get(key) != theirs[name].get(key):
-                out.append(f"{name}: {key} {theirs[name].get(key)!r} there, {ours[name].get(key)!r} here")
+    missing, extra, changed = feature_differences(
+        features_card(guide), card.get("features", []), _SCHEMA_KEYS
+    )
+    out = [f"{n}: not in dataset {card.get('name')!r}" for n in missing]
+    out += [f"{n}: not in guide {guide.use_case!r}" for n in extra]
+    out += [f"{name}: {key} {theirs!r} there, {ours!r} here" for name, key, ours, theirs in changed]
     return out
 
 
