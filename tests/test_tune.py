@@ -91,6 +91,25 @@ def test_cli_refuses_an_unknown_preset_and_a_bad_override_with_exit_2(capsys):
     assert "bad override" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damage", ["not a database", "changed space"])
+def test_an_unusable_sweep_folder_is_refused_in_words(tmp_path, capsys, damage):
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    if damage == "not a database":
+        (sweep / "search.db").write_bytes(b"this is not sqlite" * 100)
+    else:  # the same preset name, its parameter now a choice where the study holds a float range
+        from fedjax_rhd.tune.search import open_study
+
+        study = open_study(load_preset("coxph"), sweep)
+        study.tell(study.ask({"model.l2": optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)}), 1.0)
+        (tmp_path / "coxph.yaml").write_text(
+            "overrides: [model=coxph]\nparams: {model.l2: {choices: [0.1, 1]}}\n"
+        )
+    preset = str(tmp_path / "coxph.yaml") if damage == "changed space" else "coxph"
+    assert main([preset, "--sweep-dir", str(sweep), "--trials", "2", "--no-progress"]) == 1
+    assert "fedjax-rhd-tune: cannot run the search in" in capsys.readouterr().err
+
+
 def test_floats_are_written_exactly():
     values = {"a": 0.1 + 0.2, "b": 3, "c": "[32,32]", "d": True}
     assert as_overrides(values) == ["a=0.30000000000000004", "b=3", "c=[32,32]", "d=true"]

@@ -10,7 +10,9 @@ The search composes ``conf/`` per trial (Hydra's compose API), runs each trial i
 and minimises ``final.validation_objective``; it writes ``search.db`` (Optuna's sqlite
 storage: rerun the same command to resume), ``trial_<k>/`` (each trial's ordinary run folder),
 ``trials.csv``, ``search.json``, ``best.yaml`` (the best trial as a ``+experiment=`` file) and
-``search.png``. Exit codes: 0 done, 1 no trial completed, 2 a bad preset or override.
+``search.png``. Exit codes: 0 done, 1 no trial completed or the sweep folder unusable (unwritable, a
+damaged ``search.db``, a study whose space the preset has changed), 2 a bad preset or override, 130
+interrupted (rerun to resume).
 """
 
 from __future__ import annotations
@@ -88,9 +90,23 @@ def main(argv: list[str] | None = None) -> int:
     # The search's bar replaces the runs' own (each trial's folder keeps its results and log).
     quiet = [] if any(o.startswith("progress=") for o in args.overrides) else ["progress=false"]
     overrides = [*args.overrides, *quiet]
-    result = run_search(
-        preset, overrides, sweep_dir, compose_run, n_trials=args.trials, progress=not args.no_progress
-    )
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        result = run_search(
+            preset, overrides, sweep_dir, compose_run, n_trials=args.trials, progress=not args.no_progress
+        )
+    except KeyboardInterrupt:
+        print(
+            f"fedjax-rhd-tune: interrupted; rerun the same command to resume ({sweep_dir})", file=sys.stderr
+        )
+        return 130
+    except (OSError, SQLAlchemyError, optuna.exceptions.OptunaError, ValueError) as err:
+        # an unwritable folder, a damaged search.db, or a study whose space the preset has since changed
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"fedjax-rhd-tune: cannot run the search in {sweep_dir}: {reason}", file=sys.stderr)
+        return 1
     n_failed = sum(r.state != "COMPLETE" for r in result.trials)
     if result.best is None:
         errors = sorted({r.error for r in result.trials if r.error})
