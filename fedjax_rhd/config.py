@@ -167,6 +167,9 @@ def schema(cls: type) -> DictConfig:
     return _writable(OmegaConf.structured(cls))
 
 
+_REGISTERED: dict[str, object] = {}  # the registries' contents when the schemas were last stored
+
+
 def register_configs() -> None:
     """Register every group's schema; group files name theirs in their defaults list.
 
@@ -174,6 +177,11 @@ def register_configs() -> None:
     new model or backend needs no line here.
     """
     cs = ConfigStore.instance()
+    # Building the schemas costs ~0.1-0.3 s, and every in-process compose (tests, the tuner's trials)
+    # calls this: store them once per set of registered models and backends.
+    signature = (tuple(MODELS.items()), tuple(BACKENDS.items()))
+    if _REGISTERED.get("signature") == signature and "config_schema.yaml" in cs.repo:
+        return
     cs.store(name="config_schema", node=schema(RunConfig))
     for group, cls in [
         ("use_case", UseCase),
@@ -187,6 +195,7 @@ def register_configs() -> None:
         cs.store(group="model", name=f"{name}_schema", node=schema(entry.config))
     for name, entry in BACKENDS.items():
         cs.store(group="backend", name=f"{name}_schema", node=schema(entry.config))
+    _REGISTERED["signature"] = signature
 
 
 def run_config(cfg: DictConfig) -> RunConfig:
