@@ -226,6 +226,13 @@ def study(
         f"interval); {score_name} on the rows it scores. *Largest alone* / *smallest alone*: the largest "
         "and smallest training centre's own model (`local`).",
         "",
+        "A seed sets `seed.split`, `seed.init` and `seed.train` together (the held-out rows are fixed by the "
+        "centre; a seed changes the nodes' validation draws, the initialisation and the training keys), so "
+        "resampling the seeds resamples whole training replicates: the intervals do cover training variance, "
+        "although their last line says *not training seeds* (that names replicates *within* one seed, of "
+        "which there is one). Over centres, the (centre, seed) pairs are the clusters and each centre's "
+        "patients a separate stratum.",
+        "",
         f"| held-out centre | rows (events) | {score_name} rows | centralised | FedAvg | largest alone | "
         f"smallest alone | {score_name} |",
         "|---|---|---|---|---|---|---|---|",
