@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 DIALECTS = ["use_case=mds_dialects", "use_case.n_patients=600", "split=natural"]
 
 
-@pytest.mark.slow  # ~40 s: a three-centre cohort through its dialect exports, one run, one score
+@pytest.mark.slow  # ~50 s: a three-centre cohort through its dialect exports, one run, one score
 def test_loco_run_tests_on_the_held_out_centre_and_the_score_command_reproduces_it(tmp_path):
     data_root = tmp_path / "data"
     run_dir = tmp_path / "run"
