@@ -102,13 +102,21 @@ class RunConfig:
                 f"test.dataset={self.test.dataset} and split.column={self.split.column} both name the test "
                 "rows; set one"
             )
-        if self.split.test_fraction == 0 and self.test.dataset is None and self.split.column is None:
+        if self.test.dataset is not None and self.split.holdout_centre is not None:
+            raise ValueError(
+                f"test.dataset={self.test.dataset} and split.holdout_centre={self.split.holdout_centre} both "
+                "name the test rows; set one"
+            )
+        named_test = (self.test.dataset, self.split.column, self.split.holdout_centre)
+        if self.split.test_fraction == 0 and all(v is None for v in named_test):
             raise ValueError(
                 "split.test_fraction=0 leaves no test rows: set test.dataset=<registered dataset> (external "
                 "validation) or split=given split.column=<column> (a fixed assignment)"
             )
         if self.test.dataset is not None and MODELS[self.model.name].generative:
             raise ValueError(f"test.dataset applies to survival models, not model={self.model.name}")
+        if self.split.holdout_centre is not None and MODELS[self.model.name].generative:
+            raise ValueError(f"split.holdout_centre applies to survival models, not model={self.model.name}")
         if self.split.val_fraction == 0 and self.strategy.selection != "last":
             raise ValueError(
                 "split.val_fraction=0 leaves no validation rows to choose a round by: "
