@@ -90,6 +90,7 @@ def run_data(
     data = build_federated_data(
         table, guide, config.split, pooled=config.strategy.algorithm == "centralized",
         scenario=config.scenario, reduce=uc.reductions, dataset=card["name"], test_table=test_rows,
+        min_cell_count=config.privacy.min_cell_count,
     )  # fmt: skip
     return data, table, card, (score_name, score_table)
 

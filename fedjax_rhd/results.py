@@ -374,11 +374,33 @@ def results_document(
         "nodes": nodes_block(data, fractions),
         "scenario": {"name": scenario, "nodes": list(data.scenario)},
         "preprocessing": data.preprocessor.to_json(),
+        "privacy": privacy_block(data.min_cell_count),
         "rounds": fed.rounds,
         "final": final,
         "timing": timing_block(fed, started),
         "env": environment(),
         "checkpoint": checkpoint.name,
+    }
+
+
+def privacy_block(min_cell_count: int) -> dict[str, Any]:
+    """``results.json`` ``privacy``: the small-cell rule the nodes applied and whether statistics were exact.
+
+    ``coarsened`` names what a node released coarsened (``docs/privacy.md``, "Small cells"); empty
+    when ``min_cell_count`` is 0 or 1.
+    """
+    active = min_cell_count > 1
+    coarsened = [
+        "query.prepare_stats (histograms, rare indicator levels, columns observed < k)",
+        "max_time / test_follow_up (k-th largest / smallest)",
+        "grid_counts, breslow_counts, test_summary km arrays (times rounded into runs of k)",
+        "latent_mixture (component floor max(model.bgm_node_min_count, k))",
+        "bn_margins (runs), bn_pairs and bn_family_counts (cells < k sent as 0)",
+    ]
+    return {
+        "min_cell_count": int(min_cell_count),
+        "exact": not active,
+        "coarsened": coarsened if active else [],
     }
 
 

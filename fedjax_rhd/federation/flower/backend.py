@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.data.buckets import plan_buckets
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, column_ranges, fit_from_statistics
@@ -238,7 +239,7 @@ def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Pr
     preprocessor equals the one the simulator's data was built with; a difference is an error,
     never a silently different run.
     """
-    stats = driver.call("preprocessing_statistics", column_ranges(data.guide))
+    stats = driver.call("preprocessing_statistics", column_ranges(data.guide), data.min_cell_count)
     moments = [Moments(s["count"], s["mean"], s["m2"]) for s in stats]
     prep, _ = fit_from_statistics(data.guide, moments, [s["histogram"] for s in stats])
     for field in ("center", "scale", "fill"):
@@ -270,6 +271,7 @@ class FlowerBackend(NodeDirectory):
         """
         config.check_nodes(data.node_names)
         super().__init__(data.node_names, data.n_train, data.n_val, spec, data.n_val_events)
+        self._min_cell_count = data.min_cell_count
         self.config, self.seed_failure = config, seed_failure
         self._test_x, self._test_observed = jnp.asarray(data.test.x), data.test.observed
         self._own_workdir = config.workdir is None
@@ -445,6 +447,7 @@ class FlowerBackend(NodeDirectory):
         nodes: list[int] | None = None,
     ) -> list[dict[str, np.ndarray]]:
         partitions = list(range(len(self._names))) if nodes is None else list(nodes)
+        inputs = small_cells.with_min_cell_count(inputs, self._min_cell_count)
         return self._driver.call("statistic", name, inputs, params, partitions)
 
     def test_risks(self, stacked_params: Params) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.data.preprocess import Preprocessor
 from fedjax_rhd.federation.flower import protocol, wire
 from fedjax_rhd.federation.flower.records import from_flat, to_flat, wrap_key
@@ -87,7 +88,10 @@ def hello(folder: Path, content: Content) -> Content:
 
 def prepare_stats(folder: Path, content: Content) -> Content:
     """Moments and histograms of this node's encoded training rows (federated preprocessing)."""
-    stats = protocol.node_preprocessing_statistics(folder, _arrays(content, "inputs")["ranges"])
+    inputs = _arrays(content, "inputs")
+    stats = protocol.node_preprocessing_statistics(
+        folder, inputs["ranges"], small_cells.min_cell_count(inputs)
+    )
     return {"outputs": Part(ARRAYS, stats)}
 
 

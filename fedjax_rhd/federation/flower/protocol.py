@@ -62,7 +62,7 @@ import numpy as np
 
 from fedjax_rhd.data import reduce
 from fedjax_rhd.data.federated import EncodedRows, pack_rows
-from fedjax_rhd.data.preprocess import Preprocessor, node_histogram, node_moments
+from fedjax_rhd.data.preprocess import Preprocessor, node_statistics
 from fedjax_rhd.federation.flower.wire import (  # noqa: F401  (the message names live in wire)
     DATA_DIR_KEY,
     FINETUNE,
@@ -350,11 +350,14 @@ def read_node_folder(folder: Path) -> tuple[NodeMeta, NodeRows]:
     return meta, NodeRows(**parts)
 
 
-def node_preprocessing_statistics(folder: Path, ranges: np.ndarray) -> dict[str, np.ndarray]:
-    """What a node sends for federated preprocessing: moments and histogram of its training rows."""
+def node_preprocessing_statistics(
+    folder: Path, ranges: np.ndarray, min_cell_count: int = 0
+) -> dict[str, np.ndarray]:
+    """What a node sends for federated preprocessing: moments and histogram of its training rows,
+    released by the data layer's own ``node_statistics`` (small cells coarsened below ``min_cell_count``)."""
     train = read_encoded(folder)["train"]
-    moments = node_moments(train.values, train.observed)
-    return {**moments._asdict(), "histogram": node_histogram(train.values, train.observed, ranges)}
+    moments, histogram = node_statistics(train.values, train.observed, ranges, min_cell_count)
+    return {**moments._asdict(), "histogram": histogram}
 
 
 def config_values(values: dict[str, Any]) -> dict[str, Any]:

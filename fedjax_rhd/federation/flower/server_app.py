@@ -26,6 +26,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.federation.backend import RoundOutput
 from fedjax_rhd.federation.flower import bridge, protocol
 from fedjax_rhd.federation.flower.records import (
@@ -334,9 +335,13 @@ class FlowerRounds:
             raise RuntimeError(f"statistic {name!r}: nodes {missing} did not answer ({exchange.failed})")
         return [record_arrays(exchange.replies[k].content["outputs"]) for k in partitions]
 
-    def preprocessing_statistics(self, ranges: np.ndarray) -> list[dict[str, np.ndarray]]:
-        """Each node's moments and histograms of its encoded training rows, in partition order."""
-        return self._ask_all(protocol.PREPARE_STATS, {"ranges": ranges}, "outputs")
+    def preprocessing_statistics(
+        self, ranges: np.ndarray, min_cell_count: int = 0
+    ) -> list[dict[str, np.ndarray]]:
+        """Each node's moments and histograms of its encoded training rows, in partition order
+        (cells below ``min_cell_count`` coarsened on the node, ``preprocess.node_statistics``)."""
+        inputs = small_cells.with_min_cell_count({"ranges": ranges}, min_cell_count)
+        return self._ask_all(protocol.PREPARE_STATS, inputs, "outputs")
 
     def prepare(
         self, center: np.ndarray, scale: np.ndarray, fill: np.ndarray, pad_train: list[int], pad_val: int
