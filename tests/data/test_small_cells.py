@@ -76,8 +76,9 @@ def test_times_round_up_to_the_end_of_their_run():
 def _node(time, event):
     n = len(time)
     return NodeData(
-        x=np.zeros((n, 1), np.float32), time=np.asarray(time, np.float32), event=np.asarray(event, np.float32),
-        weight=np.ones(n, np.float32), observed=np.ones((n, 1), bool), risk_set_end=np.zeros(n, np.int32),
+        x=np.zeros((n, 1), np.float32), time=np.asarray(time, np.float32),
+        event=np.asarray(event, np.float32), weight=np.ones(n, np.float32),
+        observed=np.ones((n, 1), bool), risk_set_end=np.zeros(n, np.int32),
     )  # fmt: skip
 
 

@@ -1,8 +1,9 @@
 """privacy.min_cell_count: the simulator and a Flower node release the same coarsened statistics.
 
 No Flower process: a Flower node's handlers (``node_handlers``, what its ClientApp or worker runs)
-answer from node folders written by ``write_node_folders``, and the simulator answers from its
-stacked arrays; both must give the same bits, and ``k = 5`` must change what they send.
+answer from node folders written by ``write_node_folders`` (driven by the Flower backend's own
+``federated_preprocessing`` through ``InProcessNodes``), and the simulator answers from its stacked
+arrays; both must give the same bits, and ``k = 5`` must change what they send.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import numpy as np
 import pytest
 
 from fedjax_rhd.data import SplitSpec, build_federated_data, small_cells
-from fedjax_rhd.data.preprocess import Moments, column_ranges, fit_from_statistics
+from fedjax_rhd.data.preprocess import column_ranges
 from fedjax_rhd.federation.flower import node_handlers, protocol, wire
-from fedjax_rhd.federation.flower.backend import write_node_folders
+from fedjax_rhd.federation.flower.backend import federated_preprocessing, write_node_folders
 from fedjax_rhd.federation.flower.records import to_flat
 from fedjax_rhd.federation.flower.wire import ARRAYS, CONFIG, Part
 from fedjax_rhd.federation.simulator import SimulatorBackend, SimulatorConfig
 from fedjax_rhd.metrics import ipcw
 from fedjax_rhd.strategies import build_model
 from tests.federation.conftest import spec_of
+from tests.federation.flower.test_reduction import InProcessNodes
 
 K = 5
 
@@ -44,25 +46,13 @@ def test_default_off_leaves_the_fit_identical(data3, data_k):
 def test_simulator_and_flower_node_release_the_same_coarsened_statistics(data_k, tmp_path):
     spec = spec_of(data_k)
     folders = write_node_folders(tmp_path / "nodes", data_k)
-    ranges = column_ranges(data_k.guide)
-    # preprocessing: each Flower node's reply, merged as the Flower backend merges it, is the data layer's fit
-    inputs = small_cells.with_min_cell_count({"ranges": ranges}, K)
-    replies = [
-        node_handlers.handle(wire.PREPARE_STATS, f, {"inputs": Part(ARRAYS, inputs)})["outputs"].values
-        for f in folders
-    ]
-    moments = [Moments(r["count"], r["mean"], r["m2"]) for r in replies]
-    prep, _ = fit_from_statistics(data_k.guide, moments, [r["histogram"] for r in replies])
+    # preprocessing: the Flower backend's own merge of what the nodes' handlers send (strict check
+    # against the data layer's fit inside), then each node packs its rows (query.prepare)
+    nodes = InProcessNodes(folders)
+    prep = federated_preprocessing(nodes, data_k)
     np.testing.assert_array_equal(prep.fill, data_k.preprocessor.fill)
-    np.testing.assert_allclose(prep.center, data_k.preprocessor.center, rtol=1e-12, atol=1e-12)
-    for reply in replies:  # every histogram cell a node sent holds 0 or >= k
+    for reply in nodes.preprocessing_statistics(column_ranges(data_k.guide), K):  # cells hold 0 or >= k
         assert np.all((reply["histogram"] == 0) | (reply["histogram"] >= K))
-    # each node packs its rows (query.prepare), then answers node statistics
-    prep = data_k.preprocessor
-    pads = {"pad_train": int(data_k.train.x.shape[1]), "pad_val": int(data_k.val.x.shape[1])}
-    for f in folders:
-        pack = {"inputs": Part(ARRAYS, {"center": prep.center, "scale": prep.scale, "fill": prep.fill})}
-        node_handlers.handle(wire.PREPARE, f, {**pack, "config": Part(CONFIG, pads)})
     simulator = SimulatorBackend(SimulatorConfig(), data_k, spec)
     params = build_model(spec).init(jax.random.key(0))
     grid = ipcw.time_grid(float(simulator.node_statistic("max_time", {})[0]["max_time"]), 64)

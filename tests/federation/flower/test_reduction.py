@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fedjax_rhd.data import SplitSpec, build_federated_data
+from fedjax_rhd.data import SplitSpec, build_federated_data, small_cells
 from fedjax_rhd.data.scenario import ScenarioSpec
 from fedjax_rhd.federation.flower import node_handlers, protocol, wire
 from fedjax_rhd.federation.flower.backend import (
@@ -52,8 +52,9 @@ class InProcessNodes:
     def reduce(self, fits: dict) -> None:
         self._ask_all(wire.REDUCE_APPLY, fits, None)
 
-    def preprocessing_statistics(self, ranges: np.ndarray) -> list:
-        return self._ask_all(wire.PREPARE_STATS, {"ranges": ranges}, "outputs")
+    def preprocessing_statistics(self, ranges: np.ndarray, min_cell_count: int = 0) -> list:
+        inputs = small_cells.with_min_cell_count({"ranges": ranges}, min_cell_count)  # as the ServerApp
+        return self._ask_all(wire.PREPARE_STATS, inputs, "outputs")
 
     def prepare(self, center, scale, fill, pad_train: list[int], pad_val: int) -> None:
         inputs = {"center": center, "scale": scale, "fill": fill}
