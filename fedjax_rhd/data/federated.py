@@ -393,7 +393,9 @@ def build_federated_data(
     raw_train, raw_val, raw_test = node_train, node_val, test_df
     fitted: list[GroupReduction] = []
     if reduce:
-        node_train, rest, guide, fitted = reduce_groups(node_train, [*node_val, test_df], guide, reduce)
+        node_train, rest, guide, fitted = reduce_groups(
+            node_train, [*node_val, test_df], guide, reduce, min_cell_count
+        )
         node_val, test_df = rest[:-1], rest[-1]
 
     # Each node computes its statistics on its own training part (patient order); only the

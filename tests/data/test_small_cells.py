@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedjax_rhd.data import reduce
 from fedjax_rhd.data import small_cells as sc
 from fedjax_rhd.data.preprocess import node_histogram, node_moments, node_statistics
 from fedjax_rhd.federation import node_tasks
@@ -123,3 +124,15 @@ def test_preprocessing_statistics_under_k():
     # k = 3 runs: [0..1024] (3) and [1025..4095] (2 joins back -> one run [0..4095] of 5)
     assert moments.mean[0] == pytest.approx(17.5 / 5)
     assert np.count_nonzero(hist[0]) == 1 and hist[0, 4095 // 2] == 5
+
+
+def test_a_reduced_group_releases_only_columns_and_nodes_of_k():
+    nan = np.nan
+    x = np.array([[1.0, nan, 3.0], [2.0, nan, nan], [4.0, 5.0, nan]])
+    # k = 2: column 1 (one value) and column 2 (one value) are treated as missing; column 0 stays
+    released = reduce.released_group(x, 2)
+    np.testing.assert_array_equal(np.isnan(released), [[0, 1, 1], [0, 1, 1], [0, 1, 1]])
+    np.testing.assert_array_equal(reduce.node_sums(released)[0], [3.0, 0.0, 0.0])
+    # k = 4: fewer than 4 rows hold a value: the node sends nothing for the group
+    assert reduce.node_scatter(reduce.released_group(x, 4), np.zeros(3))[0] == 0
+    assert reduce.released_group(x, 0) is x

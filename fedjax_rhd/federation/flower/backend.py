@@ -204,10 +204,11 @@ def federated_reduction(driver: bridge.DriverEnd, data: FederatedData) -> tuple[
     for red in data.reductions:
         if not red.components:
             continue
-        sums = [(s["count"], s["sum"]) for s in driver.call("reduction_sums", red.group)]
+        k = data.min_cell_count
+        sums = [(s["count"], s["sum"]) for s in driver.call("reduction_sums", red.group, k)]
         mean = merged_mean(sums)
         scatters = [
-            (int(s["rows"]), s["scatter"]) for s in driver.call("reduction_scatters", red.group, mean)
+            (int(s["rows"]), s["scatter"]) for s in driver.call("reduction_scatters", red.group, mean, k)
         ]
         ours = fit_group_from_statistics(sums, scatters, red.columns, red.group, red.components)
         if ours.n_rows != red.n_rows:

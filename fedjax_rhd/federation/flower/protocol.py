@@ -249,15 +249,19 @@ def read_group(folder: Path, group: str) -> dict[str, np.ndarray]:
         return {name[: -len(suffix)]: npz[name] for name in npz.files if name.endswith(suffix)}
 
 
-def node_reduction_sums(folder: Path, group: str) -> dict[str, np.ndarray]:
-    """Round 1 of the federated PCA: per column of ``group``, the count and sum of its training values."""
-    count, total = reduce.node_sums(read_group(folder, group)["train"])
+def node_reduction_sums(folder: Path, group: str, min_cell_count: int = 0) -> dict[str, np.ndarray]:
+    """Round 1 of the federated PCA: per column of ``group``, the count and sum of its training values
+    (as ``reduce.released_group`` releases them)."""
+    count, total = reduce.node_sums(reduce.released_group(read_group(folder, group)["train"], min_cell_count))
     return {"count": count, "sum": total}
 
 
-def node_reduction_scatter(folder: Path, group: str, mean: np.ndarray) -> dict[str, np.ndarray]:
+def node_reduction_scatter(
+    folder: Path, group: str, mean: np.ndarray, min_cell_count: int = 0
+) -> dict[str, np.ndarray]:
     """Round 2: the training rows with any value in ``group`` and their scatter matrix around ``mean``."""
-    rows, scatter = reduce.node_scatter(read_group(folder, group)["train"], mean)
+    values = reduce.released_group(read_group(folder, group)["train"], min_cell_count)
+    rows, scatter = reduce.node_scatter(values, mean)
     return {"rows": np.float64(rows), "scatter": scatter}
 
 
