@@ -511,6 +511,14 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"{dp['rounds_accounted']} rounds",
             )
         )
+    privacy = results.get("privacy") or {}
+    if privacy.get("min_cell_count", 0) > 1:  # the survival metrics above came from coarsened counts
+        rows.append(
+            (
+                f"small cells (privacy.min_cell_count={privacy['min_cell_count']})",
+                "node bins and cells < k coarsened: fill values and IPCW metrics approximate",
+            )
+        )
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
