@@ -1,8 +1,8 @@
 """The nginx proxy of docs/deployment.md §6 passes the Fleet API and refuses the Control API.
 
 The route list is checked against the installed flwr (cheap); the proxy itself runs in front of a
-real TLS SuperLink with node authentication, where nginx is installed (``.ci/run`` installs it
-where it can): a Control API call through the proxy is refused while the same call straight to the
+real TLS SuperLink with node authentication, where nginx is installed (``FEDJAX_RHD_CI_NGINX=1 .ci/run``
+installs it where it can): a Control API call through the proxy is refused while the same call straight to the
 SuperLink is answered, and a registered SuperNode that connects through the proxy is activated.
 """
 
@@ -64,7 +64,7 @@ def _post(url: str, ca: Path) -> httpx.Response:
 
 
 @pytest.mark.slow  # a SuperLink, two SuperNodes and nginx: about a minute on 2 cores
-@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it where apt works)")
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (FEDJAX_RHD_CI_NGINX=1 .ci/run installs it)")
 def test_through_the_proxy_control_is_refused_and_a_supernode_is_served(tmp_path):
     deployment = LocalDeployment(tmp_path / "run", [NodeLaunch(0, 1, tmp_path / "node0")])
     (tmp_path / "node0").mkdir()
