@@ -64,7 +64,7 @@ def _post(url: str, ca: Path) -> httpx.Response:
 
 
 @pytest.mark.slow  # a SuperLink, two SuperNodes and nginx: about a minute on 2 cores
-@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (FEDJAX_RHD_CI_NGINX=1 .ci/run installs it)")
+@pytest.mark.skipif(NGINX is None, reason="no nginx (FEDJAX_RHD_CI_NGINX=1 .ci/run installs it)")
 def test_through_the_proxy_control_is_refused_and_a_supernode_is_served(tmp_path):
     deployment = LocalDeployment(tmp_path / "run", [NodeLaunch(0, 1, tmp_path / "node0")])
     (tmp_path / "node0").mkdir()
