@@ -26,8 +26,8 @@ their inputs' ``min_cell_count`` entry, and ``data.preprocess.node_statistics``)
 * **order statistics** (a node's largest follow-up time): the ``k``-th largest instead
   (:func:`kth_largest`), a value that ``k`` of its patients reach.
 
-``k <= 1`` changes nothing: every function returns its input unchanged (bit for bit), which is
-the default (``min_cell_count = 0``).
+``k <= 1`` changes nothing (the default, ``min_cell_count = 0``): the coarsening functions return
+their input itself, bit for bit, and :func:`kth_largest` is the maximum.
 """
 
 from __future__ import annotations
