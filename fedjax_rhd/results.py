@@ -392,6 +392,7 @@ def privacy_block(min_cell_count: int) -> dict[str, Any]:
     active = min_cell_count > 1
     coarsened = [
         "query.prepare_stats (histograms, rare indicator levels, columns observed < k)",
+        "query.reduce_sums / query.reduce_scatter (group columns and nodes with < k rows left out)",
         "max_time / test_follow_up (k-th largest / smallest)",
         "grid_counts, breslow_counts, test_summary km arrays (times rounded into runs of k)",
         "latent_mixture (component floor max(model.bgm_node_min_count, k))",
