@@ -59,6 +59,23 @@ class TestSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrivacySettings:
+    """What a node may release beyond the defaults (``privacy.*``; ``docs/privacy.md``).
+
+    ``min_cell_count``: every count of a node's patients in a bin or table cell that leaves the
+    node holds 0 or at least this many (``fedjax_rhd/data/small_cells.py``: histogram and time-grid
+    bins are merged into runs, contingency cells below it are sent as 0, the largest follow-up
+    becomes the k-th largest). 0 (the default) or 1: every statistic is exact, as before.
+    """
+
+    min_cell_count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_cell_count < 0:
+            raise ValueError(f"privacy.min_cell_count must be >= 0 (0: off), got {self.min_cell_count}")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one run is told: the root schema ``config_schema`` of ``conf/config.yaml``."""
 
@@ -74,6 +91,7 @@ class RunConfig:
     tracker: Any = MISSING  # TrackerSettings
     seed: Seeds = dataclasses.field(default_factory=Seeds)
     test: TestSpec = dataclasses.field(default_factory=TestSpec)
+    privacy: PrivacySettings = dataclasses.field(default_factory=PrivacySettings)
     data_root: str = "data"  # registered datasets are built and cached here
     real_data_root: str | None = None  # real cohorts; None: $FEDJAX_RHD_SHARED_DATA or ../shared/data
     bootstrap: int = 1000  # resamples for the C-index confidence intervals
@@ -136,6 +154,16 @@ class RunConfig:
                 f"model={self.model.name} with strategy={self.strategy.name}: a model fitted from node "
                 "counts (model=bn) takes strategy=bn_two_step, centralized or local, "
                 "and bn_two_step takes model=bn"
+            )
+        if (
+            self.privacy.min_cell_count > 1
+            and self.strategy.algorithm == "centralized"
+            and self.backend.name == "flower"
+        ):
+            raise ValueError(
+                "privacy.min_cell_count with strategy=centralized under backend=flower: the pooled node "
+                "would coarsen one table where the data layer coarsened each node's; run it with "
+                "backend=simulator (the centralized reference pools rows by design)"
             )
         if self.use_case.treatment and self.use_case.source != "simulated":
             raise ValueError(

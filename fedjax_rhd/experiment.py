@@ -93,6 +93,7 @@ def run_data(
     data = build_federated_data(
         table, guide, config.split, pooled=config.strategy.algorithm == "centralized",
         scenario=config.scenario, reduce=uc.reductions, dataset=card["name"], test_table=test_rows,
+        min_cell_count=config.privacy.min_cell_count,
     )  # fmt: skip
     if data.holdout_centre is not None:  # leave one centre out: which centre, and its rows
         events = int(np.asarray(data.test.event).sum())

@@ -132,6 +132,9 @@ class FederatedData:
     # per node: part ("train", "val", "test" where it keeps one) -> reduced group -> f64[n, d_g] the
     # group's values before reduction (NaN = missing), patient_id order: a Flower node reduces them itself
     group_values: tuple[dict[str, dict[str, np.ndarray]], ...] = ()
+    # privacy.min_cell_count: every node coarsens its statistics' cells below it (data/small_cells.py);
+    # the preprocessing above was fitted so, and the backends pass it with every node statistic
+    min_cell_count: int = 0
 
     @property
     def num_nodes(self) -> int:
@@ -304,6 +307,7 @@ def build_federated_data(
     reduce: Sequence[tuple[str, int]] = (),
     dataset: str = "table",
     test_table: pl.DataFrame | None = None,
+    min_cell_count: int = 0,
 ) -> FederatedData:
     """Split a table into test, nodes and node validation parts; fit preprocessing.
 
@@ -324,6 +328,8 @@ def build_federated_data(
             kept by the manager; every row of ``df`` then goes to the nodes (no test draw).
             ``split.holdout_centre`` takes this path with the held-out centre's rows
             (:mod:`fedjax_rhd.data.holdout`).
+        min_cell_count: ``privacy.min_cell_count``: each node's preprocessing statistics with
+            cells below it coarsened (``preprocess.node_statistics``); 0: exact.
 
     Returns:
         FederatedData with stacked, padded node arrays.
@@ -408,13 +414,17 @@ def build_federated_data(
     raw_train, raw_val, raw_test = node_train, node_val, test_df
     fitted: list[GroupReduction] = []
     if reduce:
-        node_train, rest, guide, fitted = reduce_groups(node_train, [*node_val, test_df], guide, reduce)
+        node_train, rest, guide, fitted = reduce_groups(
+            node_train, [*node_val, test_df], guide, reduce, min_cell_count
+        )
         node_val, test_df = rest[:-1], rest[-1]
 
     # Each node computes its statistics on its own training part (patient order); only the
     # statistics reach the merge (fit_from_statistics). Under ``pooled`` too: the centralized
     # strategy gets the federation's preprocessing.
-    prep, moments = fit_federated(guide, [encode(part.sort("patient_id"), guide) for part in node_train])
+    prep, moments = fit_federated(
+        guide, [encode(part.sort("patient_id"), guide) for part in node_train], min_cell_count
+    )
     if pooled:
         node_train, node_val, names = [pl.concat(node_train)], [pl.concat(node_val)], ("pooled",)
         raw_train, raw_val = [pl.concat(raw_train)], [pl.concat(raw_val)]
@@ -455,6 +465,7 @@ def build_federated_data(
         encoded_test=_test_parts(test_sorted, test_node, guide, len(names)),
         reductions=tuple(fitted),
         group_values=_group_values(raw_parts, fitted),
+        min_cell_count=int(min_cell_count),
     )
 
 

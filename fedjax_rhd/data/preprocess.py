@@ -10,6 +10,10 @@ row influences preprocessing (ARCHITECTURE §1.3):
   feature whose mean is large against its spread; Chan's update does not.
 * medians from per-node histograms on a shared grid over the guide's valid
   range (summed counts, then linear interpolation inside the median bin).
+
+With ``privacy.min_cell_count = k`` a node releases them through
+:func:`node_statistics`, which coarsens small cells first
+(``data.small_cells``); ``k = 0`` (the default) releases them exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from fedjax_rhd.data import small_cells
 from harmonize.guide import Guide
 
 HISTOGRAM_BINS = 4096  # resolution of the federated median: range / 4096
@@ -159,6 +164,52 @@ def node_histogram(values: np.ndarray, observed: np.ndarray, ranges: np.ndarray)
     return counts
 
 
+def _indicator_columns(values: np.ndarray, observed: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """bool[d]: columns on [0, 1] whose observed values are all 0 or 1 (one-hot levels, binary features)."""
+    unit = (ranges[:, 0] == 0.0) & (ranges[:, 1] == 1.0)
+    binary = np.all(~observed | (values == 0.0) | (values == 1.0), axis=0)
+    return unit & binary
+
+
+def node_statistics(
+    values: np.ndarray, observed: np.ndarray, ranges: np.ndarray, min_cell_count: int = 0
+) -> tuple[Moments, np.ndarray]:
+    """What one node releases for federated preprocessing: :func:`node_moments` and :func:`node_histogram`.
+
+    With ``min_cell_count = k >= 2`` (``data.small_cells``) small cells are coarsened on the
+    node before anything is computed:
+
+    * a column observed in fewer than ``k`` of the node's rows is released as unobserved (its
+      count, mean, M2 and histogram are 0: the node adds nothing to that column's fit);
+    * an indicator column (a one-hot level or a binary feature) whose rarer value holds fewer
+      than ``k`` rows reads as its commoner value (ties: 0), so neither its mean nor its
+      histogram counts the rare rows (the median, which for these columns is the majority
+      value, is unchanged unless the rare rows decide the pooled majority);
+    * every other column's histogram has its small bins pooled into runs
+      (``small_cells.pool_histogram``), so the median is computed from coarsened counts.
+
+    Args:
+        values: f64[n, d] encoded training values (anything where unobserved).
+        observed: bool[n, d].
+        ranges: f64[d, 2] :func:`column_ranges`.
+        min_cell_count: ``k``; 0 or 1 releases the exact statistics.
+    """
+    values, observed = np.asarray(values, np.float64), np.asarray(observed, bool)
+    k = int(min_cell_count)
+    if not small_cells.active(k):
+        return node_moments(values, observed), node_histogram(values, observed, ranges)
+    observed = observed & (observed.sum(axis=0) >= k)[None, :]
+    indicator = _indicator_columns(values, observed, ranges)
+    ones = (observed & (values == 1.0)).sum(axis=0)
+    zeros = observed.sum(axis=0) - ones
+    rare = indicator & (np.minimum(ones, zeros) > 0) & (np.minimum(ones, zeros) < k)
+    majority = (ones > zeros).astype(np.float64)
+    values = np.where(rare[None, :] & observed, majority[None, :], values)
+    histogram = node_histogram(values, observed, ranges)
+    histogram[~indicator] = small_cells.pool_histogram(histogram[~indicator], k)
+    return node_moments(values, observed), histogram
+
+
 def histogram_median(counts: np.ndarray, ranges: np.ndarray) -> np.ndarray:
     """Median per column from summed histograms, interpolated inside the bin.
 
@@ -186,7 +237,7 @@ def histogram_median(counts: np.ndarray, ranges: np.ndarray) -> np.ndarray:
 
 
 def fit_federated(
-    guide: Guide, node_parts: Sequence[tuple[np.ndarray, np.ndarray]]
+    guide: Guide, node_parts: Sequence[tuple[np.ndarray, np.ndarray]], min_cell_count: int = 0
 ) -> tuple[Preprocessor, Moments]:
     """Fit preprocessing from per-node statistics only.
 
@@ -194,16 +245,15 @@ def fit_federated(
         guide: the use case's guide (column kinds and valid ranges).
         node_parts: per node, its encoded training ``(values, observed)``. Only
             moments and histograms computed from each part are combined.
+        min_cell_count: ``privacy.min_cell_count``: each node's statistics as
+            :func:`node_statistics` releases them (0: exact).
 
     Returns:
         The preprocessor and the merged moments (for reporting and tests).
     """
     ranges = column_ranges(guide)
-    return fit_from_statistics(
-        guide,
-        [node_moments(v, o) for v, o in node_parts],
-        [node_histogram(v, o, ranges) for v, o in node_parts],
-    )
+    released = [node_statistics(v, o, ranges, min_cell_count) for v, o in node_parts]
+    return fit_from_statistics(guide, [m for m, _ in released], [h for _, h in released])
 
 
 def fit_from_statistics(

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import scipy.linalg
 
+from fedjax_rhd.data import small_cells
 from harmonize.guide import Feature, Guide
 
 
@@ -57,6 +58,22 @@ def _canonical(x: np.ndarray) -> np.ndarray:
     # row-major one row by row, and BLAS packs the two layouts differently, so a node that
     # loaded its rows from a file in the other layout would send other bits than the data layer.
     return np.asarray(x, dtype=np.float64, order="F")
+
+
+def released_group(x: np.ndarray, min_cell_count: int = 0) -> np.ndarray:
+    """A node's group values as it releases them under ``privacy.min_cell_count = k`` (``data.small_cells``).
+
+    A column observed in fewer than ``k`` of the node's training rows is treated as missing, and if
+    fewer than ``k`` rows then hold any value the whole group is: a column sum, or a scatter matrix,
+    over fewer than ``k`` rows would be close to those rows themselves. ``k <= 1`` returns ``x``.
+    """
+    if not small_cells.active(min_cell_count):
+        return x
+    x = _canonical(x).copy(order="F")
+    x[:, (~np.isnan(x)).sum(axis=0) < min_cell_count] = np.nan
+    if (~np.all(np.isnan(x), axis=1)).sum() < min_cell_count:
+        x[:] = np.nan
+    return x
 
 
 def node_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,9 +139,12 @@ def fit_group_from_statistics(
     return GroupReduction(group, k, tuple(columns), mean, vectors * signs, eigenvalues, n)
 
 
-def fit_group(parts: Sequence[pl.DataFrame], columns: Sequence[str], group: str, k: int) -> GroupReduction:
-    """Federated PCA of ``columns`` from the nodes' training parts (statistics only)."""
-    values = [group_values(p, columns) for p in parts]
+def fit_group(
+    parts: Sequence[pl.DataFrame], columns: Sequence[str], group: str, k: int, min_cell_count: int = 0
+) -> GroupReduction:
+    """Federated PCA of ``columns`` from the nodes' training parts (statistics only; each node's values
+    as :func:`released_group` releases them)."""
+    values = [released_group(group_values(p, columns), min_cell_count) for p in parts]
     sums = [node_sums(x) for x in values]
     mean = merged_mean(sums)
     return fit_group_from_statistics(sums, [node_scatter(x, mean) for x in values], columns, group, k)
@@ -189,6 +209,7 @@ def reduce_groups(
     others: Sequence[pl.DataFrame],
     guide: Guide,
     reductions: Sequence[tuple[str, int]],
+    min_cell_count: int = 0,
 ) -> tuple[list[pl.DataFrame], list[pl.DataFrame], Guide, list[GroupReduction]]:
     """Fit every reduction on the nodes' training parts and apply it to all parts.
 
@@ -197,6 +218,7 @@ def reduce_groups(
         others: further tables to transform (validation parts, the test set).
         guide: the guide the tables follow.
         reductions: ``(group, k)`` pairs; ``k = 0`` drops the group.
+        min_cell_count: ``privacy.min_cell_count`` (:func:`released_group`); 0: exact.
 
     Returns:
         ``(train, others, guide, fitted reductions)`` after every reduction.
@@ -217,7 +239,7 @@ def reduce_groups(
                 f"reduce: {group!r} has {len(columns)} columns; components must be 0..{len(columns)}, got {k}"
             )
         red = (
-            fit_group(train, columns, group, k)
+            fit_group(train, columns, group, k, min_cell_count)
             if k
             else GroupReduction(group, 0, tuple(columns), np.zeros(0), np.zeros((0, 0)), np.zeros(0), 0)
         )

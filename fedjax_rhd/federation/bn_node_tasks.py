@@ -3,7 +3,9 @@
 Registered in ``node_tasks.NODE_STATISTICS`` (so both backends run them through
 ``Backend.node_statistic``); the manager half is ``federation.bn_protocol``. What leaves the node:
 histogram and state counts, a DAG's edges, family counts and a validation log likelihood (one sum),
-never rows (``docs/privacy.md``).
+never rows (``docs/privacy.md``). With ``privacy.min_cell_count = k`` (``inputs["min_cell_count"]``)
+the margins' small bins are pooled into runs and every pair or family cell below ``k`` is sent as 0
+(``data.small_cells``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.models import bn_discretise as disc
 from fedjax_rhd.models.bn_params import family_counts, log_likelihood
 from fedjax_rhd.models.bn_structure import learn_structure, pair_counts
@@ -37,12 +40,20 @@ def _codes(spec: AlgorithmSpec, rows: NodeRows, inputs: Mapping[str, Any]) -> tu
 def bn_margins(
     spec: AlgorithmSpec, params: Any, rows: NodeRows, inputs: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Round 0a: i64[V, cells] histograms on the shared grid and i64[V] missing counts."""
+    """Round 0a: i64[V, cells] histograms on the shared grid and i64[V] missing counts.
+
+    With ``min_cell_count = k`` each histogram's small cells are pooled into runs of ``k``
+    (``small_cells.pool_histogram``); the missing counts are node totals and leave as they are.
+    """
     del params
-    return disc.node_margins(
+    margins = disc.node_margins(
         rows.train, _variables(spec), np.asarray(inputs["grid_low"], np.float64),
         np.asarray(inputs["grid_high"], np.float64), int(inputs["grid_cells"]),
     )  # fmt: skip
+    k = small_cells.min_cell_count(inputs)
+    if small_cells.active(k):
+        margins = {**margins, "histogram": small_cells.pool_histogram(margins["histogram"], k)}
+    return margins
 
 
 def bn_pairs(
@@ -51,7 +62,9 @@ def bn_pairs(
     """Round 0b: i64[V, V, S, S] joint state counts of every pair (mutual information at the manager)."""
     del params
     codes, states = _codes(spec, rows, inputs)
-    return {"pairs": pair_counts(codes, states)}
+    return {
+        "pairs": small_cells.suppress_cells(pair_counts(codes, states), small_cells.min_cell_count(inputs))
+    }
 
 
 def bn_structure(
@@ -75,7 +88,8 @@ def bn_family_counts(
     del params
     codes, states = _codes(spec, rows, inputs)
     counts = family_counts(codes, states, np.asarray(inputs["adjacency"]))
-    return {f"family_{j:04d}": c for j, c in enumerate(counts)}
+    k = small_cells.min_cell_count(inputs)
+    return {f"family_{j:04d}": small_cells.suppress_cells(c, k) for j, c in enumerate(counts)}
 
 
 def bn_log_likelihood(

@@ -9,6 +9,9 @@ per-node functions below on each node. Both read the same packed ``NodeData``
 (ARCHITECTURE §6, "what leaves a node"): each is a pure function
 ``(spec, params | None, rows: NodeRows, inputs) -> {name: array}`` whose outputs
 are sums, counts or one scalar, never rows. ``docs/privacy.md`` lists them.
+With ``privacy.min_cell_count = k`` the backends add ``inputs["min_cell_count"]``
+and each statistic coarsens its small cells on the node (``data.small_cells``),
+the same function under both backends.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.federation.bn_node_tasks import STATISTICS as BN_STATISTICS
 from fedjax_rhd.metrics import ipcw
 from fedjax_rhd.metrics.federated import NodeTestSummary, node_test_summary
@@ -81,6 +85,14 @@ def _breslow(
     return breslow_baseline_counts(risk, node, grid)
 
 
+def _with_times(node: NodeData, real_times: np.ndarray) -> NodeData:
+    """``node`` with its real rows' times replaced (padding rows keep theirs; they weigh 0)."""
+    real = np.asarray(node.weight) > 0
+    time = np.asarray(node.time).copy()
+    time[real] = real_times
+    return node._replace(time=jnp.asarray(time, node.time.dtype))
+
+
 def _real_rows(node: NodeData) -> tuple[np.ndarray, np.ndarray]:
     real = np.asarray(node.weight) > 0
     return np.asarray(node.time, np.float64)[real], np.asarray(node.event)[real].astype(bool)
@@ -91,11 +103,17 @@ def max_time(
 ) -> dict[str, np.ndarray]:
     """The node's largest follow-up time over its training and validation rows (one scalar).
 
-    The manager builds the shared evaluation grid from the largest of these.
+    The manager builds the shared evaluation grid from the largest of these. With
+    ``min_cell_count = k`` the node sends its ``k``-th largest time instead (0 with fewer
+    than ``k`` rows), a time that ``k`` of its patients reach.
     """
-    del spec, params, inputs
-    times = [t for t, _ in (_real_rows(rows.train), _real_rows(rows.val)) if len(t)]
-    return {"max_time": np.array(max(float(t.max()) for t in times) if times else 0.0)}
+    del spec, params
+    k = small_cells.min_cell_count(inputs)
+    times = np.concatenate([_real_rows(rows.train)[0], _real_rows(rows.val)[0]])
+    if not small_cells.active(k):
+        return {"max_time": np.array(float(times.max()) if len(times) else 0.0)}
+    kth = small_cells.kth_largest(times, k)
+    return {"max_time": np.array(0.0 if kth is None else kth)}
 
 
 def grid_counts(
@@ -104,21 +122,51 @@ def grid_counts(
     """Deaths, censorings and rows still followed per bin of the shared grid (``inputs["grid"]``).
 
     Summed over the node's training and validation parts: the censoring
-    distribution behind Uno's C, the td-AUC and the Brier score.
+    distribution behind Uno's C, the td-AUC and the Brier score. With
+    ``min_cell_count = k``, of the node's times rounded into runs of ``k``
+    (:func:`_released_times`).
     """
     del spec, params
-    parts = [ipcw.grid_counts(*_real_rows(part), inputs["grid"]) for part in (rows.train, rows.val)]
+    parts = [
+        ipcw.grid_counts(time, event, inputs["grid"])
+        for time, event in _released_times((rows.train, rows.val), inputs)
+    ]
     return dict(ipcw.sum_counts(parts)._asdict())
+
+
+def _released_times(
+    parts: tuple[NodeData, ...], inputs: Mapping[str, Any]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each part's real ``(time, event)``; with ``min_cell_count = k`` the times rounded up to the end
+    of their run on the shared grid (``small_cells.round_times``), the runs taken over all the parts
+    together, since the node sends their sum."""
+    real = [_real_rows(part) for part in parts]
+    k = small_cells.min_cell_count(inputs)
+    if not small_cells.active(k):
+        return real
+    time = np.concatenate([t for t, _ in real])
+    event = np.concatenate([e for _, e in real])
+    rounded = small_cells.round_times(time, event, np.asarray(inputs["grid"], np.float64), k)
+    cuts = np.cumsum([len(t) for t, _ in real])[:-1]
+    return [(t, e) for t, (_, e) in zip(np.split(rounded, cuts), real, strict=True)]
 
 
 def breslow_counts(
     spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Breslow's per-bin deaths and summed ``exp(risk)`` of those at risk, on the grid, for ``params``."""
+    """Breslow's per-bin deaths and summed ``exp(risk)`` of those at risk, on the grid, for ``params``.
+
+    With ``min_cell_count = k``, of the node's times rounded into runs of ``k`` (every risk set
+    then holds at least ``k`` of the node's patients where patients leave it).
+    """
     grid = jnp.asarray(inputs["grid"], jnp.float32)
     events = jnp.zeros_like(grid)
     at_risk = jnp.zeros_like(grid)
-    for part in (rows.train, rows.val):
+    parts = (rows.train, rows.val)
+    if small_cells.active(small_cells.min_cell_count(inputs)):
+        released = _released_times(parts, inputs)
+        parts = tuple(_with_times(part, time) for part, (time, _) in zip(parts, released, strict=True))
+    for part in parts:
         e, a = _breslow(spec, params, part, grid)
         events, at_risk = events + e, at_risk + a
     return {"events": np.asarray(events), "at_risk": np.asarray(at_risk)}
@@ -131,14 +179,21 @@ def own_test_range(
 
     The manager keeps the evaluation times inside the pooled test follow-up, as
     ``ipcw.evaluation_times`` needs. A node without a test part sends ``n_test = 0``
-    and an empty range (``+inf``, ``-inf``).
+    and an empty range (``+inf``, ``-inf``). With ``min_cell_count = k`` the range is from the
+    ``k``-th smallest to the ``k``-th largest test time (empty with fewer than ``k`` test rows).
     """
-    del spec, params, inputs
+    del spec, params
     time = _real_rows(rows.test)[0] if rows.test is not None else np.zeros(0)
+    k = small_cells.min_cell_count(inputs)
+    if not small_cells.active(k):
+        low, high = (time.min(), time.max()) if len(time) else (np.inf, -np.inf)
+    else:
+        low, high = small_cells.kth_smallest(time, k), small_cells.kth_largest(time, k)
+        low, high = (np.inf, -np.inf) if low is None or high is None else (low, high)
     return {
         "n_test": np.array(len(time), dtype=np.int64),
-        "min_time": np.array(time.min() if len(time) else np.inf),
-        "max_time": np.array(time.max() if len(time) else -np.inf),
+        "min_time": np.array(low),
+        "max_time": np.array(high),
     }
 
 
@@ -205,6 +260,10 @@ def own_test_summary(
         float(inputs["tau"]),
         td_risk=risk if build_model(spec).survival is None else 1.0 - surv,
     )
+    k = small_cells.min_cell_count(inputs)
+    if small_cells.active(k):  # the per-bin test deaths and rows followed, of times rounded into runs of k
+        km = ipcw.grid_counts(small_cells.round_times(time, event, grid, k), event, grid)
+        summary = summary._replace(km_events=km.events, km_reaching=km.reaching)
     return summary.to_arrays()
 
 
@@ -230,9 +289,9 @@ def latent_mixture(
     e_step = bgm.EStepInputs(
         *(np.asarray(inputs[k], np.float64) for k in ("means", "precisions_cholesky", "log_offsets"))
     )
-    stats = bgm.node_sufficient_statistics(
-        z, np.asarray(rows.train.weight), e_step, float(inputs["min_count"])
-    )
+    # privacy.min_cell_count raises the node's own floor (model.bgm_node_min_count) where it is larger
+    floor = max(float(inputs["min_count"]), float(small_cells.min_cell_count(inputs)))
+    stats = bgm.node_sufficient_statistics(z, np.asarray(rows.train.weight), e_step, floor)
     return stats._asdict()
 
 

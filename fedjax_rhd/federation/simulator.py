@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.data.buckets import NodeBuckets, bucket_nodes, plan_buckets
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
@@ -192,6 +193,7 @@ class SimulatorBackend(NodeDirectory):
         )
         # node k's rows, sliced once: a federated EM fit asks every node hundreds of times
         self._rows: dict[int, NodeRows] = {}
+        self._min_cell_count = data.min_cell_count
 
     def injected_faults(
         self, round_index: int, sampled: np.ndarray
@@ -256,10 +258,14 @@ class SimulatorBackend(NodeDirectory):
         params: Params | None = None,
         nodes: Sequence[int] | None = None,
     ) -> list[dict[str, np.ndarray]]:
-        """``NODE_STATISTICS[name]`` computed on each node's own rows, node by node."""
+        """``NODE_STATISTICS[name]`` computed on each node's own rows, node by node.
+
+        With ``privacy.min_cell_count`` the inputs carry it, as a Flower node receives them.
+        """
         statistic = NODE_STATISTICS[name]
         chosen = range(len(self._names)) if nodes is None else nodes
-        return [statistic(self.spec, params, self.node_rows(k), dict(inputs)) for k in chosen]
+        inputs = small_cells.with_min_cell_count(inputs, self._min_cell_count)
+        return [statistic(self.spec, params, self.node_rows(k), inputs) for k in chosen]
 
     def node_rows(self, k: int) -> NodeRows:
         """Node k's own rows (what a Flower node reads from its folder)."""

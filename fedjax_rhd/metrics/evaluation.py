@@ -211,9 +211,17 @@ def federated_evaluation(
         ValueError: no node holds a test row, too short a follow-up, or no comparable pair.
     """
     grid, counts, censoring = shared_censoring(nodes, grid_points)
-    ranges = [r for r in nodes.node_statistic("test_follow_up", {}) if int(r["n_test"]) > 0]
+    # a node with fewer test rows than privacy.min_cell_count sends an empty range (+inf, -inf)
+    ranges = [
+        r
+        for r in nodes.node_statistic("test_follow_up", {})
+        if int(r["n_test"]) > 0 and float(r["min_time"]) <= float(r["max_time"])
+    ]
     if not ranges:
-        raise ValueError("no node holds test rows: nothing to evaluate federatedly")
+        raise ValueError(
+            "no node holds test rows (or, with privacy.min_cell_count, enough of them): "
+            "nothing to evaluate federatedly"
+        )
     span = np.array([min(float(r["min_time"]) for r in ranges), max(float(r["max_time"]) for r in ranges)])
     times = sm.evaluation_times(counts, grid, span, num=num_times)
     tau = float(times[-1])

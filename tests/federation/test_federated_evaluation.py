@@ -174,3 +174,32 @@ def _assert_zero(out: NodeTestSummary) -> None:
     for field, size in (("auc_numerator", 3), ("auc_denominator", 3), ("brier_sum", 3), ("km_events", 10)):
         np.testing.assert_array_equal(getattr(out, field), np.zeros(size))
     np.testing.assert_array_equal(out.km_reaching, np.zeros(10))
+
+
+def test_min_cell_count_coarsens_only_the_test_kaplan_meier_and_the_range(centred):
+    """privacy.min_cell_count = k: a centre's test deaths per grid bin are those of its times rounded into
+    runs of k (``small_cells.round_times``), its test range runs from the k-th smallest to the k-th
+    largest time, and its pair counts and IPCW sums are unchanged; the evaluation still runs."""
+    from fedjax_rhd.data import small_cells
+
+    _, data = centred
+    spec = _spec(data, "coxph")
+    params = build_model(spec).init(jax.random.key(0))
+    rows = SimulatorBackend(SimulatorConfig(), data, spec).node_rows(2)  # the smallest centre
+    grid = np.linspace(0.2, 8.0, 40)
+    inputs = {"grid": grid, "censoring": np.linspace(1.0, 0.5, 40), "times": np.array([1.0, 2.0, 4.0])}
+    inputs.update(tau=np.asarray(4.0), cum_hazard=np.linspace(0.01, 1.0, 40))
+    exact = NodeTestSummary.from_arrays(NODE_STATISTICS["test_summary"](spec, params, rows, inputs))
+    coarse = NodeTestSummary.from_arrays(
+        NODE_STATISTICS["test_summary"](spec, params, rows, {**inputs, small_cells.KEY: np.asarray(5)})
+    )
+    real = np.asarray(rows.test.weight) > 0
+    time, event = np.asarray(rows.test.time, np.float64)[real], np.asarray(rows.test.event)[real] > 0
+    expected = ipcw.grid_counts(small_cells.round_times(time, event, grid, 5), event, grid)
+    np.testing.assert_array_equal(coarse.km_events, expected.events)
+    assert not np.array_equal(coarse.km_events, exact.km_events)
+    assert np.all((coarse.km_events == 0) | (coarse.km_events >= 5))
+    for field in ("n_test", "n_events", "concordant", "comparable", "uno_numerator", "brier_sum"):
+        np.testing.assert_array_equal(getattr(coarse, field), getattr(exact, field))
+    span = NODE_STATISTICS["test_follow_up"](spec, None, rows, {small_cells.KEY: np.asarray(5)})
+    assert float(span["min_time"]) == np.sort(time)[4] and float(span["max_time"]) == np.sort(time)[-5]

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.data.buckets import plan_buckets
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, column_ranges, fit_from_statistics
@@ -203,10 +204,11 @@ def federated_reduction(driver: bridge.DriverEnd, data: FederatedData) -> tuple[
     for red in data.reductions:
         if not red.components:
             continue
-        sums = [(s["count"], s["sum"]) for s in driver.call("reduction_sums", red.group)]
+        k = data.min_cell_count
+        sums = [(s["count"], s["sum"]) for s in driver.call("reduction_sums", red.group, k)]
         mean = merged_mean(sums)
         scatters = [
-            (int(s["rows"]), s["scatter"]) for s in driver.call("reduction_scatters", red.group, mean)
+            (int(s["rows"]), s["scatter"]) for s in driver.call("reduction_scatters", red.group, mean, k)
         ]
         ours = fit_group_from_statistics(sums, scatters, red.columns, red.group, red.components)
         if ours.n_rows != red.n_rows:
@@ -238,7 +240,7 @@ def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Pr
     preprocessor equals the one the simulator's data was built with; a difference is an error,
     never a silently different run.
     """
-    stats = driver.call("preprocessing_statistics", column_ranges(data.guide))
+    stats = driver.call("preprocessing_statistics", column_ranges(data.guide), data.min_cell_count)
     moments = [Moments(s["count"], s["mean"], s["m2"]) for s in stats]
     prep, _ = fit_from_statistics(data.guide, moments, [s["histogram"] for s in stats])
     for field in ("center", "scale", "fill"):
@@ -270,6 +272,7 @@ class FlowerBackend(NodeDirectory):
         """
         config.check_nodes(data.node_names)
         super().__init__(data.node_names, data.n_train, data.n_val, spec, data.n_val_events)
+        self._min_cell_count = data.min_cell_count
         self.config, self.seed_failure = config, seed_failure
         self._test_x, self._test_observed = jnp.asarray(data.test.x), data.test.observed
         self._own_workdir = config.workdir is None
@@ -445,6 +448,7 @@ class FlowerBackend(NodeDirectory):
         nodes: list[int] | None = None,
     ) -> list[dict[str, np.ndarray]]:
         partitions = list(range(len(self._names))) if nodes is None else list(nodes)
+        inputs = small_cells.with_min_cell_count(inputs, self._min_cell_count)
         return self._driver.call("statistic", name, inputs, params, partitions)
 
     def test_risks(self, stacked_params: Params) -> np.ndarray:

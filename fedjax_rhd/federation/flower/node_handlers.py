@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.data.preprocess import Preprocessor
 from fedjax_rhd.federation.flower import protocol, wire
 from fedjax_rhd.federation.flower.records import from_flat, to_flat, wrap_key
@@ -87,7 +88,10 @@ def hello(folder: Path, content: Content) -> Content:
 
 def prepare_stats(folder: Path, content: Content) -> Content:
     """Moments and histograms of this node's encoded training rows (federated preprocessing)."""
-    stats = protocol.node_preprocessing_statistics(folder, _arrays(content, "inputs")["ranges"])
+    inputs = _arrays(content, "inputs")
+    stats = protocol.node_preprocessing_statistics(
+        folder, inputs["ranges"], small_cells.min_cell_count(inputs)
+    )
     return {"outputs": Part(ARRAYS, stats)}
 
 
@@ -102,14 +106,16 @@ def prepare(folder: Path, content: Content) -> Content:
 
 def reduce_sums(folder: Path, content: Content) -> Content:
     """Round 1 of a feature group's federated PCA: per column, count and sum of its training values."""
-    stats = protocol.node_reduction_sums(folder, str(_config(content)["group"]))
+    k = small_cells.min_cell_count(_arrays(content, "inputs"))
+    stats = protocol.node_reduction_sums(folder, str(_config(content)["group"]), k)
     return {"outputs": Part(ARRAYS, stats)}
 
 
 def reduce_scatter(folder: Path, content: Content) -> Content:
     """Round 2: the group's scatter matrix (d_g x d_g) of its training rows around the global mean."""
-    group, mean = str(_config(content)["group"]), _arrays(content, "inputs")["mean"]
-    return {"outputs": Part(ARRAYS, protocol.node_reduction_scatter(folder, group, mean))}
+    inputs = _arrays(content, "inputs")
+    group, k = str(_config(content)["group"]), small_cells.min_cell_count(inputs)
+    return {"outputs": Part(ARRAYS, protocol.node_reduction_scatter(folder, group, inputs["mean"], k))}
 
 
 def reduce_apply(folder: Path, content: Content) -> Content:

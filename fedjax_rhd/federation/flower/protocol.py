@@ -62,7 +62,7 @@ import numpy as np
 
 from fedjax_rhd.data import reduce
 from fedjax_rhd.data.federated import EncodedRows, pack_rows
-from fedjax_rhd.data.preprocess import Preprocessor, node_histogram, node_moments
+from fedjax_rhd.data.preprocess import Preprocessor, node_statistics
 from fedjax_rhd.federation.flower.wire import (  # noqa: F401  (the message names live in wire)
     DATA_DIR_KEY,
     FINETUNE,
@@ -249,15 +249,19 @@ def read_group(folder: Path, group: str) -> dict[str, np.ndarray]:
         return {name[: -len(suffix)]: npz[name] for name in npz.files if name.endswith(suffix)}
 
 
-def node_reduction_sums(folder: Path, group: str) -> dict[str, np.ndarray]:
-    """Round 1 of the federated PCA: per column of ``group``, the count and sum of its training values."""
-    count, total = reduce.node_sums(read_group(folder, group)["train"])
+def node_reduction_sums(folder: Path, group: str, min_cell_count: int = 0) -> dict[str, np.ndarray]:
+    """Round 1 of the federated PCA: per column of ``group``, the count and sum of its training values
+    (as ``reduce.released_group`` releases them)."""
+    count, total = reduce.node_sums(reduce.released_group(read_group(folder, group)["train"], min_cell_count))
     return {"count": count, "sum": total}
 
 
-def node_reduction_scatter(folder: Path, group: str, mean: np.ndarray) -> dict[str, np.ndarray]:
+def node_reduction_scatter(
+    folder: Path, group: str, mean: np.ndarray, min_cell_count: int = 0
+) -> dict[str, np.ndarray]:
     """Round 2: the training rows with any value in ``group`` and their scatter matrix around ``mean``."""
-    rows, scatter = reduce.node_scatter(read_group(folder, group)["train"], mean)
+    values = reduce.released_group(read_group(folder, group)["train"], min_cell_count)
+    rows, scatter = reduce.node_scatter(values, mean)
     return {"rows": np.float64(rows), "scatter": scatter}
 
 
@@ -350,11 +354,14 @@ def read_node_folder(folder: Path) -> tuple[NodeMeta, NodeRows]:
     return meta, NodeRows(**parts)
 
 
-def node_preprocessing_statistics(folder: Path, ranges: np.ndarray) -> dict[str, np.ndarray]:
-    """What a node sends for federated preprocessing: moments and histogram of its training rows."""
+def node_preprocessing_statistics(
+    folder: Path, ranges: np.ndarray, min_cell_count: int = 0
+) -> dict[str, np.ndarray]:
+    """What a node sends for federated preprocessing: moments and histogram of its training rows,
+    released by the data layer's own ``node_statistics`` (small cells coarsened below ``min_cell_count``)."""
     train = read_encoded(folder)["train"]
-    moments = node_moments(train.values, train.observed)
-    return {**moments._asdict(), "histogram": node_histogram(train.values, train.observed, ranges)}
+    moments, histogram = node_statistics(train.values, train.observed, ranges, min_cell_count)
+    return {**moments._asdict(), "histogram": histogram}
 
 
 def config_values(values: dict[str, Any]) -> dict[str, Any]:

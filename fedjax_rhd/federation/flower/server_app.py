@@ -26,6 +26,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from fedjax_rhd.data import small_cells
 from fedjax_rhd.federation.backend import RoundOutput
 from fedjax_rhd.federation.flower import bridge, protocol
 from fedjax_rhd.federation.flower.records import (
@@ -334,9 +335,13 @@ class FlowerRounds:
             raise RuntimeError(f"statistic {name!r}: nodes {missing} did not answer ({exchange.failed})")
         return [record_arrays(exchange.replies[k].content["outputs"]) for k in partitions]
 
-    def preprocessing_statistics(self, ranges: np.ndarray) -> list[dict[str, np.ndarray]]:
-        """Each node's moments and histograms of its encoded training rows, in partition order."""
-        return self._ask_all(protocol.PREPARE_STATS, {"ranges": ranges}, "outputs")
+    def preprocessing_statistics(
+        self, ranges: np.ndarray, min_cell_count: int = 0
+    ) -> list[dict[str, np.ndarray]]:
+        """Each node's moments and histograms of its encoded training rows, in partition order
+        (cells below ``min_cell_count`` coarsened on the node, ``preprocess.node_statistics``)."""
+        inputs = small_cells.with_min_cell_count({"ranges": ranges}, min_cell_count)
+        return self._ask_all(protocol.PREPARE_STATS, inputs, "outputs")
 
     def prepare(
         self, center: np.ndarray, scale: np.ndarray, fill: np.ndarray, pad_train: list[int], pad_val: int
@@ -351,13 +356,17 @@ class FlowerRounds:
             per_node=[{"pad_train": int(p)} for p in pad_train], pad_val=int(pad_val),
         )  # fmt: skip
 
-    def reduction_sums(self, group: str) -> list[dict[str, np.ndarray]]:
+    def reduction_sums(self, group: str, min_cell_count: int = 0) -> list[dict[str, np.ndarray]]:
         """Round 1 of ``group``'s federated PCA: each node's column counts and sums, in partition order."""
-        return self._ask_all(protocol.REDUCE_SUMS, {}, "outputs", group=group)
+        inputs = small_cells.with_min_cell_count({}, min_cell_count)
+        return self._ask_all(protocol.REDUCE_SUMS, inputs, "outputs", group=group)
 
-    def reduction_scatters(self, group: str, mean: np.ndarray) -> list[dict[str, np.ndarray]]:
+    def reduction_scatters(
+        self, group: str, mean: np.ndarray, min_cell_count: int = 0
+    ) -> list[dict[str, np.ndarray]]:
         """Round 2: each node's rows with values and scatter matrix around ``mean``, in partition order."""
-        return self._ask_all(protocol.REDUCE_SCATTER, {"mean": mean}, "outputs", group=group)
+        inputs = small_cells.with_min_cell_count({"mean": mean}, min_cell_count)
+        return self._ask_all(protocol.REDUCE_SCATTER, inputs, "outputs", group=group)
 
     def reduce(self, fits: dict[str, np.ndarray]) -> None:
         """Every node computes its components (``fits``: ``mean.<group>``, ``basis.<group>``)."""

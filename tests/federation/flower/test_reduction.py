@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from fedjax_rhd.data import SplitSpec, build_federated_data
+from fedjax_rhd.data import SplitSpec, build_federated_data, small_cells
 from fedjax_rhd.data.scenario import ScenarioSpec
 from fedjax_rhd.federation.flower import node_handlers, protocol, wire
 from fedjax_rhd.federation.flower.backend import (
@@ -43,17 +43,20 @@ class InProcessNodes:
         answers = [node_handlers.handle(message_type, folder, content) for folder in self.folders]
         return [None if reply is None else a[reply].values for a in answers]
 
-    def reduction_sums(self, group: str) -> list:
-        return self._ask_all(wire.REDUCE_SUMS, {}, "outputs", group=group)
+    def reduction_sums(self, group: str, min_cell_count: int = 0) -> list:
+        inputs = small_cells.with_min_cell_count({}, min_cell_count)  # as the ServerApp
+        return self._ask_all(wire.REDUCE_SUMS, inputs, "outputs", group=group)
 
-    def reduction_scatters(self, group: str, mean: np.ndarray) -> list:
-        return self._ask_all(wire.REDUCE_SCATTER, {"mean": mean}, "outputs", group=group)
+    def reduction_scatters(self, group: str, mean: np.ndarray, min_cell_count: int = 0) -> list:
+        inputs = small_cells.with_min_cell_count({"mean": mean}, min_cell_count)
+        return self._ask_all(wire.REDUCE_SCATTER, inputs, "outputs", group=group)
 
     def reduce(self, fits: dict) -> None:
         self._ask_all(wire.REDUCE_APPLY, fits, None)
 
-    def preprocessing_statistics(self, ranges: np.ndarray) -> list:
-        return self._ask_all(wire.PREPARE_STATS, {"ranges": ranges}, "outputs")
+    def preprocessing_statistics(self, ranges: np.ndarray, min_cell_count: int = 0) -> list:
+        inputs = small_cells.with_min_cell_count({"ranges": ranges}, min_cell_count)  # as the ServerApp
+        return self._ask_all(wire.PREPARE_STATS, inputs, "outputs")
 
     def prepare(self, center, scale, fill, pad_train: list[int], pad_val: int) -> None:
         inputs = {"center": center, "scale": scale, "fill": fill}
@@ -162,3 +165,20 @@ def test_a_pooled_node_agrees_to_rounding(centres, tmp_path):
     np.testing.assert_allclose(
         protocol.read_encoded(folders[0])["train"].values, data.encoded[0][0].values, rtol=1e-12, atol=1e-12
     )
+
+
+def test_min_cell_count_reaches_the_nodes_pca_as_the_data_layer_applies_it(centres, tmp_path):
+    """privacy.min_cell_count: each Flower node releases its group values as the data layer did
+    (``reduce.released_group``), so the fits agree bit for bit, and a k above a column's count at a
+    node keeps that column's values at home."""
+    df, guide, scenario = centres
+    split = SplitSpec(name="natural", fractions=(), natural=True, seed=1)
+    exact = build_federated_data(df, guide, split, scenario=scenario, reduce=[("pet", K)])
+    counts = [(~np.isnan(g["train"]["pet"])).sum(axis=0) for g in exact.group_values]
+    k = int(min(c.min() for c in counts if c.any())) + 1  # one column of one centre falls below k
+    data = build_federated_data(df, guide, split, scenario=scenario, reduce=[("pet", K)], min_cell_count=k)
+    (fitted,) = federated_reduction(InProcessNodes(write_node_folders(tmp_path, data)), data)
+    (theirs,) = data.reductions
+    for field in ("mean", "basis", "eigenvalues"):
+        np.testing.assert_array_equal(getattr(fitted, field), getattr(theirs, field), strict=True)
+    assert not np.array_equal(fitted.mean, exact.reductions[0].mean)
