@@ -90,8 +90,18 @@ def run_data(
     data = build_federated_data(
         table, guide, config.split, pooled=config.strategy.algorithm == "centralized",
         scenario=config.scenario, reduce=uc.reductions, dataset=card["name"], test_table=test_rows,
+        isolated=isolated_nodes(config),
     )  # fmt: skip
     return data, table, card, (score_name, score_table)
+
+
+def isolated_nodes(config: RunConfig) -> bool:
+    """Whether every node preprocesses alone: ``strategy=local`` with a survival model.
+
+    A generative model (VAE-BGM, the Bayesian network) samples one synthetic table in the
+    federation's units (``fedjax_rhd.generative``), so its runs keep the federation's statistics.
+    """
+    return config.strategy.algorithm == "local" and not is_generative(config.model.name)
 
 
 def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker: Tracker) -> dict[str, Any]:

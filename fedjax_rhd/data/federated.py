@@ -19,6 +19,7 @@ import polars as pl
 from fedjax_rhd.data.case_mix import case_mix_partition
 from fedjax_rhd.data.checks import UnusableData, check_nodes, require_rows
 from fedjax_rhd.data.given import given_test_rows
+from fedjax_rhd.data.isolated import missing_columns, node_view, node_views, own_preprocessors
 from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, encode, fit_federated
 from fedjax_rhd.data.reduce import GroupReduction, component_names, group_values, reduce_groups
@@ -119,10 +120,30 @@ class FederatedData:
     # per node: part ("train", "val", "test" where it keeps one) -> reduced group -> f64[n, d_g] the
     # group's values before reduction (NaN = missing), patient_id order: a Flower node reduces them itself
     group_values: tuple[dict[str, dict[str, np.ndarray]], ...] = ()
+    # ``strategy=local`` (fedjax_rhd/data/isolated.py): per node, the preprocessing fitted on its own
+    # training rows (its train and val rows are packed with it; () = the federation's for every node),
+    # the encoded columns it never measured (bool[d]), and the test set as each node's model sees it
+    # (stacked [K, n_test, ...], the global test set's row order)
+    node_preprocessors: tuple[Preprocessor, ...] = ()
+    node_unseen: tuple[np.ndarray, ...] = ()
+    test_views: NodeData | None = None
 
     @property
     def num_nodes(self) -> int:
         return len(self.node_names)
+
+    @property
+    def isolated(self) -> bool:
+        """True when every node has its own preprocessing (``strategy=local``)."""
+        return bool(self.node_preprocessors)
+
+    def test_view(self, k: int) -> NodeData:
+        """The benchmark test set as node k's model sees it (``test`` itself unless :attr:`isolated`)."""
+        return self.test if self.test_views is None else node_view(self.test_views, k)
+
+    def own_preprocessor(self, k: int) -> Preprocessor:
+        """The preprocessing node k's rows (and model) use: its own, or the federation's."""
+        return self.node_preprocessors[k] if self.isolated else self.preprocessor
 
     def node_test(self, k: int) -> NodeData | None:
         """Node k's own test part (its centre's test rows), or None when the manager keeps the test set.
@@ -131,11 +152,24 @@ class FederatedData:
         sorted by descending time, ``patient_id`` order within ties, i.e. the global test
         set's order restricted to the node's rows; NOT padded (like the global test set,
         and as ``query.prepare`` packs a node's test part). A node without test rows gets
-        zero rows.
+        zero rows. Federated evaluation scores the main model there; under :attr:`isolated`
+        that is node 1's own, so the part is packed as node 1's model sees rows
+        (:meth:`main_test_packing`).
         """
         if self.test_node is None:
             return None
-        return pack_rows(self.encoded_test[k], self.preprocessor, None)
+        prep, unseen = self.main_test_packing()
+        return pack_rows(masked(self.encoded_test[k], unseen), prep, None)
+
+    def main_test_packing(self) -> tuple[Preprocessor, np.ndarray | None]:
+        """How a node packs its own test part: the main model's preprocessing and unseen columns.
+
+        The federation's preprocessing and nothing masked, or under :attr:`isolated` node 1's own
+        (the main model is node 1's; ``results._main_model``).
+        """
+        if not self.isolated:
+            return self.preprocessor, None
+        return self.node_preprocessors[0], self.node_unseen[0]
 
     def component_columns(self) -> dict[str, np.ndarray]:
         """Each kept reduction's encoded column indices (i64[k], component order) in ``guide``'s rows."""
@@ -224,6 +258,13 @@ def encode_rows(df: pl.DataFrame, guide: Guide) -> EncodedRows:
     return EncodedRows(values, observed, df["time"].to_numpy(), df["event"].to_numpy().astype(np.float32))
 
 
+def masked(rows: EncodedRows, unseen: np.ndarray | None) -> EncodedRows:
+    """``rows`` with the columns ``unseen`` (bool[d]; None: none) unobserved: a node's missing layers."""
+    if unseen is None or not unseen.any():
+        return rows
+    return rows._replace(observed=rows.observed & ~np.asarray(unseen, dtype=bool)[None, :])
+
+
 def pack_rows(rows: EncodedRows, prep: Preprocessor, pad_to: int | None) -> NodeData:
     """Standardise, impute and pack one part's rows: descending time, ``patient_id`` order within ties.
 
@@ -291,6 +332,7 @@ def build_federated_data(
     reduce: Sequence[tuple[str, int]] = (),
     dataset: str = "table",
     test_table: pl.DataFrame | None = None,
+    isolated: bool = False,
 ) -> FederatedData:
     """Split a table into test, nodes and node validation parts; fit preprocessing.
 
@@ -309,6 +351,10 @@ def build_federated_data(
         dataset: the table's name, for messages.
         test_table: another dataset's rows in the same schema (``test.dataset``): the test set,
             kept by the manager; every row of ``df`` then goes to the nodes (no test draw).
+        isolated: ``strategy=local``: every node also fits its own preprocessing on its own
+            training rows and packs its rows with it; the test set is encoded once per node, with
+            the feature layers the node lacks unobserved (:mod:`fedjax_rhd.data.isolated`). The
+            federation's preprocessing is still fitted (recorded; the pooled case ignores the flag).
 
     Returns:
         FederatedData with stacked, padded node arrays.
@@ -394,6 +440,8 @@ def build_federated_data(
     # statistics reach the merge (fit_from_statistics). Under ``pooled`` too: the centralized
     # strategy gets the federation's preprocessing.
     prep, moments = fit_federated(guide, [encode(part.sort("patient_id"), guide) for part in node_train])
+    # strategy=local: each node alone, its own statistics too (fedjax_rhd/data/isolated.py)
+    own = own_preprocessors(guide, node_train) if isolated and not pooled else ()
     if pooled:
         node_train, node_val, names = [pl.concat(node_train)], [pl.concat(node_val)], ("pooled",)
         raw_train, raw_val = [pl.concat(raw_train)], [pl.concat(raw_val)]
@@ -403,9 +451,12 @@ def build_federated_data(
     )
     train_pad = _padded(max(len(p) for p in node_train))
     val_pad = _padded(max(len(p) for p in node_val))
-    train = _stack([pack_rows(t, prep, train_pad) for t, _ in encoded])
-    val = _stack([pack_rows(v, prep, val_pad) for _, v in encoded])
+    packing = own or (prep,) * len(encoded)
+    train = _stack([pack_rows(t, p, train_pad) for (t, _), p in zip(encoded, packing, strict=True)])
+    val = _stack([pack_rows(v, p, val_pad) for (_, v), p in zip(encoded, packing, strict=True)])
     test, test_sorted = _node_arrays(test_df, guide, prep, None)
+    unseen = tuple(missing_columns(guide, r["missing_groups"]) for r in scenario_report) if own else ()
+    views = node_views(test_sorted, guide, own, unseen) if own else None
     oracle = test_sorted["oracle_risk"].to_numpy() if "oracle_risk" in test_sorted.columns else None
     # another dataset's test rows live at no node: the manager keeps them (a benchmark holdout)
     kept = pooled or not split.natural or test_table is not None
@@ -433,6 +484,9 @@ def build_federated_data(
         encoded_test=_test_parts(test_sorted, test_node, guide, len(names)),
         reductions=tuple(fitted),
         group_values=_group_values(raw_parts, fitted),
+        node_preprocessors=own,
+        node_unseen=unseen,
+        test_views=views,
     )
 
 

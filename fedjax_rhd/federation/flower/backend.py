@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rhd.data.buckets import plan_buckets
@@ -44,7 +43,7 @@ from fedjax_rhd.data.reduce import GroupReduction, fit_group_from_statistics, me
 from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, failed_nodes
 from fedjax_rhd.federation.flower import bridge, protocol
-from fedjax_rhd.federation.simulator import stacked_risks
+from fedjax_rhd.federation.simulator import manager_test_set, score_test_set
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.typing import NodeData, Params, ServerState
 
@@ -271,7 +270,7 @@ class FlowerBackend(NodeDirectory):
         config.check_nodes(data.node_names)
         super().__init__(data.node_names, data.n_train, data.n_val, spec, data.n_val_events)
         self.config, self.seed_failure = config, seed_failure
-        self._test_x, self._test_observed = jnp.asarray(data.test.x), data.test.observed
+        self._test = manager_test_set(data)
         self._own_workdir = config.workdir is None
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="fedjax_rhd_flower_"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -449,7 +448,7 @@ class FlowerBackend(NodeDirectory):
 
     def test_risks(self, stacked_params: Params) -> np.ndarray:
         """f32[M, n_test] on the benchmark holdout, which the manager holds (no message)."""
-        return np.asarray(stacked_risks(self.spec, stacked_params, self._test_x, self._test_observed))
+        return score_test_set(self.spec, stacked_params, self._test)
 
     def compilations(self) -> int:
         return int(self._driver.call("compilations"))
