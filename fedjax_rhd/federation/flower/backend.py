@@ -235,24 +235,43 @@ def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Pr
 
     The merge is the data layer's own (``fit_from_statistics``, nodes in partition order), so the
     preprocessor equals the one the simulator's data was built with; a difference is an error,
-    never a silently different run.
+    never a silently different run. Under ``strategy=local`` (``data.isolated``) node k's own
+    preprocessing is fitted from node k's statistics alone and sent to node k alone; its own test
+    part (real centres) is packed as the main model (node 1's own) reads rows.
     """
     stats = driver.call("preprocessing_statistics", column_ranges(data.guide))
     moments = [Moments(s["count"], s["mean"], s["m2"]) for s in stats]
     prep, _ = fit_from_statistics(data.guide, moments, [s["histogram"] for s in stats])
-    for field in ("center", "scale", "fill"):
-        ours, theirs = getattr(prep, field), getattr(data.preprocessor, field)
-        # bit-equal when the nodes are the data layer's; a pooled node (centralized) merges
-        # one node's moments instead of K, equal to rounding
-        if not np.allclose(ours, theirs, rtol=1e-12, atol=1e-12):
-            worst = float(np.max(np.abs(ours - theirs)))
-            raise RuntimeError(
-                f"federated preprocessing: the nodes' {field} differs from the data layer's by {worst}"
-            )
+    _check_fit(prep, data.preprocessor, "federated preprocessing")
+    if data.isolated:
+        preps = []
+        for k, (m, s) in enumerate(zip(moments, stats, strict=True)):
+            own, _ = fit_from_statistics(data.guide, [m], [s["histogram"]])
+            _check_fit(own, data.node_preprocessors[k], f"{data.node_names[k]}'s own preprocessing")
+            preps.append(own)
+    else:
+        preps = [prep] * len(data.node_names)
+    sent = [{"center": p.center, "scale": p.scale, "fill": p.fill} for p in preps]
+    test_prep, unseen = data.main_test_packing()
+    if data.isolated and data.test_node is not None:  # each node's own test part, read by node 1's model
+        test = {"test_center": test_prep.center, "test_scale": test_prep.scale, "test_fill": test_prep.fill}
+        test["test_unseen"] = np.asarray(unseen, dtype=np.uint8)
+        sent = [{**s, **test} for s in sent]
     plan = plan_buckets(data.n_train)  # each node packs its rows as its simulator bucket does
     pads = [plan.pad_of(k) for k in range(len(data.n_train))]
-    driver.call("prepare", prep.center, prep.scale, prep.fill, pads, data.val.x.shape[1])
+    driver.call("prepare", sent, pads, data.val.x.shape[1])
     return prep
+
+
+def _check_fit(ours: Preprocessor, theirs: Preprocessor, what: str) -> None:
+    """Refuse a fit from the nodes' statistics that differs from the data layer's."""
+    for field in ("center", "scale", "fill"):
+        a, b = getattr(ours, field), getattr(theirs, field)
+        # bit-equal when the nodes are the data layer's; a pooled node (centralized) merges
+        # one node's moments instead of K, equal to rounding
+        if not np.allclose(a, b, rtol=1e-12, atol=1e-12):
+            worst = float(np.max(np.abs(a - b)))
+            raise RuntimeError(f"{what}: the nodes' {field} differs from the data layer's by {worst}")
 
 
 class FlowerBackend(NodeDirectory):
