@@ -19,7 +19,7 @@ import polars as pl
 from fedjax_rhd.data.case_mix import case_mix_partition
 from fedjax_rhd.data.checks import UnusableData, check_nodes, require_rows
 from fedjax_rhd.data.given import given_test_rows
-from fedjax_rhd.data.isolated import missing_columns, node_view, node_views, own_preprocessors
+from fedjax_rhd.data.isolated import missing_columns, node_views, own_preprocessors
 from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, encode, fit_federated
 from fedjax_rhd.data.reduce import GroupReduction, component_names, group_values, reduce_groups
@@ -139,7 +139,10 @@ class FederatedData:
 
     def test_view(self, k: int) -> NodeData:
         """The benchmark test set as node k's model sees it (``test`` itself unless :attr:`isolated`)."""
-        return self.test if self.test_views is None else node_view(self.test_views, k)
+        if self.test_views is None:
+            return self.test
+        # the rows' outcomes and layout are the test set's own; only what the model reads differs
+        return self.test._replace(x=self.test_views.x[k], observed=self.test_views.observed[k])
 
     def own_preprocessor(self, k: int) -> Preprocessor:
         """The preprocessing node k's rows (and model) use: its own, or the federation's."""

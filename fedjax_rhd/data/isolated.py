@@ -67,7 +67,3 @@ def node_views(
         views.append(make_node_data(prep.transform(values, seen), seen, time, event, pad_to=None))
     return NodeData(*(np.stack(leaves) for leaves in zip(*views, strict=True)))
 
-
-def node_view(views: NodeData, k: int) -> NodeData:
-    """Node k's view (one ``NodeData``) out of :func:`node_views`' stack."""
-    return NodeData(*(leaf[k] for leaf in views))
