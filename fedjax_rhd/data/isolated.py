@@ -66,4 +66,3 @@ def node_views(
         seen = observed & ~lacks[None, :]
         views.append(make_node_data(prep.transform(values, seen), seen, time, event, pad_to=None))
     return NodeData(*(np.stack(leaves) for leaves in zip(*views, strict=True)))
-
