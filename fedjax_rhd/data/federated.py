@@ -144,10 +144,6 @@ class FederatedData:
         # the rows' outcomes and layout are the test set's own; only what the model reads differs
         return self.test._replace(x=self.test_views.x[k], observed=self.test_views.observed[k])
 
-    def own_preprocessor(self, k: int) -> Preprocessor:
-        """The preprocessing node k's rows (and model) use: its own, or the federation's."""
-        return self.node_preprocessors[k] if self.isolated else self.preprocessor
-
     def node_test(self, k: int) -> NodeData | None:
         """Node k's own test part (its centre's test rows), or None when the manager keeps the test set.
 

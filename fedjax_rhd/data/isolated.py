@@ -11,26 +11,41 @@ the same way.
 A node that never measured a feature layer (the ``worst`` scenario,
 ``data.scenario``) has those columns unobserved in every training row; its view
 of the test set has them unobserved too (``observed = False``, filled with its own
-imputation value), so the isolated model is scored on what its site could
-measure, not on values only other sites hold.
+imputation value, which for a column it never observed is its centre: input 0,
+:func:`alone`), so the isolated model is scored on what its site could measure,
+not on values only other sites hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
 from fedjax_rhd.data.packing import make_node_data
-from fedjax_rhd.data.preprocess import Preprocessor, encode, fit_federated
+from fedjax_rhd.data.preprocess import Moments, Preprocessor, encode, fit_federated
 from fedjax_rhd.typing import NodeData
 from harmonize.guide import Guide
 
 
 def own_preprocessors(guide: Guide, node_train: Sequence[pl.DataFrame]) -> tuple[Preprocessor, ...]:
     """Per node, the preprocessing fitted on its own training rows alone (``patient_id`` order)."""
-    return tuple(fit_federated(guide, [encode(part.sort("patient_id"), guide)])[0] for part in node_train)
+    return tuple(
+        alone(*fit_federated(guide, [encode(part.sort("patient_id"), guide)])) for part in node_train
+    )
+
+
+def alone(prep: Preprocessor, moments: Moments) -> Preprocessor:
+    """One node's own fit, with every column it never observed imputed at its centre (input 0).
+
+    A column without one observed value has centre 0, scale 1 and, from an empty histogram, the
+    middle of the guide's range as its median (a platelet count of 1000, say): a constant far
+    from every standardised input, which would skew a network's training for nothing. At the
+    centre it reads 0 in every one of the node's rows, as padding does: no information.
+    """
+    return dataclasses.replace(prep, fill=np.where(moments.count > 0, prep.fill, prep.center))
 
 
 def missing_columns(guide: Guide, groups: Sequence[str]) -> np.ndarray:

@@ -38,6 +38,7 @@ import numpy as np
 
 from fedjax_rhd.data.buckets import plan_buckets
 from fedjax_rhd.data.federated import FederatedData
+from fedjax_rhd.data.isolated import alone
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, column_ranges, fit_from_statistics
 from fedjax_rhd.data.reduce import GroupReduction, fit_group_from_statistics, merged_mean
 from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
@@ -246,7 +247,7 @@ def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Pr
     if data.isolated:
         preps = []
         for k, (m, s) in enumerate(zip(moments, stats, strict=True)):
-            own, _ = fit_from_statistics(data.guide, [m], [s["histogram"]])
+            own = alone(*fit_from_statistics(data.guide, [m], [s["histogram"]]))
             _check_fit(own, data.node_preprocessors[k], f"{data.node_names[k]}'s own preprocessing")
             preps.append(own)
     else:
