@@ -102,13 +102,21 @@ class RunConfig:
                 f"test.dataset={self.test.dataset} and split.column={self.split.column} both name the test "
                 "rows; set one"
             )
-        if self.split.test_fraction == 0 and self.test.dataset is None and self.split.column is None:
+        if self.test.dataset is not None and self.split.holdout_centre is not None:
+            raise ValueError(
+                f"test.dataset={self.test.dataset} and split.holdout_centre={self.split.holdout_centre} both "
+                "name the test rows; set one"
+            )
+        named_test = (self.test.dataset, self.split.column, self.split.holdout_centre)
+        if self.split.test_fraction == 0 and all(v is None for v in named_test):
             raise ValueError(
                 "split.test_fraction=0 leaves no test rows: set test.dataset=<registered dataset> (external "
                 "validation) or split=given split.column=<column> (a fixed assignment)"
             )
         if self.test.dataset is not None and MODELS[self.model.name].generative:
             raise ValueError(f"test.dataset applies to survival models, not model={self.model.name}")
+        if self.split.holdout_centre is not None and MODELS[self.model.name].generative:
+            raise ValueError(f"split.holdout_centre applies to survival models, not model={self.model.name}")
         if self.split.val_fraction == 0 and self.strategy.selection != "last":
             raise ValueError(
                 "split.val_fraction=0 leaves no validation rows to choose a round by: "
@@ -167,6 +175,9 @@ def schema(cls: type) -> DictConfig:
     return _writable(OmegaConf.structured(cls))
 
 
+_REGISTERED: dict[str, object] = {}  # the registries' contents when the schemas were last stored
+
+
 def register_configs() -> None:
     """Register every group's schema; group files name theirs in their defaults list.
 
@@ -174,6 +185,11 @@ def register_configs() -> None:
     new model or backend needs no line here.
     """
     cs = ConfigStore.instance()
+    # Building the schemas costs ~0.1-0.3 s, and every in-process compose (tests, the tuner's trials)
+    # calls this: store them once per set of registered models and backends.
+    signature = (tuple(MODELS.items()), tuple(BACKENDS.items()))
+    if _REGISTERED.get("signature") == signature and "config_schema.yaml" in cs.repo:
+        return
     cs.store(name="config_schema", node=schema(RunConfig))
     for group, cls in [
         ("use_case", UseCase),
@@ -187,6 +203,7 @@ def register_configs() -> None:
         cs.store(group="model", name=f"{name}_schema", node=schema(entry.config))
     for name, entry in BACKENDS.items():
         cs.store(group="backend", name=f"{name}_schema", node=schema(entry.config))
+    _REGISTERED["signature"] = signature
 
 
 def run_config(cfg: DictConfig) -> RunConfig:

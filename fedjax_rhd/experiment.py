@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from fedjax_rhd import generative as gen
@@ -58,11 +59,13 @@ def run_data(
     """The run's federated data, as every path that needs it builds it (a run, Flower's node export).
 
     The use case's dataset; under ``split=given`` its role column (from the table or the dataset's
-    ``reference.parquet``); under ``test.dataset`` the other registered dataset's rows as the test set.
+    ``reference.parquet``); under ``test.dataset`` the other registered dataset's rows as the test set;
+    under ``split.holdout_centre`` one centre's rows (``fedjax_rhd.data.holdout``).
 
     Returns:
         ``(data, table, card, (score name, scores))``: the card carries ``test_dataset`` (the other
-        dataset's card) under ``test.dataset``; the clinical score is then the test dataset's.
+        dataset's card) under ``test.dataset``, the clinical score then the test dataset's; and
+        ``holdout`` (``centre``, ``n_rows``, ``n_events``) under ``split.holdout_centre``.
 
     Raises:
         UnusableData: see :func:`fedjax_rhd.data.build_federated_data`, plus a ``test.dataset``
@@ -92,6 +95,10 @@ def run_data(
         scenario=config.scenario, reduce=uc.reductions, dataset=card["name"], test_table=test_rows,
         isolated=isolated_nodes(config),
     )  # fmt: skip
+    if data.holdout_centre is not None:  # leave one centre out: which centre, and its rows
+        events = int(np.asarray(data.test.event).sum())
+        held = {"centre": data.holdout_centre, "n_rows": len(data.test_patient_ids), "n_events": events}
+        card = {**card, "holdout": held}
     return data, table, card, (score_name, score_table)
 
 

@@ -266,7 +266,8 @@ def predictions(
 
 
 def dataset_block(card: dict[str, Any], layers: tuple[str, ...]) -> dict[str, Any]:
-    """``dataset``; ``dataset.test`` names the dataset the test rows came from (``test.dataset``)."""
+    """``dataset``; ``dataset.test`` names the dataset the test rows came from (``test.dataset``),
+    ``dataset.holdout`` the centre held out as the test set (``split.holdout_centre``)."""
     block = {
         "id": card["id"],
         "name": card["name"],
@@ -278,6 +279,8 @@ def dataset_block(card: dict[str, Any], layers: tuple[str, ...]) -> dict[str, An
     test = card.get("test_dataset")
     if test is not None:
         block["test"] = {k: test[k] for k in ("id", "name", "n_rows", "n_events", "guide_version")}
+    if card.get("holdout") is not None:  # split.holdout_centre: the centre whose rows are the test set
+        block["holdout"] = dict(card["holdout"])
     return block
 
 

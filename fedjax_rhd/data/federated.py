@@ -19,6 +19,7 @@ import polars as pl
 from fedjax_rhd.data.case_mix import case_mix_partition
 from fedjax_rhd.data.checks import UnusableData, check_nodes, require_rows
 from fedjax_rhd.data.given import given_test_rows
+from fedjax_rhd.data.holdout import split_off_centre
 from fedjax_rhd.data.isolated import missing_columns, node_views, own_preprocessors
 from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, encode, fit_federated
@@ -50,6 +51,10 @@ class SplitSpec:
     # split=given: the column holding each patient's role (train/test; fedjax_rhd/data/given.py).
     # Needs natural (nodes from ``centre``) and test_fraction 0: the column, not a draw, picks the test rows.
     column: str | None = None
+    # Leave one centre out (fedjax_rhd/data/holdout.py): every row of this centre (a value of the
+    # ``centre`` column, or its node name ``centre<value>``) is the test set; the others federate.
+    # Needs natural; no test draw (test_fraction unused), like test.dataset.
+    holdout_centre: str | None = None
     # Optional case-mix shift, node rank ("1" largest, "-1" smallest) -> strength: see
     # fedjax_rhd/data/case_mix.py. Off by default. Pairs ((rank, strength), ...) are accepted too.
     case_mix: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -71,6 +76,13 @@ class SplitSpec:
                 "it needs natural: true (nodes from the centre column) and test_fraction: 0 "
                 "(use split=given)"
             )
+        if self.holdout_centre is not None:
+            object.__setattr__(self, "holdout_centre", str(self.holdout_centre))
+            if not self.natural or self.column is not None:
+                raise ValueError(
+                    f"split {self.name!r}: split.holdout_centre={self.holdout_centre!r} holds out a real "
+                    "centre: it needs split=natural (nodes from the centre column) and no split.column"
+                )
         # test_fraction 0: no test part of the run's own rows (only with test.dataset or split.column)
         if not 0 <= self.test_fraction < 1 or not 0 <= self.val_fraction < 1:
             raise ValueError(
@@ -116,6 +128,7 @@ class FederatedData:
     test_node: np.ndarray | None = None  # i64[n_test] node index of each test row's centre, -1: none
     # per node: its own test part encoded (real centres only; () when the manager keeps the test set)
     encoded_test: tuple[EncodedRows, ...] = ()
+    holdout_centre: str | None = None  # split.holdout_centre resolved: the held-out centre's value
     reductions: tuple[GroupReduction, ...] = ()  # use_case.reduce as fitted (components 0: dropped)
     # per node: part ("train", "val", "test" where it keeps one) -> reduced group -> f64[n, d_g] the
     # group's values before reduction (NaN = missing), patient_id order: a Flower node reduces them itself
@@ -350,6 +363,8 @@ def build_federated_data(
         dataset: the table's name, for messages.
         test_table: another dataset's rows in the same schema (``test.dataset``): the test set,
             kept by the manager; every row of ``df`` then goes to the nodes (no test draw).
+            ``split.holdout_centre`` takes this path with the held-out centre's rows
+            (:mod:`fedjax_rhd.data.holdout`).
         isolated: ``strategy=local``: every node also fits its own preprocessing on its own
             training rows and packs its rows with it; the test set is encoded once per node, with
             the feature layers the node lacks unobserved (:mod:`fedjax_rhd.data.isolated`). The
@@ -360,12 +375,18 @@ def build_federated_data(
 
     Raises:
         UnusableData: no rows or no events in the table or its test part, a node left without
-            training rows or events, or a bad ``split.column`` (:mod:`fedjax_rhd.data.checks`).
+            training rows or events, a bad ``split.column`` (:mod:`fedjax_rhd.data.checks`), or a
+            ``split.holdout_centre`` that is unknown, has no event or leaves fewer than two centres.
     """
     for col in ("patient_id", "time", "event"):
         if col not in df.columns:
             raise KeyError(f"table lacks required column {col!r}")
     require_rows(dataset, df)
+    held_out = None
+    if split.holdout_centre is not None:  # leave one centre out: its rows are the test table
+        if test_table is not None:
+            raise ValueError("split.holdout_centre and test_table both name the test rows; pass one")
+        df, test_table, held_out = split_off_centre(df, split.holdout_centre, dataset)
     df = df.sort("patient_id")
     event = df["event"].to_numpy().astype(np.int64)
     if test_table is not None:
@@ -480,6 +501,7 @@ def build_federated_data(
         scenario=tuple(scenario_report),
         encoded=encoded,
         test_node=test_node,
+        holdout_centre=held_out,
         encoded_test=_test_parts(test_sorted, test_node, guide, len(names)),
         reductions=tuple(fitted),
         group_values=_group_values(raw_parts, fitted),

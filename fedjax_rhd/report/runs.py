@@ -56,9 +56,11 @@ class Run:
     @property
     def row(self) -> RowKey:
         cfg = self.results["config"]
-        return RowKey(
-            cfg["use_case"]["name"], cfg["scenario"]["name"], cfg["split"]["name"], cfg["model"]["name"]
-        )
+        split = cfg["split"]["name"]
+        held = cfg["split"].get("holdout_centre")
+        if held is not None:  # leave one centre out: each held-out centre is its own test set, its own row
+            split = f"{split}-holdout-{held}"
+        return RowKey(cfg["use_case"]["name"], cfg["scenario"]["name"], split, cfg["model"]["name"])
 
     @property
     def strategy(self) -> str:

@@ -537,3 +537,113 @@ def test_synthetic_figure3_pairs_fedavg_with_centralised_and_each_node_by_seed(t
     assert "CSF FedAvg − node2 alone: -0.040" in text and "shown otherwise: below 0" in text
     assert "CSF FedAvg − node3 alone: +0.100" in text  # constant difference: a zero-width interval
     assert (tmp_path / "out" / "figures" / "fidelity_mds_best_three_vae_bgm.png").stat().st_size > 10_000
+
+
+def test_external_validation_loco_scores_each_held_out_centre_and_decides_claims(tmp_path, capsys):
+    """experiments/external_validation/run.py's bookkeeping on fake runs and fake scores: one run per
+    held-out centre, strategy and seed; the score checked against its run; table cells by hand
+    (the real path, holdout run -> score command, is tests/e2e/test_holdout_run.py)."""
+    import polars as pl
+
+    from fedjax_rhd.metrics.concordance import concordance_index
+
+    mod = script("external_validation/run.py")
+    centres = {"a": 30, "b": 20, "c": 12}  # rows per centre; nodes are named largest first
+    rng = np.random.default_rng(0)
+    rows = {
+        c: pl.DataFrame({"patient_id": [f"{c}{i:02d}" for i in range(n)],
+                         "time": rng.exponential(size=n) + 0.01,
+                         "event": (rng.random(n) < 0.7).astype(np.int64)})
+        for c, n in centres.items()
+    }  # fmt: skip
+    made = []
+
+    def models(strategy, held):
+        others = [f"centre{c}" for c in centres if c != held]
+        return {"fedavg": ["global", *others], "centralized": ["centralised"],
+                "local": [f"{n}_local" for n in others]}[strategy]  # fmt: skip
+
+    def risk(held, strategy, seed, model):
+        t = rows[held]["time"].to_numpy()
+        noise = 0.2 if model in ("global", "centralised") else 2.0  # the federation sees more patients
+        salt = sum(map(ord, f"{held}{strategy}{model}"))
+        return -t + np.random.default_rng([seed, salt]).normal(scale=noise, size=len(t))
+
+    def fake_run(overrides, folder):
+        get = {o.split("=")[0]: o.split("=", 1)[1] for o in overrides}
+        held, strategy, seed = get["split.holdout_centre"], get["strategy"], int(get["seed.split"])
+        assert get["seed.init"] == get["seed.train"] == str(seed) and "use_case=aml_beat" in overrides
+        main = models(strategy, held)[0]
+        r, df = risk(held, strategy, seed, main), rows[held]
+        folder.mkdir(parents=True)
+        c = concordance_index(df["time"].to_numpy(), df["event"].to_numpy(), r)
+        nodes = [{"name": f"centre{x}"} for x in centres if x != held]
+        final = {"c_index_test": {"estimate": c}, "clinical_score": {"name": "ELN 2022"}}
+        results = {"dataset": {"name": "aml_beat"}, "nodes": nodes, "final": final}
+        (folder / "results.json").write_text(json.dumps(results))
+        df.select("patient_id").with_columns(pl.Series("risk", r)).write_parquet(
+            folder / "test_predictions.parquet"
+        )
+        made.append(folder)
+        return results
+
+    def fake_score(folder, name, *, out, **options):
+        assert options == {"rows": "run-test", "censoring": "cohort", "n_boot": 200, "plots": False}
+        assert name == "aml_beat"
+        results = json.loads((folder / "results.json").read_text())
+        cfg = folder.relative_to(tmp_path / "loco" / "runs").parts  # centre<c>/<strategy>/seed<s>
+        held, strategy, seed = cfg[0].removeprefix("centre"), cfg[1], int(cfg[2].removeprefix("seed"))
+        df = rows[held]
+        eln = np.where(np.arange(df.height) % 4 == 0, np.nan, -df["time"].to_numpy())  # ELN: not every row
+        frames = [df.with_columns(pl.lit(m).alias("model"), pl.Series("risk", risk(held, strategy, seed, m)),
+                                  pl.Series("clinical_score", eln, nan_to_null=True))
+                  for m in models(strategy, held)]  # fmt: skip
+        out.mkdir(parents=True)
+        pl.concat(frames).write_parquet(out / "predictions.parquet")
+        doc = {"models": [{"name": m, "main": i == 0, "c_index": results["final"]["c_index_test"]}
+                          for i, m in enumerate(models(strategy, held))]}  # fmt: skip
+        (out / "score.json").write_text(json.dumps(doc))
+
+    mod.compose_run, mod.score = fake_run, fake_score
+    argv = [
+        "--out",
+        str(tmp_path / "loco"),
+        "--centres",
+        "a",
+        "b",
+        "c",
+        "--seeds",
+        "0",
+        "1",
+        "--n-boot",
+        "50",
+    ]
+    numbers = mod.main(argv)
+    assert len(made) == 3 * 3 * 2  # centres x strategies x seeds
+    text = (tmp_path / "loco" / "loco.md").read_text()
+    assert text.startswith("Produced at commit") and "| centrea | 30 (" in text
+    df = rows["b"]
+    t, e = df["time"].to_numpy(), df["event"].to_numpy()
+    by_hand = np.mean([concordance_index(t, e, risk("b", "fedavg", s, "global")) for s in (0, 1)])
+    assert numbers["centres"]["b"]["c_index"]["FedAvg"]["estimate"] == pytest.approx(by_hand, abs=1e-12)
+    assert numbers["centres"]["b"]["score_rows"] == 15  # ELN scores 15 of centre b's 20 rows
+    assert set(numbers["centres"]["c"]["fedavg_minus"]) == {
+        "centralised",
+        "ELN 2022",
+        "centrea alone",
+        "centreb alone",
+    }
+    assert "FedAvg − ELN 2022" in text and "FedAvg − largest training centre alone" in text
+    assert "Intervals resample: patients" in text
+    for line in (x for x in text.splitlines() if x.startswith("- FedAvg")):
+        assert any(w in line for w in ("; shown: ", "; not shown: ", "; shown otherwise: "))
+    # rerunning runs and scores nothing again
+    mod.main(argv)
+    assert len(made) == 18
+    # a score that is not its run's is refused
+    out = tmp_path / "loco" / "runs" / "centrea" / "fedavg" / "seed0" / "scores" / "aml_beat-run-test"
+    pred = pl.read_parquet(out / "predictions.parquet")
+    pred.with_columns(pl.col("risk") * 2).write_parquet(out / "predictions.parquet")
+    with pytest.raises(ValueError, match="scores differently from the run's own test predictions"):
+        mod.main(argv)
+    capsys.readouterr()

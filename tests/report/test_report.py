@@ -230,9 +230,17 @@ def test_predictions_that_disagree_with_results_are_an_error(tmp_path):
 def test_two_runs_for_one_cell_are_an_error(tmp_path):
     a = write_run(tmp_path / "a", "fedavg", 0, {"node1": PERFECT})
     b = write_run(tmp_path / "b", "fedavg", 0, {"node1": PERFECT})
+    name = json.loads((a / "results.json").read_text())["config"]["split"]["name"]
     with pytest.raises(ReportInputError, match="two runs for the same cell") as err:
         find_runs([tmp_path])
     assert str(a / "results.json") in str(err.value) and str(b / "results.json") in str(err.value)
+    # leave one centre out: runs that hold out different centres are different rows, not one cell twice
+    for folder, centre in ((a, "3"), (b, "centre5")):
+        res = json.loads((folder / "results.json").read_text())
+        res["config"]["split"]["holdout_centre"] = centre
+        (folder / "results.json").write_text(json.dumps(res))
+    rows = sorted(r.row.split for r in find_runs([tmp_path]))
+    assert rows == [f"{name}-holdout-3", f"{name}-holdout-centre5"]
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
-import multiprocessing
+import threading
 
 import numpy as np
 import polars as pl
@@ -307,18 +308,21 @@ def test_cache_round_trip_and_tamper_detection(mds_guide, tmp_path):
         load_or_build_dataset(_sim_spec(300, 4), dataclasses.replace(mds_guide, version="0.0.0"), tmp_path)
 
 
-def _build_in_child(data_root: str) -> str:
-    import fedjax_rhd.sources  # noqa: F401  (registers the simulated source in this fresh process)
-    from harmonize.datasets import load_or_build_dataset
-    from harmonize.guide import load_guide
-
-    return load_or_build_dataset(_sim_spec(300, 5), load_guide("mds"), data_root)[1]["id"]
-
-
 def test_parallel_builds_agree(mds_guide, tmp_path):
-    """Two fresh processes started at once build the same dataset: one folder, the same id."""
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        ids = pool.map(_build_in_child, [str(tmp_path)] * 2)
+    """Two builds started at once (parallel jobs sharing a data root) give one folder and the same id.
+
+    Threads released by one barrier: the cache's guard is a build in a temporary folder renamed into
+    place (no lock), so two threads race through the same path as two processes would, without the
+    seconds two fresh interpreters take to import JAX.
+    """
+    start = threading.Barrier(2)
+
+    def build(_: int) -> str:
+        start.wait()
+        return load_or_build_dataset(_sim_spec(300, 5), mds_guide, tmp_path)[1]["id"]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        ids = list(pool.map(build, range(2)))
     assert ids[0] == ids[1]
     df, card = load_or_build_dataset(_sim_spec(300, 5), mds_guide, tmp_path)
     assert card["id"] == ids[0] == dataset_id(df, mds_guide)

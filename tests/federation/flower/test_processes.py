@@ -404,6 +404,8 @@ def test_two_node_run_end_to_end_then_nothing_left(tmp_path):
     deployment.stop()  # idempotent
 
 
+# Slow: a second deployment (about 10 s) beside the default suite's one (issue 15: one in the default suite).
+@pytest.mark.slow
 def test_an_unregistered_supernode_is_refused_and_its_key_named(tmp_path):
     """SuperNode authentication: a key the manager did not register is refused; the refusal (which
     Flower logs only at the SuperLink) is reported with the refused key."""
