@@ -94,12 +94,22 @@ def run_data(
         table, guide, config.split, pooled=config.strategy.algorithm == "centralized",
         scenario=config.scenario, reduce=uc.reductions, dataset=card["name"], test_table=test_rows,
         min_cell_count=config.privacy.min_cell_count,
+        isolated=isolated_nodes(config),
     )  # fmt: skip
     if data.holdout_centre is not None:  # leave one centre out: which centre, and its rows
         events = int(np.asarray(data.test.event).sum())
         held = {"centre": data.holdout_centre, "n_rows": len(data.test_patient_ids), "n_events": events}
         card = {**card, "holdout": held}
     return data, table, card, (score_name, score_table)
+
+
+def isolated_nodes(config: RunConfig) -> bool:
+    """Whether every node preprocesses alone: ``strategy=local`` with a survival model.
+
+    A generative model (VAE-BGM, the Bayesian network) samples one synthetic table in the
+    federation's units (``fedjax_rhd.generative``), so its runs keep the federation's statistics.
+    """
+    return config.strategy.algorithm == "local" and not is_generative(config.model.name)
 
 
 def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker: Tracker) -> dict[str, Any]:

@@ -133,10 +133,15 @@ def _main_model(global_params: Any, node_params: Any) -> tuple[Any, list[int] | 
 def survival_block(
     spec: AlgorithmSpec, backend: Backend, data: FederatedData, global_params: Any, node_params: Any
 ) -> dict[str, Any]:
-    """Uno's C, td-AUC and IBS of the main model (the global one, else node 1's own)."""
+    """Uno's C, td-AUC and IBS of the main model (the global one, else node 1's own).
+
+    Node 1's own model reads the test rows as node 1 does (``FederatedData.test_view``: its own
+    preprocessing and missing layers under ``strategy=local``).
+    """
     params, nodes = _main_model(global_params, node_params)
+    test = data.test if global_params is not None else data.test_view(0)
     try:
-        return survival_metrics(spec, backend, data.test, params, baseline_nodes=nodes)
+        return survival_metrics(spec, backend, test, params, baseline_nodes=nodes)
     except ValueError as err:  # e.g. too short a test follow-up: record why, keep the run
         logging.getLogger(__name__).warning("survival metrics not computed: %s", err)
         missing = {"uno_c_test": None, "td_auc_test": None, "ibs_test": None}
@@ -358,6 +363,27 @@ def run_params(fed: FederationResult, tuned: dict[str, Any] | None) -> dict[str,
     return params
 
 
+def preprocessing_block(data: FederatedData) -> dict[str, Any]:
+    """``preprocessing``: the federation's fit; under ``strategy=local`` also ``nodes``, each node's own.
+
+    Each node's entry adds ``unseen_columns``: the encoded columns it never measured (unobserved
+    in its view of the test set too).
+    """
+    block: dict[str, Any] = data.preprocessor.to_json()
+    if data.isolated:
+        block["nodes"] = [
+            {
+                "name": name,
+                **{k: v for k, v in prep.to_json().items() if k != "columns"},
+                "unseen_columns": [c for c, u in zip(prep.columns, unseen, strict=True) if u],
+            }
+            for name, prep, unseen in zip(
+                data.node_names, data.node_preprocessors, data.node_unseen, strict=True
+            )
+        ]
+    return block
+
+
 def results_document(
     resolved: dict[str, Any],
     card: dict[str, Any],
@@ -376,7 +402,7 @@ def results_document(
         "dataset": dataset_block(card, layers),
         "nodes": nodes_block(data, fractions),
         "scenario": {"name": scenario, "nodes": list(data.scenario)},
-        "preprocessing": data.preprocessor.to_json(),
+        "preprocessing": preprocessing_block(data),
         "privacy": privacy_block(data.min_cell_count),
         "rounds": fed.rounds,
         "final": final,

@@ -20,6 +20,7 @@ from fedjax_rhd.data.case_mix import case_mix_partition
 from fedjax_rhd.data.checks import UnusableData, check_nodes, require_rows
 from fedjax_rhd.data.given import given_test_rows
 from fedjax_rhd.data.holdout import split_off_centre
+from fedjax_rhd.data.isolated import missing_columns, node_views, own_preprocessors
 from fedjax_rhd.data.packing import make_node_data
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, encode, fit_federated
 from fedjax_rhd.data.reduce import GroupReduction, component_names, group_values, reduce_groups
@@ -135,10 +136,29 @@ class FederatedData:
     # privacy.min_cell_count: every node coarsens its statistics' cells below it (data/small_cells.py);
     # the preprocessing above was fitted so, and the backends pass it with every node statistic
     min_cell_count: int = 0
+    # ``strategy=local`` (fedjax_rhd/data/isolated.py): per node, the preprocessing fitted on its own
+    # training rows (its train and val rows are packed with it; () = the federation's for every node),
+    # the encoded columns it never measured (bool[d]), and the test set as each node's model sees it
+    # (stacked [K, n_test, ...], the global test set's row order)
+    node_preprocessors: tuple[Preprocessor, ...] = ()
+    node_unseen: tuple[np.ndarray, ...] = ()
+    test_views: NodeData | None = None
 
     @property
     def num_nodes(self) -> int:
         return len(self.node_names)
+
+    @property
+    def isolated(self) -> bool:
+        """True when every node has its own preprocessing (``strategy=local``)."""
+        return bool(self.node_preprocessors)
+
+    def test_view(self, k: int) -> NodeData:
+        """The benchmark test set as node k's model sees it (``test`` itself unless :attr:`isolated`)."""
+        if self.test_views is None:
+            return self.test
+        # the rows' outcomes and layout are the test set's own; only what the model reads differs
+        return self.test._replace(x=self.test_views.x[k], observed=self.test_views.observed[k])
 
     def node_test(self, k: int) -> NodeData | None:
         """Node k's own test part (its centre's test rows), or None when the manager keeps the test set.
@@ -147,11 +167,24 @@ class FederatedData:
         sorted by descending time, ``patient_id`` order within ties, i.e. the global test
         set's order restricted to the node's rows; NOT padded (like the global test set,
         and as ``query.prepare`` packs a node's test part). A node without test rows gets
-        zero rows.
+        zero rows. Federated evaluation scores the main model there; under :attr:`isolated`
+        that is node 1's own, so the part is packed as node 1's model sees rows
+        (:meth:`main_test_packing`).
         """
         if self.test_node is None:
             return None
-        return pack_rows(self.encoded_test[k], self.preprocessor, None)
+        prep, unseen = self.main_test_packing()
+        return pack_rows(masked(self.encoded_test[k], unseen), prep, None)
+
+    def main_test_packing(self) -> tuple[Preprocessor, np.ndarray | None]:
+        """How a node packs its own test part: the main model's preprocessing and unseen columns.
+
+        The federation's preprocessing and nothing masked, or under :attr:`isolated` node 1's own
+        (the main model is node 1's; ``results._main_model``).
+        """
+        if not self.isolated:
+            return self.preprocessor, None
+        return self.node_preprocessors[0], self.node_unseen[0]
 
     def component_columns(self) -> dict[str, np.ndarray]:
         """Each kept reduction's encoded column indices (i64[k], component order) in ``guide``'s rows."""
@@ -240,6 +273,13 @@ def encode_rows(df: pl.DataFrame, guide: Guide) -> EncodedRows:
     return EncodedRows(values, observed, df["time"].to_numpy(), df["event"].to_numpy().astype(np.float32))
 
 
+def masked(rows: EncodedRows, unseen: np.ndarray | None) -> EncodedRows:
+    """``rows`` with the columns ``unseen`` (bool[d]; None: none) unobserved: a node's missing layers."""
+    if unseen is None or not unseen.any():
+        return rows
+    return rows._replace(observed=rows.observed & ~np.asarray(unseen, dtype=bool)[None, :])
+
+
 def pack_rows(rows: EncodedRows, prep: Preprocessor, pad_to: int | None) -> NodeData:
     """Standardise, impute and pack one part's rows: descending time, ``patient_id`` order within ties.
 
@@ -308,6 +348,7 @@ def build_federated_data(
     dataset: str = "table",
     test_table: pl.DataFrame | None = None,
     min_cell_count: int = 0,
+    isolated: bool = False,
 ) -> FederatedData:
     """Split a table into test, nodes and node validation parts; fit preprocessing.
 
@@ -330,6 +371,10 @@ def build_federated_data(
             (:mod:`fedjax_rhd.data.holdout`).
         min_cell_count: ``privacy.min_cell_count``: each node's preprocessing statistics with
             cells below it coarsened (``preprocess.node_statistics``); 0: exact.
+        isolated: ``strategy=local``: every node also fits its own preprocessing on its own
+            training rows and packs its rows with it; the test set is encoded once per node, with
+            the feature layers the node lacks unobserved (:mod:`fedjax_rhd.data.isolated`). The
+            federation's preprocessing is still fitted (recorded; the pooled case ignores the flag).
 
     Returns:
         FederatedData with stacked, padded node arrays.
@@ -425,6 +470,8 @@ def build_federated_data(
     prep, moments = fit_federated(
         guide, [encode(part.sort("patient_id"), guide) for part in node_train], min_cell_count
     )
+    # strategy=local: each node alone, its own statistics too (fedjax_rhd/data/isolated.py)
+    own = own_preprocessors(guide, node_train, min_cell_count) if isolated and not pooled else ()
     if pooled:
         node_train, node_val, names = [pl.concat(node_train)], [pl.concat(node_val)], ("pooled",)
         raw_train, raw_val = [pl.concat(raw_train)], [pl.concat(raw_val)]
@@ -434,9 +481,12 @@ def build_federated_data(
     )
     train_pad = _padded(max(len(p) for p in node_train))
     val_pad = _padded(max(len(p) for p in node_val))
-    train = _stack([pack_rows(t, prep, train_pad) for t, _ in encoded])
-    val = _stack([pack_rows(v, prep, val_pad) for _, v in encoded])
+    packing = own or (prep,) * len(encoded)
+    train = _stack([pack_rows(t, p, train_pad) for (t, _), p in zip(encoded, packing, strict=True)])
+    val = _stack([pack_rows(v, p, val_pad) for (_, v), p in zip(encoded, packing, strict=True)])
     test, test_sorted = _node_arrays(test_df, guide, prep, None)
+    unseen = tuple(missing_columns(guide, r["missing_groups"]) for r in scenario_report) if own else ()
+    views = node_views(test_sorted, guide, own, unseen) if own else None
     oracle = test_sorted["oracle_risk"].to_numpy() if "oracle_risk" in test_sorted.columns else None
     # another dataset's test rows live at no node: the manager keeps them (a benchmark holdout)
     kept = pooled or not split.natural or test_table is not None
@@ -466,6 +516,9 @@ def build_federated_data(
         reductions=tuple(fitted),
         group_values=_group_values(raw_parts, fitted),
         min_cell_count=int(min_cell_count),
+        node_preprocessors=own,
+        node_unseen=unseen,
+        test_views=views,
     )
 
 

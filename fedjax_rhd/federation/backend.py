@@ -145,7 +145,9 @@ class Backend(Protocol):
         """f32[M, n_test]: the risk of each of M stacked parameter sets on the benchmark test set.
 
         The test set is held by the manager (the benchmark's holdout), not by a node:
-        nothing crosses the wire.
+        nothing crosses the wire. Under ``strategy=local`` (``FederatedData.test_views``) parameter
+        set k is node k's own model and reads node k's view of the rows (its own preprocessing, its
+        missing layers unobserved), so M must be K (``simulator.score_test_set``).
         """
         ...
 

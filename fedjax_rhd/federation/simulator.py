@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -110,6 +111,55 @@ def stacked_risks(
     return jax.vmap(model.risk, in_axes=(0, None, None))(stacked_params, x, observed)
 
 
+@functools.partial(jax.jit, static_argnames=("spec",))
+def own_risks(spec: AlgorithmSpec, stacked_params: Params, x: jax.Array, observed: jax.Array) -> jax.Array:
+    """f32[K, n] risk of node k's parameters on node k's own view of the rows (``x`` f32[K, n, d]).
+
+    ``strategy=local``: each node's model reads the rows through its own preprocessing, with the
+    layers it never measured unobserved (``fedjax_rhd.data.isolated``); one executable for every K.
+    """
+    TRACE_COUNTS["risk"] += 1
+    model = build_model(spec)
+    return jax.vmap(model.risk)(stacked_params, x, observed)
+
+
+class ManagerTestSet(NamedTuple):
+    """The benchmark test set as the manager scores it.
+
+    ``x`` / ``observed`` are [n, d] for one encoding shared by every model, or [K, n, d] when each
+    node's model has its own view (``per_node``: ``FederatedData.test_views``, ``strategy=local``).
+    """
+
+    x: jax.Array
+    observed: jax.Array
+    per_node: bool
+
+
+def manager_test_set(data: FederatedData) -> ManagerTestSet:
+    """``data``'s benchmark test set on the device: each node's own view under ``strategy=local``."""
+    if data.test_views is None:
+        return ManagerTestSet(jnp.asarray(data.test.x), jnp.asarray(data.test.observed), False)
+    return ManagerTestSet(jnp.asarray(data.test_views.x), jnp.asarray(data.test_views.observed), True)
+
+
+def score_test_set(spec: AlgorithmSpec, stacked_params: Params, test: ManagerTestSet) -> np.ndarray:
+    """f32[M, n_test] risks of M stacked parameter sets (M = K, node order, when ``test.per_node``).
+
+    Raises:
+        ValueError: per-node views but not one parameter set per node (a global model has no
+            node's view to read the rows through).
+    """
+    if not test.per_node:
+        return np.asarray(stacked_risks(spec, stacked_params, test.x, test.observed))
+    given = {int(leaf.shape[0]) for leaf in jax.tree.leaves(stacked_params)}
+    if given != {int(test.x.shape[0])}:
+        raise ValueError(
+            f"each node's model reads the test set through its own preprocessing (strategy=local): "
+            f"expected {int(test.x.shape[0])} stacked parameter sets, one per node, got {sorted(given)}"
+        )
+    return np.asarray(own_risks(spec, stacked_params, test.x, test.observed))
+
+
 def broadcast(params: Params, num_nodes: int) -> Params:
     """``params`` repeated along a new leading node axis of size ``num_nodes``."""
     return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (num_nodes, *leaf.shape)), params)
@@ -185,8 +235,7 @@ class SimulatorBackend(NodeDirectory):
         self.buckets = plan_buckets(data.n_train)
         self._train_buckets = jax.tree.map(jnp.asarray, bucket_nodes(data.train, data.n_train, self.buckets))
         self._val = jax.tree.map(jnp.asarray, data.val)
-        self._test_x = jnp.asarray(data.test.x)
-        self._test_observed = data.test.observed
+        self._test = manager_test_set(data)
         # each node's own test part (real centres: federated evaluation); None: the manager keeps the test set
         self._node_test = (
             None if data.test_node is None else tuple(data.node_test(k) for k in range(len(self._names)))
@@ -245,7 +294,7 @@ class SimulatorBackend(NodeDirectory):
 
     def test_risks(self, stacked_params: Params) -> np.ndarray:
         """f32[M, n_test] risks of M stacked parameter sets on the test set."""
-        return np.asarray(stacked_risks(self.spec, stacked_params, self._test_x, self._test_observed))
+        return score_test_set(self.spec, stacked_params, self._test)
 
     def finetune(self, params: Params, rng: jax.Array, epochs: int) -> Params:
         """Stacked [K]: ``params`` after ``epochs`` local steps on each node (vmapped ``finetune_node``)."""

@@ -2,7 +2,8 @@
 
 Rows go the way the run's test rows went (``fedjax_rhd.data.federated``): the run's feature
 reductions (its federated means and axes, ``data.reduce.transform``), encoding, the run's
-standardisation and imputation (``Preprocessor.transform``), packed in descending time with
+standardisation and imputation (``Preprocessor.transform``; under ``strategy=local`` once per node
+with that node's own, its unseen layers unobserved), packed in descending time with
 ``patient_id`` order inside ties. Risks come from the same jitted function the simulator
 scores test rows with, per parameter stack as the run stacked them, and the metrics from the
 project's own evaluation code: Harrell's C with its bootstrap (``metrics.concordance``),
@@ -22,16 +23,23 @@ import jax.numpy as jnp
 import numpy as np
 import polars as pl
 
-from fedjax_rhd.data.federated import encode_rows, pack_rows
+from fedjax_rhd.data.federated import encode_rows, masked, pack_rows
 from fedjax_rhd.data.reduce import reduced_guide, transform
-from fedjax_rhd.federation.simulator import stacked_risks
+from fedjax_rhd.federation.simulator import own_risks, stacked_risks
 from fedjax_rhd.metrics import ipcw
 from fedjax_rhd.metrics.clinical import clinical_score_result, scores_on_test
 from fedjax_rhd.metrics.concordance import bootstrap_cindex, paired_bootstrap_difference
 from fedjax_rhd.metrics.evaluation import survival_metrics, survival_on_test
 from fedjax_rhd.score.calibration import calibration_at, default_horizons
 from fedjax_rhd.score.load_run import ScoreError, TrainedRun
-from fedjax_rhd.score.state import ModelEntry, RecordedNodes, model_params, preprocessor, reductions
+from fedjax_rhd.score.state import (
+    ModelEntry,
+    RecordedNodes,
+    model_params,
+    node_preprocessors,
+    preprocessor,
+    reductions,
+)
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.typing import NodeData
 from harmonize.guide import Guide
@@ -45,6 +53,15 @@ class ScoredRows:
     patient_ids: tuple[str, ...]  # same order
     guide: Guide  # the guide after the run's reductions (what the model reads)
     oracle_risk: np.ndarray | None  # simulated cohorts' true risk, same order
+    # strategy=local: the same rows as node k's own model reads them (its own statistics, its unseen
+    # layers unobserved); () when every model reads ``rows``
+    node_rows: tuple[NodeData, ...] = ()
+
+    def rows_of(self, model: ModelEntry) -> NodeData:
+        """The rows as ``model`` reads them: a node's own model its node's view, else ``rows``."""
+        if self.node_rows and model.params.startswith("nodes/"):
+            return self.node_rows[int(model.params.split("/")[1])]
+        return self.rows
 
 
 def encode_for_run(table: pl.DataFrame, guide: Guide, run: TrainedRun) -> ScoredRows:
@@ -76,12 +93,18 @@ def encode_for_run(table: pl.DataFrame, guide: Guide, run: TrainedRun) -> Scored
     order = np.argsort(-np.asarray(encoded.time), kind="stable")  # pack_rows' order
     ids = tuple(sorted_df["patient_id"].to_list()[i] for i in order)
     oracle = sorted_df["oracle_risk"].to_numpy()[order] if "oracle_risk" in df.columns else None
-    return ScoredRows(rows, ids, guide, oracle)
+    own = node_preprocessors(run.manifest, run.arrays)
+    node_rows = tuple(pack_rows(masked(encoded, unseen), p, None) for p, unseen in own)
+    return ScoredRows(rows, ids, guide, oracle, node_rows)
 
 
-def model_risks(spec: AlgorithmSpec, run: TrainedRun, rows: NodeData) -> dict[str, np.ndarray]:
-    """f32[n] risk of every model, computed per parameter stack as the run computed its test risks."""
-    x, observed = jnp.asarray(rows.x), jnp.asarray(rows.observed)
+def model_risks(spec: AlgorithmSpec, run: TrainedRun, scored: ScoredRows) -> dict[str, np.ndarray]:
+    """f32[n] risk of every model, computed per parameter stack as the run computed its test risks.
+
+    Under ``strategy=local`` each node's model reads its own view (``ScoredRows.node_rows``), all
+    of them in one call, as the run scored its test set (``simulator.own_risks``).
+    """
+    x, observed = jnp.asarray(scored.rows.x), jnp.asarray(scored.rows.observed)
     stacks: dict[str, np.ndarray] = {}
     for m in run.models:
         stack = m.params.split("/")[0]
@@ -89,7 +112,11 @@ def model_risks(spec: AlgorithmSpec, run: TrainedRun, rows: NodeData) -> dict[st
             tree = run.params[stack]
             if stack == "global":
                 tree = jax.tree.map(lambda p: p[None], tree)
-            stacks[stack] = np.asarray(stacked_risks(spec, tree, x, observed))
+            if stack == "nodes" and scored.node_rows:
+                views = [jnp.stack([getattr(r, f) for r in scored.node_rows]) for f in ("x", "observed")]
+                stacks[stack] = np.asarray(own_risks(spec, tree, *views))
+            else:
+                stacks[stack] = np.asarray(stacked_risks(spec, tree, x, observed))
     return {m.name: stacks[m.params.split("/")[0]][int(m.params.split("/")[1]) if "/" in m.params else 0]
             for m in run.models}  # fmt: skip
 

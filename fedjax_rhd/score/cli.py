@@ -79,11 +79,11 @@ def score(
             "seed": run.config.seed.split if seed is None else seed}  # fmt: skip
     scored = encode_for_run(table, guide, run)
     spec = run.config.algorithm_spec(scored.rows.x.shape[-1], scored.guide)
-    risks = model_risks(spec, run, scored.rows)
+    risks = model_risks(spec, run, scored)
     main = next(m.name for m in run.models if m.main)
     block, versus, per_row = clinical_comparison(score_name, scores, scored, risks, main, boot)
     models = [
-        {**score_model(spec, run, m, scored.rows, risks[m.name], own_censoring=own_censoring,
+        {**score_model(spec, run, m, scored.rows_of(m), risks[m.name], own_censoring=own_censoring,
                        horizons=horizons, groups=groups, boot=boot),
          "versus_clinical_score": versus.get(m.name)}
         for m in run.models

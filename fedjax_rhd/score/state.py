@@ -11,7 +11,9 @@ counts. The run writes all of it once, at its end, next to ``params.npz``:
   reductions' groups and columns, the encoded columns, the node names, and every model with
   a plain name, what it is, where its parameters are in ``params.npz`` and which nodes'
   rows build its baseline.
-* ``scoring.npz``: the arrays: preprocessing (``prep/center``, ``prep/scale``, ``prep/fill``),
+* ``scoring.npz``: the arrays: preprocessing (``prep/center``, ``prep/scale``, ``prep/fill``; under
+  ``strategy=local`` also each node's own, ``prep/nodes/<k>/center`` ... and ``unseen``, the
+  columns of the layers it never measured, and ``scoring.json`` says ``"preprocessing": "per_node"``),
   each reduction (``reduce/<i>/mean``, ``basis``, ``eigenvalues``) and what evaluation asked of
   the nodes (``nodes/max_time``, ``nodes/grid_counts/<field>``, one row per node; for Cox-type
   models ``breslow/<model>/events`` and ``at_risk``, one row per node of its baseline, listed in
@@ -229,6 +231,10 @@ def write_scoring_state(
     arrays = evaluation_arrays(spec, backend, models, params)
     prep = data.preprocessor
     arrays.update({"prep/center": prep.center, "prep/scale": prep.scale, "prep/fill": prep.fill})
+    for k, (own, unseen) in enumerate(zip(data.node_preprocessors, data.node_unseen, strict=True)):
+        # strategy=local: node k's model reads rows through node k's own statistics and layers
+        arrays.update({f"prep/nodes/{k}/{f}": getattr(own, f) for f in ("center", "scale", "fill")})
+        arrays[f"prep/nodes/{k}/unseen"] = np.asarray(unseen, dtype=np.uint8)
     for i, r in enumerate(data.reductions):
         arrays.update(
             {
@@ -253,6 +259,7 @@ def write_scoring_state(
             for r in data.reductions
         ],
         "encoded_columns": list(prep.columns),
+        "preprocessing": "per_node" if data.isolated else "federated",
         "nodes": list(data.node_names),
         "models": [m.to_json() for m in models],
         "evaluation": {"grid_points": GRID_POINTS, "num_times": NUM_TIMES},
@@ -271,6 +278,22 @@ def preprocessor(manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> Pre
         center=arrays["prep/center"],
         scale=arrays["prep/scale"],
         fill=arrays["prep/fill"],
+    )
+
+
+def node_preprocessors(
+    manifest: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> tuple[tuple[Preprocessor, np.ndarray], ...]:
+    """Per node, its own preprocessing and bool[d] unseen columns (``strategy=local``); () otherwise."""
+    if manifest.get("preprocessing", "federated") != "per_node":
+        return ()
+    columns = tuple(manifest["encoded_columns"])
+    return tuple(
+        (
+            Preprocessor(columns, *(arrays[f"prep/nodes/{k}/{f}"] for f in ("center", "scale", "fill"))),
+            arrays[f"prep/nodes/{k}/unseen"].astype(bool),
+        )
+        for k in range(len(manifest["nodes"]))
     )
 
 

@@ -70,6 +70,11 @@ def test_own_test_rows_reproduce_results_json_exactly(runs, own_test, strategy):
     assert len(models) == {"fedavg": 4, "centralized": 1, "local": 3}[strategy]
     assert doc["clinical_score"] == final["clinical_score"]
     assert doc["oracle_c_index"] == final["oracle_c_index_test"]
+    # local: each node's model read the rows through its own statistics, in the run and here
+    manifest = json.loads((runs[strategy] / "scoring.json").read_text())
+    per_node = "nodes" in json.loads((runs[strategy] / "results.json").read_text())["preprocessing"]
+    assert per_node == (strategy == "local")
+    assert manifest["preprocessing"] == ("per_node" if strategy == "local" else "federated")
 
 
 def test_predictions_are_the_run_s_test_risks(runs, own_test, scores_dir):

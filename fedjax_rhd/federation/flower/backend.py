@@ -34,18 +34,18 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fedjax_rhd.data import small_cells
 from fedjax_rhd.data.buckets import plan_buckets
 from fedjax_rhd.data.federated import FederatedData
+from fedjax_rhd.data.isolated import alone
 from fedjax_rhd.data.preprocess import Moments, Preprocessor, column_ranges, fit_from_statistics
 from fedjax_rhd.data.reduce import GroupReduction, fit_group_from_statistics, merged_mean
 from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, failed_nodes
 from fedjax_rhd.federation.flower import bridge, protocol
-from fedjax_rhd.federation.simulator import stacked_risks
+from fedjax_rhd.federation.simulator import manager_test_set, score_test_set
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.typing import NodeData, Params, ServerState
 
@@ -238,24 +238,43 @@ def federated_preprocessing(driver: bridge.DriverEnd, data: FederatedData) -> Pr
 
     The merge is the data layer's own (``fit_from_statistics``, nodes in partition order), so the
     preprocessor equals the one the simulator's data was built with; a difference is an error,
-    never a silently different run.
+    never a silently different run. Under ``strategy=local`` (``data.isolated``) node k's own
+    preprocessing is fitted from node k's statistics alone and sent to node k alone; its own test
+    part (real centres) is packed as the main model (node 1's own) reads rows.
     """
     stats = driver.call("preprocessing_statistics", column_ranges(data.guide), data.min_cell_count)
     moments = [Moments(s["count"], s["mean"], s["m2"]) for s in stats]
     prep, _ = fit_from_statistics(data.guide, moments, [s["histogram"] for s in stats])
-    for field in ("center", "scale", "fill"):
-        ours, theirs = getattr(prep, field), getattr(data.preprocessor, field)
-        # bit-equal when the nodes are the data layer's; a pooled node (centralized) merges
-        # one node's moments instead of K, equal to rounding
-        if not np.allclose(ours, theirs, rtol=1e-12, atol=1e-12):
-            worst = float(np.max(np.abs(ours - theirs)))
-            raise RuntimeError(
-                f"federated preprocessing: the nodes' {field} differs from the data layer's by {worst}"
-            )
+    _check_fit(prep, data.preprocessor, "federated preprocessing")
+    if data.isolated:
+        preps = []
+        for k, (m, s) in enumerate(zip(moments, stats, strict=True)):
+            own = alone(*fit_from_statistics(data.guide, [m], [s["histogram"]]))
+            _check_fit(own, data.node_preprocessors[k], f"{data.node_names[k]}'s own preprocessing")
+            preps.append(own)
+    else:
+        preps = [prep] * len(data.node_names)
+    sent = [{"center": p.center, "scale": p.scale, "fill": p.fill} for p in preps]
+    test_prep, unseen = data.main_test_packing()
+    if data.isolated and data.test_node is not None:  # each node's own test part, read by node 1's model
+        test = {"test_center": test_prep.center, "test_scale": test_prep.scale, "test_fill": test_prep.fill}
+        test["test_unseen"] = np.asarray(unseen, dtype=np.uint8)
+        sent = [{**s, **test} for s in sent]
     plan = plan_buckets(data.n_train)  # each node packs its rows as its simulator bucket does
     pads = [plan.pad_of(k) for k in range(len(data.n_train))]
-    driver.call("prepare", prep.center, prep.scale, prep.fill, pads, data.val.x.shape[1])
+    driver.call("prepare", sent, pads, data.val.x.shape[1])
     return prep
+
+
+def _check_fit(ours: Preprocessor, theirs: Preprocessor, what: str) -> None:
+    """Refuse a fit from the nodes' statistics that differs from the data layer's."""
+    for field in ("center", "scale", "fill"):
+        a, b = getattr(ours, field), getattr(theirs, field)
+        # bit-equal when the nodes are the data layer's; a pooled node (centralized) merges
+        # one node's moments instead of K, equal to rounding
+        if not np.allclose(a, b, rtol=1e-12, atol=1e-12):
+            worst = float(np.max(np.abs(a - b)))
+            raise RuntimeError(f"{what}: the nodes' {field} differs from the data layer's by {worst}")
 
 
 class FlowerBackend(NodeDirectory):
@@ -274,7 +293,7 @@ class FlowerBackend(NodeDirectory):
         super().__init__(data.node_names, data.n_train, data.n_val, spec, data.n_val_events)
         self._min_cell_count = data.min_cell_count
         self.config, self.seed_failure = config, seed_failure
-        self._test_x, self._test_observed = jnp.asarray(data.test.x), data.test.observed
+        self._test = manager_test_set(data)
         self._own_workdir = config.workdir is None
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="fedjax_rhd_flower_"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -453,7 +472,7 @@ class FlowerBackend(NodeDirectory):
 
     def test_risks(self, stacked_params: Params) -> np.ndarray:
         """f32[M, n_test] on the benchmark holdout, which the manager holds (no message)."""
-        return np.asarray(stacked_risks(self.spec, stacked_params, self._test_x, self._test_observed))
+        return score_test_set(self.spec, stacked_params, self._test)
 
     def compilations(self) -> int:
         return int(self._driver.call("compilations"))

@@ -96,11 +96,21 @@ def prepare_stats(folder: Path, content: Content) -> Content:
 
 
 def prepare(folder: Path, content: Content) -> Content:
-    """Pack this node's rows with the federation's preprocessing (centre, scale, fill) and padding."""
+    """Pack this node's rows with the preprocessing sent (centre, scale, fill) and padding.
+
+    The federation's preprocessing, or under ``strategy=local`` this node's own; its own test part
+    (real centres) with ``test_*`` when sent: the main model's preprocessing and unseen columns.
+    """
     inputs, config = _arrays(content, "inputs"), _config(content)
     prep = Preprocessor(columns=(), center=inputs["center"], scale=inputs["scale"], fill=inputs["fill"])
+    test_prep, unseen = prep, None
+    if "test_center" in inputs:
+        test_prep = Preprocessor(
+            columns=(), center=inputs["test_center"], scale=inputs["test_scale"], fill=inputs["test_fill"]
+        )
+        unseen = np.asarray(inputs["test_unseen"], dtype=bool)
     pads = {"train": int(config["pad_train"]), "val": int(config["pad_val"]), "test": None}
-    rows = protocol.prepare_node_folder(folder, prep, pads)
+    rows = protocol.prepare_node_folder(folder, prep, pads, test_prep=test_prep, test_unseen=unseen)
     return {"metrics": Part(METRICS, {"rows": int(rows.train.x.shape[0])})}
 
 

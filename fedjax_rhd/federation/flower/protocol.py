@@ -61,7 +61,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fedjax_rhd.data import reduce
-from fedjax_rhd.data.federated import EncodedRows, pack_rows
+from fedjax_rhd.data.federated import EncodedRows, masked, pack_rows
 from fedjax_rhd.data.preprocess import Preprocessor, node_statistics
 from fedjax_rhd.federation.flower.wire import (  # noqa: F401  (the message names live in wire)
     DATA_DIR_KEY,
@@ -323,10 +323,27 @@ def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)  # atomic: a concurrent reader sees the old file or the new
 
 
-def prepare_node_folder(folder: Path, prep: Preprocessor, pads: dict[str, int | None]) -> NodeRows:
-    """Standardise, impute and pack the node's parts into ``node.npz`` (``pads``: rows per part or None)."""
+def prepare_node_folder(
+    folder: Path,
+    prep: Preprocessor,
+    pads: dict[str, int | None],
+    *,
+    test_prep: Preprocessor | None = None,
+    test_unseen: np.ndarray | None = None,
+) -> NodeRows:
+    """Standardise, impute and pack the node's parts into ``node.npz`` (``pads``: rows per part or None).
+
+    The test part (real centres) is packed with ``test_prep`` (default ``prep``) and the columns
+    ``test_unseen`` unobserved: how the model it scores (the main one) reads rows
+    (``FederatedData.main_test_packing``).
+    """
     parts = read_encoded(folder)
-    packed = {name: pack_rows(rows, prep, pads.get(name)) for name, rows in parts.items()}
+    packed = {
+        name: pack_rows(rows, prep, pads.get(name))
+        if name != "test"
+        else pack_rows(masked(rows, test_unseen), test_prep or prep, pads.get(name))
+        for name, rows in parts.items()
+    }
     arrays = {
         f"{part}_{k}": np.asarray(v) for part, data in packed.items() for k, v in data._asdict().items()
     }

@@ -343,17 +343,19 @@ class FlowerRounds:
         inputs = small_cells.with_min_cell_count({"ranges": ranges}, min_cell_count)
         return self._ask_all(protocol.PREPARE_STATS, inputs, "outputs")
 
-    def prepare(
-        self, center: np.ndarray, scale: np.ndarray, fill: np.ndarray, pad_train: list[int], pad_val: int
-    ) -> None:
+    def prepare(self, preps: list[dict[str, np.ndarray]], pad_train: list[int], pad_val: int) -> None:
         """Every node packs its rows with the fitted preprocessing and its padding.
 
-        ``pad_train[k]``: node k's training rows after padding (its simulator size bucket,
-        ``fedjax_rhd.data.buckets``), so a node computes with the simulator's shapes.
+        ``preps[k]``: what node k packs with: ``center``, ``scale``, ``fill`` (the federation's, the
+        same for every node, or under ``strategy=local`` node k's own), optionally ``test_center``,
+        ``test_scale``, ``test_fill`` and ``test_unseen`` for its own test part (the main model's
+        packing, ``FederatedData.main_test_packing``). ``pad_train[k]``: node k's training rows
+        after padding (its simulator size bucket, ``fedjax_rhd.data.buckets``), so a node computes
+        with the simulator's shapes.
         """
         self._ask_all(
-            protocol.PREPARE, {"center": center, "scale": scale, "fill": fill}, None,
-            per_node=[{"pad_train": int(p)} for p in pad_train], pad_val=int(pad_val),
+            protocol.PREPARE, {}, None, per_node=[{"pad_train": int(p)} for p in pad_train],
+            per_node_inputs=preps, pad_val=int(pad_val),
         )  # fmt: skip
 
     def reduction_sums(self, group: str, min_cell_count: int = 0) -> list[dict[str, np.ndarray]]:
@@ -378,12 +380,20 @@ class FlowerRounds:
         inputs: dict[str, np.ndarray],
         reply_key: str | None,
         per_node: list[dict[str, Any]] | None = None,
+        per_node_inputs: list[dict[str, np.ndarray]] | None = None,
         **config: Any,
     ) -> list:
         partitions = list(range(self.setup.num_nodes))
         own = per_node or [{} for _ in partitions]
+        # arrays for one node only (its own preprocessing under strategy=local): sent to it alone
+        own_inputs = per_node_inputs or [{} for _ in partitions]
         contents = {
-            k: RecordDict({"inputs": arrays_record(inputs), "config": self._config(**config, **own[k])})
+            k: RecordDict(
+                {
+                    "inputs": arrays_record({**inputs, **own_inputs[k]}),
+                    "config": self._config(**config, **own[k]),
+                }
+            )
             for k in partitions
         }
         exchange = self._exchange(message_type, contents, self._to_nodes(partitions), self.setup.time_limit)

@@ -58,9 +58,8 @@ class InProcessNodes:
         inputs = small_cells.with_min_cell_count({"ranges": ranges}, min_cell_count)  # as the ServerApp
         return self._ask_all(wire.PREPARE_STATS, inputs, "outputs")
 
-    def prepare(self, center, scale, fill, pad_train: list[int], pad_val: int) -> None:
-        inputs = {"center": center, "scale": scale, "fill": fill}
-        for folder, pad in zip(self.folders, pad_train, strict=True):
+    def prepare(self, preps: list[dict], pad_train: list[int], pad_val: int) -> None:
+        for folder, inputs, pad in zip(self.folders, preps, pad_train, strict=True):
             config = {"pad_train": int(pad), "pad_val": int(pad_val)}
             node_handlers.handle(
                 wire.PREPARE, folder, {"inputs": Part(ARRAYS, inputs), "config": Part(CONFIG, config)}
@@ -182,3 +181,43 @@ def test_min_cell_count_reaches_the_nodes_pca_as_the_data_layer_applies_it(centr
     for field in ("mean", "basis", "eigenvalues"):
         np.testing.assert_array_equal(getattr(fitted, field), getattr(theirs, field), strict=True)
     assert not np.array_equal(fitted.mean, exact.reductions[0].mean)
+
+
+def test_local_nodes_pack_with_their_own_statistics(centres, tmp_path):
+    """``strategy=local``: each node's preprocessing is fitted from its own statistics and sent to it
+    alone; its rows pack to the data layer's bits, its test part as the main model (node 1's, which
+    never measured PET here) reads rows: node 1's statistics, PET unobserved."""
+    df, guide, _ = centres
+    largest_lacks_pet = ScenarioSpec(name="worst", missing_groups={"1": ("pet",)})
+    split = SplitSpec(name="natural", fractions=(), natural=True, seed=1)
+    data = build_federated_data(df, guide, split, scenario=largest_lacks_pet, isolated=True)
+    folders = write_node_folders(tmp_path, data)
+    nodes = InProcessNodes(folders)
+    prep = federated_preprocessing(nodes, data)
+    np.testing.assert_array_equal(prep.center, data.preprocessor.center)
+    pet = np.array([guide.feature(n.split("=")[0]).group == "pet" for n in guide.encoded_names])
+    np.testing.assert_array_equal(data.node_unseen[0], pet)
+    for k, folder in enumerate(folders):
+        _, packed = protocol.read_node_folder(folder)
+        n, v = data.n_train[k], data.n_val[k]  # padded to its size bucket here, to the largest there
+        np.testing.assert_array_equal(packed.train.x[:n], data.train.x[k, :n])
+        np.testing.assert_array_equal(packed.val.x[:v], data.val.x[k, :v])
+        np.testing.assert_array_equal(packed.test.x, data.node_test(k).x)
+        assert not packed.test.observed[:, pet].any()
+    # the nodes' own fits differ from each other (else this test could not tell them apart)
+    assert not np.array_equal(data.node_preprocessors[1].center, data.node_preprocessors[2].center)
+
+
+def test_local_nodes_own_fits_under_min_cell_count_agree_with_the_data_layer(centres, tmp_path):
+    """``strategy=local`` with ``privacy.min_cell_count``: a Flower manager fits node k's own
+    preprocessing from node k's coarsened message alone; the data layer coarsens each own fit the same
+    way (``federated_preprocessing`` refuses any difference), and the coarsening changes a fit."""
+    df, guide, _ = centres
+    split = SplitSpec(name="natural", fractions=(), natural=True, seed=1)
+    exact = build_federated_data(df, guide, split, isolated=True)
+    data = build_federated_data(df, guide, split, isolated=True, min_cell_count=5)
+    federated_preprocessing(InProcessNodes(write_node_folders(tmp_path, data)), data)  # raises if unequal
+    assert any(
+        not np.array_equal(a.fill, b.fill)
+        for a, b in zip(exact.node_preprocessors, data.node_preprocessors, strict=True)
+    )

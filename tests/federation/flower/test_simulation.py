@@ -146,3 +146,24 @@ def test_flower_simulation_equals_the_simulator_with_a_reduced_feature_group(mm3
     assert [r["train_loss"] for r in fl.rounds] == [r["train_loss"] for r in sim.rounds]
     assert max_difference(fl.node_params, sim.node_params) == 0.0
     assert max_difference(fl.global_params, sim.global_params) == 0.0
+
+
+@pytest.mark.slow
+def test_flower_local_with_each_nodes_own_preprocessing_equals_the_simulator(small_cohort, mds_guide):
+    """strategy=local, worst scenario: each Flower node packs its rows with its own statistics (sent to
+    it alone), so rounds, validation losses, models and their per-node test views match the simulator."""
+    df, _ = small_cohort
+    worst = ScenarioSpec(name="worst", missing_groups={"2": ("genomic",)}, extra_missing=0.1)
+    data = build_federated_data(df, mds_guide, SplitSpec("three", (0.6, 0.3, 0.1), seed=2), scenario=worst,
+                                isolated=True)  # fmt: skip
+    spec = spec_of(data, "local")
+    schedule = TrainSchedule(rounds=3, patience=None, seed_init=1, seed_train=2)
+    sim_backend = SimulatorBackend(SimulatorConfig(), data, spec)
+    sim = run_federation(sim_backend, schedule, progress=False)
+    with FlowerBackend(FlowerConfig(), data, spec) as flower:
+        fl = run_federation(flower, schedule, progress=False)
+        np.testing.assert_array_equal(
+            flower.test_risks(fl.node_params), sim_backend.test_risks(sim.node_params)
+        )
+    assert [r["val_loss"] for r in fl.rounds] == [r["val_loss"] for r in sim.rounds]
+    assert max_difference(fl.node_params, sim.node_params) == 0.0
