@@ -107,7 +107,7 @@ def test_deepsurv_dropout_rates_share_one_round_and_a_reused_round_equals_a_fres
     """Dropout traced: one compilation for two rates; the reused program gives a fresh program's numbers.
 
     Against the old compiled-in program the numbers agree to float32 rounding, not bit for bit:
-    XLA folds a compiled-in scale into the neighbouring SELU constant (measured: 1e-7 relative).
+    XLA simplifies a compiled-in scale with its neighbouring constants (measured: ~1e-7 relative).
     """
     train = jax.tree.map(jnp.asarray, data3.train)
     specs = [
