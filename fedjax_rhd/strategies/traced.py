@@ -16,17 +16,19 @@ model and client factories read ``config.l2`` or ``client.learning_rate`` as bef
 arrays. Each value is the same f32 the old program embedded as a constant (a Python float meets
 f32 arrays as ``f32(value)``; here the host rounds it the same way), and the dropout rate travels
 as the keep threshold and scale the host used to compute (``models/dropout.py``). With the
-learning rate, L2 and β traced, a run is bit-for-bit the run it was with them compiled in. A
+learning rate, step count, L2 and β traced, a run is bit-for-bit the run it was with them compiled in. A
 traced dropout scale agrees to float32 rounding only (about 1e-7 relative on the losses, the same
 C-indices): XLA simplified a compiled-in scale together with its neighbouring constants. A
 program is the same whichever trial compiled it, so runs stay reproducible.
 
-What is lifted: the client learning rate (except under SCAFFOLD, whose control update divides by
-``steps × lr`` computed on the host in float64) and each model's ``ModelEntry.traced`` fields
-(DeepSurv: dropout, l2; linear Cox: l2; SAVAE: dropout, beta). A dropout rate of 0 stays static:
-it removes the masks from the program, a different program. Everything that sets shapes or
-control flow (widths, depth, local epochs, batch size, optimiser names, FedProx's μ being set)
-stays in the skeleton: a new value compiles once, and is then reused.
+What is lifted: the client learning rate and local step count (``ClientConfig.steps``'s field:
+``local_epochs``, or ``local_steps`` with minibatches; a traced count runs the steps as a loop
+whose bound is an input, ``strategies/client.py``), except under SCAFFOLD, whose control update
+divides by ``steps × lr`` computed on the host in float64; and each model's ``ModelEntry.traced``
+fields (DeepSurv: dropout, l2; linear Cox: l2; SAVAE: dropout, beta). A dropout rate of 0 stays
+static: it removes the masks from the program, a different program. Everything that sets shapes
+(widths, depth, latent size, batch size) or control flow (optimiser names, FedProx's μ being
+set, the activation) stays in the skeleton: a new value compiles once, and is then reused.
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ from fedjax_rhd.models.dropout import TracedRate, traced_rate
 
 # Placeholders the skeleton holds instead of the lifted values: valid for every config's checks
 # (learning rate > 0, l2 >= 0, beta >= 0, 0 < dropout < 1), never computed with.
-_PLACEHOLDER = {"learning_rate": 1.0, "l2": 1.0, "beta": 1.0, "dropout": 0.5}
+_PLACEHOLDER = {"learning_rate": 1.0, "l2": 1.0, "beta": 1.0, "dropout": 0.5}  # and 1 local step
 # SCAFFOLD divides by steps × lr, a product the host forms in float64 (strategies/scaffold.py):
-# a traced lr would form it in f32, a different number.
-_STATIC_LEARNING_RATE = ("scaffold",)
+# traced, it would be formed in f32, a different number.
+_STATIC_CLIENT = ("scaffold",)
 _BOUND = "_traced_bound"  # set on a spec whose fields hold tracers (inside a trace only)
 
 HyperParams = dict[str, Any]
@@ -105,9 +107,14 @@ def lift(spec: Any) -> tuple[Any, HyperParams]:
     """
     hp: HyperParams = {}
     client = spec.client
-    if spec.algorithm not in _STATIC_LEARNING_RATE:
+    if spec.algorithm not in _STATIC_CLIENT:
         hp["client.learning_rate"] = np.float32(client.learning_rate)
-        client = dataclasses.replace(client, learning_rate=_PLACEHOLDER["learning_rate"])
+        # the field ClientConfig.steps reads: minibatch steps, else full-batch epochs
+        steps_field = (
+            "local_steps" if client.batch_size is not None and client.local_steps else "local_epochs"
+        )
+        hp[f"client.{steps_field}"] = np.int32(getattr(client, steps_field))
+        client = dataclasses.replace(client, learning_rate=_PLACEHOLDER["learning_rate"], **{steps_field: 1})
     knobs = model_knobs(spec)
     placeholders = {}
     for name in knobs:

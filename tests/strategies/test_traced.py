@@ -38,14 +38,20 @@ def test_specs_differing_only_in_continuous_knobs_share_one_skeleton():
     # keep threshold round(0.9 * 2^16) = round(58982.4) = 58982 and scale 2^16 / 58982, as dropout() computes
     assert int(hp_a["model.dropout"].threshold) == 58982
     assert hp_a["model.dropout"].scale == np.float32(65536 / 58982)
-    assert sorted(hp_a) == ["client.learning_rate", "model.dropout", "model.l2"]
+    assert sorted(hp_a) == ["client.learning_rate", "client.local_epochs", "model.dropout", "model.l2"]
+    # the local step count too: the steps run as a loop whose bound is an input
+    more_steps = AlgorithmSpec("fedavg", "deepsurv", a.model_config, 7, client=ClientConfig(local_epochs=9))
+    assert lift(more_steps)[0] == skel_a and lift(more_steps)[1]["client.local_epochs"] == 9
+    minibatch = ClientConfig(batch_size=32, local_steps=4)
+    skeleton, hp = lift(AlgorithmSpec("fedavg", "deepsurv", a.model_config, 7, client=minibatch))
+    assert hp["client.local_steps"] == 4 and skeleton.client.batch_size == 32
 
 
 @pytest.mark.parametrize(
     "other",
     [
-        _deepsurv(hidden=(16,)),  # width and depth set shapes
-        AlgorithmSpec("fedavg", "deepsurv", DeepSurvConfig(), 7, client=ClientConfig(local_epochs=3)),
+        _deepsurv(hidden=(16,)),  # width and depth set shapes (so does a minibatch, next)
+        AlgorithmSpec("fedavg", "deepsurv", DeepSurvConfig(), 7, client=ClientConfig(batch_size=16)),
         _deepsurv(dropout=0.0),  # no masks at all: another program
         _deepsurv(activation="relu"),
     ],
@@ -60,6 +66,7 @@ def test_scaffold_keeps_its_learning_rate_static_and_savae_traces_beta():
     )
     skeleton, hp = lift(scaffold)
     assert "client.learning_rate" not in hp and skeleton.client.learning_rate == 0.05
+    assert "client.local_epochs" not in hp and skeleton.client.local_epochs == 5
     _, hp = lift(AlgorithmSpec("fedavg", "savae", SAVAEConfig(beta=0.7), 7))
     assert hp["model.beta"] == np.float32(0.7) and hp["model.dropout"] == traced_rate(0.1)
 
@@ -83,13 +90,17 @@ def _equal(a, b) -> bool:
 
 
 def test_two_learning_rates_reuse_one_compiled_round_and_equal_compiled_in_runs(data3):
-    """Linear Cox, learning rate and L2 varied: one trace, and bit-for-bit the old programs' numbers."""
+    """Linear Cox; learning rate, L2, local steps varied: one trace, the old program's numbers exactly."""
     train = jax.tree.map(jnp.asarray, data3.train)
     specs = [
         AlgorithmSpec(
-            "fedavg", "coxph", CoxPHConfig(l2=l2), data3.num_features, ClientConfig(learning_rate=lr)
+            "fedavg",
+            "coxph",
+            CoxPHConfig(l2=l2),
+            data3.num_features,
+            ClientConfig(learning_rate=lr, local_epochs=epochs),
         )
-        for lr, l2 in ((1e-3, 1e-3), (7e-3, 0.05))
+        for lr, l2, epochs in ((1e-3, 1e-3, 2), (7e-3, 0.05, 3))
     ]
     init = build_model(specs[0]).init(jax.random.key(0))
     first = _two_rounds(federated_round, specs[0], train, init)
