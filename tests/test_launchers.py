@@ -106,6 +106,15 @@ def _sweep(launcher: list[str], sweep_dir: Path, data_root: Path) -> dict[str, d
     reason="hydra-ray-launcher not installed (pip install -c constraints.txt -e '.[ray]')",
 )
 def test_a_ray_sweep_equals_the_joblib_sweep(tmp_path, tiny_data_root):
+    from fedjax_rhd.config import run_config
+    from fedjax_rhd.sources import load_use_case
+    from tests.conftest import compose
+
+    # the dataset first, as on a cluster: the two jobs must not race to build it
+    config = run_config(compose([*TINY, f"data_root={tiny_data_root}"]))
+    load_use_case(
+        config.use_case, seed_data=config.seed.data, data_root=config.data_root, real_data_root=None
+    )
     ray_ = _sweep(
         ["hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2"], tmp_path / "ray", tiny_data_root
     )
