@@ -148,7 +148,7 @@ class RunConfig:
         )
 
     def algorithm_spec(self, num_features: int, guide: Any = None) -> AlgorithmSpec:
-        """The jit key of this run's round: algorithm, model (filled from ``guide`` if needed), settings."""
+        """This run's algorithm: model (filled from ``guide`` if needed), settings; skeleton = jit key."""
         model = self.model if guide is None else config_for_guide(self.model, guide)
         s = self.strategy
         return AlgorithmSpec(s.algorithm, model.name, model, num_features, s.client, s.server, s.dp)

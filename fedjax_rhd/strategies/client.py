@@ -41,7 +41,8 @@ CLIENT_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "adamw": optax.adamw}
 
 @dataclasses.dataclass(frozen=True)
 class ClientConfig:
-    """Hyperparameters of local training (hashable: part of the jit cache key)."""
+    """Hyperparameters of local training (hashable; the learning rate and step count are traced, not part of
+    the jit key: ``strategies/traced.py``)."""
 
     optimizer: str = "adam"  # Adam as in DeepSurv (Katzman et al. 2018)
     learning_rate: float = 1e-3  # small: nodes must not drift far within a round
