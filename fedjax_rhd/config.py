@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -25,6 +26,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from fedjax_rhd.data import ScenarioSpec, SplitSpec
 from fedjax_rhd.federation.loop import TrainSchedule
 from fedjax_rhd.federation.registry import BACKENDS
+from fedjax_rhd.jax_setup import cache_dir
 from fedjax_rhd.models import MODELS, config_for_guide
 from fedjax_rhd.sources import UseCase
 from fedjax_rhd.strategies import AlgorithmSpec, StrategyConfig
@@ -182,7 +184,7 @@ class RunConfig:
         )
 
     def algorithm_spec(self, num_features: int, guide: Any = None) -> AlgorithmSpec:
-        """The jit key of this run's round: algorithm, model (filled from ``guide`` if needed), settings."""
+        """This run's algorithm: model (filled from ``guide`` if needed), settings; skeleton = jit key."""
         model = self.model if guide is None else config_for_guide(self.model, guide)
         s = self.strategy
         return AlgorithmSpec(s.algorithm, model.name, model, num_features, s.client, s.server, s.dp)
@@ -206,12 +208,25 @@ def schema(cls: type) -> DictConfig:
 _REGISTERED: dict[str, object] = {}  # the registries' contents when the schemas were last stored
 
 
+def _register_resolvers() -> None:
+    """``${fedjax_rhd.abspath:PATH}`` (absolute, from where the command runs) and ``${fedjax_rhd.jax_cache:}``
+    (the compilation cache's folder, absolute): what a launcher hands workers that may start elsewhere
+    (``conf/hydra/launcher/ray.yaml``; resolved in the launching process, before any job runs)."""
+    if not OmegaConf.has_resolver("fedjax_rhd.abspath"):
+        OmegaConf.register_new_resolver(
+            "fedjax_rhd.abspath", lambda path: os.path.abspath(os.path.expanduser(path))
+        )
+    if not OmegaConf.has_resolver("fedjax_rhd.jax_cache"):
+        OmegaConf.register_new_resolver("fedjax_rhd.jax_cache", lambda: os.path.abspath(cache_dir()))
+
+
 def register_configs() -> None:
     """Register every group's schema; group files name theirs in their defaults list.
 
     Models and backends register one schema per registry entry (``<name>_schema``), so a
     new model or backend needs no line here.
     """
+    _register_resolvers()
     cs = ConfigStore.instance()
     # Building the schemas costs ~0.1-0.3 s, and every in-process compose (tests, the tuner's trials)
     # calls this: store them once per set of registered models and backends.

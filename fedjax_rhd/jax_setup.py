@@ -10,6 +10,11 @@ import jax
 DEFAULT_CACHE = Path.home() / ".cache" / "fedjax_rhd" / "jax"
 
 
+def cache_dir() -> Path:
+    """The persistent compilation cache's folder: ``$FEDJAX_RHD_JAX_CACHE``, else ``DEFAULT_CACHE``."""
+    return Path(os.environ.get("FEDJAX_RHD_JAX_CACHE", DEFAULT_CACHE))
+
+
 def enable_compilation_cache(path: str | Path | None = None) -> Path:
     """Turn on JAX's persistent compilation cache for every compile.
 
@@ -18,7 +23,7 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path:
     (the next job of a sweep, the next CLI call) loads instead of compiling.
     ``FEDJAX_RHD_JAX_CACHE`` overrides the location.
     """
-    cache = Path(path or os.environ.get("FEDJAX_RHD_JAX_CACHE", DEFAULT_CACHE))
+    cache = Path(path or cache_dir())
     cache.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

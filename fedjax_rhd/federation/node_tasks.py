@@ -16,8 +16,6 @@ the same function under both backends.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -33,6 +31,7 @@ from fedjax_rhd.models import bgm
 from fedjax_rhd.models.cox import breslow_baseline_counts, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import make_client_update
+from fedjax_rhd.strategies.traced import spec_jit, unchecked_replace
 from fedjax_rhd.typing import ClientResult, NodeData, Params
 
 
@@ -48,7 +47,7 @@ class NodeRows(NamedTuple):
     test: NodeData | None = None
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def node_update(
     spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array, node_input: Params | None = None
 ) -> ClientResult:
@@ -62,22 +61,22 @@ def node_update(
     return algorithm.client_update(params, train, rng, node_input)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def node_val_loss(spec: AlgorithmSpec, params: Params, val: NodeData) -> jax.Array:
     """f32[] the model's loss (no dropout) on one node's validation rows."""
     return build_model(spec).loss(params, val, None)[0]
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "epochs"))
+@spec_jit(static_argnames=("epochs",))
 def finetune_node(
     spec: AlgorithmSpec, params: Params, train: NodeData, rng: jax.Array, epochs: int
 ) -> Params:
     """``params`` after ``epochs`` full-batch local steps on one node, without a proximal term."""
-    client = dataclasses.replace(spec.client, local_epochs=epochs, proximal_mu=None)
+    client = unchecked_replace(spec.client, local_epochs=epochs, proximal_mu=None)
     return make_client_update(build_model(spec), client)(params, train, rng).params
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def _breslow(
     spec: AlgorithmSpec, params: Params, node: NodeData, grid: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -197,7 +196,7 @@ def own_test_range(
     }
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def _test_scores(
     spec: AlgorithmSpec,
     params: Params,
@@ -267,7 +266,7 @@ def own_test_summary(
     return summary.to_arrays()
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def _latent_means(spec: AlgorithmSpec, params: Params, node: NodeData) -> jax.Array:
     return build_model(spec).latent(params, node)
 

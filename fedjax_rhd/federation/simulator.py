@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -33,12 +32,13 @@ from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, NodeRows, finetune
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import rows_per_step
 from fedjax_rhd.strategies.dp import NOISE_STREAM
+from fedjax_rhd.strategies.traced import spec_jit
 from fedjax_rhd.typing import ClientResult, NodeData, Params, ServerState
 
 TRACE_COUNTS: collections.Counter[str] = collections.Counter()
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def federated_round(
     spec: AlgorithmSpec,
     state: ServerState,
@@ -93,7 +93,7 @@ def federated_round(
     return algorithm.aggregate(state, results, weights, noise_key), results
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def node_losses(spec: AlgorithmSpec, stacked_params: Params, data: NodeData) -> jax.Array:
     """f32[K] each node's evaluation loss (no dropout) of its own parameters."""
     TRACE_COUNTS["eval"] += 1
@@ -101,7 +101,7 @@ def node_losses(spec: AlgorithmSpec, stacked_params: Params, data: NodeData) -> 
     return jax.vmap(lambda p, d: model.loss(p, d, None)[0])(stacked_params, data)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def stacked_risks(
     spec: AlgorithmSpec, stacked_params: Params, x: jax.Array, observed: jax.Array
 ) -> jax.Array:
@@ -111,7 +111,7 @@ def stacked_risks(
     return jax.vmap(model.risk, in_axes=(0, None, None))(stacked_params, x, observed)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def own_risks(spec: AlgorithmSpec, stacked_params: Params, x: jax.Array, observed: jax.Array) -> jax.Array:
     """f32[K, n] risk of node k's parameters on node k's own view of the rows (``x`` f32[K, n, d]).
 
@@ -333,7 +333,7 @@ class SimulatorBackend(NodeDirectory):
         """Nothing to stop: every node lives in this process."""
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "epochs"))
+@spec_jit(static_argnames=("epochs",))
 def finetune_nodes(
     spec: AlgorithmSpec, params: Params, train: NodeBuckets, rng: jax.Array, epochs: int
 ) -> Params:

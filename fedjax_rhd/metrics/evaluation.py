@@ -24,7 +24,6 @@ evaluation times and the Breslow baseline, and sends back sums and counts
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -36,18 +35,19 @@ from fedjax_rhd.metrics import ipcw as sm
 from fedjax_rhd.metrics.federated import NodeTestSummary, federated_test_block
 from fedjax_rhd.models.cox import breslow_cumulative_hazard, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
+from fedjax_rhd.strategies.traced import spec_jit
 from fedjax_rhd.typing import NodeData, Params
 
 GRID_POINTS = 512  # shared time grid for censoring and Breslow counts
 NUM_TIMES = 20  # evaluation times between the 10th and 90th percentile of training deaths
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def _risk(spec: AlgorithmSpec, params: Params, x: jax.Array, observed: jax.Array) -> jax.Array:
     return build_model(spec).risk(params, x, observed)
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def _parametric_survival(
     spec: AlgorithmSpec, params: Params, x: jax.Array, observed: jax.Array, times: jax.Array
 ) -> jax.Array:

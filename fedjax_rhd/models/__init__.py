@@ -31,12 +31,15 @@ class ModelEntry(NamedTuple):
     generative: bool = False  # a GenerativeModel: its runs sample a synthetic table (fedjax_rhd.generative)
     # fitted from node statistics, not gradients (BN): run by fedjax_rhd.generative_bn, not the round loop
     from_counts: bool = False
+    # config fields passed to the jitted functions as traced values, not compiled in
+    # (fedjax_rhd.strategies.traced): continuous knobs that change no shape or control flow
+    traced: tuple[str, ...] = ()
 
 
 MODELS: dict[str, ModelEntry] = {
-    "deepsurv": ModelEntry(deepsurv, DeepSurvConfig),
-    "coxph": ModelEntry(coxph, CoxPHConfig),
-    "savae": ModelEntry(savae, SAVAEConfig),
+    "deepsurv": ModelEntry(deepsurv, DeepSurvConfig, traced=("dropout", "l2")),
+    "coxph": ModelEntry(coxph, CoxPHConfig, traced=("l2",)),
+    "savae": ModelEntry(savae, SAVAEConfig, traced=("dropout", "beta")),
     "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True),
     "bn": ModelEntry(bn, BNConfig, generative=True, from_counts=True),
 }

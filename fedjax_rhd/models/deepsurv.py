@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from fedjax_rhd.models.cox import cox_loss
-from fedjax_rhd.models.dropout import dropout
+from fedjax_rhd.models.dropout import TracedRate, active, dropout
 from fedjax_rhd.typing import NodeData, Params, PRNGKey, SurvivalModel
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -80,7 +80,6 @@ class MLP(nnx.Module):
         hidden: tuple[int, ...],
         *,
         activation: str = "selu",
-        dropout: float = 0.0,
         rngs: nnx.Rngs,
     ) -> None:
         """Build the layers.
@@ -89,7 +88,6 @@ class MLP(nnx.Module):
             in_features: input width.
             hidden: width of each hidden layer.
             activation: one of relu/selu/tanh/gelu.
-            dropout: drop probability after each hidden layer.
             rngs: initialisation randomness only (never kept for dropout).
         """
         widths = (in_features, *hidden)
@@ -101,14 +99,17 @@ class MLP(nnx.Module):
         # unidentified parameter.
         self.out = nnx.Linear(widths[-1], 1, use_bias=False, rngs=rngs)
         self.activation = activation
-        self.dropout = dropout
 
-    def __call__(self, x: jax.Array, *, dropout_key: jax.Array | None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, *, dropout_key: jax.Array | None, rate: float | TracedRate = 0.0
+    ) -> jax.Array:
         """Log-risk per row.
 
         Args:
             x: f32[n, in_features].
             dropout_key: key for the dropout masks; ``None`` = eval mode.
+            rate: drop probability after each hidden layer, or its traced form. An argument,
+                not a module attribute, so a traced rate never enters the module's static graph.
 
         Returns:
             f32[n].
@@ -116,10 +117,10 @@ class MLP(nnx.Module):
         act = _ACTIVATIONS[self.activation]
         for i, layer in enumerate(self.hidden):
             x = act(layer(x))
-            if dropout_key is not None and self.dropout > 0:
+            if dropout_key is not None and active(rate):
                 # One key per layer via fold_in, so layers never share a mask. Inverted
                 # dropout: scaled at train time, so eval needs no rescaling.
-                x = dropout(x, jax.random.fold_in(dropout_key, i), self.dropout)
+                x = dropout(x, jax.random.fold_in(dropout_key, i), rate)
         return self.out(x)[..., 0]
 
 
@@ -169,7 +170,6 @@ def deepsurv(config: DeepSurvConfig, num_features: int) -> SurvivalModel:
             in_features,
             config.hidden,
             activation=config.activation,
-            dropout=config.dropout,
             rngs=nnx.Rngs(params=rng),
         )
 
@@ -191,7 +191,9 @@ def deepsurv(config: DeepSurvConfig, num_features: int) -> SurvivalModel:
         return to_module(params)(_network_input(config, x, observed), dropout_key=None)
 
     def loss(params: Params, batch: NodeData, rng: PRNGKey | None) -> tuple[jax.Array, dict[str, Any]]:
-        train_risk = to_module(params)(_network_input(config, batch.x, batch.observed), dropout_key=rng)
+        train_risk = to_module(params)(
+            _network_input(config, batch.x, batch.observed), dropout_key=rng, rate=config.dropout
+        )
         cox = cox_loss(train_risk, batch)
         return cox + config.l2 * _l2_penalty(params), {"cox": cox}
 

@@ -21,11 +21,36 @@ keys, and uniformity of the halves.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _LEVELS = 1 << 16  # a 16-bit half-word has this many values
+
+
+class TracedRate(NamedTuple):
+    """A dropout rate as the program uses it, for a rate passed as a traced value.
+
+    Computed on the host (:func:`traced_rate`) exactly as :func:`dropout` computes it from a
+    Python rate, so a traced rate and a compiled-in one give the same masks and scale
+    (``fedjax_rhd.strategies.traced``).
+    """
+
+    threshold: jax.Array  # i32[]: halves below it are kept
+    scale: jax.Array  # f32[]: survivors' factor, f32(2^16 / threshold)
+
+
+def traced_rate(rate: float) -> TracedRate:
+    """``rate``'s keep threshold and survivor scale as 0-d host arrays."""
+    threshold = keep_threshold(rate)
+    return TracedRate(np.int32(threshold), np.float32(_LEVELS / threshold))
+
+
+def active(rate: float | TracedRate) -> bool:
+    """Whether a layer draws masks: a traced rate always does (a zero rate is never traced)."""
+    return isinstance(rate, TracedRate) or rate > 0
 
 
 def keep_threshold(rate: float) -> int:
@@ -35,24 +60,28 @@ def keep_threshold(rate: float) -> int:
     return max(1, min(_LEVELS, round((1.0 - rate) * _LEVELS)))
 
 
-def dropout(x: jax.Array, key: jax.Array, rate: float) -> jax.Array:
+def dropout(x: jax.Array, key: jax.Array, rate: float | TracedRate) -> jax.Array:
     """``x`` with each element zeroed with probability ~``rate``, survivors scaled by ``1 / keep``.
 
     Args:
         x: any shape (under ``vmap``: one example's shape).
         key: a typed PRNG key; the same key gives the same mask.
-        rate: drop probability, static.
+        rate: drop probability, static; or a :class:`TracedRate` (traced threshold and scale).
 
     Returns:
         An array like ``x``.
     """
-    threshold = keep_threshold(rate)
-    if threshold == _LEVELS:
-        return x
+    if isinstance(rate, TracedRate):
+        threshold, scale = rate
+    else:
+        threshold = keep_threshold(rate)
+        if threshold == _LEVELS:
+            return x
+        scale = _LEVELS / threshold
     size = math.prod(x.shape)
     halves = jax.lax.bitcast_convert_type(mask_bits(key, (size + 1) // 2), jnp.uint16)
     keep = halves.reshape(-1)[:size].reshape(x.shape).astype(jnp.int32) < threshold
-    return jnp.where(keep, x * (_LEVELS / threshold), jnp.zeros((), x.dtype)).astype(x.dtype)
+    return jnp.where(keep, x * scale, jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
 def _fmix32(h: jax.Array) -> jax.Array:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from fedjax_rhd.models.dropout import dropout
+from fedjax_rhd.models.dropout import TracedRate, active, dropout
 from fedjax_rhd.typing import NodeData, Params, PRNGKey, SurvivalModel
 from harmonize.guide import Guide
 
@@ -118,17 +118,18 @@ def weibull_log_likelihood(
 class _MLP(nnx.Module):
     """Hidden layers with dropout, then a linear output."""
 
-    def __init__(self, widths: tuple[int, ...], out: int, activation: str, dropout: float, *, rngs: nnx.Rngs):
+    def __init__(self, widths: tuple[int, ...], out: int, activation: str, *, rngs: nnx.Rngs):
         pairs = zip(widths[:-1], widths[1:], strict=True)
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in pairs])
         self.out = nnx.Linear(widths[-1], out, rngs=rngs)
-        self.activation, self.dropout = activation, dropout
+        self.activation = activation
 
-    def __call__(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
+    def __call__(self, x: jax.Array, key: jax.Array | None, rate: float | TracedRate = 0.0) -> jax.Array:
+        # the rate is an argument (maybe traced: fedjax_rhd.strategies.traced), not module state
         for i, layer in enumerate(self.layers):
             x = _ACTIVATIONS[self.activation](layer(x))
-            if key is not None and self.dropout > 0:
-                x = dropout(x, jax.random.fold_in(key, i), self.dropout)
+            if key is not None and active(rate):
+                x = dropout(x, jax.random.fold_in(key, i), rate)
         return self.out(x)
 
 
@@ -137,10 +138,9 @@ class SAVAENet(nnx.Module):
 
     def __init__(self, in_features: int, cov_out: int, config: SAVAEConfig, *, rngs: nnx.Rngs):
         h, z = config.hidden, config.latent_dim
-        args = (config.activation, config.dropout)
-        self.encoder = _MLP((in_features, *h), 2 * z, *args, rngs=rngs)
-        self.cov_decoder = _MLP((z, *h), cov_out, *args, rngs=rngs)
-        self.time_decoder = _MLP((z, *h), 2, *args, rngs=rngs)
+        self.encoder = _MLP((in_features, *h), 2 * z, config.activation, rngs=rngs)
+        self.cov_decoder = _MLP((z, *h), cov_out, config.activation, rngs=rngs)
+        self.time_decoder = _MLP((z, *h), 2, config.activation, rngs=rngs)
 
 
 def _layout(config: SAVAEConfig, num_features: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
@@ -190,11 +190,11 @@ def savae(config: SAVAEConfig, num_features: int) -> SurvivalModel:
         inp = jnp.asarray(x, jnp.float32)
         if config.use_observed_mask:
             inp = jnp.concatenate([inp, jnp.asarray(observed, jnp.float32)], axis=-1)
-        out = net.encoder(inp, key)
+        out = net.encoder(inp, key, config.dropout)
         return out[..., : config.latent_dim], out[..., config.latent_dim :]
 
     def weibull(net: SAVAENet, z: jax.Array, key: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        out = net.time_decoder(z, key)
+        out = net.time_decoder(z, key, config.dropout)
         return out[..., 0], MAX_LOG_SHAPE * jnp.tanh(out[..., 1] / MAX_LOG_SHAPE)
 
     def reconstruction_nll(out: jax.Array, x: jax.Array, observed: jax.Array) -> jax.Array:
@@ -222,7 +222,7 @@ def savae(config: SAVAEConfig, num_features: int) -> SurvivalModel:
             z = mu
         else:  # reparameterisation: z = mu + sigma * eps keeps the draw differentiable
             z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(keys[1], mu.shape)
-        recon = reconstruction_nll(net.cov_decoder(z, keys[2]), x, batch.observed)
+        recon = reconstruction_nll(net.cov_decoder(z, keys[2], config.dropout), x, batch.observed)
         log_scale, log_shape = weibull(net, z, keys[3])
         real = batch.weight > 0
         # Padding rows have time 0; give them a harmless time before the log

@@ -104,9 +104,10 @@ class VAEBGMNet(nnx.Module):
     """Encoder q(z | x, observed, log t, event) and one decoder for every head."""
 
     def __init__(self, in_features: int, out_features: int, config: VAEBGMConfig, *, rngs: nnx.Rngs):
-        args = (config.activation, config.dropout)
-        self.encoder = _MLP((in_features, *config.hidden), 2 * config.latent_dim, *args, rngs=rngs)
-        self.decoder = _MLP((config.latent_dim, *config.hidden), out_features, *args, rngs=rngs)
+        self.encoder = _MLP(
+            (in_features, *config.hidden), 2 * config.latent_dim, config.activation, rngs=rngs
+        )
+        self.decoder = _MLP((config.latent_dim, *config.hidden), out_features, config.activation, rngs=rngs)
 
 
 def _schema(config: VAEBGMConfig, num_features: int) -> tuple[ColumnSpec, ...]:
@@ -171,7 +172,7 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
             ],
             axis=-1,
         )
-        out = net.encoder(inp, key)
+        out = net.encoder(inp, key, config.dropout)
         return out[..., : config.latent_dim], out[..., config.latent_dim :]
 
     def bounded(log_sd: jax.Array) -> jax.Array:
@@ -208,7 +209,7 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
             z = mu
         else:  # reparameterisation: z = mu + sigma * eps keeps the draw differentiable
             z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(keys[1], mu.shape)
-        terms = nll(net.decoder(z, keys[2]), batch)
+        terms = nll(net.decoder(z, keys[2], config.dropout), batch)
         terms["kl"] = 0.5 * jnp.sum(mu**2 + jnp.exp(log_var) - 1.0 - log_var, axis=1)
         real = batch.weight > 0
         n = jnp.maximum(jnp.sum(batch.weight), 1.0)

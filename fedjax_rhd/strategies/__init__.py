@@ -31,10 +31,12 @@ COUNT_ALGORITHMS = ("bn_two_step", "centralized", "local")
 
 @dataclasses.dataclass(frozen=True)
 class AlgorithmSpec:
-    """Everything that defines a compiled round: hashable, so it is the jit key.
+    """Everything that defines a run's algorithm: hashable; its skeleton is the jit key.
 
-    Two jobs of a multirun with equal specs and equal array shapes reuse one
-    compiled executable (FedAvg's presets differ only in ``client``/``server``).
+    The jitted functions (``strategies/traced.py``'s ``spec_jit``) take the spec's
+    continuous knobs (client learning rate, the model's ``ModelEntry.traced`` fields)
+    as traced values and the rest as the static key, so two jobs or search trials
+    differing only in those knobs, with equal array shapes, reuse one compiled executable.
     """
 
     algorithm: str
@@ -77,7 +79,12 @@ class AlgorithmSpec:
 
 
 def build_model(spec: AlgorithmSpec) -> SurvivalModel:
-    return MODELS[spec.model_name].factory(spec.model_config, spec.num_features)
+    """The spec's model (its pure functions). A spec bound to traced values
+    (``strategies/traced.py``) builds it afresh: a tracer cannot key the factory's cache."""
+    factory = MODELS[spec.model_name].factory
+    if getattr(spec, "_traced_bound", False):
+        factory = getattr(factory, "__wrapped__", factory)
+    return factory(spec.model_config, spec.num_features)
 
 
 def build_algorithm(spec: AlgorithmSpec) -> FederatedAlgorithm:

@@ -41,7 +41,8 @@ CLIENT_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "adamw": optax.adamw}
 
 @dataclasses.dataclass(frozen=True)
 class ClientConfig:
-    """Hyperparameters of local training (hashable: part of the jit cache key)."""
+    """Hyperparameters of local training (hashable; the learning rate and step count are traced, not part of
+    the jit key: ``strategies/traced.py``)."""
 
     optimizer: str = "adam"  # Adam as in DeepSurv (Katzman et al. 2018)
     learning_rate: float = 1e-3  # small: nodes must not drift far within a round
@@ -156,13 +157,22 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
             updates, opt_state = optimizer.update(grads, opt_state, p)
             return (optax.apply_updates(p, updates), opt_state), loss
 
-        (new_params, _), losses = jax.lax.scan(
-            step, (params, optimizer.init(params)), jnp.arange(config.steps)
-        )
+        steps = config.steps
+        if isinstance(steps, int):  # a compiled-in count
+            (new_params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(steps))
+            last_loss = losses[-1]
+        else:  # a traced count (strategies/traced.py): a loop whose bound is an input, the last loss carried
+
+            def body(index: jax.Array, carry: tuple) -> tuple:
+                state, loss = step(carry[:2], index)
+                return (*state, loss)
+
+            start = (params, optimizer.init(params), jnp.zeros((), jnp.float32))
+            new_params, _, last_loss = jax.lax.fori_loop(0, steps, body, start)
         return ClientResult(
             params=new_params,
             num_examples=node.weight.sum(),
-            metrics={"train_loss": losses[-1]},
+            metrics={"train_loss": last_loss},
         )
 
     return client_update

@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     best = result.best
     print(f"search {preset.name}: {len(result.trials)} trials ({n_failed} failed) in {sweep_dir}")
+    seconds = sum(r.seconds for r in result.trials if r.seconds == r.seconds)
+    compiling = sum(r.compile_seconds or 0.0 for r in result.trials)
+    if seconds > 0:  # a resumed search counts the trials of every session
+        share = compiling / seconds
+        print(f"trials took {seconds:.0f} s, of which JAX compiling {compiling:.0f} s ({share:.0%})")
     print(f"best trial {best.number}: validation objective {best.value:.6g}")
     for key, value in best.params.items():
         print(f"  {key} = {value}")

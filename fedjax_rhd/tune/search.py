@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedjax_rhd.tune.compile_time import compile_seconds
 from fedjax_rhd.tune.space import SearchPreset, as_overrides, best_config_yaml, suggest
 
 STORAGE_NAME = "search.db"
@@ -133,17 +134,19 @@ def run_search(
         run_dir = sweep_dir / f"trial_{trial.number:03d}"
         started = time.perf_counter()
         try:
-            results = run_trial(overrides, run_dir)
+            with compile_seconds() as compiling:
+                results = run_trial(overrides, run_dir)
         except Exception as err:  # noqa: BLE001 - a failed trial is recorded, the search goes on
             trial.set_user_attr("seconds", time.perf_counter() - started)
+            trial.set_user_attr("compile_seconds", compiling[0])
             trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             final = results["final"]
             value = final.get("validation_objective")
-            timing = results.get("timing", {})
             trial.set_user_attr("seconds", time.perf_counter() - started)
-            trial.set_user_attr("compile_seconds", timing.get("compile_seconds"))
+            # every jitted function of the trial (round, evaluation, metrics), not only the round
+            trial.set_user_attr("compile_seconds", compiling[0])
             trial.set_user_attr("context", list(base_overrides))
             if value is None or not math.isfinite(float(value)):
                 trial.set_user_attr("error", "no finite federated validation objective")
@@ -157,6 +160,12 @@ def run_search(
     if bar is not None:
         bar.close()
     return write_summary(preset, study, sweep_dir)
+
+
+def _total(values: Any) -> float | None:
+    """Sum of the finite values (trials recorded before compile seconds were kept have none)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(finite) if finite else None
 
 
 def _best_value(study: Any) -> float | None:
@@ -194,6 +203,8 @@ def write_summary(preset: SearchPreset, study: Any, sweep_dir: Path) -> SearchRe
         "sampler": {"name": "TPESampler", "seed": preset.seed, "n_startup_trials": preset.n_startup_trials},
         "n_trials": len(records),
         "n_complete": len(complete),
+        "seconds_total": _total(r.seconds for r in records),
+        "compile_seconds_total": _total(r.compile_seconds for r in records),
         "best": None if best is None else best.__dict__,
         "trials": [r.__dict__ for r in records],
     }

@@ -18,6 +18,7 @@ from fedjax_rhd.data.buckets import (
     size_class,
 )
 from fedjax_rhd.data.packing import make_node_data
+from fedjax_rhd.federation.node_tasks import node_update
 from fedjax_rhd.federation.simulator import federated_round
 from fedjax_rhd.models import DeepSurvConfig
 from fedjax_rhd.strategies import AlgorithmSpec, ClientConfig, build_algorithm, build_model
@@ -147,7 +148,8 @@ def test_a_nodes_result_does_not_depend_on_its_bucket_mates():
     buckets = jax.tree.map(jnp.asarray, bucket_nodes(stacked, rows, plan_buckets(rows)))
     _, results = federated_round(spec, algorithm.init(params, 3), buckets, key)
     alone = NodeData(*(jnp.asarray(leaf[2, :128]) for leaf in stacked))
-    mine = jax.jit(algorithm.client_update)(params, alone, jax.random.fold_in(key, 2))
+    # what a Flower node runs: the same spec-jitted update (hyperparameters traced as in the round)
+    mine = node_update(spec, params, alone, jax.random.fold_in(key, 2))
     for x, y in zip(
         jax.tree.leaves(mine.params),
         jax.tree.leaves(jax.tree.map(lambda leaf: leaf[2], results.params)),

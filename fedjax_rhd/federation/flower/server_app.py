@@ -15,7 +15,6 @@ through the loopback socket named in the run config (the module-level ``app``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from multiprocessing.connection import Client
 from typing import Any
@@ -37,6 +36,7 @@ from fedjax_rhd.federation.flower.records import (
 from fedjax_rhd.federation.flower.wire import arrays_record, record_arrays
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.dp import NOISE_STREAM
+from fedjax_rhd.strategies.traced import spec_jit
 from fedjax_rhd.typing import ClientResult, Params, ServerState
 
 BRIDGE_ADDRESS_KEY = "bridge-address"  # run-config keys of a deployment's ServerApp
@@ -44,7 +44,7 @@ BRIDGE_KEY_KEY = "bridge-key"
 AGGREGATE_TRACES = {"count": 0}
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+@spec_jit()
 def aggregate(
     spec: AlgorithmSpec, state: ServerState, results: ClientResult, weights: jax.Array, rng: jax.Array
 ) -> ServerState:
