@@ -27,7 +27,7 @@ from fedjax_rhd.data import small_cells
 from fedjax_rhd.federation.bn_node_tasks import STATISTICS as BN_STATISTICS
 from fedjax_rhd.metrics import ipcw
 from fedjax_rhd.metrics.federated import NodeTestSummary, node_test_summary
-from fedjax_rhd.models import bgm
+from fedjax_rhd.models import MODELS, bgm
 from fedjax_rhd.models.cox import breslow_baseline_counts, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import make_client_update
@@ -61,10 +61,23 @@ def node_update(
     return algorithm.client_update(params, train, rng, node_input)
 
 
+def validation_loss(spec: AlgorithmSpec, params: Params, rows: NodeData) -> jax.Array:
+    """f32[] what validation reads on ``rows`` (no dropout): the model's survival term alone.
+
+    ``ModelEntry.selection`` names the ``loss`` aux term (Cox: the partial likelihood per event,
+    without the L2 penalty; SAVAE: the Weibull time term, without reconstruction and KL); a model
+    without one (generative) is validated on its whole loss. Both backends call this, so round
+    selection, per-node early stopping and the tuner's objective agree everywhere.
+    """
+    loss, aux = build_model(spec).loss(params, rows, None)
+    term = MODELS[spec.model_name].selection
+    return loss if term is None else aux[term]
+
+
 @spec_jit()
 def node_val_loss(spec: AlgorithmSpec, params: Params, val: NodeData) -> jax.Array:
-    """f32[] the model's loss (no dropout) on one node's validation rows."""
-    return build_model(spec).loss(params, val, None)[0]
+    """f32[] :func:`validation_loss` on one node's validation rows."""
+    return validation_loss(spec, params, val)
 
 
 @spec_jit(static_argnames=("epochs",))

@@ -28,7 +28,7 @@ from fedjax_rhd.data.buckets import NodeBuckets, bucket_nodes, plan_buckets
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulated_seconds
-from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, NodeRows, finetune_node
+from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, NodeRows, finetune_node, validation_loss
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import rows_per_step
 from fedjax_rhd.strategies.dp import NOISE_STREAM
@@ -95,10 +95,9 @@ def federated_round(
 
 @spec_jit()
 def node_losses(spec: AlgorithmSpec, stacked_params: Params, data: NodeData) -> jax.Array:
-    """f32[K] each node's evaluation loss (no dropout) of its own parameters."""
+    """f32[K] each node's validation loss (``node_tasks.validation_loss``) of its own parameters."""
     TRACE_COUNTS["eval"] += 1
-    model = build_model(spec)
-    return jax.vmap(lambda p, d: model.loss(p, d, None)[0])(stacked_params, data)
+    return jax.vmap(lambda p, d: validation_loss(spec, p, d))(stacked_params, data)
 
 
 @spec_jit()

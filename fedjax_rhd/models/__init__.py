@@ -34,12 +34,17 @@ class ModelEntry(NamedTuple):
     # config fields passed to the jitted functions as traced values, not compiled in
     # (fedjax_rhd.strategies.traced): continuous knobs that change no shape or control flow
     traced: tuple[str, ...] = ()
+    # the ``loss`` aux term that validation (round selection, early stopping, the tuner's objective)
+    # reads: the survival term alone, without the L2 penalty or SAVAE's reconstruction and KL, which
+    # would pull selection toward small weights or good covariate reconstructions (issue 24 item 6);
+    # None = the whole loss (generative models: the ELBO is what they fit)
+    selection: str | None = None
 
 
 MODELS: dict[str, ModelEntry] = {
-    "deepsurv": ModelEntry(deepsurv, DeepSurvConfig, traced=("dropout", "l2")),
-    "coxph": ModelEntry(coxph, CoxPHConfig, traced=("l2",)),
-    "savae": ModelEntry(savae, SAVAEConfig, traced=("dropout", "beta")),
+    "deepsurv": ModelEntry(deepsurv, DeepSurvConfig, traced=("dropout", "l2"), selection="cox"),
+    "coxph": ModelEntry(coxph, CoxPHConfig, traced=("l2",), selection="cox"),
+    "savae": ModelEntry(savae, SAVAEConfig, traced=("dropout", "beta"), selection="time"),
     "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True),
     "bn": ModelEntry(bn, BNConfig, generative=True, from_counts=True),
 }
