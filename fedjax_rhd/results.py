@@ -36,6 +36,7 @@ from fedjax_rhd.metrics.concordance import bootstrap_cindices
 from fedjax_rhd.metrics.evaluation import federated_evaluation, survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.strategies.dp import privacy_summary
+from fedjax_rhd.strategies.dp_sgd import privacy_summary as dp_sgd_privacy_summary
 from fedjax_rhd.tracking import curve_round, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.identity import atomic_write_text
@@ -343,6 +344,8 @@ def write_run(
     final["validation_objective"] = None if np.isnan(objective) else float(objective)
     if spec.dp.enabled:  # every released global model is one Gaussian mechanism
         final["dp"] = privacy_summary(spec.dp, len(fed.rounds), data.num_nodes)
+    if spec.client.dp_sgd.enabled:  # each node's released models: steps × rounds sampled Gaussians
+        final["dp_sgd"] = dp_sgd_summary(spec, data, len(fed.rounds))
     checkpoint = save_params(output_dir / PARAMS_FILE, run_params(fed, tuned))
     frame = predictions(data, main_risk, node_risks, tuned and tuned["columns"], test_scores)
     frame.write_parquet(output_dir / PREDICTIONS_FILE)
@@ -351,6 +354,15 @@ def write_run(
     )
     write_results(results, output_dir)
     return results
+
+
+def dp_sgd_summary(spec: AlgorithmSpec, data: FederatedData, rounds: int) -> dict[str, Any]:
+    """``final.dp_sgd``: record-level DP-SGD's ε per node (pooled rows for ``centralized``)."""
+    nodes = list(zip(data.node_names, data.n_train, strict=True))
+    if spec.pooled:
+        nodes = [("pooled", sum(data.n_train))]
+    client = spec.client
+    return dp_sgd_privacy_summary(client.dp_sgd, client.batch_size, client.steps, rounds, nodes)
 
 
 def run_params(fed: FederationResult, tuned: dict[str, Any] | None) -> dict[str, Any]:
@@ -539,6 +551,17 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"client-level DP (σ={dp['noise_multiplier']}, clip={dp['clip']}, δ={dp['delta']:g})",
                 f"ε = {dp['epsilon_pld']:.2f} (PLD), {dp['epsilon_rdp']:.2f} (RDP), "
                 f"{dp['rounds_accounted']} rounds",
+            )
+        )
+    if final.get("dp_sgd"):
+        dp = final["dp_sgd"]
+        worst = max(dp["nodes"], key=lambda node: node["epsilon_rdp"])
+        rows.append(
+            (
+                f"record-level DP-SGD (σ={dp['noise_multiplier']}, clip={dp['clip']}, δ={dp['delta']:g})",
+                f"ε = {dp['epsilon_rdp']:.2f} (RDP, worst node {worst['name']}, "
+                f"q={worst['sampling_rate']:.3f}), "
+                f"{dp['steps_per_round']} steps × {dp['rounds_accounted']} rounds",
             )
         )
     privacy = results.get("privacy") or {}
