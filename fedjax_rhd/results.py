@@ -37,6 +37,7 @@ from fedjax_rhd.metrics.evaluation import federated_evaluation, survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.strategies.dp import privacy_summary
 from fedjax_rhd.strategies.dp_sgd import privacy_summary as dp_sgd_privacy_summary
+from fedjax_rhd.strategies.dp_sgd import summary_row as dp_sgd_summary_row
 from fedjax_rhd.tracking import curve_round, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.identity import atomic_write_text
@@ -554,16 +555,7 @@ def print_summary(results: dict[str, Any]) -> None:
             )
         )
     if final.get("dp_sgd"):
-        dp = final["dp_sgd"]
-        worst = max(dp["nodes"], key=lambda node: node["epsilon_rdp"])
-        rows.append(
-            (
-                f"record-level DP-SGD (σ={dp['noise_multiplier']}, clip={dp['clip']}, δ={dp['delta']:g})",
-                f"ε = {dp['epsilon_rdp']:.2f} (RDP, worst node {worst['name']}, "
-                f"q={worst['sampling_rate']:.3f}), "
-                f"{dp['steps_per_round']} steps × {dp['rounds_accounted']} rounds",
-            )
-        )
+        rows.append(dp_sgd_summary_row(final["dp_sgd"]))
     privacy = results.get("privacy") or {}
     if privacy.get("min_cell_count", 0) > 1:  # the survival metrics above came from coarsened counts
         rows.append(

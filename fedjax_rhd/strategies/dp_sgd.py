@@ -168,6 +168,10 @@ def epsilon(noise_multiplier: float, q: float, steps: int, delta: float) -> floa
     return float(acc.get_epsilon(delta))
 
 
+def _finite(value: float) -> float | None:
+    return value if value != float("inf") else None
+
+
 def privacy_summary(
     config: DPSGDConfig, batch_size: int, steps_per_round: int, rounds: int, nodes: Sequence[tuple[str, int]]
 ) -> dict[str, Any]:
@@ -186,10 +190,10 @@ def privacy_summary(
     per_node = []
     for name, n in nodes:
         q = float(sampling_rate(batch_size, n))
-        per_node.append(
-            {"name": name, "n_train": int(n), "sampling_rate": q,
-             "epsilon_rdp": epsilon(config.noise_multiplier, q, steps, config.delta)}
-        )  # fmt: skip
+        eps = epsilon(config.noise_multiplier, q, steps, config.delta)
+        # σ = 0: no guarantee; JSON has no infinity, so null
+        per_node.append({"name": name, "n_train": int(n), "sampling_rate": q, "epsilon_rdp": _finite(eps)})
+    finite = [node["epsilon_rdp"] for node in per_node]
     return {
         "level": "record (one patient row of a node)",
         "neighbouring_relation": "add or remove one row of one node",
@@ -200,7 +204,20 @@ def privacy_summary(
         "batch_size": batch_size,
         "steps_per_round": steps_per_round,
         "rounds_accounted": rounds,
-        "epsilon_rdp": max(node["epsilon_rdp"] for node in per_node),
+        "epsilon_rdp": None if None in finite else max(finite),
         "nodes": per_node,
         "accountant": f"dp-accounting {importlib.metadata.version('dp-accounting')} (RDP)",
     }
+
+
+def summary_row(dp: dict[str, Any]) -> tuple[str, str]:
+    """The run summary's line for ``final.dp_sgd``: the worst node's ε, its q, the steps accounted."""
+    if dp["epsilon_rdp"] is None:
+        eps = "ε = ∞ (noise multiplier 0: no guarantee)"
+    else:
+        worst = max(dp["nodes"], key=lambda node: node["epsilon_rdp"])
+        eps = f"ε = {dp['epsilon_rdp']:.2f} (RDP, worst node {worst['name']}, q={worst['sampling_rate']:.3f})"
+    return (
+        f"record-level DP-SGD (σ={dp['noise_multiplier']}, clip={dp['clip']}, δ={dp['delta']:g})",
+        f"{eps}, {dp['steps_per_round']} steps × {dp['rounds_accounted']} rounds",
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from typing import NamedTuple
 
 import jax
@@ -183,3 +184,19 @@ def test_config_errors_name_the_key():
         StrategyConfig(client=ClientConfig(batch_size=8, dp_sgd=DPSGDConfig(clip=1.0)), finetune_epochs=2)
     # the JSON a Flower node receives rebuilds the nested config
     assert ClientConfig(batch_size=8, dp_sgd=dataclasses.asdict(DPSGDConfig(clip=0.3))).dp_sgd.clip == 0.3
+
+
+def test_summary_block_matches_the_results_schema_and_survives_the_flower_spec_message():
+    import jsonschema
+
+    from fedjax_rhd.federation.flower.protocol import spec_from_json, spec_to_json
+    from fedjax_rhd.results import SCHEMA_PATH
+
+    summary = privacy_summary(DPSGDConfig(1.0, 0.9, 1e-5), 16, 2, 5, [("a", 40), ("b", 10)])
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.validate(summary, {**schema["$defs"]["dp_sgd"], "$defs": schema["$defs"]})
+    assert summary["nodes"][1]["sampling_rate"] == 1.0  # a node smaller than the batch: every row, every step
+    no_noise = privacy_summary(DPSGDConfig(1.0, 0.0, 1e-5), 16, 2, 5, [("a", 40)])
+    assert no_noise["epsilon_rdp"] is None  # σ = 0: no guarantee (JSON has no infinity)
+    spec = savae_spec(DPSGDConfig(clip=0.7, noise_multiplier=1.3, delta=1e-6))
+    assert spec_from_json(spec_to_json(spec)) == spec  # a Flower node runs the same DP-SGD
