@@ -29,7 +29,7 @@ from fedjax_rhd.federation.registry import BACKENDS
 from fedjax_rhd.jax_setup import cache_dir
 from fedjax_rhd.models import MODELS, config_for_guide
 from fedjax_rhd.sources import UseCase
-from fedjax_rhd.strategies import AlgorithmSpec, StrategyConfig
+from fedjax_rhd.strategies import AlgorithmSpec, StrategyConfig, check_dp_sgd
 from fedjax_rhd.tracking import TrackerSettings
 
 
@@ -106,6 +106,7 @@ class RunConfig:
     fidelity_every: int = 0
 
     def __post_init__(self) -> None:
+        check_dp_sgd(self.model.name, self.strategy.client)  # before any data is read
         for key in ("curve_every", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1 (1: every round), got {getattr(self, key)}")

@@ -148,9 +148,12 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
                 output_dir, spec=spec, backend=backend, data=data, fed=fed, table=table,
                 seed=config.seed.synthetic, benchmark_holdout=res.test_set_kind(data) == "benchmark_holdout",
             )  # fmt: skip
+            final = gen.generative_final(data, fed, block, res.test_set_kind(data))
+            if spec.client.dp_sgd.enabled:  # the network's local steps; the mixture fit is not covered
+                final["dp_sgd"] = res.dp_sgd_summary(spec, data, len(fed.rounds))
             results = res.write_generative_run(
                 output_dir, resolved=resolved, card=card, layers=guide.layers, data=data, fed=fed,
-                final=gen.generative_final(data, fed, block, res.test_set_kind(data)),
+                final=final,
                 checkpoint=gen.save_checkpoint(output_dir, fed), scenario=config.scenario.name,
                 fractions=None if config.split.natural or spec.pooled else config.split.fractions,
                 started=started,

@@ -40,6 +40,7 @@ from fedjax_rhd.metrics.synthetic._columns import finite_or_none
 from fedjax_rhd.models import bgm
 from fedjax_rhd.models.tabular import decode_table, table_schema
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
+from fedjax_rhd.strategies.dp_sgd import summary_row as dp_sgd_summary_row
 from fedjax_rhd.synthetic_export import table_id
 from harmonize.identity import atomic_write_text
 
@@ -324,6 +325,9 @@ def print_summary(results: dict[str, Any]) -> None:
             f"impossible values {val['validity_total']}  "
             f"privacy gate {'passed' if val['privacy_gate']['passed'] else 'failed'}"
         )
+    if final.get("dp_sgd"):  # the network's training only: the mixture and synthetic draws are not covered
+        name, value = dp_sgd_summary_row(final["dp_sgd"])
+        print(f"  {name} (network weights only): {value}")
     print(f"  best round {final['best_round']} of {final['rounds_run']}\n")
 
 

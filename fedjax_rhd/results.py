@@ -36,6 +36,8 @@ from fedjax_rhd.metrics.concordance import bootstrap_cindices
 from fedjax_rhd.metrics.evaluation import federated_evaluation, survival_metrics
 from fedjax_rhd.strategies import AlgorithmSpec
 from fedjax_rhd.strategies.dp import privacy_summary
+from fedjax_rhd.strategies.dp_sgd import privacy_summary as dp_sgd_privacy_summary
+from fedjax_rhd.strategies.dp_sgd import summary_row as dp_sgd_summary_row
 from fedjax_rhd.tracking import curve_round, round_metrics
 from fedjax_rhd.typing import Tracker
 from harmonize.identity import atomic_write_text
@@ -343,6 +345,8 @@ def write_run(
     final["validation_objective"] = None if np.isnan(objective) else float(objective)
     if spec.dp.enabled:  # every released global model is one Gaussian mechanism
         final["dp"] = privacy_summary(spec.dp, len(fed.rounds), data.num_nodes)
+    if spec.client.dp_sgd.enabled:  # each node's released models: steps × rounds sampled Gaussians
+        final["dp_sgd"] = dp_sgd_summary(spec, data, len(fed.rounds))
     checkpoint = save_params(output_dir / PARAMS_FILE, run_params(fed, tuned))
     frame = predictions(data, main_risk, node_risks, tuned and tuned["columns"], test_scores)
     frame.write_parquet(output_dir / PREDICTIONS_FILE)
@@ -351,6 +355,15 @@ def write_run(
     )
     write_results(results, output_dir)
     return results
+
+
+def dp_sgd_summary(spec: AlgorithmSpec, data: FederatedData, rounds: int) -> dict[str, Any]:
+    """``final.dp_sgd``: record-level DP-SGD's ε per node (pooled rows for ``centralized``)."""
+    nodes = list(zip(data.node_names, data.n_train, strict=True))
+    if spec.pooled:
+        nodes = [("pooled", sum(data.n_train))]
+    client = spec.client
+    return dp_sgd_privacy_summary(client.dp_sgd, client.batch_size, client.steps, rounds, nodes)
 
 
 def run_params(fed: FederationResult, tuned: dict[str, Any] | None) -> dict[str, Any]:
@@ -541,6 +554,8 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"{dp['rounds_accounted']} rounds",
             )
         )
+    if final.get("dp_sgd"):
+        rows.append(dp_sgd_summary_row(final["dp_sgd"]))
     privacy = results.get("privacy") or {}
     if privacy.get("min_cell_count", 0) > 1:  # the survival metrics above came from coarsened counts
         rows.append(

@@ -39,13 +39,16 @@ class ModelEntry(NamedTuple):
     # would pull selection toward small weights or good covariate reconstructions (issue 24 item 6);
     # None = the whole loss (generative models: the ELBO is what they fit)
     selection: str | None = None
+    # the loss is a sum of independent per-row terms, so a row's gradient is its whole influence and
+    # record-level DP-SGD (strategies/dp_sgd.py) is well defined; False for Cox losses (risk sets couple rows)
+    row_separable: bool = False
 
 
 MODELS: dict[str, ModelEntry] = {
     "deepsurv": ModelEntry(deepsurv, DeepSurvConfig, traced=("dropout", "l2"), selection="cox"),
     "coxph": ModelEntry(coxph, CoxPHConfig, traced=("l2",), selection="cox"),
-    "savae": ModelEntry(savae, SAVAEConfig, traced=("dropout", "beta"), selection="time"),
-    "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True),
+    "savae": ModelEntry(savae, SAVAEConfig, traced=("dropout", "beta"), selection="time", row_separable=True),
+    "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True, row_separable=True),
     "bn": ModelEntry(bn, BNConfig, generative=True, from_counts=True),
 }
 

@@ -73,9 +73,26 @@ class AlgorithmSpec:
                 "aggregate to protect"
             )
 
+        check_dp_sgd(self.model_name, self.client)
+
     @property
     def pooled(self) -> bool:
         return self.algorithm == "centralized"
+
+
+def check_dp_sgd(model_name: str, client: ClientConfig) -> None:
+    """Refuse record-level DP-SGD (``client.dp_sgd``) for a model whose loss is not a sum over rows.
+
+    Raises:
+        ValueError: naming the key and why (the Cox partial likelihood's risk sets couple rows).
+    """
+    if client.dp_sgd.enabled and not MODELS[model_name].row_separable:
+        raise ValueError(
+            f"strategy.client.dp_sgd (record-level DP-SGD) needs a loss that is a sum over rows; "
+            f"model={model_name}'s Cox partial likelihood is not: each row's term sums over its "
+            "risk set, the other rows still at risk, so risk sets couple rows and one row's gradient "
+            "does not bound its influence (use model=savae or vae_bgm, or client-level strategy.dp)"
+        )
 
 
 def build_model(spec: AlgorithmSpec) -> SurvivalModel:
@@ -97,6 +114,7 @@ __all__ = [
     "AlgorithmSpec",
     "ClientConfig",
     "DPConfig",
+    "check_dp_sgd",
     "ServerConfig",
     "build_algorithm",
     "build_model",

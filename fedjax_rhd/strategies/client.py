@@ -19,6 +19,13 @@ Step ``s`` draws its dropout key as ``fold_in(rng, s)`` and its batch from
 ``fold_in(fold_in(rng, s), BATCH_STREAM)``: pure functions of (seed, round,
 node, step), so every backend trains on the same batches.
 
+With ``dp_sgd.clip`` set (record-level DP, ``strategies/dp_sgd.py``) a step
+instead Poisson-samples its batch (each real row with probability
+``batch_size / n_k``: a mask over the node's rows from the same batch key, so
+shapes stay static), clips each row's gradient, adds seeded Gaussian noise and
+divides by the expected batch size. FedProx's term and SCAFFOLD's correction,
+which read no rows, are added after the noise.
+
 FedProx (Li et al., "Federated Optimization in Heterogeneous Networks", MLSys
 2020) only changes this objective: ``loss(w) + μ/2 ‖w − w_global‖²`` keeps
 each node near the round's global model. ``proximal_mu=None`` leaves the term
@@ -34,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fedjax_rhd.strategies.dp_sgd import NOISE_STREAM, DPSGDConfig, poisson_mask, private_gradient
 from fedjax_rhd.typing import ClientResult, NodeData, Params, PRNGKey, SurvivalModel
 
 CLIENT_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "adamw": optax.adamw}
@@ -50,8 +58,12 @@ class ClientConfig:
     proximal_mu: float | None = None  # FedProx's μ; None = no proximal term (FedAvg)
     batch_size: int | None = None  # rows per local step; None = the node's full batch (exact Cox likelihood)
     local_steps: int | None = None  # minibatch steps per round (batch_size set); None = local_epochs
+    # record-level DP-SGD (Poisson batches of expected size batch_size, strategies/dp_sgd.py); clip null = off
+    dp_sgd: DPSGDConfig = DPSGDConfig()
 
     def __post_init__(self) -> None:
+        if isinstance(self.dp_sgd, dict):  # from JSON (Flower's spec message)
+            object.__setattr__(self, "dp_sgd", DPSGDConfig(**self.dp_sgd))
         if self.optimizer not in CLIENT_OPTIMIZERS:
             raise ValueError(
                 f"client optimizer {self.optimizer!r}: expected one of {sorted(CLIENT_OPTIMIZERS)}"
@@ -68,6 +80,11 @@ class ClientConfig:
             raise ValueError(
                 "strategy.client.local_steps counts minibatch steps: set strategy.client.batch_size too "
                 "(full-batch training takes strategy.client.local_epochs)"
+            )
+        if self.dp_sgd.enabled and self.batch_size is None:
+            raise ValueError(
+                "strategy.client.dp_sgd samples Poisson minibatches of expected size "
+                "strategy.client.batch_size: set it (full-batch steps get no sampling amplification)"
             )
 
     @property
@@ -141,6 +158,24 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
         return loss + 0.5 * mu * proximal_term(p, anchor), loss
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
+    dp_sgd = config.dp_sgd
+
+    def row_loss(p: Params, row: NodeData, key: PRNGKey | None) -> jax.Array:
+        return model.loss(p, row, key)[0]
+
+    def private_step(
+        p: Params, anchor: Params, node: NodeData, step_key: PRNGKey
+    ) -> tuple[jax.Array, Params]:
+        """DP-SGD's gradient of the model's loss (plus the row-free proximal term) and the batch's loss."""
+        mask = poisson_mask(node, jax.random.fold_in(step_key, BATCH_STREAM), batch_size)
+        expected = jnp.minimum(float(batch_size), node.weight.sum())  # q · n_k
+        grads = private_gradient(
+            row_loss, p, node, mask, step_key, jax.random.fold_in(step_key, NOISE_STREAM), dp_sgd, expected
+        )
+        if mu is not None:
+            grads = jax.tree.map(lambda g, a, b: g + mu * (a - b), grads, p, anchor)
+        loss, _ = model.loss(p, node._replace(weight=mask), step_key)  # reported only, never differentiated
+        return loss, grads
 
     def client_update(
         params: Params, node: NodeData, rng: PRNGKey, correction: Params | None = None
@@ -148,10 +183,13 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
         def step(carry: tuple, step_index: jax.Array) -> tuple:
             p, opt_state = carry
             step_key = jax.random.fold_in(rng, step_index)
-            batch = node
-            if batch_size is not None:
-                batch = minibatch(node, jax.random.fold_in(step_key, BATCH_STREAM), batch_size)
-            (_, loss), grads = grad_fn(p, params, batch, step_key)
+            if dp_sgd.enabled:
+                loss, grads = private_step(p, params, node, step_key)
+            else:
+                batch = node
+                if batch_size is not None:
+                    batch = minibatch(node, jax.random.fold_in(step_key, BATCH_STREAM), batch_size)
+                (_, loss), grads = grad_fn(p, params, batch, step_key)
             if correction is not None:
                 grads = jax.tree.map(jnp.add, grads, correction)
             updates, opt_state = optimizer.update(grads, opt_state, p)

@@ -81,6 +81,12 @@ class StrategyConfig:
                 f"not {self.algorithm!r}"
             )
 
+        if self.client.dp_sgd.enabled and self.finetune_epochs > 0:
+            raise ValueError(
+                "strategy.client.dp_sgd accounts the federated rounds' local steps only: fine-tuning "
+                "(strategy.finetune_epochs > 0) would train on the rows outside that account; set it to 0"
+            )
+
     @property
     def display_name(self) -> str:
         return self.label or self.name
