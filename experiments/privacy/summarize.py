@@ -1,9 +1,10 @@
-"""The privacy study's table and figure: C-index against ε for client-level DP-FedAvg.
+"""The privacy study's table and figure: C-index against ε for client-level DP-FedAvg and record-level DP-SGD.
 
 Reads every ``results.json`` under a sweep folder (``run.sh`` writes ``<out>/<use case>/{plain,dp}``) and,
 per use case and arm (FedAvg, each node alone, DP-FedAvg at each noise multiplier σ):
 
-* ε at the run's δ over its rounds by dp-accounting (PLD; the runs record both accountants);
+* ε at the run's δ over its rounds by dp-accounting (PLD; the runs record both accountants); for DP-SGD
+  runs (``final.dp_sgd``) the worst node's record-level ε by RDP;
 * the test C-index of the main model, mean over split seeds with a t-interval over seeds (the
   variance that matters for a claim about methods: split and training randomness together);
 * the paired difference against the best node alone *of the same seed* (the strongest isolated
@@ -42,10 +43,13 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
         cfg, final = res["config"], res["final"]
         strategy = cfg["strategy"]
         dp = final.get("dp")
+        dp_sgd = final.get("dp_sgd")  # record-level DP-SGD inside each node (strategy.client.dp_sgd)
         if strategy["algorithm"] == "local":
             arm, c_index = "node alone (best)", max(n["c_index_test"]["estimate"] for n in final["nodes"])
         elif dp:
             arm, c_index = f"DP-FedAvg σ={dp['noise_multiplier']:g}", final["c_index_test"]["estimate"]
+        elif dp_sgd:
+            arm, c_index = f"DP-SGD σ={dp_sgd['noise_multiplier']:g}", final["c_index_test"]["estimate"]
         else:
             arm, c_index = "FedAvg", final["c_index_test"]["estimate"]
         runs.append(
@@ -55,8 +59,9 @@ def load_runs(root: Path) -> list[dict[str, Any]]:
                 "seed": cfg["seed"]["split"],
                 "c_index": c_index,
                 "epsilon": None if not dp else dp["epsilon_pld"],
-                "epsilon_rdp": None if not dp else dp["epsilon_rdp"],
-                "delta": None if not dp else dp["delta"],
+                # DP-SGD: the worst node's ε (RDP; record level, not comparable with DP-FedAvg's node level)
+                "epsilon_rdp": dp["epsilon_rdp"] if dp else (dp_sgd["epsilon_rdp"] if dp_sgd else None),
+                "delta": dp["delta"] if dp else (dp_sgd["delta"] if dp_sgd else None),
                 "rounds": len(res["rounds"]),
             }
         )
@@ -116,7 +121,9 @@ def _order(arm: str) -> tuple[int, float]:
         return (0, 0.0)
     if arm.startswith("DP-FedAvg"):
         return (1, float(arm.split("=")[1]))
-    return (2, 0.0)
+    if arm.startswith("DP-SGD"):
+        return (2, float(arm.split("=")[1]))
+    return (3, 0.0)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -133,7 +140,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         diff = "–"
         if "diff" in r:
             diff = f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]"
-        eps = "∞ (no DP)" if r["epsilon_pld"] is None else _fmt(r["epsilon_pld"], 1)
+        no_dp = r["epsilon_pld"] is None and r["epsilon_rdp"] is None
+        eps = "∞ (no DP)" if no_dp else _fmt(r["epsilon_pld"], 1)
         eps_rdp = "" if r["epsilon_rdp"] is None else _fmt(r["epsilon_rdp"], 1)
         lines.append(
             f"| {r['use_case']} | {r['arm']} | {eps} | {eps_rdp} | {_fmt(r['c_index'])} "
@@ -163,8 +171,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 label="DP-FedAvg",
             )
             ax.set_xscale("log")
+        sgd = sorted((r for r in mine if r["arm"].startswith("DP-SGD")), key=lambda r: r["epsilon_rdp"])
+        if sgd:  # record level: the worst node's ε by RDP
+            ax.errorbar(
+                [r["epsilon_rdp"] for r in sgd],
+                [r["c_index"] for r in sgd],
+                yerr=[[r["c_index"] - r["c_low"] for r in sgd], [r["c_high"] - r["c_index"] for r in sgd]],
+                fmt="s-",
+                label="DP-SGD (record level, worst node, RDP)",
+            )
+            ax.set_xscale("log")
         for r in mine:
-            if r["epsilon_pld"] is None:
+            if r["epsilon_pld"] is None and r["epsilon_rdp"] is None:
                 style = "k-" if r["arm"] == "FedAvg" else "r--"
                 ax.axhline(r["c_index"], ls=style[1:], color=style[0], label=f"{r['arm']} (no DP)")
         ax.set(title=case, xlabel="ε at δ=1e-5 (PLD, 30 rounds)", ylabel="test C-index (mean over seeds)")

@@ -373,7 +373,7 @@ def test_provenance_names_the_commit_and_the_command():
 # --- privacy study, local updates (strategies), synthetic table ------------------------------------
 
 
-def _privacy_run(path: Path, *, algorithm: str, seed: int, c: float, nodes=(), dp=None) -> None:
+def _privacy_run(path: Path, *, algorithm: str, seed: int, c: float, nodes=(), dp=None, dp_sgd=None) -> None:
     path.mkdir(parents=True)
     final = {
         "c_index_test": {"estimate": c},
@@ -381,6 +381,8 @@ def _privacy_run(path: Path, *, algorithm: str, seed: int, c: float, nodes=(), d
     }
     if dp:
         final["dp"] = dp
+    if dp_sgd:
+        final["dp_sgd"] = dp_sgd
     res = {
         "config": {
             "use_case": {"name": "mds"},
@@ -425,6 +427,21 @@ def test_table_from_runs_pairs_each_seed_with_its_best_node_alone(tmp_path):
     assert rows["DP-FedAvg σ=1"]["epsilon_pld"] == 40.0
     assert rows["DP-FedAvg σ=1"]["decision"] == "not shown either way"  # diffs -0.05, 0, -0.01
     assert (tmp_path / "privacy.md").is_file() and (tmp_path / "privacy.png").is_file()
+
+
+def test_table_reads_record_level_dp_sgd_runs_with_their_worst_nodes_epsilon(tmp_path):
+    dp_sgd = {"noise_multiplier": 2.0, "epsilon_rdp": 6.9, "delta": 1e-5}
+    alone = [(0.60, 0.65), (0.62, 0.66), (0.61, 0.64)]  # best per seed: 0.65, 0.66, 0.64
+    for s, c in enumerate([0.55, 0.57, 0.56]):  # every seed below its best node alone by 0.08-0.10
+        _privacy_run(tmp_path / f"plain/{s}_local", algorithm="local", seed=s, c=0.0, nodes=alone[s])
+        _privacy_run(tmp_path / f"sgd/{s}", algorithm="fedavg", seed=s, c=c, dp_sgd=dp_sgd)
+    module = script("privacy/summarize.py")
+    assert module.main([str(tmp_path)]) == 0
+    row = {r["arm"]: r for r in module.summarize(module.load_runs(tmp_path))}["DP-SGD σ=2"]
+    assert row["epsilon_rdp"] == 6.9 and row["epsilon_pld"] is None
+    assert row["diff"] == pytest.approx(-0.09)
+    assert row["decision"] == "does not beat the best node alone"
+    assert "| mds | DP-SGD σ=2 | – | 6.9 |" in (tmp_path / "privacy.md").read_text()
 
 
 def test_local_updates_table_pairs_seeds_and_counts_rounds_to_99(tmp_path):
