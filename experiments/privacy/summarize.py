@@ -185,7 +185,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             if r["epsilon_pld"] is None and r["epsilon_rdp"] is None:
                 style = "k-" if r["arm"] == "FedAvg" else "r--"
                 ax.axhline(r["c_index"], ls=style[1:], color=style[0], label=f"{r['arm']} (no DP)")
-        ax.set(title=case, xlabel="ε at δ=1e-5 (PLD, 30 rounds)", ylabel="test C-index (mean over seeds)")
+        xlabel = "ε at δ=1e-5 (PLD, node level, 30 rounds)" if dp else "ε at δ=1e-5"
+        if sgd:
+            xlabel += " (DP-SGD: RDP, record level, worst node)" if dp else " (RDP, record level, worst node)"
+        ax.set(title=case, xlabel=xlabel, ylabel="test C-index (mean over seeds)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
