@@ -664,3 +664,44 @@ def test_external_validation_loco_scores_each_held_out_centre_and_decides_claims
     with pytest.raises(ValueError, match="scores differently from the run's own test predictions"):
         mod.main(argv)
     capsys.readouterr()
+
+
+def _anchor_folder(tmp_path, tiny_data_root):
+    mod = script("synthetic/ctgan_anchor.py")
+    overrides = ["model=vae_bgm", "use_case.n_patients=600", f"data_root={tiny_data_root}"]
+    (folder,) = mod.prepare(tmp_path / "anchor", [0], overrides)
+    return mod, folder
+
+
+def test_ctgan_anchor_prepares_the_runs_rows_and_tabulates(tmp_path, tiny_data_root):
+    """experiments/synthetic/ctgan_anchor.py without the package (it needs torch): ``prepare`` writes the
+    VAE-BGM run's training rows and holdout; the table's intervals by hand; the missing level round-trips."""
+    import pandas as pd
+    import polars as pl
+
+    mod, folder = _anchor_folder(tmp_path, tiny_data_root)
+    train, holdout = pl.read_parquet(folder / "train.parquet"), pl.read_parquet(folder / "holdout.parquet")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert train.height + holdout.height < 600 and holdout.height == 60  # validation rows are in neither
+    assert meta["discrete_columns"][-1] == "event" and "time" not in meta["discrete_columns"]
+    row = {"quality_sdmetrics_style": 0.9, "privacy_gate": {"passed": True}, "seconds": 2.0}
+    text = mod.table({"g": [row, {**row, "quality_sdmetrics_style": 0.8, "seconds": 4.0}]})
+    half = 12.706 * np.std([0.9, 0.8], ddof=1) / np.sqrt(2)
+    assert f"| g | 2 | 0.850 [{0.85 - half:.3f}, {0.85 + half:.3f}] | n/a |" in text
+    assert text.rstrip().endswith("| 2/2 | 2-4 |")
+    levels = pd.Series(["1.0", mod.MISSING_LEVEL, "0.0"])
+    levels = levels.where(levels != mod.MISSING_LEVEL)
+    back = mod._restore(levels, pd.Series([1.0, None, 0.0]))
+    assert back.tolist()[0] == 1.0 and pd.isna(back.tolist()[1]) and back.tolist()[2] == 0.0
+
+
+@pytest.mark.slow  # the whole validation suite (TSTR fits, detection, privacy) on one table
+def test_ctgan_anchor_scores_a_copied_table_as_copies(tmp_path, tiny_data_root):
+    mod, folder = _anchor_folder(tmp_path, tiny_data_root)
+    import polars as pl
+
+    pl.read_parquet(folder / "train.parquet").write_parquet(folder / "synthetic.parquet")
+    (folder / "timing.json").write_text(json.dumps({"fit_seconds": 2.0}))
+    row = mod.score_seed(folder)
+    assert row["exact_copy_share"] == 1.0 and not row["privacy_gate"]["passed"]
+    assert row["validity_total"] == 0 and row["seconds"] == 2.0
