@@ -143,6 +143,7 @@ COLUMNS = (
     ("gsf", "GSF", 3),
     ("detection_auc", "detection AUC", 3),
     ("tstr_difference", "TSTR ΔC", 3),
+    ("tstr_deepsurv_difference", "TSTR ΔC (DeepSurv)", 3),
     ("mia_auc", "MIA AUC", 3),
     ("exact_copy_share", "exact copies", 3),
     ("validity_total", "impossible values", 0),

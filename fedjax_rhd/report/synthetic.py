@@ -37,6 +37,7 @@ METRICS = (
     ("quality_sdmetrics_style", "quality (SDMetrics-style)"),
     ("detection_auc", "detection AUC"),
     ("tstr_difference", "TSTR ΔC"),
+    ("tstr_deepsurv_difference", "TSTR ΔC (DeepSurv)"),
     ("mia_auc", "MIA AUC"),
     ("dcr_closer_to_train_share", "closer to train"),
     ("exact_copy_share", "exact copies"),
@@ -125,7 +126,7 @@ def synthetic_rows(runs: list[Run]) -> list[SyntheticRow]:
                 trained_on=trained_on,
                 seeds=tuple(sorted(r.seed for r, _ in members)),
                 n_synthetic=float(np.mean([b["synthetic"]["n"] for _, b in members])),
-                values={m: _value([v[m] for _, v in validated]) for m, _ in METRICS},
+                values={m: _value([v.get(m) for _, v in validated]) for m, _ in METRICS},
                 gate_passed=sum(bool(v["privacy_gate"]["passed"]) for _, v in validated),
             )
         )
