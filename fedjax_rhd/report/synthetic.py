@@ -124,7 +124,8 @@ def synthetic_rows(runs: list[Run]) -> list[SyntheticRow]:
                 strategy=strategy,
                 trained_on=trained_on,
                 seeds=tuple(sorted(r.seed for r, _ in members)),
-                n_synthetic=float(np.mean([b["synthetic"]["n"] for _, b in members])),
+                # sd_sharing with every node's rows refused: no table (synthetic null), 0 rows
+                n_synthetic=float(np.mean([(b["synthetic"] or {"n": 0})["n"] for _, b in members])),
                 values={m: _value([v[m] for _, v in validated]) for m, _ in METRICS},
                 gate_passed=sum(bool(v["privacy_gate"]["passed"]) for _, v in validated),
             )
