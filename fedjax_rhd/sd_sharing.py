@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 import polars as pl
 
@@ -52,6 +53,7 @@ from fedjax_rhd.federation.participation import RoundPolicy
 from fedjax_rhd.federation.sd_node_tasks import METRIC, arrays_table, thresholds_inputs
 from fedjax_rhd.io import save_params
 from fedjax_rhd.metrics.synthetic import PrivacyThresholds, validation_report
+from fedjax_rhd.metrics.synthetic._columns import finite_or_none
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from fedjax_rhd.synthetic_export import gate_failures, table_id
@@ -174,16 +176,8 @@ def share_rows(
         if passed == bool(failing):
             raise RuntimeError(f"{data.node_names[k]}: its gate verdict disagrees with the metrics it sent")
         rows = arrays_table(reply, data.guide, f"sd-{data.node_names[k]}-") if passed else None
-        shares.append(
-            NodeShare(
-                data.node_names[k],
-                int(reply["n_sampled"]),
-                passed,
-                failing,
-                {**metrics, "validity_total": validity},
-                rows,
-            )  # fmt: skip
-        )
+        metrics["validity_total"] = validity
+        shares.append(NodeShare(data.node_names[k], int(reply["n_sampled"]), passed, failing, metrics, rows))
     return shares
 
 
@@ -200,7 +194,8 @@ def node_generators(
     if MODELS[spec.model_name].from_counts:
         fits = [generative_bn.fit_generator(backend, spec, data, [k], seed) for k in range(data.num_nodes)]
         return [g for _, g in fits], [f for f, _ in fits]
-    assert fed is not None
+    if fed is None:
+        raise ValueError(f"model={spec.model_name} is trained by rounds: pass their FederationResult")
     step = GENERATORS[spec.model_name]
     return [
         step(backend, spec, data, params, nodes, seed)
@@ -286,8 +281,11 @@ def sharing_block(shares: list[NodeShare], thresholds: PrivacyThresholds, n_trai
                 "n_sampled": s.n_sampled,
                 "passed": s.passed,
                 "n_sent": 0 if s.rows is None else s.rows.height,
-                "failing": [{"metric": m, "value": v, "limit": lim} for m, v, lim in s.failing],
-                "metrics": s.metrics,
+                # a metric that is not a finite number (too few rows) is recorded as null
+                "failing": [
+                    {"metric": m, "value": finite_or_none(v), "limit": lim} for m, v, lim in s.failing
+                ],
+                "metrics": finite_or_none(s.metrics),
             }
             for s, n in zip(shares, n_train, strict=True)
         ],
@@ -326,8 +324,6 @@ def share_and_validate(
     if retraining is not None:
         pool.write_parquet(output_dir / POOL_FILE)
         generator, sharing["retrained"] = retrain_on_pool(pool, spec, data, retraining, seed)
-        import jax
-
         key = jax.random.fold_in(jax.random.key(seed), _RETRAIN_PURPOSE)
         n = spec.model_config.n_synthetic or int(sum(data.n_train))
         final = build_model(spec).sample(generator, key, n)

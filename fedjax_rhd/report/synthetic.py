@@ -82,7 +82,7 @@ def _label(strategy: str, trained_on: str, share: float | None) -> str:
         return "centralised"
     if strategy == LOCAL:
         return f"{trained_on} ({share:.0%}) alone" if share is not None else f"{trained_on} alone"
-    if trained_on.startswith("sd_pool"):  # sd_sharing: the pooled gated rows, or a generator retrained on them
+    if trained_on.startswith("sd_pool"):  # sd_sharing: the pooled gated rows, or a generator retrained on it
         return f"{strategy} ({trained_on})"
     return f"{strategy} (global)"
 
