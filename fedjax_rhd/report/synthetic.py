@@ -83,6 +83,8 @@ def _label(strategy: str, trained_on: str, share: float | None) -> str:
         return "centralised"
     if strategy == LOCAL:
         return f"{trained_on} ({share:.0%}) alone" if share is not None else f"{trained_on} alone"
+    if trained_on.startswith("sd_pool"):  # sd_sharing: the pooled gated rows, or a generator retrained on it
+        return f"{strategy} ({trained_on})"
     return f"{strategy} (global)"
 
 
@@ -125,7 +127,8 @@ def synthetic_rows(runs: list[Run]) -> list[SyntheticRow]:
                 strategy=strategy,
                 trained_on=trained_on,
                 seeds=tuple(sorted(r.seed for r, _ in members)),
-                n_synthetic=float(np.mean([b["synthetic"]["n"] for _, b in members])),
+                # sd_sharing with every node's rows refused: no table (synthetic null), 0 rows
+                n_synthetic=float(np.mean([(b["synthetic"] or {"n": 0})["n"] for _, b in members])),
                 values={m: _value([v.get(m) for _, v in validated]) for m, _ in METRICS},
                 gate_passed=sum(bool(v["privacy_gate"]["passed"]) for _, v in validated),
             )
