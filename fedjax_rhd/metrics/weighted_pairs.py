@@ -215,7 +215,7 @@ def _exclusive_cumsum(w: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("s",))
 def _counts_kernel(w: jax.Array, plan: tuple[jax.Array, ...], s: int) -> tuple[jax.Array, ...]:
-    """(concordant, tied, comparable) f64[B] for f32[n + 1, B] weights (last row 0).
+    """(concordant, tied, comparable) f64[B] for f32[n_pad + 1, B] weights (rows from n on 0).
 
     Works position-major ([positions, resamples]): gathering whole rows of resamples is a
     copy of contiguous memory. The caller transposes on the host: given [resamples,
@@ -268,7 +268,9 @@ def weighted_pair_counts(
             total = int(batch.sum(axis=1).max(initial=0))
             if total >= MAX_TOTAL_WEIGHT:
                 raise ValueError(f"resample weights too large for exact float32 sums (total {total})")
-            w = np.zeros((n + 1, bs), np.float32)  # position-major, row n: the padding row
+            # Position-major; rows n and beyond are zero (padding positions read row n). All
+            # n_pad + 1 rows, so data sets of one padded size share one compiled shape.
+            w = np.zeros((len(plans[0].x_rows) + 1, bs), np.float32)
             w[:n, : len(batch)] = batch.T
             w_dev = jnp.asarray(w)
             # Dispatch is asynchronous: the host draws the next batch while this one runs.

@@ -664,3 +664,16 @@ def test_external_validation_loco_scores_each_held_out_centre_and_decides_claims
     with pytest.raises(ValueError, match="scores differently from the run's own test predictions"):
         mod.main(argv)
     capsys.readouterr()
+
+
+@pytest.mark.slow  # about 15 s: two compilations, lifelines, matplotlib
+def test_bench_bootstrap_tiny(tmp_path, capsys):
+    """The C-index / bootstrap benchmark on tiny sizes: values asserted equal inside, CSV and PNG written."""
+    script("bench/bootstrap.py").main(
+        ["--sizes", "500", "--boot-sizes", "2500", "--n-boot", "8", "--old-resamples", "4", "--repeats", "1"]
+        + ["--out", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert "old / new" in out and "cpus=" in out and "load average" in out
+    rows = (tmp_path / "bootstrap.csv").read_text().splitlines()
+    assert len(rows) == 3 and (tmp_path / "bootstrap.png").stat().st_size > 0
