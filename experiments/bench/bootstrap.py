@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = cindex_rows(args.sizes, args.repeats, args.seed)
     rows += bootstrap_rows(args.boot_sizes, args.n_boot, args.old_resamples, args.seed)
     load = os.getloadavg()
-    print(f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    print(f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end; peak RSS {peak:.2f} GiB")
     args.out.mkdir(parents=True, exist_ok=True)
     fields = sorted({k for r in rows for k in r})
     with open(args.out / "bootstrap.csv", "w", newline="") as f:

@@ -266,20 +266,22 @@ def _pair_matrices(
 def _idx_weights(idx: np.ndarray, n: int, batch: int) -> Iterator[np.ndarray]:
     """Multiplicities i64[b, n] of the resamples ``idx`` (row indices), ``batch`` at a time."""
     for lo in range(0, len(idx), batch):
-        chunk = idx[lo : lo + batch]
-        offsets = (np.arange(len(chunk), dtype=np.int64) * n)[:, None]
-        yield np.bincount((chunk + offsets).ravel(), minlength=len(chunk) * n).reshape(len(chunk), n)
+        # One bincount per resample: its counts (n values) stay in cache, where one bincount
+        # over a whole batch with offsets scatters across the batch's array (several times slower).
+        yield np.stack([np.bincount(rows, minlength=n) for rows in idx[lo : lo + batch]])
 
 
 def _drawn_weights(seed: int, n: int, n_boot: int, batch: int) -> Iterator[np.ndarray]:
     """:func:`_idx_weights` of ``_bootstrap_indices(default_rng(seed), n, n_boot)``, drawn a batch at a time.
 
     numpy's Generator gives the same integers whether drawn at once or in consecutive
-    chunks, so the resamples are those of the whole draw without holding all of it.
+    chunks, and for int32 as for int64 below 2**32 (one 32-bit bounded stream), so the
+    resamples are those of the whole draw, without holding all of it, at half the memory.
     """
     rng = np.random.default_rng(seed)
     for lo in range(0, n_boot, batch):
-        yield from _idx_weights(_bootstrap_indices(rng, n, min(batch, n_boot - lo)), n, batch)
+        idx = rng.integers(0, n, size=(min(batch, n_boot - lo), n), dtype=np.int32 if n < 2**31 else np.int64)
+        yield from _idx_weights(idx, n, batch)
 
 
 def _weighted_cindices(

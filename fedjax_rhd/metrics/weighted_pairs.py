@@ -213,14 +213,23 @@ def _exclusive_cumsum(w: jax.Array) -> jax.Array:
     return jnp.concatenate([excl, grand], axis=0)
 
 
+@functools.partial(jax.jit, static_argnames=("rows",))
+def _position_major(w: jax.Array, rows: int) -> jax.Array:
+    """f32[B, n] -> f32[rows, B], zero from row n on (the padding positions read row n).
+
+    A jitted call of its own: inside the kernel XLA would fuse this transpose into the
+    gathers, which would then read columns of [resamples, positions], several times slower
+    on CPU than this copy followed by row gathers.
+    """
+    return jnp.pad(w.T, ((0, rows - w.shape[1]), (0, 0)))
+
+
 @functools.partial(jax.jit, static_argnames=("s",))
 def _counts_kernel(w: jax.Array, plan: tuple[jax.Array, ...], s: int) -> tuple[jax.Array, ...]:
     """(concordant, tied, comparable) f64[B] for f32[n_pad + 1, B] weights (rows from n on 0).
 
-    Works position-major ([positions, resamples]): gathering whole rows of resamples is a
-    copy of contiguous memory. The caller transposes on the host: given [resamples,
-    positions], XLA fuses the transpose into the gathers, which then read columns (several
-    times slower on CPU than a host transpose plus two row gathers).
+    Works position-major ([positions, resamples], from :func:`_position_major`): gathering
+    whole rows of resamples is a copy of contiguous memory.
     """
     x_rows, y_rows, x_y, x_event, y_xblock, y_event, x_gstart, y_rstart, y_cstart = plan
     wx = jnp.take(w, x_rows, axis=0, mode="clip")  # indices are in range by construction
@@ -268,14 +277,13 @@ def weighted_pair_counts(
             total = int(batch.sum(axis=1).max(initial=0))
             if total >= MAX_TOTAL_WEIGHT:
                 raise ValueError(f"resample weights too large for exact float32 sums (total {total})")
-            # Position-major; rows n and beyond are zero (padding positions read row n). All
-            # n_pad + 1 rows, so data sets of one padded size share one compiled shape.
-            w = np.zeros((len(plans[0].x_rows) + 1, bs), np.float32)
-            w[:n, : len(batch)] = batch.T
-            w_dev = jnp.asarray(w)
+            size = len(batch)
+            if size < bs:  # a short batch: empty resamples fill it (one compiled shape)
+                batch = np.concatenate([batch, np.zeros((bs - size, n), batch.dtype)])
+            w_dev = _position_major(jnp.asarray(batch.astype(np.float32)), len(plans[0].x_rows) + 1)
             # Dispatch is asynchronous: the host draws the next batch while this one runs.
             runs = [_counts_kernel(w_dev, arr, plan.s) for plan, arr in zip(plans, arrays, strict=True)]
-            pending.append((len(batch), runs))
+            pending.append((size, runs))
         out = []
         for k in range(len(plans)):
             parts = [tuple(np.asarray(c)[:size].astype(np.int64) for c in res[k]) for size, res in pending]
