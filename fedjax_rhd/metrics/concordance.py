@@ -27,10 +27,11 @@ The bootstraps resample rows with replacement (Efron & Tibshirani 1993). Each re
 a vector of multiplicities ``w`` and its pair counts are the quadratic forms
 ``w @ A @ w`` with the pair-indicator matrices ``A`` of the original rows. For moderate
 ``n`` ``A`` is a dense matrix and a whole batch of resamples is a single matrix product;
-for large ``n`` :mod:`fedjax_rhd.metrics.weighted_pairs` evaluates the same quadratic forms
+up to 500k rows :mod:`fedjax_rhd.metrics.weighted_pairs` evaluates the same quadratic forms
 from one sort by time and one by risk, as block matrix products over a batch of resamples
 (about 1,000 resamples of 100k rows in seconds, where scoring each expanded resample with
-:func:`concordance_summary` took about 30 s). Every path gives the integer counts of the
+:func:`concordance_summary` took about 30 s); beyond that, where the block products' n**1.5
+cost per resample loses, each expanded resample is scored. Every path gives the integer counts of the
 expanded resamples, so all give the same numbers, bit for bit.
 """
 
@@ -52,6 +53,11 @@ __all__ = [
 # Largest n for which the bootstraps build dense n x n pair matrices (two or three
 # float64 matrices of n^2 entries: 32 MiB each at this size).
 _DENSE_MAX_N = 2000
+# Largest n for which the bootstraps use weighted_pairs' block products (whose cost per
+# resample grows as n**1.5); above it each expanded resample is scored in O(n log n). Measured
+# side by side on 2 CPU cores (experiments/bench/README.md, session 9): the block path 2.0x
+# faster at 300k rows, 0.6x at 1M. Always below weighted_pairs.MAX_TOTAL_WEIGHT (2**24).
+_BLOCKED_MAX_N = 500_000
 # Resamples per matrix product in the dense bootstrap path.
 _BOOT_BATCH = 256
 
@@ -336,8 +342,8 @@ def _blocked_cindices(
     from fedjax_rhd.metrics import weighted_pairs  # JAX, imported only where n needs it
 
     n = len(time)
-    if n >= weighted_pairs.MAX_TOTAL_WEIGHT:  # beyond exact float32 sums: one resample at a time
-        return _per_resample_cindices(time, event, risks, weights(1), n_boot)
+    if n > _BLOCKED_MAX_N:  # beyond the measured crossover: one resample at a time is faster
+        return _per_resample_cindices(time, event, risks, weights(_BOOT_BATCH), n_boot)
     g, n_groups = _time_groups(time, event)
     plans = [weighted_pairs.pair_plan(g, n_groups, _dense_rank(rk)[0], event) for rk in risks]
     counts = weighted_pairs.weighted_pair_counts(plans, weights(weighted_pairs.batch_size(n, n_boot)), n_boot)

@@ -94,6 +94,8 @@ def test_bootstrap_cindex_through_the_block_path_equals_the_dense_path(monkeypat
     dense = cc.bootstrap_cindex(time, event, risk, n_boot=12, seed=2)
     monkeypatch.setattr(cc, "_DENSE_MAX_N", 0)
     assert cc.bootstrap_cindex(time, event, risk, n_boot=12, seed=2) == dense
+    monkeypatch.setattr(cc, "_BLOCKED_MAX_N", 0)  # past the crossover: one resample at a time
+    assert cc.bootstrap_cindex(time, event, risk, n_boot=12, seed=2) == dense
 
 
 def test_partly_scored_risk_keeps_the_resample():
