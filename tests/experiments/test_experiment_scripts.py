@@ -839,3 +839,16 @@ def test_real_cohorts_tuned_pairs_tuned_fedavg_with_peers_and_the_score(tmp_path
     with pytest.raises(ValueError, match="peers' test rows differ"):
         mod.main([str(tmp_path), "--n-boot", "50"])
     capsys.readouterr()
+
+
+@pytest.mark.slow  # about 15 s: two compilations, lifelines, matplotlib
+def test_bench_bootstrap_tiny(tmp_path, capsys):
+    """The C-index / bootstrap benchmark on tiny sizes: values asserted equal inside, CSV and PNG written."""
+    script("bench/bootstrap.py").main(
+        ["--sizes", "500", "--boot-sizes", "2500", "--n-boot", "8", "--old-resamples", "4", "--repeats", "1"]
+        + ["--out", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert "old / new" in out and "cpus=" in out and "load average" in out
+    rows = (tmp_path / "bootstrap.csv").read_text().splitlines()
+    assert len(rows) == 3 and (tmp_path / "bootstrap.png").stat().st_size > 0
