@@ -9,7 +9,7 @@ method; :func:`config_for_guide` applies it. A generative model (``ModelEntry.ge
 :func:`is_generative`; VAE-BGM) returns a ``GenerativeModel`` and its runs sample a synthetic
 table instead of scoring risks (``fedjax_rhd.generative``); one fitted from node counts instead of
 gradients (``ModelEntry.from_counts``; the Bayesian network) runs its own protocol
-(``fedjax_rhd.generative_bn``).
+(``fedjax_rhd.generative_bn``); CTGAN brings its own local step (``GenerativeModel.local_training``).
 """
 
 from collections.abc import Callable
@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from fedjax_rhd.models.bn import BNConfig, bn
 from fedjax_rhd.models.coxph import CoxPHConfig, coxph
+from fedjax_rhd.models.ctgan import CTGANConfig, ctgan
 from fedjax_rhd.models.deepsurv import DeepSurvConfig, deepsurv
 from fedjax_rhd.models.savae import SAVAEConfig, savae
 from fedjax_rhd.models.vae_bgm import VAEBGMConfig, vae_bgm
@@ -50,6 +51,7 @@ MODELS: dict[str, ModelEntry] = {
     "savae": ModelEntry(savae, SAVAEConfig, traced=("dropout", "beta"), selection="time", row_separable=True),
     "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True, row_separable=True),
     "bn": ModelEntry(bn, BNConfig, generative=True, from_counts=True),
+    "ctgan": ModelEntry(ctgan, CTGANConfig, generative=True),
 }
 
 
@@ -66,6 +68,7 @@ def config_for_guide(config: Any, guide: Any) -> Any:
 __all__ = [
     "MODELS",
     "BNConfig",
+    "CTGANConfig",
     "CoxPHConfig",
     "DeepSurvConfig",
     "ModelEntry",
@@ -74,6 +77,7 @@ __all__ = [
     "bn",
     "config_for_guide",
     "coxph",
+    "ctgan",
     "deepsurv",
     "is_generative",
     "savae",
