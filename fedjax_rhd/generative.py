@@ -44,6 +44,7 @@ from fedjax_rhd.io import save_params
 from fedjax_rhd.metrics.synthetic import privacy_gate, privacy_metrics, validation_report
 from fedjax_rhd.metrics.synthetic._columns import finite_or_none
 from fedjax_rhd.models import bgm, ctgan_transform
+from fedjax_rhd.models.ctgan import sample_counted
 from fedjax_rhd.models.tabular import decode_table, table_schema
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from fedjax_rhd.strategies.dp_sgd import summary_row as dp_sgd_summary_row
@@ -142,6 +143,19 @@ def transform_block(spec: AlgorithmSpec) -> dict[str, Any]:
         "node_min_count": config.mode_node_min_count,
         "min_count": config.mode_min_count,
     }
+
+
+def clipped_values(
+    backend: Backend, spec: AlgorithmSpec, data: FederatedData, params: Any, nodes: list[int] | None,
+    key: jax.Array, n: int,
+) -> dict[str, int]:  # fmt: skip
+    """CTGAN: per continuous column and ``time``, how many of the ``n`` draws with ``key`` were clipped.
+
+    The same generator and key as :func:`draw_synthetic`, so the counts are those of the written table.
+    """
+    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
+    gen = generator(params, None, data, max_time)
+    return sample_counted(spec.model_config, spec.num_features, gen, key, n)[1]
 
 
 def generator(
@@ -297,8 +311,11 @@ def _generate_one(
         # the content id the export checks: a table changed after validation is refused
         "synthetic": {"path": path, "n": n, "seed": seed, "id": table_id(synthetic, data.guide)},
     }
-    if fit is None:  # CTGAN: the normaliser fitted before training
-        block["transform"] = transform_block(spec)
+    if fit is None:  # CTGAN: the normaliser fitted before training; the same draws counted for clipping
+        block["transform"] = {
+            **transform_block(spec),
+            "clipped": clipped_values(backend, spec, data, params, nodes, key, n),
+        }
     else:
         block["mixture"] = {
             "components": len(fit.weights),

@@ -43,6 +43,9 @@ class ModelEntry(NamedTuple):
     # the loss is a sum of independent per-row terms, so a row's gradient is its whole influence and
     # record-level DP-SGD (strategies/dp_sgd.py) is well defined; False for Cox losses (risk sets couple rows)
     row_separable: bool = False
+    # brings its own local step (``GenerativeModel.local_training``: CTGAN's critic + generator pair);
+    # FedProx, SCAFFOLD and DP-SGD, which change one loss's gradient, are refused for it
+    own_step: bool = False
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -51,7 +54,7 @@ MODELS: dict[str, ModelEntry] = {
     "savae": ModelEntry(savae, SAVAEConfig, traced=("dropout", "beta"), selection="time", row_separable=True),
     "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True, row_separable=True),
     "bn": ModelEntry(bn, BNConfig, generative=True, from_counts=True),
-    "ctgan": ModelEntry(ctgan, CTGANConfig, generative=True),
+    "ctgan": ModelEntry(ctgan, CTGANConfig, generative=True, own_step=True),
 }
 
 

@@ -174,8 +174,20 @@ def sample_conditions(
     return jax.nn.one_hot(level, layout.cond_width), jax.nn.one_hot(block, len(widths)), level
 
 
-@functools.cache
 def ctgan(config: CTGANConfig, num_features: int) -> GenerativeModel:
+    """CTGAN's pure functions (:func:`_build`)."""
+    return _build(config, num_features)[0]
+
+
+def sample_counted(
+    config: CTGANConfig, num_features: int, generator: dict[str, Any], rng: PRNGKey, n: int
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """``sample(generator, rng, n)`` and how many values per column were clipped into the guide's range."""
+    return _build(config, num_features)[1](generator, rng, n)
+
+
+@functools.cache
+def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any]:
     """Build CTGAN as pure functions over ``{"generator", "critic"}`` parameter dicts.
 
     Returns:
@@ -350,7 +362,7 @@ def ctgan(config: CTGANConfig, num_features: int) -> GenerativeModel:
         x = out["x"].at[:, np.asarray(layout.continuous, np.int32)].set(cont[:, :-1])
         return {"x": x, "present": out["present"], "log_time": cont[:, -1], "event": out["event"]}
 
-    def sample(generator: dict[str, Any], rng: PRNGKey, n: int) -> pl.DataFrame:
+    def counted(generator: dict[str, Any], rng: PRNGKey, n: int) -> tuple[pl.DataFrame, dict[str, int]]:
         drawn = jax.tree.map(np.asarray, draw(generator["network"], rng, n))
         scaling = generator.get("scaling") or {}
         center = np.asarray(scaling.get("center", np.zeros(num_features)), np.float64)
@@ -359,11 +371,16 @@ def ctgan(config: CTGANConfig, num_features: int) -> GenerativeModel:
         present = drawn["present"] if config.reproduce_missingness else np.ones_like(drawn["present"])
         with np.errstate(over="ignore"):  # exp of a wild draw: inf, then bounded by max_time below
             time = np.exp(drawn["log_time"].astype(np.float64))
-        return decode_table(
+        clipped: dict[str, int] = {}
+        table = decode_table(
             values, present, time, drawn["event"], schema,
             time_bounds=(config.time_floor, float(scaling.get("max_time", np.inf))), id_prefix="synthetic",
+            clipped=clipped,
         )  # fmt: skip
+        return table, clipped
 
-    return GenerativeModel(
-        init=init, loss=loss, sample=sample, local_training=LocalTraining(init_optimizers, step)
-    )
+    def sample(generator: dict[str, Any], rng: PRNGKey, n: int) -> pl.DataFrame:
+        return counted(generator, rng, n)[0]
+
+    training = LocalTraining(init_optimizers, step)
+    return GenerativeModel(init=init, loss=loss, sample=sample, local_training=training), counted
