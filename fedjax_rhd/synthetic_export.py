@@ -148,8 +148,8 @@ def _card(
             "trained_on": block["trained_on"],
             "strategy": cfg["strategy"]["name"],
             "model_config": cfg["model"],
-            # VAE-BGM's latent mixture, or the Bayesian network's structure (model=bn)
-            **{key: block[key] for key in ("mixture", "network") if key in block},
+            # VAE-BGM's latent mixture, the Bayesian network's structure (model=bn) or CTGAN's normaliser
+            **{key: block[key] for key in ("mixture", "network", "transform") if key in block},
             "missingness_reproduced": bool(cfg["model"].get("reproduce_missingness", False)),
         },
         "run": {
