@@ -16,11 +16,17 @@ rounds, federated validation). Then, in the driver (``fedjax_rhd.experiment``):
    ``validation_report.json`` and its headline numbers to ``results.json``. With real centres
    (``final.test_set == "federated"``) no rows may reach the manager, so nothing is validated here.
 
+CTGAN (``model=ctgan``) has no latent prior: before training, :func:`fit_before_training` fits its
+mode-specific normaliser (per continuous column, federated variational EM over the node
+statistic ``column_modes``) and the discrete levels' counts (``level_counts``) into its config, and
+the generator after training is the networks plus the federated scaling.
+
 Survival-only results (C-index, Breslow baselines, the clinical score) do not apply and are absent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -37,7 +43,8 @@ from fedjax_rhd.federation.participation import participation_summary
 from fedjax_rhd.io import save_params
 from fedjax_rhd.metrics.synthetic import privacy_gate, privacy_metrics, validation_report
 from fedjax_rhd.metrics.synthetic._columns import finite_or_none
-from fedjax_rhd.models import bgm
+from fedjax_rhd.models import bgm, ctgan_transform
+from fedjax_rhd.models.ctgan import sample_counted
 from fedjax_rhd.models.tabular import decode_table, table_schema
 from fedjax_rhd.strategies import AlgorithmSpec, build_model
 from fedjax_rhd.strategies.dp_sgd import summary_row as dp_sgd_summary_row
@@ -85,16 +92,87 @@ def fit_latent_mixture(
     return fit
 
 
-def generator(params: Any, fit: bgm.MixtureFit, data: FederatedData, max_time: float) -> dict[str, Any]:
-    """What ``GenerativeModel.sample`` takes: network, mixture and the federated scaling."""
-    chol = np.stack([np.linalg.cholesky(c) for c in fit.state.covariances])
+def fit_before_training(spec: AlgorithmSpec, data: FederatedData, seed: int) -> AlgorithmSpec:
+    """``spec`` with what its model fits from node statistics before training (CTGAN), else itself.
+
+    CTGAN's mode-specific normaliser (``ctgan_transform.fit_modes``: federated variational EM,
+    each round one ``column_modes`` statistic of every node) and its discrete levels' counts
+    (``level_counts``, summed) go into the model config, so every backend's spec carries them.
+    The statistics are asked of an in-process simulator over the run's partition (the rows the
+    driver already holds, as for the data layer's federated preprocessing); the nodes send only
+    per-mode sums and per-level counts.
+    """
+    config = spec.model_config
+    if not hasattr(config, "with_fit"):
+        return spec
+    from fedjax_rhd.federation.simulator import SimulatorBackend, SimulatorConfig  # noqa: PLC0415
+
+    nodes = SimulatorBackend(SimulatorConfig(), data, spec)
+
+    def ask_nodes(columns: list[int], inputs: list[bgm.EStepInputs]) -> list[bgm.SufficientStatistics]:
+        message = {
+            "columns": np.asarray(columns, np.int64),
+            **{k: np.stack([getattr(e, k) for e in inputs]) for k in bgm.EStepInputs._fields},
+            "min_count": np.asarray(config.mode_node_min_count, np.float64),
+        }
+        replies = nodes.node_statistic("column_modes", message)
+        total = [sum(r[k] for r in replies) for k in bgm.SufficientStatistics._fields]
+        return [bgm.SufficientStatistics(*(t[a] for t in total)) for a in range(len(columns))]
+
+    layout = ctgan_transform.make_layout(config.schema, config.modes)
+    fit = ctgan_transform.fit_modes(
+        ask_nodes, layout.n_continuous, n_modes=config.modes, seed=seed, max_iter=config.mode_max_iter,
+        tol=config.mode_tol, weight_concentration=config.mode_weight_prior,
+        weight_threshold=config.mode_weight_threshold, min_count=config.mode_min_count,
+    )  # fmt: skip
+    counts = sum(r["counts"] for r in nodes.node_statistic("level_counts", {}))
+    return dataclasses.replace(spec, model_config=config.with_fit(fit.modes, counts))
+
+
+def transform_block(spec: AlgorithmSpec) -> dict[str, Any]:
+    """``final.generative.transform`` (CTGAN): the fitted modes per continuous column, level counts."""
+    config = spec.model_config
+    weights, means, stds = (np.asarray(a) for a in config.fitted_modes)
+    names = [c.name for c in config.schema if c.kind == "continuous"] + ["log_time"]
     return {
-        "network": params,
-        "prior": {
+        "columns": {
+            name: {"weights": w[w > 0].tolist(), "means": m[w > 0].tolist(), "sds": s[w > 0].tolist()}
+            for name, w, m, s in zip(names, weights, means, stds, strict=True)
+        },
+        "levels_counted": int(np.sum(config.level_counts)),
+        "node_min_count": config.mode_node_min_count,
+        "min_count": config.mode_min_count,
+    }
+
+
+def clipped_values(
+    backend: Backend, spec: AlgorithmSpec, data: FederatedData, params: Any, nodes: list[int] | None,
+    key: jax.Array, n: int,
+) -> dict[str, int]:  # fmt: skip
+    """CTGAN: per continuous column and ``time``, how many of the ``n`` draws with ``key`` were clipped.
+
+    The same generator and key as :func:`draw_synthetic`, so the counts are those of the written table.
+    """
+    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
+    gen = generator(params, None, data, max_time)
+    return sample_counted(spec.model_config, spec.num_features, gen, key, n)[1]
+
+
+def generator(
+    params: Any, fit: bgm.MixtureFit | None, data: FederatedData, max_time: float
+) -> dict[str, Any]:
+    """What ``GenerativeModel.sample`` takes: network, mixture (none: CTGAN) and the federated scaling."""
+    prior = None
+    if fit is not None:
+        chol = np.stack([np.linalg.cholesky(c) for c in fit.state.covariances])
+        prior = {
             "weights": np.asarray(fit.weights, np.float32),
             "means": np.asarray(fit.state.means, np.float32),
             "cholesky": np.asarray(chol, np.float32),
-        },
+        }
+    return {
+        "network": params,
+        "prior": prior,
         "scaling": {
             "center": data.preprocessor.center,
             "scale": data.preprocessor.scale,
@@ -124,15 +202,18 @@ def draw_synthetic(
     seed: int,
     n: int,
     key: jax.Array,
-) -> tuple[pl.DataFrame, bgm.MixtureFit]:
+) -> tuple[pl.DataFrame, bgm.MixtureFit | None]:
     """Fit ``params``' latent mixture over ``nodes`` (federated EM) and draw ``n`` rows with ``key``.
+
+    A model without a latent space (CTGAN) has no mixture to fit: the fit is None.
 
     Every real row stays on its node: the mixture comes from per-component sums and the time
     bound from the ``max_time`` statistic.
     """
-    fit = fit_latent_mixture(backend, spec, params, nodes, seed)
+    model = build_model(spec)
+    fit = None if model.latent is None else fit_latent_mixture(backend, spec, params, nodes, seed)
     max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
-    return build_model(spec).sample(generator(params, fit, data, max_time), key, n), fit
+    return model.sample(generator(params, fit, data, max_time), key, n), fit
 
 
 def holdout_table(table: pl.DataFrame, data: FederatedData) -> pl.DataFrame:
@@ -230,7 +311,14 @@ def _generate_one(
         "trained_on": label,
         # the content id the export checks: a table changed after validation is refused
         "synthetic": {"path": path, "n": n, "seed": seed, "id": table_id(synthetic, data.guide)},
-        "mixture": {
+    }
+    if fit is None:  # CTGAN: the normaliser fitted before training; the same draws counted for clipping
+        block["transform"] = {
+            **transform_block(spec),
+            "clipped": clipped_values(backend, spec, data, params, nodes, key, n),
+        }
+    else:
+        block["mixture"] = {
             "components": len(fit.weights),
             "dropped": fit.dropped,
             "iterations": fit.iterations,
@@ -239,9 +327,8 @@ def _generate_one(
             "counts": fit.counts.tolist(),
             "min_count": config.bgm_min_count,
             "node_min_count": config.bgm_node_min_count,
-        },
-        "validation": None,
-    }
+        }
+    block["validation"] = None
     if reference is None or holdout is None:
         block["validation_skipped"] = (
             "test_set=federated: each centre keeps its rows; validating needs real rows at the manager"
@@ -306,11 +393,16 @@ def print_summary(results: dict[str, Any]) -> None:
         f"\n{cfg['use_case']['name']} | {cfg['strategy']['name']} | model={gen['model']} "
         f"seed.split={cfg['seed']['split']} | dataset {results['dataset']['id']}"
     )
-    mix = gen["mixture"]
-    print(
-        f"  {gen['synthetic']['n']} synthetic rows -> {gen['synthetic']['path']}; "
-        f"mixture {mix['components']} components ({mix['dropped']} dropped), {mix['iterations']} EM rounds"
-    )
+    if "mixture" in gen:
+        mix = gen["mixture"]
+        fitted = (
+            f"mixture {mix['components']} components ({mix['dropped']} dropped), "
+            f"{mix['iterations']} EM rounds"
+        )
+    else:
+        modes = [len(c["weights"]) for c in gen["transform"]["columns"].values()]
+        fitted = f"modes per continuous column {modes}"
+    print(f"  {gen['synthetic']['n']} synthetic rows -> {gen['synthetic']['path']}; {fitted}")
 
     def f(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}"

@@ -88,7 +88,7 @@ def round_fidelity(
         generators[label] = {
             "csf": _score(clinical_fidelity_score(holdout, synthetic, data.guide)),
             "gsf": _score(genomic_fidelity_score(holdout, synthetic, data.guide)),
-            "components": len(fit.weights),
+            "components": None if fit is None else len(fit.weights),  # CTGAN: no latent mixture
         }
     return {"reference": REFERENCE, "n_reference": holdout.height, "n_synthetic": n, "generators": generators}
 

@@ -78,6 +78,20 @@ class SurvivalModel(NamedTuple):
     survival: Any = None  # (params, x, observed, times f32[t]) -> f32[n, t] P(T > t), or None
 
 
+class LocalTraining(NamedTuple):
+    """A model's own local step, for objectives one gradient step of one loss cannot express.
+
+    A GAN updates its critic and then its generator, each with its own optimiser
+    (``fedjax_rhd.models.ctgan``); the client runs ``step`` in place of
+    ``optimizer.update(grad(loss))`` for each of its local steps, with a fresh ``init`` state
+    each round (local to the node, never aggregated). The strategy's client optimiser settings
+    then do not apply.
+    """
+
+    init: Any  # (params) -> optimiser state
+    step: Any  # (params, opt_state, batch: NodeData, rng) -> (params, opt_state, f32[] loss to report)
+
+
 class GenerativeModel(NamedTuple):
     """A generative model of the patient table as pure functions (docs/architecture.md §6).
 
@@ -97,6 +111,7 @@ class GenerativeModel(NamedTuple):
     loss: Any
     sample: Any  # (generator, rng, n: int) -> polars.DataFrame in the guide's schema
     latent: Any = None  # (params, batch: NodeData) -> f32[n, latent_dim], or None
+    local_training: LocalTraining | None = None  # its own local step (CTGAN's critic + generator pair)
 
 
 class FederatedAlgorithm(NamedTuple):

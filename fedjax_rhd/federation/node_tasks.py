@@ -30,7 +30,7 @@ from fedjax_rhd.federation.bn_node_tasks import STATISTICS as BN_STATISTICS
 from fedjax_rhd.federation.sd_node_tasks import STATISTICS as SD_STATISTICS
 from fedjax_rhd.metrics import ipcw
 from fedjax_rhd.metrics.federated import NodeTestSummary, node_test_summary
-from fedjax_rhd.models import MODELS, bgm
+from fedjax_rhd.models import MODELS, bgm, ctgan_transform
 from fedjax_rhd.models.cox import breslow_baseline_counts, survival_curves
 from fedjax_rhd.strategies import AlgorithmSpec, build_algorithm, build_model
 from fedjax_rhd.strategies.client import make_client_update
@@ -310,6 +310,53 @@ def latent_mixture(
     return stats._asdict()
 
 
+def _ctgan_layout(spec: AlgorithmSpec) -> ctgan_transform.Layout:
+    config = spec.model_config
+    if spec.model_name != "ctgan":
+        raise ValueError(f"this statistic serves model=ctgan, not {spec.model_name}")
+    return ctgan_transform.make_layout(config.schema, config.modes)
+
+
+def column_modes(
+    spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """CTGAN's mode-specific normaliser, one E-step on the node's training rows: per-mode sums.
+
+    For each asked continuous column j (``columns`` i64[A]; the continuous features, standardised,
+    on their observed entries, then log follow-up time) under the broadcast 1-d mixture
+    ``means`` f64[A, K, 1], ``precisions_cholesky`` f64[A, K, 1, 1], ``log_offsets`` f64[A, K]:
+    the responsibility sum, first and second moments per mode (``models.bgm``); a mode the node
+    holds fewer than ``min_count`` patients of is sent as zeros.
+    """
+    del params
+    layout = _ctgan_layout(spec)
+    values, weights = ctgan_transform.continuous_values(rows.train, layout, spec.model_config.time_floor)
+    e_steps = [
+        bgm.EStepInputs(
+            *(np.asarray(inputs[k][a], np.float64) for k in ("means", "precisions_cholesky", "log_offsets"))
+        )
+        for a in range(len(inputs["columns"]))
+    ]
+    floor = max(float(inputs["min_count"]), float(small_cells.min_cell_count(inputs)))
+    return ctgan_transform.node_column_statistics(
+        np.asarray(values, np.float64), np.asarray(weights, np.float64),
+        [int(j) for j in inputs["columns"]], e_steps, floor,
+    )  # fmt: skip
+
+
+def level_counts(
+    spec: AlgorithmSpec, params: Params | None, rows: NodeRows, inputs: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """CTGAN's discrete levels (binary, categorical, observed flags, event; missing a level): counts.
+
+    Cells of 1 to k-1 patients are sent as 0 under ``privacy.min_cell_count`` (suppression).
+    """
+    del params
+    onehot = np.asarray(ctgan_transform.discrete_onehot(rows.train, _ctgan_layout(spec)), np.float64)
+    counts = np.round(onehot[np.asarray(rows.train.weight) > 0].sum(axis=0))
+    return {"counts": small_cells.suppress_cells(counts, small_cells.min_cell_count(inputs))}
+
+
 NodeStatistic = Callable[[AlgorithmSpec, Any, NodeRows, Mapping[str, Any]], dict[str, np.ndarray]]
 
 NODE_STATISTICS: dict[str, NodeStatistic] = {
@@ -319,6 +366,8 @@ NODE_STATISTICS: dict[str, NodeStatistic] = {
     "test_follow_up": own_test_range,
     "test_summary": own_test_summary,
     "latent_mixture": latent_mixture,
+    "column_modes": column_modes,  # CTGAN's mode-specific normaliser (models/ctgan_transform.py)
+    "level_counts": level_counts,
     **BN_STATISTICS,  # the Bayesian network's protocol (federation/bn_node_tasks.py)
     **SD_STATISTICS,  # sd_sharing: gated synthetic rows, the one reply holding rows (sd_node_tasks.py)
 }

@@ -9,7 +9,7 @@ method; :func:`config_for_guide` applies it. A generative model (``ModelEntry.ge
 :func:`is_generative`; VAE-BGM) returns a ``GenerativeModel`` and its runs sample a synthetic
 table instead of scoring risks (``fedjax_rhd.generative``); one fitted from node counts instead of
 gradients (``ModelEntry.from_counts``; the Bayesian network) runs its own protocol
-(``fedjax_rhd.generative_bn``).
+(``fedjax_rhd.generative_bn``); CTGAN brings its own local step (``GenerativeModel.local_training``).
 """
 
 from collections.abc import Callable
@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from fedjax_rhd.models.bn import BNConfig, bn
 from fedjax_rhd.models.coxph import CoxPHConfig, coxph
+from fedjax_rhd.models.ctgan import CTGANConfig, ctgan
 from fedjax_rhd.models.deepsurv import DeepSurvConfig, deepsurv
 from fedjax_rhd.models.savae import SAVAEConfig, savae
 from fedjax_rhd.models.vae_bgm import VAEBGMConfig, vae_bgm
@@ -42,6 +43,9 @@ class ModelEntry(NamedTuple):
     # the loss is a sum of independent per-row terms, so a row's gradient is its whole influence and
     # record-level DP-SGD (strategies/dp_sgd.py) is well defined; False for Cox losses (risk sets couple rows)
     row_separable: bool = False
+    # brings its own local step (``GenerativeModel.local_training``: CTGAN's critic + generator pair);
+    # FedProx, SCAFFOLD and DP-SGD, which change one loss's gradient, are refused for it
+    own_step: bool = False
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -50,6 +54,7 @@ MODELS: dict[str, ModelEntry] = {
     "savae": ModelEntry(savae, SAVAEConfig, traced=("dropout", "beta"), selection="time", row_separable=True),
     "vae_bgm": ModelEntry(vae_bgm, VAEBGMConfig, generative=True, row_separable=True),
     "bn": ModelEntry(bn, BNConfig, generative=True, from_counts=True),
+    "ctgan": ModelEntry(ctgan, CTGANConfig, generative=True, own_step=True),
 }
 
 
@@ -66,6 +71,7 @@ def config_for_guide(config: Any, guide: Any) -> Any:
 __all__ = [
     "MODELS",
     "BNConfig",
+    "CTGANConfig",
     "CoxPHConfig",
     "DeepSurvConfig",
     "ModelEntry",
@@ -74,6 +80,7 @@ __all__ = [
     "bn",
     "config_for_guide",
     "coxph",
+    "ctgan",
     "deepsurv",
     "is_generative",
     "savae",

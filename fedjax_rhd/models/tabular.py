@@ -70,6 +70,7 @@ def decode_table(
     *,
     time_bounds: tuple[float, float] = (0.0, np.inf),
     id_prefix: str | None = None,
+    clipped: dict[str, int] | None = None,
 ) -> pl.DataFrame:
     """Encoded rows back in the guide's schema (the inverse of ``preprocess.encode``).
 
@@ -84,6 +85,8 @@ def decode_table(
         schema: from :func:`table_schema`.
         time_bounds: ``(low, high)`` allowed follow-up.
         id_prefix: if given, a ``patient_id`` column ``<prefix>000001`` ... comes first.
+        clipped: if given, filled with the number of present continuous values per column, and of
+            times (``"time"``), that were outside their range (or not finite) and were clipped.
 
     Returns:
         A polars table: continuous ``Float64`` (inverse log1p, clipped into the valid range), binary
@@ -104,6 +107,9 @@ def decode_table(
             if c.log:
                 with np.errstate(over="ignore"):  # a wild draw overflows to inf; the clip below bounds it
                     v = np.expm1(v)
+            if clipped is not None:
+                outside = ~np.isfinite(v) | (v < c.low) | (v > c.high)
+                clipped[c.name] = int(np.sum(outside & ~mask))
             v = np.clip(np.nan_to_num(v, nan=c.low if np.isfinite(c.low) else 0.0), c.low, c.high)
             columns[c.name] = pl.Series(c.name, v, pl.Float64).scatter(np.flatnonzero(mask), None)
         elif c.kind == "binary":
@@ -116,7 +122,10 @@ def decode_table(
             columns[c.name] = pl.Series(c.name, labels.tolist(), pl.String)
     low, high = time_bounds
     low = max(low, np.nextafter(0.0, 1.0))
-    t = np.clip(np.nan_to_num(np.asarray(time, np.float64), nan=low), low, high)
+    t = np.asarray(time, np.float64)
+    if clipped is not None:
+        clipped["time"] = int(np.sum(~np.isfinite(t) | (t < low) | (t > high)))
+    t = np.clip(np.nan_to_num(t, nan=low), low, high)
     columns["time"] = pl.Series("time", t, pl.Float64)
     columns["event"] = pl.Series("event", (np.asarray(event, np.float64) >= 0.5).astype(np.int8), pl.Int8)
     return pl.DataFrame(list(columns.values()))

@@ -75,7 +75,15 @@ class AlgorithmSpec:
                 f"strategy.dp is client-level DP-FedAvg (algorithm fedavg); {self.algorithm} shares no "
                 "aggregate to protect"
             )
-
+        if MODELS[self.model_name].own_step and (
+            self.algorithm == "scaffold" or self.client.proximal_mu is not None or self.client.dp_sgd.enabled
+        ):
+            raise ValueError(
+                f"model={self.model_name} trains with its own local step (a GAN's critic and generator "
+                "updates): FedProx's proximal term, SCAFFOLD's correction and DP-SGD change the gradient "
+                "of one loss and do not apply; use strategy fedavg (or a server-optimiser preset), "
+                "centralized or local"
+            )
         check_dp_sgd(self.model_name, self.client)
 
     @property

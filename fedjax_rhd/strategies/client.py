@@ -145,10 +145,20 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
     never aggregated), as in McMahan et al. 2017. ``correction`` (a pytree like
     ``params``) is added to every step's gradient: SCAFFOLD's ``c − c_i``
     (``strategies/scaffold.py``); None adds nothing.
+
+    A model with its own local step (``GenerativeModel.local_training``: CTGAN's critic +
+    generator pair) runs that step instead of the optimiser on ``grad(loss)``, on the same
+    batches and keys; FedProx, DP-SGD and SCAFFOLD, which change that gradient, are refused.
     """
     optimizer = CLIENT_OPTIMIZERS[config.optimizer](config.learning_rate)
     mu = config.proximal_mu
     batch_size = config.batch_size
+    own = getattr(model, "local_training", None)
+    if own is not None and (mu is not None or config.dp_sgd.enabled):
+        raise ValueError(
+            "this model trains with its own local step (a GAN's critic and generator updates): "
+            "strategy.client.proximal_mu (FedProx) and strategy.client.dp_sgd do not apply"
+        )
 
     def objective(p: Params, anchor: Params, node: NodeData, rng: PRNGKey) -> tuple[jax.Array, jax.Array]:
         loss, _ = model.loss(p, node, rng)
@@ -183,6 +193,16 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
         def step(carry: tuple, step_index: jax.Array) -> tuple:
             p, opt_state = carry
             step_key = jax.random.fold_in(rng, step_index)
+            if own is not None:
+                if correction is not None:
+                    raise ValueError(
+                        "SCAFFOLD's gradient correction does not apply to a model's own local step"
+                    )
+                batch = node
+                if batch_size is not None:
+                    batch = minibatch(node, jax.random.fold_in(step_key, BATCH_STREAM), batch_size)
+                p, opt_state, loss = own.step(p, opt_state, batch, step_key)
+                return (p, opt_state), loss
             if dp_sgd.enabled:
                 loss, grads = private_step(p, params, node, step_key)
             else:
@@ -196,8 +216,9 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
             return (optax.apply_updates(p, updates), opt_state), loss
 
         steps = config.steps
+        init_opt = optimizer.init if own is None else own.init
         if isinstance(steps, int):  # a compiled-in count
-            (new_params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(steps))
+            (new_params, _), losses = jax.lax.scan(step, (params, init_opt(params)), jnp.arange(steps))
             last_loss = losses[-1]
         else:  # a traced count (strategies/traced.py): a loop whose bound is an input, the last loss carried
 
@@ -205,7 +226,7 @@ def make_client_update(model: SurvivalModel, config: ClientConfig):  # noqa: ANN
                 state, loss = step(carry[:2], index)
                 return (*state, loss)
 
-            start = (params, optimizer.init(params), jnp.zeros((), jnp.float32))
+            start = (params, init_opt(params), jnp.zeros((), jnp.float32))
             new_params, _, last_loss = jax.lax.fori_loop(0, steps, body, start)
         return ClientResult(
             params=new_params,
