@@ -196,7 +196,8 @@ def ours(runs: Path, root: Path) -> dict[str, list[dict[str, Any]]]:
         stored = final["generative"]["validation"]["tstr_difference"]
         if abs(row["tstr_difference"] - stored) > 1e-9:
             raise ValueError(f"{path}: rescored TSTR {row['tstr_difference']} != stored {stored}")
-        found.setdefault(f"VAE-BGM, {strategy}", []).append(row)
+        model = {"vae_bgm": "VAE-BGM", "ctgan": "CTGAN (ours, JAX)"}.get(res["config"]["model"]["name"])
+        found.setdefault(f"{model or res['config']['model']['name']}, {strategy}", []).append(row)
     return found
 
 
