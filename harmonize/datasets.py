@@ -29,13 +29,12 @@ import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from harmonize.errors import NoUsableRows
 from harmonize.extract import extract_centre
-from harmonize.fhir import INGEST_REPORT, IngestStats, ingest_source
 from harmonize.guide import Guide, require_fhir
 from harmonize.identity import (
     CARD_FILE,
@@ -49,6 +48,9 @@ from harmonize.inputs import changed_inputs
 from harmonize.quality import quality_report, report_markdown
 from harmonize.registry import DatasetSpec, dataset_folder, source_card, source_registration
 from harmonize.sources import REFERENCE_FILE, TRUTH_FILE
+
+if TYPE_CHECKING:
+    from harmonize.fhir import IngestStats
 
 DATASET_FORMAT = "fedjax_rhd/harmonised-dataset/v1"
 
@@ -125,6 +127,10 @@ def build_dataset(
     Raises:
         NoUsableRows: a centre gave no usable row (unless ``allow_empty``); see :func:`check_usable`.
     """
+    # fhir.resources (pydantic models of every resource) is imported by a build only: a run that
+    # loads a built dataset never needs it (a second of every process's start).
+    from harmonize.fhir import ingest_source
+
     require_fhir(guide)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,6 +204,8 @@ def extract_dataset(
         raise ValueError(f"no centre folders in {fhir_dir}")
     for sub in ("tables", "quality"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    from harmonize.fhir import INGEST_REPORT  # a build's step: see build_dataset
+
     centres_card = []
     iterator: Any = centres
     if progress:
