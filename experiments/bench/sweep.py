@@ -15,7 +15,7 @@ this one invocation, each with its own empty JAX compilation cache:
 It prints, per way: wall time, runs per minute, the runs' summed compile and round seconds, the
 per-run overhead (worker-seconds outside the training rounds per run), the machine's cores and
 load average before and after; then the ratios and whether every run's ``final`` block and rounds
-are bit-identical across the ways. Writes ``sweep.csv`` and ``sweep.json`` into ``--out``.
+are bit-identical across the ways. Writes ``sweep.csv``, ``sweep.json`` and ``sweep.png`` into ``--out``.
 
     python experiments/bench/sweep.py --baseline-tree /tmp/base --only mds mm --seeds 0 --out /tmp/sw
 """
@@ -59,12 +59,15 @@ def _env(tree: Path, jax_cache: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree), "FEDJAX_RHD_JAX_CACHE": str(jax_cache)}
 
 
-def run_study(tree: Path, params: Path, out: Path) -> float:
-    """``tree``'s survival-table script on ``params`` into ``out`` (empty JAX cache); returns wall seconds."""
+def run_study(tree: Path, params: Path, out: Path, jax_cache: Path | None = None) -> float:
+    """``tree``'s survival-table script on ``params`` into ``out``; returns wall seconds.
+
+    ``jax_cache``: the compilation cache to use (default: an empty one, ``out/jax_cache``).
+    """
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, STUDY, "--params", str(params), "--out", str(out)],
-        cwd=tree, env=_env(tree, out / "jax_cache"), check=True, stdout=subprocess.DEVNULL,
+        cwd=tree, env=_env(tree, jax_cache or out / "jax_cache"), check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return time.perf_counter() - started
 
@@ -161,6 +164,10 @@ def main(
     )
     parser.add_argument("--baseline-tree", type=Path, default=None, help="a checkout to compare against")
     parser.add_argument("--no-cold", action="store_true", help="skip the one-process-per-run way")
+    parser.add_argument(
+        "--warm-from", type=Path, default=None,
+        help="an earlier --out: each way reuses that run's compilation cache (<dir>/<way>/jax_cache)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("multirun/bench_sweep"))
     args = parser.parse_args(argv)
 
@@ -170,7 +177,8 @@ def main(
     rows, ways, loads = [], {}, {}
     for name, tree in plan:
         load_before, cpu = os.getloadavg(), _children_cpu()
-        wall = study(tree, params, args.out / name)
+        cache = args.warm_from / name / "jax_cache" if args.warm_from else None
+        wall = study(tree, params, args.out / name, cache)
         loads[name] = (load_before, os.getloadavg(), _children_cpu() - cpu)
         ways[name] = run_times(args.out / name)
         rows.append(summarise(name, wall, _study_runs_wall(args.out / name), workers, ways[name]))
@@ -198,9 +206,30 @@ def main(
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+    plot(rows, args.out / "sweep.png")
     info = {"rows": rows, "ratios": ratios, "identical": same, "cpus": os.cpu_count(), "workers": workers}
     (args.out / "sweep.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Wall and CPU seconds per way, side by side, with each way's load average in its label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [r["wall_s"] for r in rows], width=0.4, label="wall s")
+    ax.bar([i + 0.2 for i in x], [r["cpu_s"] for r in rows], width=0.4, label="CPU s (user + sys)")
+    ax.set_xticks(list(x), [f"{r['way']}\n{r['runs']} runs, load {r['load_before']}" for r in rows])
+    ax.set_ylabel("seconds")
+    ax.set_title(f"The study's sweep, {os.cpu_count()} cores")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _print(rows: list[dict], ratios: dict[str, float], same: dict[str, bool], workers: int) -> None:

@@ -680,7 +680,8 @@ def test_bench_sweep_compares_the_ways_and_checks_their_runs_are_identical(tmp_p
         (folder / ".hydra").mkdir()
         (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed.split=0"]))
 
-    def study(tree, params, out):  # two runs; the baseline's take longer, compute the same
+    def study(tree, params, out, jax_cache):  # two runs; the baseline's take longer, compute the same
+        assert jax_cache is None  # no --warm-from: each way starts with an empty cache
         slow = 2.0 if tree != bench.ROOT else 1.0
         fake_run(out / "mds" / "fedavg" / "0", [3.0 * slow, 1.0], 2.0 * slow, 0.7)
         fake_run(out / "mds" / "baselines" / "0", [2.0 * slow, 1.0], 1.0 * slow, 0.6)
