@@ -152,12 +152,15 @@ class RunConfig:
         if from_counts != (self.strategy.algorithm == "bn_two_step") and self.strategy.algorithm not in (
             "centralized",
             "local",
+            "sd_sharing",
         ):
             raise ValueError(
                 f"model={self.model.name} with strategy={self.strategy.name}: a model fitted from node "
-                "counts (model=bn) takes strategy=bn_two_step, centralized or local, "
+                "counts (model=bn) takes strategy=bn_two_step, centralized, local or sd_sharing, "
                 "and bn_two_step takes model=bn"
             )
+        if self.strategy.algorithm == "sd_sharing":
+            self._check_sd_sharing()
         if (
             self.privacy.min_cell_count > 1
             and self.strategy.algorithm == "centralized"
@@ -172,6 +175,18 @@ class RunConfig:
             raise ValueError(
                 f"use_case.treatment=true needs use_case.source=simulated, not {self.use_case.source!r}"
             )
+
+    def _check_sd_sharing(self) -> None:
+        """What ``strategy=sd_sharing`` needs (``fedjax_rhd/sd_sharing.py``), checked before data is read."""
+        from fedjax_rhd.sd_sharing import check_supported  # the protocol's module owns its own rules
+
+        if self.resume is not None:
+            raise ValueError("strategy=sd_sharing keeps no resumable checkpoint: drop resume=...")
+
+        check_supported(
+            self.model.name, self.backend.name, val_fraction=self.split.val_fraction,
+            fidelity_every=self.fidelity_every,
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """The config as JSON containers (what ``results.json`` records for a library caller)."""

@@ -124,6 +124,10 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     with contextlib.closing(
         make_backend(config.backend, data, spec, seed_failure=config.seed.failure)
     ) as backend:
+        if s.algorithm == "sd_sharing":  # nodes train alone and send gated synthetic rows
+            return _run_sharing(
+                config, resolved, output_dir, tracker, spec, backend, data, table, card, started
+            )
         if MODELS[spec.model_name].from_counts:  # a Bayesian network: node statistics, no gradient rounds
             return _run_network(
                 config, resolved, output_dir, tracker, spec, backend, data, table, card, started
@@ -211,4 +215,43 @@ def _run_network(
     )  # fmt: skip
     tracker.log_final(gen.final_metrics(results["final"]), res.output_files(output_dir, results))
     generative_bn.print_summary(results)
+    return results
+
+
+def _run_sharing(
+    config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker: Tracker, spec: Any,
+    backend: Any, data: Any, table: Any, card: dict[str, Any], started: float,
+) -> dict[str, Any]:  # fmt: skip
+    """``strategy=sd_sharing`` (``fedjax_rhd.sd_sharing``): node-alone generators, gated rows, the pool."""
+    from fedjax_rhd import generative as gen  # generative runs import their metrics here only
+    from fedjax_rhd import sd_sharing
+
+    s, seed = config.strategy, config.seed.synthetic
+    fed = None
+    if not MODELS[spec.model_name].from_counts:  # every node trains alone (local's rounds)
+        fed = run_federation(
+            backend, config.schedule(), s.policy, seed_sample=config.seed.sample, progress=config.progress,
+            desc="sd_sharing: node-alone rounds",
+        )  # fmt: skip
+    generators, fits = sd_sharing.node_generators(backend, spec, data, fed, seed)
+    if fits is not None:
+        fed = sd_sharing.network_rounds(backend, spec, data, fits, started)
+    retraining = None
+    if s.retrain_on_pool:
+        retraining = sd_sharing.Retraining(
+            config.split, config.schedule(), s.policy, config.seed.sample, progress=config.progress
+        )
+    block = sd_sharing.share_and_validate(
+        output_dir, spec=spec, backend=backend, data=data, table=table, generators=generators,
+        thresholds=s.gate, retraining=retraining, seed=seed,
+        benchmark_holdout=res.test_set_kind(data) == "benchmark_holdout",
+    )  # fmt: skip
+    results = res.write_generative_run(
+        output_dir, resolved=resolved, card=card, layers=data.guide.layers, data=data, fed=fed,
+        final=gen.generative_final(data, fed, block, res.test_set_kind(data)),
+        checkpoint=sd_sharing.save_checkpoint(output_dir, block["sharing"]), scenario=config.scenario.name,
+        fractions=None if config.split.natural or spec.pooled else config.split.fractions, started=started,
+    )  # fmt: skip
+    tracker.log_final(gen.final_metrics(results["final"]), res.output_files(output_dir, results))
+    sd_sharing.print_summary(results)
     return results

@@ -152,6 +152,7 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
         "detection_auc": fid["detection"]["auc"],
         "detection_score": fid["detection"]["score"],
         "tstr_difference": report["utility"]["tstr"]["difference"],
+        "tstr_deepsurv_difference": report["utility"].get("tstr_deepsurv", {}).get("difference"),
         "exact_copy_share": priv["exact_copy_share"],
         "dcr_closer_to_train_share": priv["dcr_closer_to_train_share"],
         "nndr_p05": priv["nndr_p05"],

@@ -55,6 +55,29 @@ def networks_to_fit(spec: AlgorithmSpec, node_names: tuple[str, ...]) -> list[tu
     return [([k], name) for k, name in enumerate(node_names)]
 
 
+def fit_generator(
+    backend: Backend, spec: AlgorithmSpec, data: FederatedData, nodes: list[int] | None, seed: int
+) -> tuple[NetworkFit, dict[str, Any]]:
+    """The protocol over ``nodes`` (None: all), then one posterior draw: what ``sample`` takes."""
+    chosen = list(range(data.num_nodes)) if nodes is None else nodes
+    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=chosen))
+    fit = fit_network(backend, spec.model_config, nodes, max_time)
+    generator = {
+        "network": {
+            "adjacency": fit.dag,
+            "cpds": posterior_draw(fit, spec.model_config.ess, seed),
+            "states": fit.states,
+        },
+        "bins": fit.bins,
+        "scaling": {
+            "center": data.preprocessor.center,
+            "scale": data.preprocessor.scale,
+            "max_time": max_time,
+        },
+    }
+    return fit, generator
+
+
 def posterior_draw(fit: NetworkFit, ess: float, seed: int) -> list[np.ndarray]:
     """One Dirichlet posterior draw of every CPD (the network a synthetic set is sampled from)."""
     rng = np.random.default_rng([seed, _CPD_PURPOSE])
@@ -173,19 +196,8 @@ def run_network(
     blocks, saved = [], {}
     for i, (nodes, label) in enumerate(networks_to_fit(spec, data.node_names)):
         chosen = list(range(data.num_nodes)) if nodes is None else nodes
-        max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=chosen))
-        fit = fit_network(backend, spec.model_config, nodes, max_time)
-        cpds = posterior_draw(fit, spec.model_config.ess, seed)
+        fit, generator = fit_generator(backend, spec, data, nodes, seed)
         n = spec.model_config.n_synthetic or int(sum(data.n_train[k] for k in chosen))
-        generator = {
-            "network": {"adjacency": fit.dag, "cpds": cpds, "states": fit.states},
-            "bins": fit.bins,
-            "scaling": {
-                "center": data.preprocessor.center,
-                "scale": data.preprocessor.scale,
-                "max_time": max_time,
-            },
-        }
         key = jax.random.fold_in(jax.random.key(seed), _SAMPLE_PURPOSE)
         synthetic = build_model(spec).sample(generator, key, n)
         suffix = "" if i == 0 else f"_{label}"

@@ -148,8 +148,9 @@ def _card(
             "trained_on": block["trained_on"],
             "strategy": cfg["strategy"]["name"],
             "model_config": cfg["model"],
-            # VAE-BGM's latent mixture, or the Bayesian network's structure (model=bn)
-            **{key: block[key] for key in ("mixture", "network") if key in block},
+            # VAE-BGM's latent mixture, the Bayesian network's structure (model=bn), or what each
+            # node sent under strategy=sd_sharing
+            **{key: block[key] for key in ("mixture", "network", "sharing") if key in block},
             "missingness_reproduced": bool(cfg["model"].get("reproduce_missingness", False)),
         },
         "run": {

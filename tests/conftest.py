@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 # Overrides that shrink a CLI run to seconds (600 patients, 3 rounds): shared by the end-to-end tests.
 TINY = [
@@ -65,17 +69,47 @@ def tiny_data_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("tiny_data")
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker per core, at most 4 (each holds JAX and its caches)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def shared_across_workers(tmp_path_factory, name: str, build: Callable[[Path], T]) -> T:
+    """``build(folder)`` once per test session, also when pytest-xdist runs several worker processes.
+
+    Without xdist: a fresh folder, built here. Under xdist: the first worker that asks builds into a
+    folder every worker sees (beside the workers' own temporary roots) while holding a file lock; the
+    others wait for the lock and read the pickled result. What is built must be read only.
+    """
+    from filelock import FileLock
+
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent / name
+    with FileLock(f"{root}.lock"):
+        done = root / ".built.pkl"
+        if done.is_file():
+            return pickle.loads(done.read_bytes())
+        root.mkdir(exist_ok=True)
+        value = build(root)
+        done.write_bytes(pickle.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def tiny_multirun(tmp_path_factory, tiny_data_root) -> Path:
     """The foundation's strategies and splits over 2 split seeds: 12 tiny runs, in process, one folder each
     as a multirun lays them out (the report reads any folder tree of runs). Shared by the report's and the
-    score command's tests (read only: write nothing below it)."""
-    root = tmp_path_factory.mktemp("multirun")
-    jobs = itertools.product(("fedavg", "centralized", "local"), ("three", "five"), (0, 1))
-    for i, (strategy, split, seed) in enumerate(jobs):
-        overrides = [*TINY, f"strategy={strategy}", f"split={split}", f"seed.split={seed}"]
-        run_in_process(overrides, root / "m" / f"{i}_{strategy}_{split}_s{seed}", tiny_data_root)
-    return root / "m"
+    score command's tests (read only: write nothing below it), built once even under xdist."""
+
+    def build(root: Path) -> Path:
+        jobs = itertools.product(("fedavg", "centralized", "local"), ("three", "five"), (0, 1))
+        for i, (strategy, split, seed) in enumerate(jobs):
+            overrides = [*TINY, f"strategy={strategy}", f"split={split}", f"seed.split={seed}"]
+            run_in_process(overrides, root / "m" / f"{i}_{strategy}_{split}_s{seed}", tiny_data_root)
+        return root / "m"
+
+    return shared_across_workers(tmp_path_factory, "multirun", build)
 
 
 def compose(overrides: list[str] | None = None):

@@ -32,7 +32,11 @@ def test_every_group_option_composes_into_library_objects(group):
     options = _options(group)
     assert options, f"conf/{group} has no options"
     # the Bayesian network and its protocol go together (tests/e2e/test_bn_end_to_end.py)
-    partner = {("model", "bn"): ["strategy=bn_two_step"], ("strategy", "bn_two_step"): ["model=bn"]}
+    partner = {
+        ("model", "bn"): ["strategy=bn_two_step"],
+        ("strategy", "bn_two_step"): ["model=bn"],
+        ("strategy", "sd_sharing"): ["model=vae_bgm"],  # synthetic rows need a generative model
+    }
     for option in options:
         c = typed([f"{group}={option}", *partner.get((group, option), [])])
         assert isinstance(c.use_case, UseCase) and isinstance(c.split, SplitSpec)

@@ -57,7 +57,7 @@ def main(root: str) -> None:
         runs = found[name]
         cells = []
         for key, _ in COLUMNS:
-            v = np.array([r[key] for r in runs if r[key] is not None], float)
+            v = np.array([r[key] for r in runs if r.get(key) is not None], float)
             cells.append(
                 f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
                 if len(v) > 1

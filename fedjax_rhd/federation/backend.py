@@ -48,6 +48,9 @@ class RoundOutput:
         timed_out: bool[K] sampled nodes that returned, but after the time limit.
         seconds: f64[K] each node's time for the round when a time limit applies, else None
             (stored as ``participation.simulated_seconds``).
+        val_loss: f64[K] each node's validation loss of what it holds after this round, when the
+            backend computed it with the round (the simulator: one compiled call, no second
+            dispatch); None: the loop asks ``validation_losses`` (a remote backend's second exchange).
     """
 
     state: ServerState
@@ -56,6 +59,7 @@ class RoundOutput:
     failed: np.ndarray
     timed_out: np.ndarray
     seconds: np.ndarray | None = None
+    val_loss: np.ndarray | None = None
 
 
 @runtime_checkable

@@ -276,7 +276,9 @@ def run_federation(
                 where = f"; checkpoint after round {loop.round}: {checkpoint}" if checkpoint else ""
                 raise type(err)(f"{err}{where}") from None
             state = out.state
-            if validate:
+            if validate and out.val_loss is not None:  # computed inside the round (the simulator)
+                val_loss = np.asarray(out.val_loss, dtype=np.float64)
+            elif validate:
                 val_loss = np.asarray(backend.validation_losses(state.params), dtype=np.float64)
             else:
                 val_loss = np.full(k, np.nan)

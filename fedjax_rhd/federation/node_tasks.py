@@ -8,7 +8,9 @@ per-node functions below on each node. Both read the same packed ``NodeData``
 ``NODE_STATISTICS`` are the statistics the manager may ask a node for
 (ARCHITECTURE §6, "what leaves a node"): each is a pure function
 ``(spec, params | None, rows: NodeRows, inputs) -> {name: array}`` whose outputs
-are sums, counts or one scalar, never rows. ``docs/privacy.md`` lists them.
+are sums, counts or one scalar, never real rows (``sd_share`` sends synthetic rows that passed
+the node's privacy gate: ``strategy=sd_sharing``, ``federation/sd_node_tasks.py``).
+``docs/privacy.md`` lists them.
 With ``privacy.min_cell_count = k`` the backends add ``inputs["min_cell_count"]``
 and each statistic coarsens its small cells on the node (``data.small_cells``),
 the same function under both backends.
@@ -25,6 +27,7 @@ import numpy as np
 
 from fedjax_rhd.data import small_cells
 from fedjax_rhd.federation.bn_node_tasks import STATISTICS as BN_STATISTICS
+from fedjax_rhd.federation.sd_node_tasks import STATISTICS as SD_STATISTICS
 from fedjax_rhd.metrics import ipcw
 from fedjax_rhd.metrics.federated import NodeTestSummary, node_test_summary
 from fedjax_rhd.models import MODELS, bgm
@@ -317,5 +320,6 @@ NODE_STATISTICS: dict[str, NodeStatistic] = {
     "test_summary": own_test_summary,
     "latent_mixture": latent_mixture,
     **BN_STATISTICS,  # the Bayesian network's protocol (federation/bn_node_tasks.py)
+    **SD_STATISTICS,  # sd_sharing: gated synthetic rows, the one reply holding rows (sd_node_tasks.py)
 }
 """Statistic name -> node function. A new statistic is a function here and a line in docs/privacy.md."""

@@ -23,15 +23,21 @@ is a two-dimensional dominance count, done by a divide-and-conquer over the bits
 of ``g``: a Python loop over ``ceil(log2(#groups))`` levels, each level a handful
 of O(n) array operations (a stable partition computed with cumulative sums).
 
-The bootstraps resample rows with replacement. For moderate ``n`` each resample is
+The bootstraps resample rows with replacement (Efron & Tibshirani 1993). Each resample is
 a vector of multiplicities ``w`` and its pair counts are the quadratic forms
-``w @ A @ w`` with the pair-indicator matrices ``A`` of the original rows, so a
-whole batch of resamples is a single matrix product; for large ``n`` each resample
-goes through :func:`concordance_summary`. Both paths give the same numbers.
+``w @ A @ w`` with the pair-indicator matrices ``A`` of the original rows. For moderate
+``n`` ``A`` is a dense matrix and a whole batch of resamples is a single matrix product;
+up to 500k rows :mod:`fedjax_rhd.metrics.weighted_pairs` evaluates the same quadratic forms
+from one sort by time and one by risk, as block matrix products over a batch of resamples
+(about 1,000 resamples of 100k rows in seconds, where scoring each expanded resample with
+:func:`concordance_summary` took about 30 s); beyond that, where the block products' n**1.5
+cost per resample loses, each expanded resample is scored. Every path gives the integer counts of the
+expanded resamples, so all give the same numbers, bit for bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -47,6 +53,11 @@ __all__ = [
 # Largest n for which the bootstraps build dense n x n pair matrices (two or three
 # float64 matrices of n^2 entries: 32 MiB each at this size).
 _DENSE_MAX_N = 2000
+# Largest n for which the bootstraps use weighted_pairs' block products (whose cost per
+# resample grows as n**1.5); above it each expanded resample is scored in O(n log n). Measured
+# side by side on 2 CPU cores (experiments/bench/README.md, session 9): the block path 2.0x
+# faster at 300k rows, 0.6x at 1M. Always below weighted_pairs.MAX_TOTAL_WEIGHT (2**24).
+_BLOCKED_MAX_N = 500_000
 # Resamples per matrix product in the dense bootstrap path.
 _BOOT_BATCH = 256
 
@@ -258,47 +269,127 @@ def _pair_matrices(
     return comparable.astype(np.float64), scores
 
 
-def _bootstrap_cindices(
-    time: np.ndarray, event: np.ndarray, risks: list[np.ndarray], idx: np.ndarray
+def _idx_weights(idx: np.ndarray, n: int, batch: int) -> Iterator[np.ndarray]:
+    """Multiplicities i64[b, n] of the resamples ``idx`` (row indices), ``batch`` at a time."""
+    for lo in range(0, len(idx), batch):
+        # One bincount per resample: its counts (n values) stay in cache, where one bincount
+        # over a whole batch with offsets scatters across the batch's array (several times slower).
+        yield np.stack([np.bincount(rows, minlength=n) for rows in idx[lo : lo + batch]])
+
+
+def _drawn_weights(seed: int, n: int, n_boot: int, batch: int) -> Iterator[np.ndarray]:
+    """:func:`_idx_weights` of ``_bootstrap_indices(default_rng(seed), n, n_boot)``, drawn a batch at a time.
+
+    numpy's Generator gives the same integers whether drawn at once or in consecutive
+    chunks, and for int32 as for int64 below 2**32 (one 32-bit bounded stream), so the
+    resamples are those of the whole draw, without holding all of it, at half the memory.
+    """
+    rng = np.random.default_rng(seed)
+    for lo in range(0, n_boot, batch):
+        idx = rng.integers(0, n, size=(min(batch, n_boot - lo), n), dtype=np.int32 if n < 2**31 else np.int64)
+        yield from _idx_weights(idx, n, batch)
+
+
+def _weighted_cindices(
+    time: np.ndarray,
+    event: np.ndarray,
+    risks: list[np.ndarray],
+    weights: Callable[[int], Iterable[np.ndarray]],
+    n_boot: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """C-index of each risk on each resample (rows ``idx``), and a validity mask.
+    """C-index of each risk on each resample given as row multiplicities, and a validity mask.
+
+    Args:
+        weights: ``weights(batch)`` yields i64[b, n] multiplicities, ``batch`` rows at a time
+            (the last batch may be shorter), ``n_boot`` rows in all.
 
     Returns:
         ``(c, valid)``: f64[n_boot, len(risks)] (NaN where invalid) and bool[n_boot], False
-        for resamples without comparable pairs.
+        for resamples without comparable pairs. Every path computes the integer pair counts
+        of the rows repeated by their multiplicities and divides as :func:`concordance_index`,
+        so the values equal Harrell's C of each expanded resample bit for bit.
     """
-    n_boot, n = idx.shape
+    n = len(time)
     out = np.full((n_boot, len(risks)), np.nan)
     g, n_groups = _time_groups(time, event)
     if n <= _DENSE_MAX_N:
         m_mat, s_mats = _pair_matrices(g, event, risks)
         comp = np.empty(n_boot)
-        for lo in range(0, n_boot, _BOOT_BATCH):
-            chunk = idx[lo : lo + _BOOT_BATCH]
-            b = len(chunk)
-            offsets = (np.arange(b, dtype=np.int64) * n)[:, None]
-            w = np.bincount((chunk + offsets).ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        lo = 0
+        for w in weights(_BOOT_BATCH):
+            w = w.astype(np.float64)
+            b = len(w)
             # Every entry is an integer or half-integer far below 2**52: the sums are exact.
             comp[lo : lo + b] = np.einsum("bi,bi->b", w @ m_mat, w)
             for k, s_mat in enumerate(s_mats):
                 out[lo : lo + b, k] = np.einsum("bi,bi->b", w @ s_mat, w)
+            lo += b
         valid = comp > 0
         out[valid] /= comp[valid, None]
         out[~valid] = np.nan
         return out, valid
+    return _blocked_cindices(time, event, risks, weights, n_boot)
+
+
+def _blocked_cindices(
+    time: np.ndarray,
+    event: np.ndarray,
+    risks: list[np.ndarray],
+    weights: Callable[[int], Iterable[np.ndarray]],
+    n_boot: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The large-n path of :func:`_weighted_cindices`: :mod:`~fedjax_rhd.metrics.weighted_pairs`."""
+    from fedjax_rhd.metrics import weighted_pairs  # JAX, imported only where n needs it
+
+    n = len(time)
+    if n > _BLOCKED_MAX_N:  # beyond the measured crossover: one resample at a time is faster
+        return _per_resample_cindices(time, event, risks, weights(_BOOT_BATCH), n_boot)
+    g, n_groups = _time_groups(time, event)
+    plans = [weighted_pairs.pair_plan(g, n_groups, _dense_rank(rk)[0], event) for rk in risks]
+    counts = weighted_pairs.weighted_pair_counts(plans, weights(weighted_pairs.batch_size(n, n_boot)), n_boot)
+    out = np.full((n_boot, len(risks)), np.nan)
+    valid = counts[0][2] > 0
+    for k, (conc, tied, comp) in enumerate(counts):
+        # (conc + tied / 2) / comp in float64 from exact integer counts, as _ratio on ints.
+        out[valid, k] = (conc[valid] + tied[valid] / 2) / comp[valid]
+    return out, valid
+
+
+def _per_resample_cindices(
+    time: np.ndarray, event: np.ndarray, risks: list[np.ndarray], weights: Iterable[np.ndarray], n_boot: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_weighted_cindices` one expanded resample at a time (the reference; O(n log n) each)."""
+    g, n_groups = _time_groups(time, event)
     ranks = [_dense_rank(rk)[0] for rk in risks]
+    out = np.full((n_boot, len(risks)), np.nan)
     valid = np.zeros(n_boot, dtype=bool)
-    for b in range(n_boot):
-        rows = idx[b]
-        for k, r in enumerate(ranks):
-            conc, tied, comp = _summary_from_ranks(g[rows], n_groups, r[rows], event[rows])
-            if comp == 0:
-                break
-            out[b, k] = (conc + tied / 2) / comp
-        else:
-            valid[b] = True
+    b = 0
+    for batch in weights:
+        for w in batch:
+            rows = np.repeat(np.arange(len(time)), w)
+            for k, r in enumerate(ranks):
+                conc, tied, comp = _summary_from_ranks(g[rows], n_groups, r[rows], event[rows])
+                if comp == 0:
+                    break
+                out[b, k] = _ratio(conc, tied, comp)
+            else:
+                valid[b] = True
+            b += 1
     out[~valid] = np.nan
     return out, valid
+
+
+def _bootstrap_cindices(
+    time: np.ndarray, event: np.ndarray, risks: list[np.ndarray], idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """C-index of each risk on each resample (rows ``idx``, i64[n_boot, n]), and a validity mask.
+
+    Returns:
+        ``(c, valid)``: f64[n_boot, len(risks)] (NaN where invalid) and bool[n_boot], False
+        for resamples without comparable pairs.
+    """
+    n = len(time)
+    return _weighted_cindices(time, event, risks, lambda batch: _idx_weights(idx, n, batch), len(idx))
 
 
 def _check_boot_args(n_boot: int, alpha: float) -> None:
@@ -364,8 +455,9 @@ def bootstrap_cindices(
     _check_boot_args(n_boot, alpha)
     t, e, rks = _validate(time, event, *risks)
     estimates = [concordance_index(t, e, rk) for rk in rks]
-    idx = _bootstrap_indices(np.random.default_rng(seed), len(t), int(n_boot))
-    c, valid = _bootstrap_cindices(t, e, rks, idx)
+    c, valid = _weighted_cindices(
+        t, e, rks, lambda batch: _drawn_weights(seed, len(t), int(n_boot), batch), int(n_boot)
+    )
     if not valid.any():
         raise ValueError("no bootstrap resample has comparable pairs")
     out = []
@@ -422,8 +514,9 @@ def paired_bootstrap_difference(
     _check_boot_args(n_boot, alpha)
     t, e, (ra, rb) = _validate(time, event, risk_a, risk_b)
     difference = concordance_index(t, e, ra) - concordance_index(t, e, rb)
-    idx = _bootstrap_indices(np.random.default_rng(seed), len(t), int(n_boot))
-    c, valid = _bootstrap_cindices(t, e, [ra, rb], idx)
+    c, valid = _weighted_cindices(
+        t, e, [ra, rb], lambda batch: _drawn_weights(seed, len(t), int(n_boot), batch), int(n_boot)
+    )
     if not valid.any():
         raise ValueError("no bootstrap resample has comparable pairs")
     diffs = c[valid, 0] - c[valid, 1]

@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fedjax_rhd.metrics.concordance import _DENSE_MAX_N, _pair_matrices, _summary_from_ranks, _time_groups
+from fedjax_rhd.metrics.concordance import _DENSE_MAX_N, _blocked_cindices, _pair_matrices, _time_groups
 from fedjax_rhd.report.stats import Interval
 
 # The report's own random stream. Every other generator of a run is SeedSequence([seed, k]) with a
@@ -100,13 +100,12 @@ def weighted_cindices(
             ok = comp > 0
             out[lo : lo + _BATCH][ok] = conc[ok] / comp[ok]
         return out
-    ranks = np.unique(risk, return_inverse=True)[1].ravel()
-    for b, w in enumerate(weights.astype(np.int64)):
-        rows = np.repeat(np.arange(len(time)), w)
-        conc, tied, comp = _summary_from_ranks(g[rows], n_groups, ranks[rows], event[rows])
-        if comp:
-            out[b] = (conc + tied / 2) / comp
-    return out
+    # Large n: the same integer counts from one sort by time and one by risk (weighted_pairs).
+    w = weights.astype(np.int64)
+    c, _ = _blocked_cindices(
+        time, event, [risk], lambda batch: (w[lo : lo + batch] for lo in range(0, len(w), batch)), len(w)
+    )
+    return c[:, 0]
 
 
 class ClusterDesign:

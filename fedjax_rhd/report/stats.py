@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from fedjax_rhd.metrics.concordance import _bootstrap_cindices, concordance_index
+from fedjax_rhd.metrics.concordance import _idx_weights, _weighted_cindices, concordance_index
 
 ROWS_STREAM = 0x524F5753  # "ROWS": the test-row bootstrap's stream tag (no seed takes this value)
 TEST_ROWS = (
@@ -70,17 +70,15 @@ class SeedRows:
         """
         risk = np.asarray(risk, dtype=np.float64)
         scored = ~np.isnan(risk)
-        if scored.all():
-            c, _ = _bootstrap_cindices(self.time, self.event, [risk], self.idx)
-            return c[:, 0]
-        out = np.full(len(self.idx), np.nan)
-        for b, rows in enumerate(self.idx):
-            rows = rows[scored[rows]]
-            try:
-                out[b] = concordance_index(self.time[rows], self.event[rows], risk[rows])
-            except ValueError:  # no comparable pair in this resample
-                continue
-        return out
+        n = len(self.time)
+
+        def weights(batch: int):
+            # A resample restricted to the scored rows: the multiplicities of those rows.
+            return (w[:, scored] for w in _idx_weights(self.idx, n, batch))
+
+        t, e = self.time[scored], self.event[scored]
+        c, _ = _weighted_cindices(t, e, [risk[scored]], weights, len(self.idx))
+        return c[:, 0]
 
 
 def _interval(point: float, boots: np.ndarray, seeds: tuple[int, ...], alpha: float) -> Interval:

@@ -37,6 +37,7 @@ METRICS = (
     ("quality_sdmetrics_style", "quality (SDMetrics-style)"),
     ("detection_auc", "detection AUC"),
     ("tstr_difference", "TSTR ΔC"),
+    ("tstr_deepsurv_difference", "TSTR ΔC (DeepSurv)"),
     ("mia_auc", "MIA AUC"),
     ("dcr_closer_to_train_share", "closer to train"),
     ("exact_copy_share", "exact copies"),
@@ -82,6 +83,8 @@ def _label(strategy: str, trained_on: str, share: float | None) -> str:
         return "centralised"
     if strategy == LOCAL:
         return f"{trained_on} ({share:.0%}) alone" if share is not None else f"{trained_on} alone"
+    if trained_on.startswith("sd_pool"):  # sd_sharing: the pooled gated rows, or a generator retrained on it
+        return f"{strategy} ({trained_on})"
     return f"{strategy} (global)"
 
 
@@ -124,8 +127,9 @@ def synthetic_rows(runs: list[Run]) -> list[SyntheticRow]:
                 strategy=strategy,
                 trained_on=trained_on,
                 seeds=tuple(sorted(r.seed for r, _ in members)),
-                n_synthetic=float(np.mean([b["synthetic"]["n"] for _, b in members])),
-                values={m: _value([v[m] for _, v in validated]) for m, _ in METRICS},
+                # sd_sharing with every node's rows refused: no table (synthetic null), 0 rows
+                n_synthetic=float(np.mean([(b["synthetic"] or {"n": 0})["n"] for _, b in members])),
+                values={m: _value([v.get(m) for _, v in validated]) for m, _ in METRICS},
                 gate_passed=sum(bool(v["privacy_gate"]["passed"]) for _, v in validated),
             )
         )

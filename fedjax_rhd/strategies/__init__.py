@@ -22,10 +22,13 @@ ALGORITHMS: dict[str, Callable[..., FederatedAlgorithm]] = {
     "local": lambda model, client, server, dp: local(model, client),
     "scaffold": lambda model, client, server, dp: scaffold(model, client, server),
     "bn_two_step": lambda model, client, server, dp: bn_two_step(),  # node statistics, no gradients
+    # synthetic-data sharing: each node trains alone (local's rounds), then sends gated synthetic rows
+    # (fedjax_rhd/sd_sharing.py)
+    "sd_sharing": lambda model, client, server, dp: local(model, client),
 }
 """Algorithm name -> factory. A new algorithm is its file plus one line here."""
 
-COUNT_ALGORITHMS = ("bn_two_step", "centralized", "local")
+COUNT_ALGORITHMS = ("bn_two_step", "centralized", "local", "sd_sharing")
 """What a model fitted from node counts (``ModelEntry.from_counts``) runs under."""
 
 
@@ -60,7 +63,7 @@ class AlgorithmSpec:
         if from_counts and self.algorithm not in COUNT_ALGORITHMS:
             raise ValueError(
                 f"model={self.model_name} is fitted from node counts, not gradients: use strategy "
-                f"bn_two_step, centralized or local (algorithm one of {COUNT_ALGORITHMS}), "
+                f"bn_two_step, centralized, local or sd_sharing (algorithm one of {COUNT_ALGORITHMS}), "
                 f"not {self.algorithm!r}"
             )
         if self.algorithm == "bn_two_step" and not from_counts:

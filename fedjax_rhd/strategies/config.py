@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from fedjax_rhd.federation.participation import RoundPolicy, Sampling
+from fedjax_rhd.metrics.synthetic.privacy import PrivacyThresholds
 from fedjax_rhd.strategies.client import ClientConfig
 from fedjax_rhd.strategies.dp import DPConfig
 from fedjax_rhd.strategies.fedavg import ServerConfig
@@ -24,7 +25,7 @@ class StrategyConfig:
     Attributes:
         name: the preset's name (``fedavg``, ``fedadam``, ...): how runs are keyed in reports.
         label: how tables print it (``FedAdam``); empty = ``name``.
-        algorithm: ``fedavg`` | ``centralized`` | ``local`` (:data:`~fedjax_rhd.strategies.ALGORITHMS`).
+        algorithm: ``fedavg`` | ``centralized`` | ``local`` | ... (:data:`~fedjax_rhd.strategies.ALGORITHMS`).
         rounds: maximum communication rounds.
         patience: stop after this many rounds without federated-validation gain (None: never).
         client: local training (FedProx when ``client.proximal_mu`` is set, even to 0).
@@ -38,6 +39,10 @@ class StrategyConfig:
             the final round (a fixed budget; needs ``patience`` null; allows ``split.val_fraction=0``).
         validation_weights: how nodes weigh in the federated validation loss: ``patients`` (the
             study's rule) or ``events`` (robust to nodes with 0-1 validation events).
+        gate: ``sd_sharing``: the privacy limits each node's synthetic rows must meet, checked on
+            the node against its own rows, before any row is sent (``fedjax_rhd/sd_sharing.py``).
+        retrain_on_pool: ``sd_sharing``: train the model once more, centrally, on the pooled
+            synthetic rows and sample the final table from it (else the pool is the final table).
     """
 
     name: str = "fedavg"
@@ -54,6 +59,8 @@ class StrategyConfig:
     dp: DPConfig = dataclasses.field(default_factory=DPConfig)
     selection: str = "validation"  # validation | last (a fixed budget; with split.val_fraction=0)
     validation_weights: str = "patients"  # patients | events (the pooled partial likelihood per event)
+    gate: PrivacyThresholds = dataclasses.field(default_factory=PrivacyThresholds)
+    retrain_on_pool: bool = False
 
     def __post_init__(self) -> None:
         from fedjax_rhd.strategies import ALGORITHMS  # the registry imports this module
@@ -80,7 +87,11 @@ class StrategyConfig:
                 f"strategy.dp.clip is set: client-level DP-FedAvg needs strategy.algorithm=fedavg, "
                 f"not {self.algorithm!r}"
             )
-
+        if self.retrain_on_pool and self.algorithm != "sd_sharing":
+            raise ValueError(
+                f"strategy.retrain_on_pool applies to strategy=sd_sharing (the pooled synthetic rows), "
+                f"not algorithm {self.algorithm!r}"
+            )
         if self.client.dp_sgd.enabled and self.finetune_epochs > 0:
             raise ValueError(
                 "strategy.client.dp_sgd accounts the federated rounds' local steps only: fine-tuning "

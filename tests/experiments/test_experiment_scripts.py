@@ -724,3 +724,191 @@ def test_bench_sweep_compares_the_ways_and_checks_their_runs_are_identical(tmp_p
     assert (
         "cold: every run's final block and rounds DIFFER" in out and (tmp_path / "o" / "sweep.csv").is_file()
     )
+
+
+def _anchor_folder(tmp_path, tiny_data_root):
+    mod = script("synthetic/ctgan_anchor.py")
+    overrides = ["model=vae_bgm", "use_case.n_patients=600", f"data_root={tiny_data_root}"]
+    (folder,) = mod.prepare(tmp_path / "anchor", [0], overrides)
+    return mod, folder
+
+
+def test_ctgan_anchor_prepares_the_runs_rows_and_tabulates(tmp_path, tiny_data_root):
+    """experiments/synthetic/ctgan_anchor.py without the package (it needs torch): ``prepare`` writes the
+    VAE-BGM run's training rows and holdout; the table's intervals by hand; the missing level round-trips."""
+    import pandas as pd
+    import polars as pl
+
+    mod, folder = _anchor_folder(tmp_path, tiny_data_root)
+    train, holdout = pl.read_parquet(folder / "train.parquet"), pl.read_parquet(folder / "holdout.parquet")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert train.height + holdout.height < 600 and holdout.height == 60  # validation rows are in neither
+    assert meta["discrete_columns"][-1] == "event" and "time" not in meta["discrete_columns"]
+    row = {"quality_sdmetrics_style": 0.9, "privacy_gate": {"passed": True}, "seconds": 2.0}
+    text = mod.table({"g": [row, {**row, "quality_sdmetrics_style": 0.8, "seconds": 4.0}]})
+    half = 12.706 * np.std([0.9, 0.8], ddof=1) / np.sqrt(2)
+    assert f"| g | 2 | 0.850 [{0.85 - half:.3f}, {0.85 + half:.3f}] | n/a |" in text
+    assert text.rstrip().endswith("| 2/2 | 2-4 |")
+    levels = pd.Series(["1.0", mod.MISSING_LEVEL, "0.0"])
+    levels = levels.where(levels != mod.MISSING_LEVEL)
+    back = mod._restore(levels, pd.Series([1.0, None, 0.0]))
+    assert back.tolist()[0] == 1.0 and pd.isna(back.tolist()[1]) and back.tolist()[2] == 0.0
+
+
+@pytest.mark.slow  # the whole validation suite (TSTR fits, detection, privacy) on one table
+def test_ctgan_anchor_scores_a_copied_table_as_copies(tmp_path, tiny_data_root):
+    mod, folder = _anchor_folder(tmp_path, tiny_data_root)
+    import polars as pl
+
+    pl.read_parquet(folder / "train.parquet").write_parquet(folder / "synthetic.parquet")
+    (folder / "timing.json").write_text(json.dumps({"fit_seconds": 2.0}))
+    row = mod.score_seed(folder)
+    assert row["exact_copy_share"] == 1.0 and not row["privacy_gate"]["passed"]
+    assert row["validity_total"] == 0 and row["seconds"] == 2.0
+
+
+def _survival_rows(rng: np.random.Generator, n: int, d: int = 5):
+    """Rows whose hazard grows with x0 - x1 (a last column constant, as a flag nobody carries)."""
+    x = rng.normal(size=(n, d))
+    x[:, -1] = 0.0
+    time = rng.exponential(np.exp(-(x[:, 0] - x[:, 1])))
+    censor = rng.exponential(2.0, size=n)
+    return x, np.minimum(time, censor), (time <= censor).astype(np.float64)
+
+
+def test_real_cohorts_peers_tune_on_validation_and_refit_on_training_plus_validation(tmp_path, monkeypatch):
+    import pandas as pd
+    import polars as pl
+    from lifelines import CoxPHFitter
+
+    from fedjax_rhd.metrics.concordance import concordance_index
+
+    mod = script("real_cohorts/peers.py")
+    monkeypatch.setattr(mod, "RSF_TREES", 10)
+    monkeypatch.setattr(mod, "RSF_GRID", ({"min_samples_leaf": 5, "max_features": "sqrt"},))
+    monkeypatch.setattr(mod, "GB_STAGES", (3, 10))
+    monkeypatch.setattr(
+        mod, "COX_GRID", ({"penalizer": 0.1, "l1_ratio": 0.0}, {"penalizer": 0.3, "l1_ratio": 0.5})
+    )
+    # ties go to the earliest grid point; a failed fit (NaN) is never chosen
+    assert mod.choose([("a", 0.6), ("b", float("nan")), ("c", 0.7), ("d", 0.7)]) == "c"
+    with pytest.raises(ValueError, match="no grid point"):
+        mod.choose([("a", float("nan"))])
+    rng = np.random.default_rng(0)
+    train, val = (mod.Rows(*_survival_rows(rng, n)) for n in (150, 60))
+    test_x, test_t, test_e = _survival_rows(rng, 80)
+    fits = {name: mod.fit_peer(name, train, val, test_x, seed=0) for name in mod.PEERS}
+    for name, (risk, record) in fits.items():
+        scored = [(g["params"], g["validation_c"]) for g in record["grid"]]
+        assert record["chosen"] == mod.choose(scored)
+        assert concordance_index(test_t, test_e, risk) > 0.65, name
+    # the Cox refit is lifelines' own fit of the chosen point on training + validation rows,
+    # the constant last column left out
+    risk, record = fits["cox"]
+    both = mod.Rows(*(np.concatenate([a, b]) for a, b in zip(train, val, strict=True)))
+    cols = [f"x{j}" for j in range(4)]
+    frame = pd.DataFrame(both.x[:, :-1], columns=cols).assign(time=both.time, event=both.event)
+    ref = CoxPHFitter(**record["chosen"]).fit(frame, duration_col="time", event_col="event")
+    expected = ref.predict_log_partial_hazard(pd.DataFrame(test_x[:, :-1], columns=cols)).to_numpy()
+    np.testing.assert_allclose(risk, expected, rtol=1e-8)
+    # main: one folder per seed, rerun skips seeds already written
+    calls = []
+
+    def fake_rows(overrides):
+        calls.append(overrides)
+        return train, val, test_x, tuple(f"P{i}" for i in range(len(test_x)))
+
+    monkeypatch.setattr(mod, "pooled_rows", fake_rows)
+    monkeypatch.setattr(
+        mod, "fit_peer", lambda name, tr, va, x, seed: (x[:, 0], {"chosen": {}, "seconds": 0.0})
+    )
+    argv = ["--out", str(tmp_path), "--seeds", "0", "1", "--peers", "cox", "--", "use_case=mds"]
+    mod.main(argv)
+    mod.main(argv)
+    assert [c[-1] for c in calls] == ["seed.split=0", "seed.split=1"]
+    written = pl.read_parquet(tmp_path / "seed_1" / "peers.parquet")
+    assert written.columns == ["patient_id", "risk_cox"] and written.height == 80
+
+
+def _tuned_layout(root: Path, seeds=(0, 1)) -> None:
+    """experiments/tuning/run.py's and peers.py's folders, on fake runs (tests.experiments.fake_sweep)."""
+    import polars as pl
+
+    for cohort, extra in (("mds_iwgpm", ("score_ipssm_stored",)), ("aml_beat", ())):
+        for s in seeds:
+            base = root / cohort / f"seed_{s}"
+            runs = {}
+            for name, init in (("search/trial_003", 1), ("default", 2)):
+                write_fake_run(
+                    base / name, strategy="fedavg", seed=s, use_case=cohort, init=init, extra_columns=extra
+                )
+                results = json.loads((base / name / "results.json").read_text())
+                results["final"]["validation_objective"] = 3.0 + init
+                (base / name / "results.json").write_text(json.dumps(results))
+                runs[name] = pl.read_parquet(base / name / "test_predictions.parquet")
+            best = {
+                "number": 3,
+                "value": 4.0,
+                "params": {"model.l2": 1e-5},
+                "run_dir": str(base / "search/trial_003"),
+            }
+            (base / "search" / "search.json").write_text(json.dumps({"best": best}))
+            pred = runs["default"]
+            rng = np.random.default_rng(s)
+            peers = pl.DataFrame(
+                {"patient_id": pred["patient_id"]}
+                | {
+                    c: -pred["time"].to_numpy() + rng.normal(size=pred.height)
+                    for c in ("risk_cox", "risk_rsf", "risk_gbcox")
+                }
+            )
+            folder = root / "peers" / cohort / f"seed_{s}"
+            folder.mkdir(parents=True)
+            peers.write_parquet(folder / "peers.parquet")
+            chosen = {"cox": {"penalizer": 0.1}, "rsf": {"min_samples_leaf": 3}, "gbcox": {"max_depth": 2}}
+            (folder / "peers.json").write_text(
+                json.dumps({"peers": {k: {"chosen": v} for k, v in chosen.items()}})
+            )
+
+
+def test_real_cohorts_tuned_pairs_tuned_fedavg_with_peers_and_the_score(tmp_path, capsys):
+    import polars as pl
+
+    from fedjax_rhd.metrics.concordance import concordance_index
+
+    _tuned_layout(tmp_path)
+    mod = script("real_cohorts/tuned.py")
+    summary = mod.main([str(tmp_path), "--n-boot", "50"])
+    text = (tmp_path / "tuned.md").read_text()
+    assert text.startswith("Produced at commit") and "### mds_iwgpm" in text and "### aml_beat" in text
+    # the MDS table is on the rows with a stored IPSS-M: gbcox's mean C by hand
+    by_hand = []
+    for s in (0, 1):
+        rows = pl.read_parquet(tmp_path / "mds_iwgpm" / f"seed_{s}" / "default" / "test_predictions.parquet")
+        peers = pl.read_parquet(tmp_path / "peers" / "mds_iwgpm" / f"seed_{s}" / "peers.parquet")
+        keep = rows["score_ipssm_stored"].is_not_null().to_numpy()
+        by_hand.append(concordance_index(rows["time"].to_numpy()[keep], rows["event"].to_numpy()[keep],
+                                         peers["risk_gbcox"].to_numpy()[keep]))  # fmt: skip
+    assert summary["mds_iwgpm"]["c_index_mean"]["risk_gbcox"] == pytest.approx(np.mean(by_hand), abs=1e-12)
+    for line in (x for x in text.splitlines() if x.startswith("- tuned FedAvg −")):
+        assert any(w in line for w in ("; shown: ", "; not shown: ", "; shown otherwise: "))
+    assert "no more than 0.005 below IPSS-M" in text and "no more than 0.005 below ELN 2022" in text
+    # peers written on other rows are refused
+    path = tmp_path / "peers" / "aml_beat" / "seed_1" / "peers.parquet"
+    pl.read_parquet(path).reverse().write_parquet(path)
+    with pytest.raises(ValueError, match="peers' test rows differ"):
+        mod.main([str(tmp_path), "--n-boot", "50"])
+    capsys.readouterr()
+
+
+@pytest.mark.slow  # about 15 s: two compilations, lifelines, matplotlib
+def test_bench_bootstrap_tiny(tmp_path, capsys):
+    """The C-index / bootstrap benchmark on tiny sizes: values asserted equal inside, CSV and PNG written."""
+    script("bench/bootstrap.py").main(
+        ["--sizes", "500", "--boot-sizes", "2500", "--n-boot", "8", "--old-resamples", "4", "--repeats", "1"]
+        + ["--out", str(tmp_path)]
+    )
+    out = capsys.readouterr().out
+    assert "old / new" in out and "cpus=" in out and "load average" in out
+    rows = (tmp_path / "bootstrap.csv").read_text().splitlines()
+    assert len(rows) == 3 and (tmp_path / "bootstrap.png").stat().st_size > 0

@@ -20,6 +20,7 @@ from fedjax_rhd.metrics.synthetic.detection import Classifier, detection_metrics
 from fedjax_rhd.metrics.synthetic.genomics import co_mutation_agreement, gene_frequencies
 from fedjax_rhd.metrics.synthetic.privacy import privacy_metrics
 from fedjax_rhd.metrics.synthetic.survival import km_comparison, train_synthetic_test_real
+from fedjax_rhd.metrics.synthetic.tstr_deepsurv import DeepSurvTSTR, train_synthetic_test_real_deepsurv
 from fedjax_rhd.metrics.synthetic.validity import impossible_values
 from harmonize.guide import Guide
 
@@ -35,6 +36,8 @@ class ValidationSettings:
     cox_l2: float = 1.0  # ridge penalty of the train-on-synthetic Cox model
     detection_classifier: Classifier = "logistic"
     privacy_max_rows: int | None = 5000  # distances cost n_query x n_reference x columns
+    # DeepSurv train-on-synthetic (tstr_deepsurv.py); None skips it (two small jitted fits)
+    tstr_deepsurv: DeepSurvTSTR | None = DeepSurvTSTR()
 
 
 def _version(package: str) -> str | None:
@@ -68,7 +71,8 @@ def validation_report(
     Returns:
         ``{"n", "fidelity", "utility", "privacy", "validity", "settings", "versions"}``; the headline
         numbers are ``fidelity.csf``, ``fidelity.gsf``, ``fidelity.detection.auc``,
-        ``utility.tstr.difference``, ``privacy.mia_auc`` and ``validity.total``.
+        ``utility.tstr.difference`` (linear Cox; ``utility.tstr_deepsurv.difference`` with DeepSurv),
+        ``privacy.mia_auc`` and ``validity.total``.
     """
     shapes = fid.column_shapes(real_train, synthetic, guide)
     chi = {f.name: fid.chi_square(real_train, synthetic, f) for f in guide.features if f.kind != "continuous"}
@@ -107,6 +111,10 @@ def validation_report(
         },
         "tstr": train_synthetic_test_real(real_train, synthetic, holdout, guide, l2=settings.cox_l2),
     }
+    if settings.tstr_deepsurv is not None:
+        utility["tstr_deepsurv"] = train_synthetic_test_real_deepsurv(
+            real_train, synthetic, holdout, guide, settings.tstr_deepsurv
+        )
     report = {
         "n": {"real_train": real_train.height, "synthetic": synthetic.height, "holdout": holdout.height},
         "fidelity": fidelity,

@@ -39,6 +39,9 @@ def test_report_on_an_ideal_and_a_copying_generator(mds_split, mds_guide):
     assert copy["fidelity"]["csf"] == copy["fidelity"]["gsf"] == 1.0
     assert copy["fidelity"]["column_shapes"]["score"] == copy["fidelity"]["pair_trends"]["score"] == 1.0
     assert copy["utility"]["tstr"]["difference"] == 0.0
+    # the same rows, the same seed: the same DeepSurv fit, to the bit
+    assert copy["utility"]["tstr_deepsurv"]["difference"] == 0.0
+    assert 0.6 < good["utility"]["tstr_deepsurv"]["c_index_train_real"] < 1.0
     assert copy["utility"]["co_mutation"]["jaccard"] == 1.0
     # Perfect fidelity is exactly what the gate must refuse.
     assert privacy_gate(copy, PrivacyThresholds())[0] is False
