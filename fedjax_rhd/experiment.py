@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from fedjax_rhd import generative as gen
-from fedjax_rhd import generative_bn, sd_sharing, synthetic_rounds
 from fedjax_rhd import results as res
 from fedjax_rhd.config import RunConfig
 from fedjax_rhd.data import FederatedData, UnusableData, build_federated_data
@@ -137,7 +135,11 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
                 config, resolved, output_dir, tracker, spec, backend, data, table, card, started
             )
         on_round = res.round_callback(backend, data, config.curve_every, tracker, curves=not generative)
-        if generative:  # CSF / GSF per round against the benchmark holdout (the study's Figure 3)
+        if generative:  # generative runs import their metrics (scipy.stats, scikit-learn) here only
+            from fedjax_rhd import generative as gen
+            from fedjax_rhd import synthetic_rounds
+
+            # CSF / GSF per round against the benchmark holdout (the study's Figure 3)
             on_round = synthetic_rounds.with_fidelity(
                 on_round, config.fidelity_every, backend=backend, spec=spec, data=data, table=table,
                 seed=config.seed.synthetic,
@@ -200,6 +202,9 @@ def _run_network(
     backend: Any, data: Any, table: Any, card: dict[str, Any], started: float,
 ) -> dict[str, Any]:  # fmt: skip
     """``model=bn``: the protocol (``fedjax_rhd.generative_bn``), sampled, validated, written."""
+    from fedjax_rhd import generative as gen
+    from fedjax_rhd import generative_bn
+
     fed, block, network = generative_bn.run_network(
         output_dir, spec=spec, backend=backend, data=data, table=table, seed=config.seed.synthetic,
         benchmark_holdout=res.test_set_kind(data) == "benchmark_holdout",
@@ -220,6 +225,9 @@ def _run_sharing(
     backend: Any, data: Any, table: Any, card: dict[str, Any], started: float,
 ) -> dict[str, Any]:  # fmt: skip
     """``strategy=sd_sharing`` (``fedjax_rhd.sd_sharing``): node-alone generators, gated rows, the pool."""
+    from fedjax_rhd import generative as gen  # generative runs import their metrics here only
+    from fedjax_rhd import sd_sharing
+
     s, seed = config.strategy, config.seed.synthetic
     fed = None
     if not MODELS[spec.model_name].from_counts:  # every node trains alone (local's rounds)

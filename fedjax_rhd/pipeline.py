@@ -280,12 +280,55 @@ def build_dataset(entry: UseCaseEntry, export: Path, fhir: Path, data_root: Path
     )
 
 
-def run_sweeps(study: StudySpec, entry: UseCaseEntry, out: Path, data_root: Path | None = None) -> None:
-    """Run one use case's sweeps (the federated column, then the baselines) into ``out``."""
+def run_sweeps(
+    study: StudySpec,
+    entry: UseCaseEntry,
+    out: Path,
+    data_root: Path | None = None,
+    *,
+    in_process: bool = True,
+) -> None:
+    """Run one use case's sweeps (the federated column, then the baselines) into ``out``.
+
+    ``in_process`` (default): each multirun is the ``fedjax-rhd -m ...`` command line parsed by
+    Hydra in this process (:func:`multirun_in_process`), so every sweep of a study shares one
+    pool of joblib workers, which import the project, parse guides, load datasets and compile
+    rounds once for all their jobs. False: each multirun in its own ``python -m fedjax_rhd``
+    process (its own workers).
+    """
     default = compose("config", [f"strategy={study.strategy['name']}"])["strategy"]
     for command in sweep_commands(study, entry, out, default, data_root):
         print("+", " ".join(command[1:]), flush=True)
-        subprocess.run(command, check=True)
+        if in_process:
+            multirun_in_process(command[3:])
+        else:
+            subprocess.run(command, check=True)
+
+
+def multirun_in_process(args: Sequence[str]) -> None:
+    """``fedjax-rhd <args>`` run by Hydra in this process (the same command line, parsed the same way).
+
+    The joblib launcher's loky workers outlive the call (loky reuses an executor of the same
+    size), so the next multirun of this process finds them warm: imports done, guides and
+    datasets cached (``fedjax_rhd.guide_cache``, ``harmonize.datasets``), jitted rounds compiled.
+    A job runs in a worker exactly as in a fresh one (nothing it computes depends on what the
+    worker ran before), so the results are bit-identical to separate processes.
+
+    Raises:
+        SystemExit: a job failed (Hydra reports it and exits non-zero, as the command would).
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    from fedjax_rhd import cli
+
+    saved = sys.argv
+    sys.argv = ["fedjax-rhd", *args]
+    GlobalHydra.instance().clear()  # a compose() before this one leaves Hydra initialised
+    try:
+        cli.main()
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
 
 
 def round_curves(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

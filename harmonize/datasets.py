@@ -29,13 +29,12 @@ import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from harmonize.errors import NoUsableRows
 from harmonize.extract import extract_centre
-from harmonize.fhir import INGEST_REPORT, IngestStats, ingest_source
 from harmonize.guide import Guide, require_fhir
 from harmonize.identity import (
     CARD_FILE,
@@ -49,6 +48,9 @@ from harmonize.inputs import changed_inputs
 from harmonize.quality import quality_report, report_markdown
 from harmonize.registry import DatasetSpec, dataset_folder, source_card, source_registration
 from harmonize.sources import REFERENCE_FILE, TRUTH_FILE
+
+if TYPE_CHECKING:
+    from harmonize.fhir import IngestStats
 
 DATASET_FORMAT = "fedjax_rhd/harmonised-dataset/v1"
 
@@ -125,6 +127,10 @@ def build_dataset(
     Raises:
         NoUsableRows: a centre gave no usable row (unless ``allow_empty``); see :func:`check_usable`.
     """
+    # fhir.resources (pydantic models of every resource) is imported by a build only: a run that
+    # loads a built dataset never needs it (a second of every process's start).
+    from harmonize.fhir import ingest_source
+
     require_fhir(guide)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -198,6 +204,8 @@ def extract_dataset(
         raise ValueError(f"no centre folders in {fhir_dir}")
     for sub in ("tables", "quality"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
+    from harmonize.fhir import INGEST_REPORT  # a build's step: see build_dataset
+
     centres_card = []
     iterator: Any = centres
     if progress:
@@ -267,6 +275,9 @@ def load_dataset(folder: str | Path, guide: Guide) -> tuple[pl.DataFrame, dict[s
             f"{card.get('guide_version')!r}, the guide is now version {guide.version!r} "
             f"with another schema; {hint}"
         )
+    key = _checked_key(folder, card, guide)
+    if key in _CHECKED:  # read and checked by this process, and no file changed since
+        return _CHECKED[key], card
     try:
         df = _combine(folder, [c["name"] for c in card["centres"]], guide)
         actual = dataset_id(df, guide)
@@ -277,7 +288,41 @@ def load_dataset(folder: str | Path, guide: Guide) -> tuple[pl.DataFrame, dict[s
             f"corrupted dataset {folder}: content id {actual} differs from {card.get('id')} in its card "
             f"{folder / CARD_FILE} (a table under {folder / 'tables'} or the card was edited); {hint}"
         )
+    if key is not None:
+        while len(_CHECKED) >= _CHECKED_MAX:  # oldest first: a worker moves from cohort to cohort
+            del _CHECKED[next(iter(_CHECKED))]
+        _CHECKED[key] = df
     return df, card
+
+
+# Tables this process has read and checked against their card's id, keyed by the dataset's files'
+# (name, size, mtime, inode) and the guide. A sweep's worker runs dozens of jobs on one
+# dataset; reading it and hashing every value again took a tenth of a DeepSurv run. Any write to a
+# table, the truth file or the card changes the key, so an edited dataset is checked afresh (and
+# refused). The frames are shared between callers, who treat them as read-only (polars returns
+# new frames). Bounded: a study's five cohorts fit.
+_CHECKED: dict[tuple[Any, ...], pl.DataFrame] = {}
+_CHECKED_MAX = 8
+
+
+def _checked_key(folder: Path, card: dict[str, Any], guide: Guide) -> tuple[Any, ...] | None:
+    """The files' state and the schema a check of ``folder`` depends on; None when a file cannot be read."""
+    try:
+        names = [CARD_FILE, TRUTH_FILE, *(f"tables/{c['name']}.parquet" for c in card["centres"])]
+    except (KeyError, TypeError):
+        return None  # a malformed card: the full read reports it
+    state = []
+    for name in names:
+        try:
+            st = (folder / name).stat()
+        except FileNotFoundError:
+            state.append((name, None))
+            continue
+        except OSError:
+            return None
+        state.append((name, st.st_size, st.st_mtime_ns, st.st_ino))
+    # the schema part of the id: the card's features already equal the guide's (checked above)
+    return str(folder.resolve()), tuple(state), card.get("id"), guide.use_case, guide.version
 
 
 def stale_reasons(built: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

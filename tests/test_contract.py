@@ -157,3 +157,17 @@ def test_one_jitted_round_keeps_the_contract(toy, model_name, strategy):
         surv = model.survival(params, jnp.asarray(data.test.x), jnp.asarray(data.test.observed), times)
         assert surv.shape == (data.test.x.shape[0], 3)
         assert bool(jnp.all((surv >= 0) & (surv <= 1))) and bool(jnp.all(jnp.diff(surv, axis=1) <= 1e-6))
+
+
+def test_the_results_schema_is_a_valid_json_schema_and_its_validator_refuses_a_bad_run():
+    """Runs validate against the committed schema without re-checking it (fedjax_rhd.results): here it is."""
+    import json
+
+    import jsonschema
+
+    from fedjax_rhd.results import SCHEMA_PATH, validate_results
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.validators.validator_for(schema).check_schema(schema)  # raises SchemaError on a broken schema
+    with pytest.raises(jsonschema.ValidationError):
+        validate_results({"config": {}})  # misses every other required block

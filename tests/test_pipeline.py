@@ -355,3 +355,51 @@ def test_round_curves_skip_rounds_without_curves():
     assert rows[0] == pytest.approx({"round": 1, "n_runs": 2, "global": 0.55, "node1": 0.6})
     assert rows[1] == pytest.approx({"round": 2, "n_runs": 1, "global": "", "node1": 0.9})
     assert rows[2] == pytest.approx({"round": 3, "n_runs": 1, "global": 0.75, "node1": 0.7})
+
+
+@pytest.mark.slow  # three Hydra multiruns with the CLI's imports: seconds, over the default suite's budget
+def test_a_multirun_in_process_runs_every_job_of_the_command_line_and_leaves_hydra_clean(
+    tmp_path, monkeypatch
+):
+    """run_sweeps's default: the command line parsed by Hydra here, its jobs run, twice in a row."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    import fedjax_rhd.experiment as experiment
+
+    calls = []
+
+    def fake_run(config, output_dir, resolved_config):
+        calls.append((config.seed.split, config.scenario.name, Path(output_dir).name))
+        if config.seed.split == 7:
+            raise RuntimeError("job failed")
+        return {"final": {"validation_objective": 0.5}}
+
+    monkeypatch.setattr(experiment, "run", fake_run)
+    argv = list(sys.argv)
+    for sweep, seed in (("a", 0), ("b", 2)):  # a second multirun in the same process
+        sweep_dir = f"hydra.sweep.dir={tmp_path / sweep}"
+        pipeline.multirun_in_process(
+            ["-m", "hydra/launcher=basic", f"seed.split={seed}", "scenario=best", sweep_dir]
+        )
+    # the jobs' folders as the command names them (conf/hydra: <job>_<strategy>_<split>_s<seed>)
+    assert calls == [(0, "best", "0_fedavg_three_s0"), (2, "best", "0_fedavg_three_s2")]
+    assert sys.argv == argv and not GlobalHydra.instance().is_initialized()
+    with pytest.raises(SystemExit):  # a failed job fails the sweep, as the command's exit status would
+        pipeline.multirun_in_process(
+            ["-m", "hydra/launcher=basic", "seed.split=7", f"hydra.sweep.dir={tmp_path}/c"]
+        )
+    assert sys.argv == argv and not GlobalHydra.instance().is_initialized()
+
+
+def test_run_sweeps_runs_its_multiruns_in_process_unless_asked_for_processes(monkeypatch):
+    entry = UseCaseEntry("a", "mds", 300, 0, "deepsurv", "three", ())
+    here, spawned = [], []
+    monkeypatch.setattr(pipeline, "multirun_in_process", here.append)
+    monkeypatch.setattr(pipeline.subprocess, "run", lambda command, check: spawned.append(command))
+    pipeline.run_sweeps(_study(), entry, Path("r"), Path("d"))
+    commands = pipeline.sweep_commands(
+        _study(), entry, Path("r"), pipeline.compose("config", ["strategy=fedavg"])["strategy"], Path("d")
+    )
+    assert here == [c[3:] for c in commands] and not spawned and here[0][0] == "-m"
+    pipeline.run_sweeps(_study(), entry, Path("r"), Path("d"), in_process=False)
+    assert spawned == commands

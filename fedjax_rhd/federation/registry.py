@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from fedjax_rhd.data.federated import FederatedData
 from fedjax_rhd.federation.backend import Backend, BackendConfig, BackendEntry
-from fedjax_rhd.federation.flower.backend import FlowerBackend, FlowerConfig
+from fedjax_rhd.federation.flower.config import FlowerConfig
 from fedjax_rhd.federation.simulator import SimulatorBackend, SimulatorConfig
 from fedjax_rhd.strategies import AlgorithmSpec
 
+
+def _flower_backend(
+    config: FlowerConfig, data: FederatedData, spec: AlgorithmSpec, *, seed_failure: int = 0
+) -> Backend:
+    """``FlowerBackend(...)``, its module (and so flwr) imported only when a run asks for Flower."""
+    from fedjax_rhd.federation.flower.backend import FlowerBackend
+
+    return FlowerBackend(config, data, spec, seed_failure=seed_failure)
+
+
 BACKENDS: dict[str, BackendEntry] = {
     "simulator": BackendEntry(config=SimulatorConfig, factory=SimulatorBackend),
-    # flwr (and Ray, in simulation) are imported when a FlowerBackend starts, not here
-    "flower": BackendEntry(config=FlowerConfig, factory=FlowerBackend),
+    # flwr (and Ray, in simulation) are imported when a FlowerBackend is made, not here
+    "flower": BackendEntry(config=FlowerConfig, factory=_flower_backend),
 }
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import networkx as nx
 import numpy as np
 
 
@@ -87,6 +86,8 @@ def log_likelihood(
 
 def topological_order(adjacency: np.ndarray) -> list[int]:
     """Variables parents-first (ties: lower index first), as ancestral sampling visits them."""
+    import networkx as nx  # here, not at import: only a Bayesian-network run needs it
+
     graph = nx.DiGraph()
     graph.add_nodes_from(range(adjacency.shape[0]))
     graph.add_edges_from((int(i), int(j)) for i, j in zip(*np.nonzero(adjacency), strict=True))

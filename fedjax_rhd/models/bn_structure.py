@@ -26,9 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import networkx as nx
 import numpy as np
-import pandas as pd
 
 from fedjax_rhd.models.bn_discretise import EVENT, TIME
 
@@ -111,6 +109,7 @@ def learn_structure(
     processes (a Flower node, a rerun). Integer names would hash alike too, but pandas reads a list
     of integers as level numbers when pgmpy unstacks several parents.
     """
+    import pandas as pd  # here, not at import: only a Bayesian-network run needs pandas
     from pgmpy.causal_discovery import ExpertKnowledge, HillClimbSearch
 
     n_vars = len(names)
@@ -180,6 +179,8 @@ def consensus_dag(
         if len(parents) > max_indegree:
             ranked = sorted(parents, key=lambda i, j=j: (-support[i, j], i))
             dag[ranked[max_indegree:], j] = 0
+    import networkx as nx  # here, not at import: only a Bayesian-network run needs it
+
     graph = nx.DiGraph([(int(i), int(j)) for i, j in zip(*np.nonzero(dag), strict=True)])
     while True:
         try:

@@ -15,17 +15,13 @@ sources register with :func:`harmonize.registry.register_source` on import:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from fedjax_rhd.simulate import aml as _aml
-from fedjax_rhd.simulate import cmml as _cmml
-from fedjax_rhd.simulate import mds as _mds
-from fedjax_rhd.simulate import mds_wsi as _mds_wsi
-from fedjax_rhd.simulate import mm as _mm
 from harmonize.dialects import write_dialect_exports
 from harmonize.guide import Guide
 from harmonize.mapped_source import MappedSource
@@ -35,44 +31,54 @@ from harmonize.sources import SourceAdapter
 
 Simulator = Callable[..., pl.DataFrame]
 
-SIMULATORS: dict[str, Simulator] = {
-    "mds": _mds.simulate_mds,
-    "cmml": _cmml.simulate_cmml,
-    "aml": _aml.simulate_aml,
-    "mm": _mm.simulate_mm,
-    "mds_wsi": _mds_wsi.simulate_mds_wsi,
+# use case -> (module of fedjax_rhd.simulate, its simulator function). The modules are imported
+# when a cohort is built, not when this module is: every run registers the sources, but only a
+# dataset build needs a simulator (and scipy.stats, which the copula imports: seconds of start-up).
+_SIMULATOR_FUNCTIONS: dict[str, tuple[str, str]] = {
+    "mds": ("mds", "simulate_mds"),
+    "cmml": ("cmml", "simulate_cmml"),
+    "aml": ("aml", "simulate_aml"),
+    "mm": ("mm", "simulate_mm"),
+    "mds_wsi": ("mds_wsi", "simulate_mds_wsi"),
 }
+
+
+class _Simulators(Mapping[str, Simulator]):
+    """``SIMULATORS``: a read-only mapping that imports a simulator's module on first lookup."""
+
+    def __getitem__(self, use_case: str) -> Simulator:
+        module, function = _SIMULATOR_FUNCTIONS[use_case]
+        return getattr(_simulate_module(module), function)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SIMULATOR_FUNCTIONS)
+
+    def __len__(self) -> int:
+        return len(_SIMULATOR_FUNCTIONS)
+
+
+def _simulate_module(name: str) -> Any:
+    return importlib.import_module(f"fedjax_rhd.simulate.{name}")
+
+
+SIMULATORS: Mapping[str, Simulator] = _Simulators()
 """Simulator per use case: ``f(guide, n=..., seed=...) -> polars.DataFrame``."""
 
-_GENERATOR_INFO: dict[str, tuple[str, str]] = {
-    "mds": (
-        _mds.GENERATOR_VERSION,
-        "Synthetic MDS cohort from fedjax_rhd.simulate.mds (Gaussian copula fitted on the IWG-PM cohort, "
-        "Bernard E, et al. NEJM Evidence 2022;1(7); hazard from IPSS-M plus effects it misses).",
-    ),
-    "cmml": (
-        _cmml.GENERATOR_VERSION,
-        "Synthetic CMML cohort from fedjax_rhd.simulate.cmml (Gaussian copula fitted on the CMML patients of "
-        "IWG-PM, Bernard E, et al. NEJM Evidence 2022;1(7); hazard from CPSS-mol, Elena C, et al. "
-        "Blood 2016;128:1408-17, plus effects it misses).",
-    ),
-    "aml": (
-        _aml.GENERATOR_VERSION,
-        "Synthetic AML cohort from fedjax_rhd.simulate.aml, calibrated on Beat AML 2.0 "
-        "(Bottomly D, et al. Cancer Cell 2022;40:850-64); ELN 2022 "
-        "(Dohner H, et al. Blood 2022;140:1345-77).",
-    ),
-    "mm": (
-        _mm.GENERATOR_VERSION,
-        "Synthetic multiple myeloma cohort from fedjax_rhd.simulate.mm; published frequencies "
-        "(Kyle RA, et al. Mayo Clin Proc 2003; Greipp PR, et al. J Clin Oncol 2005; Palumbo A, et al. "
-        "J Clin Oncol 2015; Walker BA, et al. Blood 2018).",
-    ),
-    "mds_wsi": (
-        f"{_mds_wsi.GENERATOR_VERSION}+{_mds.GENERATOR_VERSION}",
-        "Synthetic MDS cohort (fedjax_rhd.simulate.mds) with a simulated 1,536-dimensional whole-slide-image "
-        "embedding (fedjax_rhd.simulate.mds_wsi; the study's pathology foundation-model width).",
-    ),
+_CITATIONS: dict[str, str] = {
+    "mds": "Synthetic MDS cohort from fedjax_rhd.simulate.mds (Gaussian copula fitted on the IWG-PM cohort, "
+    "Bernard E, et al. NEJM Evidence 2022;1(7); hazard from IPSS-M plus effects it misses).",
+    "cmml": "Synthetic CMML cohort from fedjax_rhd.simulate.cmml (Gaussian copula fitted on the CMML "
+    "patients of IWG-PM, Bernard E, et al. NEJM Evidence 2022;1(7); hazard from CPSS-mol, Elena C, et al. "
+    "Blood 2016;128:1408-17, plus effects it misses).",
+    "aml": "Synthetic AML cohort from fedjax_rhd.simulate.aml, calibrated on Beat AML 2.0 "
+    "(Bottomly D, et al. Cancer Cell 2022;40:850-64); ELN 2022 "
+    "(Dohner H, et al. Blood 2022;140:1345-77).",
+    "mm": "Synthetic multiple myeloma cohort from fedjax_rhd.simulate.mm; published frequencies "
+    "(Kyle RA, et al. Mayo Clin Proc 2003; Greipp PR, et al. J Clin Oncol 2005; Palumbo A, et al. "
+    "J Clin Oncol 2015; Walker BA, et al. Blood 2018).",
+    "mds_wsi": "Synthetic MDS cohort (fedjax_rhd.simulate.mds) with a simulated 1,536-dimensional "
+    "whole-slide-image embedding (fedjax_rhd.simulate.mds_wsi; the study's pathology foundation-model "
+    "width).",
 }
 
 # The files a simulator's output depends on: a change to any of them makes cached
@@ -85,6 +91,7 @@ _GENERATOR_FILES: dict[str, tuple[str, ...]] = {
     "mds_wsi": ("mds_wsi.py", "common.py", "mds.py", "copula.py", "params_mds.json"),
 }
 
+_SIMULATE_DIR = Path(__file__).resolve().parents[1] / "simulate"
 DATASET_NAME = "{use_case}-sim-n{n}-seed{seed}"  # the simulated source's default dataset name
 
 
@@ -114,7 +121,7 @@ def generator_fingerprint(use_case: str, *, treatment: bool = False) -> str:
     """
     simulator_for(use_case)
     digest = hashlib.sha256()
-    folder = Path(_mds.__file__).parent
+    folder = _SIMULATE_DIR  # the files, read without importing the simulators
     files = _GENERATOR_FILES.get(use_case, ()) + (("treatment.py",) if treatment else ())
     for name in files:
         digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
@@ -124,7 +131,10 @@ def generator_fingerprint(use_case: str, *, treatment: bool = False) -> str:
 def generator_info(use_case: str) -> tuple[str, str]:
     """``(generator version, citation)`` of a use case's simulator."""
     simulator_for(use_case)
-    return _GENERATOR_INFO[use_case]
+    version = _simulate_module(_SIMULATOR_FUNCTIONS[use_case][0]).GENERATOR_VERSION
+    if use_case == "mds_wsi":  # the WSI layer on top of the MDS simulator: both versions
+        version = f"{version}+{_simulate_module('mds').GENERATOR_VERSION}"
+    return version, _CITATIONS[use_case]
 
 
 def simulated_table(guide: Guide, options: Mapping[str, Any]) -> tuple[pl.DataFrame, dict[str, Any]]:

@@ -79,3 +79,63 @@ def test_no_test_row_influences_standardisation(small_cohort, mds_guide):
     np.testing.assert_array_equal(base.preprocessor.scale, other.preprocessor.scale)
     np.testing.assert_array_equal(base.preprocessor.fill, other.preprocessor.fill)
     np.testing.assert_array_equal(base.train.x, other.train.x)
+
+
+def test_encode_by_hand_on_three_features_of_the_mds_guide(mds_guide):
+    """Values and masks of a log-scaled number, a categorical and a plain number, computed by hand."""
+    import dataclasses
+
+    from fedjax_rhd.data.preprocess import encode
+
+    keep = ("age", "plt", "ipssr_cyto")
+    guide = dataclasses.replace(mds_guide, features=tuple(f for f in mds_guide.features if f.name in keep))
+    df = pl.DataFrame(
+        {
+            "age": [70.0, None, 55.5],
+            "plt": [99.0, 0.0, None],
+            "ipssr_cyto": ["poor", None, "very_good"],
+        }
+    )
+    values, observed = encode(df, guide)
+    order = [f.name for f in guide.features]  # the guide's order, whatever the table's
+    col = {name: i for i, name in enumerate(order)}
+    assert order == ["age", "plt", "ipssr_cyto"]
+    # age | log1p(plt) | very_good good intermediate poor very_poor
+    expected = np.array(
+        [
+            [70.0, np.log(100.0), 0, 0, 0, 1, 0],
+            [0.0, 0.0, 0, 0, 0, 0, 0],
+            [55.5, 0.0, 1, 0, 0, 0, 0],
+        ]
+    )
+    np.testing.assert_allclose(values, expected, rtol=1e-15)
+    assert values[0, col["plt"]] == np.log1p(99.0)
+    assert observed.tolist() == [
+        [True, True, True, True, True, True, True],
+        [False, True, False, False, False, False, False],
+        [True, False, True, True, True, True, True],
+    ]
+    with pytest.raises(ValueError, match=r"feature 'ipssr_cyto', row 1: label 'awful' is not one of"):
+        encode(df.with_columns(pl.Series("ipssr_cyto", ["poor", "awful", None])), guide)
+    with pytest.raises(KeyError, match="table lacks guide feature 'plt'"):
+        encode(df.drop("plt"), guide)
+
+
+def test_encode_of_a_table_equals_its_features_encoded_one_by_one_and_its_rows_in_any_subset(small_cohort):
+    """The batched encoding (one polars selection per kind) against each feature alone, bit for bit."""
+    import dataclasses
+
+    from fedjax_rhd.data.preprocess import encode
+    from harmonize.guide import load_guide
+
+    table, _ = small_cohort
+    guide = load_guide("mds")
+    values, observed = encode(table, guide)
+    blocks = [encode(table, dataclasses.replace(guide, features=(f,))) for f in guide.features]
+    assert values.tobytes() == np.concatenate([b[0] for b in blocks], axis=1).tobytes()
+    assert np.array_equal(observed, np.concatenate([b[1] for b in blocks], axis=1))
+    rows = np.random.default_rng(0).choice(table.height, 57, replace=False)
+    part_values, part_observed = encode(table[rows.tolist()], guide)
+    assert part_values.tobytes() == values[rows].tobytes() and np.array_equal(part_observed, observed[rows])
+    empty_values, empty_observed = encode(table.head(0), guide)
+    assert empty_values.shape == (0, values.shape[1]) and empty_observed.shape == (0, values.shape[1])

@@ -666,6 +666,66 @@ def test_external_validation_loco_scores_each_held_out_centre_and_decides_claims
     capsys.readouterr()
 
 
+def test_bench_sweep_compares_the_ways_and_checks_their_runs_are_identical(tmp_path, capsys):
+    """The sweep benchmark's bookkeeping on fake studies: figures per way, ratios, the identity check."""
+    import yaml
+
+    bench = script("bench/sweep.py")
+
+    def fake_run(folder: Path, rounds: list[float], compile_s: float, c_index: float) -> None:
+        folder.mkdir(parents=True)
+        timing = {"total_seconds": sum(rounds) + 1.0, "compile_seconds": compile_s, "round_seconds": rounds}
+        doc = {"timing": timing, "final": {"c_index_test": c_index}, "rounds": [{"round": 1}]}
+        (folder / "results.json").write_text(json.dumps(doc))
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed.split=0"]))
+
+    def study(tree, params, out, jax_cache):  # two runs; the baseline's take longer, compute the same
+        assert jax_cache is None  # no --warm-from: each way starts with an empty cache
+        slow = 2.0 if tree != bench.ROOT else 1.0
+        fake_run(out / "mds" / "fedavg" / "0", [3.0 * slow, 1.0], 2.0 * slow, 0.7)
+        fake_run(out / "mds" / "baselines" / "0", [2.0 * slow, 1.0], 1.0 * slow, 0.6)
+        (out / "report").mkdir()
+        timing = {"mds_dataset_s": 1.0, "mds_runs_s": 6.0 * slow, "report_s": 1.0}
+        (out / "report" / "timing.json").write_text(json.dumps({"timing": timing}))
+        return 8.0 * slow
+
+    def one_by_one(tree, runs_from, out):  # the second run computes something else
+        fake_run(out / "mds" / "fedavg" / "0", [3.0, 1.0], 2.0, 0.7)
+        fake_run(out / "mds" / "baselines" / "0", [2.0, 1.0], 1.0, 0.61)
+        return 24.0
+
+    info = bench.main(
+        [
+            "--baseline-tree",
+            str(tmp_path / "base"),
+            "--only",
+            "mds",
+            "--seeds",
+            "0",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        study=study,
+        one_by_one=one_by_one,
+    )
+    assert yaml.safe_load((tmp_path / "o" / "params.yaml").read_text())["study"]["seeds"] == [0]
+    rows = {r["way"]: r for r in info["rows"]}
+    current = rows["current"]
+    # 2 runs in 6 s of sweeps on 2 workers: 20 runs a minute; training = rounds (7 s) minus compiles (3 s)
+    assert current["runs"] == 2 and current["runs_per_min"] == pytest.approx(20.0)
+    assert current["sum_compile_s"] == 3.0 and current["sum_training_s"] == pytest.approx(4.0)
+    assert current["overhead_per_run_s"] == pytest.approx((6.0 * 2 - 4.0) / 2)
+    assert current["inside_overhead_per_run_s"] == pytest.approx((9.0 - 4.0) / 2)
+    assert info["ratios"]["baseline wall / current wall"] == pytest.approx(2.0)
+    assert info["ratios"]["one-by-one runs / current runs"] == pytest.approx(4.0)
+    assert info["identical"] == {"baseline": True, "cold": False}
+    out = capsys.readouterr().out
+    assert (
+        "cold: every run's final block and rounds DIFFER" in out and (tmp_path / "o" / "sweep.csv").is_file()
+    )
+
+
 def _anchor_folder(tmp_path, tiny_data_root):
     mod = script("synthetic/ctgan_anchor.py")
     overrides = ["model=vae_bgm", "use_case.n_patients=600", f"data_root={tiny_data_root}"]

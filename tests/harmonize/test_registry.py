@@ -99,6 +99,27 @@ def test_id_changes_when_one_value_changes(tmp_path, mds_guide, monkeypatch, bui
     assert other["id"] != card["id"]
 
 
+def test_a_process_checks_a_dataset_once_until_one_of_its_files_changes(built, mds_guide, monkeypatch):
+    """The second load in a process (a sweep worker's next job) reuses the checked table, hashing nothing."""
+    from harmonize import datasets
+
+    root, df, card = built
+    folder = dataset_folder(root, "mds-test")
+    hashed = []
+    real_id = datasets.dataset_id
+    monkeypatch.setattr(datasets, "dataset_id", lambda d, g: hashed.append(1) or real_id(d, g))
+    monkeypatch.setattr(datasets, "_CHECKED", {})
+    first, _ = datasets.load_dataset(folder, mds_guide)
+    again, card_again = datasets.load_dataset(folder, mds_guide)
+    assert len(hashed) == 1 and again is first and first.equals(df) and card_again == card
+    # the same bytes written again (a new modification time): read and checked afresh
+    table = folder / "tables" / "simulated.parquet"
+    st = table.stat()
+    os.utime(table, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    fresh, _ = datasets.load_dataset(folder, mds_guide)
+    assert len(hashed) == 2 and fresh is not first and fresh.equals(df)
+
+
 def test_corrupted_or_mismatched_cache_fails_clearly(tmp_path, mds_guide):
     _, card = load_or_build_dataset(_spec(), mds_guide, tmp_path)
     with pytest.raises(DatasetCacheError, match="was built from source"):

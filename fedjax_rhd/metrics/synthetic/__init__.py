@@ -7,41 +7,62 @@ synthetic), ``genomics`` (gene frequencies, co-occurrence and mutual exclusivity
 (Kaplan-Meier, log-rank, train-on-synthetic C-index), ``privacy`` (DCR, NNDR, membership
 inference, the privacy gate), ``validity`` (impossible values) and ``report`` (all of them in one
 JSON-able dict). docs/synthetic.md holds every formula.
+
+The names are imported from their submodule on first use (PEP 562), not with the package: every
+run imports the synthetic-data gate (``fedjax_rhd.synthetic_export``), only a generative run's
+validation needs scipy.stats and scikit-learn (seconds of a process's start).
 """
 
-from fedjax_rhd.metrics.synthetic.detection import detection_metrics
-from fedjax_rhd.metrics.synthetic.fidelity import (
-    association_difference,
-    chi_square,
-    clinical_fidelity_score,
-    column_shape,
-    column_shapes,
-    cramers_v,
-    genomic_fidelity_score,
-    ks_statistic,
-    layer_fidelity,
-    missingness,
-    pair_details,
-    pair_trend,
-    pair_trends,
-    tv_distance,
-)
-from fedjax_rhd.metrics.synthetic.genomics import co_mutation_agreement, co_mutation_pairs, gene_frequencies
-from fedjax_rhd.metrics.synthetic.privacy import (
-    GowerEncoder,
-    PrivacyThresholds,
-    privacy_gate,
-    privacy_metrics,
-)
-from fedjax_rhd.metrics.synthetic.report import ValidationSettings, validation_report
-from fedjax_rhd.metrics.synthetic.survival import (
-    fit_linear_cox,
-    kaplan_meier,
-    km_comparison,
-    logrank_test,
-    train_synthetic_test_real,
-)
-from fedjax_rhd.metrics.synthetic.validity import impossible_values
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SUBMODULE = {
+    "detection_metrics": "detection",
+    "association_difference": "fidelity",
+    "chi_square": "fidelity",
+    "clinical_fidelity_score": "fidelity",
+    "column_shape": "fidelity",
+    "column_shapes": "fidelity",
+    "cramers_v": "fidelity",
+    "genomic_fidelity_score": "fidelity",
+    "ks_statistic": "fidelity",
+    "layer_fidelity": "fidelity",
+    "missingness": "fidelity",
+    "pair_details": "fidelity",
+    "pair_trend": "fidelity",
+    "pair_trends": "fidelity",
+    "tv_distance": "fidelity",
+    "co_mutation_agreement": "genomics",
+    "co_mutation_pairs": "genomics",
+    "gene_frequencies": "genomics",
+    "GowerEncoder": "privacy",
+    "PrivacyThresholds": "privacy",
+    "privacy_gate": "privacy",
+    "privacy_metrics": "privacy",
+    "ValidationSettings": "report",
+    "validation_report": "report",
+    "fit_linear_cox": "survival",
+    "kaplan_meier": "survival",
+    "km_comparison": "survival",
+    "logrank_test": "survival",
+    "train_synthetic_test_real": "survival",
+    "impossible_values": "validity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _SUBMODULE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBMODULE])
+
 
 __all__ = [
     "GowerEncoder",

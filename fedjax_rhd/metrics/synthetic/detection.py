@@ -14,13 +14,6 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import RobustScaler
 
 from fedjax_rhd.metrics.synthetic._columns import EVENT, TIME, numeric_matrix
 from harmonize.guide import Guide
@@ -37,6 +30,14 @@ def _with_outcome(table: pl.DataFrame, guide: Guide) -> np.ndarray:
 
 
 def _model(classifier: Classifier, seed: int) -> object:
+    # scikit-learn is imported here, not with the module: every run imports this package (the
+    # synthetic-data gate), only a generative run's validation fits a classifier.
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import RobustScaler
+
     if classifier == "logistic":
         # Missing values: mean-imputed plus an indicator per column with gaps, so that a
         # generator that misplaces missingness is detectable too. RobustScaler (SDMetrics' choice)
@@ -77,6 +78,9 @@ def detection_metrics(
         ``{"classifier", "auc"`` (mean over folds), ``"auc_folds_min"``, ``"auc_folds_max"``,
         ``"score"`` (``1 - mean(2 * max(AUC, 0.5) - 1)``, 1 = undetectable)``}``.
     """
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
     x = np.vstack([_with_outcome(real, guide), _with_outcome(synthetic, guide)])
     y = np.concatenate([np.ones(real.height), np.zeros(synthetic.height)])
     # A column missing everywhere carries nothing and would be dropped by the imputer anyway.

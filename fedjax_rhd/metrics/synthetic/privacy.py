@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.stats import rankdata
 
 from fedjax_rhd.metrics.synthetic._columns import EVENT, TIME, codes, continuous, vocabulary
 from harmonize.guide import Feature, Guide
@@ -110,6 +109,8 @@ class GowerEncoder:
 
 def _auc(members: np.ndarray, non_members: np.ndarray) -> float:
     """ROC AUC of scores, members positive (Mann-Whitney U over n1 * n0; ties count half)."""
+    from scipy.stats import rankdata  # here: the privacy gate, imported by every run, needs no scipy.stats
+
     ranks = rankdata(np.concatenate([members, non_members]))
     n1, n0 = members.size, non_members.size
     return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
