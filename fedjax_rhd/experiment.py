@@ -118,9 +118,12 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     guide = cached_guide(uc.guide_name)  # parsed once per multirun worker
     data, table, card, (score_name, score_table) = run_data(config, guide)
     spec = config.algorithm_spec(data.num_features, data.guide)
-    # CTGAN's normaliser and level counts, fitted from node statistics before any backend starts
-    spec = gen.fit_before_training(spec, data, config.seed.synthetic)
     generative = is_generative(spec.model_name)
+    if generative:  # the generative rooms load only for generative runs (a survival run's imports stay light)
+        from fedjax_rhd import generative as gen  # noqa: PLC0415
+
+        # CTGAN's normaliser and level counts, fitted from node statistics before any backend starts
+        spec = gen.fit_before_training(spec, data, config.seed.synthetic)
     tracker.log_config(resolved)
     # Flower's processes and threads end with the run, also on an error or Ctrl-C.
     with contextlib.closing(
