@@ -173,7 +173,12 @@ def score_seed(folder: Path, synthetic_path: Path | None = None) -> dict[str, An
     if synthetic_path is None:
         (folder / "validation_report.json").write_text(json.dumps(report, indent=1, default=str))
     timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").is_file() else {}
-    return {**headline(report), "seconds": timing.get("fit_seconds"), "seed": meta["seed"]}
+    return {
+        **headline(report),
+        "seconds": timing.get("fit_seconds"),
+        "cpu_seconds": timing.get("fit_cpu_seconds"),
+        "seed": meta["seed"],
+    }
 
 
 def ours(runs: Path, root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -193,6 +198,7 @@ def ours(runs: Path, root: Path) -> dict[str, list[dict[str, Any]]]:
             continue
         seed = res["config"]["seed"]["split"]
         row = {**score_seed(root / f"seed{seed}", table), "seconds": res["timing"]["total_seconds"]}
+        row["cpu_seconds"] = None  # runs record wall time only
         stored = final["generative"]["validation"]["tstr_difference"]
         if abs(row["tstr_difference"] - stored) > 1e-9:
             raise ValueError(f"{path}: rescored TSTR {row['tstr_difference']} != stored {stored}")
@@ -216,7 +222,8 @@ def interval(values: list[float]) -> tuple[float, float, float]:
 
 def table(groups: dict[str, list[dict[str, Any]]]) -> str:
     """Markdown: one row per generator, mean [95 % t-interval] over seeds, wall seconds' range."""
-    head = ["generator", "seeds", *(label for _, label, _ in COLUMNS), "gate passed", "wall s (min-max)"]
+    labels = [label for _, label, _ in COLUMNS]
+    head = ["generator", "seeds", *labels, "gate passed", "wall s (min-max)", "CPU s (min-max)"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, rows in groups.items():
         cells = [name, str(len(rows))]
@@ -231,16 +238,18 @@ def table(groups: dict[str, list[dict[str, Any]]]) -> str:
         cells.append(f"{sum(gates)}/{len(gates)}")
         seconds = [r["seconds"] for r in rows if r.get("seconds") is not None]
         cells.append(f"{min(seconds):.0f}-{max(seconds):.0f}" if seconds else "n/a")
+        cpu = [r["cpu_seconds"] for r in rows if r.get("cpu_seconds") is not None]
+        cells.append(f"{min(cpu):.0f}-{max(cpu):.0f}" if cpu else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def score(root: Path, runs: Path | None) -> str:
+def score(root: Path, runs: list[Path] | None) -> str:
     """The anchor's rows (every ``seed*`` folder with a synthetic table) and, with ``runs``, ours."""
     anchor = [score_seed(f) for f in sorted(root.glob("seed*")) if (f / "synthetic.parquet").is_file()]
     groups = {"ctgan package (defaults)": anchor}
-    if runs is not None:
-        groups.update(ours(runs, root))
+    for folder in runs or []:
+        groups.update(ours(folder, root))
     return table(groups)
 
 
@@ -257,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--seeds", type=int, nargs="*", help="only these seed folders (default: all)")
     s = sub.add_parser("score", help="our validation suite on the anchor's tables, beside our runs")
     s.add_argument("root", type=Path)
-    s.add_argument("--runs", type=Path, help="a folder of VAE-BGM runs with the same data and seeds")
+    s.add_argument("--runs", type=Path, nargs="*", help="folders of runs (VAE-BGM, CTGAN): same data, seeds")
     s.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
     if args.step == "prepare":

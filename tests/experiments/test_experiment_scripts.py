@@ -748,7 +748,7 @@ def test_ctgan_anchor_prepares_the_runs_rows_and_tabulates(tmp_path, tiny_data_r
     text = mod.table({"g": [row, {**row, "quality_sdmetrics_style": 0.8, "seconds": 4.0}]})
     half = 12.706 * np.std([0.9, 0.8], ddof=1) / np.sqrt(2)
     assert f"| g | 2 | 0.850 [{0.85 - half:.3f}, {0.85 + half:.3f}] | n/a |" in text
-    assert text.rstrip().endswith("| 2/2 | 2-4 |")
+    assert text.rstrip().endswith("| 2/2 | 2-4 | n/a |")
     levels = pd.Series(["1.0", mod.MISSING_LEVEL, "0.0"])
     levels = levels.where(levels != mod.MISSING_LEVEL)
     back = mod._restore(levels, pd.Series([1.0, None, 0.0]))
