@@ -139,7 +139,6 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
             )
         on_round = res.round_callback(backend, data, config.curve_every, tracker, curves=not generative)
         if generative:  # generative runs import their metrics (scipy.stats, scikit-learn) here only
-            from fedjax_rhd import generative as gen
             from fedjax_rhd import synthetic_rounds
 
             # CSF / GSF per round against the benchmark holdout (the study's Figure 3)
