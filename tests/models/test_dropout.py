@@ -1,4 +1,4 @@
-"""Dropout masks from 16-bit halves: the rate, the expectation, vmap invariance (models/dropout.py)."""
+"""Dropout masks from 16-bit halves: rate, expectation, vmap invariance, layout (models/dropout.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedjax_rhd.models.dropout import dropout, keep_threshold, mask_bits
+from fedjax_rhd.models.dropout import dropout, keep_threshold, mask_bits, mask_halves
 
 
 @pytest.mark.parametrize(("rate", "threshold"), [(0.0, 65536), (0.1, 58982), (0.5, 32768), (0.999999, 1)])
@@ -72,4 +72,26 @@ def test_hash_bits_are_uniform_and_independent_of_neighbours_and_keys():
     kept = halves[0] < keep_threshold(0.1)
     both = (kept[:-1] & kept[1:]).sum()
     m = kept.size - 1
+    assert abs(both - m * p * p) < 6 * np.sqrt(m * p * p * (1 - p * p))
+
+
+def test_an_element_pair_shares_a_word_across_the_half_width_and_stays_independent():
+    # Layout: along a last axis of width m, element j < ceil(m/2) takes word j's low half and
+    # element j >= ceil(m/2) word j - ceil(m/2)'s high half; every other axis indexes words row-major.
+    key = jax.random.key(5)
+    for shape in ((4, 7), (3, 32), (5,), ()):
+        width = shape[-1] if shape else 1
+        h = (width + 1) // 2
+        words = np.asarray(mask_bits(key, (*shape[:-1], h) if shape else (1,))).astype(np.int64)
+        expected = np.concatenate([words & 0xFFFF, words >> 16], axis=-1)[..., :width].reshape(shape)
+        np.testing.assert_array_equal(np.asarray(mask_halves(key, shape)), expected)
+    # word positions are row-major over the word array: the same words as a flat draw
+    np.testing.assert_array_equal(np.asarray(mask_bits(key, (6, 16))).ravel(), np.asarray(mask_bits(key, 96)))
+    # the two halves of every word sit m/2 apart in a row: their keep decisions are independent
+    halves = np.asarray(mask_halves(jax.random.key(9), (4096, 32))).astype(np.int64)
+    lo, hi = halves[:, :16].ravel() / 65536.0, halves[:, 16:].ravel() / 65536.0
+    assert abs(np.corrcoef(lo, hi)[0, 1]) < 6 / np.sqrt(lo.size)
+    p = keep_threshold(0.1) / 65536
+    both = ((halves[:, :16] < keep_threshold(0.1)) & (halves[:, 16:] < keep_threshold(0.1))).sum()
+    m = lo.size
     assert abs(both - m * p * p) < 6 * np.sqrt(m * p * p * (1 - p * p))
