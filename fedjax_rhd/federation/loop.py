@@ -48,6 +48,10 @@ from fedjax_rhd.federation.run_state import (
 )
 from fedjax_rhd.typing import Params
 
+# Round r's key, compiled: the same bits as an eager ``fold_in``, which dispatches its
+# threefry primitives one by one (0.16-0.24 ms a round against 0.02 ms compiled).
+round_key = jax.jit(jax.random.fold_in)
+
 logger = logging.getLogger(__name__)
 
 
@@ -259,7 +263,7 @@ def run_federation(
             # a node that stopped early keeps its model: it is not asked to train again
             sampled = sample_nodes(seed_sample, r, k, sampling.fraction, sampling.min_nodes) & ~stopped
             start = time.perf_counter()
-            out = backend.run_round(loop.state, r, jax.random.fold_in(train_key, r), sampled)
+            out = backend.run_round(loop.state, r, round_key(train_key, r), sampled)
             plan = RoundPlan(
                 sampled=sampled,
                 failed=sampled & np.asarray(out.failed, dtype=bool),

@@ -294,7 +294,8 @@ class SimulatorBackend(NodeDirectory):
     ) -> RoundOutput:
         """One jitted round; weight 1 for the sampled nodes that neither failed nor timed out."""
         failed, timed_out, seconds = self.injected_faults(round_index, sampled)
-        mask = jnp.asarray(sampled & ~failed & ~timed_out, dtype=jnp.float32)
+        # a host array: jit copies it in, cheaper than an eager ``jnp.asarray`` dispatch
+        mask = (sampled & ~failed & ~timed_out).astype(np.float32)
         val_loss = None
         if self._validate:
             new_state, results, val = validated_round(

@@ -127,6 +127,16 @@ def lift(spec: Any) -> tuple[Any, HyperParams]:
     return dataclasses.replace(spec, client=client, model_config=model_config), hp
 
 
+@functools.lru_cache(maxsize=256)
+def _lifted_on_device(spec: Any) -> tuple[Any, HyperParams]:
+    """:func:`lift` once per spec, its hyperparameters already on the device.
+
+    A round would otherwise copy five host scalars in on every call; a sweep's specs are few.
+    """
+    skeleton, hp = lift(spec)
+    return skeleton, jax.device_put(hp)
+
+
 def bind(skeleton: Any, hp: HyperParams) -> Any:
     """The skeleton with its lifted fields set to the traced ``hp`` values (no checks, not hashable)."""
     client_changes = {k.split(".", 1)[1]: v for k, v in hp.items() if k.startswith("client.")}
@@ -166,7 +176,7 @@ def spec_jit(*, static_argnames: tuple[str, ...] = ()) -> Callable[[F], F]:
             # by name, so static_argnames apply whether the caller passed them by position or name
             arguments = signature.bind(spec, *args, **kwargs).arguments
             arguments.pop(next(iter(signature.parameters)))
-            skeleton, hp = lift(spec)
+            skeleton, hp = _lifted_on_device(spec)
             return jitted(skeleton, hp, **arguments)
 
         call.jitted = jitted  # type: ignore[attr-defined]
