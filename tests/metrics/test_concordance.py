@@ -1,10 +1,11 @@
-"""Several risks bootstrapped in one pass (metrics/concordance.py::bootstrap_cindices)."""
+"""Several risks bootstrapped in one pass; pair counts split over either coordinate (concordance.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from fedjax_rhd.metrics import concordance as cc
 from fedjax_rhd.metrics.concordance import bootstrap_cindex, bootstrap_cindices
 
 
@@ -18,3 +19,18 @@ def test_several_risks_in_one_pass_equal_one_call_each(n, n_boot):
     together = bootstrap_cindices(time, event, risks, n_boot=n_boot, seed=7)
     alone = [bootstrap_cindex(time, event, r, n_boot=n_boot, seed=7) for r in risks]
     assert together == alone
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dominance_count_is_the_same_split_over_either_coordinate(seed):
+    # The concordant count recurses over the bits of whichever coordinate has fewer levels
+    # (concordance._dominance_pairs): both orientations must equal the brute-force count.
+    rng = np.random.default_rng(seed)
+    n = 300
+    p = rng.integers(0, 5 + 40 * seed, n)
+    s = rng.integers(0, 3 + 7 * seed, n)
+    event = rng.random(n) < 0.6
+    brute = int(((p[:, None] < p[None, :]) & (s[:, None] < s[None, :]) & event[None, :]).sum())
+    n_p, n_s = int(p.max()) + 1, int(s.max()) + 1
+    assert cc._dominance_pairs(p, n_p, s, event, None) == brute
+    assert cc._dominance_pairs(s, n_s, p, event, None) == brute
