@@ -58,6 +58,8 @@ _DENSE_MAX_N = 2000
 # side by side on 2 CPU cores (experiments/bench/README.md, session 9): the block path 2.0x
 # faster at 300k rows, 0.6x at 1M. Always below weighted_pairs.MAX_TOTAL_WEIGHT (2**24).
 _BLOCKED_MAX_N = 500_000
+# Indices drawn at once when resamples are drawn batch by batch (_drawn_weights).
+_DRAW_ELEMENTS = 2**20
 # Resamples per matrix product in the dense bootstrap path.
 _BOOT_BATCH = 256
 
@@ -308,11 +310,17 @@ def _pair_matrices(
 
 
 def _idx_weights(idx: np.ndarray, n: int, batch: int) -> Iterator[np.ndarray]:
-    """Multiplicities i64[b, n] of the resamples ``idx`` (row indices), ``batch`` at a time."""
+    """Multiplicities i32[b, n] of the resamples ``idx`` (row indices), ``batch`` at a time."""
     for lo in range(0, len(idx), batch):
-        # One bincount per resample: its counts (n values) stay in cache, where one bincount
-        # over a whole batch with offsets scatters across the batch's array (several times slower).
-        yield np.stack([np.bincount(rows, minlength=n) for rows in idx[lo : lo + batch]])
+        rows_of = idx[lo : lo + batch]
+        out = np.empty((len(rows_of), n), np.int32)  # a count never exceeds n < 2**31
+        for b, rows in enumerate(rows_of):
+            # One bincount per resample: its counts (n values) stay in cache, where one bincount
+            # over a whole batch with offsets scatters across the batch's array (several times
+            # slower). Written straight into the batch: stacking 256 int64 rows of 100k (200 MB)
+            # took most of a 100k-row bootstrap.
+            out[b] = np.bincount(rows, minlength=n)
+        yield out
 
 
 def _drawn_weights(seed: int, n: int, n_boot: int, batch: int) -> Iterator[np.ndarray]:
@@ -323,9 +331,19 @@ def _drawn_weights(seed: int, n: int, n_boot: int, batch: int) -> Iterator[np.nd
     resamples are those of the whole draw, without holding all of it, at half the memory.
     """
     rng = np.random.default_rng(seed)
+    dtype = np.int32 if n < 2**31 else np.int64
+    # Drawn a few resamples at a time (about 4 MB of indices): the allocator reuses that memory,
+    # where a whole batch of indices (100 MB at 100k rows) is fresh memory each time, whose page
+    # faults cost more than drawing it on this machine's virtual CPUs.
+    chunk = max(1, _DRAW_ELEMENTS // max(n, 1))
     for lo in range(0, n_boot, batch):
-        idx = rng.integers(0, n, size=(min(batch, n_boot - lo), n), dtype=np.int32 if n < 2**31 else np.int64)
-        yield from _idx_weights(idx, n, batch)
+        size = min(batch, n_boot - lo)
+        out = np.empty((size, n), np.int32)
+        for start in range(0, size, chunk):
+            idx = rng.integers(0, n, size=(min(chunk, size - start), n), dtype=dtype)
+            for b, rows in enumerate(idx):
+                out[start + b] = np.bincount(rows, minlength=n)
+        yield out
 
 
 def _weighted_cindices(
@@ -338,7 +356,7 @@ def _weighted_cindices(
     """C-index of each risk on each resample given as row multiplicities, and a validity mask.
 
     Args:
-        weights: ``weights(batch)`` yields i64[b, n] multiplicities, ``batch`` rows at a time
+        weights: ``weights(batch)`` yields integer [b, n] multiplicities, ``batch`` rows at a time
             (the last batch may be shorter), ``n_boot`` rows in all.
 
     Returns:

@@ -224,13 +224,13 @@ def _exclusive_cumsum(w: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("rows",))
 def _position_major(w: jax.Array, rows: int) -> jax.Array:
-    """f32[B, n] -> f32[rows, B], zero from row n on (the padding positions read row n).
+    """[B, n] multiplicities (any real dtype) -> f32[rows, B], zero from row n on (padding reads row n).
 
     A jitted call of its own: inside the kernel XLA would fuse this transpose into the
     gathers, which would then read columns of [resamples, positions], several times slower
     on CPU than this copy followed by row gathers.
     """
-    return jnp.pad(w.T, ((0, rows - w.shape[1]), (0, 0)))
+    return jnp.pad(w.T.astype(jnp.float32), ((0, rows - w.shape[1]), (0, 0)))
 
 
 @functools.partial(jax.jit, static_argnames=("s",))
@@ -289,7 +289,9 @@ def weighted_pair_counts(
             size = len(batch)
             if size < bs:  # a short batch: empty resamples fill it (one compiled shape)
                 batch = np.concatenate([batch, np.zeros((bs - size, n), batch.dtype)])
-            w_dev = _position_major(jnp.asarray(batch.astype(np.float32)), len(plans[0].x_rows) + 1)
+            # Integer multiplicities go in as they are; the float32 conversion happens inside the
+            # transposing copy (one pass, no host-side copy of the batch).
+            w_dev = _position_major(jnp.asarray(batch), len(plans[0].x_rows) + 1)
             # Dispatch is asynchronous: the host draws the next batch while this one runs.
             runs = [_counts_kernel(w_dev, arr, plan.s) for plan, arr in zip(plans, arrays, strict=True)]
             pending.append((size, runs))
