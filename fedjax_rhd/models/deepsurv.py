@@ -142,6 +142,20 @@ def _l2_penalty(params: Params) -> jax.Array:
     return sum(squares, jnp.zeros((), jnp.float32))
 
 
+@functools.cache
+def _template(in_features: int, hidden: tuple[int, ...], activation: str) -> tuple[Any, Any]:
+    """The network's graph and abstract parameter state (shapes only, no arrays allocated).
+
+    Shared by every config of this architecture: a traced config (``strategies.traced``) is not
+    hashable, so the factory below runs again on every trace, and building the template there
+    took ~60 ms each time (nine times in one run).
+    """
+    module = nnx.eval_shape(
+        lambda: MLP(in_features, hidden, activation=activation, rngs=nnx.Rngs(params=jax.random.key(0)))
+    )
+    return nnx.split(module, nnx.Param)
+
+
 # Cached so the same (config, num_features) returns the very same functions:
 # jitted callers that close over them then hit the compilation cache instead
 # of recompiling per job.
@@ -173,8 +187,7 @@ def deepsurv(config: DeepSurvConfig, num_features: int) -> SurvivalModel:
             rngs=nnx.Rngs(params=rng),
         )
 
-    # Only shapes are needed for the template: no arrays are allocated here.
-    graphdef, abstract_state = nnx.split(nnx.eval_shape(lambda: build(jax.random.key(0))), nnx.Param)
+    graphdef, abstract_state = _template(in_features, config.hidden, config.activation)
 
     def to_module(params: Params) -> MLP:
         # Copy the template first: replace_by_pure_dict fills the State in
