@@ -13,7 +13,9 @@ al. 2018) and is trained with the Wasserstein loss plus the gradient penalty (Gu
 (τ = 0.2) for modes and discrete blocks. Differences from the package: LayerNorm in place of
 BatchNorm (no running statistics to federate, a row's output does not depend on its batch mates),
 real rows drawn for the same conditions as the fakes (the package permutes them), and
-missingness drawn as data.
+missingness drawn as data. Optional (``outcome_weight`` > 0; 0 = the paper's): CTAB-GAN's auxiliary loss
+(Zhao, Kunar, Birke and Chen, ACML 2021) for the survival outcome: an auxiliary network learns the event
+and log time from the covariates on real rows, and the generator pays its loss on the generated rows.
 
 Federated training: one *GAN step* is ``critic_steps`` critic updates followed by one generator
 update, each on a fresh conditional batch; a round runs ``strategy.client.local_epochs`` GAN steps
