@@ -84,7 +84,7 @@ def test_a_real_row_decodes_back_through_the_slices_sampling_reads():
     assert cov.shape == (8, width)
 
 
-@pytest.mark.slow  # compiles a GAN step (the penalty's double backward): ~10 s of CPU each
+@pytest.mark.slow  # compiles a GAN step (the penalty's double backward): tens of seconds under load
 @pytest.mark.parametrize("outcome_weight", [0.0, 1.0])
 def test_one_gan_step_moves_every_generator_output_the_critic_reads_and_no_absent_mode(outcome_weight):
     """Adam turns any non-zero gradient into a step of ~lr, and a zero one into none (weight decay off):
@@ -116,7 +116,7 @@ def test_one_gan_step_moves_every_generator_output_the_critic_reads_and_no_absen
         assert set(new) == {"generator", "critic"}
 
 
-@pytest.mark.slow  # 600 GAN steps on a toy table (~20 s of CPU)
+@pytest.mark.slow  # 600 GAN steps on a toy table: about two minutes on a loaded machine
 def test_the_outcome_loss_reproduces_a_deterministic_covariate_outcome_link():
     """log t = −v exactly, v ~ N(0, 1), the event and a binary covariate independent: the trained generator's
     rows keep the link (correlation of v and log t −1 in the data; the paper's CTGAN reached −0.2 after
