@@ -13,7 +13,9 @@ al. 2018) and is trained with the Wasserstein loss plus the gradient penalty (Gu
 (τ = 0.2) for modes and discrete blocks. Differences from the package: LayerNorm in place of
 BatchNorm (no running statistics to federate, a row's output does not depend on its batch mates),
 real rows drawn for the same conditions as the fakes (the package permutes them), and
-missingness drawn as data.
+missingness drawn as data. Optional (``outcome_weight`` > 0; 0 = the paper's): CTAB-GAN's auxiliary loss
+(Zhao, Kunar, Birke and Chen, ACML 2021) for the survival outcome: an auxiliary network learns the event
+and log time from the covariates on real rows, and the generator pays its loss on the generated rows.
 
 Federated training: one *GAN step* is ``critic_steps`` critic updates followed by one generator
 update, each on a fresh conditional batch; a round runs ``strategy.client.local_epochs`` GAN steps
@@ -72,6 +74,11 @@ class CTGANConfig:
     mode_min_count: float = 10.0  # a mode of fewer patients (summed) is left out
     mode_node_min_count: float = 10.0  # a node sends zeros for a mode it holds fewer patients of
     n_synthetic: int = 0  # rows to sample; 0 = as many as the federation's training patients
+    # the outcome loss (CTAB-GAN's auxiliary loss, Zhao et al. 2021; 0 = the paper's CTGAN): an auxiliary
+    # network predicts the event and log time from the covariates on real rows, and the generator pays
+    # outcome_weight × its loss on the generated rows (covariates → the generated outcome)
+    outcome_weight: float = 0.0
+    outcome_dim: tuple[int, ...] = (128,)
     # filled at the entry point, never in YAML: the guide's columns (for_guide), then the fitted
     # modes (C rows of K weights, means, sds) and each discrete level's federated count
     schema: tuple[Any, ...] = ()
@@ -79,7 +86,7 @@ class CTGANConfig:
     level_counts: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        for key in ("generator_dim", "critic_dim"):
+        for key in ("generator_dim", "critic_dim", "outcome_dim"):
             object.__setattr__(self, key, tuple(int(h) for h in getattr(self, key)))
         object.__setattr__(
             self, "schema", tuple(ColumnSpec(*c[:4], tuple(c[4]), *c[5:]) for c in self.schema)
@@ -101,7 +108,7 @@ class CTGANConfig:
             "modes": self.modes >= 1, "mode_weight_prior": self.mode_weight_prior > 0,
             "mode_max_iter": self.mode_max_iter >= 1, "mode_tol": self.mode_tol > 0,
             "mode_min_count": self.mode_min_count >= 0, "mode_node_min_count": self.mode_node_min_count >= 0,
-            "n_synthetic": self.n_synthetic >= 0,
+            "n_synthetic": self.n_synthetic >= 0, "outcome_weight": self.outcome_weight >= 0,
         }  # fmt: skip
         for key, ok in checks.items():
             if not ok:
@@ -209,6 +216,11 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
     allowed = np.concatenate([mode_ok.reshape(-1), np.ones(layout.cond_width, bool)])
     level_counts = np.asarray(config.level_counts or np.ones(layout.cond_width), np.float32)
     pac, width, cond_w = config.pac, layout.width, layout.cond_width
+    # the outcome loss: covariates = the row less log time (the last continuous column) and the event block
+    n_covariates = layout.width - (1 + config.modes) - 2
+    t_w, t_mu, t_sd = modes.weights[-1], modes.means[-1], modes.stds[-1]
+    lt_mean = float(np.sum(t_w * t_mu))
+    lt_sd = float(np.sqrt(max(np.sum(t_w * (t_sd**2 + t_mu**2)) - lt_mean**2, 1e-6)))
 
     def init(rng: PRNGKey) -> Params:
         keys = iter(jax.random.split(rng, 16))
@@ -222,7 +234,14 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
             crit[f"layer{i}"] = _dense(next(keys), h, out)
             h = out
         crit["out"] = _dense(next(keys), h, 1)
-        return {"generator": gen, "critic": crit}
+        if not config.outcome_weight:
+            return {"generator": gen, "critic": crit}
+        aux, h = {}, n_covariates
+        for i, out in enumerate(config.outcome_dim):
+            aux[f"layer{i}"] = _dense(next(keys), h, out)
+            h = out
+        aux["out"] = _dense(next(keys), h, 2)
+        return {"generator": gen, "critic": crit, "auxiliary": aux}
 
     def generate(gen: Params, z: jax.Array, cond: jax.Array, key: PRNGKey) -> tuple[jax.Array, jax.Array]:
         """(activated row f32[n, width], raw logits): tanh for α, Gumbel-softmax for one-hot blocks."""
@@ -303,7 +322,9 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
         }
         return -wasserstein + config.gp_weight * gp, aux
 
-    def generator_loss(gen: Params, crit: Params, batch: NodeData, key: PRNGKey) -> jax.Array:
+    def generator_loss(
+        gen: Params, crit: Params, aux: Params | None, batch: NodeData, key: PRNGKey
+    ) -> jax.Array:
         ks = jax.random.split(key, 4)
         cond, mask, _ = conditional_batch(batch, ks[0])  # the real rows are not needed here
         fake, raw = generate(
@@ -311,7 +332,34 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
         )
         fake_in = packed(fake, cond)
         d_fake = critic_fn(crit, fake_in.reshape(-1, pac * fake_in.shape[1]), ks[3])
-        return -jnp.mean(d_fake) + cond_cross_entropy(raw, cond, mask)
+        total = -jnp.mean(d_fake) + cond_cross_entropy(raw, cond, mask)
+        if aux is not None:
+            total = total + config.outcome_weight * outcome_loss(aux, fake)
+        return total
+
+    def outcome_loss(aux: Params, row: jax.Array) -> jax.Array:
+        """Mean over rows of BCE(event) + ½ (log time − prediction)², both predicted from the covariates."""
+        cov, event, log_time = tf.split_outcome(row, layout, modes)
+        log_time = (log_time - lt_mean) / lt_sd  # the mixture's mean and sd: a unit-scale target
+        h = cov
+        for i in range(len(config.outcome_dim)):
+            h = jax.nn.relu(_apply(aux[f"layer{i}"], h))
+        out = _apply(aux["out"], h)
+        bce = optax.sigmoid_binary_cross_entropy(out[:, 0], event)
+        return jnp.mean(bce + 0.5 * (out[:, 1] - log_time) ** 2)
+
+    def uniform_rows(batch: NodeData, key: PRNGKey) -> jax.Array:
+        """``batch_size`` real rows drawn uniformly (not by condition: a drawn event level would bias the
+        outcome given the covariates), encoded."""
+        kr, km = jax.random.split(key)
+        rows = jax.random.categorical(
+            kr, jnp.where(batch.weight > 0, 0.0, -jnp.inf), shape=(config.batch_size,)
+        )
+        picked = jax.tree.map(lambda a: a[rows], batch)
+        values, _ = tf.continuous_values(picked, layout, config.time_floor)
+        return jnp.concatenate(
+            [tf.encode_continuous(values, modes, km), tf.discrete_onehot(picked, layout)], 1
+        )
 
     def adam(lr: float) -> optax.GradientTransformation:
         # torch's Adam(weight_decay=wd) adds wd·p to the gradient before the moments, as here
@@ -324,7 +372,7 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
     opt_g, opt_c = adam(config.generator_lr), adam(config.critic_lr)
 
     def init_optimizers(params: Params) -> Any:
-        return {"generator": opt_g.init(params["generator"]), "critic": opt_c.init(params["critic"])}
+        return {name: (opt_c if name == "critic" else opt_g).init(p) for name, p in params.items()}
 
     def step(params: Params, opt_state: Any, batch: NodeData, rng: PRNGKey) -> tuple[Params, Any, jax.Array]:
         """One GAN step: ``critic_steps`` critic updates, then one generator update."""
@@ -341,10 +389,18 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
             )
             upd, s_c = opt_c.update(g, s_c, crit)
             crit = optax.apply_updates(crit, upd)
-        g = jax.grad(generator_loss)(gen, crit, batch, jax.random.fold_in(rng, config.critic_steps))
-        upd, s_g = opt_g.update(g, s_g, gen)
-        gen = optax.apply_updates(gen, upd)
-        return {"generator": gen, "critic": crit}, {"generator": s_g, "critic": s_c}, loss
+        aux = params.get("auxiliary")
+        new_params, new_state = {"critic": crit}, {"critic": s_c}
+        if aux is not None:  # the auxiliary learns the outcome on real rows before the generator pays it
+            real = uniform_rows(batch, jax.random.fold_in(rng, config.critic_steps + 1))
+            upd, new_state["auxiliary"] = opt_g.update(
+                jax.grad(outcome_loss)(aux, real), opt_state["auxiliary"], aux
+            )
+            aux = new_params["auxiliary"] = optax.apply_updates(aux, upd)
+        g = jax.grad(generator_loss)(gen, crit, aux, batch, jax.random.fold_in(rng, config.critic_steps))
+        upd, new_state["generator"] = opt_g.update(g, s_g, gen)
+        new_params["generator"] = optax.apply_updates(gen, upd)
+        return new_params, new_state, loss
 
     def loss(params: Params, batch: NodeData, rng: PRNGKey | None) -> tuple[jax.Array, dict[str, Any]]:
         key = jax.random.key(0) if rng is None else rng  # evaluation: the same draws every time

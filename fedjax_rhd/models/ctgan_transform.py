@@ -158,6 +158,20 @@ def discrete_onehot(batch: NodeData, layout: Layout) -> jax.Array:
     return jnp.concatenate(parts, axis=1)
 
 
+def split_outcome(row: jax.Array, layout: Layout, modes: Modes) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(covariates f32[n, width − (1+K) − 2], event probability f32[n], log time f32[n]) of CTGAN rows.
+
+    Covariates are every part of the row but log time's α and modes and the event block. Log time is
+    Σ_k m_k (μ_k + 4 σ_k α) over its mode scores m: the value itself for an encoded row (m one-hot),
+    differentiable in α and m for a generated one (Gumbel-softmax scores).
+    """
+    start, end = (layout.n_continuous - 1) * (1 + layout.modes), layout.continuous_width
+    cov = jnp.concatenate([row[:, :start], row[:, end:-2]], axis=1)
+    alpha, m = row[:, start : start + 1], row[:, start + 1 : end]
+    log_time = jnp.sum(m * (modes.means[-1][None] + 4.0 * modes.stds[-1][None] * alpha), axis=1)
+    return cov, row[:, -1], log_time
+
+
 def mode_log_posterior(values: jax.Array, modes: Modes) -> jax.Array:
     """f32[n, C, K] log w_k N(v; μ_k, σ_k) up to a per-value constant; -inf for invalid modes."""
     z = (values[:, :, None] - modes.means[None]) / modes.stds[None]
