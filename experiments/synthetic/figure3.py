@@ -6,10 +6,12 @@ Reads the generative runs under the sweep folders (``fedjax-rhd -m +experiment=v
 strategy=fedavg,centralized,local seed.split=... fidelity_every=k``) and writes into ``--out``:
 ``figure3.md`` (the report's synthetic table, then paired comparisons per split seed) and
 ``figures/fidelity_*.png`` (CSF and GSF per round, mean over split seeds with a 95% t-interval;
-``fedjax_rhd.report.synthetic``). The comparisons pair each split seed's FedAvg generator with
-that seed's centralised and node-alone generators on the final validation's CSF and GSF; each
-claim is decided on its t-interval over the seeds (``report.decide``): FedAvg within ``margin``
-of centralised, FedAvg above each node alone.
+``fedjax_rhd.report.synthetic``). The comparisons pair each split seed's federated generator
+(every strategy other than centralised and local: FedAvg, or the Bayesian network's
+``bn_two_step``) with that seed's centralised and node-alone generators on the final
+validation's CSF and GSF; each claim is decided on its t-interval over the seeds
+(``report.decide``): the federated generator within ``margin`` of centralised, above each node
+alone. A model without rounds to plot (``model=bn``) gets the table and comparisons, no figure.
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ def _final(run: Run, trained_on: str, metric: str) -> float | None:
     return None
 
 
+def _name(strategy: str) -> str:
+    return {"fedavg": "FedAvg"}.get(strategy, strategy)
+
+
 def comparisons(runs: list[Run], margin: float) -> list[str]:
-    """One line per (row key, metric, comparison): the paired mean difference, interval, decision."""
+    """One line per (row key, federated strategy, metric, comparison): mean paired difference, decision."""
     lines = []
     for key in dict.fromkeys(r.row for r in runs):
         mine = [r for r in runs if r.row == key]
-        fl = {r.seed: r for r in mine if r.strategy not in (CENTRALIZED, LOCAL)}
         cen = {r.seed: r for r in mine if r.strategy == CENTRALIZED}
         loc = {r.seed: r for r in mine if r.strategy == LOCAL}
         nodes = [n["name"] for n in next(iter(loc.values())).results["final"]["nodes"]] if loc else []
@@ -44,22 +49,25 @@ def comparisons(runs: list[Run], margin: float) -> list[str]:
         pairs += [(f"{n} alone", loc, n, "above", 0.0) for n in nodes]
         lines.append(f"### {key.use_case}, {key.scenario}, split {key.split}, model {key.model}")
         lines.append("")
-        for metric in ("csf", "gsf"):
-            for name, other, trained_on, claim, threshold in pairs:
-                seeds = sorted(set(fl) & set(other))
-                diffs = [
-                    _final(fl[s], "global", metric) - _final(other[s], trained_on, metric) for s in seeds
-                ]
-                if len(diffs) < 2:
-                    lines.append(f"- {metric.upper()} FedAvg − {name}: fewer than two paired seeds")
-                    continue
-                mean, low, high = seed_t_interval(diffs)
-                verdict = decide((low, high), claim, threshold).text
-                per_seed = ", ".join(f"{d:+.3f}" for d in diffs)
-                lines.append(
-                    f"- {metric.upper()} FedAvg − {name}: {mean:+.3f} over {len(seeds)} seeds "
-                    f"(per seed {per_seed}); {verdict}"
-                )
+        federated = sorted({r.strategy for r in mine} - {CENTRALIZED, LOCAL})
+        for strategy in federated:  # each federated generator paired on its own (e.g. fedavg, sd_sharing)
+            fl = {r.seed: r for r in mine if r.strategy == strategy}
+            for metric in ("csf", "gsf"):
+                for name, other, trained_on, claim, threshold in pairs:
+                    label = f"{metric.upper()} {_name(strategy)} − {name}"
+                    seeds = sorted(set(fl) & set(other))
+                    diffs = [
+                        _final(fl[s], "global", metric) - _final(other[s], trained_on, metric) for s in seeds
+                    ]
+                    if len(diffs) < 2:
+                        lines.append(f"- {label}: fewer than two paired seeds")
+                        continue
+                    mean, low, high = seed_t_interval(diffs)
+                    verdict = decide((low, high), claim, threshold).text
+                    per_seed = ", ".join(f"{d:+.3f}" for d in diffs)
+                    lines.append(
+                        f"- {label}: {mean:+.3f} over {len(seeds)} seeds (per seed {per_seed}); {verdict}"
+                    )
         lines.append("")
     return lines
 

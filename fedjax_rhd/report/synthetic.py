@@ -148,6 +148,18 @@ def curve(runs: list[Run], generator: str, metric: str) -> tuple[np.ndarray, lis
     return rounds, [_value(by_round[r]) for r in rounds]
 
 
+def curve_seeds(runs: list[Run], generator: str) -> int:
+    """How many of ``runs`` recorded per-round fidelity for ``generator`` (a run with
+    ``fidelity_every=0`` trains the same final model but draws no curve)."""
+    return sum(
+        any(
+            ((r.get("synthetic_fidelity") or {}).get("generators") or {}).get(generator)
+            for r in run.results["rounds"]
+        )
+        for run in runs
+    )
+
+
 def shares_of(runs: list[Run]) -> dict[str, float]:
     """Node name -> share of the first run (the nodes' order)."""
     return _shares(runs[0])
@@ -190,7 +202,8 @@ def plot_fidelity(key: RowKey, runs: list[Run], out_dir: Path) -> Path | None:
             if not len(x):
                 continue
             mean = np.array([v.mean for v in values])
-            ax.plot(x, mean, marker="o", ms=2.5, label=f"{label} ({len(group)} seeds)", **style)
+            n_seeds = curve_seeds(group, gen)  # seeds with a curve, not every run of the strategy
+            ax.plot(x, mean, marker="o", ms=2.5, label=f"{label} ({n_seeds} seeds)", **style)
             band = np.array([v.n >= 2 for v in values])
             if band.any():
                 low = np.array([v.low for v in values])
@@ -219,10 +232,9 @@ def plot_fidelity(key: RowKey, runs: list[Run], out_dir: Path) -> Path | None:
     axes[0].set_ylabel("score (1 = same as the real holdout)")
     axes[0].plot([], [], color="0.6", lw=0.8, ls=":", label="first early stop (fewer seeds to the right)")
     fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=3, frameon=False)
-    seeds = sorted({r.seed for r in mine})
     fig.suptitle(
         f"{key.use_case} · {key.scenario} · split {key.split} · {key.model}: fidelity per round, "
-        f"mean over {len(seeds)} split seed(s), 95% t-interval over the seeds (shaded / bars)",
+        "mean over the split seeds in the legend, 95% t-interval over the seeds (shaded / bars)",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0.1, 1, 1))

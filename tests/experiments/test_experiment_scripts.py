@@ -556,6 +556,35 @@ def test_synthetic_figure3_pairs_fedavg_with_centralised_and_each_node_by_seed(t
     assert (tmp_path / "out" / "figures" / "fidelity_mds_best_three_vae_bgm.png").stat().st_size > 10_000
 
 
+def test_synthetic_figure3_pairs_the_bayesian_network_apart_from_fedavg_without_a_figure(tmp_path, capsys):
+    """figure3.py with Bayesian-network runs (no per-round fidelity) beside VAE-BGM runs: each model its
+    own table, bn_two_step paired by hand with its own centralised and node-alone networks, no BN figure."""
+    from tests.report.report_fixtures import write_generative_run
+
+    runs = tmp_path / "runs"
+    for seed, d in ((0, 0.0), (1, 0.02)):
+        write_generative_run(runs, "bn_two_step", seed, {"global": (0.94, 0.99 - d)}, {}, model="bn")
+        write_generative_run(runs, "centralized", seed, {"pooled": (0.93, 0.99)}, {}, model="bn")
+        final = {"node1": (0.95, 0.99), "node2": (0.90 + d, 0.98), "node3": (0.88, 0.97)}
+        write_generative_run(runs, "local", seed, final, {}, model="bn")
+        write_generative_run(runs, "fedavg", seed, {"global": (0.96, 0.99)}, {"global": [0.5, 0.9]})
+        write_generative_run(runs, "centralized", seed, {"pooled": (0.95, 0.99)}, {"pooled": [0.6, 0.9]})
+    script("synthetic/figure3.py").main([str(runs), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "figure3.md").read_text()
+    paired = text[text.index("## Paired by split seed") :]
+    vae_at = paired.index("### mds, best, split three, model vae_bgm")
+    bn, vae = paired[:vae_at], paired[vae_at:]
+    assert "| bn_two_step (global) | 2 |" in text and "| node3 (10%) alone | 2 |" in text
+    assert "CSF bn_two_step − centralised: +0.010 over 2 seeds (per seed +0.010, +0.010)" in bn
+    assert "GSF bn_two_step − centralised: -0.010 over 2 seeds (per seed +0.000, -0.020)" in bn
+    assert "CSF bn_two_step − node1 alone: -0.010" in bn and "CSF bn_two_step − node3 alone: +0.060" in bn
+    assert "CSF bn_two_step − node2 alone: +0.030 over 2 seeds (per seed +0.040, +0.020)" in bn
+    assert "CSF FedAvg − centralised: +0.010 over 2 seeds" in vae and "bn_two_step" not in vae
+    assert "alone" not in vae  # no VAE-BGM local runs here: no node pairs, nothing borrowed from the BN's
+    figures = sorted(p.name for p in (tmp_path / "out" / "figures").iterdir())
+    assert figures == ["fidelity_mds_best_three_vae_bgm.png"]
+
+
 def test_external_validation_loco_scores_each_held_out_centre_and_decides_claims(tmp_path, capsys):
     """experiments/external_validation/run.py's bookkeeping on fake runs and fake scores: one run per
     held-out centre, strategy and seed; the score checked against its run; table cells by hand

@@ -152,28 +152,31 @@ def write_generative_run(
     seed: int,
     final: dict[str, tuple[float, float]],
     curves: dict[str, list[float]],
+    model: str = "vae_bgm",
 ) -> Path:
-    """A generative run (model vae_bgm) with hand-set numbers.
+    """A generative run (model vae_bgm by default) with hand-set numbers.
 
     ``final`` maps each generator (global, pooled or node names) to its final (CSF, GSF);
     ``curves`` maps it to its CSF at rounds 1, 2, ... (GSF = CSF - 0.1), one
-    ``synthetic_fidelity`` record per round.
+    ``synthetic_fidelity`` record per round; empty ``curves``: two rounds without one (as the
+    Bayesian network's two protocol steps).
     """
-    out = root / f"gen_{strategy}_s{seed}"
+    out = root / f"gen_{model}_{strategy}_s{seed}"
     out.mkdir(parents=True)
     names = ["pooled"] if strategy == "centralized" else ["node1", "node2", "node3"]
     shares = (1.0,) if strategy == "centralized" else (0.6, 0.3, 0.1)
     blocks = [_block(g, *v) for g, v in final.items()]
-    n_rounds = max(len(c) for c in curves.values())
+    n_rounds = max(len(c) for c in curves.values()) if curves else 2
     rounds = []
     for r in range(1, n_rounds + 1):
         gens = {g: {"csf": c[r - 1], "gsf": c[r - 1] - 0.1} for g, c in curves.items() if len(c) >= r}
         fid = {"reference": "benchmark_holdout", "n_reference": 10, "n_synthetic": 30, "generators": gens}
-        rounds.append({"round": r, "train_loss": [1.0] * len(names), "val_loss": [1.0] * len(names),
-                       "val_loss_federated": 1.0, "synthetic_fidelity": fid})  # fmt: skip
+        record = {"round": r, "train_loss": [1.0] * len(names), "val_loss": [1.0] * len(names),
+                  "val_loss_federated": 1.0}  # fmt: skip
+        rounds.append({**record, "synthetic_fidelity": fid} if curves else record)
     config = {
         "use_case": {"name": "mds"}, "split": {"name": "three"}, "scenario": {"name": "best"},
-        "model": {"name": "vae_bgm"}, "strategy": {"name": strategy, "label": "", "rounds": n_rounds},
+        "model": {"name": model}, "strategy": {"name": strategy, "label": "", "rounds": n_rounds},
         "backend": {"name": "simulator"}, "tracker": {"name": "none"},
         "seed": {"data": 0, "split": seed, "init": 0, "train": 0, "synthetic": 0},
     }  # fmt: skip
@@ -190,7 +193,7 @@ def write_generative_run(
             "nodes": nodes,
             "test_set": "benchmark_holdout",
             "generative": {
-                "model": "vae_bgm",
+                "model": model,
                 **blocks[0],
                 **({"nodes": blocks[1:]} if len(blocks) > 1 else {}),
             },

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from fedjax_rhd.report import find_runs, write_report
-from fedjax_rhd.report.synthetic import curve, synthetic_rows
+from fedjax_rhd.report.synthetic import curve, curve_seeds, synthetic_rows
 from tests.report.report_fixtures import PERFECT, swapped, write_generative_run, write_run
 
 
@@ -55,6 +55,17 @@ def test_per_round_curves_average_the_seeds_that_ran_the_round(sweep):
     assert (values[1].low, values[1].high) == pytest.approx(_t([0.7, 0.72])[1:])
     gsf = curve(runs, "global", "gsf")[1]
     assert [v.mean for v in gsf] == pytest.approx([0.4, 0.61, 0.8])
+
+
+def test_curve_seeds_counts_only_runs_that_drew_a_curve(sweep):
+    """A run with fidelity_every=0 (no per-round records) trains the same final model: it joins the
+    table but not the curve, so the figure's legend must not count it."""
+    write_generative_run(sweep, "fedavg", 2, {"global": (0.9, 0.8)}, {})  # no synthetic_fidelity records
+    runs = [r for r in find_runs([sweep]) if r.strategy == "fedavg"]
+    assert len(runs) == 3 and curve_seeds(runs, "global") == 2
+    local = [r for r in find_runs([sweep]) if r.strategy == "local"]
+    assert curve_seeds(local, "node3") == 2 and curve_seeds(local, "node9") == 0
+    assert len(curve(runs, "global", "csf")[0]) == 3  # the curve itself is unchanged by the run without one
 
 
 def test_the_report_writes_the_section_and_figure_beside_the_survival_table(sweep, tmp_path):
