@@ -308,17 +308,24 @@ def _pair_matrices(
     return comparable.astype(np.float64), scores
 
 
+def _count_into(out: np.ndarray, idx: np.ndarray, n: int) -> None:
+    """Row b of ``out`` (i32[b, n]) = multiplicities of the row indices ``idx[b]``.
+
+    One bincount per resample: its counts (n values) stay in cache, where one bincount over a
+    whole batch with offsets scatters across the batch's array (several times slower). Written
+    straight into the batch: stacking 256 int64 rows of 100k (200 MB) took most of a 100k-row
+    bootstrap.
+    """
+    for b, rows in enumerate(idx):
+        out[b] = np.bincount(rows, minlength=n)
+
+
 def _idx_weights(idx: np.ndarray, n: int, batch: int) -> Iterator[np.ndarray]:
     """Multiplicities i32[b, n] of the resamples ``idx`` (row indices), ``batch`` at a time."""
     for lo in range(0, len(idx), batch):
         rows_of = idx[lo : lo + batch]
         out = np.empty((len(rows_of), n), np.int32)  # a count never exceeds n < 2**31
-        for b, rows in enumerate(rows_of):
-            # One bincount per resample: its counts (n values) stay in cache, where one bincount
-            # over a whole batch with offsets scatters across the batch's array (several times
-            # slower). Written straight into the batch: stacking 256 int64 rows of 100k (200 MB)
-            # took most of a 100k-row bootstrap.
-            out[b] = np.bincount(rows, minlength=n)
+        _count_into(out, rows_of, n)
         yield out
 
 
@@ -340,8 +347,7 @@ def _drawn_weights(seed: int, n: int, n_boot: int, batch: int) -> Iterator[np.nd
         out = np.empty((size, n), np.int32)
         for start in range(0, size, chunk):
             idx = rng.integers(0, n, size=(min(chunk, size - start), n), dtype=dtype)
-            for b, rows in enumerate(idx):
-                out[start + b] = np.bincount(rows, minlength=n)
+            _count_into(out[start : start + len(idx)], idx, n)
         yield out
 
 
@@ -366,8 +372,8 @@ def _weighted_cindices(
     """
     n = len(time)
     out = np.full((n_boot, len(risks)), np.nan)
-    g, n_groups = _time_groups(time, event)
     if n <= _DENSE_MAX_N:
+        g, _ = _time_groups(time, event)
         m_mat, s_mats = _pair_matrices(g, event, risks)
         comp = np.empty(n_boot)
         lo = 0
