@@ -5,8 +5,10 @@ The study's second federation protocol (issue 18 item 4; the first is FedAvg, or
 1. **each node trains its generator on its own rows only**: a gradient-trained model runs the
    ``local`` algorithm's rounds (every node alone; ``strategies/local.py``) and is completed by its
    model's generator step over that node alone (:data:`GENERATORS`; VAE-BGM: the latent mixture by
-   EM over the node's own rows); a model fitted from counts (``bn``) runs its protocol over the node
-   alone (``generative_bn.fit_generator``; its own bins, structure and counts);
+   EM over the node's own rows; CTGAN: its networks, whose mode-specific normaliser and level counts
+   were fitted before training from every node's per-mode sums and level counts, as under ``local``);
+   a model fitted from counts (``bn``) runs its protocol over the node alone
+   (``generative_bn.fit_generator``; its own bins, structure and counts);
 2. **each node samples and gates locally** (``federation/sd_node_tasks.py``, the ``sd_share`` node
    statistic): it draws its rows (its training patients' number, or its share of
    ``model.n_synthetic``), checks them against its own training part (members) and validation
@@ -15,7 +17,8 @@ The study's second federation protocol (issue 18 item 4; the first is FedAvg, or
    recorded;
 3. **the manager pools** the received rows (node order); with ``strategy.retrain_on_pool`` it
    trains the same model once more, centrally, on the pool (``centralized`` on one node holding the
-   pooled rows; preprocessing fitted on them) and samples the final table from it;
+   pooled rows; preprocessing, and CTGAN's normaliser, fitted on them) and samples the final table
+   from it;
 4. the final table is validated as every generator's (``metrics.synthetic.validation_report``
    against the federation's training rows and the benchmark holdout).
 
@@ -80,7 +83,25 @@ def _vae_bgm_generator(
     return gen.generator(params, fit, data, max_time)
 
 
-GENERATORS: dict[str, GeneratorStep] = {"vae_bgm": _vae_bgm_generator}
+def _ctgan_generator(
+    backend: Backend,
+    spec: AlgorithmSpec,
+    data: FederatedData,
+    params: Any,
+    nodes: list[int] | None,
+    seed: int,
+) -> Any:
+    """CTGAN: no latent prior; the networks and the scaling, with the largest follow-up over ``nodes``.
+
+    The mode-specific normaliser and level counts are in ``spec`` (fitted before training from the
+    nodes' per-mode sums and level counts, as under ``strategy=local``); ``seed`` is unused.
+    """
+    del seed
+    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
+    return gen.generator(params, None, data, max_time)
+
+
+GENERATORS: dict[str, GeneratorStep] = {"vae_bgm": _vae_bgm_generator, "ctgan": _ctgan_generator}
 """Gradient-trained model -> what turns its trained parameters over some nodes into ``sample``'s generator."""
 
 
@@ -251,6 +272,8 @@ def retrain_on_pool(
     pooled = build_federated_data(table, data.guide, retraining.split, pooled=True, dataset="sd_pool",
                                   test_table=table)  # fmt: skip
     central = dataclasses.replace(spec, algorithm="centralized")
+    # CTGAN: its normaliser and level counts refitted on the pool, which the manager now holds
+    central = gen.fit_before_training(central, pooled, seed)
     backend = make_backend("simulator", pooled, central)
     try:
         if MODELS[spec.model_name].from_counts:
