@@ -25,10 +25,11 @@ from fedjax_rhd.report.sweep import provenance, seed_t_interval
 from fedjax_rhd.report.synthetic import markdown_section, plot_fidelity, synthetic_rows
 
 
-def _final(run: Run, trained_on: str, metric: str) -> float | None:
+def _final(run: Run, trained_on: str | None, metric: str) -> float | None:
+    """``metric`` of the run's generator trained on ``trained_on`` (None: the run's main generator)."""
     gen = run.results["final"]["generative"]
     for block in [gen, *gen.get("nodes", [])]:
-        if block["trained_on"] == trained_on and block["validation"] is not None:
+        if trained_on in (None, block["trained_on"]) and block["validation"] is not None:
             return block["validation"][metric]
     return None
 
@@ -56,9 +57,12 @@ def comparisons(runs: list[Run], margin: float) -> list[str]:
                 for name, other, trained_on, claim, threshold in pairs:
                     label = f"{metric.upper()} {_name(strategy)} − {name}"
                     seeds = sorted(set(fl) & set(other))
-                    diffs = [
-                        _final(fl[s], "global", metric) - _final(other[s], trained_on, metric) for s in seeds
+                    # the federated run's main generator: FedAvg's global model, the two-step network or
+                    # sd_sharing's pool; a seed whose pool was not validated (every node refused) is left out
+                    pairs_found = [
+                        (_final(fl[s], None, metric), _final(other[s], trained_on, metric)) for s in seeds
                     ]
+                    diffs = [a - b for a, b in pairs_found if a is not None and b is not None]
                     if len(diffs) < 2:
                         lines.append(f"- {label}: fewer than two paired seeds")
                         continue
@@ -66,7 +70,7 @@ def comparisons(runs: list[Run], margin: float) -> list[str]:
                     verdict = decide((low, high), claim, threshold).text
                     per_seed = ", ".join(f"{d:+.3f}" for d in diffs)
                     lines.append(
-                        f"- {label}: {mean:+.3f} over {len(seeds)} seeds (per seed {per_seed}); {verdict}"
+                        f"- {label}: {mean:+.3f} over {len(diffs)} seeds (per seed {per_seed}); {verdict}"
                     )
         lines.append("")
     return lines

@@ -585,6 +585,51 @@ def test_synthetic_figure3_pairs_the_bayesian_network_apart_from_fedavg_without_
     assert figures == ["fidelity_mds_best_three_vae_bgm.png"]
 
 
+def test_synthetic_comparison_runs_every_cell_and_counts_log_rank_agreement(tmp_path, capsys):
+    """experiments/synthetic/comparison.py (issue 18 item 5): one multirun per cell, centralised first,
+    no per-round fidelity where no generator reaches the manager; its table pairs sd_sharing's pool with
+    the centralised network and counts, per group, the seeds whose log-rank decision matches the real one."""
+    from tests.report.report_fixtures import write_generative_run
+
+    cmp = script("synthetic/comparison.py")
+    assert cmp.strategy_of("bn", "federated") == "bn_two_step"
+    assert cmp.strategy_of("ctgan", "federated") == "fedavg"
+    kw = {"use_case": "mds", "seeds": [0, 1], "fidelity_every": 5, "n_synthetic": 300}
+    shared = cmp.cell_overrides("vae_bgm", "sd_sharing", **kw)
+    assert {"strategy=sd_sharing", "fidelity_every=0", "seed.split=0,1", "model.n_synthetic=300"} <= {*shared}
+    assert "fidelity_every=5" in cmp.cell_overrides("vae_bgm", "local", **kw)
+    assert "fidelity_every=0" in cmp.cell_overrides("bn", "centralized", **kw)
+    argv = ["run", "--out", str(tmp_path / "s"), "--use-cases", "mds", "--generators", "bn", "--seeds", "0"]
+    cmp.main([*argv, "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("strategy=")[1].split()[0] for line in lines] == [
+        "centralized", "bn_two_step", "sd_sharing", "local"
+    ]  # fmt: skip
+
+    root = tmp_path / "study"
+    finals = {
+        "centralized": {"pooled": (0.93, 0.99)},
+        "bn_two_step": {"global": (0.94, 0.98)},
+        "sd_sharing": {"sd_pool": (0.92, 0.97)},
+        "local": {"node1": (0.91, 0.98), "node2": (0.90, 0.97), "node3": (0.85, 0.95)},
+    }
+    for seed in (0, 1):
+        for strategy, final in finals.items():
+            run = write_generative_run(root / "mds" / "bn" / strategy, strategy, seed, final, {}, model="bn")
+            p_synthetic = 0.2 if (strategy, seed) == ("sd_sharing", 1) else 0.03  # real: 0.01
+            km = {"logrank_real": {"p_value": 0.01}, "logrank_synthetic": {"p_value": p_synthetic}}
+            report = {"utility": {"kaplan_meier": {"TP53": km}}}
+            (run / "validation_report.json").write_text(json.dumps(report))
+    cmp.main(["table", str(root)])
+    text = (root / "report" / "comparison.md").read_text()
+    assert "| mds | bn | sd_sharing | sd_pool | 1 (1-1) | 1/2 |" in text
+    assert "| mds | bn | bn_two_step | global | 1 (1-1) | 2/2 |" in text
+    assert "| mds | bn | local | node3 | 1 (1-1) | 2/2 |" in text
+    figure = (root / "report" / "figure3.md").read_text()
+    assert "CSF sd_sharing − centralised: -0.010 over 2 seeds (per seed -0.010, -0.010)" in figure
+    assert "CSF bn_two_step − node3 alone: +0.090 over 2 seeds" in figure
+
+
 def test_external_validation_loco_scores_each_held_out_centre_and_decides_claims(tmp_path, capsys):
     """experiments/external_validation/run.py's bookkeeping on fake runs and fake scores: one run per
     held-out centre, strategy and seed; the score checked against its run; table cells by hand
