@@ -7,8 +7,8 @@ Usage:
     python experiments/synthetic/comparison.py table <dir> [--alpha 0.05]
 
 ``run`` launches one Hydra multirun per (use case, generator, protocol) cell over the split seeds, into
-``<dir>/<use case>/<generator>/<protocol>``, and skips a cell whose seeds all have a ``results.json``
-(so an interrupted study resumes). The protocols, per generator:
+``<dir>/<use case>/<generator>/<protocol>``, running only the seeds without a ``results.json`` yet
+(so an interrupted study resumes where it stopped). The protocols, per generator:
 
 * ``centralized``: the pooled rows (the reference the federation is measured against);
 * ``federated``: FedAvg for the gradient-trained generators (``vae_bgm``, ``ctgan``), the two-step
@@ -72,12 +72,12 @@ def cell_overrides(
     return [*out, "progress=false"]
 
 
-def finished(cell: Path, seeds: list[int]) -> bool:
-    """Whether every seed of ``cell`` has a results.json."""
+def missing_seeds(cell: Path, seeds: list[int]) -> list[int]:
+    """The seeds of ``cell`` without a results.json yet (an interrupted study runs only these)."""
     done = set()
     for path in cell.rglob("results.json"):
         done.add(int(json.loads(path.read_text())["config"]["seed"]["split"]))
-    return set(seeds) <= done
+    return [s for s in seeds if s not in done]
 
 
 def training_patients(out: Path, use_case: str) -> int | None:
@@ -96,14 +96,15 @@ def run(args: argparse.Namespace) -> None:
         for generator in args.generators:
             for protocol in sorted(args.protocols, key=lambda p: p != "centralized"):
                 cell = args.out / use_case / generator / protocol
-                if finished(cell, args.seeds):
+                seeds = missing_seeds(cell, args.seeds)
+                if not seeds:
                     print(f"done     {cell}")
                     continue
                 n = training_patients(args.out, use_case) if protocol != "centralized" else 0
                 if n is None:
                     n = 0  # no centralised run yet: each generator samples its own training patients
                 overrides = cell_overrides(
-                    generator, protocol, use_case=use_case, seeds=args.seeds,
+                    generator, protocol, use_case=use_case, seeds=seeds,
                     fidelity_every=args.fidelity_every, n_synthetic=n,
                 )  # fmt: skip
                 command = [

@@ -620,6 +620,7 @@ def test_synthetic_comparison_runs_every_cell_and_counts_log_rank_agreement(tmp_
             km = {"logrank_real": {"p_value": 0.01}, "logrank_synthetic": {"p_value": p_synthetic}}
             report = {"utility": {"kaplan_meier": {"TP53": km}}}
             (run / "validation_report.json").write_text(json.dumps(report))
+    assert cmp.missing_seeds(root / "mds" / "bn" / "local", [0, 1, 2]) == [2]  # a resumed study runs only 2
     cmp.main(["table", str(root)])
     text = (root / "report" / "comparison.md").read_text()
     assert "| mds | bn | sd_sharing | sd_pool | 1 (1-1) | 1/2 |" in text
