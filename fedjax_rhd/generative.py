@@ -153,8 +153,7 @@ def clipped_values(
 
     The same generator and key as :func:`draw_synthetic`, so the counts are those of the written table.
     """
-    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
-    gen = generator(params, None, data, max_time)
+    gen = generator(params, None, data, largest_follow_up(backend, nodes))
     return sample_counted(spec.model_config, spec.num_features, gen, key, n)[1]
 
 
@@ -210,10 +209,30 @@ def draw_synthetic(
     Every real row stays on its node: the mixture comes from per-component sums and the time
     bound from the ``max_time`` statistic.
     """
-    model = build_model(spec)
-    fit = None if model.latent is None else fit_latent_mixture(backend, spec, params, nodes, seed)
-    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
-    return model.sample(generator(params, fit, data, max_time), key, n), fit
+    sampler, fit = trained_generator(backend, spec, data, params, nodes, seed)
+    return build_model(spec).sample(sampler, key, n), fit
+
+
+def largest_follow_up(backend: Backend, nodes: list[int] | None) -> float:
+    """The longest follow-up over ``nodes`` (None: all): the ``max_time`` statistic, no row leaves a node."""
+    return max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
+
+
+def trained_generator(
+    backend: Backend,
+    spec: AlgorithmSpec,
+    data: FederatedData,
+    params: Any,
+    nodes: list[int] | None,
+    seed: int,
+) -> tuple[dict[str, Any], bgm.MixtureFit | None]:
+    """What ``sample`` takes for network ``params`` trained over ``nodes``, and the latent mixture's fit.
+
+    A model with a latent space (VAE-BGM) gets its mixture by federated EM over ``nodes``; one
+    without (CTGAN) has none (fit None).
+    """
+    fit = None if build_model(spec).latent is None else fit_latent_mixture(backend, spec, params, nodes, seed)
+    return generator(params, fit, data, largest_follow_up(backend, nodes)), fit
 
 
 def holdout_table(table: pl.DataFrame, data: FederatedData) -> pl.DataFrame:

@@ -60,7 +60,7 @@ def fit_generator(
 ) -> tuple[NetworkFit, dict[str, Any]]:
     """The protocol over ``nodes`` (None: all), then one posterior draw: what ``sample`` takes."""
     chosen = list(range(data.num_nodes)) if nodes is None else nodes
-    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=chosen))
+    max_time = gen.largest_follow_up(backend, chosen)
     fit = fit_network(backend, spec.model_config, nodes, max_time)
     generator = {
         "network": {

@@ -69,7 +69,7 @@ _RETRAIN_PURPOSE = 4  # fold_in tag of the retrained generator's draws (2: the n
 GeneratorStep = Callable[[Backend, AlgorithmSpec, FederatedData, Any, list[int] | None, int], Any]
 
 
-def _vae_bgm_generator(
+def _network_generator(
     backend: Backend,
     spec: AlgorithmSpec,
     data: FederatedData,
@@ -77,31 +77,16 @@ def _vae_bgm_generator(
     nodes: list[int] | None,
     seed: int,
 ) -> Any:
-    """VAE-BGM: the latent mixture over ``nodes``' rows (federated EM), then ``generative.generator``."""
-    fit = gen.fit_latent_mixture(backend, spec, params, nodes, seed)
-    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
-    return gen.generator(params, fit, data, max_time)
+    """A gradient-trained generator over ``nodes``' rows: ``generative.trained_generator``.
 
-
-def _ctgan_generator(
-    backend: Backend,
-    spec: AlgorithmSpec,
-    data: FederatedData,
-    params: Any,
-    nodes: list[int] | None,
-    seed: int,
-) -> Any:
-    """CTGAN: no latent prior; the networks and the scaling, with the largest follow-up over ``nodes``.
-
-    The mode-specific normaliser and level counts are in ``spec`` (fitted before training from the
-    nodes' per-mode sums and level counts, as under ``strategy=local``); ``seed`` is unused.
+    VAE-BGM: its latent mixture by federated EM over ``nodes``. CTGAN: no latent prior; its
+    mode-specific normaliser and level counts are in ``spec`` (fitted before training from the
+    nodes' per-mode sums and level counts, as under ``strategy=local``).
     """
-    del seed
-    max_time = max(float(r["max_time"]) for r in backend.node_statistic("max_time", {}, nodes=nodes))
-    return gen.generator(params, None, data, max_time)
+    return gen.trained_generator(backend, spec, data, params, nodes, seed)[0]
 
 
-GENERATORS: dict[str, GeneratorStep] = {"vae_bgm": _vae_bgm_generator, "ctgan": _ctgan_generator}
+GENERATORS: dict[str, GeneratorStep] = {"vae_bgm": _network_generator, "ctgan": _network_generator}
 """Gradient-trained model -> what turns its trained parameters over some nodes into ``sample``'s generator."""
 
 
