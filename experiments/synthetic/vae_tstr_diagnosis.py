@@ -66,7 +66,9 @@ def _sample_heads(out, key, config, num_features):
     n = out.shape[0]
     keys = jax.random.split(key, 6)
     x = jnp.zeros((n, num_features))
-    x = x.at[:, gauss].set(out[:, :g] + jnp.exp(_bounded(out[:, g : 2 * g])) * jax.random.normal(keys[0], (n, g)))
+    x = x.at[:, gauss].set(
+        out[:, :g] + jnp.exp(_bounded(out[:, g : 2 * g])) * jax.random.normal(keys[0], (n, g))
+    )
     x = x.at[:, bern].set(jax.random.bernoulli(keys[1], jax.nn.sigmoid(out[:, 2 * g : 2 * g + b])))
     offset = 2 * g + b
     for i, (start, width) in enumerate(cats):
@@ -77,7 +79,10 @@ def _sample_heads(out, key, config, num_features):
     t_mean = out[:, off_time]
     log_t = t_mean + jnp.exp(_bounded(out[:, off_time + 1])) * jax.random.normal(keys[4], (n,))
     event = jax.random.bernoulli(keys[5], jax.nn.sigmoid(out[:, off_time + 2]))
-    return {k: np.asarray(v) for k, v in dict(x=x, present=present, log_t=log_t, t_mean=t_mean, event=event).items()}
+    return {
+        k: np.asarray(v)
+        for k, v in dict(x=x, present=present, log_t=log_t, t_mean=t_mean, event=event).items()
+    }
 
 
 def diagnose(run: Path) -> dict[str, float]:
@@ -116,7 +121,9 @@ def diagnose(run: Path) -> dict[str, float]:
 
     real = to_table(x, obs, time, event)
     holdout = gen.holdout_table(table, data)
-    inp = np.concatenate([x, obs.astype(np.float32), np.log(np.maximum(time, mc.time_floor))[:, None], event[:, None]], 1)
+    inp = np.concatenate(
+        [x, obs.astype(np.float32), np.log(np.maximum(time, mc.time_floor))[:, None], event[:, None]], 1
+    )
     mu = net.encoder(jnp.asarray(inp, jnp.float32), None)[:, : mc.latent_dim]
     key = jax.random.key(123)
     rec = _sample_heads(net.decoder(mu, None), key, mc, d)
@@ -133,13 +140,18 @@ def diagnose(run: Path) -> dict[str, float]:
     tables = {
         "real": real,
         "generated": to_table(drawn["x"], drawn["present"], np.exp(drawn["log_t"]), drawn["event"]),
-        "generated, time mean": to_table(drawn["x"], drawn["present"], np.exp(drawn["t_mean"]), drawn["event"]),
+        "generated, time mean": to_table(
+            drawn["x"], drawn["present"], np.exp(drawn["t_mean"]), drawn["event"]
+        ),
         "recon": to_table(rec["x"], rec["present"], np.exp(rec["log_t"]), rec["event"]),
         "recon, time mean": to_table(rec["x"], rec["present"], np.exp(rec["t_mean"]), rec["event"]),
         "real x, outcome recon": to_table(x, obs, np.exp(rec["log_t"]), rec["event"]),
         "recon x, real outcome": to_table(rec["x"], rec["present"], time, event),
     }
-    c = {name: train_synthetic_test_real(real, t, holdout, guide)["c_index_train_synthetic"] for name, t in tables.items()}
+    c = {
+        name: train_synthetic_test_real(real, t, holdout, guide)["c_index_train_synthetic"]
+        for name, t in tables.items()
+    }
     # how much of the real log time's variance the time head's mean explains at z = mu(x)
     lt = np.log(np.maximum(time, mc.time_floor))
     c["R2 log time | mu"] = float(1 - np.var(lt - rec["t_mean"]) / np.var(lt))

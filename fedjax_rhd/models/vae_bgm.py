@@ -69,6 +69,8 @@ class VAEBGMConfig:
     # "row" (the drawn covariates: p(e | x) p(log t | e, x)) or "row_latent" (the row and z).
     outcome_head: str = "latent"
     outcome_weight: float = 1.0  # scales the time and event terms of the loss; 1 = the ELBO
+    # the outcome network's hidden layers (row heads only); () = linear in the row (and z)
+    outcome_hidden: tuple[int, ...] = (64,)
     # The federated mixture over latent means (fedjax_rhd.models.bgm); sklearn's defaults.
     bgm_components: int = 10
     bgm_weight_prior: str = "dirichlet_process"
@@ -86,6 +88,7 @@ class VAEBGMConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "outcome_hidden", tuple(int(h) for h in self.outcome_hidden))
         object.__setattr__(
             self, "schema", tuple(ColumnSpec(*c[:4], tuple(c[4]), *c[5:]) for c in self.schema)
         )
@@ -137,7 +140,7 @@ class VAEBGMNet(nnx.Module):
         )
         self.decoder = _MLP((config.latent_dim, *config.hidden), out_features, config.activation, rngs=rngs)
         if outcome_in:  # event logit; log-time mean and log sd given no event, given an event
-            self.outcome = _MLP((outcome_in, *config.hidden), 5, config.activation, rngs=rngs)
+            self.outcome = _MLP((outcome_in, *config.outcome_hidden), 5, config.activation, rngs=rngs)
 
 
 def _schema(config: VAEBGMConfig, num_features: int) -> tuple[ColumnSpec, ...]:

@@ -159,11 +159,15 @@ def test_the_default_outcome_heads_are_the_decoders_and_the_parameters_unchanged
     config = VAEBGMConfig(latent_dim=2, hidden=(8,))
     params = vae_bgm(config, 5).init(jax.random.key(0))
     assert set(params) == {"encoder", "decoder"}
-    row = vae_bgm(dataclasses.replace(config, outcome_head="row"), 5).init(jax.random.key(0))
+    row_config = dataclasses.replace(config, outcome_head="row", outcome_hidden=(6,))
+    row = vae_bgm(row_config, 5).init(jax.random.key(0))
     assert set(row) == {"encoder", "decoder", "outcome"}
     # the decoder then drops its three outcome outputs; the outcome network reads value x flag and flags
     assert row["decoder"]["out"]["kernel"].shape[1] == params["decoder"]["out"]["kernel"].shape[1] - 3
-    assert row["outcome"]["layers"][0]["kernel"].shape == (2 * 5, 8)
+    assert row["outcome"]["layers"][0]["kernel"].shape == (2 * 5, 6)
+    # row_latent also reads z; outcome_hidden=() is linear
+    linear = dataclasses.replace(config, outcome_head="row_latent", outcome_hidden=())
+    assert vae_bgm(linear, 5).init(jax.random.key(0))["outcome"]["out"]["kernel"].shape == (2 * 5 + 2, 5)
 
 
 def _set_outcome(params: dict, bias: list[float], reads_first: float = 0.0) -> dict:
