@@ -1,12 +1,12 @@
 """Paired comparison of two generative sweeps by split seed: each sweep's means and the paired differences.
 
-Usage: python experiments/synthetic/paired.py <sweep A> [<sweep B>] [--label-a A --label-b B]
+Usage: python experiments/synthetic/paired.py <sweep A>[,...] [<sweep B>[,...]] [--label-a A --label-b B]
 
 Reads the global (or pooled) generator's final validation in every ``results.json`` under each
-sweep folder, keyed by ``seed.split``. Prints, per headline metric, A's mean with its 95 %
-t-interval over seeds, B's, and the paired A − B (per seed, then its t-interval); the TSTR
-target of issue 17 ("train-on-synthetic C within 0.03 of train-on-real") is decided on the
-lower bound of A's ``tstr_difference`` interval (``report.decide``: ΔC + 0.03 above 0).
+sweep folder (a comma-separated list is one arm), keyed by ``seed.split``. Prints, per headline
+metric, A's mean with its 95 % t-interval over seeds, B's, and the paired A − B (per seed, then
+its t-interval). Issue 17's target "train-on-synthetic C within 0.03 of train-on-real" is decided
+on the lower bound of A's ``tstr_difference`` interval (``report.decide``: ΔC + 0.03 above 0).
 """
 
 from __future__ import annotations
@@ -35,15 +35,16 @@ METRICS = (
 )
 
 
-def by_seed(root: Path) -> dict[int, dict]:
+def by_seed(roots: str) -> dict[int, dict]:
     out = {}
-    for path in sorted(root.rglob("results.json")):
+    paths = [p for root in roots.split(",") for p in sorted(Path(root).rglob("results.json"))]
+    for path in paths:
         res = json.loads(path.read_text())
         if res["final"].get("kind") != "generative":
             continue
         seed = int(res["config"]["seed"]["split"])
         if seed in out:
-            raise SystemExit(f"{root}: two runs of split seed {seed}")
+            raise SystemExit(f"{roots}: two runs of split seed {seed}")
         val = res["final"]["generative"]["validation"]
         out[seed] = {**val, "gate": float(val["privacy_gate"]["passed"])}
     return out
@@ -57,8 +58,8 @@ def _iv(values: list[float], signed: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path)
-    parser.add_argument("b", type=Path, nargs="?")
+    parser.add_argument("a")
+    parser.add_argument("b", nargs="?")
     parser.add_argument("--label-a", default="A")
     parser.add_argument("--label-b", default="B")
     args = parser.parse_args(argv)
