@@ -92,6 +92,10 @@ def diagnose(run: Path) -> dict[str, float]:
     data, table, _card, _ = run_data(config, guide)
     spec = config.algorithm_spec(data.num_features, data.guide)
     mc, d = spec.model_config, data.num_features
+    if mc.outcome_head != "latent":
+        raise SystemExit(
+            f"{run}: outcome_head={mc.outcome_head!r}; the diagnosis reads the latent heads only"
+        )
     params = load_params(run / "params.npz")
     params = params["global"] if "global" in params else jax.tree.map(lambda p: p[0], params["nodes"])
     # the decoder as the model builds it
