@@ -499,6 +499,50 @@ def test_synthetic_table_prints_one_row_per_generator(tmp_path, capsys):
     assert "| fedavg | 1 | 100 |" in out and "| local node1 | 1 | 50 |" in out
 
 
+def test_synthetic_paired_pairs_two_sweeps_by_split_seed(tmp_path, capsys):
+    """experiments/synthetic/paired.py on hand-made runs: means, paired differences, TSTR verdict by hand."""
+    keys = [k for k, _ in script("synthetic/paired.py").METRICS]
+    arms = {"a": (-0.01, -0.02, -0.03), "b": (-0.04, -0.04, -0.05)}  # TSTR ΔC per split seed 0, 1, 2
+    for arm, tstr in arms.items():
+        for seed, value in enumerate(tstr):
+            run = tmp_path / arm / f"s{seed}"
+            run.mkdir(parents=True)
+            val = {**{k: 0.5 for k in keys}, "tstr_difference": value, "privacy_gate": {"passed": True}}
+            res = {
+                "final": {"kind": "generative", "generative": {"trained_on": "global", "validation": val}},
+                "config": {"seed": {"split": seed}},
+            }
+            (run / "results.json").write_text(json.dumps(res))
+    script("synthetic/paired.py").main([str(tmp_path / "a"), str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    t = 4.302652729911275  # t(0.975, 2 dof)
+    half_a = t * np.std(arms["a"], ddof=1) / np.sqrt(3)
+    diffs = np.subtract(arms["a"], arms["b"])  # +0.03, +0.02, +0.02
+    half_d = t * np.std(diffs, ddof=1) / np.sqrt(3)
+    row = next(line for line in out.splitlines() if line.startswith("| TSTR ΔC (linear Cox) |"))
+    assert f"-0.020 [{-0.02 - half_a:.3f}, {-0.02 + half_a:.3f}]" in row
+    assert f"{diffs.mean():+.3f} [{diffs.mean() - half_d:+.3f}, {diffs.mean() + half_d:+.3f}]" in row
+    assert row.endswith("| +0.030, +0.020, +0.020 |")
+    assert "| gate passed (share) | 1.000 [1.000, 1.000] |" in out
+    # the lower bound -0.045 is below -0.03: the target is not shown
+    assert "(lower bound > −0.03): not shown" in out
+
+
+@pytest.mark.slow  # a tiny VAE-BGM run, then seven Cox fits
+def test_vae_tstr_diagnosis_rebuilds_the_runs_rows(tmp_path, tiny_data_root):
+    """experiments/synthetic/vae_tstr_diagnosis.py on a tiny FedAvg run: its train-on-real C is the run's own
+    (the same training rows and holdout rebuilt from results.json), every C in [0, 1]."""
+    from tests.conftest import run_in_process
+    from tests.e2e.conftest import GENERATIVE
+
+    run_dir = tmp_path / "run"
+    run_in_process([*GENERATIVE, "fidelity_every=0"], run_dir, tiny_data_root)
+    c = script("synthetic/vae_tstr_diagnosis.py").diagnose(run_dir)
+    report = json.loads((run_dir / "validation_report.json").read_text())
+    assert c["real"] == pytest.approx(report["utility"]["tstr"]["c_index_train_real"], abs=1e-12)
+    assert all(0.0 <= v <= 1.0 for k, v in c.items() if not k.startswith("R2"))
+
+
 def test_tuning_run_searches_each_seed_then_compares_on_its_test_rows(tmp_path, capsys):
     """The protocol's bookkeeping on fake runs: one search per split seed, the best trial against the
     default run on the same test rows, a paired interval and a decision (runs: tests/test_tune.py)."""

@@ -3,6 +3,8 @@ the loss on padded nodes and config errors that name the key."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,8 +121,93 @@ def test_loss_is_finite_and_padding_rows_change_nothing(model_and_params):
 @pytest.mark.parametrize(
     ("override", "key"),
     [({"latent_dim": 0}, "latent_dim"), ({"bgm_min_count": -1}, "bgm_min_count"),
-     ({"bgm_weight_prior": "stick"}, "bgm_weight_prior"), ({"time_floor": 0.0}, "time_floor")],
+     ({"bgm_weight_prior": "stick"}, "bgm_weight_prior"), ({"time_floor": 0.0}, "time_floor"),
+     ({"outcome_head": "decoder"}, "outcome_head"), ({"outcome_weight": 0.0}, "outcome_weight")],
 )  # fmt: skip
 def test_bad_config_names_the_key(override, key):
     with pytest.raises(ValueError, match=f"model.{key}"):
         VAEBGMConfig(**override)
+
+
+def _toy_batch(d: int, n: int = 12, seed: int = 0) -> NodeData:
+    rng = np.random.default_rng(seed)
+    time = np.sort(rng.exponential(2.0, n))[::-1].astype(np.float32)
+    return NodeData(
+        rng.normal(size=(n, d)).astype(np.float32), rng.random((n, d)) > 0.3, time,
+        (rng.random(n) > 0.5).astype(np.float32), np.ones(n, np.float32), np.arange(n, dtype=np.int32),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("head", ["latent", "row", "row_latent"])
+def test_outcome_weight_scales_only_the_outcome_terms(head):
+    # weight 1 is exactly the ELBO (the terms' sum plus beta * KL); weight w adds (w - 1) * (time + event)
+    d, batch = 5, _toy_batch(5)
+    base = VAEBGMConfig(latent_dim=2, hidden=(8,), outcome_head=head, beta=0.5)
+    params = vae_bgm(base, d).init(jax.random.key(0))
+    total, terms = vae_bgm(base, d).loss(params, batch, None)
+    t = {k: float(v) for k, v in terms.items()}
+    elbo = t["reconstruction"] + t["missingness"] + t["time"] + t["event"] + 0.5 * t["kl"]
+    np.testing.assert_allclose(float(total), elbo, rtol=1e-6)
+    heavy = dataclasses.replace(base, outcome_weight=4.0)
+    total4, terms4 = vae_bgm(heavy, d).loss(params, batch, None)
+    assert {k: float(v) for k, v in terms4.items()} == t
+    np.testing.assert_allclose(float(total4) - float(total), 3.0 * (t["time"] + t["event"]), rtol=1e-5)
+
+
+def test_the_default_outcome_heads_are_the_decoders_and_the_parameters_unchanged():
+    # outcome_head="latent" keeps the paper's network: no outcome network, time and event from the decoder
+    config = VAEBGMConfig(latent_dim=2, hidden=(8,))
+    params = vae_bgm(config, 5).init(jax.random.key(0))
+    assert set(params) == {"encoder", "decoder"}
+    row_config = dataclasses.replace(config, outcome_head="row", outcome_hidden=(6,))
+    row = vae_bgm(row_config, 5).init(jax.random.key(0))
+    assert set(row) == {"encoder", "decoder", "outcome"}
+    # the decoder then drops its three outcome outputs; the outcome network reads value x flag and flags
+    assert row["decoder"]["out"]["kernel"].shape[1] == params["decoder"]["out"]["kernel"].shape[1] - 3
+    assert row["outcome"]["layers"][0]["kernel"].shape == (2 * 5, 6)
+    # row_latent also reads z; outcome_hidden=() is linear
+    linear = dataclasses.replace(config, outcome_head="row_latent", outcome_hidden=())
+    assert vae_bgm(linear, 5).init(jax.random.key(0))["outcome"]["out"]["kernel"].shape == (2 * 5 + 2, 5)
+
+
+def _set_outcome(params: dict, bias: list[float], reads_first: float = 0.0) -> dict:
+    """Hand-set outcome outputs: ``bias``, plus relu(x0 * flag0) * ``reads_first`` on both log-time means."""
+    out = jax.tree.map(np.zeros_like, params["outcome"])
+    hidden = np.array(out["layers"][0]["kernel"])
+    hidden[0, 0] = 1.0  # hidden unit 0 = relu(value of column 0 x its flag)
+    kernel = np.array(out["out"]["kernel"])
+    kernel[0, [1, 3]] = reads_first  # both log-time means read it
+    out["layers"][0]["kernel"] = hidden
+    out["out"]["kernel"] = kernel
+    out["out"]["bias"] = np.asarray(bias, np.float32)
+    return {**params, "outcome": out}
+
+
+def test_row_head_likelihood_by_hand():
+    # outputs (event logit 0; no event: mean 0.5, log sd 0; event: mean -1, log sd 0.2) for every row
+    d, batch = 4, _toy_batch(4, n=6, seed=3)
+    config = VAEBGMConfig(latent_dim=2, hidden=(8,), outcome_head="row")
+    model = vae_bgm(config, d)
+    params = _set_outcome(model.init(jax.random.key(1)), [0.0, 0.5, 0.0, -1.0, 0.2])
+    _, terms = model.loss(params, batch, None)
+    log_t, e = np.log(batch.time.astype(np.float64)), batch.event.astype(np.float64)
+    sd = 3.0 * np.tanh(np.where(e > 0, 0.2, 0.0) / 3.0)  # the bounded log sd
+    mean = np.where(e > 0, -1.0, 0.5)
+    time = 0.5 * np.log(2 * np.pi) + sd + 0.5 * ((log_t - mean) / np.exp(sd)) ** 2
+    np.testing.assert_allclose(float(terms["time"]), time.mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["event"]), np.log(2.0), rtol=1e-6)
+
+
+def test_row_head_draws_the_outcome_from_the_drawn_row():
+    # log time = relu(drawn x0) (0 where x0 is not drawn as observed), sd e^-3: the synthetic time
+    # follows the synthetic covariate row by row; the event (logit +8) is almost always 1
+    d = 3
+    config = VAEBGMConfig(latent_dim=2, hidden=(8,), outcome_head="row")
+    model = vae_bgm(config, d)
+    params = _set_outcome(model.init(jax.random.key(2)), [8.0, 0.0, -30.0, 0.0, -30.0], reads_first=1.0)
+    table = model.sample({"network": params}, jax.random.key(4), 400)
+    x0 = table["x0"].to_numpy()  # NaN where drawn missing
+    expected = np.exp(np.maximum(np.nan_to_num(x0, nan=0.0), 0.0))
+    np.testing.assert_allclose(table["time"].to_numpy(), expected, rtol=0.25)
+    assert table["event"].mean() > 0.95
+    assert np.isnan(x0).any() and not np.isnan(x0).all()  # both branches of the flag were drawn
