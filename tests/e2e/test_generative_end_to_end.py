@@ -102,6 +102,7 @@ def test_a_generative_model_refuses_a_reduced_use_case():
         run_config(compose(["model=vae_bgm", "use_case=mm"]))
 
 
+@pytest.mark.slow  # an optional head; the default head's run above keeps the default suite's end-to-end check
 def test_the_row_outcome_head_runs_end_to_end(tmp_path, tiny_data_root, mds_guide):
     """``model.outcome_head=row model.outcome_hidden=[]`` composes from the command line, trains under FedAvg,
     checkpoints its outcome network and samples a valid, validated table."""
