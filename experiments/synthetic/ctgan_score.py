@@ -121,7 +121,7 @@ def intervals(table: pd.DataFrame, pairs: list[str]) -> None:
         print(f"{pair.replace(':', ' - ')} on splits {common}:", diffs)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("score")
@@ -133,7 +133,7 @@ def main() -> None:
     i.add_argument(
         "--extra", type=Path, help="ctgan_outcome_loss.csv: its outcome_weight=1 rows as S10_s<split>"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.command == "score":
         for run in args.runs:
             row = score(run)
