@@ -79,6 +79,7 @@ class CTGANConfig:
     # outcome_weight × its loss on the generated rows (covariates → the generated outcome)
     outcome_weight: float = 0.0
     outcome_dim: tuple[int, ...] = (128,)
+    outcome_lr: float = 0.0  # the auxiliary's Adam learning rate; 0 = generator_lr
     # filled at the entry point, never in YAML: the guide's columns (for_guide), then the fitted
     # modes (C rows of K weights, means, sds) and each discrete level's federated count
     schema: tuple[Any, ...] = ()
@@ -109,6 +110,7 @@ class CTGANConfig:
             "mode_max_iter": self.mode_max_iter >= 1, "mode_tol": self.mode_tol > 0,
             "mode_min_count": self.mode_min_count >= 0, "mode_node_min_count": self.mode_node_min_count >= 0,
             "n_synthetic": self.n_synthetic >= 0, "outcome_weight": self.outcome_weight >= 0,
+            "outcome_lr": self.outcome_lr >= 0,
         }  # fmt: skip
         for key, ok in checks.items():
             if not ok:
@@ -370,9 +372,11 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
         )
 
     opt_g, opt_c = adam(config.generator_lr), adam(config.critic_lr)
+    opt_a = adam(config.outcome_lr or config.generator_lr)
+    opts = {"generator": opt_g, "critic": opt_c, "auxiliary": opt_a}
 
     def init_optimizers(params: Params) -> Any:
-        return {name: (opt_c if name == "critic" else opt_g).init(p) for name, p in params.items()}
+        return {name: opts[name].init(p) for name, p in params.items()}
 
     def step(params: Params, opt_state: Any, batch: NodeData, rng: PRNGKey) -> tuple[Params, Any, jax.Array]:
         """One GAN step: ``critic_steps`` critic updates, then one generator update."""
@@ -393,7 +397,7 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
         new_params, new_state = {"critic": crit}, {"critic": s_c}
         if aux is not None:  # the auxiliary learns the outcome on real rows before the generator pays it
             real = uniform_rows(batch, jax.random.fold_in(rng, config.critic_steps + 1))
-            upd, new_state["auxiliary"] = opt_g.update(
+            upd, new_state["auxiliary"] = opt_a.update(
                 jax.grad(outcome_loss)(aux, real), opt_state["auxiliary"], aux
             )
             aux = new_params["auxiliary"] = optax.apply_updates(aux, upd)

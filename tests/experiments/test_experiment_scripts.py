@@ -845,6 +845,32 @@ def test_bench_sweep_compares_the_ways_and_checks_their_runs_are_identical(tmp_p
     )
 
 
+def test_ctgan_score_diagnostics_and_paired_intervals(tmp_path, capsys):
+    """The utility hunt's diagnostics on a hand-made table, and a paired interval computed by hand."""
+    import pandas as pd
+
+    mod = script("synthetic/ctgan_score.py")
+    blasts = [1.0, 2.0, 3.0, None]
+    table = pd.DataFrame(
+        {"bm_blasts": blasts, "TP53": [1.0, None, 0.0, 0.0], "time": np.exp([-1.0, -2.0, -3.0, 5.0]),
+         "event": [0.0, 1.0, 0.0, 1.0]}
+    )  # fmt: skip
+    got = mod.diagnostics(table, ["bm_blasts", "TP53"])
+    assert got["corr_blast_logt"] == pytest.approx(-1.0)  # log t = −blasts where blasts are seen
+    assert got["event_share"] == 0.5 and got["tp53_missing"] == 0.25
+    assert got["missing_share"] == 0.25  # one of four values missing in each feature
+    assert got["logt_no_event"] == pytest.approx(-2.0) and got["logt_event"] == pytest.approx(1.5)
+    assert mod.diagnostics(table.drop(columns="TP53"), ["bm_blasts"]) == {}
+    runs = pd.DataFrame(
+        {"run": ["A_s0", "A_s1", "B_s0", "B_s1"], **{m: [0.0] * 4 for m in mod.METRICS}}
+    ).assign(tstr_difference=[0.1, 0.4, 0.0, 0.1])
+    runs.to_csv(tmp_path / "scores.csv", index=False)
+    mod.main(["intervals", str(tmp_path / "scores.csv"), "--pair", "A:B"])
+    out = capsys.readouterr().out
+    # A − B per split: 0.1, 0.3; mean 0.2, sd 0.1414, half-width t(0.975, 1) · 0.1414 / √2 = 12.706 · 0.1
+    assert "'tstr_difference': '+0.200 [-1.071, +1.471]'" in out.splitlines()[-1]
+
+
 def _anchor_folder(tmp_path, tiny_data_root):
     mod = script("synthetic/ctgan_anchor.py")
     overrides = ["model=vae_bgm", "use_case.n_patients=600", f"data_root={tiny_data_root}"]

@@ -85,17 +85,21 @@ def test_a_real_row_decodes_back_through_the_slices_sampling_reads():
 
 
 @pytest.mark.slow  # compiles a GAN step (the penalty's double backward): tens of seconds under load
-@pytest.mark.parametrize("outcome_weight", [0.0, 1.0])
-def test_one_gan_step_moves_every_generator_output_the_critic_reads_and_no_absent_mode(outcome_weight):
+@pytest.mark.parametrize(("outcome_weight", "outcome_lr"), [(0.0, 0.0), (1.0, 0.0), (1.0, 1e-2)])
+def test_one_gan_step_moves_every_generator_output_the_critic_reads_and_no_absent_mode(
+    outcome_weight, outcome_lr
+):
     """Adam turns any non-zero gradient into a step of ~lr, and a zero one into none (weight decay off):
     after one GAN step each column of the generator's output layer moved iff the critic or the conditional
-    loss sees it. Log time's α and modes move; the modes a column does not have (masked to -1e9) do not."""
+    loss sees it. Log time's α and modes move; the modes a column does not have (masked to -1e9) do not.
+    The auxiliary steps by ``outcome_lr`` (0: the generator's 2e-4), the generator by its own lr."""
     layout = tf.make_layout(SCHEMA, 3)
     weights = np.array([[0.5, 0.5, 0.0], [0.3, 0.3, 0.4]], np.float32)  # v has 2 modes, log time 3
     fitted = (weights, np.array([[-1.0, 1.0, 0.0], [-1.0, 0.5, 2.0]]), np.ones((2, 3)))
     config = CTGANConfig(
         schema=SCHEMA, batch_size=20, pac=10, generator_dim=(8,), critic_dim=(8,), embedding_dim=4, modes=3,
         weight_decay=0.0, critic_dropout=0.0, outcome_weight=outcome_weight, outcome_dim=(8,),
+        outcome_lr=outcome_lr,
     ).with_fit(tf.Modes(*fitted), np.ones(layout.cond_width))  # fmt: skip
     model = ctgan(config, 5)
     params = jax.jit(model.init)(jax.random.key(0))
@@ -111,7 +115,13 @@ def test_one_gan_step_moves_every_generator_output_the_critic_reads_and_no_absen
     if outcome_weight:  # the auxiliary learnt from real rows in the same step
         assert set(new) == {"generator", "critic", "auxiliary"}
         pairs = zip(jax.tree.leaves(params["auxiliary"]), jax.tree.leaves(new["auxiliary"]), strict=True)
-        assert all(np.any(np.asarray(a) != np.asarray(b)) for a, b in pairs)
+        steps = [np.abs(np.asarray(b) - np.asarray(a)) for a, b in pairs]
+        assert all(np.any(s > 0) for s in steps)
+        # Adam's first step is lr · g / (|g| + 1e-8) per weight: at most lr, ≈ lr where |g| ≫ 1e-8
+        lr = outcome_lr or config.generator_lr
+        np.testing.assert_allclose(max(s.max() for s in steps), lr, rtol=1e-3)
+        w0, w1 = (np.asarray(p["generator"]["out"]["w"]) for p in (params, new))
+        np.testing.assert_allclose(np.abs(w1 - w0).max(), config.generator_lr, rtol=1e-3)
     else:
         assert set(new) == {"generator", "critic"}
 
