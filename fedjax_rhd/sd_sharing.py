@@ -66,27 +66,13 @@ POOL_FILE = "synthetic_pool.parquet"  # the pooled rows, when the final table is
 SUPPORTED_BACKENDS = ("simulator",)
 _RETRAIN_PURPOSE = 4  # fold_in tag of the retrained generator's draws (2: the nodes' draws)
 
-GeneratorStep = Callable[[Backend, AlgorithmSpec, FederatedData, Any, list[int] | None, int], Any]
+# (backend, spec, data, params, nodes, seed) -> (what ``sample`` takes, the latent mixture's fit or None)
+GeneratorStep = Callable[[Backend, AlgorithmSpec, FederatedData, Any, list[int] | None, int], tuple[Any, Any]]
 
-
-def _network_generator(
-    backend: Backend,
-    spec: AlgorithmSpec,
-    data: FederatedData,
-    params: Any,
-    nodes: list[int] | None,
-    seed: int,
-) -> Any:
-    """A gradient-trained generator over ``nodes``' rows: ``generative.trained_generator``.
-
-    VAE-BGM: its latent mixture by federated EM over ``nodes``. CTGAN: no latent prior; its
-    mode-specific normaliser and level counts are in ``spec`` (fitted before training from the
-    nodes' per-mode sums and level counts, as under ``strategy=local``).
-    """
-    return gen.trained_generator(backend, spec, data, params, nodes, seed)[0]
-
-
-GENERATORS: dict[str, GeneratorStep] = {"vae_bgm": _network_generator, "ctgan": _network_generator}
+# VAE-BGM: its latent mixture by federated EM over the nodes' rows. CTGAN: no latent prior; its
+# mode-specific normaliser and level counts are in the spec (fitted before training from the nodes'
+# sums, as under ``local``).
+GENERATORS: dict[str, GeneratorStep] = {"vae_bgm": gen.trained_generator, "ctgan": gen.trained_generator}
 """Gradient-trained model -> what turns its trained parameters over some nodes into ``sample``'s generator."""
 
 
@@ -204,7 +190,7 @@ def node_generators(
         raise ValueError(f"model={spec.model_name} is trained by rounds: pass their FederationResult")
     step = GENERATORS[spec.model_name]
     return [
-        step(backend, spec, data, params, nodes, seed)
+        step(backend, spec, data, params, nodes, seed)[0]
         for params, nodes, _ in gen.generators_to_sample(fed, data.node_names)
     ], None
 
@@ -270,7 +256,7 @@ def retrain_on_pool(
                 progress=retraining.progress, desc="retrain on the pool",
             )  # fmt: skip
             params = gen.generators_to_sample(fed, pooled.node_names)[0][0]
-            generator = GENERATORS[spec.model_name](backend, central, pooled, params, None, seed)
+            generator = GENERATORS[spec.model_name](backend, central, pooled, params, None, seed)[0]
             rounds = len(fed.rounds)
     finally:
         backend.close()

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from fedjax_rhd.report.sweep import seed_t_interval
 
 METRICS = (
     "tstr_difference", "tstr_deepsurv_difference", "sdmetrics_quality", "csf", "gsf", "mia_auc",
@@ -101,9 +102,8 @@ def score(run: Path) -> dict[str, Any]:
 
 def interval(x: pd.Series) -> str:
     """Mean [95 % t interval] over the values (the seeds)."""
-    v = np.asarray(x, float)
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{v.mean():+.3f} [{v.mean() - half:+.3f}, {v.mean() + half:+.3f}]"
+    mean, low, high = seed_t_interval(np.asarray(x, float))
+    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def intervals(table: pd.DataFrame, pairs: list[str]) -> None:
