@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> None:
                     f"hydra.sweep.dir={cell}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}",
                 ]  # fmt: skip
                 print(("dry-run  " if args.dry_run else "run      ") + " ".join(command[2:]), flush=True)
-                if not args.dry_run:
-                    subprocess.run(command, check=True, cwd=ROOT)
+                if not args.dry_run and subprocess.run(command, cwd=ROOT).returncode != 0:
+                    # the finished seeds stay; the same command resumes from the first missing one
+                    raise SystemExit(f"comparison.py: the cell {cell} failed (log above); rerun to resume")
 
 
 def log_rank_and_time(root: Path, alpha: float) -> list[str]:
@@ -133,7 +134,10 @@ def log_rank_and_time(root: Path, alpha: float) -> list[str]:
             val = block.get("validation")
             if not val:
                 continue
-            report = json.loads((path.parent / val["report"]).read_text())
+            report_path = path.parent / val["report"]
+            if not report_path.is_file():
+                raise SystemExit(f"comparison.py: {path} names {val['report']}, which is not beside it")
+            report = json.loads(report_path.read_text())
             for group, km in report["utility"]["kaplan_meier"].items():
                 p_real, p_syn = km["logrank_real"]["p_value"], km["logrank_synthetic"]["p_value"]
                 cells[key][group].append((p_real < alpha) == (p_syn < alpha))
