@@ -28,6 +28,16 @@ and synthetic rows (drawn, with drawn missingness) look alike to it. ``outcome_w
 the outcome's two log-likelihood terms in the loss (1 = the ELBO), after CTAB-GAN's auxiliary
 outcome loss (Zhao, Kunar, Birke and Chen, ACML 2021): it buys outcome information in z at the
 cost of the other columns.
+
+The time model (``time_model``, row heads only). ``"gaussian"`` (default): the event from a logistic
+head, then log time Gaussian given the event and the row. ``"weibull"``: death and censoring are two
+latent times T_d, T_c, independent given the row, each Weibull (log T = μ(row) + σ(row)·W, W standard
+Gumbel-min, i.e. proportional hazards), and the observed pair is t = min(T_d, T_c), e = [T_d ≤ T_c];
+the likelihood of a death is f_d(t) S_c(t), of a censored row S_d(t) f_c(t) (the competing-risks form
+of the censored likelihood, Kalbfleisch and Prentice, *The Statistical Analysis of Failure Time
+Data*, 2nd ed. 2002, §8.2). Both times are drawn and the smaller kept, so the synthetic outcome
+is censored as the real one is, by a separate process, and a Cox model fitted on it is
+well specified in the death time's linear predictor (SAVAE's time head is the same Weibull).
 """
 
 from __future__ import annotations
@@ -49,7 +59,9 @@ from fedjax_rhd.typing import GenerativeModel, NodeData, Params, PRNGKey
 from harmonize.guide import Guide
 
 _LOG_2PI = float(np.log(2 * np.pi))
+_MAX_W = 60.0  # cap on a Gumbel-min score (e^60 ≈ 1e26 < float32's 3e38)
 OUTCOME_HEADS = ("latent", "row", "row_latent")
+TIME_MODELS = ("gaussian", "weibull")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +83,9 @@ class VAEBGMConfig:
     outcome_weight: float = 1.0  # scales the time and event terms of the loss; 1 = the ELBO
     # the outcome network's hidden layers (row heads only); () = linear in the row (and z)
     outcome_hidden: tuple[int, ...] = (64,)
+    # log time given the row (row heads only; module docstring): "gaussian" given the drawn event,
+    # or "weibull": competing Weibull death and censoring times, the smaller observed
+    time_model: str = "gaussian"
     # The federated mixture over latent means (fedjax_rhd.models.bgm); sklearn's defaults.
     bgm_components: int = 10
     bgm_weight_prior: str = "dirichlet_process"
@@ -117,6 +132,13 @@ class VAEBGMConfig:
                 raise ValueError(f"model.{key}={getattr(self, key)!r} is out of range")
         if self.outcome_head not in OUTCOME_HEADS:
             raise ValueError(f"model.outcome_head must be one of {OUTCOME_HEADS}, got {self.outcome_head!r}")
+        if self.time_model not in TIME_MODELS:
+            raise ValueError(f"model.time_model must be one of {TIME_MODELS}, got {self.time_model!r}")
+        if self.time_model != "gaussian" and self.outcome_head == "latent":
+            raise ValueError(
+                f"model.time_model={self.time_model!r} needs an outcome network: set model.outcome_head to "
+                "'row' or 'row_latent' (the latent head decodes a Gaussian log time from z)"
+            )
         if self.bgm_weight_prior not in WEIGHT_PRIORS:
             raise ValueError(
                 f"model.bgm_weight_prior must be one of {WEIGHT_PRIORS}, got {self.bgm_weight_prior!r}"
@@ -139,8 +161,10 @@ class VAEBGMNet(nnx.Module):
             (in_features, *config.hidden), 2 * config.latent_dim, config.activation, rngs=rngs
         )
         self.decoder = _MLP((config.latent_dim, *config.hidden), out_features, config.activation, rngs=rngs)
-        if outcome_in:  # event logit; log-time mean and log sd given no event, given an event
-            self.outcome = _MLP((outcome_in, *config.outcome_hidden), 5, config.activation, rngs=rngs)
+        if outcome_in:  # gaussian: event logit; log-time mean and log sd given no event, given an
+            # event. weibull: log-time location and log scale of the death time, of the censoring time
+            n_out = 4 if config.time_model == "weibull" else 5
+            self.outcome = _MLP((outcome_in, *config.outcome_hidden), n_out, config.activation, rngs=rngs)
 
 
 def _schema(config: VAEBGMConfig, num_features: int) -> tuple[ColumnSpec, ...]:
@@ -174,6 +198,7 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
     g, b, f = len(gauss), len(bern), len(schema)
     ncat = sum(w for _, w in cats)
     from_row = config.outcome_head != "latent"
+    weibull = config.time_model == "weibull"
     # decoder outputs, in order: Gaussian means and log sds | Bernoulli logits | categorical logits |
     # observed-flag logits | (outcome_head="latent" only:) log-time mean and log sd | event logit
     off_cat, off_obs = 2 * g + b, 2 * g + b + ncat
@@ -238,6 +263,21 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
             bounded(jnp.where(dead, raw[:, 4], raw[:, 2])),
         )
 
+    def competing_weibull_log_likelihood(log_t: jax.Array, event: jax.Array, raw: jax.Array) -> jax.Array:
+        """Per row, log f_d(y) + log S_c(y) for a death, log S_d(y) + log f_c(y) for a censored row.
+
+        On the log-time scale y = log t, each time is y = μ + σ·W with W standard Gumbel-min:
+        log f(y) = w − e^w − log σ and log S(y) = −e^w, w = (y − μ) / σ (module docstring).
+        """
+        log_sd_d, log_sd_c = bounded(raw[:, 1]), bounded(raw[:, 3])
+        # w is capped so that e^w stays finite in float32 on any row, padding included: a where()
+        # over an inf would turn the gradient into NaN
+        w_d = jnp.minimum((log_t - raw[:, 0]) * jnp.exp(-log_sd_d), _MAX_W)
+        w_c = jnp.minimum((log_t - raw[:, 2]) * jnp.exp(-log_sd_c), _MAX_W)
+        death = w_d - jnp.exp(w_d) - log_sd_d - jnp.exp(w_c)
+        censored = -jnp.exp(w_d) + w_c - jnp.exp(w_c) - log_sd_c
+        return jnp.where(event > 0.5, death, censored)
+
     def nll(out: jax.Array, raw: jax.Array, batch: NodeData) -> dict[str, jax.Array]:
         """Per-row negative log-likelihoods of covariates, observed flags, log time and event.
 
@@ -259,6 +299,9 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
         flags = out[:, off_obs:off_time]
         missing = jnp.sum(jax.nn.softplus(flags) - obs[:, first] * flags, axis=1)
         observed_event = jnp.asarray(batch.event, jnp.float32)
+        if weibull:  # one joint term for (t, e): the event is which of the two times came first
+            time = -competing_weibull_log_likelihood(log_time(batch), observed_event, raw)
+            return {"reconstruction": cov, "missingness": missing, "time": time, "event": jnp.zeros_like(time)}
         e_logit, t_mean, t_log_sd = outcome_heads(raw, observed_event)
         t_z = (log_time(batch) - t_mean) * jnp.exp(-t_log_sd)
         time = 0.5 * _LOG_2PI + t_log_sd + 0.5 * t_z**2
@@ -321,6 +364,11 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
         t_keys = jax.random.split(keys[6])
         if from_row:  # the event given the drawn row, then log time given the event and the row
             raw = outcome_raw(net, x, present[:, feature_of].astype(jnp.float32), z, None)
+            if weibull:  # both latent times drawn (W = −Gumbel-max), the first one observed
+                y_d = raw[:, 0] - jnp.exp(bounded(raw[:, 1])) * jax.random.gumbel(t_keys[0], (n,))
+                y_c = raw[:, 2] - jnp.exp(bounded(raw[:, 3])) * jax.random.gumbel(t_keys[1], (n,))
+                log_t = jnp.minimum(y_d, y_c)
+                return {"x": x, "present": present, "log_time": log_t, "event": y_d <= y_c}
             event = jax.random.bernoulli(t_keys[1], jax.nn.sigmoid(raw[:, 0]))
             _, t_mean, t_log_sd = outcome_heads(raw, event.astype(jnp.float32))
             log_t = t_mean + jnp.exp(t_log_sd) * jax.random.normal(t_keys[0], (n,))

@@ -122,7 +122,8 @@ def test_loss_is_finite_and_padding_rows_change_nothing(model_and_params):
     ("override", "key"),
     [({"latent_dim": 0}, "latent_dim"), ({"bgm_min_count": -1}, "bgm_min_count"),
      ({"bgm_weight_prior": "stick"}, "bgm_weight_prior"), ({"time_floor": 0.0}, "time_floor"),
-     ({"outcome_head": "decoder"}, "outcome_head"), ({"outcome_weight": 0.0}, "outcome_weight")],
+     ({"outcome_head": "decoder"}, "outcome_head"), ({"outcome_weight": 0.0}, "outcome_weight"),
+     ({"time_model": "lognormal"}, "time_model"), ({"time_model": "weibull"}, "time_model")],
 )  # fmt: skip
 def test_bad_config_names_the_key(override, key):
     with pytest.raises(ValueError, match=f"model.{key}"):
@@ -138,11 +139,14 @@ def _toy_batch(d: int, n: int = 12, seed: int = 0) -> NodeData:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("head", ["latent", "row", "row_latent"])
-def test_outcome_weight_scales_only_the_outcome_terms(head):
+@pytest.mark.parametrize(
+    ("head", "time_model"),
+    [("latent", "gaussian"), ("row", "gaussian"), ("row_latent", "gaussian"), ("row", "weibull")],
+)
+def test_outcome_weight_scales_only_the_outcome_terms(head, time_model):
     # weight 1 is exactly the ELBO (the terms' sum plus beta * KL); weight w adds (w - 1) * (time + event)
     d, batch = 5, _toy_batch(5)
-    base = VAEBGMConfig(latent_dim=2, hidden=(8,), outcome_head=head, beta=0.5)
+    base = VAEBGMConfig(latent_dim=2, hidden=(8,), outcome_head=head, beta=0.5, time_model=time_model)
     params = vae_bgm(base, d).init(jax.random.key(0))
     total, terms = vae_bgm(base, d).loss(params, batch, None)
     t = {k: float(v) for k, v in terms.items()}
@@ -211,3 +215,51 @@ def test_row_head_draws_the_outcome_from_the_drawn_row():
     np.testing.assert_allclose(table["time"].to_numpy(), expected, rtol=0.25)
     assert table["event"].mean() > 0.95
     assert np.isnan(x0).any() and not np.isnan(x0).all()  # both branches of the flag were drawn
+
+
+def test_weibull_time_model_likelihood_equals_scipys_competing_risks_likelihood():
+    # death and censoring times Weibull given the row (hand-set, the same for every row):
+    # death: log scale 0.7, log sigma 0.3 (shape e^-0.3); censoring: log scale 1.2, log sigma -0.2.
+    # A death's likelihood is f_d(t) S_c(t), a censored row's S_d(t) f_c(t), on the log-time scale
+    # (density of log t = t * density of t); scipy.stats.weibull_min is the reference.
+    from scipy.stats import weibull_min
+
+    d, batch = 4, _toy_batch(4, n=10, seed=5)
+    config = VAEBGMConfig(latent_dim=2, hidden=(8,), outcome_head="row", time_model="weibull")
+    model = vae_bgm(config, d)
+    params = model.init(jax.random.key(1))
+    out = jax.tree.map(np.zeros_like, params["outcome"])
+    out["out"]["bias"] = np.asarray([0.7, 0.3, 1.2, -0.2], np.float32)
+    _, terms = model.loss({**params, "outcome": out}, batch, None)
+    t, e = batch.time.astype(np.float64), batch.event.astype(np.float64)
+    log_sd = 3.0 * np.tanh(np.array([0.3, -0.2]) / 3.0)  # the bounded log sigmas
+    death = weibull_min(c=np.exp(-log_sd[0]), scale=np.exp(0.7))
+    censor = weibull_min(c=np.exp(-log_sd[1]), scale=np.exp(1.2))
+    joint = np.where(e > 0, death.logpdf(t) + censor.logsf(t), death.logsf(t) + censor.logpdf(t)) + np.log(t)
+    np.testing.assert_allclose(float(terms["time"]), -joint.mean(), rtol=1e-5)
+    assert float(terms["event"]) == 0.0  # the joint term holds the event
+
+
+def test_weibull_time_model_draws_the_first_of_two_weibull_times():
+    # equal shapes k: min(T_d, T_c) is Weibull(k, (l_d^-k + l_c^-k)^(-1/k)) and the death comes first
+    # with probability l_d^-k / (l_d^-k + l_c^-k) (proportional hazards); scales e^0.5 and e^1.0, k = e^0.4
+    from scipy.stats import kstest, weibull_min
+
+    config = VAEBGMConfig(latent_dim=2, hidden=(8,), outcome_head="row", time_model="weibull")
+    model = vae_bgm(config, 3)
+    params = model.init(jax.random.key(2))
+    out = jax.tree.map(np.zeros_like, params["outcome"])
+    log_sd = -0.4
+    raw_log_sd = 3.0 * np.arctanh(log_sd / 3.0)  # the head's output whose bounded value is -0.4
+    out["out"]["bias"] = np.asarray([0.5, raw_log_sd, 1.0, raw_log_sd], np.float32)
+    n = 20_000
+    table = model.sample({"network": {**params, "outcome": out}}, jax.random.key(7), n)
+    k = np.exp(0.4)
+    rate_d, rate_c = np.exp(0.5) ** -k, np.exp(1.0) ** -k
+    share = rate_d / (rate_d + rate_c)
+    assert abs(table["event"].mean() - share) < 4 * np.sqrt(share * (1 - share) / n)
+    first = weibull_min(c=k, scale=(rate_d + rate_c) ** (-1 / k))
+    assert kstest(table["time"].to_numpy(), first.cdf).pvalue > 1e-3
+    # given the death came first its time has the same law (equal shapes): the event carries no time
+    dead = table.filter(pl.col("event") == 1)["time"].to_numpy()
+    assert kstest(dead, first.cdf).pvalue > 1e-3
