@@ -301,7 +301,8 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
         observed_event = jnp.asarray(batch.event, jnp.float32)
         if weibull:  # one joint term for (t, e): the event is which of the two times came first
             time = -competing_weibull_log_likelihood(log_time(batch), observed_event, raw)
-            return {"reconstruction": cov, "missingness": missing, "time": time, "event": jnp.zeros_like(time)}
+            event = jnp.zeros_like(time)
+            return {"reconstruction": cov, "missingness": missing, "time": time, "event": event}
         e_logit, t_mean, t_log_sd = outcome_heads(raw, observed_event)
         t_z = (log_time(batch) - t_mean) * jnp.exp(-t_log_sd)
         time = 0.5 * _LOG_2PI + t_log_sd + 0.5 * t_z**2
