@@ -98,8 +98,28 @@ def _validate(time: Any, event: Any, *risks: Any) -> tuple[np.ndarray, np.ndarra
 
 def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Dense ranks (0 = smallest, ties share a rank) and the number of distinct values."""
-    uniq, inverse = np.unique(values, return_inverse=True)
-    return inverse.astype(np.int64).ravel(), len(uniq)
+    ranks, n_distinct, _ = _dense_rank_and_order(values)
+    return ranks, n_distinct
+
+
+def _dense_rank_and_order(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Dense ranks, the number of distinct values, and an order that sorts ``values`` (ties in any order).
+
+    The order is kept so that a later sort by (rank, something) can start from it: an array sorted
+    but for runs of ties is sorted by a stable (run-detecting) sort in about linear time.
+    """
+    n = len(values)
+    order = np.argsort(values)
+    if n == 0:
+        return np.zeros(0, np.int64), 0, order
+    ordered = values[order]
+    new = np.empty(n, bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    rank_in_order = np.cumsum(new, dtype=np.int64) - 1
+    ranks = np.empty(n, np.int64)
+    ranks[order] = rank_in_order
+    return ranks, int(rank_in_order[-1]) + 1, order
 
 
 def _time_groups(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, int]:
@@ -116,12 +136,13 @@ def _time_groups(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _summary_from_ranks(
-    g: np.ndarray, n_groups: int, r: np.ndarray, event: np.ndarray
+    g: np.ndarray, n_groups: int, r: np.ndarray, event: np.ndarray, r_order: np.ndarray | None = None
 ) -> tuple[int, int, int]:
     """Pair counts from time groups ``g`` (0 = latest), risk ranks ``r`` and event flags.
 
     For every event row ``i``, counts rows ``j`` with ``g_j < g_i`` (comparable), and among
-    those ``r_j < r_i`` (concordant) and ``r_j == r_i`` (tied).
+    those ``r_j < r_i`` (concordant) and ``r_j == r_i`` (tied). ``r_order``, an order sorting
+    ``r`` when the caller has one, saves a full sort.
     """
     n = len(g)
     if n == 0 or not event.any():
@@ -138,7 +159,10 @@ def _summary_from_ranks(
     # with larger g (earlier times) come first, which makes the strict "r_j < r_i" count
     # below exact in the presence of tied risks.
     key = r * n_groups + (n_groups - 1 - g)
-    order = np.argsort(key)
+    if r_order is None:
+        order = np.argsort(key)
+    else:  # sorted by r already: a stable sort only reorders runs of tied risks (near-linear)
+        order = r_order[np.argsort(key[r_order], kind="stable")]
     skey = key[order]
 
     # Tied: rows with the same risk and a smaller g are the ones after row i within its
@@ -256,8 +280,8 @@ def concordance_summary(time: Any, event: Any, risk: Any) -> tuple[int, int, int
     """
     t, e, (rk,) = _validate(time, event, risk)
     g, n_groups = _time_groups(t, e)
-    r, _ = _dense_rank(rk)
-    return _summary_from_ranks(g, n_groups, r, e)
+    r, _, r_order = _dense_rank_and_order(rk)
+    return _summary_from_ranks(g, n_groups, r, e, r_order)
 
 
 def _ratio(concordant: int, tied: int, comparable: int) -> float:
