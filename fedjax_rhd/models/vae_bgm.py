@@ -86,6 +86,9 @@ class VAEBGMConfig:
     # log time given the row (row heads only; module docstring): "gaussian" given the drawn event,
     # or "weibull": competing Weibull death and censoring times, the smaller observed
     time_model: str = "gaussian"
+    # ridge penalty ½·outcome_l2·Σ w² on the outcome network's kernels (row heads), a training term
+    # only: validation (rng=None) reads the likelihood, as survival models' selection omits their L2
+    outcome_l2: float = 0.0
     # The federated mixture over latent means (fedjax_rhd.models.bgm); sklearn's defaults.
     bgm_components: int = 10
     bgm_weight_prior: str = "dirichlet_process"
@@ -119,6 +122,7 @@ class VAEBGMConfig:
             "beta": self.beta >= 0,
             "time_floor": self.time_floor > 0,
             "outcome_weight": self.outcome_weight > 0,
+            "outcome_l2": self.outcome_l2 >= 0,
             "bgm_components": self.bgm_components >= 1,
             "bgm_max_iter": self.bgm_max_iter >= 1,
             "bgm_tol": self.bgm_tol > 0,
@@ -165,6 +169,12 @@ class VAEBGMNet(nnx.Module):
             # event. weibull: log-time location and log scale of the death time, of the censoring time
             n_out = 4 if config.time_model == "weibull" else 5
             self.outcome = _MLP((outcome_in, *config.outcome_hidden), n_out, config.activation, rngs=rngs)
+
+
+def _leaves(tree: Any) -> list[tuple[tuple[Any, ...], Any]]:
+    """(key path, leaf) pairs of a nested-dict pytree."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [(tuple(getattr(k, "key", getattr(k, "idx", k)) for k in path), leaf) for path, leaf in flat]
 
 
 def _schema(config: VAEBGMConfig, num_features: int) -> tuple[ColumnSpec, ...]:
@@ -331,6 +341,9 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
         # the outcome weight multiplies the time and event terms (1.0: exactly the ELBO)
         scale = {"time": config.outcome_weight, "event": config.outcome_weight}
         total = sum(scale.get(k, 1.0) * v for k, v in means.items() if k != "kl") + config.beta * means["kl"]
+        if from_row and config.outcome_l2 and rng is not None:
+            kernels = [leaf for path, leaf in _leaves(params["outcome"]) if path[-1] == "kernel"]
+            total = total + 0.5 * config.outcome_l2 * sum(jnp.sum(k**2) for k in kernels)
         return total, means
 
     def latent(params: Params, batch: NodeData) -> jax.Array:

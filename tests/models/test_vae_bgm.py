@@ -263,3 +263,23 @@ def test_weibull_time_model_draws_the_first_of_two_weibull_times():
     # given the death came first its time has the same law (equal shapes): the event carries no time
     dead = table.filter(pl.col("event") == 1)["time"].to_numpy()
     assert kstest(dead, first.cdf).pvalue > 1e-3
+
+
+def test_outcome_l2_penalises_the_outcome_kernels_in_training_only():
+    # training loss (an rng) gains ½·λ·Σ kernel² of the outcome network, biases excluded; validation
+    # (rng=None) reads the likelihood alone, as the survival models' selection omits their L2
+    d, batch = 5, _toy_batch(5)
+    base = VAEBGMConfig(
+        latent_dim=2, hidden=(8,), outcome_head="row", outcome_hidden=(4,), time_model="weibull"
+    )
+    params = vae_bgm(base, d).init(jax.random.key(0))
+    params["outcome"]["out"]["bias"] = np.full(4, 0.5, np.float32)  # a bias must not count
+    ridge = vae_bgm(dataclasses.replace(base, outcome_l2=0.3), d)
+    key = jax.random.key(1)
+    out = params["outcome"]
+    squares = float(np.sum(np.square(out["layers"][0]["kernel"])) + np.sum(np.square(out["out"]["kernel"])))
+    gained = float(ridge.loss(params, batch, key)[0] - vae_bgm(base, d).loss(params, batch, key)[0])
+    np.testing.assert_allclose(gained, 0.15 * squares, rtol=1e-4)
+    assert float(ridge.loss(params, batch, None)[0]) == float(vae_bgm(base, d).loss(params, batch, None)[0])
+    with pytest.raises(ValueError, match="model.outcome_l2"):
+        VAEBGMConfig(outcome_l2=-1.0)
