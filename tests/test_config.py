@@ -155,3 +155,13 @@ def test_minibatch_local_updates_from_the_command_line():
     assert typed().strategy.client.batch_size is None  # full batch stays the default
     with pytest.raises(Exception, match="local_steps counts minibatch steps"):
         typed(["strategy.client.local_steps=20"])
+
+
+def test_vae_bgm_survival_preset_is_the_study_budget_with_the_confirmed_outcome_settings():
+    """+experiment=vae_bgm_survival: +experiment=vae_bgm's budget plus the five confirmed settings."""
+    c, base = typed(["+experiment=vae_bgm_survival"]), typed(["+experiment=vae_bgm"])
+    assert (c.strategy.rounds, c.strategy.patience, c.strategy.client.learning_rate) == (200, 20, 3e-3)
+    assert (c.model.outcome_head, c.model.outcome_hidden, c.model.time_model) == ("row", (), "weibull")
+    assert (c.model.hidden, c.model.outcome_l2) == ((128,), 0.01)
+    default = (base.model.outcome_head, base.model.time_model, base.model.hidden)
+    assert default == ("latent", "gaussian", (64,))
