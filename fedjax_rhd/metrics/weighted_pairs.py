@@ -143,6 +143,26 @@ def _coldot(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 _HI = jax.lax.Precision.HIGHEST  # no reduced-precision inputs (TF32 on GPUs): keep integers exact
+# Levels of halving in the products with a block's strictly lower-triangular mask (_lower_dot).
+TRIANGLE_LEVELS = 1
+
+
+def _lower_dot(mask: jax.Array, w: jax.Array, levels: int) -> jax.Array:
+    """``mask @ w`` for an [s, s] mask that is 0 on and above the diagonal ([i, j], j >= i).
+
+    The product's upper triangle is zeros, so each level of halving skips a quarter of what is left:
+    the top half of the rows reads only the first half of ``w``, the bottom half's left block is
+    dense and its right block lower-triangular again. ``levels`` halvings do
+    ``½ (1 + 2**-levels) s²`` multiply-adds per column instead of ``s²``; the sums are of the same
+    integers, so the result is the same, bit for bit.
+    """
+    s = mask.shape[0]
+    if levels == 0 or s < 16:
+        return jnp.dot(mask, w, precision=_HI)
+    h = s // 2
+    top = _lower_dot(mask[:h, :h], w[:h], levels - 1)
+    bottom = jnp.dot(mask[h:, :h], w[:h], precision=_HI) + _lower_dot(mask[h:, h:], w[h:], levels - 1)
+    return jnp.concatenate([top, bottom], axis=0)
 
 
 def _x_scan(wx: jax.Array, x_event: jax.Array, x_y: jax.Array, s: int) -> jax.Array:
@@ -164,11 +184,11 @@ def _x_scan(wx: jax.Array, x_event: jax.Array, x_y: jax.Array, s: int) -> jax.Ar
         below, conc = carry  # below[c]: weight of earlier x blocks in y blocks < c
         wk, ek, yk = xs
         yblock = yk // s
-        mask = after & (yk[None, :] < yk[:, None])  # [i, j]: j before i in x and in y
-        steps = yblock[None, :] < y_block_ids[:, None]  # [c, j]: j below y block c
-        p = jnp.dot(jnp.concatenate([mask, steps], axis=0).astype(jnp.float32), wk, precision=_HI)
-        conc = conc + _coldot(wk * ek[:, None], p[:s] + jnp.take(below, yblock, axis=0, mode="clip"))
-        return (below + p[s:], conc), None
+        mask = (after & (yk[None, :] < yk[:, None])).astype(jnp.float32)  # [i, j]: j before i in x, y
+        steps = (yblock[None, :] < y_block_ids[:, None]).astype(jnp.float32)  # [c, j]: j below y block c
+        within = _lower_dot(mask, wk, TRIANGLE_LEVELS)
+        conc = conc + _coldot(wk * ek[:, None], within + jnp.take(below, yblock, axis=0, mode="clip"))
+        return (below + jnp.dot(steps, wk, precision=_HI), conc), None
 
     init = (jnp.zeros((n_blocks, n_boot), jnp.float32), jnp.zeros(n_boot, jnp.float64))
     xs = tuple(a.reshape(n_blocks, s, *a.shape[1:]) for a in (wx, x_event, x_y))
@@ -190,7 +210,7 @@ def _y_scan(wy: jax.Array, y_event: jax.Array, y_xblock: jax.Array, s: int) -> j
     def step(conc: jax.Array, xs: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
         wk, ek, xb = xs
         mask = (after & (xb[None, :] < xb[:, None])).astype(jnp.float32)  # [i, j]
-        return conc + _coldot(wk * ek[:, None], jnp.dot(mask, wk, precision=_HI)), None
+        return conc + _coldot(wk * ek[:, None], _lower_dot(mask, wk, TRIANGLE_LEVELS)), None
 
     xs = tuple(a.reshape(n_blocks, s, *a.shape[1:]) for a in (wy, y_event, y_xblock))
     conc, _ = jax.lax.scan(step, jnp.zeros(n_boot, jnp.float64), xs)

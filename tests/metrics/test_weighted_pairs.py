@@ -113,3 +113,17 @@ def test_too_heavy_weights_are_refused():
     plan = wp.pair_plan(np.array([1, 0]), 2, np.array([0, 1]), np.array([True, False]))
     with pytest.raises(ValueError, match="too large"):
         wp.weighted_pair_counts([plan], [np.array([[wp.MAX_TOTAL_WEIGHT, 0]])], 1)
+
+
+@pytest.mark.parametrize("levels", [0, 1, 2, 3])
+def test_lower_triangular_product_equals_the_dense_product_bit_for_bit(levels):
+    # a strictly lower-triangular 0/1 mask ([i, j], j < i) times integer weights: every halving skips
+    # only zeros, and integer sums are exact in float32, so each level gives the dense product exactly
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(levels)
+    s = 64
+    mask = (np.tril(rng.random((s, s)) < 0.5, k=-1)).astype(np.float32)
+    weights = rng.poisson(2.0, size=(s, 5)).astype(np.float32)
+    got = np.asarray(wp._lower_dot(jnp.asarray(mask), jnp.asarray(weights), levels))
+    np.testing.assert_array_equal(got, mask @ weights)
