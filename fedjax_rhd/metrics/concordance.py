@@ -58,6 +58,11 @@ _DENSE_MAX_N = 2000
 # side by side on 2 CPU cores (experiments/bench/README.md, session 9): the block path 2.0x
 # faster at 300k rows, 0.6x at 1M. Always below weighted_pairs.MAX_TOTAL_WEIGHT (2**24).
 _BLOCKED_MAX_N = 500_000
+# The pair counts use the dense (risk, time group) grid (_grid_pairs) when it has at most this many
+# cells per row and at most _GRID_MAX_CELLS cells in all (four int64 grids of 32 MiB); else the
+# sort-based path. The grid wins where a score has few levels (a clinical category, a rounded risk).
+_GRID_ROWS_FACTOR = 8
+_GRID_MAX_CELLS = 2**22
 # Indices drawn at once when resamples are drawn batch by batch (_drawn_weights).
 _DRAW_ELEMENTS = 2**20
 # Resamples per matrix product in the dense bootstrap path.
@@ -155,6 +160,11 @@ def _summary_from_ranks(
     if comparable == 0:
         return 0, 0, 0
 
+    n_risks = int(r.max()) + 1
+    if n_risks * n_groups <= min(_GRID_ROWS_FACTOR * n, _GRID_MAX_CELLS):
+        concordant, tied = _grid_pairs(g, n_groups, r, n_risks, event)
+        return concordant, tied, comparable
+
     # Order rows by (risk rank ascending, group descending). Within one risk value, rows
     # with larger g (earlier times) come first, which makes the strict "r_j < r_i" count
     # below exact in the presence of tied risks.
@@ -181,12 +191,31 @@ def _summary_from_ranks(
     # Concordant: pairs below in both coordinates. The divide and conquer runs over the bits
     # of whichever coordinate has fewer distinct values (one level per bit): scores with few
     # levels (a clinical category, a rounded risk) need fewer levels than the time groups.
-    n_risks = int(r.max()) + 1
     if n_risks < n_groups:
         concordant = _dominance_pairs(r, n_risks, g, event, None)
     else:
         concordant = _dominance_pairs(g, n_groups, r, event, order)
     return concordant, tied, comparable
+
+
+def _grid_pairs(
+    g: np.ndarray, n_groups: int, r: np.ndarray, n_risks: int, event: np.ndarray
+) -> tuple[int, int]:
+    """(concordant, tied) from the (risk rank, time group) grid, for data with few distinct values.
+
+    ``H[a, b]`` counts the rows with risk rank ``a`` and time group ``b`` (``E`` the events). An
+    event in cell ``(a, b)`` is concordant with every row in cells ``(a' < a, b' < b)`` (a 2-D
+    exclusive cumulative sum of ``H``) and tied with every row in ``(a, b' < b)`` (a cumulative sum
+    along the row): ``O(n + n_risks * n_groups)`` integer work, no sort.
+    """
+    cell = r * n_groups + g
+    rows = np.bincount(cell, minlength=n_risks * n_groups).reshape(n_risks, n_groups)
+    events = np.bincount(cell[event], minlength=n_risks * n_groups).reshape(n_risks, n_groups)
+    along = np.cumsum(rows, axis=1) - rows  # same risk, earlier group (later time)
+    tied = int(np.sum(events * along))
+    below = np.cumsum(along, axis=0) - along  # lower risk and earlier group
+    concordant = int(np.sum(events * below))
+    return concordant, tied
 
 
 def _dominance_pairs(
