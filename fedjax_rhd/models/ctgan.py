@@ -16,13 +16,20 @@ real rows drawn for the same conditions as the fakes (the package permutes them)
 missingness drawn as data. Optional (``outcome_weight`` > 0; 0 = the paper's): CTAB-GAN's auxiliary loss
 (Zhao, Kunar, Birke and Chen, ACML 2021) for the survival outcome: an auxiliary network learns the event
 and log time from the covariates on real rows, and the generator pays its loss on the generated rows.
+Optional (``outcome_draw="conditional"``; ``"generator"`` = the paper's): SurvivalGAN's outcome draw
+(Norcliffe et al., AISTATS 2023): a conditional survival model p(e, log t | covariates)
+(``outcome_model``), fitted by maximum likelihood on the node's real rows, replaces the generator's event
+and time of every sampled row by a draw given the row's generated covariates. The generator's own event and
+time columns are still trained (the critic judges whole rows and the event is a condition block); only
+sampling discards them, so the GAN's training is the paper's bit for bit.
 
 Federated training: one *GAN step* is ``critic_steps`` critic updates followed by one generator
 update, each on a fresh conditional batch; a round runs ``strategy.client.local_epochs`` GAN steps
 per node (Adam states start fresh each round, local to the node), then FedAvg averages both
-networks' parameters (``{"generator", "critic"}``) with the strategy's weights, so the critic a
-node starts from is the federation's. ``GenerativeModel.local_training`` carries that step; the
-client's optimiser settings do not apply (this file's config holds the paper's).
+networks' parameters (``{"generator", "critic"}``, and ``"auxiliary"`` or ``"outcome"`` when on) with
+the strategy's weights, so the critic a node starts from is the federation's.
+``GenerativeModel.local_training`` carries that step; the client's optimiser settings do not apply (this
+file's config holds the paper's).
 """
 
 from __future__ import annotations
@@ -38,9 +45,12 @@ import optax
 import polars as pl
 
 from fedjax_rhd.models import ctgan_transform as tf
+from fedjax_rhd.models import outcome_model as om
 from fedjax_rhd.models.tabular import ColumnSpec, check_schema, decode_table, table_schema
 from fedjax_rhd.typing import GenerativeModel, LocalTraining, NodeData, Params, PRNGKey
 from harmonize.guide import Guide
+
+OUTCOME_DRAWS = ("generator", "conditional")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +89,11 @@ class CTGANConfig:
     # outcome_weight × its loss on the generated rows (covariates → the generated outcome)
     outcome_weight: float = 0.0
     outcome_dim: tuple[int, ...] = (128,)
-    outcome_lr: float = 0.0  # the auxiliary's Adam learning rate; 0 = generator_lr
+    outcome_lr: float = 0.0  # the auxiliary's (or the outcome model's) Adam learning rate; 0 = generator_lr
+    # where a sampled row's event and time come from: "generator" (its own columns, the paper's) or
+    # "conditional" (SurvivalGAN's: a draw from p(e, log t | the generated covariates), a model of
+    # outcome_dim ReLU layers, () = linear, fitted on real rows; docs/ctgan.md §2)
+    outcome_draw: str = "generator"
     # filled at the entry point, never in YAML: the guide's columns (for_guide), then the fitted
     # modes (C rows of K weights, means, sds) and each discrete level's federated count
     schema: tuple[Any, ...] = ()
@@ -116,6 +130,13 @@ class CTGANConfig:
             if not ok:
                 hint = " (a positive multiple of model.pac)" if key == "batch_size" else ""
                 raise ValueError(f"model.{key}={getattr(self, key)!r} is out of range{hint}")
+        if self.outcome_draw not in OUTCOME_DRAWS:
+            raise ValueError(f"model.outcome_draw must be one of {OUTCOME_DRAWS}, got {self.outcome_draw!r}")
+        if self.outcome_draw == "conditional" and self.outcome_weight:
+            raise ValueError(
+                "model.outcome_draw=conditional replaces the generator's outcome at sampling, so the outcome "
+                "loss (model.outcome_weight > 0) that shapes it has nothing to act on: set one of them"
+            )
 
     def for_guide(self, guide: Guide) -> CTGANConfig:
         """This config with ``guide``'s schema (column kinds, levels, valid ranges)."""
@@ -223,6 +244,10 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
     t_w, t_mu, t_sd = modes.weights[-1], modes.means[-1], modes.stds[-1]
     lt_mean = float(np.sum(t_w * t_mu))
     lt_sd = float(np.sqrt(max(np.sum(t_w * (t_sd**2 + t_mu**2)) - lt_mean**2, 1e-6)))
+    # outcome_draw="conditional": p(e, log t | a row's values and flags as written), log time on that scale
+    outcome = None
+    if config.outcome_draw == "conditional":
+        outcome = om.outcome_model(2 * num_features, config.outcome_dim, lt_mean, lt_sd)
 
     def init(rng: PRNGKey) -> Params:
         keys = iter(jax.random.split(rng, 16))
@@ -236,6 +261,8 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
             crit[f"layer{i}"] = _dense(next(keys), h, out)
             h = out
         crit["out"] = _dense(next(keys), h, 1)
+        if outcome is not None:  # its own key: generator and critic start as without it
+            return {"generator": gen, "critic": crit, "outcome": outcome.init(jax.random.fold_in(rng, 1))}
         if not config.outcome_weight:
             return {"generator": gen, "critic": crit}
         aux, h = {}, n_covariates
@@ -363,6 +390,16 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
             [tf.encode_continuous(values, modes, km), tf.discrete_onehot(picked, layout)], 1
         )
 
+    def outcome_nll(params: Params, batch: NodeData, key: PRNGKey) -> jax.Array:
+        """The outcome model's mean NLL on ``batch_size`` real rows drawn uniformly (as ``uniform_rows``)."""
+        rows = jax.random.categorical(
+            key, jnp.where(batch.weight > 0, 0.0, -jnp.inf), shape=(config.batch_size,)
+        )
+        picked = jax.tree.map(lambda a: a[rows], batch)
+        log_t = jnp.log(jnp.maximum(jnp.asarray(picked.time, jnp.float32), config.time_floor))
+        inputs = om.row_inputs(picked.x, picked.observed)
+        return jnp.mean(outcome.nll(params, inputs, jnp.asarray(picked.event, jnp.float32), log_t))
+
     def adam(lr: float) -> optax.GradientTransformation:
         # torch's Adam(weight_decay=wd) adds wd·p to the gradient before the moments, as here
         return optax.chain(
@@ -373,13 +410,14 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
 
     opt_g, opt_c = adam(config.generator_lr), adam(config.critic_lr)
     opt_a = adam(config.outcome_lr or config.generator_lr)
-    opts = {"generator": opt_g, "critic": opt_c, "auxiliary": opt_a}
+    opts = {"generator": opt_g, "critic": opt_c, "auxiliary": opt_a, "outcome": opt_a}
 
     def init_optimizers(params: Params) -> Any:
         return {name: opts[name].init(p) for name, p in params.items()}
 
     def step(params: Params, opt_state: Any, batch: NodeData, rng: PRNGKey) -> tuple[Params, Any, jax.Array]:
-        """One GAN step: ``critic_steps`` critic updates, then one generator update."""
+        """One GAN step: ``critic_steps`` critic updates, then one generator update (and one step of the
+        auxiliary or the outcome model, each on uniformly drawn real rows)."""
         gen, crit, s_g, s_c = (
             params["generator"],
             params["critic"],
@@ -401,6 +439,11 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
                 jax.grad(outcome_loss)(aux, real), opt_state["auxiliary"], aux
             )
             aux = new_params["auxiliary"] = optax.apply_updates(aux, upd)
+        if outcome is not None:  # one maximum-likelihood step on real rows, with its own key
+            key = jax.random.fold_in(rng, config.critic_steps + 2)
+            g = jax.grad(outcome_nll)(params["outcome"], batch, key)
+            upd, new_state["outcome"] = opt_a.update(g, opt_state["outcome"], params["outcome"])
+            new_params["outcome"] = optax.apply_updates(params["outcome"], upd)
         g = jax.grad(generator_loss)(gen, crit, aux, batch, jax.random.fold_in(rng, config.critic_steps))
         upd, new_state["generator"] = opt_g.update(g, s_g, gen)
         new_params["generator"] = optax.apply_updates(gen, upd)
@@ -420,7 +463,12 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
         cont = tf.decode_continuous(row[:, : layout.continuous_width], modes)
         out = tf.decode_discrete(row[:, layout.continuous_width :], layout, num_features)
         x = out["x"].at[:, np.asarray(layout.continuous, np.int32)].set(cont[:, :-1])
-        return {"x": x, "present": out["present"], "log_time": cont[:, -1], "event": out["event"]}
+        event, log_time = out["event"], cont[:, -1]
+        if outcome is not None:  # SurvivalGAN: event, then log time, given the covariates as written
+            shown = out["present"] if config.reproduce_missingness else jnp.ones_like(out["present"])
+            inputs = om.row_inputs(x, shown)
+            event, log_time = outcome.draw(network["outcome"], inputs, jax.random.fold_in(rng, 3))
+        return {"x": x, "present": out["present"], "log_time": log_time, "event": event}
 
     def counted(generator: dict[str, Any], rng: PRNGKey, n: int) -> tuple[pl.DataFrame, dict[str, int]]:
         drawn = jax.tree.map(np.asarray, draw(generator["network"], rng, n))

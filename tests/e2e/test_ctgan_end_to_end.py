@@ -65,3 +65,18 @@ def test_ctgan_sd_sharing_pools_gated_rows_and_retrains_on_them(tmp_path, tiny_d
     table = pl.read_parquet(tmp_path / "r" / SYNTHETIC_FILE)
     assert table.height == gen["synthetic"]["n"] == 150 and impossible_values(table, mds_guide)["total"] == 0
     assert (table["time"] > 0).all() and gen["validation"]["validity_total"] == 0
+
+
+def test_a_federated_ctgan_with_the_conditional_outcome_draw_runs_end_to_end(
+    tmp_path, tiny_data_root, mds_guide
+):
+    """``model.outcome_draw=conditional`` through the CLI's composition: the outcome model trained by FedAvg
+    with the GAN, the table in the guide's schema, times positive and within the federation's follow-up."""
+    overrides = [*CTGAN, "model.outcome_draw=conditional", "model.outcome_dim=[]"]
+    res = run_in_process(overrides, tmp_path, tiny_data_root)
+    validate_results(res)
+    gen = res["final"]["generative"]
+    table = pl.read_parquet(tmp_path / SYNTHETIC_FILE)
+    assert table.height == 150 and impossible_values(table, mds_guide)["total"] == 0
+    assert (table["time"] > 0).all() and gen["validation"]["validity_total"] == 0
+    assert "time" in gen["transform"]["clipped"]

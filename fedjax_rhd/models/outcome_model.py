@@ -1,0 +1,104 @@
+"""A conditional survival model of a row's outcome given its covariates: p(e, log t | x).
+
+SurvivalGAN (Norcliffe, Cebere, Imrie, Liò and van der Schaar, "SurvivalGAN: Generating Time-to-Event
+Data for Survival Analysis", AISTATS 2023) generates the covariates with a GAN and draws the outcome of
+each generated row from a separately trained conditional model given those covariates. Here that model is
+
+    p(e, log t | x) = Bernoulli(e; σ(f_0(u))) · N(log t; c + s·μ_e(u), (s·σ_e(u))²),   u = [x ⊙ o, o],
+
+one network f(u) with five outputs (the event logit; log time's mean and log sd given no event; given an
+event), ``o`` the 0/1 observed flag of every encoded column (a missing value reads 0 whatever filled or
+drew it, so imputed training rows and generated rows with drawn missingness look alike to it, as
+VAE-BGM's row head), ``c`` and ``s`` a fixed centre and scale of log time (the network works on a unit
+scale), log sds bounded to (−3, 3) by ``3·tanh(·/3)``. Log time is Gaussian given the event because
+death and censoring times differ. It is fitted by maximum likelihood (BCE of the event plus the
+Gaussian NLL of standardised log time) on real rows only; drawing is event first, then log time given
+the event and the covariates. ``hidden=()`` is a linear model in ``u``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_rhd.models.savae import MAX_LOG_SD
+from fedjax_rhd.typing import Params, PRNGKey
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+class OutcomeModel(NamedTuple):
+    """The conditional outcome model's pure functions over a plain-dict parameter pytree."""
+
+    init: Callable[[PRNGKey], Params]
+    # (params, inputs f32[n, n_in], event f32[n], log time f32[n]) -> per-row NLL f32[n]
+    nll: Callable[[Params, jax.Array, jax.Array, jax.Array], jax.Array]
+    # (params, inputs f32[n, n_in], key) -> (event f32[n] of 0/1, log time f32[n])
+    draw: Callable[[Params, jax.Array, PRNGKey], tuple[jax.Array, jax.Array]]
+
+
+def row_inputs(x: jax.Array, observed: jax.Array) -> jax.Array:
+    """f32[n, 2d] the model's input ``[x ⊙ o, o]`` from encoded values and their 0/1 observed flags."""
+    obs = jnp.asarray(observed, jnp.float32)
+    return jnp.concatenate([jnp.asarray(x, jnp.float32) * obs, obs], axis=1)
+
+
+def _dense(key: PRNGKey, n_in: int, n_out: int) -> dict[str, jax.Array]:
+    bound = 1.0 / np.sqrt(n_in)  # torch's nn.Linear initialisation, as CTGAN's networks
+    kw, kb = jax.random.split(key)
+    return {
+        "w": jax.random.uniform(kw, (n_in, n_out), jnp.float32, -bound, bound),
+        "b": jax.random.uniform(kb, (n_out,), jnp.float32, -bound, bound),
+    }
+
+
+def outcome_model(n_in: int, hidden: tuple[int, ...], time_center: float, time_scale: float) -> OutcomeModel:
+    """The model of the module docstring on ``n_in`` inputs with ReLU layers ``hidden``.
+
+    Args:
+        n_in: input width (``row_inputs``: twice the encoded columns).
+        hidden: hidden layer widths; ``()`` is linear.
+        time_center: ``c``, log time's centre (e.g. the fitted time mixture's mean).
+        time_scale: ``s`` > 0, log time's scale.
+    """
+    if time_scale <= 0:
+        raise ValueError(f"outcome model: time_scale must be > 0, got {time_scale}")
+    dims = (n_in, *hidden, 5)
+
+    def init(rng: PRNGKey) -> Params:
+        keys = jax.random.split(rng, len(dims) - 1)
+        return {f"layer{i}": _dense(keys[i], dims[i], dims[i + 1]) for i in range(len(dims) - 1)}
+
+    def heads(params: Params, inputs: jax.Array, event: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(event logit, standardised log-time mean, bounded log sd), the time heads picked by ``event``."""
+        h = inputs
+        for i in range(len(dims) - 1):
+            layer = params[f"layer{i}"]
+            h = h @ layer["w"] + layer["b"]
+            if i < len(dims) - 2:
+                h = jax.nn.relu(h)
+        dead = event > 0.5
+        mean = jnp.where(dead, h[:, 3], h[:, 1])
+        log_sd = MAX_LOG_SD * jnp.tanh(jnp.where(dead, h[:, 4], h[:, 2]) / MAX_LOG_SD)
+        return h[:, 0], mean, log_sd
+
+    def nll(params: Params, inputs: jax.Array, event: jax.Array, log_time: jax.Array) -> jax.Array:
+        """Per row: softplus(l) − e·l + ½ log 2π + log σ_e + ½ ((y − μ_e) / σ_e)², y = (log t − c) / s."""
+        logit, mean, log_sd = heads(params, inputs, event)
+        y = (log_time - time_center) / time_scale
+        bce = jax.nn.softplus(logit) - event * logit
+        return bce + 0.5 * _LOG_2PI + log_sd + 0.5 * ((y - mean) * jnp.exp(-log_sd)) ** 2
+
+    def draw(params: Params, inputs: jax.Array, key: PRNGKey) -> tuple[jax.Array, jax.Array]:
+        ke, kt = jax.random.split(key)
+        logit, _, _ = heads(params, inputs, jnp.zeros(inputs.shape[0]))
+        event = jax.random.bernoulli(ke, jax.nn.sigmoid(logit)).astype(jnp.float32)
+        _, mean, log_sd = heads(params, inputs, event)
+        y = mean + jnp.exp(log_sd) * jax.random.normal(kt, mean.shape)
+        return event, time_center + time_scale * y
+
+    return OutcomeModel(init=init, nll=nll, draw=draw)
