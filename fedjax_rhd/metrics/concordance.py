@@ -62,6 +62,8 @@ _BLOCKED_MAX_N = 500_000
 # cells per row and at most _GRID_MAX_CELLS cells in all (four int64 grids of 32 MiB); else the
 # sort-based path. The grid wins where a score has few levels (a clinical category, a rounded risk).
 _GRID_ROWS_FACTOR = 8
+# Codes (risk ranks, time groups) that fit 16 bits are ordered by radix sorts (_order_by).
+_RADIX_MAX_CODES = 2**16
 _GRID_MAX_CELLS = 2**22
 # Indices drawn at once when resamples are drawn batch by batch (_drawn_weights).
 _DRAW_ELEMENTS = 2**20
@@ -169,7 +171,9 @@ def _summary_from_ranks(
     # with larger g (earlier times) come first, which makes the strict "r_j < r_i" count
     # below exact in the presence of tied risks.
     key = r * n_groups + (n_groups - 1 - g)
-    if r_order is None:
+    if max(n_risks, n_groups) <= _RADIX_MAX_CODES:
+        order = _order_by(r, g, n_groups)
+    elif r_order is None:
         order = np.argsort(key)
     else:  # sorted by r already: a stable sort only reorders runs of tied risks (near-linear)
         order = r_order[np.argsort(key[r_order], kind="stable")]
@@ -196,6 +200,17 @@ def _summary_from_ranks(
     else:
         concordant = _dominance_pairs(g, n_groups, r, event, order)
     return concordant, tied, comparable
+
+
+def _order_by(major: np.ndarray, minor: np.ndarray, n_minor: int) -> np.ndarray:
+    """An order sorting rows by (``major`` ascending, ``minor`` descending), codes below ``_RADIX_MAX_CODES``.
+
+    Two stable sorts of 16-bit codes, minor key first (least significant digit first): NumPy sorts
+    integers of 16 bits or less stably by radix sort, in linear time, where an int64 key takes a
+    comparison sort. Rows equal in both keys may come in any order (callers do not depend on it).
+    """
+    by_minor = np.argsort((n_minor - 1 - minor).astype(np.uint16), kind="stable")
+    return by_minor[np.argsort(major[by_minor].astype(np.uint16), kind="stable")]
 
 
 def _grid_pairs(
@@ -231,7 +246,10 @@ def _dominance_pairs(
     """
     n = len(p)
     if order is None:
-        order = np.argsort(s * n_p + (n_p - 1 - p))
+        if max(n_p, int(s.max(initial=0)) + 1) <= _RADIX_MAX_CODES:
+            order = _order_by(s, p, n_p)
+        else:
+            order = np.argsort(s * n_p + (n_p - 1 - p))
     # Divide and conquer over the bits of g = p (r = s below), from the highest bit down. At
     # level L the current order is sorted by (block = g >> (L + 1), r asc, g desc); a pair
     # (j, i) with g_j < g_i is counted at the level of the highest bit where g_j and g_i
