@@ -46,6 +46,7 @@ import polars as pl
 
 from fedjax_rhd.models import ctgan_transform as tf
 from fedjax_rhd.models import outcome_model as om
+from fedjax_rhd.models.outcome_model import dense as _dense  # torch's nn.Linear initialisation
 from fedjax_rhd.models.tabular import ColumnSpec, check_schema, decode_table, table_schema
 from fedjax_rhd.typing import GenerativeModel, LocalTraining, NodeData, Params, PRNGKey
 from harmonize.guide import Guide
@@ -147,15 +148,6 @@ class CTGANConfig:
         return dataclasses.replace(
             self, fitted_modes=tuple(np.asarray(a).tolist() for a in modes), level_counts=tuple(level_counts)
         )
-
-
-def _dense(key: PRNGKey, n_in: int, n_out: int) -> dict[str, jax.Array]:
-    bound = 1.0 / np.sqrt(n_in)  # torch's nn.Linear initialisation, as the package's networks
-    kw, kb = jax.random.split(key)
-    return {
-        "w": jax.random.uniform(kw, (n_in, n_out), jnp.float32, -bound, bound),
-        "b": jax.random.uniform(kb, (n_out,), jnp.float32, -bound, bound),
-    }
 
 
 def _apply(layer: dict[str, jax.Array], h: jax.Array) -> jax.Array:

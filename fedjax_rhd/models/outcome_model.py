@@ -47,8 +47,9 @@ def row_inputs(x: jax.Array, observed: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.asarray(x, jnp.float32) * obs, obs], axis=1)
 
 
-def _dense(key: PRNGKey, n_in: int, n_out: int) -> dict[str, jax.Array]:
-    bound = 1.0 / np.sqrt(n_in)  # torch's nn.Linear initialisation, as CTGAN's networks
+def dense(key: PRNGKey, n_in: int, n_out: int) -> dict[str, jax.Array]:
+    """A dense layer ``{"w", "b"}`` with torch's ``nn.Linear`` initialisation (CTGAN's networks too)."""
+    bound = 1.0 / np.sqrt(n_in)
     kw, kb = jax.random.split(key)
     return {
         "w": jax.random.uniform(kw, (n_in, n_out), jnp.float32, -bound, bound),
@@ -71,7 +72,7 @@ def outcome_model(n_in: int, hidden: tuple[int, ...], time_center: float, time_s
 
     def init(rng: PRNGKey) -> Params:
         keys = jax.random.split(rng, len(dims) - 1)
-        return {f"layer{i}": _dense(keys[i], dims[i], dims[i + 1]) for i in range(len(dims) - 1)}
+        return {f"layer{i}": dense(keys[i], dims[i], dims[i + 1]) for i in range(len(dims) - 1)}
 
     def heads(params: Params, inputs: jax.Array, event: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """(event logit, standardised log-time mean, bounded log sd), the time heads picked by ``event``."""
