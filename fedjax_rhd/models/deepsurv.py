@@ -131,7 +131,7 @@ def _network_input(config: DeepSurvConfig, x: jax.Array, observed: jax.Array) ->
     return x
 
 
-def _l2_penalty(params: Params) -> jax.Array:
+def kernel_sum_of_squares(params: Params) -> jax.Array:
     """Sum of squared kernel entries (biases excluded: they do not set the function's scale)."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     squares = [
@@ -208,6 +208,6 @@ def deepsurv(config: DeepSurvConfig, num_features: int) -> SurvivalModel:
             _network_input(config, batch.x, batch.observed), dropout_key=rng, rate=config.dropout
         )
         cox = cox_loss(train_risk, batch)
-        return cox + config.l2 * _l2_penalty(params), {"cox": cox}
+        return cox + config.l2 * kernel_sum_of_squares(params), {"cox": cox}
 
     return SurvivalModel(init=init, loss=loss, risk=risk)

@@ -53,6 +53,7 @@ import polars as pl
 from flax import nnx
 
 from fedjax_rhd.models.bgm import WEIGHT_PRIORS
+from fedjax_rhd.models.deepsurv import kernel_sum_of_squares
 from fedjax_rhd.models.savae import _ACTIVATIONS, _MLP, MAX_LOG_SD
 from fedjax_rhd.models.tabular import ColumnSpec, check_schema, decode_table, table_schema
 from fedjax_rhd.typing import GenerativeModel, NodeData, Params, PRNGKey
@@ -169,12 +170,6 @@ class VAEBGMNet(nnx.Module):
             # event. weibull: log-time location and log scale of the death time, of the censoring time
             n_out = 4 if config.time_model == "weibull" else 5
             self.outcome = _MLP((outcome_in, *config.outcome_hidden), n_out, config.activation, rngs=rngs)
-
-
-def _leaves(tree: Any) -> list[tuple[tuple[Any, ...], Any]]:
-    """(key path, leaf) pairs of a nested-dict pytree."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [(tuple(getattr(k, "key", getattr(k, "idx", k)) for k in path), leaf) for path, leaf in flat]
 
 
 def _schema(config: VAEBGMConfig, num_features: int) -> tuple[ColumnSpec, ...]:
@@ -342,8 +337,7 @@ def vae_bgm(config: VAEBGMConfig, num_features: int) -> GenerativeModel:
         scale = {"time": config.outcome_weight, "event": config.outcome_weight}
         total = sum(scale.get(k, 1.0) * v for k, v in means.items() if k != "kl") + config.beta * means["kl"]
         if from_row and config.outcome_l2 and rng is not None:
-            kernels = [leaf for path, leaf in _leaves(params["outcome"]) if path[-1] == "kernel"]
-            total = total + 0.5 * config.outcome_l2 * sum(jnp.sum(k**2) for k in kernels)
+            total = total + 0.5 * config.outcome_l2 * kernel_sum_of_squares(params["outcome"])
         return total, means
 
     def latent(params: Params, batch: NodeData) -> jax.Array:
