@@ -74,14 +74,18 @@ def outcome_model(n_in: int, hidden: tuple[int, ...], time_center: float, time_s
         keys = jax.random.split(rng, len(dims) - 1)
         return {f"layer{i}": dense(keys[i], dims[i], dims[i + 1]) for i in range(len(dims) - 1)}
 
-    def heads(params: Params, inputs: jax.Array, event: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """(event logit, standardised log-time mean, bounded log sd), the time heads picked by ``event``."""
+    def forward(params: Params, inputs: jax.Array) -> jax.Array:
+        """f32[n, 5] the network's outputs."""
         h = inputs
         for i in range(len(dims) - 1):
             layer = params[f"layer{i}"]
             h = h @ layer["w"] + layer["b"]
             if i < len(dims) - 2:
                 h = jax.nn.relu(h)
+        return h
+
+    def heads(h: jax.Array, event: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(event logit, standardised log-time mean, bounded log sd), the time heads picked by ``event``."""
         dead = event > 0.5
         mean = jnp.where(dead, h[:, 3], h[:, 1])
         log_sd = MAX_LOG_SD * jnp.tanh(jnp.where(dead, h[:, 4], h[:, 2]) / MAX_LOG_SD)
@@ -89,16 +93,16 @@ def outcome_model(n_in: int, hidden: tuple[int, ...], time_center: float, time_s
 
     def nll(params: Params, inputs: jax.Array, event: jax.Array, log_time: jax.Array) -> jax.Array:
         """Per row: softplus(l) − e·l + ½ log 2π + log σ_e + ½ ((y − μ_e) / σ_e)², y = (log t − c) / s."""
-        logit, mean, log_sd = heads(params, inputs, event)
+        logit, mean, log_sd = heads(forward(params, inputs), event)
         y = (log_time - time_center) / time_scale
         bce = jax.nn.softplus(logit) - event * logit
         return bce + 0.5 * _LOG_2PI + log_sd + 0.5 * ((y - mean) * jnp.exp(-log_sd)) ** 2
 
     def draw(params: Params, inputs: jax.Array, key: PRNGKey) -> tuple[jax.Array, jax.Array]:
         ke, kt = jax.random.split(key)
-        logit, _, _ = heads(params, inputs, jnp.zeros(inputs.shape[0]))
-        event = jax.random.bernoulli(ke, jax.nn.sigmoid(logit)).astype(jnp.float32)
-        _, mean, log_sd = heads(params, inputs, event)
+        h = forward(params, inputs)  # once: the event's draw picks which time heads are read
+        event = jax.random.bernoulli(ke, jax.nn.sigmoid(h[:, 0])).astype(jnp.float32)
+        _, mean, log_sd = heads(h, event)
         y = mean + jnp.exp(log_sd) * jax.random.normal(kt, mean.shape)
         return event, time_center + time_scale * y
 
