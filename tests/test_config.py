@@ -158,10 +158,10 @@ def test_minibatch_local_updates_from_the_command_line():
 
 
 def test_vae_bgm_survival_preset_is_the_study_budget_with_the_confirmed_outcome_settings():
-    """+experiment=vae_bgm_survival: +experiment=vae_bgm's budget plus the five confirmed settings."""
+    """+experiment=vae_bgm_survival: +experiment=vae_bgm's budget plus the four confirmed settings."""
     c, base = typed(["+experiment=vae_bgm_survival"]), typed(["+experiment=vae_bgm"])
     assert (c.strategy.rounds, c.strategy.patience, c.strategy.client.learning_rate) == (200, 20, 3e-3)
     assert (c.model.outcome_head, c.model.outcome_hidden, c.model.time_model) == ("row", (), "weibull")
-    assert (c.model.hidden, c.model.outcome_l2) == ((128,), 0.01)
+    assert (c.model.hidden, c.model.outcome_l2) == ((64,), 0.01)  # the default width
     default = (base.model.outcome_head, base.model.time_model, base.model.hidden)
     assert default == ("latent", "gaussian", (64,))
