@@ -68,6 +68,15 @@ _GRID_ROWS_FACTOR = 8
 # Codes (risk ranks, time groups) that fit 16 bits are ordered by radix sorts (_order_by).
 _RADIX_MAX_CODES = 2**16
 _GRID_MAX_CELLS = 2**22
+# Dense ranks of values that repeat a lot (times in days, rounded or categorical scores) come from
+# a hash table (pandas.factorize, O(n)) and a sort of the distinct values only, where a comparison sort
+# of every row took 3-4x longer at 1M rows (experiments/bench/README.md, session 13). Chosen when the
+# array has at least _HASH_RANK_MIN_N rows and a strided sample of _HASH_RANK_SAMPLE of them has at most
+# _HASH_RANK_MAX_SHARE distinct values; nearly distinct values (a network's risks) keep the sort, where
+# the hash table loses. The choice changes the time, never the ranks.
+_HASH_RANK_MIN_N = 20_000
+_HASH_RANK_SAMPLE = 65_536  # about d (1 - exp(-m / d)) distinct in a sample of m from d values
+_HASH_RANK_MAX_SHARE = 0.5
 # Indices drawn at once when resamples are drawn batch by batch (_drawn_weights).
 _DRAW_ELEMENTS = 2**20
 # Resamples per matrix product in the dense bootstrap path.
@@ -118,6 +127,44 @@ def _dense_rank_and_order(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarr
     The order is kept so that a later sort by (rank, something) can start from it: an array sorted
     but for runs of ties is sorted by a stable (run-detecting) sort in about linear time.
     """
+    if _repeats_a_lot(values):
+        return _dense_rank_hashed(values)
+    return _dense_rank_sorted(values)
+
+
+def _repeats_a_lot(values: np.ndarray) -> bool:
+    """Whether ``values`` is long and a strided sample of it has few distinct values (see _HASH_RANK_*)."""
+    n = len(values)
+    if n < _HASH_RANK_MIN_N or values.dtype == np.float16:  # pandas hashes no float16
+        return False
+    import pandas as pd  # only here: its import costs a run's start-up ~0.3 s
+
+    sample = values[:: max(1, n // _HASH_RANK_SAMPLE)]
+    return len(pd.unique(sample)) <= _HASH_RANK_MAX_SHARE * len(sample)
+
+
+def _dense_rank_hashed(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`_dense_rank_and_order` through a hash table: codes per distinct value, then their ranks.
+
+    ``pandas.factorize`` gives each row the code of its value in first-seen order (equal floats, -0.0
+    and 0.0 included, share a code); sorting the distinct values maps codes to dense ranks, and the
+    ranks' order comes from a stable radix sort when they fit 16 bits.
+    """
+    import pandas as pd
+
+    codes, distinct = pd.factorize(values)
+    rank_of_code = np.empty(len(distinct), np.int64)
+    rank_of_code[np.argsort(distinct)] = np.arange(len(distinct))
+    ranks = rank_of_code[codes]
+    if len(distinct) <= _RADIX_MAX_CODES:
+        order = np.argsort(ranks.astype(np.uint16), kind="stable")
+    else:
+        order = np.argsort(ranks)
+    return ranks, len(distinct), order
+
+
+def _dense_rank_sorted(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`_dense_rank_and_order` by a comparison sort of every row."""
     n = len(values)
     order = np.argsort(values)
     if n == 0:

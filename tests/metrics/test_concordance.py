@@ -76,3 +76,44 @@ def test_radix_and_comparison_orders_give_the_same_pair_counts(decimals, monkeyp
     assert cc.concordance_summary(time, event, risk) == radix
     c = (radix[0] + radix[1] / 2) / radix[2]
     assert c == pytest.approx(lifelines_cindex(time, -risk, event), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.round(np.random.default_rng(0).normal(size=30_000), 2),  # ~600 levels, negative and positive
+        np.ceil(np.random.default_rng(1).exponential(300.0, 30_000)),  # days, ~2k levels
+        np.random.default_rng(2).integers(-3, 4, 30_000).astype(np.int8),  # a small integer code
+        np.random.default_rng(3).random(30_000) < 0.3,  # bool
+        np.tile(np.array([0.0, -0.0, np.inf, -np.inf, 1.5], np.float32), 6000),  # signed zeros, infinities
+        np.random.default_rng(4).integers(0, 70_000, 300_000).astype(float),  # > 2**16 distinct values
+    ],
+)
+def test_hashed_and_sorted_dense_ranks_are_equal(values):
+    # Values that repeat a lot are dense-ranked through pandas.factorize (concordance._dense_rank_hashed);
+    # the ranks and their count must equal the comparison sort's, and each path's order must sort the values.
+    hashed, sorted_ = cc._dense_rank_hashed(values), cc._dense_rank_sorted(values)
+    np.testing.assert_array_equal(hashed[0], sorted_[0])
+    assert hashed[1] == sorted_[1] == len(np.unique(values))
+    for _, _, order in (hashed, sorted_):
+        ordered = values[order]
+        assert (ordered[1:] >= ordered[:-1]).all()
+
+
+def test_hash_rank_choice_follows_the_sample_and_leaves_the_c_index_unchanged(monkeypatch):
+    # Repeating values take the hash path, nearly distinct ones the sort; forcing either path on the
+    # same tied data gives the same counts, equal to lifelines' C.
+    from lifelines.utils import concordance_index as lifelines_cindex
+
+    rng = np.random.default_rng(5)
+    n = 50_000
+    time = np.ceil(rng.exponential(200.0, n))
+    event = rng.random(n) < 0.6
+    risk = np.round(rng.normal(size=n) - 0.002 * time, 2)
+    assert cc._repeats_a_lot(time) and cc._repeats_a_lot(risk)
+    assert not cc._repeats_a_lot(rng.normal(size=n)) and not cc._repeats_a_lot(time[:1000])
+    hashed = cc.concordance_summary(time, event, risk)
+    monkeypatch.setattr(cc, "_HASH_RANK_MIN_N", 10**12)
+    assert cc.concordance_summary(time, event, risk) == hashed
+    c = (hashed[0] + hashed[1] / 2) / hashed[2]
+    assert c == pytest.approx(lifelines_cindex(time, -risk, event), abs=1e-12)
