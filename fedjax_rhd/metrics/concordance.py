@@ -22,9 +22,11 @@ Counting, for every event row, the rows with smaller ``g`` and smaller risk rank
 is a two-dimensional dominance count, done by a divide-and-conquer over the bits
 of ``g``: a Python loop over ``ceil(log2(#groups))`` levels, each level a handful
 of O(n) array operations (a stable partition computed with cumulative sums).
-Two shortcuts give the same counts: when the (risk, group) grid is small (at most 8 cells
+Three shortcuts give the same counts: when the (risk, group) grid is small (at most 8 cells
 a row) the counts are cumulative sums over it, with no sort (a clinical category, a rounded
-score); and codes that fit 16 bits are ordered by stable radix sorts instead of comparison sorts.
+score); codes that fit 16 bits are ordered by stable radix sorts instead of comparison sorts;
+and long arrays whose values repeat a lot (days, rounded scores) are dense-ranked through a hash
+table and a sort of their distinct values only.
 
 The bootstraps resample rows with replacement (Efron & Tibshirani 1993). Each resample is
 a vector of multiplicities ``w`` and its pair counts are the quadratic forms
