@@ -119,7 +119,9 @@ def _validate(time: Any, event: Any, *risks: Any) -> tuple[np.ndarray, np.ndarra
 
 def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
     """Dense ranks (0 = smallest, ties share a rank) and the number of distinct values."""
-    ranks, n_distinct, _ = _dense_rank_and_order(values)
+    if _repeats_a_lot(values):
+        return _hashed_ranks(values)  # no order: callers of this one do not need it
+    ranks, n_distinct, _ = _dense_rank_sorted(values)
     return ranks, n_distinct
 
 
@@ -152,17 +154,22 @@ def _dense_rank_hashed(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]
     and 0.0 included, share a code); sorting the distinct values maps codes to dense ranks, and the
     ranks' order comes from a stable radix sort when they fit 16 bits.
     """
+    ranks, n_distinct = _hashed_ranks(values)
+    if n_distinct <= _RADIX_MAX_CODES:
+        order = np.argsort(ranks.astype(np.uint16), kind="stable")
+    else:
+        order = np.argsort(ranks)
+    return ranks, n_distinct, order
+
+
+def _hashed_ranks(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense ranks and their count from ``pandas.factorize`` and a sort of the distinct values."""
     import pandas as pd
 
     codes, distinct = pd.factorize(values)
     rank_of_code = np.empty(len(distinct), np.int64)
     rank_of_code[np.argsort(distinct)] = np.arange(len(distinct))
-    ranks = rank_of_code[codes]
-    if len(distinct) <= _RADIX_MAX_CODES:
-        order = np.argsort(ranks.astype(np.uint16), kind="stable")
-    else:
-        order = np.argsort(ranks)
-    return ranks, len(distinct), order
+    return rank_of_code[codes], len(distinct)
 
 
 def _dense_rank_sorted(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
