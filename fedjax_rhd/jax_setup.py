@@ -1,4 +1,4 @@
-"""JAX process settings: the persistent compilation cache."""
+"""JAX process settings: the persistent compilation cache and the executable store."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import jax
+
+from fedjax_rhd import executables
 
 DEFAULT_CACHE = Path.home() / ".cache" / "fedjax_rhd" / "jax"
 
@@ -21,6 +23,8 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path:
     ``jax_persistent_cache_min_compile_time_secs`` defaults to 1 s, which would
     skip our sub-second compiles; 0 caches all of them, so a second process
     (the next job of a sweep, the next CLI call) loads instead of compiling.
+    Beside it, ``executables/`` keeps the spec-jitted programs themselves, so a new process
+    skips their tracing and lowering too (``fedjax_rhd.executables``).
     ``FEDJAX_RHD_JAX_CACHE`` overrides the location.
     """
     cache = Path(path or cache_dir())
@@ -28,4 +32,5 @@ def enable_compilation_cache(path: str | Path | None = None) -> Path:
     jax.config.update("jax_compilation_cache_dir", str(cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    executables.enable_store(cache / "executables")
     return cache

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from fedjax_rhd.data import FederatedData
+from fedjax_rhd.executables import stored_jit
 from fedjax_rhd.federation.backend import Backend
 from fedjax_rhd.federation.loop import FederationResult
 from fedjax_rhd.federation.participation import participation_summary
@@ -129,7 +130,13 @@ def _main_model(global_params: Any, node_params: Any) -> tuple[Any, list[int] | 
     """The main model's parameters and the nodes of its Breslow baseline (None: all)."""
     if global_params is not None:
         return global_params, None
-    return jax.tree.map(lambda p: p[0], node_params), [0]
+    return _first_node(node_params), [0]
+
+
+@stored_jit()
+def _first_node(stacked: Any) -> Any:
+    """Node 0's slice of stacked [K] parameters (one program, not one eager slice per leaf)."""
+    return jax.tree.map(lambda p: p[0], stacked)
 
 
 def survival_block(

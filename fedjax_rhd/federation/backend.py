@@ -231,9 +231,9 @@ class NodeDirectory:
 
     def init_state(self, rng: jax.Array) -> ServerState:
         """The strategy's initial state on the model initialised from ``rng``, on the manager."""
-        from fedjax_rhd.strategies import build_algorithm, build_model
+        from fedjax_rhd.strategies import initial_state
 
-        return build_algorithm(self.spec).init(build_model(self.spec).init(rng), len(self._names))
+        return initial_state(self.spec, rng, len(self._names))
 
 
 class BackendConfig(Protocol):

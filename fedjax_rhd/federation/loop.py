@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from fedjax_rhd.executables import stored_jit
 from fedjax_rhd.federation.backend import Backend
 from fedjax_rhd.federation.participation import (
     RoundPlan,
@@ -112,6 +113,7 @@ class FederationResult:
     node_best_rounds: list[int] | None = None  # personalised: each node's own selected round
 
 
+@stored_jit()
 def _select(mask: np.ndarray, new: Params, old: Params) -> Params:
     """Per node: ``new``'s slice where ``mask``, else ``old``'s (personalised best models)."""
 

@@ -174,17 +174,18 @@ def breslow_counts(
     With ``min_cell_count = k``, of the node's times rounded into runs of ``k`` (every risk set
     then holds at least ``k`` of the node's patients where patients leave it).
     """
-    grid = jnp.asarray(inputs["grid"], jnp.float32)
-    events = jnp.zeros_like(grid)
-    at_risk = jnp.zeros_like(grid)
+    # host sums (f32, as on the device): eager device additions would each lower a program
+    grid = np.asarray(inputs["grid"], np.float32)
+    events = np.zeros_like(grid)
+    at_risk = np.zeros_like(grid)
     parts = (rows.train, rows.val)
     if small_cells.active(small_cells.min_cell_count(inputs)):
         released = _released_times(parts, inputs)
         parts = tuple(_with_times(part, time) for part, (time, _) in zip(parts, released, strict=True))
     for part in parts:
         e, a = _breslow(spec, params, part, grid)
-        events, at_risk = events + e, at_risk + a
-    return {"events": np.asarray(events), "at_risk": np.asarray(at_risk)}
+        events, at_risk = events + np.asarray(e), at_risk + np.asarray(a)
+    return {"events": events, "at_risk": at_risk}
 
 
 def own_test_range(

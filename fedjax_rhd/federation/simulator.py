@@ -23,9 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_rhd import executables
 from fedjax_rhd.data import small_cells
 from fedjax_rhd.data.buckets import NodeBuckets, bucket_nodes, plan_buckets
 from fedjax_rhd.data.federated import FederatedData
+from fedjax_rhd.executables import stored_jit
 from fedjax_rhd.federation.backend import NodeDirectory, RoundOutput
 from fedjax_rhd.federation.faults import Failures, Timing, failed_nodes, simulated_seconds
 from fedjax_rhd.federation.node_tasks import NODE_STATISTICS, NodeRows, finetune_node, validation_loss
@@ -36,6 +38,8 @@ from fedjax_rhd.strategies.traced import spec_jit
 from fedjax_rhd.typing import ClientResult, NodeData, Params, ServerState
 
 TRACE_COUNTS: collections.Counter[str] = collections.Counter()
+# the programs holding a round: loading one from the store counts as the round's compilation
+_ROUND_PROGRAMS = (f"{__name__}.federated_round", f"{__name__}.validated_round")
 
 
 @spec_jit()
@@ -163,8 +167,8 @@ class ManagerTestSet(NamedTuple):
 def manager_test_set(data: FederatedData) -> ManagerTestSet:
     """``data``'s benchmark test set on the device: each node's own view under ``strategy=local``."""
     if data.test_views is None:
-        return ManagerTestSet(jnp.asarray(data.test.x), jnp.asarray(data.test.observed), False)
-    return ManagerTestSet(jnp.asarray(data.test_views.x), jnp.asarray(data.test_views.observed), True)
+        return ManagerTestSet(jax.device_put(data.test.x), jax.device_put(data.test.observed), False)
+    return ManagerTestSet(jax.device_put(data.test_views.x), jax.device_put(data.test_views.observed), True)
 
 
 def score_test_set(spec: AlgorithmSpec, stacked_params: Params, test: ManagerTestSet) -> np.ndarray:
@@ -258,8 +262,9 @@ class SimulatorBackend(NodeDirectory):
         self.seed_failure = seed_failure
         # the round's layout: each node padded to its size class, not to the largest node
         self.buckets = plan_buckets(data.n_train)
-        self._train_buckets = jax.tree.map(jnp.asarray, bucket_nodes(data.train, data.n_train, self.buckets))
-        self._val = jax.tree.map(jnp.asarray, data.val)
+        # device_put, not jnp.asarray: an eager asarray lowers a program per array in a new process
+        self._train_buckets = jax.device_put(bucket_nodes(data.train, data.n_train, self.buckets))
+        self._val = jax.device_put(data.val)
         self._validate = sum(data.n_val) > 0  # else the loop validates nothing (selection=last)
         self._test = manager_test_set(data)
         # each node's own test part (real centres: federated evaluation); None: the manager keeps the test set
@@ -365,8 +370,8 @@ class SimulatorBackend(NodeDirectory):
         return self._rows[k]
 
     def compilations(self) -> int:
-        """Traces of the jitted round in this process (shared by every simulator in it)."""
-        return TRACE_COUNTS["round"]
+        """Round programs built in this process: traced, or loaded from the executable store."""
+        return TRACE_COUNTS["round"] + sum(executables.LOADS[name] for name in _ROUND_PROGRAMS)
 
     def close(self) -> None:
         """Nothing to stop: every node lives in this process."""
@@ -397,5 +402,7 @@ def finetune_nodes(
     return jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[train.order], *tuned)
 
 
-def _node_slice(stacked: NodeData, k: int) -> NodeData:
-    return NodeData(*(leaf[k] for leaf in stacked))
+@stored_jit()
+def _node_slice(stacked: NodeData, k: jax.Array | int) -> NodeData:
+    """Node ``k``'s rows of a stacked ``NodeData`` (one program for every leaf and every k)."""
+    return jax.tree.map(lambda leaf: jax.lax.dynamic_index_in_dim(leaf, k, keepdims=False), stacked)

@@ -92,13 +92,15 @@ def baseline_hazard(
 
     Each node sends its per-bin deaths and summed ``exp(risk)`` (``node_tasks.breslow_counts``).
     """
-    grid32 = jnp.asarray(grid, jnp.float32)
-    events = jnp.zeros_like(grid32)
-    at_risk = jnp.zeros_like(grid32)
+    # host sums (f32, as on the device): eager device operations would each lower a program
+    grid32 = np.asarray(grid, np.float32)
+    events = np.zeros_like(grid32)
+    at_risk = np.zeros_like(grid32)
     for counts in nodes.node_statistic(
         "breslow_counts", {"grid": np.asarray(grid)}, params, list(baseline_nodes)
     ):
-        events, at_risk = events + counts["events"], at_risk + counts["at_risk"]
+        events = events + np.asarray(counts["events"], np.float32)
+        at_risk = at_risk + np.asarray(counts["at_risk"], np.float32)
     return breslow_cumulative_hazard(events, at_risk, grid32)
 
 
@@ -120,10 +122,10 @@ def survival_on_test(
     if model.survival is not None:
         curves = _parametric_survival(spec, params, test.x, test.observed, jnp.asarray(times, jnp.float32))
         return np.asarray(curves, np.float64)
-    grid32 = jnp.asarray(grid, jnp.float32)
+    grid32 = np.asarray(grid, np.float32)
     cum_hazard = baseline_hazard(nodes, params, grid, baseline_nodes)
     risk = _risk(spec, params, test.x, test.observed)
-    return np.asarray(survival_curves(risk, cum_hazard, grid32, jnp.asarray(times, jnp.float32)), np.float64)
+    return np.asarray(survival_curves(risk, cum_hazard, grid32, np.asarray(times, np.float32)), np.float64)
 
 
 def survival_metrics(

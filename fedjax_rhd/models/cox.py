@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fedjax_rhd.executables import stored_jit
 from fedjax_rhd.typing import NodeData
 
 
@@ -157,6 +158,7 @@ def breslow_baseline_counts(risk: jax.Array, batch: NodeData, grid: jax.Array) -
     return events, reached + died_inside
 
 
+@stored_jit()
 def breslow_cumulative_hazard(events: jax.Array, at_risk: jax.Array, grid: jax.Array) -> jax.Array:
     """Breslow cumulative baseline hazard on the grid from (summed) counts.
 
@@ -176,6 +178,7 @@ def breslow_cumulative_hazard(events: jax.Array, at_risk: jax.Array, grid: jax.A
     return jnp.cumsum(increments)
 
 
+@stored_jit()  # one program: its eager operations were a dozen lowerings in each new process
 def survival_curves(risk: jax.Array, cum_hazard: jax.Array, grid: jax.Array, times: jax.Array) -> jax.Array:
     """Cox survival curves ``S(t | x) = exp(-H0(t) exp(risk))``.
 

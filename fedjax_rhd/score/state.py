@@ -202,7 +202,7 @@ def model_params(params: dict[str, Any], where: str) -> Any:
     if "/" not in where:
         return params[where]
     stack, k = where.split("/")
-    return jax.tree.map(lambda p: p[int(k)], params[stack])
+    return jax.tree.map(lambda p: np.asarray(p)[int(k)], params[stack])  # host: no eager slice programs
 
 
 def write_scoring_state(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import jax
+
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.strategies.bn_two_step import bn_two_step
 from fedjax_rhd.strategies.client import ClientConfig
@@ -14,7 +16,8 @@ from fedjax_rhd.strategies.fedavg import ServerConfig, fedavg, weighted_mean
 from fedjax_rhd.strategies.local import centralized, local
 from fedjax_rhd.strategies.scaffold import ScaffoldControls, scaffold
 from fedjax_rhd.strategies.server_opt import reddi, scale_by_reddi, server_optimizer
-from fedjax_rhd.typing import FederatedAlgorithm, SurvivalModel
+from fedjax_rhd.strategies.traced import spec_jit
+from fedjax_rhd.typing import FederatedAlgorithm, ServerState, SurvivalModel
 
 ALGORITHMS: dict[str, Callable[..., FederatedAlgorithm]] = {
     "fedavg": fedavg,  # and every FedAvg preset: FedProx, FedAvgM, FedAdam, FedYogi, FedAdagrad, DP-FedAvg
@@ -119,6 +122,23 @@ def build_algorithm(spec: AlgorithmSpec) -> FederatedAlgorithm:
     return ALGORITHMS[spec.algorithm](build_model(spec), spec.client, spec.server, spec.dp)
 
 
+def initial_state(spec: AlgorithmSpec, rng: jax.Array, num_nodes: int) -> ServerState:
+    """The strategy's initial state on the model initialised from ``rng``.
+
+    Gradient models build it as one compiled (and stored) program: eagerly, a network's
+    initialisers were about a dozen separate lowerings in every new process. Models fitted from
+    counts build theirs on the host.
+    """
+    if MODELS[spec.model_name].from_counts:
+        return build_algorithm(spec).init(build_model(spec).init(rng), num_nodes)
+    return _initial_state(spec, rng, num_nodes)
+
+
+@spec_jit(static_argnames=("num_nodes",))
+def _initial_state(spec: AlgorithmSpec, rng: jax.Array, num_nodes: int) -> ServerState:
+    return build_algorithm(spec).init(build_model(spec).init(rng), num_nodes)
+
+
 __all__ = [
     "ALGORITHMS",
     "StrategyConfig",
@@ -129,6 +149,7 @@ __all__ = [
     "ServerConfig",
     "build_algorithm",
     "build_model",
+    "initial_state",
     "centralized",
     "fedavg",
     "local",

@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 
+from fedjax_rhd import executables
 from fedjax_rhd.models import MODELS
 from fedjax_rhd.models.dropout import TracedRate, traced_rate
 
@@ -164,6 +165,8 @@ def spec_jit(*, static_argnames: tuple[str, ...] = ()) -> Callable[[F], F]:
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn)
+        name = f"{fn.__module__}.{fn.__qualname__}"
+        source_file = inspect.getsourcefile(fn) or ""
 
         @functools.partial(jax.jit, static_argnames=("skeleton", *static_argnames))
         def jitted(skeleton: Any, hp: HyperParams, **arguments: Any) -> Any:
@@ -177,9 +180,25 @@ def spec_jit(*, static_argnames: tuple[str, ...] = ()) -> Callable[[F], F]:
             arguments = signature.bind(spec, *args, **kwargs).arguments
             arguments.pop(next(iter(signature.parameters)))
             skeleton, hp = _lifted_on_device(spec)
-            return jitted(skeleton, hp, **arguments)
+            static = {name: arguments.pop(name) for name in static_argnames if name in arguments}
+            program = executables.compiled_program(
+                name,
+                jitted,
+                (skeleton, tuple(sorted(static.items()))),
+                (hp, arguments),
+                lambda: jitted.lower(skeleton, hp, **arguments, **static),
+                source_file,
+            )
+            if program is None:
+                return jitted(skeleton, hp, **arguments, **static)
+            return program(hp, **arguments)
+
+        def clear_cache() -> None:
+            jitted.clear_cache()
+            executables.forget(jitted)
 
         call.jitted = jitted  # type: ignore[attr-defined]
+        call.clear_cache = clear_cache  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
 
     return decorate

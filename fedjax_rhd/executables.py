@@ -1,0 +1,266 @@
+"""Compiled programs kept on disk, so a new process calls them without tracing or lowering them.
+
+JAX's persistent compilation cache (``jax_setup``) skips XLA's compile in a new process, but every
+jitted function is still traced to a jaxpr and lowered to StableHLO before the cache is consulted:
+on a warm centralised IWG-PM run that was about 0.5 s for the round alone, a quarter of the run.
+This store keeps the compiled executable itself (``jax.experimental.serialize_executable``) under
+a key that names everything the program depends on, so a later process loads it in milliseconds.
+
+The key (``program_key``) is the SHA-256 of
+
+* the function's module and name, the **source of the whole ``fedjax_rhd`` package** and of the
+  function's own file (for a function defined outside the package): any edit to any module gives
+  new keys, so nothing stale is ever loaded after a code change;
+* ``repr`` of the static arguments (the spec's skeleton: a frozen dataclass whose repr lists every
+  field), refused when a repr carries an object address (`` at 0x``), which differs per process;
+* the argument tree and each leaf's abstract value (shape, dtype, weak type);
+* jax and jaxlib versions, the backend, device kind and count, ``XLA_FLAGS`` and the JAX flags that
+  change lowering (x64, matmul precision).
+
+A program that cannot be keyed, serialized or loaded is simply traced and compiled as by
+``jax.jit``; a load that fails (a truncated file, another jaxlib) is counted and recompiled.
+Files are written to a temporary name and renamed, so concurrent sweep workers never read half
+a file. The store is on where ``jax_setup.enable_compilation_cache`` turned the persistent cache
+on (every run, the sweep workers, Flower's nodes), in its ``executables/`` folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import pickle
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jax
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+_STORE: list[Path] = []  # the folder, once enable_store() ran; empty: programs live in the process only
+LOADS: Counter[str] = Counter()  # programs loaded from disk in this process, per function name
+FAILED_LOADS: Counter[str] = Counter()
+
+
+def enable_store(folder: str | Path) -> Path:
+    """Keep compiled programs in ``folder`` from now on (idempotent; the last call wins)."""
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    _STORE[:] = [path]
+    return path
+
+
+def disable_store() -> None:
+    """Stop reading and writing compiled programs on disk (the process's own stay)."""
+    _STORE.clear()
+
+
+def store() -> Path | None:
+    """The folder compiled programs are kept in, or None when the store is off."""
+    return _STORE[0] if _STORE else None
+
+
+@functools.cache
+def source_digest() -> str:
+    """SHA-256 over every ``.py`` file of the package (path and bytes): the code's identity."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE_ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _platform() -> str:
+    import jaxlib
+
+    devices = jax.devices()
+    flags = (
+        jax.config.jax_enable_x64,
+        jax.config.jax_default_matmul_precision,
+        os.environ.get("XLA_FLAGS", ""),
+    )
+    versions = f"{jax.__version__}|{jaxlib.__version__}"
+    return f"{versions}|{jax.default_backend()}|{devices[0].device_kind}|{len(devices)}|{flags}"
+
+
+@functools.cache
+def file_digest(path: str) -> str:
+    """SHA-256 of one source file's bytes ("" where it cannot be read: the key then omits it)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def program_key(
+    name: str, static: tuple[Any, ...], tree: Any, avals: tuple[Any, ...], source_file: str = ""
+) -> str | None:
+    """The store's file name for a program, or None where a static value has no stable repr.
+
+    Args:
+        name: the function's qualified name.
+        static: its static arguments.
+        tree: the traced arguments' tree structure.
+        avals: the traced arguments' abstract values.
+        source_file: the file defining the function (its bytes join the key).
+    """
+    text = f"{name}|{static!r}|{tree}|{avals}"
+    if " at 0x" in text:
+        return None
+    code = f"{source_digest()}|{file_digest(source_file) if source_file else ''}"
+    return hashlib.sha256(f"{text}|{_platform()}|{code}".encode()).hexdigest()
+
+
+def load(name: str, key: str) -> Any | None:
+    """The compiled program stored under ``key``, or None (absent, or unreadable: counted)."""
+    folder = store()
+    if folder is None:
+        return None
+    path = folder / f"{key}.bin"
+    if not path.is_file():
+        return None
+    from jax.experimental import serialize_executable
+
+    try:
+        payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+        program = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+    except Exception:  # a truncated file, another jaxlib: compile again, as without the store
+        FAILED_LOADS[name] += 1
+        return None
+    LOADS[name] += 1
+    return program
+
+
+def save(key: str, program: Any) -> bool:
+    """Write a compiled program under ``key`` (atomically); False where it cannot be serialized."""
+    folder = store()
+    if folder is None:
+        return False
+    from jax.experimental import serialize_executable
+
+    try:
+        blob = pickle.dumps(serialize_executable.serialize(program))
+    except Exception:  # e.g. a program with host callbacks: it stays in this process only
+        return False
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as handle:
+        handle.write(blob)
+    os.replace(handle.name, folder / f"{key}.bin")
+    return True
+
+
+def compiled_program(
+    name: str,
+    jitted: Callable[..., Any],
+    static: tuple[Any, ...],
+    dynamic: tuple[Any, ...],
+    lower: Callable[[], Any],
+    source_file: str = "",
+) -> Any | None:
+    """The compiled program for one call: from this process, else from the store, else compiled.
+
+    Args:
+        name: the function's qualified name (keys and counts).
+        jitted: the ``jax.jit`` object (its identity scopes the in-process table).
+        static: the call's static arguments, hashable.
+        dynamic: the call's traced arguments (a pytree).
+        lower: builds ``jitted.lower(...)`` for this call (run only on a miss).
+        source_file: the file defining the function (part of the key).
+
+    Returns:
+        A ``jax.stages.Compiled``, or None where the call must go through ``jitted``: the store
+        is off (plain ``jax.jit`` behaviour), or an argument is a tracer (inside another trace).
+    """
+    if store() is None:
+        return None
+    leaves, tree = jax.tree.flatten(dynamic)
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+        return None
+    avals = tuple(jax.typeof(leaf) for leaf in leaves)
+    table = _PROGRAMS.setdefault(id(jitted), {})
+    memo = (static, tree, avals)
+    program = table.get(memo)
+    if program is not None:
+        return program
+    key = program_key(name, static, tree, avals, source_file)
+    program = load(name, key) if key is not None else None
+    if program is None:
+        if key is None:
+            program = lower().compile()
+        else:
+            program = _fresh_compile(lower)
+            save(key, program)
+    table[memo] = program
+    return program
+
+
+_PROGRAMS: dict[int, dict[tuple[Any, ...], Any]] = {}
+
+
+def _fresh_compile(lower: Callable[[], Any]) -> Any:
+    """Compile with JAX's persistent cache off: a program to serialize must be XLA's own output.
+
+    Measured (jaxlib 0.10.2, CPU): an executable that JAX loaded from its persistent cache and
+    was serialized again fails when called after loading ("Function iota_convert_fusion not
+    found"): the reloaded CPU executable no longer carries its compiled functions. So the one
+    compile per new key that the persistent cache would have skipped is done here.
+    """
+    from jax._src import compilation_cache  # reset_cache: JAX decides "cache in use" once per process
+
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    try:
+        return lower().compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
+        compilation_cache.reset_cache()
+
+
+def forget(jitted: Callable[..., Any]) -> None:
+    """Drop this process's programs of one jitted function (the next call loads or compiles)."""
+    _PROGRAMS.pop(id(jitted), None)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stored_jit(*, static_argnames: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """``jax.jit`` whose compiled programs go through the store (a module-level function only).
+
+    For the small eager steps of a run (a model's initial parameters, the Breslow baseline and the
+    survival curves of the final metrics): each eager ``jax.numpy`` call is lowered on its own the
+    first time in a process, dozens of them per run; one stored program replaces them. The key is
+    the function's name, the static arguments and the arguments' abstract values (see
+    :func:`program_key`). The wrapped function keeps ``jitted`` (the ``jax.jit`` object).
+    """
+
+    def decorate(fn: F) -> F:
+        jitted = jax.jit(fn, static_argnames=static_argnames)
+        signature = inspect.signature(fn)
+        name = f"{fn.__module__}.{fn.__qualname__}"
+        source_file = inspect.getsourcefile(fn) or ""
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            arguments = signature.bind(*args, **kwargs).arguments
+            static = {key: arguments.pop(key) for key in static_argnames if key in arguments}
+            program = compiled_program(
+                name,
+                jitted,
+                tuple(sorted(static.items())),
+                ((), arguments),
+                lambda: jitted.lower(**arguments, **static),
+                source_file,
+            )
+            if program is None:
+                return jitted(*args, **kwargs)
+            return program(**arguments)
+
+        call.jitted = jitted  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,176 @@
+"""The executable store: programs kept on disk load without a trace and compute the same bits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fedjax_rhd import executables
+from fedjax_rhd.executables import stored_jit
+
+TRACES: list[int] = []
+
+
+@stored_jit(static_argnames=("power",))
+def _scaled_ramp(x: jax.Array, scale: jax.Array, power: int) -> jax.Array:
+    TRACES.append(power)  # runs only while tracing
+    # an iota and a conversion fused with the input: the kind of program whose reload once failed
+    return (jnp.arange(x.shape[0], dtype=jnp.float32) * scale + x) ** power
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh store folder for one test; the process's previous store is restored after it."""
+    before = executables.store()
+    executables.enable_store(tmp_path / "executables")
+    executables.forget(_scaled_ramp.jitted)
+    _scaled_ramp.jitted.clear_cache()
+    yield tmp_path / "executables"
+    executables.forget(_scaled_ramp.jitted)
+    if before is None:
+        executables.disable_store()
+    else:
+        executables.enable_store(before)
+
+
+def _reload_from_disk() -> None:
+    executables.forget(_scaled_ramp.jitted)
+    _scaled_ramp.jitted.clear_cache()
+
+
+def test_a_stored_program_loads_without_tracing_and_gives_the_same_bits(store):
+    x = np.linspace(-1.0, 1.0, 7, dtype=np.float32)
+    first = np.asarray(_scaled_ramp(x, np.float32(0.5), power=3))
+    expected = (np.arange(7, dtype=np.float32) * np.float32(0.5) + x) ** 3
+    np.testing.assert_allclose(first, expected, rtol=1e-6)
+    assert TRACES[-1:] == [3] and len(list(store.glob("*.bin"))) == 1
+    traces, loads = len(TRACES), executables.LOADS[_name()]
+    _reload_from_disk()
+    again = np.asarray(_scaled_ramp(x, np.float32(0.5), power=3))
+    assert len(TRACES) == traces  # no trace: the program came from the file
+    assert executables.LOADS[_name()] == loads + 1
+    np.testing.assert_array_equal(again, first)
+
+
+def test_a_new_static_value_or_shape_is_a_new_program(store):
+    x = np.ones(4, np.float32)
+    _scaled_ramp(x, np.float32(1.0), power=2)
+    _scaled_ramp(x, np.float32(2.0), power=2)  # a traced value: the same program
+    assert len(list(store.glob("*.bin"))) == 1
+    _scaled_ramp(x, np.float32(1.0), power=3)
+    _scaled_ramp(np.ones(5, np.float32), np.float32(1.0), power=2)
+    assert len(list(store.glob("*.bin"))) == 3
+
+
+def test_keys_name_everything_and_refuse_process_addresses():
+    tree = jax.tree.structure(((), {"x": 0}))
+    avals = (jax.typeof(np.ones(3, np.float32)),)
+    key = executables.program_key("f", (("power", 2),), tree, avals)
+    assert key is not None and len(key) == 64
+    assert executables.program_key("g", (("power", 2),), tree, avals) != key
+    assert executables.program_key("f", (("power", 3),), tree, avals) != key
+    assert executables.program_key("f", (("power", 2),), tree, (jax.typeof(np.ones(4, np.float32)),)) != key
+    assert executables.program_key("f", (("power", 2),), tree, (jax.typeof(np.ones(3, np.int32)),)) != key
+    assert executables.program_key("f", (object(),), tree, avals) is None  # repr holds " at 0x..."
+
+
+def test_the_package_source_is_part_of_every_key(tmp_path, monkeypatch):
+    tree = jax.tree.structure(((), {"x": 0}))
+    avals = (jax.typeof(np.ones(3, np.float32)),)
+    before = executables.program_key("f", (), tree, avals)
+    monkeypatch.setattr(executables, "source_digest", lambda: "an edited package")
+    assert executables.program_key("f", (), tree, avals) != before
+
+
+def test_an_unreadable_file_is_counted_and_the_program_compiled_again(store):
+    x = np.ones(3, np.float32)
+    first = np.asarray(_scaled_ramp(x, np.float32(1.0), power=2))
+    (path,) = store.glob("*.bin")
+    path.write_bytes(b"not a program")
+    _reload_from_disk()
+    failed, traces = executables.FAILED_LOADS[_name()], len(TRACES)
+    np.testing.assert_array_equal(np.asarray(_scaled_ramp(x, np.float32(1.0), power=2)), first)
+    assert executables.FAILED_LOADS[_name()] == failed + 1 and len(TRACES) == traces + 1
+
+
+def test_inside_another_trace_the_function_is_traced_inline(store):
+    @jax.jit
+    def outer(x):
+        return _scaled_ramp(x, jnp.float32(1.0), power=2).sum()
+
+    assert float(outer(np.zeros(3, np.float32))) == pytest.approx(0.0 + 1.0 + 4.0)
+    assert not list(store.glob("*.bin"))  # nothing stored for a call made with tracers
+
+
+def test_off_the_store_it_is_plain_jit(tmp_path):
+    before = executables.store()
+    executables.disable_store()
+    try:
+        assert (
+            executables.compiled_program("f", jax.jit(lambda x: x), (), (np.ones(2),), lambda: None) is None
+        )
+    finally:
+        if before is not None:
+            executables.enable_store(before)
+
+
+def _name() -> str:
+    return f"{__name__}._scaled_ramp"
+
+
+# Three processes: the first fills JAX's persistent cache only; the second finds the program
+# there and must still store an executable that XLA compiled itself (an executable JAX reloaded
+# from its cache and serialized again failed to run after loading: "Function ... not found");
+# the third loads it from the store without tracing. Each prints its result's bytes in hex.
+_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import jax, jax.numpy as jnp
+    from fedjax_rhd import executables
+    from fedjax_rhd.jax_setup import enable_compilation_cache
+    enable_compilation_cache(sys.argv[1])
+    if sys.argv[2] == "no-store":
+        executables.disable_store()
+    traced = []
+
+    @executables.stored_jit()
+    def ramp(x):
+        traced.append(1)
+        return jnp.exp(jnp.arange(x.shape[0], dtype=jnp.float32) * 0.25 + x).cumsum()
+
+    out = np.asarray(ramp(np.linspace(0, 1, 33, dtype=np.float32)))
+    print(out.tobytes().hex(), len(traced), sum(executables.LOADS.values()))
+    """
+)
+
+
+def test_a_program_stored_after_a_persistent_cache_hit_runs_in_a_new_process(tmp_path):
+    script = tmp_path / "ramp.py"
+    script.write_text(_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cache = tmp_path / "jax_cache"
+
+    def run(mode: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, str(script), str(cache), mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    plain, stored, loaded = run("no-store"), run("store"), run("store")
+    assert plain[1:] == ["1", "0"] and stored[1:] == ["1", "0"]  # traced; nothing loaded yet
+    assert loaded[1:] == ["0", "1"]  # no trace: loaded from the store
+    assert plain[0] == stored[0] == loaded[0]  # the same bits in all three processes
