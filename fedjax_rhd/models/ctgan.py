@@ -95,6 +95,12 @@ class CTGANConfig:
     # "conditional" (SurvivalGAN's: a draw from p(e, log t | the generated covariates), a model of
     # outcome_dim ReLU layers, () = linear, fitted on real rows; docs/ctgan.md §2)
     outcome_draw: str = "generator"
+    # > 0: rows are drawn from an exponential moving average of the generator's weights, updated
+    # after every generator step with this decay (Yazici et al., ICLR 2019, "The unusual
+    # effectiveness of averaging in GAN training"); 0 = the paper's last iterate. The average is a
+    # parameter like the others, so FedAvg averages it too (linear: the average of the nodes'
+    # averages is the average of the averaged trajectories)
+    generator_ema: float = 0.0
     # filled at the entry point, never in YAML: the guide's columns (for_guide), then the fitted
     # modes (C rows of K weights, means, sds) and each discrete level's federated count
     schema: tuple[Any, ...] = ()
@@ -125,7 +131,7 @@ class CTGANConfig:
             "mode_max_iter": self.mode_max_iter >= 1, "mode_tol": self.mode_tol > 0,
             "mode_min_count": self.mode_min_count >= 0, "mode_node_min_count": self.mode_node_min_count >= 0,
             "n_synthetic": self.n_synthetic >= 0, "outcome_weight": self.outcome_weight >= 0,
-            "outcome_lr": self.outcome_lr >= 0,
+            "outcome_lr": self.outcome_lr >= 0, "generator_ema": 0 <= self.generator_ema < 1,
         }  # fmt: skip
         for key, ok in checks.items():
             if not ok:
@@ -254,15 +260,19 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
             h = out
         crit["out"] = _dense(next(keys), h, 1)
         if outcome is not None:  # its own key: generator and critic start as without it
-            return {"generator": gen, "critic": crit, "outcome": outcome.init(jax.random.fold_in(rng, 1))}
-        if not config.outcome_weight:
-            return {"generator": gen, "critic": crit}
-        aux, h = {}, n_covariates
-        for i, out in enumerate(config.outcome_dim):
-            aux[f"layer{i}"] = _dense(next(keys), h, out)
-            h = out
-        aux["out"] = _dense(next(keys), h, 2)
-        return {"generator": gen, "critic": crit, "auxiliary": aux}
+            params = {"generator": gen, "critic": crit, "outcome": outcome.init(jax.random.fold_in(rng, 1))}
+        elif not config.outcome_weight:
+            params = {"generator": gen, "critic": crit}
+        else:
+            aux, h = {}, n_covariates
+            for i, out in enumerate(config.outcome_dim):
+                aux[f"layer{i}"] = _dense(next(keys), h, out)
+                h = out
+            aux["out"] = _dense(next(keys), h, 2)
+            params = {"generator": gen, "critic": crit, "auxiliary": aux}
+        if config.generator_ema:  # the average starts at the initial generator
+            params["generator_ema"] = gen
+        return params
 
     def generate(gen: Params, z: jax.Array, cond: jax.Array, key: PRNGKey) -> tuple[jax.Array, jax.Array]:
         """(activated row f32[n, width], raw logits): tanh for α, Gumbel-softmax for one-hot blocks."""
@@ -405,7 +415,7 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
     opts = {"generator": opt_g, "critic": opt_c, "auxiliary": opt_a, "outcome": opt_a}
 
     def init_optimizers(params: Params) -> Any:
-        return {name: opts[name].init(p) for name, p in params.items()}
+        return {name: opts[name].init(p) for name, p in params.items() if name in opts}
 
     def step(params: Params, opt_state: Any, batch: NodeData, rng: PRNGKey) -> tuple[Params, Any, jax.Array]:
         """One GAN step: ``critic_steps`` critic updates, then one generator update (and one step of the
@@ -439,6 +449,13 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
         g = jax.grad(generator_loss)(gen, crit, aux, batch, jax.random.fold_in(rng, config.critic_steps))
         upd, new_state["generator"] = opt_g.update(g, s_g, gen)
         new_params["generator"] = optax.apply_updates(gen, upd)
+        if "generator_ema" in params:
+            decay = config.generator_ema
+            new_params["generator_ema"] = jax.tree.map(
+                lambda avg, now: decay * avg + (1.0 - decay) * now,
+                params["generator_ema"],
+                new_params["generator"],
+            )
         return new_params, new_state, loss
 
     def loss(params: Params, batch: NodeData, rng: PRNGKey | None) -> tuple[jax.Array, dict[str, Any]]:
@@ -451,7 +468,8 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
         """n rows: conditions by the federated level counts (∝ count), noise, the generator, decoded."""
         kc, kz, kg = jax.random.split(rng, 3)
         cond, _, _ = sample_conditions(condition_probabilities(level_counts, layout, False), layout, kc, n)
-        row, _ = generate(network["generator"], jax.random.normal(kz, (n, config.embedding_dim)), cond, kg)
+        weights = network.get("generator_ema", network["generator"])
+        row, _ = generate(weights, jax.random.normal(kz, (n, config.embedding_dim)), cond, kg)
         cont = tf.decode_continuous(row[:, : layout.continuous_width], modes)
         out = tf.decode_discrete(row[:, layout.continuous_width :], layout, num_features)
         x = out["x"].at[:, np.asarray(layout.continuous, np.int32)].set(cont[:, :-1])
