@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import logging
 import os
 import pickle
 import tempfile
@@ -211,6 +212,9 @@ def _fresh_compile(lower: Callable[[], Any]) -> Any:
     from jax._src import compilation_cache  # reset_cache: JAX decides "cache in use" once per process
 
     enabled = jax.config.jax_enable_compilation_cache
+    log = logging.getLogger(compilation_cache.__name__)  # each reset logs at INFO, which Hydra shows
+    level = log.level
+    log.setLevel(logging.WARNING)
     jax.config.update("jax_enable_compilation_cache", False)
     compilation_cache.reset_cache()
     try:
@@ -218,6 +222,7 @@ def _fresh_compile(lower: Callable[[], Any]) -> Any:
     finally:
         jax.config.update("jax_enable_compilation_cache", enabled)
         compilation_cache.reset_cache()
+        log.setLevel(level)
 
 
 def forget(jitted: Callable[..., Any]) -> None:
