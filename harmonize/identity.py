@@ -123,13 +123,38 @@ def dataset_id(df: pl.DataFrame, guide: Guide) -> str:
     _frame(h, ID_FORMAT.encode())
     _frame(h, _schema_json(guide))
     _frame(h, df.height.to_bytes(8, "little"))
+    strings = {name for name in cols if name in ID_COLUMNS_HEAD or kinds.get(name) == "categorical"}
+    numbers = _canonical_number_block(df, [name for name in cols if name not in strings])
     for name in cols:
-        is_string = name in ID_COLUMNS_HEAD or kinds.get(name) == "categorical"
+        is_string = name in strings
         tag = "str" if is_string else "f64"
-        null, values = (_canonical_strings if is_string else _canonical_numbers)(name, df[name])
+        null, values = _canonical_strings(name, df[name]) if is_string else numbers[name]
         for part in (name.encode(), tag.encode(), null, values):
             _frame(h, part)
     return "ds-" + h.hexdigest()[:16]
+
+
+def _canonical_number_block(df: pl.DataFrame, names: list[str]) -> dict[str, tuple[bytes, bytes]]:
+    """``_canonical_numbers`` of every column in ``names`` from two frame-wide conversions.
+
+    The same bytes as column by column; one select per column cost ~1 ms each, a tenth of a
+    second on a guide of 80 features, in every process that loads a dataset.
+    """
+    for name in names:
+        dtype = df.schema[name]
+        if not (dtype.is_numeric() or dtype == pl.Boolean):
+            raise TypeError(f"dataset_id: column {name!r} must be numeric, got {dtype}")
+    if not names:
+        return {}
+    null = df.select(pl.col(n).is_null() for n in names).to_numpy()
+    values = df.select(pl.col(n).cast(pl.Float64).fill_null(0.0) for n in names).to_numpy()
+    out = {}
+    for j, name in enumerate(names):
+        column = values[:, j].astype("<f8", copy=True)
+        column[column == 0.0] = 0.0  # -0.0 -> 0.0
+        column[np.isnan(column)] = np.nan  # one NaN bit pattern (NaN is distinct from null)
+        out[name] = (null[:, j].astype(np.uint8).tobytes(), column.tobytes())
+    return out
 
 
 def features_card(guide: Guide) -> list[dict[str, Any]]:
