@@ -177,3 +177,21 @@ def test_the_harmonize_command_builds_a_simulated_dataset_in_a_fresh_process(tmp
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("mds-sim-n60-seed1: id ds-")
+
+
+# What a run's start-up must not import: each is used by one path only (flwr: backend=flower;
+# pandas, networkx, pgmpy: the Bayesian network; scikit-learn, scipy: synthetic-data metrics,
+# simulators, the mixture fit; fhir.resources: dataset builds), and together they cost seconds.
+LAZY_AT_START = ("flwr", "pandas", "networkx", "pgmpy", "sklearn", "scipy", "fhir")
+
+
+def test_the_command_line_app_starts_without_the_heavy_optional_packages():
+    code = (
+        "import sys\n"
+        "import fedjax_rhd.cli, fedjax_rhd.experiment\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({LAZY_AT_START!r})))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"

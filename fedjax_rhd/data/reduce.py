@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 import numpy as np
 import polars as pl
-import scipy.linalg
 
 from fedjax_rhd.data import small_cells
 from harmonize.guide import Feature, Guide
@@ -131,6 +130,8 @@ def fit_group_from_statistics(
     # Only the top k pairs (LAPACK's subset driver): the full decomposition of a 1,536 x 1,536
     # covariance cost seconds per run, every run of a sweep; the kept axes are the same.
     d = cov.shape[0]
+    import scipy.linalg  # lazy: scipy costs ~0.1 s of every run's start-up
+
     eigenvalues, vectors = scipy.linalg.eigh(cov, subset_by_index=[d - k, d - 1])
     order = np.argsort(eigenvalues)[::-1]
     eigenvalues, vectors = eigenvalues[order], vectors[:, order]

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.special import expit
 
 from fedjax_rhd.scores import cpss
 from fedjax_rhd.simulate import copula, treatment
@@ -114,6 +113,8 @@ def oracle_log_hazard(cov: dict[str, np.ndarray]) -> np.ndarray:
 
 def draw_covariates(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Complete covariates (no missingness)."""
+    from scipy.special import expit  # lazy: scipy costs ~0.1 s of every run's start-up
+
     params = copula.load_params("cmml")
     cov = copula.to_marginals(copula.draw_latent(rng, params, n), params, rng)
     p_td = expit(-0.6 + 1.2 * (9.0 - cov["hb"]))

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.special import expit
 
 from fedjax_rhd.scores import ipss
 from fedjax_rhd.simulate import copula, treatment
@@ -163,6 +162,8 @@ def ipssm_linear(cov: dict[str, np.ndarray], missing: dict[str, np.ndarray] | No
 
 def missed_effects(cov: dict[str, np.ndarray]) -> np.ndarray:
     """Log-hazard terms IPSS-M does not model (see the module docstring)."""
+    from scipy.special import expit  # lazy: scipy costs ~0.1 s of every run's start-up
+
     age, hb, plt, anc = (np.asarray(cov[k], dtype=np.float64) for k in ("age", "hb", "plt", "anc"))
     eta = 0.0135 * (age - 72.0) + 0.012 * np.maximum(age - 80.0, 0.0) + 0.15 * cov["sex_male"]
     eta = eta + 0.30 * _softplus(8.5 - hb)

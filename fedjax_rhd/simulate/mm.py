@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.special import expit
 
 from fedjax_rhd.scores import riss
 from fedjax_rhd.simulate.common import check_guide, draw_outcome, frame
@@ -111,6 +110,8 @@ def _needed() -> dict[str, str]:
 
 def _draw(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Complete covariates and the latent factors ``f64[n, 5]`` (B, F, E, scanner, habitus)."""
+    from scipy.special import expit  # lazy: scipy costs ~0.1 s of every run's start-up
+
     cov: dict[str, np.ndarray] = {}
     cov["sex_male"] = (rng.random(n) < 0.59).astype(np.int8)
     cov["age"] = np.clip(np.round(66.0 + 10.0 * rng.standard_normal(n)), *_BOUNDS["age"])
