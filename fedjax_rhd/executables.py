@@ -17,8 +17,12 @@ The key (``program_key``) is the SHA-256 of
 * jax and jaxlib versions, the backend, device kind and count, ``XLA_FLAGS`` and the JAX flags that
   change lowering (x64, matmul precision).
 
-A program that cannot be keyed, serialized or loaded is simply traced and compiled as by
-``jax.jit``; a load that fails (a truncated file, another jaxlib) is counted and recompiled.
+A program is stored when XLA compiled it in this process; one that JAX's persistent cache served
+is used but not stored (it could not be reloaded: ``_compile_counting_cache_hits``), so the store
+fills as programs are first compiled, e.g. on a fresh cache folder, and a source edit that leaves
+a program's lowered module unchanged costs what it cost before the store. A program that cannot be
+keyed, serialized or loaded is simply traced and compiled as by ``jax.jit``; a load that fails (a
+truncated file, another jaxlib) is counted and compiled again.
 Files are written to a temporary name and renamed, so concurrent sweep workers never read half
 a file. The store is on where ``jax_setup.enable_compilation_cache`` turned the persistent cache
 on (every run, the sweep workers, Flower's nodes), in its ``executables/`` folder.
@@ -29,7 +33,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import logging
 import os
 import pickle
 import tempfile
@@ -189,10 +192,8 @@ def compiled_program(
     key = program_key(name, static, tree, avals, source_file)
     program = load(name, key) if key is not None else None
     if program is None:
-        if key is None:
-            program = lower().compile()
-        else:
-            program = _fresh_compile(lower)
+        program, from_jax_cache = _compile_counting_cache_hits(lower)
+        if key is not None and not from_jax_cache:
             save(key, program)
     table[memo] = program
     return program
@@ -201,28 +202,32 @@ def compiled_program(
 _PROGRAMS: dict[int, dict[tuple[Any, ...], Any]] = {}
 
 
-def _fresh_compile(lower: Callable[[], Any]) -> Any:
-    """Compile with JAX's persistent cache off: a program to serialize must be XLA's own output.
+def _compile_counting_cache_hits(lower: Callable[[], Any]) -> tuple[Any, bool]:
+    """``(lower().compile(), whether JAX's persistent cache served it)``.
 
-    Measured (jaxlib 0.10.2, CPU): an executable that JAX loaded from its persistent cache and
-    was serialized again fails when called after loading ("Function iota_convert_fusion not
-    found"): the reloaded CPU executable no longer carries its compiled functions. So the one
-    compile per new key that the persistent cache would have skipped is done here.
+    Only XLA's own output may be stored. Measured (jaxlib 0.10.2, CPU): an executable that JAX
+    loaded from its persistent cache and that was serialized again fails when called after
+    loading ("Function iota_convert_fusion not found"): the reloaded CPU executable no longer
+    carries its compiled functions. Such a program is used in this process and not stored; the
+    next process traces it and loads it from JAX's cache as without the store. (Compiling it
+    afresh instead would cost a full XLA compile after every source edit, which JAX's cache, keyed
+    on the lowered module, would have skipped.)
     """
-    from jax._src import compilation_cache  # reset_cache: JAX decides "cache in use" once per process
+    if not _LISTENING:
+        jax.monitoring.register_event_listener(_on_event)
+        _LISTENING.append(True)
+    hits = _CACHE_HITS[0]
+    program = lower().compile()
+    return program, _CACHE_HITS[0] != hits
 
-    enabled = jax.config.jax_enable_compilation_cache
-    log = logging.getLogger(compilation_cache.__name__)  # each reset logs at INFO, which Hydra shows
-    level = log.level
-    log.setLevel(logging.WARNING)
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()
-    try:
-        return lower().compile()
-    finally:
-        jax.config.update("jax_enable_compilation_cache", enabled)
-        compilation_cache.reset_cache()
-        log.setLevel(level)
+
+_CACHE_HITS = [0]
+_LISTENING: list[bool] = []
+
+
+def _on_event(event: str, **_: Any) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _CACHE_HITS[0] += 1
 
 
 def forget(jitted: Callable[..., Any]) -> None:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import jax
@@ -19,11 +20,17 @@ from fedjax_rhd.executables import stored_jit
 TRACES: list[int] = []
 
 
+# A constant of this test session inside the program (min(x, 1e6 + SALT) is x for the inputs here):
+# JAX's persistent cache, on in a worker that ran a CLI test, never holds the program, so XLA
+# compiles it here and the store keeps it.
+SALT = float(time.time_ns() % 1_000_003)
+
+
 @stored_jit(static_argnames=("power",))
 def _scaled_ramp(x: jax.Array, scale: jax.Array, power: int) -> jax.Array:
     TRACES.append(power)  # runs only while tracing
     # an iota and a conversion fused with the input: the kind of program whose reload once failed
-    return (jnp.arange(x.shape[0], dtype=jnp.float32) * scale + x) ** power
+    return (jnp.arange(x.shape[0], dtype=jnp.float32) * scale + jnp.minimum(x, 1e6 + SALT)) ** power
 
 
 @pytest.fixture
@@ -126,18 +133,20 @@ def _name() -> str:
     return f"{__name__}._scaled_ramp"
 
 
-# Three processes: the first fills JAX's persistent cache only; the second finds the program
-# there and must still store an executable that XLA compiled itself (an executable JAX reloaded
-# from its cache and serialized again failed to run after loading: "Function ... not found");
-# the third loads it from the store without tracing. Each prints its result's bytes in hex.
+# Four processes. With cache A: the first fills JAX's persistent cache only; the second finds the
+# program there and must not store it (an executable JAX reloaded from its cache and serialized
+# again failed to run after loading: "Function ... not found"). With a fresh cache B: the third
+# compiles the program itself and stores it; the fourth loads it without tracing. Each prints its
+# result's bytes in hex, its traces, its loads and the programs in its store.
 _SCRIPT = textwrap.dedent(
     """
     import sys
+    from pathlib import Path
     import numpy as np
     import jax, jax.numpy as jnp
     from fedjax_rhd import executables
     from fedjax_rhd.jax_setup import enable_compilation_cache
-    enable_compilation_cache(sys.argv[1])
+    cache = enable_compilation_cache(sys.argv[1])
     if sys.argv[2] == "no-store":
         executables.disable_store()
     traced = []
@@ -148,29 +157,27 @@ _SCRIPT = textwrap.dedent(
         return jnp.exp(jnp.arange(x.shape[0], dtype=jnp.float32) * 0.25 + x).cumsum()
 
     out = np.asarray(ramp(np.linspace(0, 1, 33, dtype=np.float32)))
-    print(out.tobytes().hex(), len(traced), sum(executables.LOADS.values()))
+    stored = len(list((cache / "executables").glob("*.bin")))
+    print(out.tobytes().hex(), len(traced), sum(executables.LOADS.values()), stored)
     """
 )
 
 
-def test_a_program_stored_after_a_persistent_cache_hit_runs_in_a_new_process(tmp_path):
+def test_only_programs_xla_compiled_here_are_stored_and_they_run_in_a_new_process(tmp_path):
     script = tmp_path / "ramp.py"
     script.write_text(_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cache = tmp_path / "jax_cache"
 
-    def run(mode: str) -> list[str]:
-        done = subprocess.run(
-            [sys.executable, str(script), str(cache), mode],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+    def run(cache: str, mode: str) -> list[str]:
+        command = [sys.executable, str(script), str(tmp_path / cache), mode]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.split()
 
-    plain, stored, loaded = run("no-store"), run("store"), run("store")
-    assert plain[1:] == ["1", "0"] and stored[1:] == ["1", "0"]  # traced; nothing loaded yet
-    assert loaded[1:] == ["0", "1"]  # no trace: loaded from the store
-    assert plain[0] == stored[0] == loaded[0]  # the same bits in all three processes
+    plain, served = run("a", "no-store"), run("a", "store")
+    compiled, loaded = run("b", "store"), run("b", "store")
+    assert plain[1:] == ["1", "0", "0"]  # traced, nothing stored
+    assert served[1:] == ["1", "0", "0"]  # JAX's cache served it: used, not stored
+    assert compiled[1:] == ["1", "0", "1"]  # XLA compiled it here: stored
+    assert loaded[1:] == ["0", "1", "1"]  # no trace: loaded from the store
+    assert plain[0] == served[0] == compiled[0] == loaded[0]  # the same bits in all four processes
