@@ -25,7 +25,10 @@ keyed, serialized or loaded is simply traced and compiled as by ``jax.jit``; a l
 truncated file, another jaxlib) is counted and compiled again.
 Files are written to a temporary name and renamed, so concurrent sweep workers never read half
 a file. The store is on where ``jax_setup.enable_compilation_cache`` turned the persistent cache
-on (every run, the sweep workers, Flower's nodes), in its ``executables/`` folder.
+on (every run, the sweep workers, Flower's nodes), in its ``executables/`` folder. Its files are
+native code, as JAX's cache entries are: the folder is trusted as that cache is. Every source edit
+leaves the previous keys' files behind, so the folder is trimmed to ``MAX_STORE_BYTES`` (oldest
+files first) once per process.
 """
 
 from __future__ import annotations
@@ -49,12 +52,36 @@ LOADS: Counter[str] = Counter()  # programs loaded from disk in this process, pe
 FAILED_LOADS: Counter[str] = Counter()
 
 
+MAX_STORE_BYTES = 2 * 1024**3
+
+
 def enable_store(folder: str | Path) -> Path:
     """Keep compiled programs in ``folder`` from now on (idempotent; the last call wins)."""
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
+    if not _STORE or _STORE[0] != path:
+        trim(path, MAX_STORE_BYTES)
     _STORE[:] = [path]
     return path
+
+
+def trim(folder: Path, max_bytes: int) -> int:
+    """Delete the oldest stored programs (by modification time) until ``folder`` holds at most
+    ``max_bytes``; returns how many were deleted. A file another process removed first is skipped."""
+    entries = []
+    for path in folder.glob("*.bin"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total, deleted = sum(size for _, size, _ in entries), 0
+    for _, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total, deleted = total - size, deleted + 1
+    return deleted
 
 
 def disable_store() -> None:

@@ -181,3 +181,13 @@ def test_only_programs_xla_compiled_here_are_stored_and_they_run_in_a_new_proces
     assert compiled[1:] == ["1", "0", "1"]  # XLA compiled it here: stored
     assert loaded[1:] == ["0", "1", "1"]  # no trace: loaded from the store
     assert plain[0] == served[0] == compiled[0] == loaded[0]  # the same bits in all four processes
+
+
+def test_the_store_is_trimmed_oldest_first(tmp_path):
+    for i, size in enumerate((300, 200, 100)):
+        path = tmp_path / f"{i}.bin"
+        path.write_bytes(b"x" * size)
+        os.utime(path, (1000 + i, 1000 + i))
+    assert executables.trim(tmp_path, 350) == 2  # 600 bytes: drop the oldest two (300, then 200)
+    assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["2.bin"]
+    assert executables.trim(tmp_path, 350) == 0
