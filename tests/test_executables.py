@@ -188,6 +188,6 @@ def test_the_store_is_trimmed_oldest_first(tmp_path):
         path = tmp_path / f"{i}.bin"
         path.write_bytes(b"x" * size)
         os.utime(path, (1000 + i, 1000 + i))
-    assert executables.trim(tmp_path, 350) == 2  # 600 bytes: drop the oldest two (300, then 200)
+    assert executables.trim(tmp_path, 250) == 2  # 600 bytes: drop the oldest (300), then the next (200)
     assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["2.bin"]
-    assert executables.trim(tmp_path, 350) == 0
+    assert executables.trim(tmp_path, 100) == 0
