@@ -187,9 +187,10 @@ def deepsurv(config: DeepSurvConfig, num_features: int) -> SurvivalModel:
             rngs=nnx.Rngs(params=rng),
         )
 
-    graphdef, abstract_state = _template(in_features, config.hidden, config.activation)
-
     def to_module(params: Params) -> MLP:
+        # The template is built on first use (a trace), not with the model: a run whose programs
+        # all come from the executable store never traces, and skips it (~0.1 s).
+        graphdef, abstract_state = _template(in_features, config.hidden, config.activation)
         # Copy the template first: replace_by_pure_dict fills the State in
         # place, and the shared template must never hold a tracer.
         state = jax.tree.map(lambda v: v, abstract_state)
