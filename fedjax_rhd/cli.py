@@ -5,12 +5,15 @@ A thin ``@hydra.main``: compose ``conf/``, convert to typed settings, run.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from fedjax_rhd.config import RunConfig, register_configs, resolved, run_config
@@ -44,7 +47,29 @@ def _app(cfg: DictConfig) -> float:
     config = typed_config(cfg)
     # A resumed run continues in its own directory (checkpoint, results.json).
     output_dir = config.resume or HydraConfig.get().runtime.output_dir
-    return objective(run_or_exit(config, output_dir, resolved(cfg))["final"])
+    value = objective(run_or_exit(config, output_dir, resolved(cfg))["final"])
+    if HydraConfig.get().mode == RunMode.RUN and config.backend.name == "simulator":
+        _FINISHED.append(True)  # one in-process run, finished and written: main() may leave at once
+    return value
+
+
+_FINISHED: list[bool] = []
+
+
+def leave_now(status: int = 0) -> NoReturn:
+    """End the process without the interpreter's teardown, after flushing what a run writes.
+
+    Measured on a warm IWG-PM run (2 cores): the teardown took ~0.6 s of a 3.2 s command, freeing
+    JAX's loaded programs and thousands of modules' objects, after every file of the run was
+    already written (results, parameters and checkpoint by atomic, fsynced writes). Logging
+    handlers (the run's log file) and the standard streams are flushed first. Only main() calls
+    it, only after one simulator run that finished (a multirun's workers, a Flower backend's
+    processes and every failure keep the normal exit); ``FEDJAX_RHD_FULL_EXIT=1`` keeps it too.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def run_or_exit(config: RunConfig, output_dir: str | Path, resolved_config: dict) -> dict:
@@ -102,3 +127,5 @@ def main() -> None:
             "(pip install -e .) or set FEDJAX_RHD_CONF to a conf/ directory"
         )
     _app()
+    if _FINISHED and os.environ.get("FEDJAX_RHD_FULL_EXIT") != "1":
+        leave_now(0)
