@@ -8,7 +8,9 @@ wall time is the process's, start-up and exit included. Modes, interleaved per r
 machine's drift hits both alike:
 
 * ``store``: the default (JAX's persistent cache and ``fedjax_rhd.executables``' stored programs);
-* ``cache-only``: ``FEDJAX_RHD_EXECUTABLE_STORE=0``, JAX's persistent cache alone.
+* ``cache-only``: ``FEDJAX_RHD_EXECUTABLE_STORE=0``, JAX's persistent cache alone;
+* ``baseline`` (with ``--baseline-tree``): the same command run by another checkout's code, with
+  its own caches (e.g. the commit before a change, from ``git archive``).
 
 Both caches are warmed by one unrecorded run of each mode first (dataset built, programs
 compiled). Writes ``warm_run.csv`` and ``warm_run.png`` into ``--out``; prints the table, the
@@ -37,14 +39,16 @@ MODES = {"store": {}, "cache-only": {"FEDJAX_RHD_EXECUTABLE_STORE": "0"}}
 PYCOX_FIT_SECONDS = 0.6  # the issue's figure (pycox is not installed here: it needs PyTorch)
 
 
-def one_run(use_case: str, extra: list[str], env: dict[str, str], out: Path) -> tuple[float, float]:
-    """(wall seconds of the process, the run's own ``timing.total_seconds``)."""
+def one_run(
+    use_case: str, extra: list[str], env: dict[str, str], out: Path, tree: Path = ROOT
+) -> tuple[float, float]:
+    """(wall seconds of the process, the run's own ``timing.total_seconds``), the code of ``tree``."""
     command = [
         sys.executable, "-m", "fedjax_rhd", f"use_case={use_case}", "strategy=centralized",
         "progress=false", f"hydra.run.dir={out}", *extra,
     ]  # fmt: skip
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tree)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"run failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
@@ -72,18 +76,26 @@ def main() -> None:
     parser.add_argument(
         "--jax-cache", type=Path, help="the caches' folder (default: a fresh one under --out)"
     )
+    parser.add_argument(
+        "--baseline-tree", type=Path, help="a checkout of other code (e.g. `git archive` of an older commit)"
+    )
     parser.add_argument("overrides", nargs="*", help="after --: more Hydra overrides, e.g. data_root=...")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.jax_cache or Path(tempfile.mkdtemp(prefix="jaxcache_", dir=args.out))
     base = {**os.environ, "FEDJAX_RHD_JAX_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
-    envs = {mode: {**base, **changes} for mode, changes in MODES.items()}
-    for mode, env in envs.items():  # warm: dataset, compiled programs, stored programs
-        one_run(args.use_case, args.overrides, env, args.out / f"warm_{mode}")
+    envs = {mode: ({**base, **changes}, ROOT) for mode, changes in MODES.items()}
+    if args.baseline_tree:  # its own caches: the two codes never share a program
+        tree = args.baseline_tree.resolve()
+        baseline_cache = Path(tempfile.mkdtemp(prefix="jaxcache_baseline_", dir=args.out))
+        baseline_env = {**base, "FEDJAX_RHD_JAX_CACHE": str(baseline_cache), "PYTHONPATH": str(tree)}
+        envs["baseline"] = (baseline_env, tree)
+    for mode, (env, tree) in envs.items():  # warm: dataset, compiled programs, stored programs
+        one_run(args.use_case, args.overrides, env, args.out / f"warm_{mode}", tree)
     rows = []
     for repeat in range(args.repeats):
-        for mode, env in envs.items():
-            wall, inside = one_run(args.use_case, args.overrides, env, args.out / f"{mode}_{repeat}")
+        for mode, (env, tree) in envs.items():
+            wall, inside = one_run(args.use_case, args.overrides, env, args.out / f"{mode}_{repeat}", tree)
             rows.append({"mode": mode, "repeat": repeat, "wall_s": wall, "inside_s": inside})
             print(f"  {mode:<11} repeat {repeat}: wall {wall:.2f} s, inside {inside:.3f} s", flush=True)
     with (args.out / "warm_run.csv").open("w", newline="") as handle:
@@ -95,7 +107,7 @@ def main() -> None:
     print(f"use case {args.use_case}, strategy=centralized, {args.repeats} repeats per mode, interleaved")
     print(f"{'mode':<12}{'wall median':>13}{'wall min-max':>16}{'inside median':>15}{'inside min-max':>18}")
     medians = {}
-    for mode in MODES:
+    for mode in envs:
         walls = [r["wall_s"] for r in rows if r["mode"] == mode]
         insides = [r["inside_s"] for r in rows if r["mode"] == mode]
         medians[mode] = (statistics.median(walls), statistics.median(insides))
@@ -106,13 +118,16 @@ def main() -> None:
     wall, inside = medians["store"]
     slow_wall, slow_inside = medians["cache-only"]
     print(f"cache-only / store: wall {slow_wall / wall:.2f}x, inside {slow_inside / inside:.2f}x")
+    if "baseline" in medians:
+        base_wall, base_inside = medians["baseline"]
+        print(f"baseline / store: wall {base_wall / wall:.2f}x, inside {base_inside / inside:.2f}x")
     verdict = "met" if inside <= PYCOX_FIT_SECONDS else "not met"
     print(f"inside the run (median) {inside:.3f} s vs pycox's fit {PYCOX_FIT_SECONDS} s: {verdict}")
     print(f"wall with process start (median) {wall:.2f} s vs 3 s: {'met' if wall < 3.0 else 'not met'}")
-    plot(rows, args.out / "warm_run.png")
+    plot(rows, list(envs), args.out / "warm_run.png")
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], modes: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,11 +138,11 @@ def plot(rows: list[dict], path: Path) -> None:
         (axes[0], "wall_s", 3.0, "wall, process start included"),
         (axes[1], "inside_s", PYCOX_FIT_SECONDS, "inside the run"),
     ):
-        for i, mode in enumerate(MODES):
+        for i, mode in enumerate(modes):
             values = [r[key] for r in rows if r["mode"] == mode]
             ax.scatter([i] * len(values), values, alpha=0.7)
         ax.axhline(target, color="grey", linestyle="--", linewidth=1)
-        ax.set_xticks(range(len(MODES)), list(MODES))
+        ax.set_xticks(range(len(modes)), modes)
         ax.set_ylabel("seconds")
         ax.set_title(title)
         ax.set_ylim(bottom=0)
