@@ -165,3 +165,13 @@ def test_vae_bgm_survival_preset_is_the_study_budget_with_the_confirmed_outcome_
     assert (c.model.hidden, c.model.outcome_l2) == ((64,), 0.01)  # the default width
     default = (base.model.outcome_head, base.model.time_model, base.model.hidden)
     assert default == ("latent", "gaussian", (64,))
+
+
+def test_ctgan_survival_preset_is_the_package_budget_with_the_confirmed_outcome_draw():
+    """+experiment=ctgan_survival: +experiment=ctgan's budget plus the session-12 settings, last iterate."""
+    c, base = typed(["+experiment=ctgan_survival"]), typed(["+experiment=ctgan"])
+    assert (c.strategy.rounds, c.strategy.selection, c.strategy.client.local_epochs) == (90, "last", 10)
+    assert (c.model.outcome_draw, c.model.outcome_lr, c.model.outcome_dim) == ("conditional", 1e-3, ())
+    assert (c.model.log_frequency, c.model.generator_ema) == (False, 0.0)
+    assert (base.model.outcome_draw, base.model.log_frequency) == ("generator", True)
+    assert typed(["+experiment=ctgan_survival", "model.generator_ema=0.995"]).model.generator_ema == 0.995
