@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cindex import cpu_name  # noqa: E402  (the machine's name, as the other benchmarks print it)
+
 MODES = {"store": {}, "cache-only": {"FEDJAX_RHD_EXECUTABLE_STORE": "0"}}
 PYCOX_FIT_SECONDS = 0.6  # the figure (pycox is not installed here: it needs PyTorch)
 
@@ -54,16 +57,6 @@ def one_run(
         raise SystemExit(f"run failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
     inside = json.loads((out / "results.json").read_text())["timing"]["total_seconds"]
     return wall, inside
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
