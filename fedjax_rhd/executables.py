@@ -38,13 +38,14 @@ import hashlib
 import inspect
 import os
 import pickle
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jax
+
+from harmonize.identity import atomic_write
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 _STORE: list[Path] = []  # the folder, once enable_store() ran; empty: programs live in the process only
@@ -177,9 +178,10 @@ def save(key: str, program: Any) -> bool:
         blob = pickle.dumps(serialize_executable.serialize(program))
     except Exception:  # e.g. a program with host callbacks: it stays in this process only
         return False
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as handle:
-        handle.write(blob)
-    os.replace(handle.name, folder / f"{key}.bin")
+    try:
+        atomic_write(folder / f"{key}.bin", lambda tmp: Path(tmp).write_bytes(blob))
+    except OSError:  # a full or read-only disk costs the next process a trace, never this run
+        return False
     return True
 
 
@@ -257,6 +259,35 @@ def _on_event(event: str, **_: Any) -> None:
         _CACHE_HITS[0] += 1
 
 
+def call(
+    name: str,
+    jitted: Callable[..., Any],
+    static: dict[str, Any],
+    dynamic: dict[str, Any],
+    source_file: str = "",
+) -> Any:
+    """``jitted(**dynamic, **static)``, through the store's program where there is one.
+
+    Args:
+        name: the function's qualified name (keys and counts).
+        jitted: the ``jax.jit`` object, whose static arguments are exactly ``static``'s names.
+        static: the static arguments by name (hashable values).
+        dynamic: the traced arguments by name.
+        source_file: the file defining the function (part of the key).
+    """
+    program = compiled_program(
+        name,
+        jitted,
+        tuple(sorted(static.items())),
+        ((), dynamic),
+        lambda: jitted.lower(**dynamic, **static),
+        source_file,
+    )
+    if program is None:
+        return jitted(**dynamic, **static)
+    return program(**dynamic)
+
+
 def forget(jitted: Callable[..., Any]) -> None:
     """Drop this process's programs of one jitted function (the next call loads or compiles)."""
     _PROGRAMS.pop(id(jitted), None)
@@ -282,22 +313,12 @@ def stored_jit(*, static_argnames: tuple[str, ...] = ()) -> Callable[[F], F]:
         source_file = inspect.getsourcefile(fn) or ""
 
         @functools.wraps(fn)
-        def call(*args: Any, **kwargs: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
             arguments = signature.bind(*args, **kwargs).arguments
             static = {key: arguments.pop(key) for key in static_argnames if key in arguments}
-            program = compiled_program(
-                name,
-                jitted,
-                tuple(sorted(static.items())),
-                ((), arguments),
-                lambda: jitted.lower(**arguments, **static),
-                source_file,
-            )
-            if program is None:
-                return jitted(*args, **kwargs)
-            return program(**arguments)
+            return call(name, jitted, static, arguments, source_file)
 
-        call.jitted = jitted  # type: ignore[attr-defined]
-        return call  # type: ignore[return-value]
+        wrapped.jitted = jitted  # type: ignore[attr-defined]
+        return wrapped  # type: ignore[return-value]
 
     return decorate

@@ -180,18 +180,10 @@ def spec_jit(*, static_argnames: tuple[str, ...] = ()) -> Callable[[F], F]:
             arguments = signature.bind(spec, *args, **kwargs).arguments
             arguments.pop(next(iter(signature.parameters)))
             skeleton, hp = _lifted_on_device(spec)
-            static = {name: arguments.pop(name) for name in static_argnames if name in arguments}
-            program = executables.compiled_program(
-                name,
-                jitted,
-                (skeleton, tuple(sorted(static.items()))),
-                (hp, arguments),
-                lambda: jitted.lower(skeleton, hp, **arguments, **static),
-                source_file,
+            static = {key: arguments.pop(key) for key in static_argnames if key in arguments}
+            return executables.call(
+                name, jitted, {"skeleton": skeleton, **static}, {"hp": hp, **arguments}, source_file
             )
-            if program is None:
-                return jitted(skeleton, hp, **arguments, **static)
-            return program(hp, **arguments)
 
         def clear_cache() -> None:
             jitted.clear_cache()
