@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cindex import cpu_name  # noqa: E402  (the machine's name, as the other benchmarks print it)
 
 MODES = {"store": {}, "cache-only": {"FEDJAX_RHD_EXECUTABLE_STORE": "0"}}
+RUN_TIMEOUT_S = 600  # a warm run takes seconds; a hung one must not hang the benchmark
 PYCOX_FIT_SECONDS = 0.6  # the figure (pycox is not installed here: it needs PyTorch)
 
 
@@ -51,7 +52,12 @@ def one_run(
         "progress=false", f"hydra.run.dir={out}", *extra,
     ]  # fmt: skip
     start = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tree)
+    try:
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, cwd=tree, timeout=RUN_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"run did not finish in {RUN_TIMEOUT_S} s: {' '.join(command)}") from None
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"run failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
