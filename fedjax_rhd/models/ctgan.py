@@ -101,6 +101,9 @@ class CTGANConfig:
     # parameter like the others, so FedAvg averages it too (linear: the average of the nodes'
     # averages is the average of the averaged trajectories)
     generator_ema: float = 0.0
+    # ridge penalty of the conditional outcome model (outcome_draw="conditional"): l2/2 · |W|² on its
+    # weight matrices (not its biases), added to the mean NLL per row; 0 = plain maximum likelihood
+    outcome_l2: float = 0.0
     # filled at the entry point, never in YAML: the guide's columns (for_guide), then the fitted
     # modes (C rows of K weights, means, sds) and each discrete level's federated count
     schema: tuple[Any, ...] = ()
@@ -132,6 +135,7 @@ class CTGANConfig:
             "mode_min_count": self.mode_min_count >= 0, "mode_node_min_count": self.mode_node_min_count >= 0,
             "n_synthetic": self.n_synthetic >= 0, "outcome_weight": self.outcome_weight >= 0,
             "outcome_lr": self.outcome_lr >= 0, "generator_ema": 0 <= self.generator_ema < 1,
+            "outcome_l2": self.outcome_l2 >= 0,
         }  # fmt: skip
         for key, ok in checks.items():
             if not ok:
@@ -400,7 +404,10 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
         picked = jax.tree.map(lambda a: a[rows], batch)
         log_t = jnp.log(jnp.maximum(jnp.asarray(picked.time, jnp.float32), config.time_floor))
         inputs = om.row_inputs(picked.x, picked.observed)
-        return jnp.mean(outcome.nll(params, inputs, jnp.asarray(picked.event, jnp.float32), log_t))
+        nll = jnp.mean(outcome.nll(params, inputs, jnp.asarray(picked.event, jnp.float32), log_t))
+        if not config.outcome_l2:  # the paper's maximum likelihood, the program unchanged
+            return nll
+        return nll + 0.5 * config.outcome_l2 * om.weight_ridge(params)
 
     def adam(lr: float) -> optax.GradientTransformation:
         # torch's Adam(weight_decay=wd) adds wd·p to the gradient before the moments, as here

@@ -47,6 +47,11 @@ def row_inputs(x: jax.Array, observed: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.asarray(x, jnp.float32) * obs, obs], axis=1)
 
 
+def weight_ridge(params: Params) -> jax.Array:
+    """Σ |W|² over the model's weight matrices, biases left out (the ridge of ``model.outcome_l2``)."""
+    return sum((jnp.sum(layer["w"] ** 2) for layer in params.values()), jnp.zeros((), jnp.float32))
+
+
 def dense(key: PRNGKey, n_in: int, n_out: int) -> dict[str, jax.Array]:
     """A dense layer ``{"w", "b"}`` with torch's ``nn.Linear`` initialisation (CTGAN's networks too)."""
     bound = 1.0 / np.sqrt(n_in)

@@ -16,7 +16,7 @@ from scipy import stats
 from fedjax_rhd.metrics.synthetic import impossible_values
 from fedjax_rhd.models import CTGANConfig, ctgan
 from fedjax_rhd.models.ctgan import sample_counted
-from fedjax_rhd.models.outcome_model import outcome_model, row_inputs
+from fedjax_rhd.models.outcome_model import outcome_model, row_inputs, weight_ridge
 from fedjax_rhd.models.tabular import ColumnSpec
 from fedjax_rhd.strategies import ClientConfig, ServerConfig, fedavg
 from fedjax_rhd.typing import ClientResult, NodeData
@@ -175,3 +175,36 @@ def test_conditional_samples_are_in_the_guides_schema_with_wild_weights(mds_guid
     assert impossible_values(table, mds_guide)["total"] == 0 and clipped["time"] > 0
     assert (table["time"] > 0).all() and (table["time"] <= 12.0).all()
     assert set(table["event"].unique().to_list()) <= {0, 1}
+
+
+def test_the_ridge_sums_the_squared_weight_matrices_not_the_biases():
+    params = {
+        "layer0": {"w": jnp.array([[1.0, -2.0], [0.5, 0.0]]), "b": jnp.array([7.0, 7.0])},
+        "layer1": {"w": jnp.array([[3.0], [-1.0]]), "b": jnp.array([9.0])},
+    }
+    assert float(weight_ridge(params)) == 1.0 + 4.0 + 0.25 + 9.0 + 1.0
+
+
+@pytest.mark.slow  # compiles two GAN steps (the penalty's double backward): ~14 s
+def test_the_outcome_models_ridge_pulls_its_weights_and_leaves_its_biases_and_the_gan_alone():
+    """``outcome_l2`` adds l2/2·|W|² to the outcome model's mean NLL, weight matrices only. With a penalty
+    far larger than the data's gradient, Adam's first step (lr·sign of the gradient) moves every weight by
+    exactly −lr·sign(w); the biases, generator and critic move bit for bit as without the penalty."""
+    rows = _rows()
+    base = {**SMALL, "schema": SCHEMA, "weight_decay": 0.0, "outcome_draw": "conditional", "outcome_dim": ()}
+    plain = ctgan(CTGANConfig(**base, outcome_lr=1e-2), 5)
+    ridge = ctgan(CTGANConfig(**base, outcome_lr=1e-2, outcome_l2=1e6), 5)
+    p0 = plain.init(jax.random.key(0))
+    after = {
+        name: jax.jit(m.local_training.step)(p0, m.local_training.init(p0), rows, jax.random.key(1))[0]
+        for name, m in (("plain", plain), ("ridge", ridge))
+    }
+    for key in ("generator", "critic"):
+        assert _same(after["ridge"][key], after["plain"][key])
+    w0 = np.asarray(p0["outcome"]["layer0"]["w"])
+    np.testing.assert_allclose(
+        np.asarray(after["ridge"]["outcome"]["layer0"]["w"]), w0 - 1e-2 * np.sign(w0), atol=1e-7
+    )
+    assert np.array_equal(after["ridge"]["outcome"]["layer0"]["b"], after["plain"]["outcome"]["layer0"]["b"])
+    with pytest.raises(ValueError, match="outcome_l2"):
+        CTGANConfig(**base, outcome_l2=-1.0)
