@@ -33,13 +33,16 @@ files first) once per process.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
+import json
 import os
 import pickle
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,9 +54,13 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 _STORE: list[Path] = []  # the folder, once enable_store() ran; empty: programs live in the process only
 LOADS: Counter[str] = Counter()  # programs loaded from disk in this process, per function name
 FAILED_LOADS: Counter[str] = Counter()
+PREFETCHED: Counter[str] = Counter()  # of LOADS, those a prefetch thread had read ahead (run_programs)
+_USED: list[str] = []  # keys of the programs this process loaded or stored, in first-use order
+_AHEAD: dict[str, Future[Any]] = {}  # key -> the prefetch thread's load of it
 
 
 MAX_STORE_BYTES = 2 * 1024**3
+MAX_RUN_LISTS = 5000
 
 
 def enable_store(folder: str | Path) -> Path:
@@ -82,6 +89,13 @@ def trim(folder: Path, max_bytes: int) -> int:
             break
         path.unlink(missing_ok=True)
         total, deleted = total - size, deleted + 1
+    # the runs' program lists (a few hundred bytes each): the newest MAX_RUN_LISTS kept
+    lists = []
+    for path in (folder / "runs").glob("*.txt"):
+        with contextlib.suppress(OSError):
+            lists.append((path.stat().st_mtime, path))
+    for _, path in sorted(lists)[:-MAX_RUN_LISTS]:
+        path.unlink(missing_ok=True)
     return deleted
 
 
@@ -155,16 +169,74 @@ def load(name: str, key: str) -> Any | None:
     path = folder / f"{key}.bin"
     if not path.is_file():
         return None
-    from jax.experimental import serialize_executable
-
+    ahead = _AHEAD.pop(key, None)
     try:
-        payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-        program = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+        program = _read_program(path) if ahead is None else ahead.result()
     except Exception:  # a truncated file, another jaxlib: compile again, as without the store
         FAILED_LOADS[name] += 1
         return None
     LOADS[name] += 1
+    PREFETCHED[name] += ahead is not None
     return program
+
+
+def _read_program(path: Path) -> Any:
+    from jax.experimental import serialize_executable
+
+    payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+    return serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+
+
+def _used(key: str) -> None:
+    if key not in _USED:
+        _USED.append(key)
+
+
+def _manifest(folder: Path, run: dict[str, Any]) -> Path:
+    blob = json.dumps(run, sort_keys=True, default=str).encode() + source_digest().encode()
+    return folder / "runs" / f"{hashlib.sha256(blob).hexdigest()}.txt"
+
+
+def start_run_programs(run: dict[str, Any]) -> int:
+    """A run starts: its list of used programs starts empty, and the programs the last run of ``run``
+    used start loading on one background thread.
+
+    ``run`` is a run's resolved configuration (JSON-able): the same configuration on the same
+    source gives the same shapes, so the same keys. Deserializing releases the GIL (measured: a
+    busy main thread keeps ~97 % of its pace beside a load), so the loads overlap the run's data
+    loading; :func:`load` takes a prefetched program instead of reading it. Returns how many loads
+    were started (0: no store, or no earlier run of this configuration on this source).
+    """
+    _USED.clear()
+    folder = store()
+    if folder is None:
+        return 0
+    try:
+        keys = _manifest(folder, run).read_text().split()
+    except OSError:
+        return 0
+    keys = [k for k in keys if k not in _AHEAD and (folder / f"{k}.bin").is_file()]
+    if not keys:
+        return 0
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedjax-rhd-prefetch")
+    for key in keys:  # in the order the last run first used them
+        _AHEAD[key] = loader.submit(_read_program, folder / f"{key}.bin")
+    loader.shutdown(wait=False)
+    return len(keys)
+
+
+def remember_run_programs(run: dict[str, Any]) -> None:
+    """Write the keys of the stored programs this run called (since :func:`start_run_programs`), in
+    first-use order, for the next run of ``run``."""
+    folder = store()
+    if folder is None or not _USED:
+        return
+    path = _manifest(folder, run)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(_USED) + "\n"))
+    except OSError:  # a read-only or full disk costs the next run its prefetch, never this run
+        pass
 
 
 def save(key: str, program: Any) -> bool:
@@ -215,20 +287,25 @@ def compiled_program(
     avals = tuple(jax.typeof(leaf) for leaf in leaves)
     table = _PROGRAMS.setdefault(id(jitted), {})
     memo = (static, tree, avals)
-    program = table.get(memo)
-    if program is not None:
+    known = table.get(memo)
+    if known is not None:
+        program, key = known
+        if key is not None:
+            _used(key)
         return program
     key = program_key(name, static, tree, avals, source_file)
     program = load(name, key) if key is not None else None
     if program is None:
         program, from_jax_cache = _compile_counting_cache_hits(lower)
-        if key is not None and not from_jax_cache:
-            save(key, program)
-    table[memo] = program
+        if key is not None and (from_jax_cache or not save(key, program)):
+            key = None  # not on disk: nothing for the next run to read ahead
+    if key is not None:
+        _used(key)
+    table[memo] = (program, key)
     return program
 
 
-_PROGRAMS: dict[int, dict[tuple[Any, ...], Any]] = {}
+_PROGRAMS: dict[int, dict[tuple[Any, ...], tuple[Any, str | None]]] = {}  # memo -> (program, stored key)
 
 
 def _compile_counting_cache_hits(lower: Callable[[], Any]) -> tuple[Any, bool]:

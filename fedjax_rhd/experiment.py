@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from fedjax_rhd import executables
 from fedjax_rhd import results as res
 from fedjax_rhd.config import RunConfig
 from fedjax_rhd.data import FederatedData, UnusableData, build_federated_data
@@ -41,13 +42,16 @@ def run(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    resolved = resolved_config or config.to_json()
     tracker = make_tracker(config.tracker, output_dir)
     try:
-        results = _run(config, resolved_config or config.to_json(), output_dir, tracker)
+        results = _run(config, resolved, output_dir, tracker)
     except BaseException:
         tracker.finish(success=False)
         raise
     tracker.finish(success=True)
+    # the compiled programs this run used, so that the next run of this configuration reads them ahead
+    executables.remember_run_programs(resolved)
     return results
 
 
@@ -114,6 +118,7 @@ def _run(config: RunConfig, resolved: dict[str, Any], output_dir: Path, tracker:
     started = time.perf_counter()
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # no "libtpu not found" noise
     enable_compilation_cache()
+    executables.start_run_programs(resolved)  # the last identical run's programs, on a thread
     uc, s = config.use_case, config.strategy
     guide = cached_guide(uc.guide_name)  # parsed once per multirun worker
     data, table, card, (score_name, score_table) = run_data(config, guide)

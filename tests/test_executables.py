@@ -67,6 +67,24 @@ def test_a_stored_program_loads_without_tracing_and_gives_the_same_bits(store):
     np.testing.assert_array_equal(again, first)
 
 
+def test_a_runs_program_list_makes_the_next_run_read_its_programs_ahead(store):
+    """A run's list names the programs it used; the next run of the same configuration has them read
+    by a background thread, and takes them from it without a trace, with the same bits."""
+    x = np.linspace(-1.0, 1.0, 5, dtype=np.float32)
+    first = np.asarray(_scaled_ramp(x, np.float32(2.0), power=2))
+    run = {"use_case": "mds", "seed": {"split": 3}}
+    executables.remember_run_programs(run)
+    (listed,) = (store / "runs").glob("*.txt")
+    (program,) = store.glob("*.bin")
+    assert program.stem in listed.read_text().split()
+    _reload_from_disk()
+    assert executables.start_run_programs({**run, "seed": {"split": 4}}) == 0  # another configuration
+    assert executables.start_run_programs(run) >= 1
+    traces, ahead = len(TRACES), executables.PREFETCHED[_name()]
+    np.testing.assert_array_equal(np.asarray(_scaled_ramp(x, np.float32(2.0), power=2)), first)
+    assert len(TRACES) == traces and executables.PREFETCHED[_name()] == ahead + 1
+
+
 def test_a_new_static_value_or_shape_is_a_new_program(store):
     x = np.ones(4, np.float32)
     _scaled_ramp(x, np.float32(1.0), power=2)
