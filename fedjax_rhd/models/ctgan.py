@@ -104,6 +104,10 @@ class CTGANConfig:
     # ridge penalty of the conditional outcome model (outcome_draw="conditional"): l2/2 · |W|² on its
     # weight matrices (not its biases), added to the mean NLL per row; 0 = plain maximum likelihood
     outcome_l2: float = 0.0
+    # the conditional outcome model's follow-ups at or below time_floor (IWG-PM: 45 of 2,811 patients with
+    # follow-up 0, censored at diagnosis): False = a point at log(time_floor), as written; True = left-
+    # censored there (a Tobit term, outcome_model.outcome_model's log_time_floor)
+    outcome_floor_censored: bool = False
     # filled at the entry point, never in YAML: the guide's columns (for_guide), then the fitted
     # modes (C rows of K weights, means, sds) and each discrete level's federated count
     schema: tuple[Any, ...] = ()
@@ -249,7 +253,8 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
     # outcome_draw="conditional": p(e, log t | a row's values and flags as written), log time on that scale
     outcome = None
     if config.outcome_draw == "conditional":
-        outcome = om.outcome_model(2 * num_features, config.outcome_dim, lt_mean, lt_sd)
+        floor = float(np.log(np.float32(config.time_floor))) if config.outcome_floor_censored else None
+        outcome = om.outcome_model(2 * num_features, config.outcome_dim, lt_mean, lt_sd, floor)
 
     def init(rng: PRNGKey) -> Params:
         keys = iter(jax.random.split(rng, 16))

@@ -23,12 +23,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.stats
 import numpy as np
 
 from fedjax_rhd.models.savae import MAX_LOG_SD
 from fedjax_rhd.typing import Params, PRNGKey
 
 _LOG_2PI = float(np.log(2 * np.pi))
+FLOOR_TOLERANCE = 1e-5  # a float32 log of the floor itself reads as at the floor
 
 
 class OutcomeModel(NamedTuple):
@@ -62,7 +64,13 @@ def dense(key: PRNGKey, n_in: int, n_out: int) -> dict[str, jax.Array]:
     }
 
 
-def outcome_model(n_in: int, hidden: tuple[int, ...], time_center: float, time_scale: float) -> OutcomeModel:
+def outcome_model(
+    n_in: int,
+    hidden: tuple[int, ...],
+    time_center: float,
+    time_scale: float,
+    log_time_floor: float | None = None,
+) -> OutcomeModel:
     """The model of the module docstring on ``n_in`` inputs with ReLU layers ``hidden``.
 
     Args:
@@ -70,6 +78,12 @@ def outcome_model(n_in: int, hidden: tuple[int, ...], time_center: float, time_s
         hidden: hidden layer widths; ``()`` is linear.
         time_center: ``c``, log time's centre (e.g. the fitted time mixture's mean).
         time_scale: ``s`` > 0, log time's scale.
+        log_time_floor: None (default): every log time is a point, as written. A float ``f``: a row
+            whose log time is at most ``f`` (a follow-up at or below the recorded floor, e.g. a patient
+            censored at diagnosis) is left-censored there: its time term is −log P(log t ≤ f) =
+            −log Φ(((f − c)/s − μ_e)/σ_e) instead of the density at ``f`` (a Tobit likelihood,
+            Tobin, Econometrica 1958), so a pile of such rows does not widen and drag the Gaussian
+            fitted to everyone else.
     """
     if time_scale <= 0:
         raise ValueError(f"outcome model: time_scale must be > 0, got {time_scale}")
@@ -101,7 +115,13 @@ def outcome_model(n_in: int, hidden: tuple[int, ...], time_center: float, time_s
         logit, mean, log_sd = heads(forward(params, inputs), event)
         y = (log_time - time_center) / time_scale
         bce = jax.nn.softplus(logit) - event * logit
-        return bce + 0.5 * _LOG_2PI + log_sd + 0.5 * ((y - mean) * jnp.exp(-log_sd)) ** 2
+        time_nll = 0.5 * _LOG_2PI + log_sd + 0.5 * ((y - mean) * jnp.exp(-log_sd)) ** 2
+        if log_time_floor is None:
+            return bce + time_nll
+        at_floor = log_time <= log_time_floor + FLOOR_TOLERANCE
+        y_floor = (log_time_floor - time_center) / time_scale
+        below = -jax.scipy.stats.norm.logcdf((y_floor - mean) * jnp.exp(-log_sd))
+        return bce + jnp.where(at_floor, below, time_nll)
 
     def draw(params: Params, inputs: jax.Array, key: PRNGKey) -> tuple[jax.Array, jax.Array]:
         ke, kt = jax.random.split(key)

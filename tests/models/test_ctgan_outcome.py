@@ -56,6 +56,20 @@ def test_the_outcome_models_nll_by_hand():
     np.testing.assert_allclose(np.asarray(got), np.add(time_terms, event_terms), rtol=1e-6)
 
 
+def test_a_follow_up_at_the_floor_is_left_censored_there():
+    """With ``log_time_floor`` f a row at log t ≤ f pays −log Φ(((f − c)/s − μ)/σ) (Tobin 1958) for its
+    time (scipy's normal CDF), its event term unchanged; a row above the floor pays exactly as without."""
+    w = np.array([[1.0, 0.5, 0.0, -1.0, 0.0], [0.0, 0.0, 0.5, 0.0, 0.0]])
+    params, inputs = _layer(w, np.zeros(5)), jnp.array([[1.0, 0.0], [0.0, 2.0]])
+    event, log_t = jnp.array([1.0, 0.0]), jnp.array([1.0, -3.0])
+    point = outcome_model(2, (), time_center=1.0, time_scale=2.0).nll(params, inputs, event, log_t)
+    floor = outcome_model(2, (), 1.0, 2.0, log_time_floor=-3.0).nll(params, inputs, event, log_t)
+    assert float(floor[0]) == float(point[0])  # above the floor: the density, bit for bit
+    s = 3.0 * math.tanh(1.0 / 3.0)  # row 2: no event, mean 0, log sd s; y_floor = (−3 − 1) / 2 = −2
+    expected = math.log(2.0) - stats.norm.logcdf(-2.0, 0.0, math.exp(s))
+    np.testing.assert_allclose(float(floor[1]), expected, rtol=1e-6)
+
+
 def test_row_inputs_zero_what_is_not_observed():
     got = row_inputs(jnp.array([[2.0, 0.4], [-1.0, 3.0]]), jnp.array([[True, False], [True, True]]))
     np.testing.assert_array_equal(np.asarray(got), [[2.0, 0.0, 1.0, 0.0], [-1.0, 3.0, 1.0, 1.0]])
