@@ -55,7 +55,8 @@ _STORE: list[Path] = []  # the folder, once enable_store() ran; empty: programs 
 LOADS: Counter[str] = Counter()  # programs loaded from disk in this process, per function name
 FAILED_LOADS: Counter[str] = Counter()
 PREFETCHED: Counter[str] = Counter()  # of LOADS, those a prefetch thread had read ahead (run_programs)
-_USED: list[str] = []  # keys of the programs this process loaded or stored, in first-use order
+_USED: list[str] = []  # keys of the stored programs this run called, in first-use order
+_HELD: set[str] = set()  # keys of the stored programs this process holds (a sweep worker's earlier jobs)
 _AHEAD: dict[str, Future[Any]] = {}  # key -> the prefetch thread's load of it
 
 
@@ -215,7 +216,8 @@ def start_run_programs(run: dict[str, Any]) -> int:
         keys = _manifest(folder, run).read_text().split()
     except OSError:
         return 0
-    keys = [k for k in keys if k not in _AHEAD and (folder / f"{k}.bin").is_file()]
+    # a sweep worker already holds its earlier jobs' programs: read ahead only what it lacks
+    keys = [k for k in keys if k not in _AHEAD and k not in _HELD and (folder / f"{k}.bin").is_file()]
     if not keys:
         return 0
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedjax-rhd-prefetch")
@@ -301,6 +303,7 @@ def compiled_program(
             key = None  # not on disk: nothing for the next run to read ahead
     if key is not None:
         _used(key)
+        _HELD.add(key)
     table[memo] = (program, key)
     return program
 
@@ -367,7 +370,8 @@ def call(
 
 def forget(jitted: Callable[..., Any]) -> None:
     """Drop this process's programs of one jitted function (the next call loads or compiles)."""
-    _PROGRAMS.pop(id(jitted), None)
+    for _, key in _PROGRAMS.pop(id(jitted), {}).values():
+        _HELD.discard(key)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

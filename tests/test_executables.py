@@ -84,6 +84,8 @@ def test_a_runs_program_list_makes_the_next_run_read_its_programs_ahead(store):
     traces, ahead = len(TRACES), executables.PREFETCHED[_name()]
     np.testing.assert_array_equal(np.asarray(_scaled_ramp(x, np.float32(2.0), power=5)), first)
     assert len(TRACES) == traces and executables.PREFETCHED[_name()] == ahead + 1
+    # a program this process already holds is not read again (a sweep worker's earlier jobs)
+    assert executables.start_run_programs(run) == 0
 
 
 def test_a_new_static_value_or_shape_is_a_new_program(store):
