@@ -1057,3 +1057,27 @@ def test_bench_bootstrap_tiny(tmp_path, capsys):
     assert "old / new" in out and "cpus=" in out and "load average" in out
     rows = (tmp_path / "bootstrap.csv").read_text().splitlines()
     assert len(rows) == 3 and (tmp_path / "bootstrap.png").stat().st_size > 0
+
+
+@pytest.mark.slow  # a tiny CTGAN run compiles for ~20 s
+def test_the_outcome_diagnostic_redraws_outcomes_for_the_real_rows_of_a_run(tmp_path, tiny_data_root):
+    """experiments/synthetic/ctgan_outcome_diag.py on a tiny centralised run with the conditional draw: it
+    rebuilds the run from its overrides, draws outcomes for the real training rows with the run's outcome
+    model, and reports the run's own gap as written in results.json."""
+    import yaml
+
+    from tests.conftest import run_in_process
+    from tests.e2e.test_ctgan_end_to_end import CTGAN
+
+    overrides = [
+        *CTGAN, "strategy=centralized", "model.outcome_draw=conditional", "model.outcome_dim=[]",
+        "model.outcome_floor_censored=true",
+    ]  # fmt: skip
+    res = run_in_process(overrides, tmp_path / "run", tiny_data_root)
+    (tmp_path / "run" / ".hydra").mkdir()
+    (tmp_path / "run" / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump([*overrides, f"data_root={tiny_data_root}", "hydra.run.dir=x"])
+    )
+    gaps, own = script("synthetic/ctgan_outcome_diag.py").real_covariate_gaps(tmp_path / "run", draws=2)
+    assert own == res["final"]["generative"]["validation"]["tstr_difference"]
+    assert gaps.shape == (2,) and np.all(np.abs(gaps) < 1) and gaps[0] != gaps[1]  # two different draws
