@@ -54,7 +54,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 _STORE: list[Path] = []  # the folder, once enable_store() ran; empty: programs live in the process only
 LOADS: Counter[str] = Counter()  # programs loaded from disk in this process, per function name
 FAILED_LOADS: Counter[str] = Counter()
-PREFETCHED: Counter[str] = Counter()  # of LOADS, those a prefetch thread had read ahead (run_programs)
+PREFETCHED: Counter[str] = Counter()  # of LOADS, those read ahead (start_run_programs)
 _USED: list[str] = []  # keys of the stored programs this run called, in first-use order
 _HELD: set[str] = set()  # keys of the stored programs this process holds (a sweep worker's earlier jobs)
 _AHEAD: dict[str, Future[Any]] = {}  # key -> the prefetch thread's load of it
@@ -209,6 +209,7 @@ def start_run_programs(run: dict[str, Any]) -> int:
     were started (0: no store, or no earlier run of this configuration on this source).
     """
     _USED.clear()
+    _AHEAD.clear()  # an earlier run's reads it never took: not kept alive in a sweep worker
     folder = store()
     if folder is None:
         return 0
@@ -217,7 +218,7 @@ def start_run_programs(run: dict[str, Any]) -> int:
     except OSError:
         return 0
     # a sweep worker already holds its earlier jobs' programs: read ahead only what it lacks
-    keys = [k for k in keys if k not in _AHEAD and k not in _HELD and (folder / f"{k}.bin").is_file()]
+    keys = [k for k in keys if k not in _HELD and (folder / f"{k}.bin").is_file()]
     if not keys:
         return 0
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedjax-rhd-prefetch")

@@ -36,11 +36,21 @@ from fedjax_rhd.io import load_params
 from fedjax_rhd.metrics.synthetic.survival import train_synthetic_test_real
 from fedjax_rhd.models import ctgan_transform as tf
 from fedjax_rhd.models import outcome_model as om
+from fedjax_rhd.models.ctgan import conditional_outcome_model
 from fedjax_rhd.models.tabular import decode_table, table_schema
+
+RUN_FILES = (".hydra/overrides.yaml", "params.npz", "results.json")
 
 
 def real_covariate_gaps(run: Path, draws: int) -> tuple[np.ndarray, float]:
-    """(ΔC per draw with real covariates and model-drawn outcomes, the run's own ΔC)."""
+    """(ΔC per draw with real covariates and model-drawn outcomes, the run's own ΔC).
+
+    Raises:
+        SystemExit: ``run`` lacks one of ``RUN_FILES``, or is not a conditional-draw CTGAN run.
+    """
+    missing = [name for name in RUN_FILES if not (run / name).is_file()]
+    if missing:
+        raise SystemExit(f"{run}: not a finished run directory (no {', '.join(missing)})")
     overrides = [
         o
         for o in yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
@@ -53,16 +63,10 @@ def real_covariate_gaps(run: Path, draws: int) -> tuple[np.ndarray, float]:
         config.algorithm_spec(data.num_features, data.guide), data, config.seed.synthetic
     )
     model_config = spec.model_config
-    if model_config.outcome_draw != "conditional":
-        raise SystemExit(f"{run}: model.outcome_draw is {model_config.outcome_draw!r}, not conditional")
+    if config.model.name != "ctgan" or model_config.outcome_draw != "conditional":
+        raise SystemExit(f"{run}: not a CTGAN run with model.outcome_draw=conditional")
     modes = tf.Modes(*(np.asarray(a, np.float32) for a in model_config.fitted_modes))
-    weights, means, sds = modes.weights[-1], modes.means[-1], modes.stds[-1]  # log time's modes, as ctgan.py
-    centre = float(np.sum(weights * means))
-    spread = float(np.sqrt(max(np.sum(weights * (sds**2 + means**2)) - centre**2, 1e-6)))
-    floor = (
-        float(np.log(np.float32(model_config.time_floor))) if model_config.outcome_floor_censored else None
-    )
-    outcome = om.outcome_model(2 * data.num_features, tuple(model_config.outcome_dim), centre, spread, floor)
+    outcome = conditional_outcome_model(model_config, data.num_features, modes)
     stored = load_params(run / "params.npz")
     if "global" in stored:
         params = stored["global"]["outcome"]

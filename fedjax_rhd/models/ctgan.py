@@ -222,6 +222,23 @@ def sample_counted(
     return _build(config, num_features)[1](generator, rng, n)
 
 
+def log_time_scale(modes: tf.Modes) -> tuple[float, float]:
+    """(mean, sd) of log time under its fitted mode mixture (the last continuous column)."""
+    weights, means, sds = modes.weights[-1], modes.means[-1], modes.stds[-1]
+    mean = float(np.sum(weights * means))
+    return mean, float(np.sqrt(max(np.sum(weights * (sds**2 + means**2)) - mean**2, 1e-6)))
+
+
+def conditional_outcome_model(
+    config: CTGANConfig, num_features: int, modes: tf.Modes
+) -> om.OutcomeModel | None:
+    """The outcome model of ``outcome_draw="conditional"`` (None otherwise), on log time's fitted scale."""
+    if config.outcome_draw != "conditional":
+        return None
+    floor = float(np.log(np.float32(config.time_floor))) if config.outcome_floor_censored else None
+    return om.outcome_model(2 * num_features, config.outcome_dim, *log_time_scale(modes), floor)
+
+
 @functools.cache
 def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any]:
     """Build CTGAN as pure functions over ``{"generator", "critic"}`` parameter dicts.
@@ -247,14 +264,9 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
     pac, width, cond_w = config.pac, layout.width, layout.cond_width
     # the outcome loss: covariates = the row less log time (the last continuous column) and the event block
     n_covariates = layout.width - (1 + config.modes) - 2
-    t_w, t_mu, t_sd = modes.weights[-1], modes.means[-1], modes.stds[-1]
-    lt_mean = float(np.sum(t_w * t_mu))
-    lt_sd = float(np.sqrt(max(np.sum(t_w * (t_sd**2 + t_mu**2)) - lt_mean**2, 1e-6)))
+    lt_mean, lt_sd = log_time_scale(modes)
     # outcome_draw="conditional": p(e, log t | a row's values and flags as written), log time on that scale
-    outcome = None
-    if config.outcome_draw == "conditional":
-        floor = float(np.log(np.float32(config.time_floor))) if config.outcome_floor_censored else None
-        outcome = om.outcome_model(2 * num_features, config.outcome_dim, lt_mean, lt_sd, floor)
+    outcome = conditional_outcome_model(config, num_features, modes)
 
     def init(rng: PRNGKey) -> Params:
         keys = iter(jax.random.split(rng, 16))
