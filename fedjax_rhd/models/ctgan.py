@@ -74,6 +74,11 @@ class CTGANConfig:
     critic_dropout: float = 0.5
     tau: float = 0.2  # Gumbel-softmax temperature
     log_frequency: bool = True  # condition levels ∝ log(1 + count) in training (False: ∝ count)
+    # with log_frequency: a block's "missing" level and the observed flags keep their count share, and only
+    # the value levels share the rest ∝ log(1 + count). The paper's log frequency lifts rare levels (a
+    # mutation in 1 % of patients) against mode dropping, but it also over-draws the few rows with a
+    # missing value, which miss many at once (docs/ctgan.md §1); False = the paper's, every level by log
+    missing_by_count: bool = False
     time_floor: float = 1e-3  # follow-up below it is modelled as it (log time needs t > 0)
     reproduce_missingness: bool = True  # False: every synthetic value present
     # the mode-specific normaliser (ctgan_transform.fit_modes; rdt's ClusterBasedNormalizer settings)
@@ -152,6 +157,11 @@ class CTGANConfig:
                 "model.outcome_draw=conditional replaces the generator's outcome at sampling, so the outcome "
                 "loss (model.outcome_weight > 0) that shapes it has nothing to act on: set one of them"
             )
+        if self.missing_by_count and not self.log_frequency:
+            raise ValueError(
+                "model.missing_by_count=true keeps missingness at its count share under the log frequency; "
+                "with model.log_frequency=false every level is already drawn by count: set log_frequency=true"
+            )
 
     def for_guide(self, guide: Guide) -> CTGANConfig:
         """This config with ``guide``'s schema (column kinds, levels, valid ranges)."""
@@ -180,10 +190,23 @@ def gradient_penalty(critic: Any, real: jax.Array, fake: jax.Array, key: PRNGKey
     return jnp.mean((jnp.sqrt(jnp.sum(grads**2, axis=1) + 1e-12) - 1.0) ** 2)
 
 
-def condition_probabilities(counts: jax.Array, layout: tf.Layout, log_frequency: bool) -> jax.Array:
+def missing_positions(layout: tf.Layout) -> np.ndarray:
+    """bool[cond_width]: the condition positions of missingness (each binary and categorical block's
+    "missing" level, both levels of every observed flag); the value levels and the event are False."""
+    parts = [np.array([False, False, True])] * len(layout.binary)
+    parts += [np.r_[np.zeros(levels, bool), True] for _, levels in layout.categorical]
+    parts += [np.array([True, True])] * len(layout.continuous)
+    return np.concatenate([*parts, np.array([False, False])])
+
+
+def condition_probabilities(
+    counts: jax.Array, layout: tf.Layout, log_frequency: bool, missing_by_count: bool = False
+) -> jax.Array:
     """f32[cond_width] per discrete block, its levels' sampling probabilities (∝ log(1 + n) or n).
 
-    A block without any count (no row) gets equal probabilities.
+    ``missing_by_count`` (with ``log_frequency``): the positions of :func:`missing_positions` get their
+    count share n / N of the block, and the value levels share the rest ∝ log(1 + n). A block without
+    any count (no row) gets equal probabilities.
     """
     freq = jnp.log1p(counts) if log_frequency else counts
 
@@ -191,7 +214,24 @@ def condition_probabilities(counts: jax.Array, layout: tf.Layout, log_frequency:
         total = jnp.sum(block, axis=-1, keepdims=True)
         return jnp.where(total > 0, block / jnp.where(total > 0, total, 1.0), 1.0 / block.shape[-1])
 
-    return tf.block_apply(normalise, freq[None], layout.discrete_widths)[0]
+    probs = tf.block_apply(normalise, freq[None], layout.discrete_widths)[0]
+    if not (log_frequency and missing_by_count):
+        return probs
+    missing = missing_positions(layout)
+    share = tf.block_apply(normalise, counts[None], layout.discrete_widths)[0]  # n / N
+    value_log = tf.block_apply(normalise, jnp.where(missing, 0.0, freq)[None], layout.discrete_widths)[0]
+
+    def block_sum(values: jax.Array) -> jax.Array:  # each position: the sum over its block
+        return tf.block_apply(
+            lambda b: jnp.broadcast_to(jnp.sum(b, -1, keepdims=True), b.shape),
+            values[None],
+            layout.discrete_widths,
+        )[0]
+
+    # the mass the block's value levels hold by count: 1 − Σ over its missing positions of n / N
+    missing_mass = block_sum(jnp.where(missing, share, 0.0))
+    mixed = jnp.where(missing, share, (1.0 - missing_mass) * value_log)
+    return jnp.where(block_sum(counts) > 0, mixed, probs)  # a block no row holds: equal, as without
 
 
 def sample_conditions(
@@ -335,7 +375,7 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
     def conditional_batch(batch: NodeData, key: PRNGKey) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Training-by-sampling on ``batch``'s rows: (cond, column mask, real rows encoded)."""
         onehot = tf.discrete_onehot(batch, layout) * (batch.weight > 0)[:, None]
-        probs = condition_probabilities(onehot.sum(0), layout, config.log_frequency)
+        probs = condition_probabilities(onehot.sum(0), layout, config.log_frequency, config.missing_by_count)
         kc, kr, km = jax.random.split(key, 3)
         cond, mask, level = sample_conditions(probs, layout, kc, config.batch_size)
         holds = jnp.take(onehot, level, axis=1).T  # [B, n]: 1 where a row holds the condition's level

@@ -16,6 +16,7 @@ from fedjax_rhd.models import ctgan_transform as tf
 from fedjax_rhd.models.ctgan import (
     condition_probabilities,
     gradient_penalty,
+    missing_positions,
     sample_conditions,
     sample_counted,
 )
@@ -127,6 +128,46 @@ def test_condition_levels_follow_log_frequencies_by_hand():
     assert np.all(np.abs(level_share - np.asarray(expected) / 4) <= 4 * se + 1e-12)
 
 
+def test_missing_by_count_keeps_missingness_at_its_share_by_hand():
+    # blocks: binary b0 (3), binary b1 (3), categorical (a, b, c, missing), flag (missing, observed), event
+    layout = tf.Layout(continuous=(4,), modes=4, binary=(0, 5), categorical=((1, 3),))
+    assert layout.discrete_widths == (3, 3, 4, 2, 2)
+    np.testing.assert_array_equal(missing_positions(layout), [0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 0, 0])
+    e = float(np.e)
+    counts = jnp.array(
+        # b0: 9, 99, 12 missing (N = 120); b1: no row; categorical: e − 1, 0, e² − 1, 2 missing;
+        # flag: 3 missing, 7 observed; event: e − 1, e² − 1
+        [9, 99, 12, 0, 0, 0, e - 1, 0, e**2 - 1, 2, 3, 7, e - 1, e**2 - 1],
+        jnp.float32,
+    )
+    probs = np.asarray(jax.jit(condition_probabilities, static_argnums=(1, 2, 3))(counts, layout, True, True))
+    n_cat = e - 1 + e**2 - 1 + 2
+    expected = [
+        0.9 / 3,
+        0.9 * 2 / 3,
+        0.1,  # missing at 12 / 120; the values' 0.9 split ln 10 : ln 100 = 1 : 2
+        1 / 3,
+        1 / 3,
+        1 / 3,  # no row: equal, as without the option
+        (1 - 2 / n_cat) / 3,
+        0.0,
+        (1 - 2 / n_cat) * 2 / 3,
+        2 / n_cat,  # a level no row holds: never
+        0.3,
+        0.7,  # the flag by count, not ln 4 : ln 8
+        1 / 3,
+        2 / 3,  # the event is a value block: ln e : ln e² as the paper's
+    ]
+    np.testing.assert_allclose(probs, expected, rtol=1e-6)
+    # the option changes nothing by itself: ∝ count, or the paper's log frequency, stay as they were
+    for log_frequency in (False, True):
+        plain = condition_probabilities(counts, layout, log_frequency)
+        np.testing.assert_array_equal(condition_probabilities(counts, layout, log_frequency, False), plain)
+    np.testing.assert_array_equal(
+        condition_probabilities(counts, layout, False, True), condition_probabilities(counts, layout, False)
+    )
+
+
 def test_gradient_penalty_by_hand():
     pac, d = 2, 2
     real = jnp.arange(8.0).reshape(4, d)
@@ -154,6 +195,8 @@ def test_gradient_penalty_by_hand():
 def test_config_refuses_a_batch_that_pac_does_not_divide():
     with pytest.raises(ValueError, match=r"model.batch_size=55 .*multiple of model.pac"):
         CTGANConfig(batch_size=55, pac=10)
+    with pytest.raises(ValueError, match="missing_by_count=true .* set log_frequency=true"):
+        CTGANConfig(log_frequency=False, missing_by_count=True)
 
 
 def test_strategies_that_change_one_losss_gradient_are_refused():
