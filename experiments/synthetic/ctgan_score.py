@@ -31,7 +31,12 @@ from fedjax_rhd.report.sweep import seed_t_interval
 METRICS = (
     "tstr_difference", "tstr_deepsurv_difference", "sdmetrics_quality", "csf", "gsf", "mia_auc",
     "detection_auc", "corr_blast_logt", "event_share", "tp53_missing", "impossible_values",
+    "rare_share_ratio", "rare_under_quarter", "any_missing",
 )  # fmt: skip
+RARE = (
+    0.01,
+    0.03,
+)  # a binary covariate that this share of real training patients holds is "rare" (session 16)
 
 
 def diagnostics(df: pd.DataFrame, features: list[str]) -> dict[str, float]:
@@ -47,6 +52,26 @@ def diagnostics(df: pd.DataFrame, features: list[str]) -> dict[str, float]:
         "missing_share": float(df[features].isna().mean().mean()),
         "logt_no_event": float(log_t[df["event"] == 0].mean()),
         "logt_event": float(log_t[df["event"] == 1].mean()),
+    }
+
+
+def rare_levels(
+    real: pd.DataFrame, syn: pd.DataFrame, binaries: list[str], features: list[str]
+) -> dict[str, float]:
+    """How the generator draws rare binary covariates (held by 1-3 % of real patients; ctgan.md, session 16).
+
+    ``rare_share_ratio``: the median over those columns of synthetic share / real share (1 = as real);
+    ``rare_under_quarter``: how many of them are drawn at under a quarter of their real share;
+    ``any_missing``: the synthetic rows' share with any covariate missing (``real_any_missing`` beside it).
+    """
+    real_share = real[binaries].astype(float).mean()
+    rare = [c for c in binaries if RARE[0] <= real_share[c] <= RARE[1]]
+    ratio = syn[rare].astype(float).mean() / real_share[rare]
+    return {
+        "rare_columns": len(rare),
+        "rare_share_ratio": float(np.median(ratio)) if rare else float("nan"),
+        "rare_under_quarter": int(np.sum(ratio < 0.25)),
+        "any_missing": float(syn[features].isna().any(axis=1).mean()),
     }
 
 
@@ -84,6 +109,7 @@ def score(run: Path) -> dict[str, Any]:
     utility = json.loads((run / "validation_report.json").read_text())["utility"]
     head = json.loads((run / "results.json").read_text())["final"]["generative"]["validation"]
     features = [f.name for f in guide.features]
+    binaries = [f.name for f in guide.features if f.kind == "binary"]
     return {
         "run": run.name,
         "tstr_c_synthetic": utility["tstr"]["c_index_train_synthetic"],
@@ -97,6 +123,8 @@ def score(run: Path) -> dict[str, Any]:
         "impossible_values": head["validity_total"],
         **diagnostics(syn, features),
         **{f"real_{k}": v for k, v in diagnostics(real, features).items()},
+        **rare_levels(real, syn, binaries, features),
+        "real_any_missing": float(real[features].isna().any(axis=1).mean()),
     }
 
 

@@ -861,6 +861,16 @@ def test_ctgan_score_diagnostics_and_paired_intervals(tmp_path, capsys):
     assert got["missing_share"] == 0.25  # one of four values missing in each feature
     assert got["logt_no_event"] == pytest.approx(-2.0) and got["logt_event"] == pytest.approx(1.5)
     assert mod.diagnostics(table.drop(columns="TP53"), ["bm_blasts"]) == {}
+    # rare binaries: 200 real rows; r1 held by 2 (1 %) and r2 by 4 (2 %) are rare, common by 100 (50 %) is not
+    real = pd.DataFrame({"r1": [1.0] * 2 + [0.0] * 198, "r2": [1.0] * 4 + [0.0] * 196,
+                         "common": [1.0, 0.0] * 100, "v": [1.0] * 200})  # fmt: skip
+    syn = pd.DataFrame({"r1": [0.0] * 100, "r2": [1.0] * 3 + [0.0] * 96 + [None],
+                        "common": [1.0] * 100, "v": [None] * 10 + [2.0] * 90})  # fmt: skip
+    rare = mod.rare_levels(real, syn, ["r1", "r2", "common"], ["r1", "r2", "common", "v"])
+    # r1: 0 / 1 % = 0; r2: (3 of its 99 seen rows) / 2 % (the missing row left out of the share); the median
+    assert rare["rare_columns"] == 2 and rare["rare_share_ratio"] == pytest.approx((0 + 3 / 99 / 0.02) / 2)
+    assert rare["rare_under_quarter"] == 1  # r1
+    assert rare["any_missing"] == pytest.approx(0.11)  # 10 rows miss v, one more misses r2
     runs = pd.DataFrame(
         {"run": ["A_s0", "A_s1", "B_s0", "B_s1"], **{m: [0.0] * 4 for m in mod.METRICS}}
     ).assign(tstr_difference=[0.1, 0.4, 0.0, 0.1])
