@@ -79,6 +79,9 @@ class CTGANConfig:
     # mutation in 1 % of patients) against mode dropping, but it also over-draws the few rows with a
     # missing value, which miss many at once (docs/ctgan.md §1); False = the paper's, every level by log
     missing_by_count: bool = False
+    # with log_frequency: 0 = value levels ∝ log(1 + n), the paper's; p in (0, 1] = ∝ n^p (1: by count), a
+    # milder lift of rare levels than the log's (session 16, experiments/synthetic/ctgan.md)
+    frequency_power: float = 0.0
     time_floor: float = 1e-3  # follow-up below it is modelled as it (log time needs t > 0)
     reproduce_missingness: bool = True  # False: every synthetic value present
     # the mode-specific normaliser (ctgan_transform.fit_modes; rdt's ClusterBasedNormalizer settings)
@@ -144,7 +147,7 @@ class CTGANConfig:
             "mode_min_count": self.mode_min_count >= 0, "mode_node_min_count": self.mode_node_min_count >= 0,
             "n_synthetic": self.n_synthetic >= 0, "outcome_weight": self.outcome_weight >= 0,
             "outcome_lr": self.outcome_lr >= 0, "generator_ema": 0 <= self.generator_ema < 1,
-            "outcome_l2": self.outcome_l2 >= 0,
+            "outcome_l2": self.outcome_l2 >= 0, "frequency_power": 0 <= self.frequency_power <= 1,
         }  # fmt: skip
         for key, ok in checks.items():
             if not ok:
@@ -156,6 +159,11 @@ class CTGANConfig:
             raise ValueError(
                 "model.outcome_draw=conditional replaces the generator's outcome at sampling, so the outcome "
                 "loss (model.outcome_weight > 0) that shapes it has nothing to act on: set one of them"
+            )
+        if self.frequency_power and not self.log_frequency:
+            raise ValueError(
+                "model.frequency_power replaces the log of model.log_frequency=true; with log_frequency=false"
+                " every level is drawn by count: set log_frequency=true"
             )
         if self.missing_by_count and not self.log_frequency:
             raise ValueError(
@@ -200,15 +208,24 @@ def missing_positions(layout: tf.Layout) -> np.ndarray:
 
 
 def condition_probabilities(
-    counts: jax.Array, layout: tf.Layout, log_frequency: bool, missing_by_count: bool = False
+    counts: jax.Array,
+    layout: tf.Layout,
+    log_frequency: bool,
+    missing_by_count: bool = False,
+    power: float = 0.0,
 ) -> jax.Array:
     """f32[cond_width] per discrete block, its levels' sampling probabilities (∝ log(1 + n) or n).
+
+    ``power`` > 0 (with ``log_frequency``): ∝ n^power in place of log(1 + n).
 
     ``missing_by_count`` (with ``log_frequency``): the positions of :func:`missing_positions` get their
     count share n / N of the block, and the value levels share the rest ∝ log(1 + n). A block without
     any count (no row) gets equal probabilities.
     """
-    freq = jnp.log1p(counts) if log_frequency else counts
+    if not log_frequency:
+        freq = counts
+    else:
+        freq = jnp.power(counts, power) if power else jnp.log1p(counts)
 
     def normalise(block: jax.Array) -> jax.Array:
         total = jnp.sum(block, axis=-1, keepdims=True)

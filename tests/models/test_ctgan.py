@@ -159,6 +159,15 @@ def test_missing_by_count_keeps_missingness_at_its_share_by_hand():
         2 / 3,  # the event is a value block: ln e : ln e² as the paper's
     ]
     np.testing.assert_allclose(probs, expected, rtol=1e-6)
+    # power 1/2 for the log: b0 (9, 81, 10 missing): missing 0.1, the values' 0.9 split √9 : √81 = 3 : 9
+    sqrt_counts = counts.at[:3].set(jnp.array([9.0, 81.0, 10.0]))
+    sqrt = np.asarray(
+        jax.jit(condition_probabilities, static_argnums=(1, 2, 3, 4))(sqrt_counts, layout, True, True, 0.5)
+    )
+    np.testing.assert_allclose(sqrt[:3], [0.9 * 3 / 12, 0.9 * 9 / 12, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(sqrt[10:12], [0.3, 0.7], rtol=1e-6)  # flags by count still
+    cat = np.sqrt([e - 1, 0.0, e**2 - 1])
+    np.testing.assert_allclose(sqrt[6:10], [*((1 - 2 / n_cat) * cat / cat.sum()), 2 / n_cat], rtol=1e-6)
     # the option changes nothing by itself: ∝ count, or the paper's log frequency, stay as they were
     for log_frequency in (False, True):
         plain = condition_probabilities(counts, layout, log_frequency)
@@ -197,6 +206,10 @@ def test_config_refuses_a_batch_that_pac_does_not_divide():
         CTGANConfig(batch_size=55, pac=10)
     with pytest.raises(ValueError, match="missing_by_count=true .* set log_frequency=true"):
         CTGANConfig(log_frequency=False, missing_by_count=True)
+    with pytest.raises(ValueError, match="frequency_power replaces the log"):
+        CTGANConfig(log_frequency=False, frequency_power=0.5)
+    with pytest.raises(ValueError, match="model.frequency_power=1.5 is out of range"):
+        CTGANConfig(frequency_power=1.5)
 
 
 def test_strategies_that_change_one_losss_gradient_are_refused():
