@@ -392,7 +392,9 @@ def _build(config: CTGANConfig, num_features: int) -> tuple[GenerativeModel, Any
     def conditional_batch(batch: NodeData, key: PRNGKey) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Training-by-sampling on ``batch``'s rows: (cond, column mask, real rows encoded)."""
         onehot = tf.discrete_onehot(batch, layout) * (batch.weight > 0)[:, None]
-        probs = condition_probabilities(onehot.sum(0), layout, config.log_frequency, config.missing_by_count)
+        probs = condition_probabilities(
+            onehot.sum(0), layout, config.log_frequency, config.missing_by_count, config.frequency_power
+        )
         kc, kr, km = jax.random.split(key, 3)
         cond, mask, level = sample_conditions(probs, layout, kc, config.batch_size)
         holds = jnp.take(onehot, level, axis=1).T  # [B, n]: 1 where a row holds the condition's level

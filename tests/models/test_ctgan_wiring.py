@@ -8,6 +8,8 @@ than the generator writes it, or from no gradient reaching it."""
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,3 +154,35 @@ def test_the_outcome_loss_reproduces_a_deterministic_covariate_outcome_link():
     v_syn, log_t = table["v"].to_numpy(), np.log(table["time"].to_numpy())
     assert np.corrcoef(v_syn, log_t)[0, 1] < -0.6
     assert abs(table["event"].mean() - 0.5) < 0.1  # the independent event's share kept
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"log_frequency": False},
+        {"missing_by_count": True},
+        {"missing_by_count": True, "frequency_power": 0.5},
+    ],
+)
+def test_the_training_step_draws_conditions_as_configured(monkeypatch, options):
+    """Training-by-sampling's level probabilities get every option of the config (session 16 ran a design
+    whose ``frequency_power`` never reached the step: this would have caught it)."""
+    module = importlib.import_module("fedjax_rhd.models.ctgan")  # the package's ``ctgan`` is the factory
+    seen = []
+    original = module.condition_probabilities
+
+    def recording(counts, layout, *args):
+        seen.append(args)
+        return original(counts, layout, *args)
+
+    monkeypatch.setattr(module, "condition_probabilities", recording)
+    config = CTGANConfig(
+        schema=SCHEMA, batch_size=10, pac=2, generator_dim=(8,), critic_dim=(8,), embedding_dim=4, modes=3,
+        **options,
+    )  # fmt: skip
+    model = ctgan(config, 5)
+    params = model.init(jax.random.key(0))
+    jax.jit(model.local_training.step)(params, model.local_training.init(params), _rows(), jax.random.key(1))
+    expected = (config.log_frequency, config.missing_by_count, config.frequency_power)
+    assert seen and all(args == expected for args in seen)
