@@ -167,11 +167,20 @@ def test_vae_bgm_survival_preset_is_the_study_budget_with_the_confirmed_outcome_
     assert default == ("latent", "gaussian", (64,))
 
 
-def test_ctgan_survival_preset_is_the_package_budget_with_the_confirmed_outcome_draw():
-    """+experiment=ctgan_survival: +experiment=ctgan's budget plus the session-12 settings, last iterate."""
+def test_ctgan_survival_preset_is_the_package_budget_with_the_confirmed_settings():
+    """+experiment=ctgan_survival: +experiment=ctgan's budget plus the settings confirmed in session 16."""
     c, base = typed(["+experiment=ctgan_survival"]), typed(["+experiment=ctgan"])
     assert (c.strategy.rounds, c.strategy.selection, c.strategy.client.local_epochs) == (90, "last", 10)
     assert (c.model.outcome_draw, c.model.outcome_lr, c.model.outcome_dim) == ("conditional", 1e-3, ())
-    assert (c.model.log_frequency, c.model.generator_ema) == (False, 0.0)
-    assert (base.model.outcome_draw, base.model.log_frequency) == ("generator", True)
-    assert typed(["+experiment=ctgan_survival", "model.generator_ema=0.995"]).model.generator_ema == 0.995
+    assert (c.model.log_frequency, c.model.missing_by_count, c.model.frequency_power) == (True, True, 0.5)
+    assert c.model.generator_ema == 0.995
+    assert (base.model.outcome_draw, base.model.log_frequency, base.model.missing_by_count) == (
+        "generator",
+        True,
+        False,
+    )
+    assert (base.model.frequency_power, base.model.generator_ema) == (0.0, 0.0)
+    # session 12's setting, as the preset's comment writes it, composes and validates
+    old = typed(["+experiment=ctgan_survival", "model.generator_ema=0", "model.log_frequency=false",
+                 "model.missing_by_count=false", "model.frequency_power=0"])  # fmt: skip
+    assert (old.model.log_frequency, old.model.generator_ema) == (False, 0.0)
