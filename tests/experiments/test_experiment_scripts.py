@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from fedjax_rhd.cohorts import resolve_real_data_root
+from fedjax_rhd.metrics.synthetic._columns import numeric_matrix
 from tests.experiments.fake_sweep import write_fake_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1091,3 +1092,10 @@ def test_the_outcome_diagnostic_redraws_outcomes_for_the_real_rows_of_a_run(tmp_
     gaps, own = script("synthetic/ctgan_outcome_diag.py").real_covariate_gaps(tmp_path / "run", draws=2)
     assert own == res["final"]["generative"]["validation"]["tstr_difference"]
     assert gaps.shape == (2,) and np.all(np.abs(gaps) < 1) and gaps[0] != gaps[1]  # two different draws
+    # the column costs: one per numeric column, costliest first, each a change of C; shares are column means
+    mod = script("synthetic/ctgan_outcome_diag.py")
+    tables = mod.run_tables(tmp_path / "run")
+    costs = mod.column_costs(tables)
+    names = [name for _, name, _, _ in costs]
+    assert sorted(names) == sorted(numeric_matrix(tables.real_train, tables.guide.features)[1])
+    assert [c for c, *_ in costs] == sorted(c for c, *_ in costs) and all(abs(c) <= 1 for c, *_ in costs)

@@ -193,6 +193,25 @@ def _cox_c(train: pl.DataFrame, test: pl.DataFrame, guide: Guide, l2: float) -> 
     return concordance_index(tt, et.astype(int), design(test) @ beta)
 
 
+def linear_cox_terms(
+    train: pl.DataFrame, test: pl.DataFrame, guide: Guide, *, l2: float = 1.0
+) -> tuple[np.ndarray, list[str]]:
+    """Each feature column's term b_j · z_j of a linear Cox fitted on ``train``, on ``test``'s rows.
+
+    The same fit as :func:`train_synthetic_test_real` (standardised on ``train``, missing at the mean); a
+    column constant on ``train`` gets 0. Returns (f64[n_test, n_columns], the column names of
+    ``numeric_matrix``): summed over columns it is the risk score whose C that function reports.
+    """
+    design = _Design(guide, train)
+    t, e = _outcome(train)
+    ok = np.isfinite(t) & np.isfinite(e)
+    beta = np.zeros(design.keep.size)
+    beta[design.keep] = fit_linear_cox(design(train)[ok], t[ok], e[ok], l2=l2)
+    z = np.zeros((test.height, design.keep.size))
+    z[:, design.keep] = design(test)
+    return z * beta, numeric_matrix(test, guide.features)[1]
+
+
 def train_synthetic_test_real(
     real_train: pl.DataFrame, synthetic: pl.DataFrame, holdout: pl.DataFrame, guide: Guide, *, l2: float = 1.0
 ) -> dict[str, float]:

@@ -74,3 +74,25 @@ def test_km_comparison_and_tstr(mds_split, mds_guide):
     assert abs(bad["c_index_train_synthetic"] - 0.5) < 0.1 and bad["difference"] < -0.1
     gap = sv.km_comparison(train, broken, mds_guide, "TP53")
     assert not gap["same_conclusion"] and max(v["max_gap"] for v in gap["levels"].values()) > 0.1
+
+
+def test_linear_cox_terms_sum_to_the_tstr_risk_score(mds_split, mds_guide):
+    """Per-column terms of the TSTR Cox: summed, the same C as train_synthetic_test_real; a column constant
+    on the training table gets 0 on every test row; the names are numeric_matrix's."""
+    from fedjax_rhd.metrics.concordance import concordance_index
+    from fedjax_rhd.metrics.synthetic._columns import numeric_matrix
+
+    train, holdout, _ = mds_split
+    terms, names = sv.linear_cox_terms(train, holdout, mds_guide)
+    assert (
+        terms.shape == (holdout.height, len(names))
+        and names == numeric_matrix(holdout, mds_guide.features)[1]
+    )
+    t, e = holdout["time"].to_numpy(), holdout["event"].to_numpy().astype(int)
+    c = concordance_index(t, e, terms.sum(axis=1))
+    assert c == pytest.approx(
+        sv.train_synthetic_test_real(train, train, holdout, mds_guide)["c_index_train_real"]
+    )
+    flat = train.with_columns(pl.lit(1.0).alias("TP53"))  # constant: carries nothing, its term is 0
+    terms_flat, _ = sv.linear_cox_terms(flat, holdout, mds_guide)
+    assert np.all(terms_flat[:, names.index("TP53")] == 0.0) and np.any(terms_flat != 0.0)
