@@ -50,7 +50,7 @@ from fedjax_rhd.models.ctgan import conditional_outcome_model
 from fedjax_rhd.models.tabular import decode_table, table_schema
 from harmonize.guide import Guide
 
-RUN_FILES = (".hydra/overrides.yaml", "params.npz", "results.json")
+RUN_FILES = (".hydra/overrides.yaml", "params.npz", "results.json", "synthetic.parquet")
 
 
 class RunTables(NamedTuple):
@@ -125,13 +125,19 @@ def real_covariate_gaps(run: Path, draws: int) -> tuple[np.ndarray, float]:
         SystemExit: as :func:`run_tables`.
     """
     tables = run_tables(run)
-    gaps = [
-        train_synthetic_test_real(tables.real_train, tables.draw(100 + d), tables.holdout, tables.guide)[
-            "difference"
+    return covariate_gaps(tables, draws), tables.own_gap
+
+
+def covariate_gaps(tables: RunTables, draws: int) -> np.ndarray:
+    """ΔC per draw (keys 100, 101, ...) with real covariates and model-drawn outcomes."""
+    return np.asarray(
+        [
+            train_synthetic_test_real(tables.real_train, tables.draw(100 + d), tables.holdout, tables.guide)[
+                "difference"
+            ]
+            for d in range(draws)
         ]
-        for d in range(draws)
-    ]
-    return np.asarray(gaps), tables.own_gap
+    )
 
 
 def column_costs(tables: RunTables) -> list[tuple[float, str, float, float]]:
@@ -141,12 +147,13 @@ def column_costs(tables: RunTables) -> list[tuple[float, str, float, float]]:
     time, event = tables.holdout["time"].to_numpy(), tables.holdout["event"].to_numpy().astype(int)
     own, names = linear_cox_terms(tables.draw(100), tables.holdout, tables.guide)
     synthetic, _ = linear_cox_terms(tables.synthetic, tables.holdout, tables.guide)
-    base = concordance_index(time, event, own.sum(axis=1))
+    score = own.sum(axis=1)
+    base = concordance_index(time, event, score)
     real_x, _ = numeric_matrix(tables.real_train, tables.guide.features)
     syn_x, _ = numeric_matrix(tables.synthetic, tables.guide.features)
     costs = []
     for j, name in enumerate(names):
-        swapped = concordance_index(time, event, own.sum(axis=1) - own[:, j] + synthetic[:, j])
+        swapped = concordance_index(time, event, score - own[:, j] + synthetic[:, j])
         real_share = float(np.nanmean(real_x[:, j])) if np.isfinite(real_x[:, j]).any() else float("nan")
         syn_share = float(np.nanmean(syn_x[:, j])) if np.isfinite(syn_x[:, j]).any() else float("nan")
         costs.append((swapped - base, name, real_share, syn_share))
@@ -163,13 +170,14 @@ def main() -> None:
     args = parser.parse_args()
     print("run | ΔC real covariates, mean (sd; min, max over draws) | the run's ΔC (generated covariates)")
     for run in args.runs:
-        gaps, own = real_covariate_gaps(run, args.draws)
+        tables = run_tables(run)  # the data layer rebuilt once per run, for the gaps and the columns
+        gaps, own = covariate_gaps(tables, args.draws), tables.own_gap
         print(
             f"{run.name} | {gaps.mean():+.4f} ({gaps.std(ddof=1):.4f}; {gaps.min():+.4f}, {gaps.max():+.4f})"
             f" | {own:+.4f}"
         )
         if args.columns:
-            for cost, name, real_share, syn_share in column_costs(run_tables(run))[: args.columns]:
+            for cost, name, real_share, syn_share in column_costs(tables)[: args.columns]:
                 print(f"  {name}: C lost {cost:+.4f}; mean real {real_share:.4f}, synthetic {syn_share:.4f}")
 
 

@@ -33,10 +33,8 @@ METRICS = (
     "detection_auc", "corr_blast_logt", "event_share", "tp53_missing", "impossible_values",
     "rare_share_ratio", "rare_under_quarter", "any_missing",
 )  # fmt: skip
-RARE = (
-    0.01,
-    0.03,
-)  # a binary covariate that this share of real training patients holds is "rare" (session 16)
+# a binary covariate that this share of real training patients holds is "rare" (session 16)
+RARE = (0.01, 0.03)
 
 
 def diagnostics(df: pd.DataFrame, features: list[str]) -> dict[str, float]:

@@ -219,8 +219,8 @@ def condition_probabilities(
     ``power`` > 0 (with ``log_frequency``): ∝ n^power in place of log(1 + n).
 
     ``missing_by_count`` (with ``log_frequency``): the positions of :func:`missing_positions` get their
-    count share n / N of the block, and the value levels share the rest ∝ log(1 + n). A block without
-    any count (no row) gets equal probabilities.
+    count share n / N of the block, and the value levels share the rest (∝ log(1 + n), or n^power). A
+    block without any count (no row) gets equal probabilities.
     """
     if not log_frequency:
         freq = counts
@@ -236,7 +236,7 @@ def condition_probabilities(
         return probs
     missing = missing_positions(layout)
     share = tf.block_apply(normalise, counts[None], layout.discrete_widths)[0]  # n / N
-    value_log = tf.block_apply(normalise, jnp.where(missing, 0.0, freq)[None], layout.discrete_widths)[0]
+    value_freq = tf.block_apply(normalise, jnp.where(missing, 0.0, freq)[None], layout.discrete_widths)[0]
 
     def block_sum(values: jax.Array) -> jax.Array:  # each position: the sum over its block
         return tf.block_apply(
@@ -247,7 +247,7 @@ def condition_probabilities(
 
     # the mass the block's value levels hold by count: 1 − Σ over its missing positions of n / N
     missing_mass = block_sum(jnp.where(missing, share, 0.0))
-    mixed = jnp.where(missing, share, (1.0 - missing_mass) * value_log)
+    mixed = jnp.where(missing, share, (1.0 - missing_mass) * value_freq)
     return jnp.where(block_sum(counts) > 0, mixed, probs)  # a block no row holds: equal, as without
 
 

@@ -184,11 +184,16 @@ class _Design:
         return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)[:, self.keep]
 
 
-def _cox_c(train: pl.DataFrame, test: pl.DataFrame, guide: Guide, l2: float) -> float:
+def _fit_cox(train: pl.DataFrame, guide: Guide, l2: float) -> tuple[_Design, np.ndarray]:
+    """The train-on-X Cox: its design (standardised on ``train``) and coefficients on the kept columns."""
     design = _Design(guide, train)
     t, e = _outcome(train)
     ok = np.isfinite(t) & np.isfinite(e)
-    beta = fit_linear_cox(design(train)[ok], t[ok], e[ok], l2=l2)
+    return design, fit_linear_cox(design(train)[ok], t[ok], e[ok], l2=l2)
+
+
+def _cox_c(train: pl.DataFrame, test: pl.DataFrame, guide: Guide, l2: float) -> float:
+    design, beta = _fit_cox(train, guide, l2)
     tt, et = _outcome(test)
     return concordance_index(tt, et.astype(int), design(test) @ beta)
 
@@ -202,11 +207,9 @@ def linear_cox_terms(
     column constant on ``train`` gets 0. Returns (f64[n_test, n_columns], the column names of
     ``numeric_matrix``): summed over columns it is the risk score whose C that function reports.
     """
-    design = _Design(guide, train)
-    t, e = _outcome(train)
-    ok = np.isfinite(t) & np.isfinite(e)
+    design, kept = _fit_cox(train, guide, l2)
     beta = np.zeros(design.keep.size)
-    beta[design.keep] = fit_linear_cox(design(train)[ok], t[ok], e[ok], l2=l2)
+    beta[design.keep] = kept
     z = np.zeros((test.height, design.keep.size))
     z[:, design.keep] = design(test)
     return z * beta, numeric_matrix(test, guide.features)[1]
